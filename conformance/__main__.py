@@ -1,0 +1,72 @@
+"""Command line: ``python -m conformance replay --impl=SPEC CASE`` and ``... list-impls``.
+
+``replay`` runs one case (the token printed in a failure report) and checks every property, or
+only ``--property=NAME``; it exits 1 when any property is violated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _replay(args) -> int:
+    from conformance import properties
+    from conformance.cases import LayerCase
+    from conformance.harness import GroupPool
+    from conformance.runner import ImplUnusable
+    from conformance.suite import Suite, format_failure
+    from impls.registry import ImplError, classify
+
+    try:
+        case = LayerCase.from_token(args.case)
+    except (ValueError, TypeError) as exc:
+        print(f"replay: cannot read the case token: {exc}", file=sys.stderr)
+        return 2
+    suite = Suite(args.impl, GroupPool(timeout_s=args.timeout))
+    try:
+        classify(args.impl)
+        suite.description
+        ev = suite.evidence(case)
+        names = [args.property] if args.property else list(properties.SPEC)
+        failed = 0
+        for name in names:
+            found = properties.evaluate(ev, name)
+            if found:
+                failed += 1
+                print(format_failure(ev, name, found, args.impl), end="\n\n")
+            else:
+                print(f"ok: {name}")
+        print(f"{len(names) - failed} passed, {failed} failed")
+        return 1 if failed else 0
+    except (ImplError, ImplUnusable) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    finally:
+        suite.pool.close()
+
+
+def _list(_args) -> int:
+    from impls.registry import available
+
+    for e in available().values():
+        print(f"{e.name:<36} {e.summary}{'' if e.correct else '  [seeded bug]'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tpconform", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rp = sub.add_parser("replay", help="run one case and check the properties")
+    rp.add_argument("--impl", default="reference")
+    rp.add_argument("--property", default=None)
+    rp.add_argument("--timeout", type=float, default=20.0)
+    rp.add_argument("case", help="the case token from a failure report")
+    rp.set_defaults(func=_replay)
+    sub.add_parser("list-impls", help="list the registry").set_defaults(func=_list)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""One example of the spec: a layer case, and the tensors it is checked on.
+
+A :class:`LayerCase` is plain data (it crosses to the workers and prints as a one-line token that
+replays it). :func:`make_tensors` turns a case into the exact weight, bias, input and upstream
+gradient, deterministically from the case's seed, already rounded to the case's dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+import torch
+
+KINDS = ("column", "row")
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    kind: str  # "column" or "row"
+    world_size: int
+    in_features: int
+    out_features: int
+    batch_shape: tuple[int, ...]
+    dtype: str
+    bias: bool
+    # column: gather_output; row: input_is_parallel
+    gather_output: bool = True
+    input_is_parallel: bool = False
+    noncontiguous: bool = False
+    scale: float = 1.0
+    seed: int = 0
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    @property
+    def option(self) -> str:
+        if self.kind == "column":
+            return f"gather_output={self.gather_output}"
+        return f"input_is_parallel={self.input_is_parallel}"
+
+    @property
+    def uneven(self) -> bool:
+        dim = self.out_features if self.kind == "column" else self.in_features
+        return dim % self.world_size != 0
+
+    def describe(self) -> str:
+        batch = "x".join(map(str, self.batch_shape)) or "()"
+        return (
+            f"{self.kind} layer, world_size={self.world_size}, in_features={self.in_features}, "
+            f"out_features={self.out_features}, batch_shape={batch}, dtype={self.dtype}, "
+            f"bias={self.bias}, {self.option}, noncontiguous={self.noncontiguous}, "
+            f"scale={self.scale}, seed={self.seed}"
+        )
+
+    def token(self) -> str:
+        """A compact one-line form that :meth:`from_token` reads back (used by replay commands)."""
+        parts = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                v = "x".join(map(str, v)) or "-"
+            elif isinstance(v, bool):
+                v = int(v)
+            parts.append(f"{f.name}={v}")
+        return ",".join(parts)
+
+    @classmethod
+    def from_token(cls, token: str) -> "LayerCase":
+        raw = dict(item.split("=", 1) for item in token.strip().split(","))
+        kw: dict = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            v = raw[f.name]
+            if f.name == "batch_shape":
+                kw[f.name] = tuple(int(s) for s in v.split("x")) if v not in ("-", "") else ()
+            elif f.name in ("kind", "dtype"):
+                kw[f.name] = v
+            elif f.name == "scale":
+                kw[f.name] = float(v)
+            elif f.name in ("bias", "gather_output", "input_is_parallel", "noncontiguous"):
+                kw[f.name] = bool(int(v))
+            else:
+                kw[f.name] = int(v)
+        return cls(**kw)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["batch_shape"] = list(self.batch_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LayerCase":
+        d = dict(d)
+        d["batch_shape"] = tuple(d["batch_shape"])
+        return cls(**d)
+
+
+@dataclass
+class CaseTensors:
+    """The exact tensors of one example, in the case's dtype."""
+
+    weight: torch.Tensor  # [out, in]
+    bias: Optional[torch.Tensor]  # [out] or None
+    x: torch.Tensor  # [*batch, in]
+    grad_out: torch.Tensor  # [*batch, out]
+
+    def as_dict(self) -> dict:
+        return {"weight": self.weight, "bias": self.bias, "x": self.x, "grad_out": self.grad_out}
+
+
+def make_tensors(case: LayerCase) -> CaseTensors:
+    """Weight, non-zero bias, input and a random (not all-ones) upstream gradient for ``case``."""
+    gen = torch.Generator().manual_seed(case.seed)
+    dt = case.torch_dtype
+
+    def normal(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dt)
+
+    weight = normal(case.out_features, case.in_features, scale=case.in_features**-0.5)
+    # a bias bounded away from zero: a zero bias hides the bias-added-on-every-rank bug
+    bias = None
+    if case.bias:
+        magnitude = 0.5 + torch.rand(case.out_features, generator=gen, dtype=torch.float64)
+        sign = torch.randint(0, 2, (case.out_features,), generator=gen).double() * 2 - 1
+        bias = (magnitude * sign).to(dt)
+    x = normal(*case.batch_shape, case.in_features, scale=case.scale)
+    grad_out = normal(*case.batch_shape, case.out_features)
+    return CaseTensors(weight=weight, bias=bias, x=x, grad_out=grad_out)

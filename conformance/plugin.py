@@ -1,0 +1,157 @@
+"""The pytest plugin: ``--impl`` and friends, the ``tp_suite`` fixture, the report header.
+
+Registered through the ``pytest11`` entry point, so any repo where tpconform is installed can run
+``pytest --pyargs tests.properties --impl=...`` (or its own copy of the property tests).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from conformance import profiles
+
+_STATE: dict = {"suite": None, "pool": None}
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("tpconform", "tensor-parallel conformance")
+    g.addoption("--impl", default=None, metavar="SPEC",
+                help="implementation to check: a registry name, path/to/file.py, or module:object "
+                     "(default: reference)")
+    g.addoption("--list-impls", action="store_true", help="list the registry's implementations and exit")
+    g.addoption("--tp-profile", default="ci", choices=profiles.PROFILES, help="Hypothesis profile (default: ci)")
+    g.addoption("--world-sizes", default="1-8", metavar="LIST",
+                help="world sizes to draw from, e.g. '1-8' or '2,3,4' (default: 1-8)")
+    g.addoption("--dtypes", default="float32,float64,bfloat16,float16", metavar="LIST",
+                help="dtypes to draw from (comma-separated)")
+    g.addoption("--tp-timeout", type=float, default=20.0, metavar="SECONDS",
+                help="seconds an example may take before it fails as a hang (default: 20)")
+
+
+def parse_world_sizes(text: str) -> list[int]:
+    sizes: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            sizes.update(range(int(lo), int(hi) + 1))
+        elif part:
+            sizes.add(int(part))
+    if not sizes or min(sizes) < 1:
+        raise ValueError(text)
+    return sorted(sizes)
+
+
+def pytest_cmdline_main(config):
+    if config.getoption("list_impls"):
+        from impls.registry import available
+
+        entries = available()
+        width = max(len(n) for n in entries)
+        for e in entries.values():
+            tag = "" if e.correct else "  [seeded bug]"
+            print(f"{e.name:<{width}}  {e.summary}{tag}")
+        return 0
+    return None
+
+
+def pytest_configure(config):
+    try:
+        config._tp_world_sizes = parse_world_sizes(config.getoption("world_sizes"))
+    except ValueError:
+        raise pytest.UsageError(f"--world-sizes={config.getoption('world_sizes')}: expected e.g. '1-8' or '2,3,4'")
+    config._tp_dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
+    from strategies import DTYPES
+
+    bad = [d for d in config._tp_dtypes if d not in DTYPES]
+    if bad or not config._tp_dtypes:
+        raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
+    profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
+
+
+def _impl_spec(config) -> str:
+    return config.getoption("impl") or "reference"
+
+
+def _make_suite(config):
+    """Start the suite for ``--impl`` and check the impl loads; one clear line if it does not."""
+    if _STATE["suite"] is None:
+        from conformance.runner import ImplUnusable
+        from conformance.suite import Suite
+        from impls.registry import ImplError, classify
+
+        spec = _impl_spec(config)
+        try:
+            classify(spec)
+            suite = Suite(spec, _pool(config), world_sizes=config._tp_world_sizes, dtypes=config._tp_dtypes)
+            suite.description  # loads the impl in a worker
+        except (ImplError, ImplUnusable) as exc:
+            raise pytest.UsageError(str(exc)) from None
+        _STATE["suite"] = suite
+    return _STATE["suite"]
+
+
+def _pool(config):
+    if _STATE["pool"] is None:
+        from conformance.harness import GroupPool
+
+        _STATE["pool"] = GroupPool(timeout_s=config.getoption("tp_timeout"))
+    return _STATE["pool"]
+
+
+def pytest_sessionstart(session):
+    if session.config.getoption("impl") is not None and not session.config.getoption("list_impls"):
+        _make_suite(session.config)
+
+
+def pytest_report_header(config) -> Optional[list[str]]:
+    suite = _STATE["suite"]
+    if suite is None:
+        return None
+    import torch
+
+    d = suite.description
+    caps = ", ".join(f"{k}={v}" for k, v in d["capabilities"].items())
+    return [
+        f"tpconform: impl={suite.impl_spec} ({d['name']} {d.get('version') or ''}".rstrip() + ")",
+        f"tpconform: capabilities: {caps}",
+        f"tpconform: torch {torch.__version__}, backend gloo, world sizes {config._tp_world_sizes}, "
+        f"dtypes {config._tp_dtypes}, profile {profiles.active_name()}",
+    ]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    uses_suite = [item for item in items if "tp_suite" in getattr(item, "fixturenames", ())]
+    if not uses_suite:
+        return
+    suite = _make_suite(config)
+    for item in uses_suite:
+        callspec = getattr(item, "callspec", None)
+        variant = callspec.params.get("variant") if callspec else None
+        if variant is None:
+            continue
+        reason = suite.unsupported(variant)
+        if reason is None and "ranks_agree" in item.name and str(variant) == "column-sharded-output":
+            reason = "a sharded column output is not replicated: nothing to agree on"
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def tp_pool(request):
+    """The process groups of this session (one per world size), shared by every suite."""
+    return _pool(request.config)
+
+
+@pytest.fixture(scope="session")
+def tp_suite(request):
+    """The suite for the impl under test (``--impl``), with its process groups."""
+    return _make_suite(request.config)
+
+
+def pytest_unconfigure(config):
+    if _STATE["pool"] is not None:
+        _STATE["pool"].close()
+    _STATE.update(suite=None, pool=None)

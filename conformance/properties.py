@@ -1,0 +1,324 @@
+"""The spec: what a tensor-parallel linear layer must do, one property per function.
+
+Every property reads one example's :class:`Evidence` — the case, what every rank returned, and the
+float64 dense ground truth — and returns the list of ways the example violates it (empty: holds).
+
+A dense layer computes ``y = x Wᵀ + b``. A tensor-parallel layer on ``world_size`` ranks must:
+
+1. **shards**: hold a shard of ``W`` on each rank — column: rows, row: columns — such that the
+   shards, in rank order, rebuild ``W`` exactly; a column layer's bias is sharded with its rows,
+   a row layer's bias is held whole;
+2. **output**: return on every rank what the dense layer returns (the rank's slice of it when a
+   column layer leaves its output sharded), within the rounding-error bound;
+3. **ranks agree**: return bit-identical replicated outputs on every rank;
+4. **shape and dtype**: return the shape and dtype ``nn.Linear`` returns;
+5. **input grad**: give the input the dense input grad (its slice, for a sliced row input);
+6. **weight grad**: give each weight shard the matching slice of the dense weight grad;
+7. **bias grad**: give each bias (shard) the matching slice of the dense bias grad;
+8. **inputs untouched**: modify neither its input nor the upstream gradient.
+
+Non-divisible dims: raising at construction on every rank conforms when the impl declares
+``uneven_shards=False``; a wrong result never does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from conformance import tolerance as tol
+from conformance.cases import LayerCase
+from conformance.compare import Mismatch, compare
+from conformance.dense import DenseResult
+from conformance.runner import Outcome
+
+
+@dataclass
+class Violation:
+    property: str
+    message: str
+    rank: Optional[int] = None
+    quantity: str = ""
+    mismatch: Optional[Mismatch] = None
+
+
+@dataclass
+class Evidence:
+    case: LayerCase
+    outcome: Outcome
+    dense: DenseResult
+    uneven_shards_supported: bool = True
+    _partition: Optional[list[int]] = field(default=None, repr=False)
+
+    @property
+    def ranks(self) -> list[dict]:
+        return self.outcome.ranks
+
+    @property
+    def split_dim(self) -> int:
+        """The weight dim that is sharded: rows for a column layer, columns for a row layer."""
+        return 0 if self.case.kind == "column" else 1
+
+    def partition(self) -> list[int]:
+        """Each rank's shard size along the split dim, read from its weight shape.
+
+        Falls back to ``torch.tensor_split``'s sizes when the shapes do not form a partition (the
+        shards property then reports why)."""
+        if self._partition is None:
+            full = self.case.out_features if self.case.kind == "column" else self.case.in_features
+            sizes = []
+            for r in self.ranks:
+                w = r.get("weight_shard")
+                sizes.append(int(w.shape[self.split_dim]) if w is not None and w.dim() == 2 else -1)
+            if min(sizes) < 0 or sum(sizes) != full:
+                sizes = [len(t) for t in torch.tensor_split(torch.arange(full), self.case.world_size)]
+            self._partition = sizes
+        return self._partition
+
+    def rank_slice(self, rank: int) -> slice:
+        sizes = self.partition()
+        start = sum(sizes[:rank])
+        return slice(start, start + sizes[rank])
+
+    @property
+    def output_is_sharded(self) -> bool:
+        return self.case.kind == "column" and not self.case.gather_output
+
+    @property
+    def input_is_sliced(self) -> bool:
+        return self.case.kind == "row" and self.case.input_is_parallel
+
+
+Property = Callable[[Evidence], list[Violation]]
+SPEC: dict[str, Property] = {}
+
+
+def spec_property(fn: Property) -> Property:
+    """Register ``fn`` in :data:`SPEC` under its name."""
+    SPEC[fn.__name__] = fn
+    return fn
+
+
+def _tensors(ev: Evidence):
+    return ev.outcome.tensors
+
+
+# -- 1. shards ---------------------------------------------------------------------------------
+@spec_property
+def shards_rebuild_the_dense_weight(ev: Evidence) -> list[Violation]:
+    name, case, t = "shards_rebuild_the_dense_weight", ev.case, _tensors(ev)
+    out: list[Violation] = []
+    d = ev.split_dim
+    other = 1 - d
+    for r, res in enumerate(ev.ranks):
+        w = res.get("weight_shard")
+        if w is None or w.dim() != 2 or w.shape[other] != t.weight.shape[other]:
+            shape = None if w is None else list(w.shape)
+            want = "[rows, in_features]" if d == 0 else "[out_features, cols]"
+            out.append(Violation(name, f"rank {r}'s weight shard has shape {shape}; a {case.kind} shard is "
+                                       f"{want} = [.., {t.weight.shape[other]}] in nn.Linear orientation",
+                                 r, "weight shard"))
+        elif w.dtype != t.weight.dtype:
+            out.append(Violation(name, f"rank {r}'s weight shard is {w.dtype}, expected {t.weight.dtype}", r,
+                                 "weight shard"))
+    if out:
+        return out
+    shards = [res["weight_shard"] for res in ev.ranks]
+    rebuilt = torch.cat(shards, dim=d)
+    sizes = [s.shape[d] for s in shards]
+    if rebuilt.shape != t.weight.shape or not torch.equal(rebuilt, t.weight):
+        where = "rows" if d == 0 else "columns"
+        out.append(Violation(name, f"the weight shards (sizes {sizes} along {where}), concatenated in rank "
+                                   f"order, do not rebuild the dense weight {list(t.weight.shape)}"
+                                   + _first_wrong_rank(shards, t.weight, d), None, "weight shard"))
+        return out
+    for r, res in enumerate(ev.ranks):
+        b = res.get("bias_shard")
+        if t.bias is None:
+            if b is not None and bool(b.ne(0).any()):
+                out.append(Violation(name, f"rank {r} holds a non-zero bias although bias=False", r, "bias shard"))
+            continue
+        expected = t.bias[ev.rank_slice(r)] if case.kind == "column" else t.bias
+        if case.kind == "row" and b is None:
+            continue  # a row bias may live on some ranks only; it must still be added once
+        if b is None or b.shape != expected.shape or not torch.equal(b, expected):
+            what = "the bias rows matching its weight rows" if case.kind == "column" else "the whole bias"
+            got = None if b is None else list(b.shape)
+            out.append(Violation(name, f"rank {r}'s bias (shape {got}) is not {what} "
+                                       f"(shape {list(expected.shape)})", r, "bias shard"))
+    if t.bias is not None and case.kind == "row" and all(res.get("bias_shard") is None for res in ev.ranks):
+        out.append(Violation(name, "no rank holds the bias", None, "bias shard"))
+    return out
+
+
+def _first_wrong_rank(shards, weight, d) -> str:
+    start = 0
+    for r, s in enumerate(shards):
+        n = s.shape[d]
+        if start + n > weight.shape[d] or not torch.equal(s, weight.narrow(d, start, n)):
+            return f"; rank {r}'s shard is not the dense weight's slice {start}:{start + n}"
+        start += n
+    return ""
+
+
+# -- 2-4. forward --------------------------------------------------------------------------------
+def _expected_output(ev: Evidence, r: int):
+    t = _tensors(ev)
+    y, b = ev.dense.output, tol.output_bound(t.x, t.weight, t.bias, ev.case.torch_dtype, ev.case.world_size)
+    if ev.output_is_sharded:
+        s = ev.rank_slice(r)
+        return y[..., s], b[..., s]
+    return y, b
+
+
+@spec_property
+def output_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name = "output_matches_the_dense_layer"
+    out = []
+    for r, res in enumerate(ev.ranks):
+        expected, bound = _expected_output(ev, r)
+        m = compare(res.get("output"), expected, bound, f"rank {r} output")
+        if m:
+            out.append(Violation(name, str(m), r, "output", m))
+    return out
+
+
+@spec_property
+def ranks_agree_on_the_output(ev: Evidence) -> list[Violation]:
+    name = "ranks_agree_on_the_output"
+    if ev.output_is_sharded:
+        return []
+    first = ev.ranks[0].get("output")
+    out = []
+    for r, res in enumerate(ev.ranks[1:], start=1):
+        o = res.get("output")
+        if first is None or o is None or o.shape != first.shape or not torch.equal(o, first):
+            diff = ""
+            if first is not None and o is not None and o.shape == first.shape:
+                diff = f" (max difference {float((o.double() - first.double()).abs().max()):.3g})"
+            out.append(Violation(name, f"rank {r}'s output differs from rank 0's{diff}; a replicated output "
+                                       "must be bit-identical on every rank", r, "output"))
+    return out
+
+
+@spec_property
+def output_shape_and_dtype_match_nn_linear(ev: Evidence) -> list[Violation]:
+    name = "output_shape_and_dtype_match_nn_linear"
+    case = ev.case
+    out = []
+    for r, res in enumerate(ev.ranks):
+        o = res.get("output")
+        width = ev.partition()[r] if ev.output_is_sharded else case.out_features
+        shape = [*case.batch_shape, width]
+        if o is None:
+            out.append(Violation(name, f"rank {r} returned no output", r, "output"))
+            continue
+        if list(o.shape) != shape:
+            out.append(Violation(name, f"rank {r}'s output has shape {list(o.shape)}, nn.Linear gives {shape}"
+                                 + (" (this rank's slice)" if ev.output_is_sharded else ""), r, "output"))
+        if o.dtype != case.torch_dtype:
+            out.append(Violation(name, f"rank {r}'s output is {o.dtype}, the input was {case.torch_dtype}",
+                                 r, "output"))
+    return out
+
+
+# -- 5-7. gradients -------------------------------------------------------------------------------
+@spec_property
+def input_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name = "input_grad_matches_the_dense_layer"
+    t, case = _tensors(ev), ev.case
+    bound = tol.input_grad_bound(t.grad_out, t.weight, case.torch_dtype, case.world_size)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        expected, b = ev.dense.input_grad, bound
+        if ev.input_is_sliced:
+            s = ev.rank_slice(r)
+            expected, b = expected[..., s], b[..., s]
+        m = compare(res.get("input_grad"), expected, b, f"rank {r} input grad")
+        if m:
+            out.append(Violation(name, str(m), r, "input grad", m))
+    return out
+
+
+@spec_property
+def weight_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name = "weight_grad_matches_the_dense_layer"
+    t, case = _tensors(ev), ev.case
+    bound = tol.weight_grad_bound(t.grad_out, t.x, case.torch_dtype, case.world_size)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        s = ev.rank_slice(r)
+        if ev.split_dim == 0:
+            expected, b = ev.dense.weight_grad[s], bound[s]
+        else:
+            expected, b = ev.dense.weight_grad[:, s], bound[:, s]
+        m = compare(res.get("weight_grad"), expected, b, f"rank {r} weight grad")
+        if m:
+            out.append(Violation(name, str(m), r, "weight grad", m))
+    return out
+
+
+@spec_property
+def bias_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name = "bias_grad_matches_the_dense_layer"
+    t, case = _tensors(ev), ev.case
+    if t.bias is None:
+        return []
+    bound = tol.bias_grad_bound(t.grad_out, case.torch_dtype, case.world_size)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        if case.kind == "row" and res.get("bias_shard") is None:
+            continue
+        expected, b = ev.dense.bias_grad, bound
+        if case.kind == "column":
+            s = ev.rank_slice(r)
+            expected, b = expected[s], b[s]
+        m = compare(res.get("bias_grad"), expected, b, f"rank {r} bias grad")
+        if m:
+            out.append(Violation(name, str(m), r, "bias grad", m))
+    return out
+
+
+# -- 8. no side effects ----------------------------------------------------------------------------
+@spec_property
+def inputs_are_left_untouched(ev: Evidence) -> list[Violation]:
+    name = "inputs_are_left_untouched"
+    out = []
+    for r, res in enumerate(ev.ranks):
+        if res.get("input_modified"):
+            out.append(Violation(name, f"rank {r} modified its input in place", r, "input"))
+        if res.get("grad_modified"):
+            out.append(Violation(name, f"rank {r} modified the upstream gradient in place", r, "upstream grad"))
+    return out
+
+
+# -- preconditions shared by every property ----------------------------------------------------------
+def preconditions(ev: Evidence, prop_name: str) -> Optional[list[Violation]]:
+    """Violations that stop any property from being evaluated, ``[]`` when the example conforms
+    vacuously (a declared construction error), ``None`` when the property should be evaluated."""
+    oc = ev.outcome
+    if oc.crash:
+        return [Violation(prop_name, f"the example did not complete: {oc.crash}", None, "run")]
+    if oc.construct_failed:
+        failed = oc.ranks[0]["construct_failed_ranks"]
+        errors = "; ".join(
+            f"rank {r}: {res['construct_error'].splitlines()[0]}" for r, res in enumerate(oc.ranks)
+            if "construct_error" in res
+        )
+        everywhere = len(failed) == ev.case.world_size
+        if ev.case.uneven and not ev.uneven_shards_supported and everywhere:
+            return []  # declared: non-divisible dims are rejected at construction
+        why = ("it declares uneven_shards=True" if ev.case.uneven
+               else "the dims divide evenly") if everywhere else "it raised on some ranks only"
+        return [Violation(prop_name, f"construction raised on rank(s) {failed} but {why}: {errors}",
+                          None, "construction")]
+    return None
+
+
+def evaluate(ev: Evidence, prop_name: str) -> list[Violation]:
+    pre = preconditions(ev, prop_name)
+    if pre is not None:
+        return pre
+    return SPEC[prop_name](ev)

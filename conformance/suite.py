@@ -1,0 +1,93 @@
+"""The suite as property tests use it: run a case for the impl under test, check one property,
+and raise an ``AssertionError`` that reads as a complete failure report."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Optional, Sequence
+
+from conformance import properties
+from conformance.cases import LayerCase
+from conformance.dense import dense_linear
+from conformance.diagnosis import likely_cause
+from conformance.harness import GroupPool
+from conformance.properties import Evidence, Violation
+from conformance.runner import Runner
+from impls.protocol import Capabilities
+from strategies import DTYPES, Variant, layer_cases, world_sizes
+
+
+class Suite:
+    def __init__(self, impl_spec: str, pool: Optional[GroupPool] = None, *,
+                 world_sizes: Sequence[int] = tuple(range(1, 9)), dtypes: Sequence[str] = DTYPES):
+        self.impl_spec = impl_spec
+        self.runner = Runner(impl_spec, pool)
+        self.world_sizes = tuple(world_sizes)
+        self.dtypes = tuple(dtypes)
+        self.examples = 0
+
+    def unsupported(self, variant: Variant) -> Optional[str]:
+        """Why the impl does not declare ``variant`` (``None`` when it does)."""
+        caps = self.capabilities
+        if variant.kind == "column" and variant.gather_output not in caps.column_gather_output:
+            return f"{self.impl_spec} does not declare gather_output={variant.gather_output}"
+        if variant.kind == "row" and variant.input_is_parallel not in caps.row_input_is_parallel:
+            return f"{self.impl_spec} does not declare input_is_parallel={variant.input_is_parallel}"
+        if not self._dtypes():
+            return f"{self.impl_spec} declares none of the dtypes {list(self.dtypes)}"
+        return None
+
+    def _dtypes(self) -> list[str]:
+        return [d for d in self.dtypes if d in self.capabilities.dtypes]
+
+    def cases(self, variant: Variant):
+        """The Hypothesis strategy of cases for ``variant`` within this run's options."""
+        return layer_cases(variant=variant, world_sizes=world_sizes(allowed=self.world_sizes),
+                           dtypes=self._dtypes())
+
+    @property
+    def pool(self) -> GroupPool:
+        return self.runner.pool
+
+    @property
+    def description(self) -> dict:
+        return self.runner.describe()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities.from_dict(self.description["capabilities"])
+
+    def evidence(self, case: LayerCase) -> Evidence:
+        outcome = self.runner.run(case)
+        self.examples += 1
+        return Evidence(case, outcome, dense_linear(outcome.tensors), self.capabilities.uneven_shards)
+
+    def violations(self, case: LayerCase, prop: str) -> list[Violation]:
+        return properties.evaluate(self.evidence(case), prop)
+
+    def check(self, case: LayerCase, prop: str) -> None:
+        ev = self.evidence(case)
+        found = properties.evaluate(ev, prop)
+        if found:
+            raise AssertionError(format_failure(ev, prop, found, self.impl_spec))
+
+
+def replay_command(impl_spec: str, case: LayerCase, prop: Optional[str] = None) -> str:
+    cmd = f"python -m conformance replay --impl={shlex.quote(impl_spec)} {shlex.quote(case.token())}"
+    return cmd + (f" --property={prop}" if prop else "")
+
+
+def format_failure(ev: Evidence, prop: str, found: list[Violation], impl_spec: str) -> str:
+    lines = [
+        f"property violated: {prop.replace('_', ' ')}",
+        f"case: {ev.case.describe()}",
+    ]
+    for v in found[:8]:
+        lines.append(f"  - {v.message}")
+        cause = likely_cause(ev, v)
+        if cause:
+            lines.append(f"    likely cause: {cause}")
+    if len(found) > 8:
+        lines.append(f"  ... and {len(found) - 8} more")
+    lines.append(f"replay: {replay_command(impl_spec, ev.case, prop)}")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""A worker process: one rank of a persistent process group, running candidate code.
+
+The verdict process (``conformance.harness``) starts one worker per rank, then sends it messages
+in the ``conformance.wire`` format: ``describe`` (load an impl, report its name and capabilities)
+and ``run`` (build the layer for one example, run forward and backward, send back plain tensors).
+Everything the candidate does happens here; nothing of it is trusted by the verdict.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from conformance import wire
+from conformance.cases import LayerCase
+
+_impls: dict = {}
+
+
+def _load(spec: str):
+    if spec not in _impls:
+        from impls.registry import ensure_importable_root, load
+
+        ensure_importable_root()
+        _impls[spec] = load(spec)
+    return _impls[spec]
+
+
+def _error_text(exc: BaseException) -> str:
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:])
+
+
+def _exchange(values: list[int], group) -> list[list[int]]:
+    """A harness all-gather of a few ints (status and shard shapes) among the ranks."""
+    t = torch.tensor(values, dtype=torch.int64)
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(out, t, group=group)
+    return [o.tolist() for o in out]
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    return [sum(sizes[:r]) for r in range(len(sizes))]
+
+
+def _noncontiguous(t: torch.Tensor) -> torch.Tensor:
+    """The same values, laid out with a stride of 2 in the last dim."""
+    wide = torch.zeros(*t.shape[:-1], t.shape[-1] * 2, dtype=t.dtype)
+    view = wide[..., ::2]
+    view.copy_(t)
+    return view
+
+
+def _as_tensor(value, what: str):
+    if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
+        value = value[0]  # some libraries return (output, bias)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{what} is a {type(value).__name__}, not a tensor")
+    return value
+
+
+def run_example(impl, case: LayerCase, data: dict, group) -> dict:
+    rank = dist.get_rank(group)
+    weight, bias, x, grad_out = data["weight"], data["bias"], data["x"], data["grad_out"]
+    result: dict = {"rank": rank}
+
+    # 1. build; every rank joins the status exchange, even when its build raised
+    try:
+        if case.kind == "column":
+            layer = impl.column(weight.clone(), None if bias is None else bias.clone(),
+                                gather_output=case.gather_output, group=group)
+        else:
+            layer = impl.row(weight.clone(), None if bias is None else bias.clone(),
+                             input_is_parallel=case.input_is_parallel, group=group)
+        w_shard, b_shard = impl.shards(layer)
+        w_shard = _as_tensor(w_shard, "the weight shard")
+        shape = list(w_shard.shape) if w_shard.dim() == 2 else [-1, -1]
+        status = [1, *shape]
+        result["weight_shard"] = w_shard.detach().clone()
+        result["bias_shard"] = None if b_shard is None else _as_tensor(b_shard, "the bias shard").detach().clone()
+    except Exception as exc:
+        status = [0, -1, -1]
+        result["construct_error"] = _error_text(exc)
+    table = _exchange(status, group)
+    if any(row[0] == 0 for row in table):
+        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+        return result
+
+    # 2. the input this rank feeds: full, or its slice along the partition its weight implies
+    if case.kind == "row" and case.input_is_parallel:
+        cols = [row[2] for row in table]
+        if sum(cols) != case.in_features or min(cols) < 0:
+            cols = [t.shape[-1] for t in torch.tensor_split(torch.empty(case.in_features), len(table))]
+        start = _offsets(cols)[rank]
+        x_in = x.narrow(-1, start, cols[rank]).clone()
+    else:
+        x_in = x.clone()
+    if case.kind == "column" and not case.gather_output:
+        rows = [row[1] for row in table]
+        if sum(rows) != case.out_features or min(rows) < 0:
+            rows = [t.shape[0] for t in torch.tensor_split(torch.empty(case.out_features), len(table))]
+        g_in = grad_out.narrow(-1, _offsets(rows)[rank], rows[rank]).clone()
+    else:
+        g_in = grad_out.clone()
+    if case.noncontiguous:
+        x_in = _noncontiguous(x_in)
+    x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()
+    x_in.requires_grad_(True)
+
+    # 3. forward and backward
+    output = _as_tensor(impl.forward(layer, x_in), "the layer's output")
+    result["output"] = output.detach().clone()
+    if output.shape == g_in.shape:
+        output.backward(g_in)
+    else:
+        result["backward_skipped"] = f"output shape {list(output.shape)} != upstream grad shape {list(g_in.shape)}"
+    result["input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
+    w_grad, b_grad = impl.shard_grads(layer)
+    result["weight_grad"] = None if w_grad is None else _as_tensor(w_grad, "the weight grad").detach().clone()
+    result["bias_grad"] = None if b_grad is None else _as_tensor(b_grad, "the bias grad").detach().clone()
+    result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
+    result["grad_modified"] = not torch.equal(g_in, g_sent)
+    return result
+
+
+def _watch_lifeline(lifeline) -> None:
+    """Exit as soon as the verdict process goes away, whatever the main thread is doing."""
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os._exit(3)
+
+
+def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float) -> None:
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    torch.set_num_threads(1)
+    threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
+    stack_file = open(stack_path, "w")
+    faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
+    store = dist.TCPStore("127.0.0.1", store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=timeout_s))
+    group = dist.group.WORLD
+    conn.send_bytes(wire.encode({"ready": rank}))
+    while True:
+        try:
+            message = wire.decode(conn.recv_bytes())
+        except (EOFError, OSError):
+            break
+        cmd = message["cmd"]
+        if cmd == "stop":
+            break
+        started = time.perf_counter()
+        try:
+            if cmd == "describe":
+                reply = {"ok": True, "describe": _load(message["impl"]).describe()}
+            elif cmd == "run":
+                impl = _load(message["impl"])
+                case = LayerCase.from_dict(message["case"])
+                reply = {"ok": True, "result": run_example(impl, case, message["data"], group)}
+            else:
+                reply = {"ok": False, "error": f"unknown command {cmd!r}"}
+        except Exception as exc:
+            from impls.registry import ImplError
+
+            if isinstance(exc, ImplError):
+                reply = {"ok": False, "impl_error": str(exc)}
+            else:
+                reply = {"ok": False, "error": _error_text(exc)}
+        reply["seconds"] = time.perf_counter() - started
+        try:
+            conn.send_bytes(wire.encode(reply))
+        except Exception as exc:  # the result holds something that cannot cross the wire
+            conn.send_bytes(wire.encode({"ok": False, "error": f"result could not be sent: {exc}"}))
+    try:
+        dist.destroy_process_group()
+    except Exception:
+        pass
+    sys.stdout.flush()
+    os._exit(0)

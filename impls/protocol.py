@@ -1,0 +1,98 @@
+"""The impl protocol: how the suite drives one tensor-parallel implementation on one rank.
+
+An implementation is an object with two builders. On every rank of a process group the suite
+calls one of them with the *full* dense weight ``[out_features, in_features]`` and bias
+``[out_features]`` (or ``None``) in the example's dtype; the builder returns a module holding this
+rank's shards. The suite then calls :meth:`TensorParallelImpl.forward` with the full input (or, for
+a row layer with ``input_is_parallel=True``, this rank's slice of its last dim), back-propagates a
+random upstream gradient, and reads the shards and their grads back through :meth:`shards` and
+:meth:`shard_grads`.
+
+Example — an adapter for layers that already follow this shape::
+
+    class MyImpl(TensorParallelImpl):
+        name = "mine"
+        capabilities = Capabilities(uneven_shards=False)
+
+        def column(self, weight, bias, *, gather_output, group):
+            return mylib.ColumnLinear.from_dense(weight, bias, gather_output=gather_output, group=group)
+
+        def row(self, weight, bias, *, input_is_parallel, group):
+            return mylib.RowLinear.from_dense(weight, bias, input_is_parallel=input_is_parallel, group=group)
+
+Shards are reported in ``nn.Linear`` orientation: a column shard is ``[rows_r, in_features]`` and a
+row shard ``[out_features, cols_r]``. The suite never assumes a split convention: it infers each
+rank's partition from these shapes and requires that the shards, in rank order, rebuild the full
+weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an implementation declares it supports; the suite checks only what is declared.
+
+    ``uneven_shards=False`` means: features not divisible by the world size must raise at
+    construction (on every rank). A wrong result is never accepted.
+    """
+
+    column_gather_output: tuple[bool, ...] = (True, False)
+    row_input_is_parallel: tuple[bool, ...] = (False, True)
+    uneven_shards: bool = True
+    dtypes: tuple[str, ...] = ALL_DTYPES
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "column_gather_output": list(self.column_gather_output),
+            "row_input_is_parallel": list(self.row_input_is_parallel),
+            "uneven_shards": self.uneven_shards,
+            "dtypes": list(self.dtypes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Capabilities":
+        return cls(
+            column_gather_output=tuple(d["column_gather_output"]),
+            row_input_is_parallel=tuple(d["row_input_is_parallel"]),
+            uneven_shards=bool(d["uneven_shards"]),
+            dtypes=tuple(d["dtypes"]),
+        )
+
+
+class TensorParallelImpl:
+    """Base class of every implementation the suite checks (see the module docstring)."""
+
+    name: str = "unnamed"
+    version: str = ""
+    capabilities: Capabilities = Capabilities()
+
+    def column(self, weight, bias, *, gather_output: bool, group):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def row(self, weight, bias, *, input_is_parallel: bool, group):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, layer, x):
+        """Run the layer; adapters unpack tuple outputs or reshape layouts here."""
+        return layer(x)
+
+    def shards(self, layer) -> tuple[Any, Optional[Any]]:
+        """This rank's weight shard and bias (shard), as the parameters autograd fills."""
+        return layer.weight, getattr(layer, "bias", None)
+
+    def shard_grads(self, layer) -> tuple[Any, Optional[Any]]:
+        weight, bias = self.shards(layer)
+        return weight.grad, (None if bias is None else bias.grad)
+
+    def describe(self) -> dict[str, Any]:
+        caps = self.capabilities
+        if not isinstance(caps, Capabilities):
+            caps = Capabilities()
+        return {"name": self.name, "version": self.version, "capabilities": caps.as_dict()}
+

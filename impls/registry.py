@@ -1,0 +1,125 @@
+"""Which implementations ``--impl`` can name, and how an ``--impl`` string becomes an impl object.
+
+``--impl`` accepts, in this order:
+
+1. a registry name: a built-in entry below, or one another package registers in the
+   ``tpconform.impls`` entry-point group (``name = "pkg.module:ImplClass"``);
+2. a path to a ``.py`` file in the simple-module convention (see ``impls.simple_module``);
+3. ``package.module:object`` — an impl class or instance importable from ``sys.path``;
+4. ``package.module`` — an importable module in the simple-module convention.
+
+This module only names import targets. :func:`load` imports candidate code and so runs in worker
+processes only; the verdict process uses :func:`available` and never calls :func:`load`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+ENTRY_POINT_GROUP = "tpconform.impls"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    target: str  # "module:object"
+    summary: str
+    correct: bool = True  # False for the seeded-bug zoo
+
+
+BUILTIN: tuple[Entry, ...] = (
+    Entry("reference", "impls.reference:ReferenceImpl", "the built-in reference layers"),
+)
+
+
+class ImplError(Exception):
+    """An ``--impl`` that cannot be used; the message is one line meant for the user."""
+
+
+def _zoo_entries() -> tuple[Entry, ...]:
+    try:
+        from impls.zoo import ENTRIES
+    except ImportError:  # pragma: no cover - the zoo ships with the package
+        return ()
+    return tuple(ENTRIES)
+
+
+def available() -> dict[str, Entry]:
+    """Every registry name: built-ins, the seeded-bug zoo, then entry points of other packages."""
+    entries = {e.name: e for e in BUILTIN + _zoo_entries()}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        entries.setdefault(ep.name, Entry(ep.name, ep.value, f"entry point from {ep.dist.name if ep.dist else '?'}"))
+    return entries
+
+
+def classify(spec: str) -> tuple[str, str]:
+    """How ``spec`` will be loaded: ``("registry"|"file"|"object"|"module", target)``.
+
+    Cheap checks only (no candidate import), so the verdict process can reject a typo at once.
+    """
+    entries = available()
+    if spec in entries:
+        return "registry", entries[spec].target
+    if spec.endswith(".py") or os.sep in spec:
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise ImplError(f"--impl={spec}: no such file {path}")
+        return "file", path
+    module = spec.split(":", 1)[0]
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        raise ImplError(f"--impl={spec}: not a registry name (see --list-impls), a .py file, or module:object")
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ImplError(
+            f"--impl={spec}: unknown impl — not a registry name (see --list-impls), "
+            f"not a .py file, and no importable module {module!r}"
+        )
+    return ("object" if ":" in spec else "module"), spec
+
+
+def load(spec: str):
+    """Import and instantiate the impl named by ``spec`` (worker processes only)."""
+    from impls.protocol import TensorParallelImpl
+    from impls.simple_module import SimpleModuleImpl, load_module_file
+
+    how, target = classify(spec)
+    if how == "file":
+        return SimpleModuleImpl(load_module_file(target), name=os.path.basename(target))
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ImplError(f"--impl={spec}: importing {module_name} failed: {type(exc).__name__}: {exc}") from None
+    if not attr:
+        return SimpleModuleImpl(module, name=module_name)
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ImplError(f"--impl={spec}: module {module_name} has no attribute {attr!r}") from None
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ImplError(f"--impl={spec}: {attr}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, TensorParallelImpl) and not (hasattr(obj, "column") and hasattr(obj, "row")):
+        if hasattr(obj, "ColumnParallelLinear") or hasattr(obj, "RowParallelLinear"):
+            return SimpleModuleImpl(obj, name=spec)
+        raise ImplError(f"--impl={spec}: {attr} is neither a TensorParallelImpl nor has column()/row() builders")
+    if how == "registry":
+        obj.name = spec
+    return obj
+
+
+def ensure_importable_root() -> None:
+    """Make the current directory importable (as pytest's rootdir is) for module specs."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)

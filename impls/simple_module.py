@@ -1,0 +1,109 @@
+"""Adapter for the simple-module convention used by course and benchmark graders.
+
+A file (or module) exposes::
+
+    ColumnParallelLinear(in_features, out_features, bias, master_weight)
+    RowParallelLinear(in_features, out_features, bias, master_weight)
+
+Rank and world size come from the default process group; ``.weight`` / ``.bias`` hold the local
+shard; the bias starts at zero; the column layer returns the gathered output; the row layer's
+``forward`` receives this rank's slice of the input and returns the full, reduced output.
+
+The suite builds each layer from the full ``master_weight``, then writes a random non-zero bias into
+it (a zero bias hides the bias-added-on-every-rank bug). It does not assume a split convention:
+each rank's bias rows are found from the weight rows it kept.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+from impls.protocol import Capabilities, TensorParallelImpl
+
+
+class ConventionError(Exception):
+    pass
+
+
+def load_module_file(path: str):
+    name = "tpconform_candidate_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        from impls.registry import ImplError
+
+        raise ImplError(f"--impl={path}: cannot load it as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # a submission may import its sibling files
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        from impls.registry import ImplError
+
+        raise ImplError(f"--impl={path}: importing it failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _gather_ints(values: list[int], group) -> list[list[int]]:
+    t = torch.tensor(values, dtype=torch.int64)
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(out, t, group=group)
+    return [o.tolist() for o in out]
+
+
+class SimpleModuleImpl(TensorParallelImpl):
+    """Wraps a module in the simple-module convention (column gathers; row takes its input slice)."""
+
+    # Non-divisible dims may be rejected at construction (a wrong result still fails). A module
+    # can narrow or widen this with a ``TP_CAPABILITIES = {"dtypes": [...], ...}`` dict.
+    capabilities = Capabilities(column_gather_output=(True,), row_input_is_parallel=(True,), uneven_shards=False)
+
+    def __init__(self, module, name: str = "simple-module"):
+        missing = [c for c in ("ColumnParallelLinear", "RowParallelLinear") if not hasattr(module, c)]
+        if missing:
+            from impls.registry import ImplError
+
+            raise ImplError(f"--impl={name}: it lacks {' and '.join(missing)} (simple-module convention)")
+        self.module = module
+        self.name = name
+        overrides = getattr(module, "TP_CAPABILITIES", None)
+        if isinstance(overrides, dict):
+            self.capabilities = Capabilities.from_dict({**self.capabilities.as_dict(), **overrides})
+        self.version = str(getattr(module, "__version__", ""))
+
+    def _build(self, cls, weight, bias, group, kind: str):
+        out_features, in_features = weight.shape
+        try:
+            layer = cls(in_features, out_features, bias is not None, weight.clone())
+            rows = int(layer.weight.shape[0]) if kind == "column" else 0
+            error = None
+        except Exception as exc:  # every rank must still join the exchange below
+            layer, rows, error = None, -1, exc
+        sizes = [r[0] for r in _gather_ints([rows], group)]
+        if error is not None:
+            raise error
+        if any(s < 0 for s in sizes):
+            raise ConventionError("construction failed on another rank")
+        if bias is not None:
+            with torch.no_grad():
+                if kind == "column":
+                    rank = dist.get_rank(group)
+                    start = sum(sizes[:rank])
+                    if start + sizes[rank] <= out_features:
+                        layer.bias.copy_(bias[start : start + sizes[rank]])
+                else:
+                    layer.bias.copy_(bias)
+        return layer
+
+    def column(self, weight, bias, *, gather_output, group):
+        return self._build(self.module.ColumnParallelLinear, weight, bias, group, "column")
+
+    def row(self, weight, bias, *, input_is_parallel, group):
+        return self._build(self.module.RowParallelLinear, weight, bias, group, "row")

@@ -1,0 +1,133 @@
+"""Strategies for world sizes, feature counts, batch shapes, dtypes and whole layer cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from conformance.cases import LayerCase
+
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A layer kind with one value of its option: what one parametrized property test covers."""
+
+    kind: str
+    gather_output: bool = True
+    input_is_parallel: bool = False
+
+    @property
+    def option(self) -> bool:
+        return self.gather_output if self.kind == "column" else self.input_is_parallel
+
+    def __str__(self) -> str:
+        if self.kind == "column":
+            return "column-gathered" if self.gather_output else "column-sharded-output"
+        return "row-sliced-input" if self.input_is_parallel else "row-full-input"
+
+
+VARIANTS = (
+    Variant("column", gather_output=True),
+    Variant("column", gather_output=False),
+    Variant("row", input_is_parallel=False),
+    Variant("row", input_is_parallel=True),
+)
+
+
+def world_sizes(min_size: int = 1, max_size: int = 8, *, allowed: Optional[Sequence[int]] = None):
+    """Group sizes from ``min_size`` to ``max_size`` (not only powers of two), or from ``allowed``."""
+    if allowed is not None:
+        allowed = sorted(set(int(a) for a in allowed))
+        if not allowed or allowed[0] < 1:
+            raise InvalidArgument(f"allowed world sizes must be positive, got {allowed}")
+        return st.sampled_from(allowed)
+    if not 1 <= min_size <= max_size:
+        raise InvalidArgument(f"need 1 <= min_size <= max_size, got {min_size}, {max_size}")
+    return st.integers(min_size, max_size)
+
+
+def features(world_size: int, *, max_value: int = 32, uneven: bool = True):
+    """Feature counts for a dim split over ``world_size`` ranks: smaller than the world size,
+    divisible by it, or anything up to ``max_value`` (``uneven=False``: multiples only)."""
+    if world_size < 1 or max_value < 1:
+        raise InvalidArgument(f"world_size and max_value must be positive, got {world_size}, {max_value}")
+    multiples = st.integers(1, max(1, max_value // world_size)).map(lambda k: k * world_size)
+    if not uneven:
+        return multiples
+    return st.one_of(st.integers(1, max_value), multiples, st.integers(1, world_size))
+
+
+def batch_shapes(*, max_dims: int = 3, max_side: int = 4, allow_empty: bool = True):
+    """Leading batch shapes with 0..max_dims dims; with ``allow_empty`` a side may be 0."""
+    if max_dims < 0 or max_side < 1:
+        raise InvalidArgument(f"need max_dims >= 0 and max_side >= 1, got {max_dims}, {max_side}")
+    side = st.integers(0 if allow_empty else 1, max_side)
+    return st.lists(side, min_size=0, max_size=max_dims).map(tuple)
+
+
+def dtypes(allowed: Sequence[str] = DTYPES):
+    bad = [d for d in allowed if d not in DTYPES]
+    if bad or not allowed:
+        raise InvalidArgument(f"dtypes must be a non-empty subset of {DTYPES}, got {list(allowed)}")
+    return st.sampled_from(list(allowed))
+
+
+def scales(dtype: str):
+    """Input magnitudes; float16 stays small enough that no sum overflows its range."""
+    if dtype == "float16":
+        return st.sampled_from([1.0, 2.0**-6])
+    return st.sampled_from([1.0, 2.0**-6, 2.0**6])
+
+
+_all_world_sizes = world_sizes
+
+
+@st.composite
+def layer_cases(
+    draw,
+    kind: Optional[str] = None,
+    *,
+    variant: Optional[Variant] = None,
+    world_sizes=None,
+    dtypes: Sequence[str] = DTYPES,
+    max_features: int = 32,
+    uneven: bool = True,
+    max_batch_dims: int = 3,
+    max_batch_side: int = 4,
+) -> LayerCase:
+    """A whole :class:`LayerCase`. ``kind``/``variant`` pin the layer kind (and its option)."""
+    if variant is not None:
+        kind = variant.kind
+    if kind is None:
+        kind = draw(st.sampled_from(["column", "row"]), label="kind")
+    if kind not in ("column", "row"):
+        raise InvalidArgument(f"kind must be 'column' or 'row', got {kind!r}")
+    ws = draw(world_sizes if world_sizes is not None else _all_world_sizes(), label="world_size")
+    split = features(ws, max_value=max_features, uneven=uneven)
+    free = st.integers(1, max_features)
+    in_features = draw(free if kind == "column" else split, label="in_features")
+    out_features = draw(split if kind == "column" else free, label="out_features")
+    dtype = draw(st.sampled_from(list(dtypes)), label="dtype")
+    if variant is not None:
+        option = variant.option
+    else:
+        option = draw(st.booleans(), label="gather_output" if kind == "column" else "input_is_parallel")
+    return LayerCase(
+        kind=kind,
+        world_size=ws,
+        in_features=in_features,
+        out_features=out_features,
+        batch_shape=draw(batch_shapes(max_dims=max_batch_dims, max_side=max_batch_side), label="batch_shape"),
+        dtype=dtype,
+        bias=draw(st.booleans(), label="bias"),
+        gather_output=option if kind == "column" else True,
+        input_is_parallel=option if kind == "row" else False,
+        noncontiguous=draw(st.booleans(), label="noncontiguous"),
+        scale=draw(scales(dtype), label="scale"),
+        seed=draw(st.integers(0, 2**31 - 1), label="seed"),
+    )

@@ -1,0 +1,1 @@
+"""The conformance spec as pytest tests: run them with ``pytest --impl=SPEC``."""
