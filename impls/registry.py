@@ -72,7 +72,8 @@ def classify(spec: str) -> tuple[str, str]:
         return "file", path
     module = spec.split(":", 1)[0]
     if not module or not all(part.isidentifier() for part in module.split(".")):
-        raise ImplError(f"--impl={spec}: not a registry name (see --list-impls), a .py file, or module:object")
+        raise ImplError(f"--impl={spec}: unknown impl — not a registry name (see --list-impls), a .py file, "
+                        "or module:object")
     try:
         found = importlib.util.find_spec(module)
     except (ImportError, ValueError):

@@ -1,0 +1,67 @@
+"""The suite as a user drives it from the command line: pytest --impl=..., replay, bad input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join("tests", "selftest", "fixtures")
+
+
+def run(*args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def pytest_run(*args):
+    return run("-m", "pytest", "-q", "-p", "no:randomly", "--world-sizes=1-3", *args)
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("does-not-exist", "unknown impl"),
+    ("no/such/file.py", "no such file"),
+    (os.path.join(FIXTURES, "simple_module_missing_row.py"), "lacks RowParallelLinear"),
+    (os.path.join(FIXTURES, "simple_module_import_error.py"), "No module named 'this_module_does_not_exist'"),
+    ("impls.reference:NoSuchClass", "has no attribute 'NoSuchClass'"),
+])
+def test_bad_impl_gets_one_clear_line_and_a_nonzero_exit(spec, says):
+    r = pytest_run(f"--impl={spec}")
+    assert r.returncode not in (0, 1, 5), r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and says in lines[0], r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_list_impls_names_the_reference_and_the_zoo():
+    r = pytest_run("--list-impls")
+    assert r.returncode == 0
+    assert "reference" in r.stdout and "bug-row-bias-every-rank" in r.stdout and "[seeded bug]" in r.stdout
+
+
+def test_a_correct_simple_module_file_passes():
+    r = pytest_run(f"--impl={os.path.join(FIXTURES, 'simple_module_good.py')}")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "skipped" in r.stdout  # the convention has no sharded column output / full row input
+
+
+def test_a_seeded_bug_fails_with_a_minimal_example_a_cause_and_a_replay_command():
+    r = pytest_run("--impl=bug-row-bias-every-rank", "tests/properties/test_forward.py",
+                   "-k", "output_matches and row-full-input")
+    out = r.stdout
+    assert r.returncode == 1, out[-3000:]
+    assert "property violated: output matches the dense layer" in out
+    assert "Falsifying example" in out and "world_size=2" in out
+    assert "likely cause: the output is off by 1× the bias" in out
+    replay = next(ln.split("replay: ", 1)[1] for ln in out.splitlines() if "replay: python -m conformance" in ln)
+    rr = run(*replay.split()[1:])  # drop "python"
+    assert rr.returncode == 1 and "property violated" in rr.stdout, rr.stdout + rr.stderr
+
+
+def test_a_buggy_simple_module_file_fails():
+    r = pytest_run(f"--impl={os.path.join(FIXTURES, 'simple_module_bias_every_rank.py')}",
+                   "tests/properties/test_forward.py", "-k", "output_matches")
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert "row-sliced-input" in r.stdout and "property violated" in r.stdout
