@@ -34,6 +34,10 @@ class Entry:
 
 BUILTIN: tuple[Entry, ...] = (
     Entry("reference", "impls.reference:ReferenceImpl", "the built-in reference layers"),
+    # peers: real libraries (impls/peers); fairscale and megatron need pip install -e '.[peers]'
+    Entry("dtensor", "impls.peers.dtensor:Impl", "PyTorch DTensor TP: Colwise/RowwiseParallel on nn.Linear"),
+    Entry("fairscale", "impls.peers.fairscale:Impl", "fairscale 0.4.13 model_parallel Column/RowParallelLinear"),
+    Entry("megatron", "impls.peers.megatron:Impl", "megatron-core 0.16.1 tensor_parallel Column/RowParallelLinear"),
 )
 
 

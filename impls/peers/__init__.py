@@ -1,0 +1,42 @@
+"""Real tensor-parallel libraries as registry entries ("peers"): metadata only.
+
+This module is imported by the verdict process, so it never imports a peer library: it names the
+adapters (one short file each, imported in worker processes only), the distribution each needs,
+and the known-deviations file the suite applies automatically when ``--impl`` names a peer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+INSTALL = "pip install -e '.[peers]'"
+KNOWN_DEVIATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_deviations.toml")
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    module: str  # the adapter module, impls.peers.<name>
+    requires: str  # the top-level package the library installs ("" when torch alone suffices)
+    distribution: str  # what pip installs (pinned in pyproject.toml's ``peers`` extra)
+
+
+PEERS: tuple[Peer, ...] = (
+    Peer("dtensor", "impls.peers.dtensor", "", "torch"),
+    Peer("fairscale", "impls.peers.fairscale", "fairscale", "fairscale==0.4.13"),
+    Peer("megatron", "impls.peers.megatron", "megatron", "megatron-core==0.16.1"),
+)
+BY_NAME = {p.name: p for p in PEERS}
+
+
+def missing(name: str) -> Optional[str]:
+    """One line saying how to install peer ``name``'s library, or ``None`` when it is importable.
+
+    Uses ``find_spec`` on the top-level package, which locates it without importing it."""
+    peer = BY_NAME[name]
+    if not peer.requires or importlib.util.find_spec(peer.requires) is not None:
+        return None
+    return f"{peer.distribution} is not installed; install the peers extra: {INSTALL}"

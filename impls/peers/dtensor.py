@@ -1,0 +1,83 @@
+"""PyTorch DTensor tensor parallelism as a peer: ``parallelize_module`` on a dense ``nn.Linear``.
+
+How the protocol maps onto DTensor TP (torch.distributed.tensor.parallel.style):
+
+- column, ``gather_output=True``  -> ``ColwiseParallel(output_layouts=Replicate())``
+- column, ``gather_output=False`` -> ``ColwiseParallel()`` (output ``Shard(-1)``, returned local)
+- row, ``input_is_parallel=False`` -> ``RowwiseParallel(input_layouts=Replicate())``
+- row, ``input_is_parallel=True``  -> ``RowwiseParallel()`` (input ``Shard(-1)``)
+
+The reference weights are loaded into a dense ``nn.Linear`` in the example's dtype, which
+``parallelize_module`` then shards over a 1-D CPU (Gloo) device mesh of the whole group. Shards are
+``torch.chunk`` style, so uneven dims are supported (a trailing rank may hold an empty shard).
+Parameters are DTensors: shards and grads are read back with ``to_local()``.
+
+One adaptation, documented in FIELD-NOTES: a plain local input to ``RowwiseParallel`` is wrapped
+with ``DTensor.from_local`` assuming even shards, which is wrong for uneven dims. ``forward`` wraps
+a sliced row input itself, with the true global shape; that is how DTensor TP documents feeding an
+unevenly sharded input, not a correction of its result.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import DTensor, Replicate, Shard
+from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+from impls.protocol import Capabilities, TensorParallelImpl
+
+_meshes: dict = {}
+
+
+def _mesh(group):
+    """The 1-D CPU mesh over ``group`` (the worker's whole world), made once per process."""
+    size = dist.get_world_size(group)
+    if size not in _meshes:
+        _meshes[size] = init_device_mesh("cpu", (size,))
+    return _meshes[size]
+
+
+def _local(t):
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+class Impl(TensorParallelImpl):
+    """DTensor TP on a dense ``nn.Linear``: every option, uneven shards, every dtype."""
+
+    name = "dtensor"
+    version = str(torch.__version__)
+    capabilities = Capabilities(uneven_shards=True)
+
+    def _dense(self, weight, bias):
+        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(weight)
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    def column(self, weight, bias, *, gather_output, group):
+        style = ColwiseParallel(output_layouts=Replicate()) if gather_output else ColwiseParallel()
+        return parallelize_module(self._dense(weight, bias), _mesh(group), style)
+
+    def row(self, weight, bias, *, input_is_parallel, group):
+        style = RowwiseParallel() if input_is_parallel else RowwiseParallel(input_layouts=Replicate())
+        layer = parallelize_module(self._dense(weight, bias), _mesh(group), style)
+        layer.tp_sliced_input = input_is_parallel
+        return layer
+
+    def forward(self, layer, x):
+        if getattr(layer, "tp_sliced_input", False):
+            shape = torch.Size([*x.shape[:-1], layer.in_features])
+            x = DTensor.from_local(x, layer.weight.device_mesh, [Shard(-1)], shape=shape,
+                                   stride=torch.empty(shape, device="meta").stride())
+        return layer(x)
+
+    def shards(self, layer):
+        return _local(layer.weight), (None if layer.bias is None else _local(layer.bias))
+
+    def shard_grads(self, layer):
+        return _local(layer.weight.grad), (None if layer.bias is None else _local(layer.bias.grad))
