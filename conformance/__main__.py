@@ -27,8 +27,12 @@ def _replay(args) -> int:
     try:
         classify(args.impl)
         suite.description
-        ev = suite.evidence(case)
         names = [args.property] if args.property else list(properties.SPEC)
+        if case.tp_groups > 1:
+            from conformance import subgroups
+
+            return subgroups.replay(suite, case, names)
+        ev = suite.evidence(case)
         failed = 0
         for name in names:
             found = properties.evaluate(ev, name)
@@ -64,6 +68,9 @@ def main(argv=None) -> int:
     rp.add_argument("case", help="the case token from a failure report")
     rp.set_defaults(func=_replay)
     sub.add_parser("list-impls", help="list the registry").set_defaults(func=_list)
+    from conformance.grading.cli import register as register_grade
+
+    register_grade(sub)  # tpconform grade SUBMISSIONS/ --out REPORT/ (docs/GRADING.md)
     args = parser.parse_args(argv)
     return args.func(args)
 

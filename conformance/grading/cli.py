@@ -1,0 +1,208 @@
+"""``tpconform grade SUBMISSIONS/ --out REPORT/``: grade every submission, resumably, and report.
+
+Each submission's result is written atomically to ``REPORT/submissions/NAME.json`` as soon as it is
+graded; a re-run with the same options skips the submissions already graded (a changed submission,
+seed, profile or suite is graded again). Scores and reports are rebuilt from those results on every
+run, so ``--weights`` can change without re-grading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+RESULTS_DIR = "submissions"
+
+
+def register(sub) -> None:
+    """Add the ``grade`` subcommand to the ``tpconform`` parser."""
+    g = sub.add_parser("grade", help="score a folder of submissions, each in an isolated process tree",
+                       description=__doc__.splitlines()[0])
+    g.add_argument("submissions", help="a folder of NAME.py files and NAME/ packages (with tpconform.toml)")
+    g.add_argument("--out", required=True, help="the report folder (created; results in it are reused)")
+    g.add_argument("--seed", type=int, default=0, help="Hypothesis seed: the same seed gives the same scores")
+    g.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"),
+                   help="how many examples per variant: ci 15, dev 40, thorough 400 (default: ci)")
+    g.add_argument("--examples", type=int, default=None, help="examples per variant (overrides --profile)")
+    g.add_argument("--world-sizes", default="1-8", help="world sizes to draw from (default: 1-8)")
+    g.add_argument("--dtypes", default="float32,float64,bfloat16,float16")
+    g.add_argument("--timeout", type=float, default=20.0, help="seconds one example may take (default: 20)")
+    g.add_argument("--time-limit", type=float, default=900.0,
+                   help="seconds one submission may take in all (default: 900)")
+    g.add_argument("--memory-mb", type=int, default=4096, help="address space per process, MiB (default: 4096)")
+    g.add_argument("--weights", default=None, help="a TOML weights file (default: conformance/grading/weights.toml)")
+    g.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: 1)")
+    g.add_argument("--gradescope", action="store_true", help="also write gradescope/NAME/results.json")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=main)
+
+
+class UsageProblem(Exception):
+    pass
+
+
+def _options(args) -> dict:
+    from conformance import profiles
+    from conformance.plugin import parse_world_sizes
+    from strategies import DTYPES
+
+    try:
+        sizes = parse_world_sizes(args.world_sizes)
+    except ValueError:
+        raise UsageProblem(f"--world-sizes={args.world_sizes}: expected e.g. '1-8' or '2,3,4'") from None
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtypes or any(d not in DTYPES for d in dtypes):
+        raise UsageProblem(f"--dtypes={args.dtypes}: choose from {', '.join(DTYPES)}")
+    examples = args.examples
+    if examples is None:
+        examples = profiles.build(args.profile, "grading", db_root=tempfile.gettempdir()).max_examples
+    for name, value in (("--examples", examples), ("--jobs", args.jobs), ("--memory-mb", args.memory_mb)):
+        if value < 1:
+            raise UsageProblem(f"{name}={value}: must be at least 1")
+    for name, value in (("--timeout", args.timeout), ("--time-limit", args.time_limit)):
+        if value <= 0:
+            raise UsageProblem(f"{name}={value}: must be positive")
+    return {"seed": args.seed, "profile": args.profile, "examples": examples,
+            "world_sizes": ",".join(map(str, sizes)), "dtypes": ",".join(dtypes), "timeout_s": args.timeout,
+            "time_limit_s": args.time_limit, "memory_mb": args.memory_mb}
+
+
+def run_record(options: dict, weights) -> dict:
+    """What the report records about the run, so the same seed and profile can be checked again."""
+    import hypothesis
+    import torch
+
+    import conformance
+    from conformance.grading.isolation import source_digest
+
+    return {"suite_version": conformance.__version__, "suite_sha256": source_digest(),
+            "torch_version": torch.__version__, "hypothesis_version": hypothesis.__version__,
+            "python_version": sys.version.split()[0], **options, "weights": weights.as_dict()}
+
+
+def _fingerprint(sub, options: dict, suite_sha: str) -> str:
+    keep = {k: options[k] for k in ("seed", "examples", "world_sizes", "dtypes", "timeout_s", "time_limit_s",
+                                    "memory_mb")}
+    blob = json.dumps([sub.kind, sub.impl, sub.sha256() if sub.kind != "invalid" else sub.problem, keep, suite_sha],
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def write_atomic(path: str, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _finished(path: str, fingerprint: str):
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if data.get("fingerprint") == fingerprint else None
+
+
+def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
+    from conformance.grading.isolation import Limits, run_isolated
+
+    record = {"name": sub.name, "path": sub.path, "kind": sub.kind, "impl": sub.impl, "fingerprint": fingerprint,
+              "sha256": sub.sha256() if sub.kind != "invalid" else None}
+    if sub.kind == "invalid":
+        record["result"] = {"problem": sub.problem}
+    else:
+        snapshot = snapshots.get()
+        try:
+            result = run_isolated(sub, snapshot, seed=options["seed"], examples=options["examples"],
+                                  world_sizes=options["world_sizes"], dtypes=options["dtypes"],
+                                  timeout_s=options["timeout_s"],
+                                  limits=Limits(options["time_limit_s"], options["memory_mb"]))
+            changed = snapshot.changed()
+            if changed:
+                result["tampered"] = changed
+                snapshot.rebuild()
+        finally:
+            snapshots.put(snapshot)
+        record["result"] = result
+    write_atomic(path, record)
+    return record
+
+
+def main(args) -> int:
+    from conformance.grading import report
+    from conformance.grading.scoring import WeightsError, load_weights
+    from conformance.grading.submissions import SubmissionsError, discover
+
+    try:
+        options = _options(args)
+        weights = load_weights(args.weights)
+        subs = discover(args.submissions)
+        os.makedirs(os.path.join(args.out, RESULTS_DIR), exist_ok=True)
+    except (UsageProblem, WeightsError, SubmissionsError) as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"grade: --out={args.out}: cannot create it: {exc.strerror}", file=sys.stderr)
+        return 2
+    started = time.time()
+    record = run_record(options, weights)
+    records, todo = {}, []
+    for sub in subs:
+        path = os.path.join(args.out, RESULTS_DIR, f"{sub.name}.json")
+        fp = _fingerprint(sub, options, record["suite_sha256"])
+        done = _finished(path, fp)
+        if done:
+            records[sub.name] = done
+        else:
+            todo.append((sub, fp, path))
+    reused = len(records)
+    try:
+        _grade_all(todo, options, records, args)
+    except KeyboardInterrupt:
+        print(f"grade: interrupted; {len(records)} of {len(subs)} results kept in {args.out}/{RESULTS_DIR}: "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    record["seconds_grading"] = round(time.time() - started, 2)
+    ordered = [records[s.name] for s in subs]
+    paths = report.write_all(args.out, record, ordered, weights, gradescope_files=args.gradescope)
+    print(f"graded {len(todo)} submission(s), reused {reused} finished earlier, in {record['seconds_grading']:.1f} s; "
+          f"report: {paths['html']}")
+    return 0
+
+
+def _grade_all(todo, options, records, args) -> None:
+    import queue
+
+    from tqdm import tqdm
+
+    from conformance.grading.isolation import SuiteSnapshot, kill_all
+
+    jobs = max(1, min(args.jobs, len(todo) or 1))
+    snapshots: queue.Queue = queue.Queue()
+    made = [SuiteSnapshot() for _ in range(jobs)] if todo else []
+    for s in made:
+        snapshots.put(s)
+    bar = tqdm(total=len(todo), unit="submission", disable=args.no_progress or not todo, file=sys.stderr)
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {pool.submit(_grade, sub, options, snapshots, fp, path): sub for sub, fp, path in todo}
+        for fut in as_completed(futures):
+            rec = fut.result()
+            records[rec["name"]] = rec
+            bar.set_postfix_str(rec["name"])
+            bar.update()
+    except BaseException:
+        kill_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        bar.close()
+        for s in made:
+            s.remove()

@@ -1,0 +1,138 @@
+"""Scores from cell results: a weight per property, partial credit per variant, a total.
+
+A property's score is ``weight × passed / judged`` over the variants it is judged on: those the
+submission declares (where the property applies), plus the required variants of the weights file,
+which count as failed when not declared. A hang, a crash, or a time-out on any variant of a property
+scores the whole property 0; a submission that could not be loaded, or changed the suite's files,
+scores 0 everywhere. Verdicts and the rules are documented in docs/GRADING.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from conformance.properties import SPEC
+from strategies import VARIANTS
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.toml")
+VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
+# every verdict a property (or a cell) can have; the report colours them
+VERDICTS = ("pass", "partial", "fail", "not-declared", "crash", "hang", "timeout", "cheat", "error", "n/a")
+ZEROING = ("crash", "hang", "timeout")  # on any variant: the property scores 0
+
+
+class WeightsError(Exception):
+    """A weights file that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    points: dict
+    required: tuple
+    source: str
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.points.values()))
+
+    def as_dict(self) -> dict:
+        return {"points": dict(self.points), "required_variants": list(self.required), "source": self.source}
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise WeightsError(f"--weights={path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise WeightsError(f"--weights={path}: not valid TOML: {exc}") from None
+
+
+def load_weights(path: str | None = None) -> Weights:
+    """The default weights, overridden by ``path`` (a TOML file like ``weights.toml``)."""
+    base = _read(DEFAULT_WEIGHTS)
+    points = dict(base["weights"])
+    default = base["default_weight"]
+    required = list(base["variants"]["required"])
+    if path:
+        user = _read(path)
+        unknown = set(user) - {"weights", "variants", "default_weight"}
+        default = user.get("default_weight", default)
+        unknown_props = set(user.get("weights", {})) - set(SPEC)
+        if unknown or unknown_props:
+            raise WeightsError(f"--weights={path}: unknown {'keys' if unknown else 'properties'} "
+                               f"{sorted(unknown or unknown_props)}; properties are {', '.join(SPEC)}")
+        for k, v in user.get("weights", {}).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise WeightsError(f"--weights={path}: {k} = {v!r}: a weight is a number >= 0")
+            points[k] = v
+        required = user.get("variants", {}).get("required", required)
+        bad = [v for v in required if v not in VARIANT_NAMES] if isinstance(required, list) else [required]
+        if bad:
+            raise WeightsError(f"--weights={path}: unknown required variant(s) {bad}; "
+                               f"variants are {', '.join(VARIANT_NAMES)}")
+    return Weights({p: float(points.get(p, default)) for p in SPEC}, tuple(required), path or "default")
+
+
+def _all(verdict: str, reason: str, weights: Weights) -> dict:
+    props = {p: {"verdict": verdict, "score": 0.0, "max": w, "reason": reason, "passed_variants": [],
+                 "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
+    return {"total": 0.0, "max": weights.total, "why": reason, "properties": props}
+
+
+def score_submission(result: dict, weights: Weights) -> dict:
+    """Scores for one submission's result (see :func:`conformance.grading.isolation.run_isolated`)."""
+    if result.get("problem"):
+        return _all("error", f"not graded: {result['problem']}", weights)
+    if result.get("tampered"):
+        return _all("cheat", "it changed the suite's files: " + ", ".join(result["tampered"][:5]), weights)
+    if result.get("unusable"):
+        return _all("error", f"it could not be loaded: {result['unusable']}", weights)
+    missing_verdict, missing_reason = {
+        "timeout": ("timeout", "the submission ran past its time limit before this was checked"),
+        "crashed": ("crash", f"the grading process died (exit code {result.get('exit_code')}) before this was "
+                             "checked"),
+    }.get(result.get("status"), ("crash", "no result came back for this"))
+    if result.get("status") != "done" and result.get("describe") is None:
+        return _all(missing_verdict, missing_reason.replace("before this was checked", "while loading it"), weights)
+    cells = {(c["property"], c["variant"]): c for c in result.get("cells", [])}
+    props = {}
+    for prop, weight in weights.points.items():
+        judged, passed, variants, worst = [], [], {}, None
+        for variant in VARIANT_NAMES:
+            cell = cells.get((prop, variant)) or {"verdict": missing_verdict, "reason": missing_reason}
+            verdict = cell["verdict"]
+            if verdict == "not-declared" and variant in weights.required:
+                cell = {**cell, "reason": f"a required variant, not declared: {cell.get('reason')}"}
+            elif verdict in ("not-declared", "n/a"):
+                variants[variant] = cell
+                continue
+            variants[variant] = cell
+            judged.append(variant)
+            if verdict == "pass":
+                passed.append(variant)
+            elif worst is None or (verdict in ZEROING and worst[0] not in ZEROING):
+                worst = (verdict, f"{variant}: {cell.get('reason')}")
+        if worst and worst[0] in ZEROING:
+            verdict, score = worst[0], 0.0
+        elif not judged:
+            verdict, score = "n/a", 0.0
+        else:
+            score = round(weight * len(passed) / len(judged), 2)
+            verdict = "pass" if len(passed) == len(judged) else "partial" if passed else (
+                "not-declared" if worst and worst[0] == "not-declared" and not passed and all(
+                    variants[v]["verdict"] == "not-declared" for v in judged) else "fail")
+        props[prop] = {"verdict": verdict, "score": score, "max": weight,
+                       "reason": None if verdict == "pass" else (worst[1] if worst else "no variant applies"),
+                       "passed_variants": passed, "judged_variants": judged, "variants": variants}
+    total = round(sum(p["score"] for p in props.values()), 2)
+    zeroed = [p for p in props.values() if p["verdict"] in ZEROING]
+    why = zeroed[0]["reason"] if zeroed else None
+    return {"total": total, "max": weights.total, "why": why, "properties": props}
