@@ -1,15 +1,25 @@
-"""Likely causes: symptoms of the classic tensor-parallel bugs, recognised in a failed example."""
+"""Likely causes: symptoms of the classic tensor-parallel bugs, recognised in a failed example.
+
+:func:`likely_cause` looks at one violation and the evidence around it and, when the symptom
+matches a known bug class (the seeded-bug zoo in ``impls/zoo`` has one of each), names it in one
+line. Each recogniser below checks one symptom exactly — a ratio, a permutation, a shape — using
+the same rounding bounds as the verdict, so a cause is only offered when it explains the numbers.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+import math
 
 import torch
 
+from conformance import tolerance as tol
+from conformance.compare import compare
 from conformance.properties import Evidence, Violation
 
+_GRAD_KEYS = {"weight grad": "weight_grad", "input grad": "input_grad", "bias grad": "bias_grad"}
 
-def _ratio(actual: torch.Tensor, expected: torch.Tensor) -> Optional[float]:
+
+def _ratio(actual: torch.Tensor, expected: torch.Tensor) -> float | None:
     """The scalar ``k`` with ``actual ≈ k·expected``, if there is one."""
     a, e = actual.double().flatten(), expected.double().flatten()
     if e.numel() == 0 or float(e.abs().max()) == 0:
@@ -20,39 +30,227 @@ def _ratio(actual: torch.Tensor, expected: torch.Tensor) -> Optional[float]:
     return None
 
 
-def likely_cause(ev: Evidence, v: Violation) -> Optional[str]:
+def _within(actual, expected, bound) -> bool:
+    return actual is not None and compare(actual, expected, bound, "") is None
+
+
+# -- shards ------------------------------------------------------------------------------------------
+def _shards_cause(ev: Evidence, v: Violation) -> str | None:
+    t, case, d = ev.outcome.tensors, ev.case, ev.split_dim
+    shards = [res.get("weight_shard") for res in ev.ranks]
+    if any(w is None or w.dim() != 2 for w in shards):
+        return None
+    full = list(t.weight.shape)
+    if v.quantity == "bias shard" and case.kind == "column":
+        bias_sizes = [0 if res.get("bias_shard") is None else res["bias_shard"].numel() for res in ev.ranks]
+        weight_sizes = [w.shape[0] for w in shards]
+        if sum(bias_sizes) == case.out_features and bias_sizes != weight_sizes:
+            return (f"the bias is sharded with a different split than the weight (bias {bias_sizes}, weight "
+                    f"{weight_sizes} rows): each rank's bias rows must be its weight rows")
+        return None
+    if v.quantity != "weight shard":
+        return None
+    if case.world_size > 1 and all(list(w.shape) == full for w in shards):
+        return "every rank holds the whole weight: the layer is not tensor-parallel (it should hold a shard)"
+    if any(w.shape[1 - d] != full[1 - d] for w in shards) and all(w.shape[d] == full[d] for w in shards):
+        want, got = ("rows (out_features)", "columns") if d == 0 else ("columns (in_features)", "rows")
+        return f"the weight is split along the wrong dim: a {case.kind} shard is a block of {want}, these are {got}"
+    sizes = [w.shape[d] for w in shards]
+    n = full[d]
+    if sum(sizes) < n and all(s == n // case.world_size for s in sizes):
+        return (f"every rank holds {n}//{case.world_size} = {n // case.world_size} of {n}: the remainder of a "
+                "non-divisible dim is truncated")
+    if sum(sizes) == n:
+        pieces = torch.split(t.weight, sizes, dim=d)
+        if sorted(map(_key, pieces)) == sorted(map(_key, shards)):
+            return "the shards are the right blocks in a different rank order"
+    return "the weight may be split along the wrong dim, or in a different rank order"
+
+
+def _key(t: torch.Tensor) -> bytes:
+    return bytes(str(list(t.shape)), "ascii") + t.contiguous().view(torch.uint8).numpy().tobytes()
+
+
+# -- forward -----------------------------------------------------------------------------------------
+def _expected(ev: Evidence, r: int, output: torch.Tensor, dtype: torch.dtype):
+    t = ev.outcome.tensors
+    bound = tol.output_bound(t.x, t.weight, t.bias, dtype, ev.case.world_size)
+    if ev.output_is_sharded:
+        s = ev.rank_slice(r)
+        return output[..., s], bound[..., s]
+    return output, bound
+
+
+def _shape_cause(ev: Evidence, r: int, out: torch.Tensor) -> str | None:
+    case, ws = ev.case, ev.case.world_size
+    want = [*case.batch_shape, ev.partition()[r] if ev.output_is_sharded else case.out_features]
+    if list(out.shape) == want:
+        if out.dtype != case.torch_dtype:
+            return (f"the output is {str(out.dtype)[6:]} for a {case.dtype} input: the result is not cast back "
+                    "to the input dtype")
+        return None
+    if (not ev.output_is_sharded and ws > 1 and out.shape[:-1] == tuple(case.batch_shape)
+            and out.shape[-1] == ev.partition()[r]):
+        return "the output has this rank's share of out_features: the local shard was returned without an all-gather"
+    if out.dim() == len(want) and out.dim() >= 3 and ws > 1 and any(
+            out.shape[i] == ws * want[i] != 0 for i in range(len(want) - 1)):
+        return "the shards are stacked along a batch dim: the all-gather concatenates along the wrong dim (not the last)"
+    if out.numel() == math.prod(want) and out.dim() < len(want):
+        return (f"the output has the right number of elements in shape {list(out.shape)}: the batch dims were "
+                "flattened and not all restored (an input with more than two dims)")
+    return None
+
+
+def _output_cause(ev: Evidence, r: int, out: torch.Tensor) -> str | None:
     case, ws, t = ev.case, ev.case.world_size, ev.outcome.tensors
-    res = ev.ranks[v.rank] if v.rank is not None and v.rank < len(ev.ranks) else None
-    if v.quantity == "output" and res is not None and res.get("output") is not None:
-        out = res["output"]
-        if not ev.output_is_sharded and out.shape[-1:] != (case.out_features,) and ws > 1:
-            if out.shape[-1] == ev.partition()[v.rank]:
-                return "the output has this rank's share of out_features: the local shard was returned without an all-gather"
-        if out.shape == ev.dense.output.shape and out.numel():
-            diff = out.double() - ev.dense.output
-            if t.bias is not None and case.kind == "row" and ws > 1:
-                k = _ratio(diff, t.bias.double().expand_as(diff))
-                if k is not None and abs(k - (ws - 1)) < 0.25:
-                    return f"the output is off by {ws - 1}× the bias: the bias is added on every rank, before the all-reduce"
-            if case.kind == "row" and ws > 1:
-                y_nb = ev.dense.output - (0 if t.bias is None else t.bias.double())
-                k = _ratio(out.double() - (0 if t.bias is None else t.bias.double()), y_nb)
-                if k is not None and abs(k - 1) > 0.05:
-                    return f"the output is ~{k:.2f}× the dense product: check the all-reduce"
-    if v.quantity in ("weight grad", "input grad", "bias grad") and v.mismatch and res is not None:
-        key = {"weight grad": "weight_grad", "input grad": "input_grad", "bias grad": "bias_grad"}[v.quantity]
-        actual = res.get(key)
-        expected = None
-        if key == "input_grad":
-            expected = ev.dense.input_grad if not ev.input_is_sliced else ev.dense.input_grad[..., ev.rank_slice(v.rank)]
-        if actual is not None and expected is not None and actual.shape == expected.shape:
-            k = _ratio(actual, expected)
-            if k is not None and ws > 1 and abs(k - ws) < 0.25:
-                return f"the {v.quantity} is {ws}× too large: a backward sums across ranks where it should not"
-            if k is not None and ws > 1 and abs(k * ws - 1) < 0.25:
-                return f"the {v.quantity} is {ws}× too small: averaged over ranks, or a backward all-reduce is missing"
-        if key == "input_grad" and case.kind == "column" and ws > 1:
+    expected, bound = _expected(ev, r, ev.dense.output, case.torch_dtype)
+    if out.shape != expected.shape or not out.numel():
+        return None
+    if not ev.output_is_sharded and case.kind == "column" and ws > 1:
+        wrong_place = _columns_permuted(out.double(), expected, bound)
+        if wrong_place:
+            return ("the output's columns are the right values in the wrong places: the all-gather concatenates "
+                    "the shards in the wrong rank order")
+    bias = 0 if t.bias is None else t.bias.double()
+    if t.bias is not None and case.kind == "row" and ws > 1:
+        k = _ratio(out.double() - expected, t.bias.double().expand_as(expected))
+        if k is not None and abs(k - (ws - 1)) < 0.25:
+            return f"the output is off by {ws - 1}× the bias: the bias is added on every rank, before the all-reduce"
+    if case.kind == "row" and ws > 1:
+        s = ev.rank_slice(r)
+        partial = t.x.double()[..., s] @ t.weight.double()[:, s].T + bias
+        if _within(out, partial, bound):
+            return "the output is this rank's partial product x_r·W_rᵀ (+ b): the all-reduce is missing"
+    for low in (torch.bfloat16, torch.float16, torch.float32):
+        if tol.unit_roundoff(low) > tol.unit_roundoff(case.torch_dtype):
+            _, low_bound = _expected(ev, r, ev.dense.output, low)
+            if _within(out, expected, low_bound):
+                return (f"the output is within {str(low)[6:]}'s rounding but not {case.dtype}'s: the math is done at "
+                        "lower precision than the input")
+    if case.kind == "row" and ws > 1:
+        k = _ratio(out.double() - bias, expected - bias)
+        if k is not None and abs(k - 1) > 0.05:
+            return f"the output is ~{k:.2f}× the dense product: check the all-reduce"
+    if case.noncontiguous:
+        return ("this case's input is non-contiguous (stride 2 in its last dim); if it passes with noncontiguous=0, "
+                "the layer reads strided inputs as if they were contiguous")
+    return None
+
+
+def _columns_permuted(out: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor) -> bool:
+    """Every output column equals some dense column, and at least one is not in its own place."""
+    n = expected.shape[-1]
+    o, e, b = out.reshape(-1, n), expected.reshape(-1, n), bound.reshape(-1, n)
+    if o.shape[0] == 0:
+        return False
+    close = ((o[:, :, None] - e[:, None, :]).abs() <= b[:, None, :]).all(dim=0)  # [out col, dense col]
+    return bool(close.any(dim=1).all()) and not bool(close.diagonal().all())
+
+
+def _agree_cause(ev: Evidence, r: int) -> str | None:
+    expected, bound = _expected(ev, r, ev.dense.output, ev.case.torch_dtype)
+    if all(_within(res.get("output"), expected, bound) for res in (ev.ranks[0], ev.ranks[r])):
+        return ("both ranks are within rounding of the dense output but differ from each other: the ranks combine "
+                "the partial results in different orders (a replicated result must be computed identically)")
+    return None
+
+
+def _second_call_cause(ev: Evidence, r: int) -> str | None:
+    res = ev.ranks[r]
+    first, again = res.get("output"), res.get("second_output")
+    if first is not None and again is not None and first.shape == again.shape and first.numel() \
+            and torch.equal(first, again):
+        return "the second call returned the first call's output: the layer keeps state (a cache) across calls"
+    return None
+
+
+# -- gradients ---------------------------------------------------------------------------------------
+def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
+    case, ws, t = ev.case, ev.case.world_size, ev.outcome.tensors
+    res = ev.ranks[r]
+    actual = res.get(_GRAD_KEYS[v.quantity])
+    if actual is None:
+        if res.get("output") is not None and res.get("input_grad") is None and res.get("weight_grad") is None:
+            return (f"the {v.quantity} is missing and so is every other grad: the output carries no autograd graph "
+                    "— a collective run outside autograd (e.g. a plain dist.all_gather) cuts it")
+        return None
+    s = ev.rank_slice(r)
+    if v.quantity == "input grad":
+        expected = ev.dense.input_grad[..., s] if ev.input_is_sliced else ev.dense.input_grad
+    elif v.quantity == "weight grad":
+        expected = ev.dense.weight_grad[s] if ev.split_dim == 0 else ev.dense.weight_grad[:, s]
+    else:
+        expected = ev.dense.bias_grad[s] if case.kind == "column" else ev.dense.bias_grad
+    if actual.shape != expected.shape:
+        return None
+    k = _ratio(actual, expected)
+    if k is not None and ws > 1 and abs(k - ws) < 0.25:
+        return f"the {v.quantity} is {ws}× too large: a backward sums across ranks where it should not"
+    if k is not None and ws > 1 and abs(k * ws - 1) < 0.25:
+        return f"the {v.quantity} is {ws}× too small: averaged over the ranks, or a backward all-reduce is missing"
+    if v.quantity == "input grad" and ws > 1:
+        bound = tol.input_grad_bound(t.grad_out, t.weight, case.torch_dtype, ws)
+        if case.kind == "row" and not ev.input_is_sliced:
+            inside = actual[..., s]
+            outside = torch.cat([actual[..., :s.start], actual[..., s.stop:]], dim=-1)
+            if _within(inside, expected[..., s], bound[..., s]) and not bool(outside.ne(0).any()):
+                return ("the input grad is right on this rank's slice and zero elsewhere: the backward all-gather of "
+                        "the input grad is missing")
+        if case.kind == "column":
+            g = t.grad_out.double()[..., s]
+            partial = g @ t.weight.double()[s]
+            if _within(actual, partial, bound):
+                return ("the input grad is this rank's partial g_r·W_r: the backward all-reduce of the input grad is "
+                        "missing")
             return "column input grad: the backward all-reduce of the input grad may be missing"
-    if v.quantity == "weight shard" and "do not rebuild" in v.message:
-        return "the weight may be split along the wrong dim, or in a different rank order"
+    return None
+
+
+# -- communication -----------------------------------------------------------------------------------
+def _communication_cause(ev: Evidence, r: int) -> str | None:
+    res = ev.ranks[r]
+    shard = res.get("weight_shard")
+    sent = res.get("collective_elements") or 0
+    if shard is not None and shard.numel() and sent >= shard.numel():
+        return ("it sent at least a weight shard's worth of elements: it likely gathers the weight and computes "
+                "the layer locally (not tensor-parallel)")
+    return None
+
+
+# -- crashes and hangs -------------------------------------------------------------------------------
+def _crash_cause(ev: Evidence, v: Violation) -> str | None:
+    case = ev.case
+    split = case.out_features if case.kind == "column" else case.in_features
+    empty = split < case.world_size
+    if "timed out" in v.message:
+        return ("some rank never joined a collective the others wait in: a rank skips or reorders a collective"
+                + (" (here a rank has an empty shard: does it return early?)" if empty else ""))
+    if v.quantity == "construction" and "some ranks only" in v.message and empty:
+        return "construction raised only on some ranks, and some rank's shard is empty: empty shards are not handled"
+    if math.prod(case.batch_shape) == 0 and "raised" in v.message:
+        return "the batch is empty: the layer does not handle inputs with a zero-size batch dim"
+    return None
+
+
+def likely_cause(ev: Evidence, v: Violation) -> str | None:
+    """One line naming the bug class that explains violation ``v``, or ``None``."""
+    r = v.rank if v.rank is not None and v.rank < len(ev.ranks) else None
+    if v.quantity in ("run", "construction"):
+        return _crash_cause(ev, v)
+    if v.quantity in ("weight shard", "bias shard"):
+        return _shards_cause(ev, v)
+    if r is None:
+        return None
+    res = ev.ranks[r]
+    if v.property == "repeated_calls_are_independent":
+        return _second_call_cause(ev, r)
+    if v.property == "communicates_activations_not_weights":
+        return _communication_cause(ev, r)
+    if v.property == "ranks_agree_on_the_output":
+        return _agree_cause(ev, r)
+    if v.quantity == "output" and res.get("output") is not None:
+        out = res["output"]
+        return _shape_cause(ev, r, out) or _output_cause(ev, r, out)
+    if v.quantity in _GRAD_KEYS:
+        return _grad_cause(ev, v, r)
     return None

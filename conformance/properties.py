@@ -16,6 +16,8 @@ A dense layer computes ``y = x Wᵀ + b``. A tensor-parallel layer on ``world_si
 6. **weight grad**: give each weight shard the matching slice of the dense weight grad;
 7. **bias grad**: give each bias (shard) the matching slice of the dense bias grad;
 8. **inputs untouched**: modify neither its input nor the upstream gradient.
+9. **repeated calls**: return, on a second call with another input, the output for that input;
+10. **communication**: send activations through collectives, never the weight.
 
 Non-divisible dims: raising at construction on every rank conforms when the impl declares
 ``uneven_shards=False``; a wrong result never does.
@@ -23,6 +25,8 @@ Non-divisible dims: raising at construction on every rank conforms when the impl
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -31,7 +35,7 @@ import torch
 from conformance import tolerance as tol
 from conformance.cases import LayerCase
 from conformance.compare import Mismatch, compare
-from conformance.dense import DenseResult
+from conformance.dense import DenseResult, dense_linear
 from conformance.runner import Outcome
 
 
@@ -291,6 +295,48 @@ def inputs_are_left_untouched(ev: Evidence) -> list[Violation]:
             out.append(Violation(name, f"rank {r} modified its input in place", r, "input"))
         if res.get("grad_modified"):
             out.append(Violation(name, f"rank {r} modified the upstream gradient in place", r, "upstream grad"))
+    return out
+
+
+# -- 9. repeated calls ------------------------------------------------------------------------------
+@spec_property
+def repeated_calls_are_independent(ev: Evidence) -> list[Violation]:
+    """A second forward call, on the negated input, returns the dense output for *that* input:
+    nothing (a cached output, a reused buffer) carries over from the first call."""
+    name = "repeated_calls_are_independent"
+    t = _tensors(ev)
+    again = dense_linear(dataclasses.replace(t, x=-t.x)).output
+    out = []
+    for r, res in enumerate(ev.ranks):
+        _, bound = _expected_output(ev, r)  # the bound depends on |x| only
+        expected = again[..., ev.rank_slice(r)] if ev.output_is_sharded else again
+        m = compare(res.get("second_output"), expected, bound, f"rank {r} output of a second call (input negated)")
+        if m:
+            out.append(Violation(name, str(m), r, "second output", m))
+    return out
+
+
+# -- 10. communication -------------------------------------------------------------------------------
+def activation_elements(case: LayerCase) -> int:
+    """Elements of the input, the output and their grads: 2·B·(in_features + out_features)."""
+    return 2 * math.prod(case.batch_shape) * (case.in_features + case.out_features)
+
+
+@spec_property
+def communicates_activations_not_weights(ev: Evidence) -> list[Violation]:
+    """Tensor parallelism moves activations, never the weight: per rank, the floating-point elements
+    sent into collectives during forward and backward are at most :func:`activation_elements`.
+    A layer that all-gathers its weight and computes locally sends a weight shard (rows × in_features)
+    instead: more, as soon as the batch is small against the weight (an empty batch: any weight)."""
+    name = "communicates_activations_not_weights"
+    limit = activation_elements(ev.case)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        sent = res.get("collective_elements")
+        if sent is not None and sent > limit:
+            calls = ", ".join(res.get("collectives") or [])
+            out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the input, "
+                                       f"output and their grads hold only {limit}", r, "communication"))
     return out
 
 

@@ -19,6 +19,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from conformance import wire
 from conformance.cases import LayerCase
@@ -66,6 +68,31 @@ def _as_tensor(value, what: str):
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{what} is a {type(value).__name__}, not a tensor")
     return value
+
+
+class _CollectiveVolume(TorchDispatchMode):
+    """Counts the floating-point elements this rank puts into collectives (c10d and functional
+    collectives, forward and backward) while active: what it sends, not what it receives."""
+
+    # ops whose first argument is the output buffer; the rank's contribution is the second
+    _OUTPUT_FIRST = {"allgather_", "allgather_coalesced_", "allgather_into_tensor_coalesced_", "_allgather_base_",
+                     "reduce_scatter_", "_reduce_scatter_base_", "reduce_scatter_tensor_coalesced_", "alltoall_",
+                     "alltoall_base_", "gather_", "scatter_"}
+    _RECEIVE_ONLY = {"recv_", "recv_any_source_", "barrier", "monitored_barrier_", "wait_tensor"}
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+        self.calls: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.name().split("::")[-1].split(".")[0]
+        if func.namespace in ("c10d", "_c10d_functional", "c10d_functional") and name not in self._RECEIVE_ONLY:
+            sent = args[1] if name in self._OUTPUT_FIRST and len(args) > 1 else (args[0] if args else None)
+            n = sum(t.numel() for t in tree_leaves(sent) if isinstance(t, torch.Tensor) and t.is_floating_point())
+            self.elements += n
+            self.calls.append(f"{name}({n})")
+        return func(*args, **(kwargs or {}))
 
 
 def run_example(impl, case: LayerCase, data: dict, group) -> dict:
@@ -116,21 +143,29 @@ def run_example(impl, case: LayerCase, data: dict, group) -> dict:
     x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()
     x_in.requires_grad_(True)
 
-    # 3. forward and backward
-    output = _as_tensor(impl.forward(layer, x_in), "the layer's output")
-    result["output"] = output.detach().clone()
-    if output.shape != g_in.shape:
-        # keep every rank's backward collectives matched: back-propagate zeros of the output's shape
-        result["upstream_grad_replaced"] = f"output shape {list(output.shape)} != upstream grad {list(g_in.shape)}"
-        g_in = g_sent = torch.zeros_like(output.detach())
-    if output.requires_grad:
-        output.backward(g_in)
+    # 3. forward and backward, counting what this rank sends through collectives
+    with _CollectiveVolume() as volume:
+        output = _as_tensor(impl.forward(layer, x_in), "the layer's output")
+        result["output"] = output.detach().clone()
+        if output.shape != g_in.shape:
+            # keep every rank's backward collectives matched: back-propagate zeros of the output's shape
+            result["upstream_grad_replaced"] = f"output shape {list(output.shape)} != upstream grad {list(g_in.shape)}"
+            g_in = g_sent = torch.zeros_like(output.detach())
+        if output.requires_grad:
+            output.backward(g_in)
+    result["collective_elements"], result["collectives"] = volume.elements, volume.calls
     result["input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
     w_grad, b_grad = impl.shard_grads(layer)
     result["weight_grad"] = None if w_grad is None else _as_tensor(w_grad, "the weight grad").detach().clone()
     result["bias_grad"] = None if b_grad is None else _as_tensor(b_grad, "the bias grad").detach().clone()
     result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
     result["grad_modified"] = not torch.equal(g_in, g_sent)
+
+    # 4. a second call, on the negated input: nothing from the first call may leak into it
+    with torch.no_grad():
+        x_again = _noncontiguous(-x_sent) if case.noncontiguous else -x_sent
+        again = _as_tensor(impl.forward(layer, x_again), "the second call's output")
+    result["second_output"] = again.detach().clone()
     return result
 
 

@@ -1,52 +1,103 @@
-"""Every seeded bug is caught by the property meant to catch it; the reference passes the same case."""
+"""The suite's own mutation test: every seeded bug in ``impls/zoo`` is caught by the property meant to
+catch it, for the right reason, within a bounded number of examples; the reference and every
+correct built-in impl pass every property on the same kind of cases.
+
+"For the right reason": a bug whose symptom is a wrong result must make the property itself fail
+(not a crash), a crash/hang bug must fail as a crash, and where the zoo entry names a cause, the
+failure report's "likely cause" line must name it. The search is Hypothesis' own (``find``) over the
+suite's strategies (``Suite.cases``), derandomized, without shrinking (``benchmarks/time_to_find.py``
+measures shrinking), on world sizes 1–4 with a short pool timeout so a hang costs seconds.
+"""
 
 import time
 
 import pytest
-from hypothesis import HealthCheck, find, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from conformance.suite import Suite
+from conformance import properties
+from conformance.harness import GroupPool
+from conformance.runner import ImplUnusable
+from conformance.suite import Suite, format_failure
+from impls.registry import BUILTIN
 from impls.zoo import ZOO
 from strategies import VARIANTS
 
 VARIANT = {str(v): v for v in VARIANTS}
-SEARCH = settings(max_examples=300, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck))
+MAX_EXAMPLES = 200
+SEARCH = settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
+                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+POOL_TIMEOUT_S = 6.0  # a hang-type bug costs this much per hanging example
+CRASH = ("run", "construction")  # Violation.quantity of an example that did not complete
 
 
-@pytest.mark.parametrize("bug", ZOO, ids=lambda b: b.name)
-def test_seeded_bug_is_caught_by_its_property(bug, tp_pool, zoo_score):
-    suite = Suite(bug.name, tp_pool, world_sizes=range(1, 5))
+@pytest.fixture(scope="module")
+def pool():
+    pool = GroupPool(timeout_s=POOL_TIMEOUT_S)
+    yield pool
+    pool.close()
+
+
+def for_the_right_reason(bug, found) -> bool:
+    """``found`` (one example's violations) shows ``bug``'s symptom: a crash, or a property failure."""
+    return bool(found) and (found[0].quantity in CRASH) == (bug.symptom == "crash")
+
+
+ONE_LAYER_BUGS = [b for b in ZOO if b.variant in VARIANT]  # "family/variant" entries: test_extensions.py
+
+
+@pytest.mark.parametrize("bug", ONE_LAYER_BUGS, ids=lambda b: b.name)
+def test_seeded_bug_is_caught_by_its_property(bug, pool, zoo_score):
+    suite = Suite(bug.name, pool, world_sizes=bug.world_sizes)
+    caught: dict = {}
+
+    def is_caught(case) -> bool:
+        ev = suite.evidence(case)
+        found = properties.evaluate(ev, bug.caught_by)
+        if for_the_right_reason(bug, found):
+            caught[case] = format_failure(ev, bug.caught_by, found, bug.name)
+            return True
+        return False
+
     started = time.perf_counter()
     try:
-        case = find(suite.cases(VARIANT[bug.variant]),
-                    lambda c: bool(suite.violations(c, bug.caught_by)), settings=SEARCH)
+        case = find(suite.cases(VARIANT[bug.variant]), is_caught, settings=SEARCH)
     except NoSuchExample:
         zoo_score["missed"].append(bug.name)
-        pytest.fail(f"{bug.name} ({bug.summary}) was not caught by {bug.caught_by} in {SEARCH.max_examples} examples")
+        pytest.fail(f"{bug.name} ({bug.summary}) was not caught by {bug.caught_by} as a {bug.symptom} "
+                    f"in {MAX_EXAMPLES} examples")
     zoo_score["caught"].append(bug.name)
-    print(f"{bug.name}: minimal case {case.token()} ({time.perf_counter() - started:.1f} s incl. shrinking)")
-    reference = Suite("reference", tp_pool)
-    assert reference.violations(case, bug.caught_by) == [], "the reference must pass the bug's minimal case"
+    report = caught[case]
+    print(f"{bug.name}: caught by {bug.caught_by} after {suite.examples} examples, "
+          f"{time.perf_counter() - started:.1f} s\n{report}")
+    if bug.cause:
+        causes = [line for line in report.splitlines() if "likely cause:" in line]
+        assert any(bug.cause in line for line in causes), f"expected a likely cause naming {bug.cause!r}:\n{report}"
+
+    reference = Suite("reference", pool)
+    ev = reference.evidence(case)
+    for name in properties.SPEC:
+        found = properties.evaluate(ev, name)
+        assert found == [], format_failure(ev, name, found, "reference")
 
 
-def test_reference_passes_every_property_on_the_zoos_cases(tp_pool):
-    """The cases the zoo is caught on are not themselves impossible: the reference passes them all."""
-    from conformance.properties import SPEC
-    from hypothesis import given
-
-    suite = Suite("reference", tp_pool, world_sizes=range(1, 5))
+@pytest.mark.parametrize("impl", [e.name for e in BUILTIN if e.correct])
+def test_correct_impl_passes_every_property(impl, pool):
+    """The reference (and any other correct built-in) passes every property, on every variant."""
+    suite = Suite(impl, pool, world_sizes=range(1, 5))
+    try:
+        variants = [v for v in VARIANTS if suite.unsupported(v) is None]
+    except ImplUnusable as exc:
+        pytest.skip(f"{impl} cannot be loaded here: {exc}")
 
     @settings(max_examples=40, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(case=suite.cases(VARIANTS[0]) | suite.cases(VARIANTS[1]) | suite.cases(VARIANTS[2])
-           | suite.cases(VARIANTS[3]))
+    @given(case=st.one_of([suite.cases(v) for v in variants]))
     def every_property_holds(case):
         ev = suite.evidence(case)
-        from conformance import properties
-
-        for name in SPEC:
-            assert properties.evaluate(ev, name) == [], (name, case)
+        for name in properties.SPEC:
+            found = properties.evaluate(ev, name)
+            assert found == [], format_failure(ev, name, found, impl)
 
     every_property_holds()
