@@ -30,6 +30,10 @@ class LayerCase:
     noncontiguous: bool = False
     scale: float = 1.0
     seed: int = 0
+    # ranks per tensor-parallel group; 0 (the default): one group spanning the world. Otherwise the
+    # world runs world_size // tp_size independent TP groups of consecutive ranks (see
+    # conformance/subgroups.py), and every property must hold in each group on its own.
+    tp_size: int = 0
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -44,7 +48,7 @@ class LayerCase:
     @property
     def uneven(self) -> bool:
         dim = self.out_features if self.kind == "column" else self.in_features
-        return dim % self.world_size != 0
+        return dim % (self.tp_size or self.world_size) != 0
 
     def describe(self) -> str:
         batch = "x".join(map(str, self.batch_shape)) or "()"
@@ -53,13 +57,21 @@ class LayerCase:
             f"out_features={self.out_features}, batch_shape={batch}, dtype={self.dtype}, "
             f"bias={self.bias}, {self.option}, noncontiguous={self.noncontiguous}, "
             f"scale={self.scale}, seed={self.seed}"
+            + (f", as {self.tp_groups} TP groups of {self.tp_size}" if self.tp_groups > 1 else "")
         )
+
+    @property
+    def tp_groups(self) -> int:
+        """How many independent TP groups the world is split into (1: the whole world is one)."""
+        return self.world_size // self.tp_size if self.tp_size else 1
 
     def token(self) -> str:
         """A compact one-line form that :meth:`from_token` reads back (used by replay commands)."""
         parts = []
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "tp_size" and not v:
+                continue  # the default: one TP group; keeps single-group tokens as they were
             if isinstance(v, tuple):
                 v = "x".join(map(str, v)) or "-"
             elif isinstance(v, bool):

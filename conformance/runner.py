@@ -45,6 +45,20 @@ class Runner:
             self._description = reply["describe"]
         return self._description
 
+    def request(self, world_size: int, messages: dict[int, dict]) -> tuple[dict[int, Any], Optional[str]]:
+        """Send one message per rank (each may differ) and collect every rank's ``result``:
+        ``(results, None)``, or ``({}, why)`` when the example did not complete on every rank."""
+        try:
+            group = self.pool.get(world_size)
+            replies = group.request(messages)
+        except GroupFailure as exc:
+            return {}, str(exc)
+        errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
+        if errors:
+            group.close()  # a rank raised mid-collective: the group's state is unknown
+            return {}, "\n".join(f"rank {r} raised: {rep.get('impl_error') or rep.get('error')}" for r, rep in errors)
+        return {r: rep["result"] for r, rep in replies.items()}, None
+
     def run(self, case: LayerCase) -> Outcome:
         tensors = make_tensors(case)
         outcome = Outcome(case, tensors)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from typing import Optional, Sequence
 
-from conformance import properties
+from conformance import properties, subgroups
 from conformance.cases import LayerCase
 from conformance.dense import dense_linear
 from conformance.diagnosis import likely_cause
@@ -63,9 +63,13 @@ class Suite:
         return Evidence(case, outcome, dense_linear(outcome.tensors), self.capabilities.uneven_shards)
 
     def violations(self, case: LayerCase, prop: str) -> list[Violation]:
+        if case.tp_groups > 1:
+            return subgroups.violations(self, case, prop)
         return properties.evaluate(self.evidence(case), prop)
 
     def check(self, case: LayerCase, prop: str) -> None:
+        if case.tp_groups > 1:
+            return subgroups.check(self, case, [prop])
         ev = self.evidence(case)
         found = properties.evaluate(ev, prop)
         if found:

@@ -1,0 +1,111 @@
+"""TP sub-groups: the world split into independent tensor-parallel groups (verdict side).
+
+A case with ``tp_size`` set (``world_size = tp_size × groups``) runs on one process group of
+``world_size`` ranks that the workers split into TP groups of ``tp_size`` consecutive ranks
+(``dist.new_group``, every rank, same order); each rank's impl is given *its* TP group. Every TP
+group gets its own example (its own seed, so its own weight, input and upstream grad), and every
+property of the spec must hold in each group on its own, exactly as if that group were the world.
+
+A layer that silently uses the default (WORLD) group instead of the one it was given mixes the
+groups' data or splits over the wrong number of ranks — which only this shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from conformance import properties
+from conformance.cases import LayerCase, make_tensors
+from conformance.dense import dense_linear
+from conformance.diagnosis import likely_cause
+from conformance.properties import Evidence, Violation
+from conformance.runner import Outcome
+
+
+def group_case(case: LayerCase, g: int) -> LayerCase:
+    """TP group ``g``'s own example: the case on a world of ``tp_size`` ranks, with its own seed."""
+    return dataclasses.replace(case, world_size=case.tp_size, tp_size=0, seed=(case.seed + g) % 2**31)
+
+
+def group_ranks(case: LayerCase, g: int) -> range:
+    return range(g * case.tp_size, (g + 1) * case.tp_size)
+
+
+def run(suite, case: LayerCase) -> list[Outcome]:
+    """Run every TP group's example at once on one world; one :class:`Outcome` per TP group."""
+    cases = [group_case(case, g) for g in range(case.tp_groups)]
+    outcomes = [Outcome(c, make_tensors(c)) for c in cases]
+    messages = {
+        r: {"cmd": "run_tp_group", "impl": suite.impl_spec, "case": case.as_dict(),
+            "data": outcomes[g].tensors.as_dict()}
+        for g in range(case.tp_groups) for r in group_ranks(case, g)
+    }
+    results, crash = suite.runner.request(case.world_size, messages)
+    for g, oc in enumerate(outcomes):
+        oc.crash = crash
+        if not crash:
+            oc.ranks = [results[r] for r in group_ranks(case, g)]
+    return outcomes
+
+
+def evidences(suite, case: LayerCase) -> list[Evidence]:
+    """One :class:`Evidence` per TP group, each reading like a single-group example."""
+    suite.examples += 1
+    uneven_ok = suite.capabilities.uneven_shards
+    return [Evidence(oc.case, oc, dense_linear(oc.tensors), uneven_ok) for oc in run(suite, case)]
+
+
+def _in_group(case: LayerCase, g: int, v: Violation) -> Violation:
+    ranks = group_ranks(case, g)
+    where = f"TP group {g} (global ranks {ranks.start}-{ranks.stop - 1}; ranks below are group-local)"
+    return dataclasses.replace(v, message=f"{where}: {v.message}")
+
+
+def violations(suite, case: LayerCase, prop: str, evs: Sequence[Evidence] = ()) -> list[Violation]:
+    """The ways ``prop`` fails in any TP group of ``case``."""
+    evs = evs or evidences(suite, case)
+    return [_in_group(case, g, v) for g, ev in enumerate(evs) for v in properties.evaluate(ev, prop)]
+
+
+def check(suite, case: LayerCase, props: Sequence[str]) -> None:
+    """Run ``case`` once and raise one report naming every property that fails in any TP group."""
+    from conformance.suite import replay_command
+
+    evs = evidences(suite, case)
+    lines = []
+    for prop in props:
+        found = [(g, v) for g, ev in enumerate(evs) for v in properties.evaluate(ev, prop)]
+        if not found:
+            continue
+        lines.append(f"property violated in a TP sub-group: {prop.replace('_', ' ')}")
+        for g, v in found[:6]:
+            lines.append(f"  - {_in_group(case, g, v).message}")
+            cause = likely_cause(evs[g], v)
+            if cause:
+                lines.append(f"    likely cause: {cause}")
+        lines.append(f"replay: {replay_command(suite.impl_spec, case, prop)}")
+    if lines:
+        raise AssertionError("\n".join([f"case: {case.describe()}", *lines]))
+
+
+def cases(suite, variant):
+    """The strategy of sub-group cases for ``variant`` within the run's options (``None``: the
+    allowed world sizes hold no layout)."""
+    from strategies.groups import tp_group_cases, tp_layouts
+
+    layouts = tp_layouts(suite.world_sizes)
+    return tp_group_cases(variant, layouts=layouts, dtypes=suite._dtypes()) if layouts else None
+
+
+def replay(suite, case: LayerCase, names: Sequence[str]) -> int:
+    """``python -m conformance replay`` for a sub-group case: run it once, report each property."""
+    evs = evidences(suite, case)
+    failed = 0
+    for name in names:
+        found = violations(suite, case, name, evs)
+        failed += bool(found)
+        print("\n".join([f"property violated: {name}", *(f"  - {v.message}" for v in found)]) + "\n"
+              if found else f"ok: {name}")
+    print(f"{len(names) - failed} passed, {failed} failed")
+    return 1 if failed else 0

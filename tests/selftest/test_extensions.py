@@ -1,0 +1,44 @@
+"""Seeded bugs beyond one layer on the whole world (TP sub-groups, compositions, primitives): each is
+caught by the property meant to catch it, and the reference passes the bug's minimal case."""
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, find, settings
+from hypothesis.errors import NoSuchExample
+
+from conformance import subgroups
+from conformance.suite import Suite
+from impls.zoo import EXTENSIONS
+from strategies import VARIANTS
+
+VARIANT = {str(v): v for v in VARIANTS}
+SEARCH = settings(max_examples=100, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck))
+
+
+def _tp_groups(suite, variant, prop):
+    return subgroups.cases(suite, VARIANT[variant]), lambda case: subgroups.violations(suite, case, prop)
+
+
+# family (the part of SeededBug.variant before "/") -> (suite, rest, property) -> (strategy, violations)
+FAMILIES = {"tp-groups": _tp_groups}
+BUGS = [b for b in EXTENSIONS if b.variant.partition("/")[0] in FAMILIES]
+
+
+@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.name)
+def test_extension_bug_is_caught_by_its_property(bug, tp_pool, zoo_score):
+    family, _, rest = bug.variant.partition("/")
+    suite = Suite(bug.name, tp_pool, world_sizes=range(1, 7))
+    strategy, violations = FAMILIES[family](suite, rest, bug.caught_by)
+    started = time.perf_counter()
+    try:
+        case = find(strategy, lambda c: bool(violations(c)), settings=SEARCH)
+    except NoSuchExample:
+        zoo_score["missed"].append(bug.name)
+        pytest.fail(f"{bug.name} ({bug.summary}) was not caught by {bug.caught_by} in {SEARCH.max_examples} examples")
+    zoo_score["caught"].append(bug.name)
+    print(f"{bug.name}: minimal case {case.token()} ({time.perf_counter() - started:.1f} s incl. shrinking)")
+    reference = Suite("reference", tp_pool, world_sizes=range(1, 7))
+    _, reference_violations = FAMILIES[family](reference, rest, bug.caught_by)
+    assert reference_violations(case) == [], "the reference must pass the bug's minimal case"
