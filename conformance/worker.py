@@ -169,6 +169,13 @@ def run_example(impl, case: LayerCase, data: dict, group) -> dict:
     return result
 
 
+def _extra_commands() -> dict:
+    """Commands beyond one layer on the whole world (TP sub-groups, compositions, primitives)."""
+    from conformance.worker_commands import COMMANDS
+
+    return COMMANDS
+
+
 def _watch_lifeline(lifeline) -> None:
     """Exit as soon as the verdict process goes away, whatever the main thread is doing."""
     try:
@@ -205,6 +212,8 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
                 impl = _load(message["impl"])
                 case = LayerCase.from_dict(message["case"])
                 reply = {"ok": True, "result": run_example(impl, case, message["data"], group)}
+            elif cmd in _extra_commands():
+                reply = {"ok": True, "result": _extra_commands()[cmd](message, _load(message["impl"]))}
             else:
                 reply = {"ok": False, "error": f"unknown command {cmd!r}"}
         except Exception as exc:

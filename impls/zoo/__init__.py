@@ -121,5 +121,13 @@ ZOO: tuple[SeededBug, ...] = (
               "output_matches_the_dense_layer", "column-sharded-output", symptom="crash", cause="batch is empty"),
 )
 
-ENTRIES = tuple(bug.entry for bug in ZOO)
-BY_NAME = {bug.name: bug for bug in ZOO}
+# Bugs beyond one layer on the whole world (TP sub-groups, compositions, primitives), each caught by
+# its own search in tests/selftest/test_extensions.py; their variant reads "<family>/<detail>".
+EXTENSIONS: tuple[SeededBug, ...] = (
+    SeededBug("bug-collectives-on-world", "impls.zoo.collectives_on_world",
+              "the all-reduce runs on the default (WORLD) group, not the TP group it was given",
+              "output_matches_the_dense_layer", "tp-groups/row-full-input"),
+)
+
+ENTRIES = tuple(bug.entry for bug in ZOO + EXTENSIONS)
+BY_NAME = {bug.name: bug for bug in ZOO + EXTENSIONS}
