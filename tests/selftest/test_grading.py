@@ -1,0 +1,209 @@
+"""Grading mode end to end: a fixture folder with the reference, seeded bugs and hostile submissions
+is graded by ``tpconform grade`` (interrupted once, then resumed), and every score is checked; the
+HTML matrix is rendered in headless chromium and its colours are checked in a screenshot."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conformance.grading.report import COLOURS
+from conformance.grading.scoring import load_weights, score_submission
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "grading")
+OPTIONS = ["--world-sizes=2-3", "--examples=8", "--timeout=15", "--seed=0", "--jobs=2", "--no-progress"]
+CORE = ("shards_rebuild_the_dense_weight", "output_matches_the_dense_layer", "ranks_agree_on_the_output",
+        "output_shape_and_dtype_match_nn_linear", "input_grad_matches_the_dense_layer",
+        "weight_grad_matches_the_dense_layer", "bias_grad_matches_the_dense_layer", "inputs_are_left_untouched")
+# the simple-module convention is judged on two variants: "partial" = one of the two passed
+EXPECTED = {
+    "reference_copy": {},
+    "adapter_pkg": {},
+    "bug_bias_every_rank": {"output_matches_the_dense_layer": "partial"},
+    "bug_no_grad_allreduce": {"input_grad_matches_the_dense_layer": "partial"},
+    "bug_inplace_input": {"inputs_are_left_untouched": "partial", "weight_grad_matches_the_dense_layer": "partial"},
+    "hostile_equal_subclass": {p: "fail" for p in ("output_matches_the_dense_layer", "input_grad_matches_the_dense_layer",
+                                                   "weight_grad_matches_the_dense_layer",
+                                                   "bias_grad_matches_the_dense_layer")},
+    "hostile_fake_results": {p: "partial" for p in ("output_matches_the_dense_layer",
+                                                    "input_grad_matches_the_dense_layer",
+                                                    "weight_grad_matches_the_dense_layer",
+                                                    "bias_grad_matches_the_dense_layer")},
+    "hostile_memory_hog": {p: "partial" for p in CORE},  # the column layer raises MemoryError, the row layer is right
+    "hostile_exit": {p: "crash" for p in CORE},
+    "hostile_hang": {p: "hang" for p in CORE},
+    "hostile_tamper": {p: "cheat" for p in CORE},
+    "notes.txt": {p: "error" for p in CORE},
+}
+FRACTION = {"pass": 1.0, "partial": 0.5}
+
+
+def grade(suite, out, *extra, interrupt_after_first=False):
+    """Run ``tpconform grade`` on the fixtures from ``suite``, a private copy of the suite (so edits to
+    the checkout while the test runs do not look like a new suite version to the resume check)."""
+    cmd = [sys.executable, "-m", "conformance", "grade", FIXTURES, "--out", out, *OPTIONS, *extra]
+    env = {**os.environ, "PYTHONPATH": suite}
+    if not interrupt_after_first:
+        return subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.Popen(cmd, cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = os.path.join(out, "submissions")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if os.path.isdir(results) and any(f.endswith(".json") for f in os.listdir(results)):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("grading")
+    suite, out = str(base / "suite"), str(base / "report")
+    for pkg in ("conformance", "impls", "strategies"):
+        shutil.copytree(os.path.join(ROOT, pkg), os.path.join(suite, pkg),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    first = grade(suite, out, interrupt_after_first=True)
+    assert first.returncode == 130, first.stdout + first.stderr
+    assert "run the same command again to resume" in first.stderr
+    kept = len(os.listdir(os.path.join(out, "submissions")))
+    second = grade(suite, out, "--gradescope")
+    assert second.returncode == 0, second.stdout + second.stderr[-3000:]
+    with open(os.path.join(out, "report.json")) as fh:
+        report = json.load(fh)
+    return {"out": out, "suite": suite, "report": report, "kept": kept, "second": second}
+
+
+def _by_name(report):
+    return {s["name"]: s for s in report["submissions"]}
+
+
+def test_an_interrupted_run_resumes_without_regrading_finished_submissions(graded):
+    assert graded["kept"] >= 1
+    assert f"reused {graded['kept']} finished earlier" in graded["second"].stdout
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_fixture_gets_its_expected_score(graded, name):
+    report, weights = graded["report"], load_weights()
+    sub = _by_name(report)[name]
+    assert sub["max"] == weights.total
+    for prop in CORE:
+        verdict = EXPECTED[name].get(prop, "pass")
+        got = sub["properties"][prop]
+        if name == "hostile_tamper" and os.geteuid() != 0:
+            verdict = "error"  # without root the read-only snapshot refuses the write: it cannot load
+        assert got["verdict"] == verdict, (prop, got)
+        assert got["score"] == weights.points[prop] * FRACTION.get(verdict, 0.0), (prop, got)
+        if verdict != "pass":
+            assert got["reason"], (prop, got)
+    assert sub["total"] == pytest.approx(sum(p["score"] for p in sub["properties"].values()))
+    if name in ("reference_copy", "adapter_pkg"):
+        assert sub["total"] == sub["max"]
+    if any(v in ("crash", "hang", "cheat", "error") for v in EXPECTED[name].values()):
+        assert sub["total"] == 0 and sub["why"]
+
+
+def test_the_report_says_why_and_gives_minimal_examples(graded):
+    subs = _by_name(graded["report"])
+    assert "exited" in subs["hostile_exit"]["why"]
+    assert "timed out" in subs["hostile_hang"]["why"]
+    assert "compare.py" in subs["hostile_tamper"]["why"] or os.geteuid() != 0
+    assert "not a .py file" in subs["notes.txt"]["why"]
+    cell = subs["bug_bias_every_rank"]["properties"]["output_matches_the_dense_layer"]["variants"]["row-sliced-input"]
+    assert cell["verdict"] == "fail" and cell["minimal_example"]["shrunk"]
+    assert "world_size=2" in cell["minimal_example"]["token"] and "bias=1" in cell["minimal_example"]["token"]
+    assert cell["minimal_example"]["replay"].startswith("python -m conformance replay --impl=" + FIXTURES)
+    err = cell["errors"][0]
+    assert err["quantity"] == "output" and err["max_abs_error"] > err["tolerance"] > 0
+    assert "likely cause: the output is off by 1× the bias" in cell["failure"]
+    run = graded["report"]["run"]
+    assert run["seed"] == 0 and run["profile"] == "ci" and run["torch_version"] and len(run["suite_sha256"]) == 64
+    summary = open(os.path.join(graded["out"], "summary.md")).read()
+    assert "| bug_bias_every_rank |" in summary and "## Where points were lost" in summary
+    gs = json.load(open(os.path.join(graded["out"], "gradescope", "bug_bias_every_rank", "results.json")))
+    assert gs["score"] == subs["bug_bias_every_rank"]["total"] and len(gs["tests"]) == len(subs["reference_copy"]["properties"])
+
+
+def test_the_same_seed_gives_the_same_scores_and_weights_need_no_regrading(graded, tmp_path):
+    out = str(tmp_path / "again")
+    shutil.copytree(graded["out"], out)
+    os.remove(os.path.join(out, "submissions", "bug_bias_every_rank.json"))
+    weights = tmp_path / "w.toml"
+    weights.write_text("[weights]\noutput_matches_the_dense_layer = 40\n")
+    r = grade(graded["suite"], out, f"--weights={weights}")
+    assert r.returncode == 0 and "graded 1 submission(s)" in r.stdout, r.stdout + r.stderr[-2000:]
+    again = _by_name(json.load(open(os.path.join(out, "report.json"))))
+    before = _by_name(graded["report"])
+    for name, sub in before.items():
+        for prop, v in sub["properties"].items():
+            assert again[name]["properties"][prop]["verdict"] == v["verdict"], (name, prop)
+    assert again["bug_bias_every_rank"]["properties"]["output_matches_the_dense_layer"]["score"] == 20.0
+
+
+def test_scores_of_a_submission_that_ran_past_its_time_limit():
+    weights = load_weights()
+    cells = [{"property": p, "variant": "column-gathered", "verdict": "pass", "reason": None} for p in weights.points]
+    result = {"status": "timeout", "describe": {"name": "x"}, "cells": cells}
+    scored = score_submission(result, weights)
+    assert scored["total"] == 0
+    assert {p["verdict"] for p in scored["properties"].values()} == {"timeout"}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["/no/such/folder", "--out", "/tmp/x"], "no such folder"),
+    ([FIXTURES, "--out", "/tmp/x", "--weights", "/no/such.toml"], "cannot read it"),
+    ([FIXTURES, "--out", "/tmp/x", "--world-sizes", "0"], "--world-sizes=0"),
+])
+def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(args, says):
+    r = subprocess.run([sys.executable, "-m", "conformance", "grade", *args], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _headless(*args):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium); the HTML check needs a real browser")
+    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", *args]
+
+
+def test_the_html_matrix_renders_in_a_real_browser(graded, tmp_path):
+    pil = pytest.importorskip("PIL.Image", reason="Pillow reads the screenshot (pip install pillow)")
+    page = "file://" + os.path.join(graded["out"], "index.html")
+    shot = tmp_path / "matrix.png"
+    base = _headless(f"--user-data-dir={tmp_path / 'profile'}")
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1600,1000", page], capture_output=True, timeout=120)
+    dom = subprocess.run([*base, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    report = graded["report"]
+    props = [p["name"] for p in report["properties"]]
+    # the DOM the browser built holds one row per submission, one verdict cell per property
+    rows = re.findall(r'<tr data-submission="([^"]+)">(.*?)</tr>', dom, re.S)
+    assert [name for name, _ in rows] == [s["name"] for s in report["submissions"]]
+    for (name, row), sub in zip(rows, report["submissions"]):
+        assert re.findall(r'data-verdict="([^"]+)"', row) == [sub["properties"][p]["verdict"] for p in props], name
+    # and the screenshot shows each verdict's colour over whole cells (a cell is at least 70×40 px)
+    image = pil.open(shot).convert("RGB")
+    counts = {}
+    for count, rgb in image.getcolors(maxcolors=1 << 20):
+        counts[rgb] = counts.get(rgb, 0) + count
+    shown = {s["properties"][p]["verdict"] for s in report["submissions"] for p in props}
+    assert {"pass", "partial", "fail", "crash", "hang", "error"} <= shown
+    for verdict in shown:
+        cells = sum(s["properties"][p]["verdict"] == verdict for s in report["submissions"] for p in props)
+        rgb = tuple(int(COLOURS[verdict][i:i + 2], 16) for i in (1, 3, 5))
+        assert counts.get(rgb, 0) >= cells * 70 * 40 * 0.6, (verdict, COLOURS[verdict], counts.get(rgb, 0))
