@@ -2,6 +2,8 @@
 
 - ``run_tp_group``: the world split into TP groups of ``case.tp_size`` consecutive ranks; this rank
   builds and runs the layer on *its* TP group only (``conformance.subgroups`` is the verdict side).
+- ``run_mlp``: column (``gather_output=False``) → activation → row (``input_is_parallel=True``),
+  forward and backward, counting the collectives of each pass (``conformance.compositions``).
 
 Each command takes the decoded message and returns plain data for ``conformance.wire``.
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from conformance.cases import LayerCase
 
@@ -40,6 +44,67 @@ def run_tp_group(message: dict, impl) -> dict:
     return run_example(impl, group_case, message["data"], tp_group(case.tp_size))
 
 
+# the activation between the two layers of the MLP; the suite applies it, not the candidate
+ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu}
+
+
+def _built(impl, build, what: str):
+    """Build one layer; ``(layer, shards, None)`` or ``(None, None, error text)``."""
+    from conformance.worker import _as_tensor, _error_text
+
+    try:
+        layer = build()
+        w, b = impl.shards(layer)
+        w = _as_tensor(w, f"the {what} weight shard").detach().clone()
+        b = None if b is None else _as_tensor(b, f"the {what} bias shard").detach().clone()
+        return layer, (w, b), None
+    except Exception as exc:
+        return None, None, _error_text(exc)
+
+
+def run_mlp(message: dict, impl) -> dict:
+    """Column (gather_output=False) → activation → row (input_is_parallel=True) on the whole world."""
+    from conformance.worker import _CollectiveVolume, _as_tensor, _exchange, _noncontiguous
+
+    case, d = message["case"], message["data"]
+    group = dist.group.WORLD
+    result: dict = {"rank": dist.get_rank()}
+    clone = lambda t: None if t is None else t.clone()  # noqa: E731
+    column, col_shards, col_error = _built(
+        impl, lambda: impl.column(clone(d["w1"]), clone(d["b1"]), gather_output=False, group=group), "column")
+    row, row_shards, row_error = _built(
+        impl, lambda: impl.row(clone(d["w2"]), clone(d["b2"]), input_is_parallel=True, group=group), "row")
+    if col_error or row_error:  # every rank joins the status exchange, even when its build raised
+        result["construct_error"] = col_error or row_error
+    table = _exchange([0 if (col_error or row_error) else 1], group)
+    if any(row_[0] == 0 for row_ in table):
+        result["construct_failed_ranks"] = [r for r, row_ in enumerate(table) if row_[0] == 0]
+        return result
+    (result["w1_shard"], result["b1_shard"]), (result["w2_shard"], result["b2_shard"]) = col_shards, row_shards
+
+    x = _noncontiguous(d["x"].clone()) if case["noncontiguous"] else d["x"].clone()
+    x.requires_grad_(True)
+    with _CollectiveVolume() as forward:
+        y = _as_tensor(impl.forward(column, x), "the column layer's output")
+        y = _as_tensor(impl.forward(row, ACTIVATIONS[case["activation"]](y)), "the row layer's output")
+    g = d["grad_out"].clone()
+    if y.shape != g.shape:  # keep every rank's backward collectives matched
+        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
+        g = torch.zeros_like(y.detach())
+    with _CollectiveVolume() as backward:
+        if y.requires_grad:
+            y.backward(g)
+    result["forward_collectives"], result["backward_collectives"] = forward.calls, backward.calls
+    result["output"] = y.detach().clone()
+    result["input_grad"] = None if x.grad is None else x.grad.detach().clone()
+    for prefix, layer in (("1", column), ("2", row)):
+        w, b = impl.shard_grads(layer)
+        result[f"w{prefix}_grad"] = None if w is None else _as_tensor(w, "a weight grad").detach().clone()
+        result[f"b{prefix}_grad"] = None if b is None else _as_tensor(b, "a bias grad").detach().clone()
+    return result
+
+
 COMMANDS = {
     "run_tp_group": run_tp_group,
+    "run_mlp": run_mlp,
 }

@@ -127,6 +127,12 @@ EXTENSIONS: tuple[SeededBug, ...] = (
     SeededBug("bug-collectives-on-world", "impls.zoo.collectives_on_world",
               "the all-reduce runs on the default (WORLD) group, not the TP group it was given",
               "output_matches_the_dense_layer", "tp-groups/row-full-input"),
+    SeededBug("bug-column-gathers-then-splits", "impls.zoo.column_gathers_then_splits",
+              "column with gather_output=False all-gathers, then keeps its slice (right values, extra collective)",
+              "mlp_forward_uses_one_all_reduce", "mlp/"),
+    SeededBug("bug-mlp-partitions-differ", "impls.zoo.mlp_partitions_differ",
+              "column splits chunk-style, row tensor_split-style: each conforms, the MLP breaks (world size >= 3)",
+              "mlp_output_matches_the_dense_mlp", "mlp/"),
 )
 
 ENTRIES = tuple(bug.entry for bug in ZOO + EXTENSIONS)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
 
-from conformance import subgroups
+from conformance import compositions, subgroups
 from conformance.suite import Suite
 from impls.zoo import EXTENSIONS
 from strategies import VARIANTS
@@ -21,8 +21,12 @@ def _tp_groups(suite, variant, prop):
     return subgroups.cases(suite, VARIANT[variant]), lambda case: subgroups.violations(suite, case, prop)
 
 
+def _mlp(suite, _rest, prop):
+    return compositions.cases(suite), lambda case: compositions.violations(suite, case, prop)
+
+
 # family (the part of SeededBug.variant before "/") -> (suite, rest, property) -> (strategy, violations)
-FAMILIES = {"tp-groups": _tp_groups}
+FAMILIES = {"tp-groups": _tp_groups, "mlp": _mlp}
 BUGS = [b for b in EXTENSIONS if b.variant.partition("/")[0] in FAMILIES]
 
 
