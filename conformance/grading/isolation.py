@@ -66,7 +66,7 @@ def source_digest() -> str:
     h = hashlib.sha256()
     _, files = tree_digest(suite_root())
     for k, v in sorted(files.items()):
-        if k.endswith(".py") or k.endswith(".toml") or k.endswith(".j2"):
+        if k.endswith((".py", ".toml", ".j2")):
             h.update(f"{k}\0{v}\n".encode())
     return h.hexdigest()
 

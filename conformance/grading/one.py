@@ -24,7 +24,6 @@ import json
 import math
 import os
 import sys
-from typing import Optional
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
@@ -37,7 +36,7 @@ from strategies import VARIANTS
 PROPERTIES = tuple(properties.SPEC)
 
 
-def crash_kind(crash: Optional[str]) -> Optional[str]:
+def crash_kind(crash: str | None) -> str | None:
     """``"hang"`` / ``"crash"`` for an example that could not complete, ``None`` otherwise.
 
     An exception the candidate raised is an ordinary wrong answer (``None``: the property fails).
@@ -52,7 +51,7 @@ def crash_kind(crash: Optional[str]) -> Optional[str]:
     return "crash"
 
 
-def not_applicable(suite: Suite, variant, prop: str) -> Optional[tuple[str, str]]:
+def not_applicable(suite: Suite, variant, prop: str) -> tuple[str, str] | None:
     reason = suite.unsupported(variant)
     if reason:
         return "not-declared", reason
@@ -80,7 +79,7 @@ def error_figures(found: list) -> list[dict]:
 
 class Grader:
     def __init__(self, impl: str, *, seed_value: int, examples: int, world_sizes, dtypes, timeout_s: float, emit,
-                 shown_as: Optional[str] = None):
+                 shown_as: str | None = None):
         self.impl = shown_as or impl  # what failure reports and replay commands name
         self.seed = seed_value
         self.examples = examples
@@ -179,7 +178,7 @@ class Grader:
 
         try:
             search()
-        except Exception:  # the failure we searched for (or Hypothesis's report of a flaky one)
+        except Exception:  # noqa: BLE001, S110 - the failure searched for, or Hypothesis's report of a flaky one
             pass
         shrunk = bool(last)
         case, found, ev = last if last else (unshrunk, *self.violations(unshrunk, prop))

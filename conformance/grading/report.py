@@ -41,9 +41,9 @@ def markdown(report: dict) -> str:
     run, props = report["run"], [p["name"] for p in report["properties"]]
     lines = [
         "# Grading report", "",
-        f"tpconform {run['suite_version']} (suite sha256 {run['suite_sha256'][:12]}), torch {run['torch_version']}, "
-        f"seed {run['seed']}, profile {run['profile']} ({run['examples']} examples per variant), "
-        f"world sizes {run['world_sizes']}, dtypes {run['dtypes']}.", "",
+        (f"tpconform {run['suite_version']} (suite sha256 {run['suite_sha256'][:12]}), torch {run['torch_version']}, "
+         f"seed {run['seed']}, profile {run['profile']} ({run['examples']} examples per variant), "
+         f"world sizes {run['world_sizes']}, dtypes {run['dtypes']}."), "",
         "| submission | total | " + " | ".join(f"P{i + 1}" for i in range(len(props))) + " |",
         "|---|---:|" + "---:|" * len(props),
     ]

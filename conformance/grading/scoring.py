@@ -97,8 +97,8 @@ def score_submission(result: dict, weights: Weights) -> dict:
         return _all("error", f"it could not be loaded: {result['unusable']}", weights)
     missing_verdict, missing_reason = {
         "timeout": ("timeout", "the submission ran past its time limit before this was checked"),
-        "crashed": ("crash", f"the grading process died (exit code {result.get('exit_code')}) before this was "
-                             "checked"),
+        "crashed": ("crash", (f"the grading process died (exit code {result.get('exit_code')}) before this was "
+                              "checked")),
     }.get(result.get("status"), ("crash", "no result came back for this"))
     if result.get("status") != "done" and result.get("describe") is None:
         return _all(missing_verdict, missing_reason.replace("before this was checked", "while loading it"), weights)

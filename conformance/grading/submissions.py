@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 try:
     import tomllib
@@ -34,7 +33,7 @@ class Submission:
     path: str  # absolute: the .py file or the package folder
     kind: str  # "file" | "package" | "invalid"
     impl: str = ""  # for a package: the spec from its manifest
-    problem: Optional[str] = None  # for "invalid": why it cannot be graded
+    problem: str | None = None  # for "invalid": why it cannot be graded
 
     def sha256(self) -> str:
         """A digest of everything the submission consists of (its file, or every file of its folder)."""

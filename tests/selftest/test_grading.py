@@ -51,7 +51,7 @@ def grade(suite, out, *extra, interrupt_after_first=False):
     cmd = [sys.executable, "-m", "conformance", "grade", FIXTURES, "--out", out, *OPTIONS, *extra]
     env = {**os.environ, "PYTHONPATH": suite}
     if not interrupt_after_first:
-        return subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True, timeout=600, check=False)
     proc = subprocess.Popen(cmd, cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = os.path.join(out, "submissions")
     deadline = time.monotonic() + 300
@@ -127,9 +127,11 @@ def test_the_report_says_why_and_gives_minimal_examples(graded):
     assert "likely cause: the output is off by 1× the bias" in cell["failure"]
     run = graded["report"]["run"]
     assert run["seed"] == 0 and run["profile"] == "ci" and run["torch_version"] and len(run["suite_sha256"]) == 64
-    summary = open(os.path.join(graded["out"], "summary.md")).read()
+    with open(os.path.join(graded["out"], "summary.md")) as fh:
+        summary = fh.read()
     assert "| bug_bias_every_rank |" in summary and "## Where points were lost" in summary
-    gs = json.load(open(os.path.join(graded["out"], "gradescope", "bug_bias_every_rank", "results.json")))
+    with open(os.path.join(graded["out"], "gradescope", "bug_bias_every_rank", "results.json")) as fh:
+        gs = json.load(fh)
     assert gs["score"] == subs["bug_bias_every_rank"]["total"] and len(gs["tests"]) == len(subs["reference_copy"]["properties"])
 
 
@@ -141,7 +143,8 @@ def test_the_same_seed_gives_the_same_scores_and_weights_need_no_regrading(grade
     weights.write_text("[weights]\noutput_matches_the_dense_layer = 40\n")
     r = grade(graded["suite"], out, f"--weights={weights}")
     assert r.returncode == 0 and "graded 1 submission(s)" in r.stdout, r.stdout + r.stderr[-2000:]
-    again = _by_name(json.load(open(os.path.join(out, "report.json"))))
+    with open(os.path.join(out, "report.json")) as fh:
+        again = _by_name(json.load(fh))
     before = _by_name(graded["report"])
     for name, sub in before.items():
         for prop, v in sub["properties"].items():
@@ -164,7 +167,7 @@ def test_scores_of_a_submission_that_ran_past_its_time_limit():
     ([FIXTURES, "--out", "/tmp/x", "--world-sizes", "0"], "--world-sizes=0"),
 ])
 def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(args, says):
-    r = subprocess.run([sys.executable, "-m", "conformance", "grade", *args], cwd=ROOT, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "conformance", "grade", *args], cwd=ROOT, capture_output=True, check=False,
                        text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
@@ -187,12 +190,13 @@ def test_the_html_matrix_renders_in_a_real_browser(graded, tmp_path):
     page = "file://" + os.path.join(graded["out"], "index.html")
     shot = tmp_path / "matrix.png"
     base = _headless(f"--user-data-dir={tmp_path / 'profile'}")
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1600,1000", page], capture_output=True, timeout=120)
-    dom = subprocess.run([*base, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1600,1000", page], capture_output=True, timeout=120, check=False)
+    dom = subprocess.run([*base, "--dump-dom", page], capture_output=True, text=True, timeout=120,
+                         check=False).stdout
     report = graded["report"]
     props = [p["name"] for p in report["properties"]]
     # the DOM the browser built holds one row per submission, one verdict cell per property
-    rows = re.findall(r'<tr data-submission="([^"]+)">(.*?)</tr>', dom, re.S)
+    rows = re.findall(r'<tr data-submission="([^"]+)">(.*?)</tr>', dom, re.DOTALL)
     assert [name for name, _ in rows] == [s["name"] for s in report["submissions"]]
     for (name, row), sub in zip(rows, report["submissions"]):
         assert re.findall(r'data-verdict="([^"]+)"', row) == [sub["properties"][p]["verdict"] for p in props], name
