@@ -4,6 +4,8 @@
   builds and runs the layer on *its* TP group only (``conformance.subgroups`` is the verdict side).
 - ``run_mlp``: column (``gather_output=False``) → activation → row (``input_is_parallel=True``),
   forward and backward, counting the collectives of each pass (``conformance.compositions``).
+- ``run_primitive``: one of the impl's four collective autograd functions on its own, forward and
+  backward, on an input (and upstream grad) in the case's memory layout (``conformance.primitives``).
 
 Each command takes the decoded message and returns plain data for ``conformance.wire``.
 """
@@ -104,7 +106,53 @@ def run_mlp(message: dict, impl) -> dict:
     return result
 
 
+def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values in a given memory layout: ``contiguous``; ``strided`` (stride 2 in the last
+    dim); ``transposed`` (the last two dims stored swapped; strided for fewer than 2 dims)."""
+    from conformance.worker import _noncontiguous
+
+    if layout == "transposed" and t.dim() >= 2:
+        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    if layout in ("strided", "transposed"):
+        return _noncontiguous(t)
+    return t.clone()
+
+
+def run_primitive(message: dict, impl) -> dict:
+    """One collective autograd function on its own: forward ``x``, backward this rank's upstream grad
+    (for ``scatter_to``: its slice of the full grad, placed by the output widths of all ranks)."""
+    from conformance.worker import _as_tensor, _exchange, _offsets
+
+    case, d = message["case"], message["data"]
+    group = dist.group.WORLD
+    prims = impl.primitives(group)
+    if prims is None:
+        return {"not_provided": True}
+    x = laid_out(d["x"], case["layout"])
+    x_sent = x.detach().clone()
+    x.requires_grad_(True)
+    y = _as_tensor(prims[case["primitive"]](x), f"{case['primitive']}'s output")
+    result: dict = {"output": y.detach().clone()}
+    g = d["g"]
+    if case["primitive"] == "scatter_to":  # every rank joins, whatever its output
+        widths = [w[0] for w in _exchange([y.shape[-1] if y.dim() else -1], group)]
+        if min(widths) >= 0 and sum(widths) == g.shape[-1]:
+            g = g.narrow(-1, _offsets(widths)[dist.get_rank(group)], widths[dist.get_rank(group)])
+    if g.shape != y.shape:  # keep every rank's backward collectives matched
+        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
+        g = torch.zeros_like(y.detach())
+    g = laid_out(g, case["layout"])
+    g_sent = g.detach().clone()
+    if y.requires_grad:
+        y.backward(g)
+    result["input_grad"] = None if x.grad is None else x.grad.detach().clone()
+    result["input_modified"] = not torch.equal(x.detach(), x_sent)
+    result["grad_modified"] = not torch.equal(g, g_sent)
+    return result
+
+
 COMMANDS = {
     "run_tp_group": run_tp_group,
     "run_mlp": run_mlp,
+    "run_primitive": run_primitive,
 }

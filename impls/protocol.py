@@ -90,6 +90,14 @@ class TensorParallelImpl:
         weight, bias = self.shards(layer)
         return weight.grad, (None if bias is None else bias.grad)
 
+    def primitives(self, group) -> Optional[dict[str, Any]]:
+        """Optional: the four collective autograd functions on ``group``, each ``x -> tensor``, keyed
+        ``copy_to`` (identity / all-reduce of the grad), ``reduce_from`` (all-reduce / identity),
+        ``scatter_to`` (this rank's slice of the last dim / all-gather) and ``gather_from``
+        (all-gather of equal-shaped slices along the last dim / this rank's slice). ``None``: not
+        offered, and their properties are skipped."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         caps = self.capabilities
         if not isinstance(caps, Capabilities):

@@ -173,3 +173,12 @@ class ReferenceImpl(TensorParallelImpl):
 
     def row(self, weight, bias, *, input_is_parallel, group):
         return RowParallelLinear(weight, bias, input_is_parallel=input_is_parallel, group=group)
+
+    def primitives(self, group):
+        comm = Collectives(group)
+        return {
+            "copy_to": lambda x: CopyToParallel.apply(x, comm),
+            "reduce_from": lambda x: ReduceFromParallel.apply(x, comm),
+            "scatter_to": lambda x: ScatterToParallel.apply(x, comm),
+            "gather_from": lambda x: GatherFromParallel.apply(x, x.shape[-1] * comm.world_size, comm),
+        }

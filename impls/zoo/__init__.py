@@ -133,6 +133,12 @@ EXTENSIONS: tuple[SeededBug, ...] = (
     SeededBug("bug-mlp-partitions-differ", "impls.zoo.mlp_partitions_differ",
               "column splits chunk-style, row tensor_split-style: each conforms, the MLP breaks (world size >= 3)",
               "mlp_output_matches_the_dense_mlp", "mlp/"),
+    SeededBug("bug-gather-assumes-contiguous", "impls.zoo.gather_assumes_contiguous",
+              "gather-from primitive reads a strided/transposed input's storage as if contiguous",
+              "primitive_forward_matches_its_dense_meaning", "primitives/gather_from"),
+    SeededBug("bug-scatter-backward-local", "impls.zoo.scatter_backward_local",
+              "scatter-to primitive's backward keeps only this rank's grad slice (no all-gather)",
+              "primitive_backward_matches_its_dense_meaning", "primitives/scatter_to"),
 )
 
 ENTRIES = tuple(bug.entry for bug in ZOO + EXTENSIONS)

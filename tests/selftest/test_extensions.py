@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
 
-from conformance import compositions, subgroups
+from conformance import compositions, primitives, subgroups
 from conformance.suite import Suite
 from impls.zoo import EXTENSIONS
 from strategies import VARIANTS
@@ -25,8 +25,12 @@ def _mlp(suite, _rest, prop):
     return compositions.cases(suite), lambda case: compositions.violations(suite, case, prop)
 
 
+def _primitives(suite, primitive, prop):
+    return primitives.cases(suite, primitive), lambda case: primitives.violations(suite, case, prop)
+
+
 # family (the part of SeededBug.variant before "/") -> (suite, rest, property) -> (strategy, violations)
-FAMILIES = {"tp-groups": _tp_groups, "mlp": _mlp}
+FAMILIES = {"tp-groups": _tp_groups, "mlp": _mlp, "primitives": _primitives}
 BUGS = [b for b in EXTENSIONS if b.variant.partition("/")[0] in FAMILIES]
 
 
