@@ -1,0 +1,246 @@
+"""The CI gate as another repository uses it: one install, one command, the exit code is the verdict.
+
+Builds the wheel, installs it into a fresh virtual environment together with a throw-away "other
+repo" (written below) holding a correct and a broken implementation, and runs the README's gate
+command there. Slow (a venv with torch), so everything shares one environment per session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# What the README's "Use it as a CI gate" runs, restricted to world sizes 1-3 to stay fast here.
+GATE = ["check", "--world-sizes=1-3", "--junitxml=report.xml"]
+
+LAYERS = '''
+"""theirpkg.layers: tensor-parallel linear layers (even shards only)."""
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def all_reduce(x, group):
+    x = x.contiguous().clone()
+    dist.all_reduce(x, group=group)
+    return x
+
+
+def gather_last(x, group):
+    parts = [torch.empty_like(x.contiguous()) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, x.contiguous(), group=group)
+    return torch.cat(parts, dim=-1)
+
+
+def my_slice(x, group):
+    n = x.shape[-1] // dist.get_world_size(group)
+    return x.narrow(-1, dist.get_rank(group) * n, n).contiguous()
+
+
+def identity(x, group):
+    return x.view_as(x)
+
+
+class Comm(torch.autograd.Function):
+    """``forward_op`` forward, ``backward_op`` backward."""
+
+    @staticmethod
+    def forward(ctx, x, group, forward_op, backward_op):
+        ctx.group, ctx.backward_op = group, backward_op
+        return forward_op(x, group)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.backward_op(grad, ctx.group), None, None, None
+
+
+def my_block(size, group):
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    if size % world:
+        raise ValueError(f"{size} features do not split evenly over {world} ranks")
+    n = size // world
+    return slice(rank * n, (rank + 1) * n)
+
+
+class ColumnLinear(nn.Module):
+    def __init__(self, weight, bias, gather_output, group):
+        super().__init__()
+        rows = my_block(weight.shape[0], group)
+        self.group, self.gather_output = group, gather_output
+        self.weight = nn.Parameter(weight[rows].clone())
+        self.bias = None if bias is None else nn.Parameter(bias[rows].clone())
+
+    def forward(self, x):
+        y = F.linear(Comm.apply(x, self.group, identity, all_reduce), self.weight, self.bias)
+        return Comm.apply(y, self.group, gather_last, my_slice) if self.gather_output else y
+
+
+class RowLinear(nn.Module):
+    def __init__(self, weight, bias, input_is_parallel, group, bias_before_reduce=False):
+        super().__init__()
+        cols = my_block(weight.shape[1], group)
+        self.group, self.input_is_parallel = group, input_is_parallel
+        self.bias_before_reduce = bias_before_reduce
+        self.weight = nn.Parameter(weight[:, cols].clone())
+        self.bias = None if bias is None else nn.Parameter(bias.clone())
+
+    def forward(self, x):
+        if not self.input_is_parallel:
+            x = Comm.apply(x, self.group, my_slice, gather_last)
+        if self.bias_before_reduce:  # the bug: every rank adds the bias, so the sum has it world_size times
+            return Comm.apply(F.linear(x, self.weight, self.bias), self.group, all_reduce, identity)
+        y = Comm.apply(F.linear(x, self.weight), self.group, all_reduce, identity)
+        return y if self.bias is None else y + self.bias
+'''
+
+ADAPTER = '''
+"""The tpconform adapter: the whole protocol (README, "Write an adapter")."""
+from impls.protocol import Capabilities, TensorParallelImpl
+
+from theirpkg.layers import ColumnLinear, RowLinear
+
+
+class Adapter(TensorParallelImpl):
+    name = "theirpkg"
+    version = "1.2.3"
+    capabilities = Capabilities(uneven_shards=False, dtypes=("float64", "float32"))
+
+    def column(self, weight, bias, *, gather_output, group):
+        return ColumnLinear(weight, bias, gather_output, group)
+
+    def row(self, weight, bias, *, input_is_parallel, group):
+        return RowLinear(weight, bias, input_is_parallel, group)
+
+
+class BrokenAdapter(Adapter):
+    def row(self, weight, bias, *, input_is_parallel, group):
+        return RowLinear(weight, bias, input_is_parallel, group, bias_before_reduce=True)
+'''
+
+UNRELATED_TEST = '''
+import sys
+
+
+def test_the_installed_plugin_stays_out_of_the_way():
+    from hypothesis import settings
+
+    assert "conformance.harness" not in sys.modules  # no process groups
+    assert "torch" not in sys.modules  # not even a torch import
+    assert settings._current_profile == "default"  # no global Hypothesis profile change
+'''
+
+KNOWN_FAILURES = '''
+[[deviation]]
+id = "bias-added-per-rank"
+impl = "theirpkg.tp:BrokenAdapter"
+property = "output_matches_the_dense_layer"
+when = {{ kind = "{kind}", bias = true, world_size = ">1" }}
+reason = "accepted: our row layer adds the bias on every rank (tracked in theirpkg#12)"
+'''
+
+
+def _copy_source(dest: str) -> None:
+    """This checkout's working tree (tracked and new files), without build and cache debris."""
+    junk = shutil.ignore_patterns(".git", ".venv", ".tox", ".hypothesis", ".benchmarks", "__pycache__", "build",
+                                  "dist", "*.egg-info", "results", ".pytest_cache", ".ruff_cache", ".mypy_cache")
+    shutil.copytree(ROOT, dest, ignore=junk)
+
+
+def _write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text).lstrip())
+
+
+def _pip(*args: str, python: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-compile", *args],
+                   check=True, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def other_repo(tmp_path_factory):
+    """A fresh venv holding the tpconform wheel and the other repo's package; returns (repo, bin)."""
+    base = tmp_path_factory.mktemp("gate")
+    src, dist_dir, venv, repo = (str(base / n) for n in ("src", "dist", "venv", "other-repo"))
+    _copy_source(src)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist_dir,
+                    src], check=True, capture_output=True, text=True, timeout=300)
+    (wheel,) = os.listdir(dist_dir)
+    _write(os.path.join(repo, "pyproject.toml"), """
+        [project]
+        name = "theirpkg"
+        version = "1.2.3"
+        [tool.setuptools]
+        packages = ["theirpkg"]
+    """)
+    _write(os.path.join(repo, "theirpkg", "__init__.py"), "")
+    _write(os.path.join(repo, "theirpkg", "layers.py"), LAYERS)
+    _write(os.path.join(repo, "theirpkg", "tp.py"), ADAPTER)
+    _write(os.path.join(repo, "tests", "test_unrelated.py"), UNRELATED_TEST)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    python = os.path.join(venv, "bin", "python")
+    _pip("torch==2.13.0", os.path.join(dist_dir, wheel), repo, python=python)
+    return repo, os.path.join(venv, "bin")
+
+
+def run_in(repo_and_bin, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    repo, bindir = repo_and_bin
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def junit(repo: str) -> ET.Element:
+    root = ET.parse(os.path.join(repo, "report.xml")).getroot()
+    return root if root.tag == "testsuite" else root.find("testsuite")
+
+
+def test_a_conforming_impl_passes_the_gate_with_a_junit_report(other_repo):
+    r = run_in(other_repo, "tpconform", *GATE, "--impl=theirpkg.tp:Adapter")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "tpconform: impl=theirpkg.tp:Adapter (theirpkg 1.2.3)" in r.stdout
+    suite = junit(other_repo[0])
+    assert int(suite.get("tests")) >= 8 and suite.get("failures") == "0" and suite.get("errors") == "0"
+
+
+def test_a_broken_impl_fails_the_gate_naming_the_property(other_repo):
+    r = run_in(other_repo, "tpconform", *GATE, "--impl=theirpkg.tp:BrokenAdapter")
+    assert r.returncode == 1, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "property violated: output matches the dense layer" in r.stdout
+    failed = {c.get("name") for c in junit(other_repo[0]).iter("testcase") if c.find("failure") is not None}
+    assert any(name.startswith("test_output_matches_the_dense_layer[row-") for name in failed), failed
+    assert not any("column" in name or "shard" in name for name in failed), failed
+
+
+def test_the_plugin_is_inert_in_the_other_repos_own_test_runs(other_repo):
+    r = run_in(other_repo, "pytest", "tests")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "tpconform:" not in r.stdout  # no report header
+
+
+def test_the_gate_without_an_impl_gets_one_clear_line(other_repo):
+    r = run_in(other_repo, "tpconform", "check")
+    assert r.returncode not in (0, 1) and r.stderr.count("\n") == 1 and "--impl=SPEC" in r.stderr, r.stderr
+
+
+PYTEST_FORM = ("pytest", "--pyargs", "tpconform_properties")  # the same gate, as a plain pytest run
+
+
+@pytest.mark.parametrize("command, kind, exit_code, says", [
+    (PYTEST_FORM, "row", 0, r"XFAIL .*row-.*bias-added-per-rank"),  # the accepted deviation
+    (("tpconform", "check"), "column", 1, r"STALE known failure bias-added-per-rank"),  # matches nothing
+], ids=["accepted-deviation-xfails", "stale-entry-fails"])
+def test_a_users_known_failures_file(other_repo, command, kind, exit_code, says):
+    _write(os.path.join(other_repo[0], "known.toml"), KNOWN_FAILURES.format(kind=kind))
+    r = run_in(other_repo, *command, "--impl=theirpkg.tp:BrokenAdapter", "--world-sizes=2",
+               "--known-failures=known.toml", "-k", f"output_matches and {kind}-", "-rxs")
+    assert r.returncode == exit_code and re.search(says, r.stdout), r.stdout[-4000:]
