@@ -152,6 +152,22 @@ def test_the_same_seed_gives_the_same_scores_and_weights_need_no_regrading(grade
     assert again["bug_bias_every_rank"]["properties"]["output_matches_the_dense_layer"]["score"] == 20.0
 
 
+def test_a_submission_past_its_time_limit_is_killed_and_scores_0(tmp_path):
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    shutil.copy(os.path.join(FIXTURES, "hostile_hang.py"), folder)
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(tmp_path / "out"),
+                        "--world-sizes=2", "--examples=2", "--timeout=60", "--time-limit=8", "--no-progress"],
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - started < 60  # killed at its 8 s limit, not at the 60 s example timeout
+    with open(tmp_path / "out" / "report.json") as fh:
+        sub = json.load(fh)["submissions"][0]
+    assert sub["status"] == "timeout" and sub["total"] == 0 and "time limit" in sub["why"]
+
+
 def test_scores_of_a_submission_that_ran_past_its_time_limit():
     weights = load_weights()
     cells = [{"property": p, "variant": "column-gathered", "verdict": "pass", "reason": None} for p in weights.points]
