@@ -28,6 +28,9 @@ def pytest_addoption(parser):
                 help="dtypes to draw from (comma-separated)")
     g.addoption("--tp-timeout", type=float, default=20.0, metavar="SECONDS",
                 help="seconds an example may take before it fails as a hang (default: 20)")
+    g.addoption("--backend", default="gloo", choices=("gloo", "nccl"),
+                help="process-group backend: gloo (CPU, default) or nccl (one rank per GPU; world sizes "
+                     "above the GPU count are skipped)")
 
 
 def parse_world_sizes(text: str) -> list[int]:
@@ -62,6 +65,7 @@ def pytest_configure(config):
         config._tp_world_sizes = parse_world_sizes(config.getoption("world_sizes"))
     except ValueError:
         raise pytest.UsageError(f"--world-sizes={config.getoption('world_sizes')}: expected e.g. '1-8' or '2,3,4'")
+    config._tp_backend_skip = _select_backend(config)
     config._tp_dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
     from impls.protocol import ALL_DTYPES as DTYPES  # names only: runs that never use the suite skip torch
 
@@ -69,6 +73,17 @@ def pytest_configure(config):
     if bad or not config._tp_dtypes:
         raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
+
+
+def _select_backend(config) -> Optional[str]:
+    """Apply ``--backend`` (before any group starts) and keep the world sizes it can run here;
+    return why every suite test must be skipped (``None``: some can run)."""
+    from conformance import backends
+
+    backend = config.getoption("backend")
+    backends.select(backend)
+    config._tp_world_sizes, config._tp_backend_note = backends.runnable_world_sizes(backend, config._tp_world_sizes)
+    return None if config._tp_world_sizes else config._tp_backend_note
 
 
 def _impl_spec(config) -> str:
@@ -102,7 +117,8 @@ def _pool(config):
 
 
 def pytest_sessionstart(session):
-    if session.config.getoption("impl") is not None and not session.config.getoption("list_impls"):
+    if session.config.getoption("impl") is not None and not session.config.getoption("list_impls") \
+            and not session.config._tp_backend_skip:
         _make_suite(session.config)
 
 
@@ -117,7 +133,9 @@ def pytest_report_header(config) -> Optional[list[str]]:
     return [
         f"tpconform: impl={suite.impl_spec} ({d['name']} {d.get('version') or ''}".rstrip() + ")",
         f"tpconform: capabilities: {caps}",
-        f"tpconform: torch {torch.__version__}, backend gloo, world sizes {config._tp_world_sizes}, "
+        f"tpconform: torch {torch.__version__}, backend {config.getoption('backend')}"
+        + (f" ({config._tp_backend_note})" if config._tp_backend_note else "")
+        + f", world sizes {config._tp_world_sizes}, "
         f"dtypes {config._tp_dtypes}, profile {profiles.active_name()}",
     ]
 
@@ -125,6 +143,10 @@ def pytest_report_header(config) -> Optional[list[str]]:
 def pytest_collection_modifyitems(session, config, items):
     uses_suite = [item for item in items if "tp_suite" in getattr(item, "fixturenames", ())]
     if not uses_suite:
+        return
+    if config._tp_backend_skip:  # e.g. --backend nccl on a machine without GPUs: start nothing
+        for item in uses_suite:
+            item.add_marker(pytest.mark.skip(reason=config._tp_backend_skip))
         return
     suite = _make_suite(config)
     for item in uses_suite:

@@ -4,12 +4,14 @@ Users often ship these (Megatron's ``mappings.py``) and build more than linear l
 each is checked against its dense meaning on ``world_size`` ranks, on inputs of any shape (odd and
 empty sides, 1–3 dims) in contiguous, strided and transposed memory layouts:
 
-| primitive | forward | backward |
-|---|---|---|
-| ``copy_to`` | ``x`` (the same ``x`` on every rank) | the sum over ranks of the upstream grads |
-| ``reduce_from`` | the sum over ranks of the inputs | the upstream grad (the same on every rank) |
-| ``scatter_to`` | this rank's slice of the last dim; the slices, in rank order, rebuild ``x`` | the full grad: every rank's grad slice, concatenated |
-| ``gather_from`` | the ranks' (equal-shaped) inputs concatenated along the last dim | this rank's slice of the (replicated) upstream grad |
+- ``copy_to``: forward ``x`` (the same ``x`` on every rank); backward the sum over ranks of the
+  upstream grads;
+- ``reduce_from``: forward the sum over ranks of the inputs; backward the upstream grad (the same
+  on every rank);
+- ``scatter_to``: forward this rank's slice of the last dim (the slices, in rank order, rebuild
+  ``x``); backward the full grad, every rank's grad slice concatenated;
+- ``gather_from``: forward the ranks' (equal-shaped) inputs concatenated along the last dim;
+  backward this rank's slice of the (replicated) upstream grad.
 
 Moves and copies must be exact; sums are within :func:`conformance.tolerance.bound` for a
 reduction of ``world_size`` terms. The split convention of ``scatter_to`` is read from its output

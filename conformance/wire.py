@@ -33,7 +33,7 @@ def _flatten(obj: Any) -> Any:
         name = str(t.dtype).removeprefix("torch.")
         if name not in _DTYPES:
             raise WireError(f"tensor dtype {name} cannot cross the wire")
-        flat = torch.empty(t.numel(), dtype=t.dtype).copy_(t.cpu().reshape(-1))  # dense, stride 1
+        flat = torch.empty(t.numel(), dtype=t.dtype, device="cpu").copy_(t.cpu().reshape(-1))  # dense, stride 1
         raw = flat.view(torch.uint8).numpy().tobytes() if t.numel() else b""
         return (_TENSOR, name, list(t.shape), raw)
     if isinstance(obj, dict):

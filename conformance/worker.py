@@ -192,13 +192,17 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     stack_file = open(stack_path, "w")
     faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
     store = dist.TCPStore("127.0.0.1", store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
+    from conformance import backends
+
+    backend = backends.selected()  # gloo, or nccl with this rank on cuda:rank (see conformance.backends)
+    device = backends.set_up_device(backend, rank)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout_s))
     group = dist.group.WORLD
     conn.send_bytes(wire.encode({"ready": rank}))
     while True:
         try:
-            message = wire.decode(conn.recv_bytes())
+            message = backends.to_device(wire.decode(conn.recv_bytes()), device)
         except (EOFError, OSError):
             break
         cmd = message["cmd"]

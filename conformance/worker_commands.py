@@ -66,7 +66,7 @@ def _built(impl, build, what: str):
 
 def run_mlp(message: dict, impl) -> dict:
     """Column (gather_output=False) → activation → row (input_is_parallel=True) on the whole world."""
-    from conformance.worker import _CollectiveVolume, _as_tensor, _exchange, _noncontiguous
+    from conformance.worker import _as_tensor, _CollectiveVolume, _exchange, _noncontiguous
 
     case, d = message["case"], message["data"]
     group = dist.group.WORLD

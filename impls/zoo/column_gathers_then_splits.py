@@ -4,8 +4,9 @@ The values are right (every single-layer property holds), but the MLP's forward 
 besides the row layer's all-reduce: communication the sharded path exists to avoid.
 Exposed by: the MLP's collective count (``tests/properties/test_composition.py``)."""
 
-from impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
 import torch.nn.functional as F
+
+from impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
 
 
 class GatherThenSplitColumn(ColumnParallelLinear):
