@@ -15,24 +15,21 @@ from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 PROFILES = ("ci", "dev", "thorough")
-_COMMON = dict(
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    print_blob=True,
-)
+_SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+_EXAMPLES = {"ci": 15, "dev": 40, "thorough": 400}
 _active: dict = {"name": "ci", "impl": "reference"}
 
 
 def build(name: str, impl: str, db_root: str = ".hypothesis") -> settings:
+    if name not in _EXAMPLES:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
     if name == "ci":
-        return settings(max_examples=15, derandomize=True, database=None, **_COMMON)
-    key = hashlib.sha1(impl.encode()).hexdigest()[:12]
-    db = DirectoryBasedExampleDatabase(os.path.join(db_root, "tpconform", key))
-    if name == "dev":
-        return settings(max_examples=40, database=db, **_COMMON)
-    if name == "thorough":
-        return settings(max_examples=400, database=db, **_COMMON)
-    raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+        db = None
+    else:  # keyed per impl: one impl's saved failures never replay against another
+        key = hashlib.sha1(impl.encode()).hexdigest()[:12]
+        db = DirectoryBasedExampleDatabase(os.path.join(db_root, "tpconform", key))
+    return settings(max_examples=_EXAMPLES[name], derandomize=name == "ci", database=db, deadline=None,
+                    suppress_health_check=_SLOW_IS_FINE, print_blob=True)
 
 
 def activate(name: str, impl: str) -> None:
