@@ -5,6 +5,12 @@ parallel runs never collide) and starts one worker per rank from a ``forkserver`
 preloaded (never ``fork``: a forked child can inherit a lock held by the store's thread).
 Every wait is bounded: a rank that hangs or dies fails the example with every rank's Python stack,
 and the group is torn down and started again on its next use.
+
+Tear-down is by force, not by request: the worker, everything it forked (even in a new session),
+and its process group are frozen and SIGKILLed (``conformance.proctree``). A worker never
+outlives the verdict process either: its lifeline thread (``conformance.sandbox``) kills its
+descendants and itself when the verdict's end of the lifeline pipe closes, and the forkserver
+exits when the verdict does.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from datetime import timedelta
 from multiprocessing.connection import wait
 from typing import Any, Optional
 
-from conformance import wire
+from conformance import proctree, wire
 
 DEFAULT_TIMEOUT_S = 20.0
+DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # bytes of address space per worker; torch + Gloo need ~0.8 GiB
+ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
 
 
 class GroupFailure(Exception):
@@ -45,17 +53,21 @@ class ProcessGroup:
 
     world_size: int
     timeout_s: float
+    memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT
     ranks: list[_Rank] = field(default_factory=list)
     store: Any = None
     tmpdir: str = ""
     examples_run: int = 0
+    _seq: int = 0
+    _stack_offsets: dict = field(default_factory=dict)
 
     @classmethod
-    def start(cls, world_size: int, timeout_s: float) -> "ProcessGroup":
+    def start(cls, world_size: int, timeout_s: float,
+              memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> "ProcessGroup":
         import torch.distributed as dist
 
         ctx = _context()
-        group = cls(world_size, timeout_s)
+        group = cls(world_size, timeout_s, memory_limit)
         group.tmpdir = tempfile.mkdtemp(prefix=f"tpconform-ws{world_size}-")
         group.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
                                     timeout=timedelta(seconds=timeout_s))
@@ -68,7 +80,7 @@ class ProcessGroup:
             proc = ctx.Process(
                 target=worker.main,
                 args=(rank, world_size, group.store.port, child_end, life_child, stack_path,
-                      timeout_s + 10.0),
+                      timeout_s + 10.0, memory_limit, timeout_s),
                 name=f"tpconform-ws{world_size}-rank{rank}",
                 daemon=True,
             )
@@ -78,21 +90,32 @@ class ProcessGroup:
             life_child.close()
             group.ranks.append(_Rank(proc, parent_end, life_parent, stack_path))
         _live_groups.add(group)
+        group._mark_stacks()
         group._gather("start-up", {r: None for r in range(world_size)}, timeout_s + 30.0)
         return group
 
     # -- messaging ---------------------------------------------------------------------------
-    def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None) -> dict[int, Any]:
-        """Send one message to each rank named, wait (bounded) for every reply."""
+    def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None,
+                what: str = "the example") -> dict[int, Any]:
+        """Send one message to each rank named, wait (bounded) for every reply.
+
+        Each message carries a sequence number that the reply must echo, so a stray or forged
+        extra message can never be taken for the answer to a later request. Once a rank has
+        replied with an error, the others get :data:`ERROR_GRACE_S` more (they are likely waiting
+        in a collective the failed rank will never join), not the whole timeout."""
+        self._seq += 1
+        self._mark_stacks()
         for rank, message in messages.items():
             try:
-                self.ranks[rank].conn.send_bytes(wire.encode(message))
+                self.ranks[rank].conn.send_bytes(wire.encode({**message, "seq": self._seq}))
             except (BrokenPipeError, OSError):
                 self._fail(f"rank {rank} is gone (its pipe is closed)", [rank])
-        return self._gather("the example", messages, timeout_s or self.timeout_s)
+        return self._gather(what, messages, timeout_s or self.timeout_s, seq=self._seq)
 
-    def _gather(self, what: str, expecting: dict[int, Any], timeout_s: float) -> dict[int, Any]:
-        deadline = time.monotonic() + timeout_s
+    def _gather(self, what: str, expecting: dict[int, Any], timeout_s: float,
+                seq: Optional[int] = None) -> dict[int, Any]:
+        started = time.monotonic()
+        deadline = started + timeout_s
         replies: dict[int, Any] = {}
         while len(replies) < len(expecting):
             pending = [r for r in expecting if r not in replies]
@@ -103,80 +126,116 @@ class ProcessGroup:
             remaining = deadline - time.monotonic()
             ready = wait(list(waitables), timeout=max(remaining, 0)) if remaining > 0 else []
             if not ready:
-                self._fail(f"timed out after {timeout_s:.1f} s waiting for {what} on rank(s) {pending}", pending)
+                raised = {r: rep for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is False}
+                if raised:
+                    self._fail(f"rank(s) {sorted(raised)} raised during {what}; rank(s) {pending} did not reply "
+                               f"within {ERROR_GRACE_S:.1f} s after (likely waiting in a collective the "
+                               "failed rank never joined)" + _raised_text(raised), pending)
+                self._fail(f"timed out after {time.monotonic() - started:.1f} s (limit {timeout_s:.1f} s, "
+                           f"--tp-timeout) waiting for {what}: rank(s) {pending} did not reply"
+                           + (f", rank(s) {sorted(replies)} did" if replies else ""), pending)
             for obj in ready:
                 kind, r = waitables[obj]
                 if r in replies:
                     continue
                 if kind == "msg":
                     try:
-                        replies[r] = wire.decode(self.ranks[r].conn.recv_bytes())
+                        reply = wire.decode(self.ranks[r].conn.recv_bytes())
                     except (EOFError, OSError):
                         continue  # the sentinel reports the death
                     except wire.WireError as exc:
                         self._fail(f"rank {r} sent a message outside the wire format: {exc}", [r])
+                    self._accept(r, reply, seq, replies, what)
+                    if isinstance(reply, dict) and reply.get("ok") is False:
+                        deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
                 else:
                     try:  # it may have replied just before exiting
                         if self.ranks[r].conn.poll(0):
-                            replies[r] = wire.decode(self.ranks[r].conn.recv_bytes())
+                            self._accept(r, wire.decode(self.ranks[r].conn.recv_bytes()), seq, replies, what)
                             continue
                     except (EOFError, OSError, wire.WireError):
                         pass
-                    code = self.ranks[r].process.exitcode
                     time.sleep(0.05)  # let other ranks finish dying or replying
-                    self._fail(f"rank {r} died during {what} (exit code {code})", [r])
+                    self._fail(f"rank {r} {_death(self.ranks[r].process.exitcode)} during {what}; "
+                               "a rank must never exit mid-example, whatever its exit code", [r])
         return replies
+
+    def _accept(self, r: int, reply: Any, seq: Optional[int], replies: dict, what: str) -> None:
+        if seq is not None and (not isinstance(reply, dict) or reply.get("seq") != seq):
+            got = reply.get("seq") if isinstance(reply, dict) else type(reply).__name__
+            self._fail(f"rank {r} answered out of turn during {what} (sequence {got!r}, expected {seq})", [r])
+        replies[r] = reply
 
     def _fail(self, reason: str, culprits: list[int]) -> None:
         stacks = self.dump_stacks()
-        self.close()
+        self.close(graceful=False)
         raise GroupFailure(f"{reason}\n{stacks}")
 
+    def _mark_stacks(self) -> None:
+        """Remember where each rank's stack files end, so a dump shows only this request's stacks."""
+        self._stack_offsets = {}
+        for r, rank in enumerate(self.ranks):
+            for path in (rank.stack_path, rank.stack_path + ".watchdog"):
+                try:
+                    self._stack_offsets[path] = os.path.getsize(path)
+                except OSError:
+                    self._stack_offsets[path] = 0
+
+    def _read_new(self, path: str) -> str:
+        try:
+            with open(path) as fh:
+                fh.seek(self._stack_offsets.get(path, 0))
+                return fh.read().strip()
+        except OSError:
+            return ""
+
     def dump_stacks(self) -> str:
-        """Every live rank's Python stack, via faulthandler on SIGUSR1."""
+        """Every rank's Python stack now (faulthandler on SIGUSR1), or, for a rank that does not
+        answer SIGUSR1, the one its faulthandler watchdog wrote just before the timeout."""
         import signal
 
-        sizes = {}
+        live = []
         for r, rank in enumerate(self.ranks):
             if rank.process.is_alive():
-                sizes[r] = os.path.getsize(rank.stack_path) if os.path.exists(rank.stack_path) else 0
+                live.append(r)
                 try:
                     os.kill(rank.process.pid, signal.SIGUSR1)
                 except ProcessLookupError:
                     pass
-        time.sleep(0.2)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # until every live rank has written something
+            time.sleep(0.05)
+            if all(self._read_new(self.ranks[r].stack_path) for r in live):
+                time.sleep(0.05)  # let the last writes finish
+                break
         out = []
         for r, rank in enumerate(self.ranks):
-            if r not in sizes:
-                out.append(f"--- rank {r}: exited (code {rank.process.exitcode})")
+            if r not in live:
+                out.append(f"--- rank {r}: {_death(rank.process.exitcode)}")
                 continue
-            try:
-                with open(rank.stack_path) as fh:
-                    fh.seek(sizes[r])
-                    text = fh.read().strip()
-            except OSError:
-                text = ""
-            out.append(f"--- rank {r} stack:\n{text or '(no stack written)'}")
+            text = self._read_new(rank.stack_path)
+            if not text:
+                text = self._read_new(rank.stack_path + ".watchdog")
+                text = (f"(no answer to SIGUSR1; its watchdog's dump from just before the timeout:)\n{text}"
+                        if text else "(no stack written: the rank ignores SIGUSR1 or is stuck outside Python)")
+            out.append(f"--- rank {r} stack:\n{text}")
         return "\n".join(out)
 
     @property
     def healthy(self) -> bool:
         return bool(self.ranks) and all(r.process.is_alive() for r in self.ranks)
 
-    def close(self) -> None:
+    def close(self, graceful: bool = True) -> None:
+        """Kill every rank, everything it forked (even into a new session) and its process group,
+        while the workers are still alive to hold their descendants in the tree; wait (bounded)
+        until the workers are gone. Workers keep no state worth a graceful stop (``graceful`` is
+        accepted for compatibility): a worker that exited first would orphan its children."""
+        pids = [rank.process.pid for rank in self.ranks if rank.process.pid]
+        proctree.kill_tree([p for p in pids if proctree.alive(p)])
+        for pid in pids:
+            _killpg_if_leader(pid)
         for rank in self.ranks:
-            try:
-                if rank.process.is_alive():
-                    rank.conn.send_bytes(wire.encode({"cmd": "stop"}))
-            except OSError:
-                pass
-        deadline = time.monotonic() + 1.0
-        for rank in self.ranks:
-            rank.process.join(max(deadline - time.monotonic(), 0))
-        for rank in self.ranks:
-            if rank.process.is_alive():
-                rank.process.kill()
-                rank.process.join(1.0)
+            rank.process.join(5.0)
             for c in (rank.conn, rank.lifeline):
                 try:
                     c.close()
@@ -191,6 +250,59 @@ class ProcessGroup:
 
     def __hash__(self) -> int:
         return id(self)
+
+
+def parse_size(text: str) -> Optional[int]:
+    """``"3G"``, ``"2500M"``, ``"1048576"`` (bytes) → bytes; ``"0"``/``"none"`` → ``None`` (no limit)."""
+    t = str(text).strip().lower()
+    if t in ("0", "none", "off", ""):
+        return None
+    scale = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if t[-1:] in "kmg" else t) * scale
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size like 3G, 2500M or 0") from None
+    if value < 256 * 1024**2:
+        raise ValueError(f"{text!r} is below 256M; torch alone needs more")
+    return int(value)
+
+
+def _death(code: Optional[int]) -> str:
+    if code is None:
+        return "is gone"
+    if code < 0:
+        import signal
+
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited (exit code {code})"
+
+
+def _raised_text(raised: dict) -> str:
+    lines = []
+    for r, rep in sorted(raised.items()):
+        text = str(rep.get("impl_error") or rep.get("error") or "")
+        lines.append(f"\nrank {r} raised: {text.strip()}")
+    return "".join(lines)
+
+
+def _killpg_if_leader(pid: int) -> None:
+    """SIGKILL the process group a worker leads (it made one at start-up), if it still exists."""
+    import signal
+
+    try:
+        if os.getpgid(pid) != pid:
+            return
+    except ProcessLookupError:
+        pass  # the leader is gone; its group may still have members
+    if pid == os.getpgrp():
+        return  # never our own group
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 @contextlib.contextmanager
@@ -215,7 +327,7 @@ def _context():
     global _ctx
     if _ctx is None:
         _ctx = mp.get_context("forkserver")
-        _ctx.set_forkserver_preload(["conformance.worker", "impls.reference"])
+        _ctx.set_forkserver_preload(["conformance.forkserver_init", "conformance.worker", "impls.reference"])
     return _ctx
 
 
@@ -228,8 +340,9 @@ def _close_all() -> None:
 class GroupPool:
     """One live group per world size; a broken group is replaced on its next use."""
 
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT):
         self.timeout_s = timeout_s
+        self.memory_limit = memory_limit
         self.groups: dict[int, ProcessGroup] = {}
         self.starts = 0
 
@@ -237,8 +350,8 @@ class GroupPool:
         group = self.groups.get(world_size)
         if group is None or not group.healthy:
             if group is not None:
-                group.close()
-            group = ProcessGroup.start(world_size, self.timeout_s)
+                group.close(graceful=False)
+            group = ProcessGroup.start(world_size, self.timeout_s, self.memory_limit)
             self.starts += 1
             self.groups[world_size] = group
         return group

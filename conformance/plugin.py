@@ -31,6 +31,8 @@ def pytest_addoption(parser):
     g.addoption("--backend", default="gloo", choices=("gloo", "nccl"),
                 help="process-group backend: gloo (CPU, default) or nccl (one rank per GPU; world sizes "
                      "above the GPU count are skipped)")
+    g.addoption("--tp-memory-limit", default="3G", metavar="SIZE",
+                help="address-space limit per worker process, e.g. 3G or 2500M; 0 for none (default: 3G)")
 
 
 def parse_world_sizes(text: str) -> list[int]:
@@ -112,7 +114,13 @@ def _pool(config):
     if _STATE["pool"] is None:
         from conformance.harness import GroupPool
 
-        _STATE["pool"] = GroupPool(timeout_s=config.getoption("tp_timeout"))
+        from conformance.harness import parse_size
+
+        try:
+            limit = parse_size(config.getoption("tp_memory_limit"))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--tp-memory-limit: {exc}") from None
+        _STATE["pool"] = GroupPool(timeout_s=config.getoption("tp_timeout"), memory_limit=limit)
     return _STATE["pool"]
 
 

@@ -27,6 +27,59 @@ class Outcome:
         return bool(self.ranks) and "construct_failed_ranks" in self.ranks[0]
 
 
+_TENSOR_KEYS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output")
+_BOOL_KEYS = ("input_modified", "grad_modified")
+_STR_KEYS = ("construct_error", "upstream_grad_replaced")
+
+
+def malformed(result: Any) -> Optional[str]:
+    """Why a rank's result is not what a worker sends (a candidate may forge replies), or ``None``.
+
+    The wire format already guarantees plain data; this checks the known fields' types so a forged
+    reply is a clean failure, never a crash of the verdict."""
+    import torch
+
+    if not isinstance(result, dict):
+        return f"the result is a {type(result).__name__}, not a dict"
+    for key in _TENSOR_KEYS:
+        if result.get(key) is not None and not isinstance(result[key], torch.Tensor):
+            return f"{key} is a {type(result[key]).__name__}, not a tensor"
+    for key in _BOOL_KEYS:
+        if key in result and not isinstance(result[key], bool):
+            return f"{key} is a {type(result[key]).__name__}, not a bool"
+    for key in _STR_KEYS:
+        if key in result and not isinstance(result[key], str):
+            return f"{key} is a {type(result[key]).__name__}, not a str"
+    failed = result.get("construct_failed_ranks")
+    if failed is not None and not (isinstance(failed, list) and all(type(r) is int for r in failed)):
+        return "construct_failed_ranks is not a list of ints"
+    return None
+
+
+def _results(replies: dict[int, Any]) -> tuple[dict[int, Any], Optional[str]]:
+    results, bad = {}, []
+    for r, rep in sorted(replies.items()):
+        why = malformed(rep.get("result"))
+        if why:
+            bad.append(f"rank {r} sent a malformed result: {why}")
+        else:
+            results[r] = rep["result"]
+    return results, "\n".join(bad) or None
+
+
+def _checked_description(d: Any, spec: str) -> dict:
+    """The impl's self-description, or :class:`ImplUnusable` when it is not well formed."""
+    from impls.protocol import Capabilities
+
+    try:
+        Capabilities.from_dict(d["capabilities"])
+        if not isinstance(d.get("name"), str):
+            raise TypeError("name is not a str")
+    except Exception as exc:
+        raise ImplUnusable(f"--impl={spec}: its description is malformed: {type(exc).__name__}: {exc}") from None
+    return d
+
+
 class Runner:
     """Drives one impl (by its ``--impl`` spec) over a pool of process groups."""
 
@@ -38,11 +91,15 @@ class Runner:
     def describe(self) -> dict[str, Any]:
         """Name, version and capabilities, as the impl declares them (loaded in a worker)."""
         if self._description is None:
-            group = self.pool.get(1)
-            reply = group.request({0: {"cmd": "describe", "impl": self.impl_spec}})[0]
+            try:
+                group = self.pool.get(1)
+                reply = group.request({0: {"cmd": "describe", "impl": self.impl_spec}}, what="loading the impl")[0]
+            except GroupFailure as exc:
+                raise ImplUnusable(f"--impl={self.impl_spec}: loading it crashed its worker: "
+                                   f"{str(exc).splitlines()[0]}") from None
             if not reply.get("ok"):
                 raise ImplUnusable(reply.get("impl_error") or reply.get("error", "unknown error").splitlines()[0])
-            self._description = reply["describe"]
+            self._description = _checked_description(reply.get("describe"), self.impl_spec)
         return self._description
 
     def request(self, world_size: int, messages: dict[int, dict]) -> tuple[dict[int, Any], Optional[str]]:
@@ -57,7 +114,11 @@ class Runner:
         if errors:
             group.close()  # a rank raised mid-collective: the group's state is unknown
             return {}, "\n".join(f"rank {r} raised: {rep.get('impl_error') or rep.get('error')}" for r, rep in errors)
-        return {r: rep["result"] for r, rep in replies.items()}, None
+        results, bad = _results(replies)
+        if bad:
+            group.close(graceful=False)
+            return {}, bad
+        return results, None
 
     def run(self, case: LayerCase) -> Outcome:
         tensors = make_tensors(case)
@@ -76,5 +137,10 @@ class Runner:
                 f"rank {r} raised: {rep.get('impl_error') or rep.get('error')}" for r, rep in errors
             )
             return outcome
-        outcome.ranks = [replies[r]["result"] for r in range(case.world_size)]
+        results, bad = _results(replies)
+        if bad:
+            group.close(graceful=False)
+            outcome.crash = bad
+            return outcome
+        outcome.ranks = [results[r] for r in range(case.world_size)]
         return outcome

@@ -12,17 +12,17 @@ import faulthandler
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 from datetime import timedelta
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from conformance import wire
+from conformance import sandbox, wire
 from conformance.cases import LayerCase
 
 _impls: dict = {}
@@ -176,21 +176,22 @@ def _extra_commands() -> dict:
     return COMMANDS
 
 
-def _watch_lifeline(lifeline) -> None:
-    """Exit as soon as the verdict process goes away, whatever the main thread is doing."""
-    try:
-        lifeline.recv_bytes()
-    except (EOFError, OSError):
-        pass
-    os._exit(3)
+def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
+         memory_limit: Optional[int] = None, example_timeout_s: Optional[float] = None) -> None:
+    """One rank: set up the process (``conformance.sandbox``), join the group, serve messages.
 
-
-def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float) -> None:
+    ``stack_path`` receives every thread's stack on SIGUSR1 (what the verdict asks for on a hang
+    or crash); ``stack_path + ".watchdog"`` receives them from faulthandler's own C thread shortly
+    before ``example_timeout_s``, for a rank that ignores SIGUSR1 or holds the GIL."""
+    sandbox.set_up(world_size, rank)
+    watchdog_path = stack_path + ".watchdog"
+    sandbox.start_lifeline(lifeline, (stack_path, watchdog_path))
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
-    threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
     stack_file = open(stack_path, "w")
+    watchdog_file = open(watchdog_path, "w")
     faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
+    watchdog_s = None if not example_timeout_s else max(example_timeout_s - 0.5, example_timeout_s * 0.8)
     store = dist.TCPStore("127.0.0.1", store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
     from conformance import backends
 
@@ -199,6 +200,9 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout_s))
     group = dist.group.WORLD
+    # after torch and the backend are set up, before any candidate code; not under CUDA, which
+    # reserves far more address space than it uses
+    sandbox.limit_memory(memory_limit if backend == "gloo" else None)
     conn.send_bytes(wire.encode({"ready": rank}))
     while True:
         try:
@@ -209,6 +213,8 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
         if cmd == "stop":
             break
         started = time.perf_counter()
+        if watchdog_s:
+            faulthandler.dump_traceback_later(watchdog_s, file=watchdog_file)
         try:
             if cmd == "describe":
                 reply = {"ok": True, "describe": _load(message["impl"]).describe()}
@@ -220,18 +226,22 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
                 reply = {"ok": True, "result": _extra_commands()[cmd](message, _load(message["impl"]))}
             else:
                 reply = {"ok": False, "error": f"unknown command {cmd!r}"}
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit, pytest's Skipped, ...: a failure like any other
             from impls.registry import ImplError
 
             if isinstance(exc, ImplError):
                 reply = {"ok": False, "impl_error": str(exc)}
             else:
                 reply = {"ok": False, "error": _error_text(exc)}
+        if watchdog_s:
+            faulthandler.cancel_dump_traceback_later()
         reply["seconds"] = time.perf_counter() - started
+        reply["seq"] = message.get("seq")
         try:
             conn.send_bytes(wire.encode(reply))
         except Exception as exc:  # the result holds something that cannot cross the wire
-            conn.send_bytes(wire.encode({"ok": False, "error": f"result could not be sent: {exc}"}))
+            conn.send_bytes(wire.encode({"ok": False, "error": f"result could not be sent: {exc}",
+                                         "seq": message.get("seq")}))
     try:
         dist.destroy_process_group()
     except Exception:

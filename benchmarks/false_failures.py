@@ -1,0 +1,177 @@
+"""No false failures: run every correct impl over many Hypothesis seeds and count violations.
+
+Runs the reference (and every other correct registry entry; the seeded bugs ``bug-*`` are
+skipped) over ``--seeds`` different Hypothesis seeds, with the thorough profile's settings, on all
+dtypes, world sizes 1-8, non-divisible dims, and a second case family with long reductions
+(up to ``--long-features`` features and ``--long-rows`` batch rows) for bfloat16/float16. Every
+example is checked against every property of the spec; any violation is a false failure.
+
+It also reports, per dtype and quantity, the largest observed ``|error| / bound`` — how close a
+correct impl comes to the tolerance model's bound (must stay < 1; much smaller is expected, the
+bound is worst-case).
+
+    python benchmarks/false_failures.py                       # 20 seeds: 5 min per impl on 2 cores
+    python benchmarks/false_failures.py --seeds 2 --examples 5 --impls reference   # smoke run
+
+Exit status 1 if any false failure was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hypothesis import HealthCheck, given, seed, settings
+
+from conformance import profiles, properties
+from conformance import tolerance as tol
+from conformance.harness import GroupPool
+from conformance.suite import Suite
+from impls.registry import available
+from strategies import DTYPES, VARIANTS, layer_cases, world_sizes
+
+QUANTITIES = ("output", "input_grad", "weight_grad", "bias_grad")
+
+
+def correct_impls() -> list[str]:
+    return [e.name for e in available().values() if e.correct and not e.name.startswith("bug-")]
+
+
+def error_ratios(ev) -> dict[str, float]:
+    """Max ``|actual − exact| / bound`` over every rank, per quantity (only well-shaped results)."""
+    t, case, d = ev.outcome.tensors, ev.case, ev.dense
+    dt, ws = case.torch_dtype, case.world_size
+    full = {
+        "output": (d.output, tol.output_bound(t.x, t.weight, t.bias, dt, ws)),
+        "input_grad": (d.input_grad, tol.input_grad_bound(t.grad_out, t.weight, dt, ws)),
+        "weight_grad": (d.weight_grad, tol.weight_grad_bound(t.grad_out, t.x, dt, ws)),
+    }
+    if t.bias is not None:
+        full["bias_grad"] = (d.bias_grad, tol.bias_grad_bound(t.grad_out, dt, ws))
+    out: dict[str, float] = {}
+    for q, (exp, bnd) in full.items():
+        worst = 0.0
+        for r, res in enumerate(ev.ranks):
+            got = res.get(q)
+            if got is None:
+                continue
+            e, b = exp, bnd
+            s = ev.rank_slice(r)
+            if q == "output" and ev.output_is_sharded or q == "input_grad" and ev.input_is_sliced:
+                e, b = e[..., s], b[..., s]
+            elif q == "weight_grad":
+                e, b = (e[s], b[s]) if ev.split_dim == 0 else (e[:, s], b[:, s])
+            elif q == "bias_grad" and case.kind == "column":
+                e, b = e[s], b[s]
+            if tuple(got.shape) != tuple(e.shape) or e.numel() == 0:
+                continue
+            worst = max(worst, float(((got.double() - e).abs() / b).max()))
+        out[q] = worst
+    return out
+
+
+def _run_family(suite, impl, fam, strategy, hseed, base, n, record) -> None:
+    @seed(hseed)
+    @settings(base, max_examples=n, database=None, derandomize=False, suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def run(case):
+        record(impl, fam, case, suite.evidence(case))
+
+    run()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--examples", type=int, default=8, help="examples per seed, variant and case family")
+    ap.add_argument("--impls", default=None, help="comma-separated (default: every correct registry entry)")
+    ap.add_argument("--long-features", type=int, default=768)
+    ap.add_argument("--long-rows", type=int, default=24, help="max side of a 2-dim batch in the long family")
+    ap.add_argument("--budget-s", type=float, default=1380.0, help="stop starting new seeds after this long")
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--json", default=None, help="also write the summary here")
+    args = ap.parse_args(argv)
+
+    impls = args.impls.split(",") if args.impls else correct_impls()
+    pool = GroupPool(timeout_s=args.timeout)
+    started = time.monotonic()
+    examples = 0
+    per_family: dict[str, int] = defaultdict(int)
+    failures: list[dict] = []
+    worst: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    seeds_done = 0
+    unusable: dict[str, str] = {}
+    base = profiles.build("thorough", "false-failures")
+
+    def record(impl, fam, case, ev):
+        nonlocal examples
+        examples += 1
+        per_family[fam] += 1
+        bad = {p: [v.message.splitlines()[0][:300] for v in properties.evaluate(ev, p)] for p in properties.SPEC}
+        bad = {p: m[:3] for p, m in bad.items() if m}
+        if bad:
+            failures.append({"impl": impl, "seed": ev.case.seed, "case": case.token(), "violations": bad})
+            print(f"FALSE FAILURE {impl}: {case.token()}\n  {bad}", flush=True)
+            return
+        for q, ratio in error_ratios(ev).items():
+            worst[case.dtype][q] = max(worst[case.dtype][q], ratio)
+    try:
+        for s in range(args.seeds):
+            if time.monotonic() - started > args.budget_s:
+                break
+            for impl in list(impls):
+                suite = Suite(impl, pool, world_sizes=range(1, 9), dtypes=DTYPES)
+                try:
+                    suite.description
+                except ImplUnusable as exc:
+                    print(f"skipping {impl}: {exc}", flush=True)
+                    impls.remove(impl)
+                    unusable[impl] = str(exc)
+                    continue
+                for variant in VARIANTS:
+                    if suite.unsupported(variant):
+                        continue
+                    dts = suite._dtypes()
+                    short = layer_cases(variant=variant, world_sizes=world_sizes(allowed=range(1, 9)), dtypes=dts)
+                    low = [d for d in dts if d in ("bfloat16", "float16")]
+                    families = {"short": short}
+                    if low:
+                        families["long"] = layer_cases(
+                            variant=variant, world_sizes=world_sizes(allowed=range(1, 9)), dtypes=low,
+                            max_features=args.long_features, max_batch_dims=2, max_batch_side=args.long_rows)
+
+                    for fam, strategy in families.items():
+                        _run_family(suite, impl, fam, strategy, s, base, args.examples, record)
+            seeds_done += 1
+            print(f"seed {s}: {examples} examples so far, {len(failures)} false failures, "
+                  f"{time.monotonic() - started:.0f} s", flush=True)
+    finally:
+        pool.close()
+
+    summary = {
+        "impls": impls,
+        "unusable": unusable,
+        "seeds": seeds_done,
+        "examples": examples,
+        "examples_per_family": dict(per_family),
+        "false_failures": len(failures),
+        "failures": failures[:20],
+        "max_error_over_bound": {d: dict(q) for d, q in worst.items()},
+        "seconds": round(time.monotonic() - started, 1),
+        "group_starts": pool.starts,
+    }
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(summary, fh, indent=2)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

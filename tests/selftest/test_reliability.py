@@ -1,0 +1,193 @@
+"""Hangs and crashes become clean, bounded failures; nothing is ever left behind.
+
+- a rank that deadlocks, sleeps, raises alone, segfaults or exits fails the example within the
+  timeout (``--tp-timeout``), naming the rank(s) and showing every rank's Python stack; the group
+  is rebuilt and the next example passes;
+- a worker's descendants (even in a new session, even daemonized) die with its group;
+- killing the verdict process (SIGKILL, SIGTERM) or Ctrl-C on a pytest run leaves no process and
+  no temporary file behind (counted: the run's whole process tree, before and after);
+- every group has its own rendezvous, so groups side by side never collide.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from conformance import proctree
+from conformance.cases import LayerCase
+from conformance.harness import GroupPool
+from conformance.suite import Suite
+from tests.selftest.fixtures.hostile.hangs import escapee_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+H = "tests.selftest.fixtures.hostile.hangs:"
+TIMEOUT = 3.0
+CASE = LayerCase(kind="column", world_size=2, in_features=4, out_features=4, batch_shape=(3,), dtype="float32",
+                 bias=True, seed=1)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = GroupPool(timeout_s=TIMEOUT)
+    yield p
+    p.close()
+
+
+def run(pool, spec):
+    started = time.monotonic()
+    outcome = Suite(spec, pool).runner.run(CASE)
+    return outcome, time.monotonic() - started
+
+
+def next_example_passes(pool):
+    outcome, _ = run(pool, "reference")
+    assert outcome.crash is None and outcome.ranks, outcome.crash
+
+
+@pytest.mark.parametrize("spec, says, in_stack", [
+    ("SkipsCollectiveOnRank1", "rank(s) [0] did not reply, rank(s) [1] did", "all_gather"),
+    ("SleepsOnRank1", "rank(s) [0, 1] did not reply", "in forward"),
+])
+def test_a_hang_fails_in_bounded_time_naming_the_ranks_with_every_stack(pool, spec, says, in_stack):
+    outcome, seconds = run(pool, H + spec)
+    text = outcome.crash or ""
+    assert "timed out after" in text and f"(limit {TIMEOUT:.1f} s, --tp-timeout)" in text and says in text, text[:3000]
+    assert "--- rank 0 stack:" in text and "--- rank 1 stack:" in text and in_stack in text, text
+    assert "hangs.py" in text or spec == "SkipsCollectiveOnRank1"
+    assert seconds < TIMEOUT + 3.0, f"{seconds:.1f} s from the hang to the failure"
+    starts = pool.starts
+    next_example_passes(pool)
+    assert pool.starts == starts + 1, "the broken group is torn down and rebuilt"
+
+
+def test_a_rank_that_raises_alone_fails_fast_with_its_error(pool):
+    outcome, seconds = run(pool, H + "RaisesOnRank1")
+    assert "rank(s) [1] raised" in outcome.crash and "rank 1 gave up" in outcome.crash, outcome.crash
+    assert "--- rank 0 stack:" in outcome.crash
+    assert seconds < TIMEOUT, "the other ranks get a short grace, not the whole timeout"
+    next_example_passes(pool)
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("SegfaultsOnRank1", "rank 1 was killed by SIGSEGV"),
+    ("tests.selftest.fixtures.hostile.exits:OsExit0OnRank1", "rank 1 exited (exit code 0)"),
+])
+def test_a_crashed_rank_fails_at_once(pool, spec, says):
+    outcome, seconds = run(pool, spec if ":" in spec else H + spec)
+    assert says in outcome.crash and "--- rank 0 stack:" in outcome.crash, outcome.crash
+    assert seconds < TIMEOUT
+    next_example_passes(pool)
+
+
+def test_a_rank_that_ignores_signals_still_shows_its_stack_and_is_killed(pool):
+    outcome, _ = run(pool, H + "IgnoresSignalsAndHangs")
+    assert "its watchdog's dump from just before the timeout" in outcome.crash, outcome.crash
+    assert "hangs.py" in outcome.crash and "in forward" in outcome.crash
+    next_example_passes(pool)
+
+
+@pytest.mark.parametrize("spec", ["ForksEscapeesAndReturns", "ForksEscapeesAndHangs"])
+def test_processes_a_candidate_forks_die_with_its_group(pool, spec):
+    path = escapee_file(os.getpid())
+    if os.path.exists(path):
+        os.unlink(path)
+    outcome, _ = run(pool, H + spec)
+    pool.close()
+    with open(path) as fh:
+        escapees = [int(line) for line in fh if line.strip()]
+    os.unlink(path)
+    assert len(escapees) >= 4
+    deadline = time.monotonic() + 5
+    while any(proctree.alive(p) for p in escapees) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in escapees if proctree.alive(p)] == []
+
+
+def test_groups_side_by_side_have_their_own_rendezvous():
+    a, b = GroupPool(timeout_s=10.0), GroupPool(timeout_s=10.0)
+    try:
+        ga, gb = a.get(2), b.get(2)
+        assert ga.store.port != gb.store.port
+        for p in (a, b, a):
+            outcome = Suite("reference", p).runner.run(CASE)
+            assert outcome.crash is None
+    finally:
+        a.close()
+        b.close()
+
+
+# -- the verdict process goes away -----------------------------------------------------------------
+CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+from conformance.cases import LayerCase
+from conformance.harness import GroupPool
+from conformance.suite import Suite
+case = LayerCase(kind="column", world_size=2, in_features=4, out_features=4, batch_shape=(3,),
+                 dtype="float32", bias=True, seed=1)
+Suite("tests.selftest.fixtures.hostile.hangs:ForksEscapeesAndHangs", GroupPool(timeout_s=120.0)).evidence(case)
+"""
+
+
+def _leftovers(tree, tmp, deadline_s=15.0):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        alive = [p for p in tree if proctree.alive(p)]
+        files = [f for f in os.listdir(tmp) if not f.startswith("torchinductor")]
+        if not alive and not files:
+            break
+        time.sleep(0.1)
+    return alive, files
+
+
+def _start(args, tmp):
+    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "TMPDIR": tmp, "PYTHONPATH": ROOT},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_for_escapees(proc, n=4, timeout=120.0):
+    path = escapee_file(proc.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as fh:
+                if len(fh.read().split()) >= n:
+                    time.sleep(0.2)
+                    return path
+        assert proc.poll() is None, "the run ended before its workers hung"
+        time.sleep(0.1)
+    raise AssertionError("the workers never started")
+
+
+def test_killing_the_verdict_process_leaves_nothing_behind():
+    """SIGKILL: no clean-up code runs in the verdict (SIGTERM and a pytest-timeout's ``os._exit``
+    are the same case for Python: default action, no atexit)."""
+    with tempfile.TemporaryDirectory(prefix="tpconform-selftest-") as tmp:
+        proc = _start([sys.executable, "-c", CHILD.format(root=ROOT)], tmp)
+        path = _wait_for_escapees(proc)
+        tree = proctree.descendants([proc.pid])
+        assert len(tree) >= 2 + 2 + 4  # forkserver, resource tracker, 2 workers, their escapees
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        alive, files = _leftovers(tree, tmp)
+        os.unlink(path)
+        assert alive == [] and files == []
+
+
+def test_ctrl_c_on_a_pytest_run_leaves_nothing_behind():
+    with tempfile.TemporaryDirectory(prefix="tpconform-selftest-") as tmp:
+        proc = _start([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "--world-sizes=2",
+                       "--tp-timeout=120", f"--impl={H}ForksEscapeesAndHangs",
+                       "tests/properties/test_forward.py", "-k", "output_matches and column-gathered"], tmp)
+        path = _wait_for_escapees(proc)
+        tree = proctree.descendants([proc.pid])
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        assert proc.wait(30) == 2  # pytest: interrupted
+        alive, files = _leftovers(tree, tmp)
+        os.unlink(path)
+        assert alive == [] and files == []
