@@ -117,7 +117,7 @@ class DenseMLP:
 
 def dense_mlp(t: MLPTensors, activation: str) -> DenseMLP:
     """The dense MLP, forward and backward, in float64 from the exact inputs."""
-    leaf = lambda v: None if v is None else v.double().requires_grad_(True)  # noqa: E731
+    leaf = lambda v: None if v is None else v.detach().double().requires_grad_(True)  # noqa: E731  (not t's own)
     w1, b1, w2, b2, x = leaf(t.w1), leaf(t.b1), leaf(t.w2), leaf(t.b2), leaf(t.x)
     phi = {"relu": torch.relu, "gelu": torch.nn.functional.gelu}[activation]
     h = torch.nn.functional.linear(x, w1, b1)

@@ -139,6 +139,16 @@ EXTENSIONS: tuple[SeededBug, ...] = (
     SeededBug("bug-scatter-backward-local", "impls.zoo.scatter_backward_local",
               "scatter-to primitive's backward keeps only this rank's grad slice (no all-gather)",
               "primitive_backward_matches_its_dense_meaning", "primitives/scatter_to"),
+    SeededBug("bug-reduce-from-in-place", "impls.zoo.reduce_from_in_place",
+              "reduce-from primitive all-reduces its input tensor in place",
+              "primitive_leaves_its_inputs_untouched", "primitives/reduce_from"),
+    # layer bugs of the zoo above, seen through the MLP's gradient properties
+    SeededBug("bug-mlp-column-input-grad-not-reduced", "impls.zoo.column_input_grad_not_reduced",
+              "column input grad not all-reduced, inside the MLP",
+              "mlp_input_grad_matches_the_dense_mlp", "mlp/"),
+    SeededBug("bug-mlp-row-weight-grad-averaged", "impls.zoo.weight_grad_averaged",
+              "row weight grad averaged over the ranks, inside the MLP",
+              "mlp_parameter_grads_match_the_dense_mlp", "mlp/"),
 )
 
 ENTRIES = tuple(bug.entry for bug in ZOO + EXTENSIONS)
