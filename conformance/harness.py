@@ -32,6 +32,7 @@ from conformance import proctree, wire
 
 DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # bytes of address space per worker; torch + Gloo need ~0.8 GiB
+MAX_MESSAGE_BYTES = 256 * 1024**2  # a reply larger than this is refused, not read into memory
 ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
 
 
@@ -140,8 +141,10 @@ class ProcessGroup:
                     continue
                 if kind == "msg":
                     try:
-                        reply = wire.decode(self.ranks[r].conn.recv_bytes())
-                    except (EOFError, OSError):
+                        reply = wire.decode(self.ranks[r].conn.recv_bytes(MAX_MESSAGE_BYTES))
+                    except (EOFError, OSError) as exc:
+                        if "bad message length" in str(exc):
+                            self._fail(f"rank {r} sent a message over {MAX_MESSAGE_BYTES >> 20} MiB during {what}", [r])
                         continue  # the sentinel reports the death
                     except wire.WireError as exc:
                         self._fail(f"rank {r} sent a message outside the wire format: {exc}", [r])
@@ -151,7 +154,8 @@ class ProcessGroup:
                 else:
                     try:  # it may have replied just before exiting
                         if self.ranks[r].conn.poll(0):
-                            self._accept(r, wire.decode(self.ranks[r].conn.recv_bytes()), seq, replies, what)
+                            data = self.ranks[r].conn.recv_bytes(MAX_MESSAGE_BYTES)
+                            self._accept(r, wire.decode(data), seq, replies, what)
                             continue
                     except (EOFError, OSError, wire.WireError):
                         pass

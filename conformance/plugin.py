@@ -104,10 +104,22 @@ def _make_suite(config):
             classify(spec)
             suite = Suite(spec, _pool(config), world_sizes=config._tp_world_sizes, dtypes=config._tp_dtypes)
             suite.description  # loads the impl in a worker
+            empty = nothing_to_check(suite)
+            if empty:
+                raise ImplUnusable(f"--impl={spec}: nothing to check: {empty}")
         except (ImplError, ImplUnusable) as exc:
             raise pytest.UsageError(str(exc)) from None
         _STATE["suite"] = suite
     return _STATE["suite"]
+
+
+def nothing_to_check(suite) -> Optional[str]:
+    """Why no layer variant can be checked (an impl declaring no dtype or variant would otherwise
+    pass with every test skipped), or ``None``."""
+    from strategies import VARIANTS
+
+    reasons = [suite.unsupported(v) for v in VARIANTS]
+    return reasons[0] if all(reasons) else None
 
 
 def _pool(config):

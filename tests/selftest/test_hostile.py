@@ -43,6 +43,7 @@ HOSTILE = [
     ("forgery:ForgesReply", "sent a malformed result"),
     ("forgery:ForgesPickle", "refused to load global"),
     ("forgery:ForgesNextReply", "answered out of turn"),
+    ("forgery:FloodsThePipe", "sent a message over 256 MiB"),
     ("tamper:ZeroesGivenWeights", "outside tolerance"),
     ("snooping:ReadsExpectedValues", "outside tolerance"),
     ("resources:AllocatesForever", "can't allocate memory"),
@@ -94,6 +95,15 @@ def test_monkeypatching_in_the_worker_leaves_the_verdict_untouched(pool):
 def test_memory_hog_is_stopped_by_the_limit_not_the_machine(pool):
     found = violations(pool, H + "resources:AllocatesForever")
     assert any("can't allocate memory" in m or "MemoryError" in m for m in found), found[0][:2000]
+
+
+@pytest.mark.parametrize("spec", ["DeclaresNothing", "DeclaresOnlyAnotherDtype"])
+def test_declaring_nothing_checkable_is_an_error_not_an_all_skipped_pass(pool, spec):
+    from conformance.plugin import nothing_to_check
+
+    suite = Suite(H + "declares_nothing:" + spec, pool, dtypes=("float32", "bfloat16"))
+    assert nothing_to_check(suite)
+    assert nothing_to_check(Suite("reference", pool, dtypes=("float32",))) is None
 
 
 def test_exiting_while_loading_is_a_clear_error(pool):
