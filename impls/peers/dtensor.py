@@ -8,7 +8,8 @@ How the protocol maps onto DTensor TP (torch.distributed.tensor.parallel.style):
 - row, ``input_is_parallel=True``  -> ``RowwiseParallel()`` (input ``Shard(-1)``)
 
 The reference weights are loaded into a dense ``nn.Linear`` in the example's dtype, which
-``parallelize_module`` then shards over a 1-D CPU (Gloo) device mesh of the whole group. Shards are
+``parallelize_module`` then shards over a 1-D CPU (Gloo) device mesh of the group it is given
+(``DeviceMesh.from_group``). Shards are
 ``torch.chunk`` style, so uneven dims are supported (a trailing rank may hold an empty shard).
 Parameters are DTensors: shards and grads are read back with ``to_local()``.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Replicate, Shard
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
@@ -33,11 +34,11 @@ _meshes: dict = {}
 
 
 def _mesh(group):
-    """The 1-D CPU mesh over ``group`` (the worker's whole world), made once per process."""
-    size = dist.get_world_size(group)
-    if size not in _meshes:
-        _meshes[size] = init_device_mesh("cpu", (size,))
-    return _meshes[size]
+    """The 1-D CPU mesh over the TP group the suite gives (WORLD or a sub-group), made once."""
+    ranks = tuple(dist.get_process_group_ranks(group))
+    if ranks not in _meshes:
+        _meshes[ranks] = DeviceMesh.from_group(group, "cpu")
+    return _meshes[ranks]
 
 
 def _local(t):

@@ -5,8 +5,9 @@ How the protocol maps onto fairscale: the options have the same names (``gather_
 and added after the all-reduce. fairscale splits with ``divide_and_check_no_remainder``, so
 non-divisible dims raise at construction (``uneven_shards=False``).
 
-Set-up: the model-parallel state is initialised lazily, once per worker process, with
-``initialize_model_parallel(world_size)`` over the default (WORLD) group. fairscale allocates its
+Set-up: fairscale's layers use a global model-parallel group; it is initialised lazily, once per
+worker process and TP size, with ``initialize_model_parallel(tp_size)`` and checked to be the group
+the suite gives. fairscale allocates its
 parameters in the default dtype and zeroes the bias, so the adapter casts the layer to the example's
 dtype and then copies this rank's shards (``torch.tensor_split`` rows/columns, which equal fairscale's
 even split) and the bias into it.
@@ -32,17 +33,23 @@ except ImportError as exc:  # one clear line through registry.load
 
 
 def _ensure_model_parallel(group) -> None:
-    """Initialise fairscale's groups for this world once (idempotent); rank 0's banner is muted."""
-    size = dist.get_world_size(group)
+    """Make fairscale's (global) model-parallel group the TP group the suite gives, idempotently.
+
+    ``initialize_model_parallel(n)`` splits the world into groups of ``n`` consecutive ranks, which
+    is how the suite forms TP sub-groups; it is collective over the world, and every rank asks for
+    the same size at the same time. A different size re-initialises; rank 0's banner is muted."""
+    ranks = dist.get_process_group_ranks(group)
     if mpu.model_parallel_is_initialized():
-        if mpu.get_model_parallel_world_size() != size:
-            raise RuntimeError(f"fairscale is initialised for {mpu.get_model_parallel_world_size()} ranks, not {size}")
-        return
+        if dist.get_process_group_ranks(mpu.get_model_parallel_group()) == ranks:
+            return
+        mpu.destroy_model_parallel()
     with contextlib.redirect_stdout(io.StringIO()):
-        mpu.initialize_model_parallel(size)
+        mpu.initialize_model_parallel(len(ranks))
+    if dist.get_process_group_ranks(mpu.get_model_parallel_group()) != ranks:
+        raise RuntimeError(f"fairscale's model-parallel group is not the TP group {ranks} it was given")
 
 
-def _load(layer: nn.Module, weight, bias, dim: int) -> nn.Module:
+def _load(layer, weight, bias, dim):
     """Cast ``layer`` to the example's dtype, then copy this rank's shard of ``weight`` and the bias."""
     rank, size = mpu.get_model_parallel_rank(), mpu.get_model_parallel_world_size()
     layer.to(weight.dtype)

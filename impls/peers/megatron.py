@@ -9,9 +9,10 @@ How the protocol maps onto megatron-core:
   dims, possibly empty) is reshaped to ``[N, 1, in]`` (``seq = N`` = product of the batch dims,
   ``batch = 1``) and the output ``[N, 1, out]`` back to ``[*batch, out]``; both reshapes are autograd
   views, so the input grad flows back unchanged.
-- group: the layers get ``tp_group=`` the worker's WORLD group, so megatron's ``parallel_state``
-  needs no initialisation (with ``tp_group`` given and ``parallel_state`` uninitialised, megatron
-  passes it through). ``divide()`` asserts divisibility: ``uneven_shards=False``.
+- group: the layers get ``tp_group=`` the group the suite gives (WORLD or a TP sub-group), so
+  megatron's ``parallel_state`` needs no initialisation (with ``tp_group`` given and
+  ``parallel_state`` uninitialised, megatron passes it through). ``divide()`` asserts
+  divisibility: ``uneven_shards=False``.
 - CPU: ``ModelParallelConfig(use_cpu_initialization=True, params_dtype=dtype)``, weights zero-
   initialised and then this rank's shards copied in. The all-gathers of the full-input row and the
   gathered column allocate on ``torch.cuda.current_device()``; :func:`_run_on_cpu` redirects that
@@ -22,12 +23,15 @@ How the protocol maps onto megatron-core:
 from __future__ import annotations
 
 import types
+import warnings
 
 import torch
 from torch import nn
 
 from impls.protocol import Capabilities, TensorParallelImpl
 
+warnings.filterwarnings("ignore", message="Transformer Engine and Apex are not installed")
+warnings.filterwarnings("ignore", message=".*all_gather_into_tensor` is deprecated", category=FutureWarning)
 try:
     from megatron.core import ModelParallelConfig, package_info
     from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear, mappings
@@ -65,7 +69,7 @@ def _config(weight, group) -> ModelParallelConfig:
                                params_dtype=weight.dtype)
 
 
-def _load(layer: nn.Module, weight, bias, dim: int, group) -> nn.Module:
+def _load(layer, weight, bias, dim, group):
     with torch.no_grad():
         layer.weight.copy_(torch.tensor_split(weight, group.size(), dim=dim)[group.rank()])
         if bias is not None:

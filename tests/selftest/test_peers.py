@@ -1,0 +1,148 @@
+"""The peers (real TP libraries), the known-failures mechanism and the differential mode.
+
+Each peer runs the whole property suite (``pytest --impl=NAME``, restricted to world sizes 1-4 and
+the ci profile) in a subprocess, so its library is imported only there and in its workers; its
+known deviations must come out as xfail, and nothing may fail. A peer whose library is missing
+skips with the install line.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conformance.known_failures import KnownFailures, KnownFailuresError
+from impls.peers import INSTALL, PEERS, missing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(*args, timeout=600):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def pytest_run(*args, timeout=600):
+    return run("-m", "pytest", "-q", "-p", "no:randomly", "--world-sizes=1-4", "--tp-timeout=90", *args,
+               timeout=timeout)
+
+
+@pytest.mark.parametrize("peer", [p.name for p in PEERS])
+def test_peer_passes_the_suite_with_its_known_deviations_as_xfail(peer):
+    why = missing(peer)
+    if why:
+        pytest.skip(why)
+    r = pytest_run(f"--impl={peer}", "tests/properties")
+    tail = r.stdout[-4000:] + r.stderr[-2000:]
+    assert r.returncode == 0, tail
+    assert "STALE" not in r.stdout, tail
+    print(r.stdout.splitlines()[-1])
+
+
+def test_missing_library_names_the_install_line(monkeypatch):
+    import impls.peers as peers
+
+    fake = peers.Peer("ghost", "impls.peers.ghost", "no_such_tp_library_xyz", "ghost==1.0")
+    monkeypatch.setitem(peers.BY_NAME, "ghost", fake)
+    assert missing("ghost") == f"ghost==1.0 is not installed; install the peers extra: {INSTALL}"
+    assert missing("dtensor") is None  # torch alone
+
+
+# -- known failures -----------------------------------------------------------------------------
+def _file(tmp_path, body: str) -> str:
+    path = tmp_path / "known.toml"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+ROW_BIAS = """
+    [[deviation]]
+    id = "row-bias-twice"
+    impl = "bug-row-bias-every-rank"
+    property = "output_matches_the_dense_layer"
+    variant = "row-full-input"
+    when = { bias = true, world_size = ">1" }
+    message = "{message}"
+    reason = "seeded: the bias is added on every rank"
+"""
+
+
+def _forward_run(known: str, impl: str = "bug-row-bias-every-rank"):
+    return pytest_run(f"--impl={impl}", f"--known-failures={known}", "--world-sizes=1-3",
+                      "tests/properties/test_forward.py", "-k", "output_matches and row-full-input")
+
+
+def test_a_known_failure_becomes_xfail_with_its_reason(tmp_path):
+    r = _forward_run(_file(tmp_path, ROW_BIAS.replace("{message}", "outside tolerance")))
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "1 xfailed" in r.stdout and "expected deviation row-bias-twice" in r.stdout, r.stdout[-3000:]
+
+
+def test_a_failure_the_entry_does_not_explain_still_fails(tmp_path):
+    r = _forward_run(_file(tmp_path, ROW_BIAS.replace("{message}", "a message the bug never prints")))
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert "property violated: output matches the dense layer" in r.stdout
+
+
+def test_an_entry_that_matches_nothing_fails_the_run(tmp_path):
+    known = _file(tmp_path, ROW_BIAS.replace("{message}", "outside tolerance"))
+    r = pytest_run("--impl=reference", f"--known-failures={known}", "--world-sizes=1-3",
+                   "tests/properties/test_forward.py", "-k", "output_matches and row-full-input")
+    assert r.returncode == 0 or "STALE" not in r.stdout  # the entry names another impl: ignored
+    stale = _file(tmp_path, ROW_BIAS.replace("{message}", "outside tolerance")
+                  .replace('"bug-row-bias-every-rank"', '"reference"'))
+    r = pytest_run("--impl=reference", f"--known-failures={stale}", "--world-sizes=1-3",
+                   "tests/properties/test_forward.py", "-k", "output_matches and row-full-input")
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert "STALE known failure row-bias-twice" in r.stdout and "1 passed" in r.stdout, r.stdout[-3000:]
+
+
+@pytest.mark.parametrize("body, says", [
+    ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = 'no_such_property'\nreason = 'r'\n", "unknown property"),
+    ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = '*'\n", "missing key(s) ['reason']"),
+    ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = '*'\nreason = 'r'\nwhen = { colour = 1 }\n",
+     "unknown 'when' key(s) ['colour']"),
+    ("[[deviation]\n", "not valid TOML"),
+])
+def test_a_bad_known_failures_file_gets_one_clear_line(tmp_path, body, says):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(KnownFailuresError, match=None) as exc:
+        KnownFailures.load([str(path)])
+    assert says in str(exc.value) and "\n" not in str(exc.value)
+    r = pytest_run("--impl=reference", f"--known-failures={path}", "--co")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 4 and len(lines) == 1 and says in lines[0], r.stderr
+
+
+def test_when_conditions_compare_numbers_lists_and_shapes():
+    from conformance.cases import LayerCase
+    from conformance.known_failures import Entry
+
+    case = LayerCase(kind="row", world_size=3, in_features=1, out_features=4, batch_shape=(2, 0), dtype="float16",
+                     bias=True)
+    entry = Entry("e", "*", "*", "r", when={"world_size": ">=2", "dtype": ["float16", "bfloat16"],
+                                            "batch_numel": 0, "batch_shape": [2, 0], "uneven": True})
+    assert entry.applies("x", "output_matches_the_dense_layer", case)
+    for when in ({"world_size": "<3"}, {"dtype": "float32"}, {"batch_shape": [[0], [1, 0]]}, {"uneven": False}):
+        assert not Entry("e", "*", "*", "r", when=when).applies("x", "p", case), when
+    assert not Entry("e", "*", "*", "r", variant="row-sliced-input").applies("x", "p", case)
+
+
+# -- differential -------------------------------------------------------------------------------
+def test_differential_reports_where_impls_disagree_and_with_whom(tp_pool):
+    from conformance.cases import LayerCase
+    from conformance.differential import Differential
+
+    diff = Differential(["reference", "bug-row-bias-every-rank", "reference"], tp_pool)
+    case = LayerCase(kind="row", world_size=2, in_features=4, out_features=3, batch_shape=(2,), dtype="float32",
+                     bias=True, seed=3)
+    report = diff.run_case(case)
+    assert not report.clean
+    assert report.verdicts[0].unexpected == {} and "output_matches_the_dense_layer" in report.verdicts[1].unexpected
+    assert len(report.disagreements) == 2  # the bug against each copy of the reference, never ref vs ref
+    assert all("bug-row-bias-every-rank" in m and m.startswith("output") for m in report.disagreements)
+    assert diff.run_case(LayerCase(**{**case.as_dict(), "bias": False, "batch_shape": (2,)})).clean
