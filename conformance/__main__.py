@@ -74,6 +74,16 @@ def main(argv=None) -> int:
     rp.add_argument("case", help="the case token from a failure report")
     rp.set_defaults(func=_replay)
     sub.add_parser("list-impls", help="list the registry").set_defaults(func=_list)
+    dp = sub.add_parser("diff", help="run the same generated cases on several impls and report disagreements")
+    dp.add_argument("--impls", required=True, help="comma-separated impl specs, e.g. dtensor,fairscale,megatron")
+    dp.add_argument("--examples", type=int, default=10, help="generated cases per variant (default: 10)")
+    dp.add_argument("--world-sizes", default="1-4")
+    dp.add_argument("--dtypes", default="float32,float64,bfloat16,float16")
+    dp.add_argument("--seed", type=int, default=0)
+    dp.add_argument("--timeout", type=float, default=60.0)
+    dp.add_argument("--known-failures", action="append", default=[], metavar="FILE")
+    dp.add_argument("--verbose", action="store_true", help="also print cases with only explained differences")
+    dp.set_defaults(func=lambda args: __import__("conformance.differential").differential.main(args))
     from conformance.grading.cli import register as register_grade
 
     register_grade(sub)  # tpconform grade SUBMISSIONS/ --out REPORT/ (docs/GRADING.md)

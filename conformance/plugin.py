@@ -33,6 +33,9 @@ def pytest_addoption(parser):
                      "above the GPU count are skipped)")
     g.addoption("--tp-memory-limit", default="3G", metavar="SIZE",
                 help="address-space limit per worker process, e.g. 3G or 2500M; 0 for none (default: 3G)")
+    g.addoption("--known-failures", action="append", default=[], metavar="FILE",
+                help="a TOML file of known deviations: matching failures become xfail, an entry that "
+                     "matches nothing fails the run (repeatable; a peer's own file is always applied)")
 
 
 def parse_world_sizes(text: str) -> list[int]:
@@ -109,7 +112,9 @@ def _make_suite(config):
                 raise ImplUnusable(f"--impl={spec}: nothing to check: {empty}")
         except (ImplError, ImplUnusable) as exc:
             raise pytest.UsageError(str(exc)) from None
-        _STATE["suite"] = suite
+        from conformance.known_failures import for_pytest
+
+        _STATE["suite"] = for_pytest(config, suite)
     return _STATE["suite"]
 
 
