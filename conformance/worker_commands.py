@@ -6,6 +6,8 @@
   forward and backward, counting the collectives of each pass (``conformance.compositions``).
 - ``run_primitive``: one of the impl's four collective autograd functions on its own, forward and
   backward, on an input (and upstream grad) in the case's memory layout (``conformance.primitives``).
+- ``run_sequence_parallel``: a sequence-parallel column or row layer, each rank fed its sequence
+  shard (column) or its feature slice (row) (``conformance.sequence_parallel``).
 
 Each command takes the decoded message and returns plain data for ``conformance.wire``.
 """
@@ -51,11 +53,14 @@ ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu}
 
 
 def _built(impl, build, what: str):
-    """Build one layer; ``(layer, shards, None)`` or ``(None, None, error text)``."""
+    """Build one layer; ``(layer, shards, None)``, ``(None, None, error text)``, or
+    ``(None, None, None)`` when the builder returned ``None`` (an optional layer not offered)."""
     from conformance.worker import _as_tensor, _error_text
 
     try:
         layer = build()
+        if layer is None:
+            return None, None, None
         w, b = impl.shards(layer)
         w = _as_tensor(w, f"the {what} weight shard").detach().clone()
         b = None if b is None else _as_tensor(b, f"the {what} bias shard").detach().clone()
@@ -151,8 +156,56 @@ def run_primitive(message: dict, impl) -> dict:
     return result
 
 
+def run_sequence_parallel(message: dict, impl) -> dict:
+    """One sequence-parallel layer example; the sequence is dim 0 of ``x`` and divides by the world size."""
+    from conformance.worker import _as_tensor, _exchange, _noncontiguous, _offsets
+
+    case, d = LayerCase.from_dict(message["case"]), message["data"]
+    group = dist.group.WORLD
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    build = impl.column_sequence_parallel if case.kind == "column" else impl.row_sequence_parallel
+    bias = None if d["bias"] is None else d["bias"].clone()
+    layer, shards, error = _built(impl, lambda: build(d["weight"].clone(), bias, group=group), case.kind)
+    if error is None and layer is None:
+        return {"not_provided": True}  # the same on every rank: nothing else runs
+    result: dict = {"rank": rank}
+    shape = list(shards[0].shape) if error is None and shards[0].dim() == 2 else [-1, -1]
+    table = _exchange([0 if error else 1, *shape], group)
+    if any(row_[0] == 0 for row_ in table):
+        result["construct_error"] = error
+        result["construct_failed_ranks"] = [r for r, row_ in enumerate(table) if row_[0] == 0]
+        return result
+    result["weight_shard"], result["bias_shard"] = shards
+    n = case.batch_shape[0] // world
+    split = [row_[1] if case.kind == "column" else row_[2] for row_ in table]
+    full = case.out_features if case.kind == "column" else case.in_features
+    if min(split) < 0 or sum(split) != full:
+        split = [t.shape[0] for t in torch.tensor_split(torch.empty(full), world)]
+    features = (_offsets(split)[rank], split[rank])
+    if case.kind == "column":  # this rank's sequence shard in, its feature slice of the full sequence out
+        x, g = d["x"].narrow(0, rank * n, n).clone(), d["grad_out"].narrow(-1, *features).clone()
+    else:  # its feature slice of the full sequence in, its sequence shard out
+        x, g = d["x"].narrow(-1, *features).clone(), d["grad_out"].narrow(0, rank * n, n).clone()
+    if case.noncontiguous:
+        x = _noncontiguous(x)
+    x.requires_grad_(True)
+    y = _as_tensor(impl.forward(layer, x), "the layer's output")
+    result["output"] = y.detach().clone()
+    if y.shape != g.shape:  # keep every rank's backward collectives matched
+        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
+        g = torch.zeros_like(y.detach())
+    if y.requires_grad:
+        y.backward(g)
+    result["input_grad"] = None if x.grad is None else x.grad.detach().clone()
+    w, b = impl.shard_grads(layer)
+    result["weight_grad"] = None if w is None else _as_tensor(w, "the weight grad").detach().clone()
+    result["bias_grad"] = None if b is None else _as_tensor(b, "the bias grad").detach().clone()
+    return result
+
+
 COMMANDS = {
     "run_tp_group": run_tp_group,
     "run_mlp": run_mlp,
     "run_primitive": run_primitive,
+    "run_sequence_parallel": run_sequence_parallel,
 }

@@ -90,6 +90,18 @@ class TensorParallelImpl:
         weight, bias = self.shards(layer)
         return weight.grad, (None if bias is None else bias.grad)
 
+    def column_sequence_parallel(self, weight, bias, *, group):
+        """Optional: a column layer whose input is this rank's shard of the sequence (dim 0; the
+        length divides by the world size), all-gathered forward and reduce-scattered backward; the
+        output stays sharded on the last dim. ``None``: not offered (its properties are skipped)."""
+        return None
+
+    def row_sequence_parallel(self, weight, bias, *, group):
+        """Optional: a row layer fed its slice of the last dim of the full sequence, whose partial
+        outputs are reduce-scattered along the sequence (dim 0); its bias grad must be the dense one
+        (reduced over the ranks). ``None``: not offered."""
+        return None
+
     def primitives(self, group) -> Optional[dict[str, Any]]:
         """Optional: the four collective autograd functions on ``group``, each ``x -> tensor``, keyed
         ``copy_to`` (identity / all-reduce of the grad), ``reduce_from`` (all-reduce / identity),

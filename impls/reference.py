@@ -174,6 +174,16 @@ class ReferenceImpl(TensorParallelImpl):
     def row(self, weight, bias, *, input_is_parallel, group):
         return RowParallelLinear(weight, bias, input_is_parallel=input_is_parallel, group=group)
 
+    def column_sequence_parallel(self, weight, bias, *, group):
+        from impls.sequence_parallel import SequenceParallelColumn
+
+        return SequenceParallelColumn(weight, bias, group=group)
+
+    def row_sequence_parallel(self, weight, bias, *, group):
+        from impls.sequence_parallel import SequenceParallelRow
+
+        return SequenceParallelRow(weight, bias, group=group)
+
     def primitives(self, group):
         comm = Collectives(group)
         return {

@@ -142,6 +142,12 @@ EXTENSIONS: tuple[SeededBug, ...] = (
     SeededBug("bug-reduce-from-in-place", "impls.zoo.reduce_from_in_place",
               "reduce-from primitive all-reduces its input tensor in place",
               "primitive_leaves_its_inputs_untouched", "primitives/reduce_from"),
+    SeededBug("bug-sp-row-bias-grad-partial", "impls.zoo.sp_row_bias_grad_partial",
+              "sequence-parallel row leaves its bias grad partial (not reduced over the ranks)",
+              "sequence_parallel_grads_match_the_dense_layer", "sequence-parallel/row"),
+    SeededBug("bug-sp-row-all-reduces", "impls.zoo.sp_row_all_reduces",
+              "sequence-parallel row all-reduces: every rank returns the whole sequence, not its shard",
+              "sequence_parallel_output_matches_the_dense_layer", "sequence-parallel/row"),
     # layer bugs of the zoo above, seen through the MLP's gradient properties
     SeededBug("bug-mlp-column-input-grad-not-reduced", "impls.zoo.column_input_grad_not_reduced",
               "column input grad not all-reduced, inside the MLP",

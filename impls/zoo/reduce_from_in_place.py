@@ -6,7 +6,7 @@ Exposed by: ``reduce_from`` at world size >= 2 on a contiguous input (``tests/pr
 
 import torch.distributed as dist
 
-from impls.reference import Collectives, ReferenceImpl, ReduceFromParallel
+from impls.reference import Collectives, ReduceFromParallel, ReferenceImpl
 
 
 class InPlaceReduce(ReduceFromParallel):
