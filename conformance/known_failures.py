@@ -18,6 +18,12 @@ A known-failures file (TOML) lists entries::
 equality, a list by membership, and a string such as ``">1"``, ``"<=2"`` or ``"!=0"`` compares a
 number (``batch_shape`` takes a list of ints, or a list of them).
 
+Checks outside the single-layer ``Suite.check`` (MLP composition, TP sub-groups, primitives) raise
+their own reports; an entry with ``test = "<test function name>"`` (plus ``message``, and optionally
+``variant``) is about such a whole test: its failure becomes xfail when the final (shrunk) report
+matches ``message``. That is coarser — Hypothesis may shrink another failure of the same test into
+the known one — so prefer example-level entries where the check allows them.
+
 An example whose every violation is explained by some entry does not fail its test; a test that
 only had explained violations is reported as xfail, naming the entries. An entry that *matched
 nothing* although cases it applies to ran (the deviation is gone: the library was fixed, or the
@@ -41,7 +47,7 @@ _VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
         ">": operator.gt}
 _COMPARISON = re.compile(r"^\s*(<=|>=|!=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
-_KEYS = {"id", "impl", "property", "variant", "when", "message", "reason", "upstream"}
+_KEYS = {"id", "impl", "property", "variant", "when", "message", "reason", "upstream", "test"}
 
 
 class KnownFailuresError(Exception):
@@ -84,11 +90,14 @@ class Entry:
     variant: str = "*"
     when: dict = field(default_factory=dict)
     message: str = ""
+    test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
     source: str = ""
     applicable: int = 0  # examples this entry applied to (impl, property, variant, when)
     matched: int = 0  # of those, how many failed in a way it explains
 
     def applies(self, impl: str, prop: str, case) -> bool:
+        if self.test:
+            return False
         facts = case_facts(case)
         return (self.impl in ("*", impl) and self.property in ("*", prop)
                 and self.variant in ("*", facts["variant"])
@@ -106,11 +115,11 @@ def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
     if not isinstance(raw, dict):
         raise KnownFailuresError(f"{where}: each [[deviation]] must be a table")
     unknown = set(raw) - _KEYS
-    missing = {"id", "impl", "property", "reason"} - set(raw)
+    missing = ({"id", "impl", "reason"} | ({"message"} if raw.get("test") else {"property"})) - set(raw)
     if unknown or missing:
         bad = f"unknown key(s) {sorted(unknown)}" if unknown else f"missing key(s) {sorted(missing)}"
         raise KnownFailuresError(f"{where}: {bad}; keys are {sorted(_KEYS)}")
-    e = Entry(**{k: raw[k] for k in raw}, source=where)
+    e = Entry(**{"property": "*", **{k: raw[k] for k in raw}}, source=where)
     if e.property != "*" and e.property not in properties:
         raise KnownFailuresError(f"{where} ({e.id}): unknown property {e.property!r}")
     if e.variant not in ("*", *_VARIANT_NAMES):
@@ -247,9 +256,21 @@ class PytestKnownFailures:
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
-        if call.when == "call" and report.passed and self.expecting.used:
+        if call.when != "call":
+            return
+        if report.passed and self.expecting.used:
             report.outcome = "skipped"
             report.wasxfail = "known deviation: " + "; ".join(e.describe() for e in self.expecting.used)
+        callspec = getattr(item, "callspec", None)
+        variant = str(callspec.params.get("variant", "*")) if callspec else "*"
+        for e in self.expecting.known.entries:
+            if e.test != getattr(item, "originalname", item.name) or e.variant not in ("*", variant):
+                continue
+            e.applicable += 1
+            if report.failed and e.explains(str(report.longrepr)):
+                e.matched += 1
+                report.outcome = "skipped"
+                report.wasxfail = f"known deviation: {e.describe()}"
 
     def pytest_terminal_summary(self, terminalreporter):
         lines = self.expecting.known.summary()
