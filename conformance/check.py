@@ -1,13 +1,15 @@
 """``tpconform check --impl=SPEC [pytest options]``: the CI gate — the installed suite, run by pytest.
 
-It is exactly ``pytest --pyargs tpconform_properties --impl=SPEC [pytest options]``: the property
+It is ``pytest --pyargs tpconform_properties -n 0 --impl=SPEC [pytest options]``: the property
 tests ship in the wheel as the package ``tpconform_properties`` (``tests/properties`` in a
 checkout), and every pytest option works (``--junitxml``, ``-k``, ``-x``, ``-n``, ...). The exit
-code is pytest's: 0 when the impl conforms, 1 when a property is violated, 2-4 for bad input.
+code is pytest's: 0 when the impl conforms, 1 when a property is violated (or a known-failures
+entry matched nothing), 4 for bad input such as an unknown ``--impl``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 PACKAGE = "tpconform_properties"
@@ -29,4 +31,8 @@ def main(args: list[str]) -> int:
         return 4  # pytest's own exit code for a usage error
     import pytest
 
-    return int(pytest.main(["--pyargs", PACKAGE, *args]))
+    if os.getcwd() not in sys.path:  # as ``python -m pytest`` does: the repo's own package, uninstalled
+        sys.path.insert(0, os.getcwd())
+    # ``-n 0`` first: on small CI machines one process beats xdist workers that each import torch and
+    # start their own process groups (README, "Speed"); a later -n from the user wins.
+    return int(pytest.main(["--pyargs", PACKAGE, "-n", "0", *args]))
