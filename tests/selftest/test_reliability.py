@@ -27,6 +27,7 @@ from tests.selftest.fixtures.hostile.hangs import escapee_file
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 H = "tests.selftest.fixtures.hostile.hangs:"
 TIMEOUT = 3.0
+PATIENT = 60.0
 CASE = LayerCase(kind="column", world_size=2, in_features=4, out_features=4, batch_shape=(3,), dtype="float32",
                  bias=True, seed=1)
 
@@ -34,6 +35,14 @@ CASE = LayerCase(kind="column", world_size=2, in_features=4, out_features=4, bat
 @pytest.fixture(scope="module")
 def pool():
     p = GroupPool(timeout_s=TIMEOUT)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def patient_pool():
+    """A long timeout: raising and crashing ranks must fail the example long before it."""
+    p = GroupPool(timeout_s=PATIENT)
     yield p
     p.close()
 
@@ -59,29 +68,29 @@ def test_a_hang_fails_in_bounded_time_naming_the_ranks_with_every_stack(pool, sp
     assert "timed out after" in text and f"(limit {TIMEOUT:.1f} s, --tp-timeout)" in text and says in text, text[:3000]
     assert "--- rank 0 stack:" in text and "--- rank 1 stack:" in text and in_stack in text, text
     assert "hangs.py" in text or spec == "SkipsCollectiveOnRank1"
-    assert seconds < TIMEOUT + 3.0, f"{seconds:.1f} s from the hang to the failure"
+    assert seconds < TIMEOUT + 15.0, f"{seconds:.1f} s from the hang to the failure"  # generous: loaded CI
     starts = pool.starts
     next_example_passes(pool)
     assert pool.starts == starts + 1, "the broken group is torn down and rebuilt"
 
 
-def test_a_rank_that_raises_alone_fails_fast_with_its_error(pool):
-    outcome, seconds = run(pool, H + "RaisesOnRank1")
+def test_a_rank_that_raises_alone_fails_fast_with_its_error(patient_pool):
+    outcome, seconds = run(patient_pool, H + "RaisesOnRank1")
     assert "rank(s) [1] raised" in outcome.crash and "rank 1 gave up" in outcome.crash, outcome.crash
     assert "--- rank 0 stack:" in outcome.crash
-    assert seconds < TIMEOUT, "the other ranks get a short grace, not the whole timeout"
-    next_example_passes(pool)
+    assert seconds < PATIENT / 3, "the other ranks get a short grace, not the whole timeout"
+    next_example_passes(patient_pool)
 
 
 @pytest.mark.parametrize("spec, says", [
     ("SegfaultsOnRank1", "rank 1 was killed by SIGSEGV"),
     ("tests.selftest.fixtures.hostile.exits:OsExit0OnRank1", "rank 1 exited (exit code 0)"),
 ])
-def test_a_crashed_rank_fails_at_once(pool, spec, says):
-    outcome, seconds = run(pool, spec if ":" in spec else H + spec)
+def test_a_crashed_rank_fails_at_once(patient_pool, spec, says):
+    outcome, seconds = run(patient_pool, spec if ":" in spec else H + spec)
     assert says in outcome.crash and "--- rank 0 stack:" in outcome.crash, outcome.crash
-    assert seconds < TIMEOUT
-    next_example_passes(pool)
+    assert seconds < PATIENT / 3, "a dead rank is seen at once, not at the timeout"
+    next_example_passes(patient_pool)
 
 
 def test_a_rank_that_ignores_signals_still_shows_its_stack_and_is_killed(pool):
@@ -134,11 +143,20 @@ Suite("tests.selftest.fixtures.hostile.hangs:ForksEscapeesAndHangs", GroupPool(t
 """
 
 
-def _leftovers(tree, tmp, deadline_s=15.0):
+SHM_PREFIXES = ("torch", "sem.mp", "psm_", "tpconform", "gloo")
+
+
+def _shm():
+    return {f for f in os.listdir("/dev/shm") if f.startswith(SHM_PREFIXES)}
+
+
+def _leftovers(tree, tmp, shm_before, deadline_s=15.0):
+    """Processes of the run's tree still alive (zombies excluded: they hold nothing, not even a
+    port) and files left in its TMPDIR or /dev/shm, once they stop changing or time is up."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         alive = [p for p in tree if proctree.alive(p)]
-        files = [f for f in os.listdir(tmp) if not f.startswith("torchinductor")]
+        files = [f for f in os.listdir(tmp) if not f.startswith("torchinductor")] + sorted(_shm() - shm_before)
         if not alive and not files:
             break
         time.sleep(0.1)
@@ -167,6 +185,7 @@ def _wait_for_escapees(proc, n=4, timeout=120.0):
 def test_killing_the_verdict_process_leaves_nothing_behind():
     """SIGKILL: no clean-up code runs in the verdict (SIGTERM and a pytest-timeout's ``os._exit``
     are the same case for Python: default action, no atexit)."""
+    shm_before = _shm()
     with tempfile.TemporaryDirectory(prefix="tpconform-selftest-") as tmp:
         proc = _start([sys.executable, "-c", CHILD.format(root=ROOT)], tmp)
         path = _wait_for_escapees(proc)
@@ -174,12 +193,13 @@ def test_killing_the_verdict_process_leaves_nothing_behind():
         assert len(tree) >= 2 + 2 + 4  # forkserver, resource tracker, 2 workers, their escapees
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-        alive, files = _leftovers(tree, tmp)
+        alive, files = _leftovers(tree, tmp, shm_before)
         os.unlink(path)
         assert alive == [] and files == []
 
 
 def test_ctrl_c_on_a_pytest_run_leaves_nothing_behind():
+    shm_before = _shm()
     with tempfile.TemporaryDirectory(prefix="tpconform-selftest-") as tmp:
         proc = _start([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "--world-sizes=2",
                        "--tp-timeout=120", f"--impl={H}ForksEscapeesAndHangs",
@@ -188,6 +208,6 @@ def test_ctrl_c_on_a_pytest_run_leaves_nothing_behind():
         tree = proctree.descendants([proc.pid])
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
         assert proc.wait(30) == 2  # pytest: interrupted
-        alive, files = _leftovers(tree, tmp)
+        alive, files = _leftovers(tree, tmp, shm_before)
         os.unlink(path)
         assert alive == [] and files == []
