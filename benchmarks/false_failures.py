@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from conformance import profiles, properties
 from conformance import tolerance as tol
 from conformance.harness import GroupPool
+from conformance.runner import ImplUnusable
 from conformance.suite import Suite
 from impls.registry import available
 from strategies import DTYPES, VARIANTS, layer_cases, world_sizes
