@@ -129,9 +129,7 @@ def nothing_to_check(suite) -> Optional[str]:
 
 def _pool(config):
     if _STATE["pool"] is None:
-        from conformance.harness import GroupPool
-
-        from conformance.harness import parse_size
+        from conformance.harness import GroupPool, parse_size
 
         try:
             limit = parse_size(config.getoption("tp_memory_limit"))

@@ -69,7 +69,7 @@ def _drop_inherited_fds() -> None:
             except OSError:
                 pass
             setattr(owner, attr, None)
-    tracker._pid = None
+    setattr(tracker, "_pid", None)  # noqa: B010  (private, not in the type stubs)
 
 
 def limit_memory(memory_limit: int | None) -> None:
