@@ -8,6 +8,7 @@
   backward, on an input (and upstream grad) in the case's memory layout (``conformance.primitives``).
 - ``run_sequence_parallel``: a sequence-parallel column or row layer, each rank fed its sequence
   shard (column) or its feature slice (row) (``conformance.sequence_parallel``).
+- ``run_embedding``: a vocab-parallel embedding, every rank fed all the ids (``conformance.embedding``).
 
 Each command takes the decoded message and returns plain data for ``conformance.wire``.
 """
@@ -203,9 +204,42 @@ def run_sequence_parallel(message: dict, impl) -> dict:
     return result
 
 
+def run_embedding(message: dict, impl) -> dict:
+    """A vocab-parallel embedding: every rank looks up all the ids; backward a random upstream grad."""
+    from conformance.worker import _as_tensor, _exchange
+
+    d = message["data"]
+    group = dist.group.WORLD
+    layer, shards, error = _built(impl, lambda: impl.vocab_parallel_embedding(d["weight"].clone(), group=group),
+                                  "embedding")
+    if error is None and layer is None:
+        return {"not_provided": True}
+    result: dict = {"rank": dist.get_rank(group)}
+    table = _exchange([0 if error else 1], group)
+    if any(row_[0] == 0 for row_ in table):
+        result["construct_error"] = error
+        result["construct_failed_ranks"] = [r for r, row_ in enumerate(table) if row_[0] == 0]
+        return result
+    result["weight_shard"] = shards[0]
+    ids = d["ids"].clone()
+    y = _as_tensor(impl.forward(layer, ids), "the embedding's output")
+    result["output"] = y.detach().clone()
+    g = d["grad_out"].clone()
+    if y.shape != g.shape:  # keep every rank's backward collectives matched
+        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
+        g = torch.zeros_like(y.detach())
+    if y.requires_grad:
+        y.backward(g)
+    w, _ = impl.shard_grads(layer)
+    result["weight_grad"] = None if w is None else _as_tensor(w, "the weight grad").detach().clone()
+    result["ids_modified"] = not torch.equal(ids, d["ids"])
+    return result
+
+
 COMMANDS = {
     "run_tp_group": run_tp_group,
     "run_mlp": run_mlp,
     "run_primitive": run_primitive,
     "run_sequence_parallel": run_sequence_parallel,
+    "run_embedding": run_embedding,
 }

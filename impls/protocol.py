@@ -102,6 +102,12 @@ class TensorParallelImpl:
         (reduced over the ranks). ``None``: not offered."""
         return None
 
+    def vocab_parallel_embedding(self, weight, *, group):
+        """Optional: an embedding whose table ``[vocab, dim]`` has its rows sharded over ``group``;
+        called with int64 ids (any shape), it returns the dense lookup on every rank. ``shards``
+        reads its table shard as the weight. ``None``: not offered."""
+        return None
+
     def primitives(self, group) -> Optional[dict[str, Any]]:
         """Optional: the four collective autograd functions on ``group``, each ``x -> tensor``, keyed
         ``copy_to`` (identity / all-reduce of the grad), ``reduce_from`` (all-reduce / identity),

@@ -184,6 +184,11 @@ class ReferenceImpl(TensorParallelImpl):
 
         return SequenceParallelRow(weight, bias, group=group)
 
+    def vocab_parallel_embedding(self, weight, *, group):
+        from impls.vocab_parallel import VocabParallelEmbedding
+
+        return VocabParallelEmbedding(weight, group=group)
+
     def primitives(self, group):
         comm = Collectives(group)
         return {

@@ -148,6 +148,12 @@ EXTENSIONS: tuple[SeededBug, ...] = (
     SeededBug("bug-sp-row-all-reduces", "impls.zoo.sp_row_all_reduces",
               "sequence-parallel row all-reduces: every rank returns the whole sequence, not its shard",
               "sequence_parallel_output_matches_the_dense_layer", "sequence-parallel/row"),
+    SeededBug("bug-embedding-ids-clamped", "impls.zoo.embedding_ids_clamped",
+              "vocab-parallel embedding clamps ids into its rows instead of masking them",
+              "embedding_output_matches_the_dense_lookup", "embedding/"),
+    SeededBug("bug-embedding-mask-outside-autograd", "impls.zoo.embedding_mask_outside_autograd",
+              "vocab-parallel embedding masks via .data: grads of other ranks' ids land in row 0",
+              "embedding_weight_grad_matches_the_dense_lookup", "embedding/"),
     # layer bugs of the zoo above, seen through the MLP's gradient properties
     SeededBug("bug-mlp-column-input-grad-not-reduced", "impls.zoo.column_input_grad_not_reduced",
               "column input grad not all-reduced, inside the MLP",

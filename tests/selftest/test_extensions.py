@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
 
-from conformance import compositions, primitives, sequence_parallel, subgroups
+from conformance import compositions, embedding, primitives, sequence_parallel, subgroups
 from conformance.suite import Suite
 from impls.zoo import EXTENSIONS
 from strategies import VARIANTS
@@ -33,9 +33,13 @@ def _sequence_parallel(suite, kind, prop):
     return sequence_parallel.cases(suite, kind), lambda case: sequence_parallel.violations(suite, case, prop)
 
 
+def _embedding(suite, _rest, prop):
+    return embedding.cases(suite), lambda case: embedding.violations(suite, case, prop)
+
+
 # family (the part of SeededBug.variant before "/") -> (suite, rest, property) -> (strategy, violations)
 FAMILIES = {"tp-groups": _tp_groups, "mlp": _mlp, "primitives": _primitives,
-            "sequence-parallel": _sequence_parallel}
+            "sequence-parallel": _sequence_parallel, "embedding": _embedding}
 BUGS = [b for b in EXTENSIONS if b.variant.partition("/")[0] in FAMILIES]
 
 
