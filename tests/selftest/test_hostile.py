@@ -121,3 +121,5 @@ def test_a_submission_that_exits_0_fails_the_pytest_run():
     out = r.stdout + r.stderr
     assert r.returncode == 1, out[-3000:]
     assert "exited (exit code 0)" in out and "passed" not in out.splitlines()[-1], out[-3000:]
+    # the group is rebuilt and the run goes on: both variants the convention declares fail
+    assert "FAILED" in out and "[column-gathered]" in out and "[row-sliced-input]" in out, out[-3000:]
