@@ -128,7 +128,7 @@ class Grader:
             else:
                 props.append(prop)
         first_failure: dict[str, object] = {}
-        state = {"examples": 0, "crash": None}
+        state: dict = {"examples": 0, "crash": None}
 
         @self._settings(shrink=False)
         @seed(self.seed)
@@ -185,7 +185,7 @@ class Grader:
         if not found:  # a failure that did not come back (a non-deterministic candidate)
             return {"verdict": "fail", "reason": "it failed once on this case, then passed on it",
                     "minimal_example": self._example(unshrunk, prop, shrunk=False), "errors": []}
-        text = (format_failure(ev, prop, found, self.impl) if ev is not None
+        text = (format_failure(ev, prop, found, self.impl) if ev is not None  # type: ignore[arg-type]
                 else "\n".join(v.message for v in found) + f"\nreplay: {replay_command(self.impl, case, prop)}")
         return {"verdict": "fail", "reason": found[0].message.splitlines()[0], "failure": text,
                 "minimal_example": self._example(case, prop, shrunk=shrunk), "errors": error_figures(found)}
