@@ -9,6 +9,7 @@
 - ``run_sequence_parallel``: a sequence-parallel column or row layer, each rank fed its sequence
   shard (column) or its feature slice (row) (``conformance.sequence_parallel``).
 - ``run_embedding``: a vocab-parallel embedding, every rank fed all the ids (``conformance.embedding``).
+- ``run_merged``: a merged column layer (QKV / gate-up blocks), output sharded (``conformance.merged``).
 
 Each command takes the decoded message and returns plain data for ``conformance.wire``.
 """
@@ -236,10 +237,50 @@ def run_embedding(message: dict, impl) -> dict:
     return result
 
 
+def run_merged(message: dict, impl) -> dict:
+    """A merged column layer: the weight is cut into ``case["blocks"]`` row blocks; the upstream grad
+    of this rank is its slice of every block (a block of ``n`` rows over ``p`` ranks: ``n/p`` each)."""
+    from conformance.worker import _as_tensor, _exchange, _noncontiguous
+
+    case, d = message["case"], message["data"]
+    group = dist.group.WORLD
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    blocks = list(case["blocks"])
+    weights = [w.clone() for w in d["weight"].split(blocks)]
+    biases = None if d["bias"] is None else [b.clone() for b in d["bias"].split(blocks)]
+    layer, shards, error = _built(impl, lambda: impl.merged_column(weights, biases, group=group), "merged column")
+    if error is None and layer is None:
+        return {"not_provided": True}
+    result: dict = {"rank": rank}
+    table = _exchange([0 if error else 1], group)
+    if any(row_[0] == 0 for row_ in table):
+        result["construct_error"] = error
+        result["construct_failed_ranks"] = [r for r, row_ in enumerate(table) if row_[0] == 0]
+        return result
+    result["weight_shard"], result["bias_shard"] = shards
+    x = _noncontiguous(d["x"].clone()) if case["noncontiguous"] else d["x"].clone()
+    x.requires_grad_(True)
+    y = _as_tensor(impl.forward(layer, x), "the layer's output")
+    result["output"] = y.detach().clone()
+    g = torch.cat([gb.narrow(-1, rank * (n // world), n // world) for gb, n in zip(d["grad_out"].split(blocks, -1),
+                                                                                  blocks)], dim=-1)
+    if y.shape != g.shape:  # keep every rank's backward collectives matched
+        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
+        g = torch.zeros_like(y.detach())
+    if y.requires_grad:
+        y.backward(g)
+    result["input_grad"] = None if x.grad is None else x.grad.detach().clone()
+    w, b = impl.shard_grads(layer)
+    result["weight_grad"] = None if w is None else _as_tensor(w, "the weight grad").detach().clone()
+    result["bias_grad"] = None if b is None else _as_tensor(b, "the bias grad").detach().clone()
+    return result
+
+
 COMMANDS = {
     "run_tp_group": run_tp_group,
     "run_mlp": run_mlp,
     "run_primitive": run_primitive,
     "run_sequence_parallel": run_sequence_parallel,
     "run_embedding": run_embedding,
+    "run_merged": run_merged,
 }

@@ -108,6 +108,13 @@ class TensorParallelImpl:
         reads its table shard as the weight. ``None``: not offered."""
         return None
 
+    def merged_column(self, weights, biases, *, group):
+        """Optional: a column layer (output left sharded) over several output blocks (QKV, gate-up),
+        given as lists of block weights ``[out_b, in]`` and biases (or ``None``); each block is
+        sharded on its own, so a rank's output is its slice of every block, in block order. ``shards``
+        reads its weight shard (its block slices, concatenated). ``None``: not offered."""
+        return None
+
     def primitives(self, group) -> Optional[dict[str, Any]]:
         """Optional: the four collective autograd functions on ``group``, each ``x -> tensor``, keyed
         ``copy_to`` (identity / all-reduce of the grad), ``reduce_from`` (all-reduce / identity),

@@ -189,6 +189,11 @@ class ReferenceImpl(TensorParallelImpl):
 
         return VocabParallelEmbedding(weight, group=group)
 
+    def merged_column(self, weights, biases, *, group):
+        from impls.merged import MergedColumnParallelLinear
+
+        return MergedColumnParallelLinear(weights, biases, group=group)
+
     def primitives(self, group):
         comm = Collectives(group)
         return {

@@ -154,6 +154,12 @@ EXTENSIONS: tuple[SeededBug, ...] = (
     SeededBug("bug-embedding-mask-outside-autograd", "impls.zoo.embedding_mask_outside_autograd",
               "vocab-parallel embedding masks via .data: grads of other ranks' ids land in row 0",
               "embedding_weight_grad_matches_the_dense_lookup", "embedding/"),
+    SeededBug("bug-merged-split-as-one-block", "impls.zoo.merged_split_as_one_block",
+              "merged (QKV) column splits the stacked weight as one block",
+              "merged_column_shards_hold_each_blocks_slice", "merged/"),
+    SeededBug("bug-merged-bias-split-as-one-block", "impls.zoo.merged_bias_split_as_one_block",
+              "merged (QKV) column shards the weight block by block, the bias as one block",
+              "merged_column_matches_the_dense_layer", "merged/"),
     # layer bugs of the zoo above, seen through the MLP's gradient properties
     SeededBug("bug-mlp-column-input-grad-not-reduced", "impls.zoo.column_input_grad_not_reduced",
               "column input grad not all-reduced, inside the MLP",

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
 
-from conformance import compositions, embedding, primitives, sequence_parallel, subgroups
+from conformance import compositions, embedding, merged, primitives, sequence_parallel, subgroups
 from conformance.suite import Suite
 from impls.zoo import EXTENSIONS
 from strategies import VARIANTS
@@ -37,9 +37,13 @@ def _embedding(suite, _rest, prop):
     return embedding.cases(suite), lambda case: embedding.violations(suite, case, prop)
 
 
+def _merged(suite, _rest, prop):
+    return merged.cases(suite), lambda case: merged.violations(suite, case, prop)
+
+
 # family (the part of SeededBug.variant before "/") -> (suite, rest, property) -> (strategy, violations)
 FAMILIES = {"tp-groups": _tp_groups, "mlp": _mlp, "primitives": _primitives,
-            "sequence-parallel": _sequence_parallel, "embedding": _embedding}
+            "sequence-parallel": _sequence_parallel, "embedding": _embedding, "merged": _merged}
 BUGS = [b for b in EXTENSIONS if b.variant.partition("/")[0] in FAMILIES]
 
 

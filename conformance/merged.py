@@ -1,0 +1,167 @@
+"""Merged column layers — QKV, gate-up (verdict side): several output blocks, each sharded on its own.
+
+The dense layer is one ``nn.Linear`` whose weight is the blocks ``W_0, W_1, …`` stacked. On
+``world_size`` ranks (every block's rows divide by it, as in Megatron's QKV and gate-up layers),
+rank ``r`` must:
+
+1. **shards**: hold rows ``r·n_b/p … (r+1)·n_b/p`` of *every* block ``b``, in block order — not
+   the ``r``-th contiguous chunk of the stacked weight;
+2. **output and grads**: return those columns of the dense output (output left sharded), the dense
+   input grad, and those rows of the dense weight and bias grads.
+
+Tolerances: :mod:`conformance.tolerance`'s single-layer bounds, indexed like the expected values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Optional, Sequence
+
+import torch
+
+from conformance import tolerance as tol
+from conformance.cases import CaseTensors, LayerCase, make_tensors
+from conformance.compare import compare
+from conformance.dense import DenseResult, dense_linear
+from conformance.properties import Violation
+
+
+@dataclass(frozen=True)
+class MergedCase:
+    world_size: int
+    in_features: int
+    blocks: tuple[int, ...]  # rows of each output block; each a multiple of world_size
+    batch_shape: tuple[int, ...]
+    dtype: str
+    bias: bool
+    noncontiguous: bool = False
+    scale: float = 1.0
+    seed: int = 0
+
+    def layer_case(self) -> LayerCase:
+        """The dense layer: one column layer over the stacked blocks, output left sharded."""
+        return LayerCase("column", self.world_size, self.in_features, sum(self.blocks), self.batch_shape, self.dtype,
+                         self.bias, gather_output=False, noncontiguous=self.noncontiguous, scale=self.scale,
+                         seed=self.seed)
+
+    def rows(self, r: int) -> torch.Tensor:
+        """Rank ``r``'s rows of the stacked weight: its slice of every block, in block order."""
+        parts, start = [], 0
+        for n in self.blocks:
+            k = n // self.world_size
+            parts.append(torch.arange(start + r * k, start + (r + 1) * k))
+            start += n
+        return torch.cat(parts)
+
+    def describe(self) -> str:
+        return (f"merged column layer, blocks {list(self.blocks)}, world_size={self.world_size}, "
+                f"in_features={self.in_features}, batch_shape={list(self.batch_shape)}, dtype={self.dtype}, "
+                f"bias={self.bias}, noncontiguous={self.noncontiguous}, scale={self.scale}, seed={self.seed}")
+
+    def token(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
+
+    def as_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["blocks"], d["batch_shape"] = list(self.blocks), list(self.batch_shape)
+        return d
+
+
+@dataclass
+class MergedEvidence:
+    case: MergedCase
+    tensors: CaseTensors
+    ranks: list[dict]
+    crash: Optional[str]
+    dense: DenseResult
+
+
+MERGED_SPEC: dict = {}
+
+
+def merged_property(fn):
+    MERGED_SPEC[fn.__name__] = fn
+    return fn
+
+
+@merged_property
+def merged_column_shards_hold_each_blocks_slice(ev: MergedEvidence) -> list[Violation]:
+    name, w, out = "merged_column_shards_hold_each_blocks_slice", ev.tensors.weight, []
+    for r, res in enumerate(ev.ranks):
+        expected, got = w[ev.case.rows(r)], res.get("weight_shard")
+        if got is None or got.shape != expected.shape or not torch.equal(got, expected):
+            where = ", ".join(f"block {b}: rows {r * n // ev.case.world_size}:{(r + 1) * n // ev.case.world_size}"
+                              for b, n in enumerate(ev.case.blocks))
+            out.append(Violation(name, f"rank {r}'s weight shard (shape {None if got is None else list(got.shape)}) "
+                                       f"is not its slice of every block ({where}), in block order", r, "weight shard"))
+    return out
+
+
+@merged_property
+def merged_column_matches_the_dense_layer(ev: MergedEvidence) -> list[Violation]:
+    name, t, dn, c = "merged_column_matches_the_dense_layer", ev.tensors, ev.dense, ev.case
+    dt, ws = getattr(torch, c.dtype), c.world_size
+    y_b = tol.output_bound(t.x, t.weight, t.bias, dt, ws)
+    gx_b = tol.input_grad_bound(t.grad_out, t.weight, dt, ws)
+    gw_b = tol.weight_grad_bound(t.grad_out, t.x, dt, ws)
+    gb_b = tol.bias_grad_bound(t.grad_out, dt, ws)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        i = c.rows(r)
+        checks = [("output", dn.output[..., i], y_b[..., i]), ("input_grad", dn.input_grad, gx_b),
+                  ("weight_grad", dn.weight_grad[i], gw_b[i])]
+        if t.bias is not None:
+            checks.append(("bias_grad", dn.bias_grad[i], gb_b[i]))
+        for key, expected, b in checks:
+            m = compare(res.get(key), expected, b, f"rank {r} {key.replace('_', ' ')}")
+            if m:
+                out.append(Violation(name, str(m), r, key.replace("_", " "), m))
+    return out
+
+
+def evidence(suite, case: MergedCase) -> Optional[MergedEvidence]:
+    """Run ``case``; ``None`` when the impl offers no merged column layer."""
+    t = make_tensors(case.layer_case())
+    message = {"cmd": "run_merged", "impl": suite.impl_spec, "case": case.as_dict(), "data": t.as_dict()}
+    results, crash = suite.runner.request(case.world_size, {r: message for r in range(case.world_size)})
+    suite.examples += 1
+    if not crash and results[0].get("not_provided"):
+        return None
+    return MergedEvidence(case, t, [results[r] for r in range(case.world_size)] if not crash else [], crash,
+                          dense_linear(t))
+
+
+def violations(suite, case: MergedCase, prop: str, ev: Optional[MergedEvidence] = None) -> list[Violation]:
+    ev = ev or evidence(suite, case)
+    if ev is None:
+        return []
+    if ev.crash:
+        return [Violation(prop, f"the example did not complete: {ev.crash}", None, "run")]
+    failed = ev.ranks[0].get("construct_failed_ranks")
+    if failed is not None:
+        return [Violation(prop, f"construction raised on rank(s) {failed} although every block divides evenly: "
+                                + "; ".join((res.get("construct_error") or "").splitlines()[0] for res in ev.ranks
+                                            if res.get("construct_error")), None, "construction")]
+    return MERGED_SPEC[prop](ev)
+
+
+def check(suite, case: MergedCase, props: Sequence[str]) -> None:
+    ev = evidence(suite, case)
+    if ev is None:
+        import pytest
+
+        pytest.skip(f"{suite.impl_spec} offers no merged_column() (optional)")
+    lines = []
+    for prop in props:
+        found = violations(suite, case, prop, ev)
+        if found:
+            lines.append(f"property violated: {prop.replace('_', ' ')}")
+            lines += [f"  - {v.message}" for v in found[:8]]
+    if lines:
+        raise AssertionError("\n".join([f"case: {case.describe()}", *lines]))
+
+
+def cases(suite):
+    from strategies.merged import merged_cases
+
+    return merged_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())
