@@ -78,14 +78,17 @@ def classify(spec: str) -> tuple[str, str]:
     if not module or not all(part.isidentifier() for part in module.split(".")):
         raise ImplError(f"--impl={spec}: unknown impl — not a registry name (see --list-impls), a .py file, "
                         "or module:object")
+    # Only the top-level package is looked up: finding ``a.b`` would import ``a`` (running candidate
+    # code in the verdict process). A missing submodule is reported by the worker that loads it.
+    top = module.split(".", 1)[0]
     try:
-        found = importlib.util.find_spec(module)
+        found = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         found = None
     if found is None:
         raise ImplError(
             f"--impl={spec}: unknown impl — not a registry name (see --list-impls), "
-            f"not a .py file, and no importable module {module!r}"
+            f"not a .py file, and no importable module {top!r}"
         )
     return ("object" if ":" in spec else "module"), spec
 
