@@ -20,8 +20,8 @@ number (``batch_shape`` takes a list of ints, or a list of them).
 
 Checks outside the single-layer ``Suite.check`` (MLP composition, TP sub-groups, primitives) raise
 their own reports; an entry with ``test = "<test function name>"`` (plus ``message``, and optionally
-``variant``) is about such a whole test: its failure becomes xfail when the final (shrunk) report
-matches ``message``. That is coarser — Hypothesis may shrink another failure of the same test into
+``variant``, which then names any parameter of the test, e.g. a primitive) is about such a whole
+test: its failure becomes xfail when the final (shrunk) report matches ``message``. That is coarser — Hypothesis may shrink another failure of the same test into
 the known one — so prefer example-level entries where the check allows them.
 
 An example whose every violation is explained by some entry does not fail its test; a test that
@@ -122,7 +122,7 @@ def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
     e = Entry(**{"property": "*", **{k: raw[k] for k in raw}}, source=where)
     if e.property != "*" and e.property not in properties:
         raise KnownFailuresError(f"{where} ({e.id}): unknown property {e.property!r}")
-    if e.variant not in ("*", *_VARIANT_NAMES):
+    if e.variant not in ("*", *_VARIANT_NAMES) and not e.test:
         raise KnownFailuresError(f"{where} ({e.id}): unknown variant {e.variant!r}; one of {_VARIANT_NAMES}")
     if not isinstance(e.when, dict):
         raise KnownFailuresError(f"{where} ({e.id}): 'when' must be a table")
@@ -262,9 +262,9 @@ class PytestKnownFailures:
             report.outcome = "skipped"
             report.wasxfail = "known deviation: " + "; ".join(e.describe() for e in self.expecting.used)
         callspec = getattr(item, "callspec", None)
-        variant = str(callspec.params.get("variant", "*")) if callspec else "*"
+        params = {str(v) for v in callspec.params.values()} if callspec else set()
         for e in self.expecting.known.entries:
-            if e.test != getattr(item, "originalname", item.name) or e.variant not in ("*", variant):
+            if e.test != getattr(item, "originalname", item.name) or (e.variant != "*" and e.variant not in params):
                 continue
             e.applicable += 1
             if report.failed and e.explains(str(report.longrepr)):
@@ -280,8 +280,22 @@ class PytestKnownFailures:
                 terminalreporter.write_line(line, red=line.startswith("STALE"))
 
     def pytest_sessionfinish(self, session):
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller judges the whole run
+            workeroutput["tpconform_known_failures"] = {e.id: (e.applicable, e.matched)
+                                                        for e in self.expecting.known.entries}
+            return
         if self.expecting.known.stale() and session.exitstatus == 0:
             session.exitstatus = 1
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        """xdist controller: add each worker's counts, so an entry is stale only if no worker matched it."""
+        counts = getattr(node, "workeroutput", {}).get("tpconform_known_failures", {})
+        for e in self.expecting.known.entries:
+            applicable, matched = counts.get(e.id, (0, 0))
+            e.applicable += applicable
+            e.matched += matched
 
 
 def default_files(impl_spec: str) -> list[str]:
