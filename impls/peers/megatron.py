@@ -32,6 +32,7 @@ from impls.protocol import Capabilities, TensorParallelImpl
 
 warnings.filterwarnings("ignore", message="Transformer Engine and Apex are not installed")
 warnings.filterwarnings("ignore", message=".*all_gather_into_tensor` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message=".*CUDA_DEVICE_MAX_CONNECTIONS")
 try:
     from megatron.core import ModelParallelConfig, package_info
     from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear, mappings
