@@ -34,6 +34,8 @@ DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # bytes of address space per worker; torch + Gloo need ~0.8 GiB
 MAX_MESSAGE_BYTES = 256 * 1024**2  # a reply larger than this is refused, not read into memory
 ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
+DONE_GRACE_MIN_S = 2.0  # once one rank has finished, the others get at least this long
+DONE_GRACE_FACTOR = 4.0  # ... or this many times the time the first rank took
 
 
 class GroupFailure(Exception):
@@ -132,6 +134,11 @@ class ProcessGroup:
                     self._fail(f"rank(s) {sorted(raised)} raised during {what}; rank(s) {pending} did not reply "
                                f"within {ERROR_GRACE_S:.1f} s after (likely waiting in a collective the "
                                "failed rank never joined)" + _raised_text(raised), pending)
+                finished = [r for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is not False]
+                if finished and time.monotonic() - started < timeout_s:
+                    self._fail(f"rank(s) {pending} did not reply within the grace period after rank(s) {finished} "
+                               f"finished {what} (likely waiting in a collective that a finished rank skipped)",
+                               pending)
                 self._fail(f"timed out after {time.monotonic() - started:.1f} s (limit {timeout_s:.1f} s, "
                            f"--tp-timeout) waiting for {what}: rank(s) {pending} did not reply"
                            + (f", rank(s) {sorted(replies)} did" if replies else ""), pending)
@@ -151,6 +158,12 @@ class ProcessGroup:
                     self._accept(r, reply, seq, replies, what)
                     if isinstance(reply, dict) and reply.get("ok") is False:
                         deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
+                    elif len(replies) == 1:
+                        # Ranks leave their last collective together, so once one rank is done the
+                        # rest are close behind; a rank far behind is waiting in a collective that a
+                        # finished rank skipped. Proportional grace keeps slow (loaded) runs safe.
+                        elapsed = time.monotonic() - started
+                        deadline = min(deadline, time.monotonic() + max(DONE_GRACE_MIN_S, DONE_GRACE_FACTOR * elapsed))
                 else:
                     try:  # it may have replied just before exiting
                         if self.ranks[r].conn.poll(0):

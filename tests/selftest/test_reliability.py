@@ -59,13 +59,16 @@ def next_example_passes(pool):
 
 
 @pytest.mark.parametrize("spec, says, in_stack", [
-    ("SkipsCollectiveOnRank1", "rank(s) [0] did not reply, rank(s) [1] did", "all_gather"),
+    ("SkipsCollectiveOnRank1", "rank(s) [0] did not reply within the grace period after rank(s) [1] finished",
+     "all_gather"),
     ("SleepsOnRank1", "rank(s) [0, 1] did not reply", "in forward"),
 ])
 def test_a_hang_fails_in_bounded_time_naming_the_ranks_with_every_stack(pool, spec, says, in_stack):
     outcome, seconds = run(pool, H + spec)
     text = outcome.crash or ""
-    assert "timed out after" in text and f"(limit {TIMEOUT:.1f} s, --tp-timeout)" in text and says in text, text[:3000]
+    assert says in text, text[:3000]
+    if spec == "SleepsOnRank1":  # nobody finished: the full --tp-timeout applies
+        assert "timed out after" in text and f"(limit {TIMEOUT:.1f} s, --tp-timeout)" in text, text[:3000]
     assert "--- rank 0 stack:" in text and "--- rank 1 stack:" in text and in_stack in text, text
     assert "hangs.py" in text or spec == "SkipsCollectiveOnRank1"
     assert seconds < TIMEOUT + 15.0, f"{seconds:.1f} s from the hang to the failure"  # generous: loaded CI
