@@ -30,12 +30,21 @@ def pytest_run(*args, timeout=600):
                timeout=timeout)
 
 
+# CI budget: the single-layer spec at world sizes 1-4 (DTensor 1-2: each of its crashes restarts a
+# group, and its known hang costs --tp-timeout); TPCONFORM_PEERS_FULL=1 runs every property file.
+CORE = ["tests/properties/test_shards.py", "tests/properties/test_forward.py", "tests/properties/test_gradients.py",
+        "tests/properties/test_side_effects.py"]
+SCOPE = {"dtensor": ["--world-sizes=1-2", "--tp-timeout=20", "tests/properties/test_shards.py", "tests/properties/test_forward.py"],
+         "fairscale": ["--world-sizes=1-4", *CORE], "megatron": ["--world-sizes=1-4", *CORE]}
+
+
 @pytest.mark.parametrize("peer", [p.name for p in PEERS])
 def test_peer_passes_the_suite_with_its_known_deviations_as_xfail(peer):
     why = missing(peer)
     if why:
         pytest.skip(why)
-    r = pytest_run(f"--impl={peer}", "tests/properties")
+    scope = ["tests/properties"] if os.environ.get("TPCONFORM_PEERS_FULL") else SCOPE[peer]
+    r = pytest_run(f"--impl={peer}", *scope)
     tail = r.stdout[-4000:] + r.stderr[-2000:]
     assert r.returncode == 0, tail
     assert "STALE" not in r.stdout, tail
