@@ -61,6 +61,7 @@ class ProcessGroup:
     store: Any = None
     tmpdir: str = ""
     examples_run: int = 0
+    loaded_impls: set = field(default_factory=set)  # impl specs every rank has loaded (see Runner)
     _seq: int = 0
     _stack_offsets: dict = field(default_factory=dict)
 

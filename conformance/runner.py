@@ -80,6 +80,9 @@ def _checked_description(d: Any, spec: str) -> dict:
     return d
 
 
+LOAD_TIMEOUT_S = 120.0  # importing a library on every rank of a fresh group (megatron at 8 ranks: ~30 s)
+
+
 class Runner:
     """Drives one impl (by its ``--impl`` spec) over a pool of process groups."""
 
@@ -102,11 +105,24 @@ class Runner:
             self._description = _checked_description(reply.get("describe"), self.impl_spec)
         return self._description
 
+    def _group(self, world_size: int):
+        """The group for ``world_size``, with the impl already loaded on every rank.
+
+        Loading (importing the library, one-time set-up) gets its own, longer bound, so the
+        per-example ``--tp-timeout`` measures the example alone; a load that fails is reported by
+        the example that follows."""
+        group = self.pool.get(world_size)
+        if self.impl_spec not in group.loaded_impls:
+            group.request({r: {"cmd": "describe", "impl": self.impl_spec} for r in range(world_size)},
+                          timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s), what="loading the impl")
+            group.loaded_impls.add(self.impl_spec)
+        return group
+
     def request(self, world_size: int, messages: dict[int, dict]) -> tuple[dict[int, Any], Optional[str]]:
         """Send one message per rank (each may differ) and collect every rank's ``result``:
         ``(results, None)``, or ``({}, why)`` when the example did not complete on every rank."""
         try:
-            group = self.pool.get(world_size)
+            group = self._group(world_size)
             replies = group.request(messages)
         except GroupFailure as exc:
             return {}, str(exc)
@@ -125,7 +141,7 @@ class Runner:
         outcome = Outcome(case, tensors)
         message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict()}
         try:
-            group = self.pool.get(case.world_size)
+            group = self._group(case.world_size)
             replies = group.request({r: message for r in range(case.world_size)})
         except GroupFailure as exc:
             outcome.crash = str(exc)
