@@ -222,7 +222,7 @@ def _crash_cause(ev: Evidence, v: Violation) -> str | None:
     case = ev.case
     split = case.out_features if case.kind == "column" else case.in_features
     empty = split < case.world_size
-    if "timed out" in v.message:
+    if "timed out" in v.message or "did not reply within the grace period" in v.message:
         return ("some rank never joined a collective the others wait in: a rank skips or reorders a collective"
                 + (" (here a rank has an empty shard: does it return early?)" if empty else ""))
     if v.quantity == "construction" and "some ranks only" in v.message and empty:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -51,14 +51,20 @@ def world_sizes(min_size: int = 1, max_size: int = 8, *, allowed: Optional[Seque
     return st.integers(min_size, max_size)
 
 
-def features(world_size: int, *, max_value: int = 32, uneven: bool = True):
+def features(world_size: int, *, max_value: int = 32, uneven: Union[bool, str] = True):
     """Feature counts for a dim split over ``world_size`` ranks: smaller than the world size,
-    divisible by it, or anything up to ``max_value`` (``uneven=False``: multiples only)."""
+    divisible by it, or anything up to ``max_value``. ``uneven=False``: multiples only;
+    ``uneven="rarely"``: mostly multiples (for impls that may reject non-divisible dims, whose
+    uneven cases only check that they are rejected)."""
     if world_size < 1 or max_value < 1:
         raise InvalidArgument(f"world_size and max_value must be positive, got {world_size}, {max_value}")
+    if uneven not in (True, False, "rarely"):
+        raise InvalidArgument(f"uneven must be True, False or 'rarely', got {uneven!r}")
     multiples = st.integers(1, max(1, max_value // world_size)).map(lambda k: k * world_size)
     if not uneven:
         return multiples
+    if uneven == "rarely":
+        return st.one_of(multiples, multiples, st.integers(1, max_value))
     return st.one_of(st.integers(1, max_value), multiples, st.integers(1, world_size))
 
 
@@ -96,7 +102,7 @@ def layer_cases(
     world_sizes=None,
     dtypes: Sequence[str] = DTYPES,
     max_features: int = 32,
-    uneven: bool = True,
+    uneven: Union[bool, str] = True,
     max_batch_dims: int = 3,
     max_batch_side: int = 4,
 ) -> LayerCase:

@@ -18,7 +18,7 @@ from conformance.grading.scoring import load_weights, score_submission
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "grading")
-OPTIONS = ["--world-sizes=2", "--examples=8", "--timeout=15", "--seed=0", "--jobs=2", "--no-progress"]
+OPTIONS = ["--world-sizes=2", "--examples=15", "--timeout=15", "--seed=0", "--jobs=2", "--no-progress"]
 CORE = ("shards_rebuild_the_dense_weight", "output_matches_the_dense_layer", "ranks_agree_on_the_output",
         "output_shape_and_dtype_match_nn_linear", "input_grad_matches_the_dense_layer",
         "weight_grad_matches_the_dense_layer", "bias_grad_matches_the_dense_layer", "inputs_are_left_untouched")
