@@ -95,12 +95,12 @@ class ProcessGroup:
             group.ranks.append(_Rank(proc, parent_end, life_parent, stack_path))
         _live_groups.add(group)
         group._mark_stacks()
-        group._gather("start-up", {r: None for r in range(world_size)}, timeout_s + 30.0)
+        group._gather("start-up", {r: None for r in range(world_size)}, timeout_s + 30.0, synchronized=False)
         return group
 
     # -- messaging ---------------------------------------------------------------------------
     def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None,
-                what: str = "the example") -> dict[int, Any]:
+                what: str = "the example", synchronized: bool = True) -> dict[int, Any]:
         """Send one message to each rank named, wait (bounded) for every reply.
 
         Each message carries a sequence number that the reply must echo, so a stray or forged
@@ -114,10 +114,10 @@ class ProcessGroup:
                 self.ranks[rank].conn.send_bytes(wire.encode({**message, "seq": self._seq}))
             except (BrokenPipeError, OSError):
                 self._fail(f"rank {rank} is gone (its pipe is closed)", [rank])
-        return self._gather(what, messages, timeout_s or self.timeout_s, seq=self._seq)
+        return self._gather(what, messages, timeout_s or self.timeout_s, seq=self._seq, synchronized=synchronized)
 
     def _gather(self, what: str, expecting: dict[int, Any], timeout_s: float,
-                seq: Optional[int] = None) -> dict[int, Any]:
+                seq: Optional[int] = None, synchronized: bool = True) -> dict[int, Any]:
         started = time.monotonic()
         deadline = started + timeout_s
         replies: dict[int, Any] = {}
@@ -159,7 +159,7 @@ class ProcessGroup:
                     self._accept(r, reply, seq, replies, what)
                     if isinstance(reply, dict) and reply.get("ok") is False:
                         deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
-                    elif len(replies) == 1:
+                    elif len(replies) == 1 and synchronized:  # not for work without collectives (loading)
                         # Ranks leave their last collective together, so once one rank is done the
                         # rest are close behind; a rank far behind is waiting in a collective that a
                         # finished rank skipped. Proportional grace keeps slow (loaded) runs safe.

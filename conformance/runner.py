@@ -114,7 +114,8 @@ class Runner:
         group = self.pool.get(world_size)
         if self.impl_spec not in group.loaded_impls:
             group.request({r: {"cmd": "describe", "impl": self.impl_spec} for r in range(world_size)},
-                          timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s), what="loading the impl")
+                          timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s), what="loading the impl",
+                          synchronized=False)
             group.loaded_impls.add(self.impl_spec)
         return group
 
