@@ -141,23 +141,7 @@ class Runner:
         tensors = make_tensors(case)
         outcome = Outcome(case, tensors)
         message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict()}
-        try:
-            group = self._group(case.world_size)
-            replies = group.request({r: message for r in range(case.world_size)})
-        except GroupFailure as exc:
-            outcome.crash = str(exc)
-            return outcome
-        errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
-        if errors:
-            group.close()  # a rank raised mid-collective: the group's state is unknown
-            outcome.crash = "\n".join(
-                f"rank {r} raised: {rep.get('impl_error') or rep.get('error')}" for r, rep in errors
-            )
-            return outcome
-        results, bad = _results(replies)
-        if bad:
-            group.close(graceful=False)
-            outcome.crash = bad
-            return outcome
-        outcome.ranks = [results[r] for r in range(case.world_size)]
+        results, outcome.crash = self.request(case.world_size, {r: message for r in range(case.world_size)})
+        if outcome.crash is None:
+            outcome.ranks = [results[r] for r in range(case.world_size)]
         return outcome
