@@ -111,6 +111,12 @@ class LayerCase:
         return cls(**d)
 
 
+# What a worker runs for one example after building the layer (and reporting its shards). Each
+# property names the stages it reads (``conformance.properties.NEEDS``), so a test of one property
+# runs only those; reports and other callers run them all.
+STAGES = ("forward", "backward", "second_call", "collective_volume")
+
+
 @dataclass
 class CaseTensors:
     """The exact tensors of one example, in the case's dtype."""

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from multiprocessing.connection import wait
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from conformance import proctree, wire
 
@@ -100,8 +100,10 @@ class ProcessGroup:
 
     # -- messaging ---------------------------------------------------------------------------
     def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None,
-                what: str = "the example", synchronized: bool = True) -> dict[int, Any]:
-        """Send one message to each rank named, wait (bounded) for every reply.
+                what: str = "the example", synchronized: bool = True,
+                while_waiting: Optional[Callable[[], None]] = None) -> dict[int, Any]:
+        """Send one message to each rank named, run ``while_waiting`` (the verdict's own work, done
+        while the ranks work), then wait (bounded) for every reply.
 
         Each message carries a sequence number that the reply must echo, so a stray or forged
         extra message can never be taken for the answer to a later request. Once a rank has
@@ -109,11 +111,16 @@ class ProcessGroup:
         in a collective the failed rank will never join), not the whole timeout."""
         self._seq += 1
         self._mark_stacks()
+        encoded: dict[int, bytes] = {}  # one encoding per distinct message (most requests send every rank the same)
         for rank, message in messages.items():
+            if id(message) not in encoded:
+                encoded[id(message)] = wire.encode({**message, "seq": self._seq})
             try:
-                self.ranks[rank].conn.send_bytes(wire.encode({**message, "seq": self._seq}))
+                self.ranks[rank].conn.send_bytes(encoded[id(message)])
             except (BrokenPipeError, OSError):
                 self._fail(f"rank {rank} is gone (its pipe is closed)", [rank])
+        if while_waiting is not None:
+            while_waiting()
         return self._gather(what, messages, timeout_s or self.timeout_s, seq=self._seq, synchronized=synchronized)
 
     def _gather(self, what: str, expecting: dict[int, Any], timeout_s: float,

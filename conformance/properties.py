@@ -33,7 +33,7 @@ from typing import Callable, Optional
 import torch
 
 from conformance import tolerance as tol
-from conformance.cases import LayerCase
+from conformance.cases import STAGES, LayerCase
 from conformance.compare import Mismatch, compare
 from conformance.dense import DenseResult, dense_linear
 from conformance.runner import Outcome
@@ -97,12 +97,22 @@ class Evidence:
 
 Property = Callable[[Evidence], list[Violation]]
 SPEC: dict[str, Property] = {}
+NEEDS: dict[str, tuple[str, ...]] = {}  # property -> the worker stages (cases.STAGES) its evidence needs
 
 
-def spec_property(fn: Property) -> Property:
-    """Register ``fn`` in :data:`SPEC` under its name."""
-    SPEC[fn.__name__] = fn
-    return fn
+def spec_property(*needs: str) -> Callable[[Property], Property]:
+    """Register the decorated property in :data:`SPEC` under its name; ``needs`` are the worker
+    stages (:data:`conformance.cases.STAGES`) whose results it reads, beyond the layer's shards."""
+    unknown = set(needs) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+
+    def register(fn: Property) -> Property:
+        SPEC[fn.__name__] = fn
+        NEEDS[fn.__name__] = tuple(needs)
+        return fn
+
+    return register
 
 
 def _tensors(ev: Evidence):
@@ -110,7 +120,7 @@ def _tensors(ev: Evidence):
 
 
 # -- 1. shards ---------------------------------------------------------------------------------
-@spec_property
+@spec_property()
 def shards_rebuild_the_dense_weight(ev: Evidence) -> list[Violation]:
     name, case, t = "shards_rebuild_the_dense_weight", ev.case, _tensors(ev)
     out: list[Violation] = []
@@ -177,7 +187,7 @@ def _expected_output(ev: Evidence, r: int):
     return y, b
 
 
-@spec_property
+@spec_property("forward")
 def output_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     name = "output_matches_the_dense_layer"
     out = []
@@ -189,7 +199,7 @@ def output_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     return out
 
 
-@spec_property
+@spec_property("forward")
 def ranks_agree_on_the_output(ev: Evidence) -> list[Violation]:
     name = "ranks_agree_on_the_output"
     if ev.output_is_sharded:
@@ -207,7 +217,7 @@ def ranks_agree_on_the_output(ev: Evidence) -> list[Violation]:
     return out
 
 
-@spec_property
+@spec_property("forward")
 def output_shape_and_dtype_match_nn_linear(ev: Evidence) -> list[Violation]:
     name = "output_shape_and_dtype_match_nn_linear"
     case = ev.case
@@ -229,7 +239,7 @@ def output_shape_and_dtype_match_nn_linear(ev: Evidence) -> list[Violation]:
 
 
 # -- 5-7. gradients -------------------------------------------------------------------------------
-@spec_property
+@spec_property("forward", "backward")
 def input_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     name = "input_grad_matches_the_dense_layer"
     t, case = _tensors(ev), ev.case
@@ -246,7 +256,7 @@ def input_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     return out
 
 
-@spec_property
+@spec_property("forward", "backward")
 def weight_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     name = "weight_grad_matches_the_dense_layer"
     t, case = _tensors(ev), ev.case
@@ -264,7 +274,7 @@ def weight_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     return out
 
 
-@spec_property
+@spec_property("forward", "backward")
 def bias_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     name = "bias_grad_matches_the_dense_layer"
     t, case = _tensors(ev), ev.case
@@ -286,7 +296,7 @@ def bias_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
 
 
 # -- 8. no side effects ----------------------------------------------------------------------------
-@spec_property
+@spec_property("forward", "backward")
 def inputs_are_left_untouched(ev: Evidence) -> list[Violation]:
     name = "inputs_are_left_untouched"
     out = []
@@ -299,7 +309,7 @@ def inputs_are_left_untouched(ev: Evidence) -> list[Violation]:
 
 
 # -- 9. repeated calls ------------------------------------------------------------------------------
-@spec_property
+@spec_property("forward", "backward", "second_call")
 def repeated_calls_are_independent(ev: Evidence) -> list[Violation]:
     """A second forward call, on the negated input, returns the dense output for *that* input:
     nothing (a cached output, a reused buffer) carries over from the first call."""
@@ -322,7 +332,7 @@ def activation_elements(case: LayerCase) -> int:
     return 2 * math.prod(case.batch_shape) * (case.in_features + case.out_features)
 
 
-@spec_property
+@spec_property("forward", "backward", "collective_volume")
 def communicates_activations_not_weights(ev: Evidence) -> list[Violation]:
     """Tensor parallelism moves activations, never the weight: per rank, the floating-point elements
     sent into collectives during forward and backward are at most :func:`activation_elements`.

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
-from conformance.cases import CaseTensors, LayerCase, make_tensors
+from conformance.cases import STAGES, CaseTensors, LayerCase, make_tensors
 from conformance.harness import GroupFailure, GroupPool
 
 
@@ -21,6 +21,7 @@ class Outcome:
     tensors: CaseTensors
     ranks: list[dict] = field(default_factory=list)  # per-rank result dicts (plain tensors)
     crash: Optional[str] = None  # hang / death / exception text, when the example did not complete
+    stages: tuple = STAGES  # what the workers ran after building the layer (conformance.cases.STAGES)
 
     @property
     def construct_failed(self) -> bool:
@@ -95,7 +96,7 @@ class Runner:
         """Name, version and capabilities, as the impl declares them (loaded in a worker)."""
         if self._description is None:
             try:
-                group = self.pool.get(1)
+                group = self.pool.get(getattr(self.pool, "describe_world_size", 1))  # torchrun: its one world
                 reply = group.request({0: {"cmd": "describe", "impl": self.impl_spec}}, what="loading the impl")[0]
             except GroupFailure as exc:
                 raise ImplUnusable(f"--impl={self.impl_spec}: loading it crashed its worker: "
@@ -119,12 +120,14 @@ class Runner:
             group.loaded_impls.add(self.impl_spec)
         return group
 
-    def request(self, world_size: int, messages: dict[int, dict]) -> tuple[dict[int, Any], Optional[str]]:
-        """Send one message per rank (each may differ) and collect every rank's ``result``:
-        ``(results, None)``, or ``({}, why)`` when the example did not complete on every rank."""
+    def request(self, world_size: int, messages: dict[int, dict],
+                while_waiting: Optional[Callable[[], None]] = None) -> tuple[dict[int, Any], Optional[str]]:
+        """Send one message per rank (each may differ), run ``while_waiting`` while the ranks work,
+        and collect every rank's ``result``: ``(results, None)``, or ``({}, why)`` when the example
+        did not complete on every rank."""
         try:
             group = self._group(world_size)
-            replies = group.request(messages)
+            replies = group.request(messages, while_waiting=while_waiting)
         except GroupFailure as exc:
             return {}, str(exc)
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
@@ -137,11 +140,16 @@ class Runner:
             return {}, bad
         return results, None
 
-    def run(self, case: LayerCase) -> Outcome:
+    def run(self, case: LayerCase, stages: Optional[Sequence[str]] = None,
+            while_waiting: Optional[Callable[[CaseTensors], None]] = None) -> Outcome:
+        """Run ``case`` on every rank: build the layer, then the worker ``stages`` (all by default).
+        ``while_waiting(tensors)`` runs in this process while the ranks work."""
         tensors = make_tensors(case)
-        outcome = Outcome(case, tensors)
-        message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict()}
-        results, outcome.crash = self.request(case.world_size, {r: message for r in range(case.world_size)})
+        outcome = Outcome(case, tensors, stages=tuple(STAGES if stages is None else stages))
+        message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
+                   "stages": list(outcome.stages)}
+        results, outcome.crash = self.request(case.world_size, {r: message for r in range(case.world_size)},
+                                              None if while_waiting is None else lambda: while_waiting(tensors))
         if outcome.crash is None:
             outcome.ranks = [results[r] for r in range(case.world_size)]
         return outcome

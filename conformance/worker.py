@@ -8,6 +8,7 @@ Everything the candidate does happens here; nothing of it is trusted by the verd
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import signal
@@ -23,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from conformance import sandbox, wire
-from conformance.cases import LayerCase
+from conformance.cases import STAGES, LayerCase
 
 _impls: dict = {}
 
@@ -80,22 +81,38 @@ class _CollectiveVolume(TorchDispatchMode):
                      "alltoall_base_", "gather_", "scatter_"}
     _RECEIVE_ONLY = {"recv_", "recv_any_source_", "barrier", "monitored_barrier_", "wait_tensor"}
 
+    _kinds: dict = {}  # op -> None (not a collective), "sent-first" or "sent-second"
+
     def __init__(self):
         super().__init__()
         self.elements = 0
         self.calls: list[str] = []
 
+    @classmethod
+    def _kind(cls, func):
+        kind = cls._kinds.get(func, "?")
+        if kind == "?":
+            name = func.name().split("::")[-1].split(".")[0]
+            kind = None
+            if func.namespace in ("c10d", "_c10d_functional", "c10d_functional") and name not in cls._RECEIVE_ONLY:
+                kind = "sent-second" if name in cls._OUTPUT_FIRST else "sent-first"
+            cls._kinds[func] = kind
+        return kind
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.name().split("::")[-1].split(".")[0]
-        if func.namespace in ("c10d", "_c10d_functional", "c10d_functional") and name not in self._RECEIVE_ONLY:
-            sent = args[1] if name in self._OUTPUT_FIRST and len(args) > 1 else (args[0] if args else None)
+        kind = self._kind(func)
+        if kind is not None:
+            sent = args[1] if kind == "sent-second" and len(args) > 1 else (args[0] if args else None)
             n = sum(t.numel() for t in tree_leaves(sent) if isinstance(t, torch.Tensor) and t.is_floating_point())
             self.elements += n
-            self.calls.append(f"{name}({n})")
+            self.calls.append(f"{func.name().split('::')[-1].split('.')[0]}({n})")
         return func(*args, **(kwargs or {}))
 
 
-def run_example(impl, case: LayerCase, data: dict, group) -> dict:
+def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict:
+    """Build the layer, report its shards, then run the ``stages`` asked for (all by default; a
+    test of one property asks only for those it reads: see ``conformance.properties.NEEDS``)."""
+    stages = set(STAGES if stages is None else stages)
     rank = dist.get_rank(group)
     weight, bias, x, grad_out = data["weight"], data["bias"], data["x"], data["grad_out"]
     result: dict = {"rank": rank}
@@ -122,6 +139,9 @@ def run_example(impl, case: LayerCase, data: dict, group) -> dict:
         result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
         return result
 
+    if not stages:
+        return result
+
     # 2. the input this rank feeds: full, or its slice along the partition its weight implies
     if case.kind == "row" and case.input_is_parallel:
         cols = [row[2] for row in table]
@@ -141,31 +161,38 @@ def run_example(impl, case: LayerCase, data: dict, group) -> dict:
     if case.noncontiguous:
         x_in = _noncontiguous(x_in)
     x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()
-    x_in.requires_grad_(True)
+    backward = bool(stages & {"backward", "second_call", "collective_volume"})
+    x_in.requires_grad_(backward)
 
-    # 3. forward and backward, counting what this rank sends through collectives
-    with _CollectiveVolume() as volume:
+    # 3. forward (and backward), counting what this rank sends through collectives when asked to
+    with _CollectiveVolume() if "collective_volume" in stages else contextlib.nullcontext() as volume:
         output = _as_tensor(impl.forward(layer, x_in), "the layer's output")
         result["output"] = output.detach().clone()
-        if output.shape != g_in.shape:
-            # keep every rank's backward collectives matched: back-propagate zeros of the output's shape
-            result["upstream_grad_replaced"] = f"output shape {list(output.shape)} != upstream grad {list(g_in.shape)}"
-            g_in = g_sent = torch.zeros_like(output.detach())
-        if output.requires_grad:
-            output.backward(g_in)
-    result["collective_elements"], result["collectives"] = volume.elements, volume.calls
+        if backward:
+            if output.shape != g_in.shape:
+                # keep every rank's backward collectives matched: back-propagate zeros of the output's shape
+                result["upstream_grad_replaced"] = (f"output shape {list(output.shape)} != upstream grad "
+                                                    f"{list(g_in.shape)}")
+                g_in = g_sent = torch.zeros_like(output.detach())
+            if output.requires_grad:
+                output.backward(g_in)
+    if volume is not None:
+        result["collective_elements"], result["collectives"] = volume.elements, volume.calls
+    result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
+    if not backward:
+        return result
     result["input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
     w_grad, b_grad = impl.shard_grads(layer)
     result["weight_grad"] = None if w_grad is None else _as_tensor(w_grad, "the weight grad").detach().clone()
     result["bias_grad"] = None if b_grad is None else _as_tensor(b_grad, "the bias grad").detach().clone()
-    result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
     result["grad_modified"] = not torch.equal(g_in, g_sent)
 
     # 4. a second call, on the negated input: nothing from the first call may leak into it
-    with torch.no_grad():
-        x_again = _noncontiguous(-x_sent) if case.noncontiguous else -x_sent
-        again = _as_tensor(impl.forward(layer, x_again), "the second call's output")
-    result["second_output"] = again.detach().clone()
+    if "second_call" in stages:
+        with torch.no_grad():
+            x_again = _noncontiguous(-x_sent) if case.noncontiguous else -x_sent
+            again = _as_tensor(impl.forward(layer, x_again), "the second call's output")
+        result["second_output"] = again.detach().clone()
     return result
 
 
@@ -177,7 +204,8 @@ def _extra_commands() -> dict:
 
 
 def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
-         memory_limit: Optional[int] = None, example_timeout_s: Optional[float] = None) -> None:
+         memory_limit: Optional[int] = None, example_timeout_s: Optional[float] = None,
+         store_host: str = "127.0.0.1", store_prefix: str = "", device_index: Optional[int] = None) -> None:
     """One rank: set up the process (``conformance.sandbox``), join the group, serve messages.
 
     ``stack_path`` receives every thread's stack on SIGUSR1 (what the verdict asks for on a hang
@@ -186,17 +214,20 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     sandbox.set_up(world_size, rank)
     watchdog_path = stack_path + ".watchdog"
     sandbox.start_lifeline(lifeline, (stack_path, watchdog_path))
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    if store_host == "127.0.0.1":  # a local group; under torchrun (conformance.torchrun_rank) the ranks may span nodes
+        os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
     stack_file = open(stack_path, "w")
     watchdog_file = open(watchdog_path, "w")
     faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
     watchdog_s = None if not example_timeout_s else max(example_timeout_s - 0.5, example_timeout_s * 0.8)
-    store = dist.TCPStore("127.0.0.1", store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
+    store = dist.TCPStore(store_host, store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
+    if store_prefix:  # torchrun's store, shared with torch's own keys
+        store = dist.PrefixStore(store_prefix, store)
     from conformance import backends
 
     backend = backends.selected()  # gloo, or nccl with this rank on cuda:rank (see conformance.backends)
-    device = backends.set_up_device(backend, rank)
+    device = backends.set_up_device(backend, rank if device_index is None else device_index)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout_s))
     group = dist.group.WORLD
@@ -221,7 +252,8 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
             elif cmd == "run":
                 impl = _load(message["impl"])
                 case = LayerCase.from_dict(message["case"])
-                reply = {"ok": True, "result": run_example(impl, case, message["data"], group)}
+                reply = {"ok": True, "result": run_example(impl, case, message["data"], group,
+                                                            message.get("stages"))}
             elif cmd in _extra_commands():
                 reply = {"ok": True, "result": _extra_commands()[cmd](message, _load(message["impl"]))}
             else:

@@ -47,7 +47,7 @@ def run_tp_group(message: dict, impl) -> dict:
 
     case = LayerCase.from_dict(message["case"])
     group_case = dataclasses.replace(case, world_size=case.tp_size, tp_size=0)
-    return run_example(impl, group_case, message["data"], tp_group(case.tp_size))
+    return run_example(impl, group_case, message["data"], tp_group(case.tp_size), message.get("stages"))
 
 
 # the activation between the two layers of the MLP; the suite applies it, not the candidate
