@@ -5,7 +5,11 @@
 For each world size (1, 2, 4, 8) and dtype it measures, on the same kind of cases the property
 tests draw (a fixed shape here, so runs are comparable):
 
-- **persistent**: ``Suite.evidence`` + every property, through the long-lived process group;
+- **persistent**: examples as the property tests run them, through the long-lived process group:
+  each example checks one property (``Suite.check``), so the workers run only the stages that
+  property reads; the ten properties are taken in turn;
+- **all properties**: one example runs every stage and is checked against all ten properties (what
+  replay, grading and the differential mode do);
 - **spawn per example**: a fresh group spawned, initialised, run once and torn down for every example
   (the way ``MultiProcessTestCase`` works) — the baseline;
 - **floor**: the parts that cannot go away — the parent's own work (tensors, float64 ground truth,
@@ -210,23 +214,27 @@ def main() -> int:
         for ws in world_sizes:
             for dtype in dtypes:
                 for kind in ("column", "row"):
-                    persistent = persistent_rate(suite, kind, ws, dtype, max(10, n_persistent // ws))
+                    persistent = persistent_rate(suite, kind, ws, dtype, max(20, n_persistent // ws))
+                    every = all_properties_rate(suite, kind, ws, dtype, max(10, n_persistent // ws // 2))
                     spawn = spawn_per_example_rate(kind, ws, dtype, n_spawn) if dtype == dtypes[0] else None
                     floor_s = (parent_seconds(kind, ws, dtype) + round_trip_seconds(pool, ws)
                                + collectives_seconds(kind, ws, dtype))
                     row = {
                         "world_size": ws, "dtype": dtype, "kind": kind,
                         "persistent_examples_per_s": round(persistent, 1),
+                        "all_properties_examples_per_s": round(every, 1),
                         "spawn_per_example_examples_per_s": None if spawn is None else round(spawn, 2),
                         "speedup_vs_spawn": None if spawn is None else round(persistent / spawn, 1),
                         "floor_examples_per_s": round(1 / floor_s, 1),
                         "times_floor": round((1 / persistent) / floor_s, 2),
+                        "all_properties_times_floor": round((1 / every) / floor_s, 2),
                     }
                     rows.append(row)
                     print(f"ws={ws} {dtype:<8} {kind:<6}  persistent {row['persistent_examples_per_s']:>7.1f}/s  "
+                          f"(all properties {row['all_properties_examples_per_s']:>6.1f}/s)  "
                           f"spawn {row['spawn_per_example_examples_per_s'] or '-':>6}/s  "
                           f"speed-up {row['speedup_vs_spawn'] or '-':>6}×  floor {row['floor_examples_per_s']:>7.1f}/s  "
-                          f"({row['times_floor']}× floor)", flush=True)
+                          f"({row['times_floor']}× floor; all properties {row['all_properties_times_floor']}×)", flush=True)
     finally:
         pool.close()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
