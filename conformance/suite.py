@@ -25,6 +25,7 @@ class Suite:
         self.world_sizes = tuple(world_sizes)
         self.dtypes = tuple(dtypes)
         self.examples = 0
+        self._strategies: dict = {}
 
     def unsupported(self, variant: Variant) -> Optional[str]:
         """Why the impl does not declare ``variant`` (``None`` when it does)."""
@@ -41,7 +42,13 @@ class Suite:
         return [d for d in self.dtypes if d in self.capabilities.dtypes]
 
     def cases(self, variant: Variant):
-        """The Hypothesis strategy of cases for ``variant`` within this run's options."""
+        """The Hypothesis strategy of cases for ``variant`` within this run's options (built once:
+        Hypothesis works out a new strategy's properties on first use, at a cost per example)."""
+        if variant not in self._strategies:
+            self._strategies[variant] = self._cases(variant)
+        return self._strategies[variant]
+
+    def _cases(self, variant: Variant):
         # an impl that may reject non-divisible dims gets mostly divisible cases: an uneven case
         # only checks that it is rejected, and must not crowd out the cases that test the maths
         uneven = True if self.capabilities.uneven_shards else "rarely"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
@@ -51,6 +52,9 @@ def world_sizes(min_size: int = 1, max_size: int = 8, *, allowed: Optional[Seque
     return st.integers(min_size, max_size)
 
 
+# Strategies are built once per distinct argument set (``functools.cache``): Hypothesis works out
+# a new strategy object's properties on first use, which cost more than running an example.
+@functools.cache
 def features(world_size: int, *, max_value: int = 32, uneven: Union[bool, str] = True):
     """Feature counts for a dim split over ``world_size`` ranks: smaller than the world size,
     divisible by it, or anything up to ``max_value``. ``uneven=False``: multiples only;
@@ -68,6 +72,7 @@ def features(world_size: int, *, max_value: int = 32, uneven: Union[bool, str] =
     return st.one_of(st.integers(1, max_value), multiples, st.integers(1, world_size))
 
 
+@functools.cache
 def batch_shapes(*, max_dims: int = 3, max_side: int = 4, allow_empty: bool = True):
     """Leading batch shapes with 0..max_dims dims; with ``allow_empty`` a side may be 0."""
     if max_dims < 0 or max_side < 1:
@@ -83,6 +88,7 @@ def dtypes(allowed: Sequence[str] = DTYPES):
     return st.sampled_from(list(allowed))
 
 
+@functools.cache
 def scales(dtype: str):
     """Input magnitudes; float16 stays small enough that no sum overflows its range."""
     if dtype == "float16":
@@ -115,10 +121,10 @@ def layer_cases(
         raise InvalidArgument(f"kind must be 'column' or 'row', got {kind!r}")
     ws = draw(world_sizes if world_sizes is not None else _all_world_sizes(), label="world_size")
     split = features(ws, max_value=max_features, uneven=uneven)
-    free = st.integers(1, max_features)
+    free = st.integers(1, max_features)  # cached by Hypothesis itself (hashable arguments)
     in_features = draw(free if kind == "column" else split, label="in_features")
     out_features = draw(split if kind == "column" else free, label="out_features")
-    dtype = draw(st.sampled_from(list(dtypes)), label="dtype")
+    dtype = draw(st.sampled_from(tuple(dtypes)), label="dtype")
     if variant is not None:
         option = variant.option
     else:
