@@ -1,4 +1,4 @@
-"""Command line: ``python -m conformance replay --impl=SPEC CASE`` and ``... list-impls``.
+"""Command line: ``python -m conformance replay --impl=SPEC CASE``, ``... list-impls``, ``... torchrun``.
 
 ``replay`` runs one case (the token printed in a failure report) and checks every property, or
 only ``--property=NAME``; it exits 1 when any property is violated.
@@ -64,9 +64,15 @@ def main(argv=None) -> int:
         from conformance.check import main as check
 
         return check(argv[1:])
+    if argv[:1] == ["torchrun"]:  # one rank of a torchrun launch; later arguments are pytest's
+        from conformance.torchrun_rank import main as torchrun_rank
+
+        return torchrun_rank(argv[1:])
     parser = argparse.ArgumentParser(prog="tpconform", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="the CI gate: run the installed suite with pytest (tpconform check --help)")
+    sub.add_parser("torchrun", help="as every process of a torchrun launch, multi-node capable: "
+                   "torchrun ... -m conformance torchrun --impl=SPEC [pytest options] [-- TESTS]")
     rp = sub.add_parser("replay", help="run one case and check the properties")
     rp.add_argument("--impl", default="reference")
     rp.add_argument("--property", default=None)

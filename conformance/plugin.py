@@ -36,6 +36,12 @@ def pytest_addoption(parser):
     g.addoption("--known-failures", action="append", default=[], metavar="FILE",
                 help="a TOML file of known deviations: matching failures become xfail, an entry that "
                      "matches nothing fails the run (repeatable; a peer's own file is always applied)")
+    # torchrun mode (conformance.torchrun_mode): set by ``python -m conformance torchrun`` on rank 0
+    g.addoption("--tp-torchrun", default=None, metavar="ADDR:PORT",
+                help="run on the ranks of a torchrun launch, through its store at ADDR:PORT "
+                     "(set by: torchrun ... -m conformance torchrun --impl=SPEC)")
+    g.addoption("--tp-torchrun-world-size", type=int, default=0, metavar="N", help="torchrun mode: its world size")
+    g.addoption("--tp-torchrun-prefix", default="tpconform", metavar="PREFIX", help="torchrun mode: its store keys")
 
 
 def parse_world_sizes(text: str) -> list[int]:
@@ -71,6 +77,10 @@ def pytest_configure(config):
     except ValueError:
         raise pytest.UsageError(f"--world-sizes={config.getoption('world_sizes')}: expected e.g. '1-8' or '2,3,4'")
     config._tp_backend_skip = _select_backend(config)
+    if config.getoption("tp_torchrun"):
+        from conformance import torchrun_mode
+
+        torchrun_mode.configure(config)  # only the torchrun world size; --backend's GPUs are per node
     config._tp_dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
     from impls.protocol import ALL_DTYPES as DTYPES  # names only: runs that never use the suite skip torch
 
@@ -128,6 +138,10 @@ def nothing_to_check(suite) -> Optional[str]:
 
 
 def _pool(config):
+    if _STATE["pool"] is None and config.getoption("tp_torchrun"):
+        from conformance import torchrun_mode
+
+        _STATE["pool"] = torchrun_mode.pool_for(config)
     if _STATE["pool"] is None:
         from conformance.harness import GroupPool, parse_size
 
@@ -182,6 +196,13 @@ def pytest_collection_modifyitems(session, config, items):
             reason = "a sharded column output is not replicated: nothing to agree on"
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_setup(item):
+    """Under torchrun a lost group cannot be rebuilt: once it is gone, the remaining suite tests skip."""
+    lost = getattr(_STATE["pool"], "lost", None)
+    if lost and "tp_suite" in getattr(item, "fixturenames", ()):
+        pytest.skip(lost)
 
 
 @pytest.fixture(scope="session")

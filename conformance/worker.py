@@ -221,7 +221,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     watchdog_file = open(watchdog_path, "w")
     faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
     watchdog_s = None if not example_timeout_s else max(example_timeout_s - 0.5, example_timeout_s * 0.8)
-    store = dist.TCPStore(store_host, store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
+    store: dist.Store = dist.TCPStore(store_host, store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
     if store_prefix:  # torchrun's store, shared with torch's own keys
         store = dist.PrefixStore(store_prefix, store)
     from conformance import backends

@@ -1,0 +1,386 @@
+"""``torchrun [...] -m conformance torchrun --impl=SPEC [pytest options] [-- TESTS]``: one rank's process.
+
+Every process torchrun starts runs this. It never imports candidate code; it
+
+1. (rank 0 only) starts the verdict first: ``python -m pytest TESTS --tp-torchrun=MASTER_ADDR:MASTER_PORT
+   ...`` in its own session (torchrun's signals do not reach it; it dies with this process), whose
+   exit code becomes this process's;
+2. starts its rank's worker below itself (``conformance.worker``, from a forkserver, exactly as a
+   local group does: sandbox, lifeline, stack files) joined to the other ranks' workers through
+   torchrun's store;
+3. relays messages between the store and the worker (bytes only; the verdict decodes them), reports
+   its worker's death with its exit code, and answers stack requests by signalling the worker;
+4. ends when the verdict says so (or, on rank 0, when the verdict exits): it kills its worker's
+   whole process tree and exits — 0 on every rank but 0, which exits with pytest's exit code.
+
+Key layout and the verdict's side: ``conformance.torchrun_mode``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Optional
+
+USAGE = ("usage: torchrun [--nnodes=N --node-rank=I --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT | --standalone] "
+         "--nproc-per-node=P -m conformance torchrun --impl=SPEC [pytest options] [-- TEST PATHS]")
+REQUIRED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+PACKAGE = "tpconform_properties"
+SIGNAL_GRACE_S = 10.0  # after torchrun's SIGTERM/SIGINT, how long the verdict gets to write its report
+CTL_EVERY_S = 0.02  # how often a rank looks for a stack request or the end while it waits
+
+
+def key_prefix(env) -> str:
+    """The namespace of one torchrun launch (and restart) in its store."""
+    return f"tpconform/{env.get('TORCHELASTIC_RUN_ID', 'none')}/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+
+
+def _names_impl(args: list[str]) -> bool:
+    return any(a == "--impl" or a.startswith("--impl=") for a in args)
+
+
+def _worker_options(args: list[str]) -> tuple[float, Optional[int], str]:
+    """``--tp-timeout``, ``--tp-memory-limit`` and ``--backend`` from the pytest options, leniently:
+    a bad value is the verdict's to report (pytest prints one line and exits 4)."""
+    from conformance.harness import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_S, parse_size
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--tp-timeout", default=str(DEFAULT_TIMEOUT_S))
+    parser.add_argument("--tp-memory-limit", default=None)
+    parser.add_argument("--backend", default="gloo")
+    known, _ = parser.parse_known_args(args)
+    try:
+        timeout = float(known.tp_timeout)
+        timeout = timeout if timeout > 0 else DEFAULT_TIMEOUT_S
+    except ValueError:
+        timeout = DEFAULT_TIMEOUT_S
+    try:
+        limit = DEFAULT_MEMORY_LIMIT if known.tp_memory_limit is None else parse_size(known.tp_memory_limit)
+    except ValueError:
+        limit = DEFAULT_MEMORY_LIMIT
+    return timeout, limit, known.backend if known.backend in ("gloo", "nccl") else "gloo"
+
+
+def _default_tests() -> list[str]:
+    """The property tests: the installed package, or ``tests/properties`` of this checkout."""
+    if importlib.util.find_spec(PACKAGE) is not None:
+        return ["--pyargs", PACKAGE]
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "properties")
+    return [here] if os.path.isdir(here) else ["--pyargs", PACKAGE]
+
+
+def _die_with_parent() -> None:  # in the verdict, between fork and exec
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def start_verdict(pytest_args: list[str], tests: list[str], address: str, prefix: str, world_size: int):
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:xdist", *(tests or _default_tests()), *pytest_args,
+           f"--tp-torchrun={address}", f"--tp-torchrun-world-size={world_size}", f"--tp-torchrun-prefix={prefix}"]
+    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+class Rank:
+    """One rank: its worker below it, messages relayed between the store and the worker."""
+
+    def __init__(self, rank: int, world_size: int, local_rank: int, host: str, port: int, prefix: str,
+                 timeout_s: float, memory_limit: Optional[int], verdict=None):
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        self.host, self.port, self.prefix = host, port, prefix
+        self.timeout_s, self.memory_limit = timeout_s, memory_limit
+        self.verdict = verdict
+        self.store: Any = None
+        self.proc: Any = None
+        self.conn: Any = None
+        self.lifeline: Any = None
+        self.tmpdir = ""
+        self.stack_path = ""
+        self.offsets: dict[str, int] = {}
+        self.ctl_seen = 0
+        self.ctl_checked = 0.0
+        self.signalled: Optional[int] = None
+        self.signalled_at = 0.0
+
+    # -- life cycle --------------------------------------------------------------------------
+    def run(self) -> int:
+        self._fork_worker()  # first: no thread, store or signal handler of ours may reach the fork
+        self._handle_signals()
+        from conformance.torchrun_mode import connect
+
+        agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        try:  # torchrun's agent hosts the store; without one, rank 0 hosts it, as env:// does
+            self.store = connect(self.host, self.port, self.prefix, timeout_s=max(60.0, self.timeout_s + 40.0),
+                                 is_master=self.rank == 0 and not agent_store)
+        except Exception as exc:
+            print(f"tpconform torchrun: rank {self.rank} cannot reach the store at {self.host}:{self.port}: "
+                  f"{str(exc).splitlines()[0]}", file=sys.stderr)
+            return self._finish(1)
+        ready = self._wait_worker_ready()
+        self.store.set(f"ready/{self.rank}", ready)
+        try:
+            self._serve()
+        except (RuntimeError, OSError) as exc:  # the store is gone: so is the run
+            if self.verdict is None:
+                print(f"tpconform torchrun: rank {self.rank}: lost the store: {str(exc).splitlines()[0]}",
+                      file=sys.stderr)
+        return self._finish(0)
+
+    def _handle_signals(self) -> None:
+        if self.verdict is None:  # torchrun's SIGTERM/SIGINT end this rank (its worker follows: lifeline)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            return
+
+        def on_signal(signum, _frame):  # rank 0: let the verdict report first (bounded)
+            if self.signalled is None:
+                self.signalled, self.signalled_at = signum, time.monotonic()
+                try:
+                    self.verdict.send_signal(signal.SIGINT)  # pytest stops, prints its summary
+                except OSError:
+                    pass
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _fork_worker(self) -> None:
+        """Start the worker: forked from this process, which has torch imported and warmed up and
+        no thread or store yet (what a local group's forkserver is; one process less per rank)."""
+        import multiprocessing as mp
+
+        import conformance.forkserver_init  # noqa: F401  (torch's one-time set-up, done before the fork)
+        import conformance.worker  # noqa: F401
+        import impls.reference  # noqa: F401
+
+        ctx = mp.get_context("fork")
+        parent_end, child_end = ctx.Pipe()
+        life_parent, life_child = ctx.Pipe()
+        self.tmpdir = tempfile.mkdtemp(prefix=f"tpconform-torchrun-r{self.rank}-")
+        self.stack_path = os.path.join(self.tmpdir, f"rank{self.rank}.stack")
+        if os.environ.get("LOCAL_WORLD_SIZE") == str(self.world_size):  # one node: Gloo on loopback
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        self.proc = ctx.Process(
+            target=_worker,
+            args=((parent_end, life_parent), self.rank, self.world_size, self.port, child_end, life_child,
+                  self.stack_path, self.timeout_s + 10.0, self.memory_limit, self.timeout_s),
+            kwargs={"store_host": self.host, "store_prefix": f"{self.prefix}/pg", "device_index": self.local_rank},
+            name=f"tpconform-torchrun-rank{self.rank}", daemon=True)
+        self.proc.start()
+        child_end.close()
+        life_child.close()
+        self.conn, self.lifeline = parent_end, life_parent
+
+    def _wait_worker_ready(self) -> bytes:
+        """``ok`` once the worker has joined the group, else ``D<why>``."""
+        from multiprocessing.connection import wait
+
+        deadline = time.monotonic() + self.timeout_s + 40.0
+        while time.monotonic() < deadline:
+            ready = wait([self.conn, self.proc.sentinel], timeout=0.1)
+            if self.conn in ready:
+                try:
+                    self.conn.recv_bytes(1 << 16)
+                    return b"ok"
+                except (EOFError, OSError):
+                    pass
+            if self.proc.sentinel in ready or self._ended():
+                break
+        return b"D" + self._death().encode()
+
+    def _death(self) -> str:
+        from conformance.harness import _death
+
+        if self.proc is not None and self.proc.is_alive():
+            return "did not start in time"
+        return _death(None if self.proc is None else self.proc.exitcode)
+
+    def _finish(self, code: int) -> int:
+        """Kill the worker's whole tree; on rank 0 wait for the verdict, whose exit code is ours."""
+        from conformance import proctree
+        from conformance.harness import _killpg_if_leader
+
+        if self.proc is not None and self.proc.pid:
+            if proctree.alive(self.proc.pid):
+                proctree.kill_tree([self.proc.pid])
+            _killpg_if_leader(self.proc.pid)
+            self.proc.join(5.0)
+        for c in (self.conn, self.lifeline):
+            if c is not None:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.verdict is None:
+            return code
+        if self.store is not None:
+            try:  # the verdict may have gone without ending the run: end every rank
+                k = int(self.store.add("ctl", 1))
+                self.store.set(f"ctl/{k}", b"end")
+            except Exception:
+                pass
+        while self.verdict.poll() is None:
+            if self.signalled is not None and time.monotonic() - self.signalled_at > SIGNAL_GRACE_S:
+                self.verdict.kill()
+            time.sleep(0.05)
+        rc = self.verdict.returncode
+        return rc if rc >= 0 else 128 - rc
+
+    # -- serving -----------------------------------------------------------------------------
+    def _ended(self) -> bool:
+        """Whether the run is over for this rank; answers stack requests on the way (at most every
+        ``CTL_EVERY_S``)."""
+        if self.verdict is not None and self.verdict.poll() is not None:
+            return True
+        now = time.monotonic()
+        if now - self.ctl_checked < CTL_EVERY_S:
+            return False
+        self.ctl_checked = now
+        while self.store.check([f"ctl/{self.ctl_seen + 1}"]):
+            self.ctl_seen += 1
+            command = bytes(self.store.get(f"ctl/{self.ctl_seen}"))
+            if command == b"end":
+                return True
+            if command == b"dump":
+                self._dump(self.ctl_seen)
+        return False
+
+    def _serve(self) -> None:
+        from conformance.torchrun_mode import Poll
+
+        n = 0
+        dead: Optional[str] = None
+        poll = Poll()
+        while not self._ended():
+            if dead is None and not self.proc.is_alive():
+                dead = self._death()
+            key = f"to/{self.rank}/{n + 1}"
+            if not self.store.check([key]):
+                poll.sleep()
+                continue
+            n += 1
+            raw = bytes(self.store.get(key))
+            self.store.delete_key(key)
+            head, _, payload = raw.partition(b"\n")
+            reply = (b"D" + dead.encode()) if dead else self._relay(payload)
+            if reply is None:
+                return
+            self.store.set(f"from/{self.rank}/{n}", reply)
+            self.store.add(f"count/{int(head)}", 1)
+            poll = Poll()
+
+    def _relay(self, payload: bytes) -> Optional[bytes]:
+        """Hand one message to the worker; its answer, ``D<why>`` if it died, ``None`` if the run ended."""
+        from multiprocessing.connection import wait
+
+        from conformance.harness import MAX_MESSAGE_BYTES
+
+        self._mark_stacks()
+        try:
+            self.conn.send_bytes(payload)
+        except OSError:
+            pass  # its death is reported below
+        while True:
+            ready = wait([self.conn, self.proc.sentinel], timeout=CTL_EVERY_S)
+            if self.conn in ready:
+                try:
+                    return b"R" + self.conn.recv_bytes(MAX_MESSAGE_BYTES)
+                except (EOFError, OSError) as exc:
+                    if "bad message length" in str(exc):
+                        return b"Esent a message over %d MiB" % (MAX_MESSAGE_BYTES >> 20)
+            if self.proc.sentinel in ready:
+                try:  # it may have answered just before exiting
+                    if self.conn.poll(0):
+                        return b"R" + self.conn.recv_bytes(MAX_MESSAGE_BYTES)
+                except (EOFError, OSError):
+                    pass
+                self.proc.join(1.0)
+                return b"D" + self._death().encode()
+            if self._ended():
+                return None
+
+    # -- stacks ------------------------------------------------------------------------------
+    def _mark_stacks(self) -> None:
+        for path in (self.stack_path, self.stack_path + ".watchdog"):
+            try:
+                self.offsets[path] = os.path.getsize(path)
+            except OSError:
+                self.offsets[path] = 0
+
+    def _read_new(self, path: str) -> str:
+        try:
+            with open(path) as fh:
+                fh.seek(self.offsets.get(path, 0))
+                return fh.read().strip()
+        except OSError:
+            return ""
+
+    def _dump(self, k: int) -> None:
+        """Every thread's stack of the worker (faulthandler on SIGUSR1, or its watchdog's dump)."""
+        if not self.proc.is_alive():
+            answer = b"D" + self._death().encode()
+        else:
+            try:
+                os.kill(self.proc.pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and not self._read_new(self.stack_path):
+                time.sleep(0.05)
+            time.sleep(0.05)  # let the last writes finish
+            text = self._read_new(self.stack_path)
+            if not text:
+                text = self._read_new(self.stack_path + ".watchdog")
+                text = (f"(no answer to SIGUSR1; its watchdog's dump from just before the timeout:)\n{text}"
+                        if text else "(no stack written: the rank ignores SIGUSR1 or is stuck outside Python)")
+            answer = b"S" + text.encode()
+        self.store.set(f"stack/{k}/{self.rank}", answer)
+
+
+def _worker(parent_ends, *args, **kwargs) -> None:
+    """The forked worker: drop this process's copies of the supervisor's pipe ends (else its
+    lifeline would never see the supervisor go), then serve as ``conformance.worker.main``."""
+    from conformance import worker
+
+    for conn in parent_ends:
+        conn.close()
+    worker.main(*args, **kwargs)
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv[: argv.index("--") if "--" in argv else len(argv)]):
+        print((__doc__ or "").strip() + "\n\n" + USAGE)
+        return 0
+    missing = [k for k in REQUIRED_ENV if k not in os.environ]
+    if missing:
+        print(f"tpconform torchrun: start it with torchrun (no {', '.join(missing)} in the environment); {USAGE}",
+              file=sys.stderr)
+        return 4
+    args, tests = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    if not _names_impl(args):
+        print("tpconform torchrun: name the implementation to check with --impl=SPEC "
+              "(a registry name, path/to/file.py, or module:object)", file=sys.stderr)
+        return 4
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    prefix = key_prefix(os.environ)
+    verdict = None
+    if rank == 0:  # first, before this process starts anything that loads candidate code
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        verdict = start_verdict(args, tests, address, prefix, world_size)
+    timeout_s, memory_limit, backend = _worker_options(args)
+    from conformance import backends
+
+    backends.select(backend)  # the workers inherit it
+    code = Rank(rank, world_size, int(os.environ["LOCAL_RANK"]), host, port, prefix, timeout_s, memory_limit,
+                verdict).run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # its worker is gone and its files removed: skip a second of tearing torch down
