@@ -19,12 +19,20 @@ layers agree on the partition of the hidden dim — each layer alone may conform
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 
-from conformance.compare import compare
+from conformance.extension_checks import (
+    ExtensionCase,
+    compare_on_rank,
+    preconditions,
+    raise_if_violated,
+    rank_slice,
+    run_on_every_rank,
+    split_sizes,
+)
 from conformance.mlp_bounds import mlp_bounds
 from conformance.properties import Violation
 
@@ -32,7 +40,7 @@ ACTIVATIONS = ("relu", "gelu")
 
 
 @dataclass(frozen=True)
-class MLPCase:
+class MLPCase(ExtensionCase):
     world_size: int
     in_features: int  # the model width: the MLP's input and output
     hidden: int  # the inner width, sharded over the ranks
@@ -45,10 +53,6 @@ class MLPCase:
     seed: int = 0
 
     @property
-    def torch_dtype(self) -> torch.dtype:
-        return getattr(torch, self.dtype)
-
-    @property
     def uneven(self) -> bool:
         return self.hidden % self.world_size != 0
 
@@ -58,15 +62,6 @@ class MLPCase:
                 f"world_size={self.world_size}, in_features={self.in_features}, hidden={self.hidden}, "
                 f"batch_shape={batch}, dtype={self.dtype}, bias={self.bias}, "
                 f"noncontiguous={self.noncontiguous}, scale={self.scale}, seed={self.seed}")
-
-    def token(self) -> str:
-        """A one-line form of every field (to paste into a test as ``MLPCase(**...)``)."""
-        return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["batch_shape"] = list(self.batch_shape)
-        return d
 
 
 @dataclass
@@ -147,13 +142,10 @@ class MLPEvidence:
         for res in self.ranks:
             w = res.get(key)
             sizes.append(int(w.shape[dim]) if w is not None and w.dim() == 2 else -1)
-        if min(sizes) < 0 or sum(sizes) != self.case.hidden:
-            sizes = [len(s) for s in torch.tensor_split(torch.arange(self.case.hidden), self.case.world_size)]
-        return sizes
+        return split_sizes(sizes, self.case.hidden, self.case.world_size)
 
     def hidden_slice(self, key: str, dim: int, rank: int) -> slice:
-        sizes = self.partition(key, dim)
-        return slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
+        return rank_slice(self.partition(key, dim), rank)
 
 
 MLPProperty = Callable[[MLPEvidence], list[Violation]]
@@ -166,8 +158,7 @@ def mlp_property(fn: MLPProperty) -> MLPProperty:
 
 
 def _compared(name: str, ev: MLPEvidence, r: int, key: str, expected, bound, what: str) -> list[Violation]:
-    m = compare(ev.ranks[r].get(key), expected, bound, f"rank {r} {what}")
-    return [Violation(name, str(m), r, what, m)] if m else []
+    return compare_on_rank(name, r, ev.ranks[r].get(key), expected, bound, what)
 
 
 @mlp_property
@@ -219,48 +210,32 @@ def mlp_forward_uses_one_all_reduce(ev: MLPEvidence) -> list[Violation]:
     return out
 
 
-def _preconditions(ev: MLPEvidence, name: str) -> Optional[list[Violation]]:
-    if ev.crash:
-        return [Violation(name, f"the example did not complete: {ev.crash}", None, "run")]
-    failed = ev.ranks[0].get("construct_failed_ranks") if ev.ranks else None
-    if failed is not None:
-        if ev.case.uneven and not ev.uneven_shards_supported and len(failed) == ev.case.world_size:
-            return []  # declared: non-divisible dims are rejected at construction
-        errors = "; ".join(f"rank {r}: {res['construct_error'].splitlines()[0]}"
-                           for r, res in enumerate(ev.ranks) if "construct_error" in res)
-        return [Violation(name, f"construction raised on rank(s) {failed}: {errors}", None, "construction")]
-    return None
+def _construction_failed(ev: MLPEvidence, failed: list[int]) -> str:
+    errors = "; ".join(f"rank {r}: {res['construct_error'].splitlines()[0]}"
+                       for r, res in enumerate(ev.ranks) if "construct_error" in res)
+    return f"construction raised on rank(s) {failed}: {errors}"
 
 
 def evidence(suite, case: MLPCase) -> MLPEvidence:
     """Run ``case`` for the suite's impl on ``case.world_size`` ranks and gather the verdict's inputs."""
     t = make_mlp_tensors(case)
-    message = {"cmd": "run_mlp", "impl": suite.impl_spec, "case": case.as_dict(), "data": t.as_dict()}
-    results, crash = suite.runner.request(case.world_size, {r: message for r in range(case.world_size)})
-    suite.examples += 1
+    ranks, crash = run_on_every_rank(suite, case, "run_mlp", t.as_dict())
     dense = dense_mlp(t, case.activation)
     bounds = mlp_bounds(t, dense, case.activation, case.torch_dtype, case.world_size)
-    ranks = [results[r] for r in range(case.world_size)] if not crash else []
     return MLPEvidence(case, t, ranks, crash, dense, bounds, suite.capabilities.uneven_shards)
 
 
 def violations(suite, case: MLPCase, prop: str, ev: Optional[MLPEvidence] = None) -> list[Violation]:
     ev = ev or evidence(suite, case)
-    pre = _preconditions(ev, prop)
+    pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed),
+                        rejection_declared=ev.case.uneven and not ev.uneven_shards_supported)
     return pre if pre is not None else MLP_SPEC[prop](ev)
 
 
 def check(suite, case: MLPCase, props: Sequence[str]) -> None:
     """Run ``case`` once; raise one report naming every violated property."""
     ev = evidence(suite, case)
-    lines = []
-    for prop in props:
-        found = violations(suite, case, prop, ev)
-        if found:
-            lines.append(f"property violated: {prop.replace('_', ' ')}")
-            lines += [f"  - {v.message}" for v in found[:8]]
-    if lines:
-        raise AssertionError("\n".join([f"case: {case.describe()}", *lines]))
+    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
 
 
 def cases(suite):

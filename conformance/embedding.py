@@ -14,18 +14,28 @@ Tolerances: :func:`conformance.tolerance.bound` on the magnitude of each sum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 
 from conformance import tolerance as tol
-from conformance.compare import compare
+from conformance.extension_checks import (
+    ExtensionCase,
+    compare_on_rank,
+    not_offered,
+    preconditions,
+    raise_if_violated,
+    rank_slice,
+    run_on_every_rank,
+    skip_not_offered,
+    split_sizes,
+)
 from conformance.properties import Violation
 
 
 @dataclass(frozen=True)
-class EmbeddingCase:
+class EmbeddingCase(ExtensionCase):
     world_size: int
     vocab: int
     dim: int
@@ -34,24 +44,12 @@ class EmbeddingCase:
     seed: int = 0
 
     @property
-    def torch_dtype(self) -> torch.dtype:
-        return getattr(torch, self.dtype)
-
-    @property
     def uneven(self) -> bool:
         return self.vocab % self.world_size != 0
 
     def describe(self) -> str:
         return (f"vocab-parallel embedding, world_size={self.world_size}, vocab={self.vocab}, dim={self.dim}, "
                 f"ids shape {list(self.batch_shape)}, dtype={self.dtype}, seed={self.seed}")
-
-    def token(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["batch_shape"] = list(self.batch_shape)
-        return d
 
 
 @dataclass
@@ -90,9 +88,7 @@ class EmbeddingEvidence:
         form a partition)."""
         sizes = [int(res["weight_shard"].shape[0]) if res.get("weight_shard") is not None
                  and res["weight_shard"].dim() == 2 else -1 for res in self.ranks]
-        if min(sizes) < 0 or sum(sizes) != self.case.vocab:
-            sizes = [len(s) for s in torch.tensor_split(torch.arange(self.case.vocab), self.case.world_size)]
-        return slice(sum(sizes[:r]), sum(sizes[: r + 1]))
+        return rank_slice(split_sizes(sizes, self.case.vocab, self.case.world_size), r)
 
 
 EMBEDDING_SPEC: dict = {}
@@ -108,12 +104,8 @@ def embedding_output_matches_the_dense_lookup(ev: EmbeddingEvidence) -> list[Vio
     name, t, c = "embedding_output_matches_the_dense_lookup", ev.tensors, ev.case
     expected = t.weight.double()[t.ids]
     bound = tol.bound(expected.abs(), 1, c.torch_dtype, c.world_size)
-    out = []
-    for r, res in enumerate(ev.ranks):
-        m = compare(res.get("output"), expected, bound, f"rank {r} output")
-        if m:
-            out.append(Violation(name, str(m), r, "output", m))
-    return out
+    return [v for r, res in enumerate(ev.ranks)
+            for v in compare_on_rank(name, r, res.get("output"), expected, bound, "output")]
 
 
 @embedding_property
@@ -129,22 +121,21 @@ def embedding_weight_grad_matches_the_dense_lookup(ev: EmbeddingEvidence) -> lis
             out.append(Violation(name, f"rank {r}'s table shard is not rows {rows.start}:{rows.stop} of the table",
                                  r, "weight shard"))
             continue
-        m = compare(res.get("weight_grad"), expected[rows], bound[rows], f"rank {r} weight grad")
-        if m:
-            out.append(Violation(name, str(m), r, "weight grad", m))
+        out += compare_on_rank(name, r, res.get("weight_grad"), expected[rows], bound[rows], "weight grad")
     return out
+
+
+def _construction_failed(ev: EmbeddingEvidence, failed: list[int]) -> str:
+    return f"construction raised on rank(s) {failed}: " + "; ".join(res.get("construct_error") or "" for res in ev.ranks)
 
 
 def evidence(suite, case: EmbeddingCase) -> Optional[EmbeddingEvidence]:
     """Run ``case``; ``None`` when the impl offers no vocab-parallel embedding."""
     t = make_embedding_tensors(case)
-    message = {"cmd": "run_embedding", "impl": suite.impl_spec, "case": case.as_dict(),
-               "data": {"weight": t.weight, "ids": t.ids, "grad_out": t.grad_out}}
-    results, crash = suite.runner.request(case.world_size, {r: message for r in range(case.world_size)})
-    suite.examples += 1
-    if not crash and results[0].get("not_provided"):
+    ranks, crash = run_on_every_rank(suite, case, "run_embedding",
+                                     {"weight": t.weight, "ids": t.ids, "grad_out": t.grad_out})
+    if not_offered(ranks):
         return None
-    ranks = [results[r] for r in range(case.world_size)] if not crash else []
     return EmbeddingEvidence(case, t, ranks, crash, suite.capabilities.uneven_shards)
 
 
@@ -152,32 +143,16 @@ def violations(suite, case: EmbeddingCase, prop: str, ev: Optional[EmbeddingEvid
     ev = ev or evidence(suite, case)
     if ev is None:
         return []
-    if ev.crash:
-        return [Violation(prop, f"the example did not complete: {ev.crash}", None, "run")]
-    failed = ev.ranks[0].get("construct_failed_ranks")
-    if failed is not None:
-        if case.uneven and not ev.uneven_shards_supported and len(failed) == case.world_size:
-            return []  # declared: a vocabulary that does not divide is rejected at construction
-        return [Violation(prop, f"construction raised on rank(s) {failed}: "
-                                + "; ".join(res.get("construct_error") or "" for res in ev.ranks), None,
-                          "construction")]
-    return EMBEDDING_SPEC[prop](ev)
+    pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed),
+                        rejection_declared=case.uneven and not ev.uneven_shards_supported)
+    return pre if pre is not None else EMBEDDING_SPEC[prop](ev)
 
 
 def check(suite, case: EmbeddingCase, props: Sequence[str]) -> None:
     ev = evidence(suite, case)
     if ev is None:
-        import pytest
-
-        pytest.skip(f"{suite.impl_spec} offers no vocab_parallel_embedding() (optional)")
-    lines = []
-    for prop in props:
-        found = violations(suite, case, prop, ev)
-        if found:
-            lines.append(f"property violated: {prop.replace('_', ' ')}")
-            lines += [f"  - {v.message}" for v in found[:8]]
-    if lines:
-        raise AssertionError("\n".join([f"case: {case.describe()}", *lines]))
+        skip_not_offered(suite, "vocab_parallel_embedding()")
+    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
 
 
 def cases(suite):

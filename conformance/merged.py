@@ -14,20 +14,28 @@ Tolerances: :mod:`conformance.tolerance`'s single-layer bounds, indexed like the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 
 from conformance import tolerance as tol
 from conformance.cases import CaseTensors, LayerCase, make_tensors
-from conformance.compare import compare
 from conformance.dense import DenseResult, dense_linear
+from conformance.extension_checks import (
+    ExtensionCase,
+    compare_fields,
+    not_offered,
+    preconditions,
+    raise_if_violated,
+    run_on_every_rank,
+    skip_not_offered,
+)
 from conformance.properties import Violation
 
 
 @dataclass(frozen=True)
-class MergedCase:
+class MergedCase(ExtensionCase):
     world_size: int
     in_features: int
     blocks: tuple[int, ...]  # rows of each output block; each a multiple of world_size
@@ -57,14 +65,6 @@ class MergedCase:
         return (f"merged column layer, blocks {list(self.blocks)}, world_size={self.world_size}, "
                 f"in_features={self.in_features}, batch_shape={list(self.batch_shape)}, dtype={self.dtype}, "
                 f"bias={self.bias}, noncontiguous={self.noncontiguous}, scale={self.scale}, seed={self.seed}")
-
-    def token(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["blocks"], d["batch_shape"] = list(self.blocks), list(self.batch_shape)
-        return d
 
 
 @dataclass
@@ -100,7 +100,7 @@ def merged_column_shards_hold_each_blocks_slice(ev: MergedEvidence) -> list[Viol
 @merged_property
 def merged_column_matches_the_dense_layer(ev: MergedEvidence) -> list[Violation]:
     name, t, dn, c = "merged_column_matches_the_dense_layer", ev.tensors, ev.dense, ev.case
-    dt, ws = getattr(torch, c.dtype), c.world_size
+    dt, ws = c.torch_dtype, c.world_size
     y_b = tol.output_bound(t.x, t.weight, t.bias, dt, ws)
     gx_b = tol.input_grad_bound(t.grad_out, t.weight, dt, ws)
     gw_b = tol.weight_grad_bound(t.grad_out, t.x, dt, ws)
@@ -112,53 +112,38 @@ def merged_column_matches_the_dense_layer(ev: MergedEvidence) -> list[Violation]
                   ("weight_grad", dn.weight_grad[i], gw_b[i])]
         if t.bias is not None:
             checks.append(("bias_grad", dn.bias_grad[i], gb_b[i]))
-        for key, expected, b in checks:
-            m = compare(res.get(key), expected, b, f"rank {r} {key.replace('_', ' ')}")
-            if m:
-                out.append(Violation(name, str(m), r, key.replace("_", " "), m))
+        out += compare_fields(name, r, res, checks)
     return out
+
+
+def _construction_failed(ev: MergedEvidence, failed: list[int]) -> str:
+    errors = "; ".join((res.get("construct_error") or "").splitlines()[0] for res in ev.ranks
+                       if res.get("construct_error"))
+    return f"construction raised on rank(s) {failed} although every block divides evenly: {errors}"
 
 
 def evidence(suite, case: MergedCase) -> Optional[MergedEvidence]:
     """Run ``case``; ``None`` when the impl offers no merged column layer."""
     t = make_tensors(case.layer_case())
-    message = {"cmd": "run_merged", "impl": suite.impl_spec, "case": case.as_dict(), "data": t.as_dict()}
-    results, crash = suite.runner.request(case.world_size, {r: message for r in range(case.world_size)})
-    suite.examples += 1
-    if not crash and results[0].get("not_provided"):
+    ranks, crash = run_on_every_rank(suite, case, "run_merged", t.as_dict())
+    if not_offered(ranks):
         return None
-    return MergedEvidence(case, t, [results[r] for r in range(case.world_size)] if not crash else [], crash,
-                          dense_linear(t))
+    return MergedEvidence(case, t, ranks, crash, dense_linear(t))
 
 
 def violations(suite, case: MergedCase, prop: str, ev: Optional[MergedEvidence] = None) -> list[Violation]:
     ev = ev or evidence(suite, case)
     if ev is None:
         return []
-    if ev.crash:
-        return [Violation(prop, f"the example did not complete: {ev.crash}", None, "run")]
-    failed = ev.ranks[0].get("construct_failed_ranks")
-    if failed is not None:
-        return [Violation(prop, f"construction raised on rank(s) {failed} although every block divides evenly: "
-                                + "; ".join((res.get("construct_error") or "").splitlines()[0] for res in ev.ranks
-                                            if res.get("construct_error")), None, "construction")]
-    return MERGED_SPEC[prop](ev)
+    pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed))
+    return pre if pre is not None else MERGED_SPEC[prop](ev)
 
 
 def check(suite, case: MergedCase, props: Sequence[str]) -> None:
     ev = evidence(suite, case)
     if ev is None:
-        import pytest
-
-        pytest.skip(f"{suite.impl_spec} offers no merged_column() (optional)")
-    lines = []
-    for prop in props:
-        found = violations(suite, case, prop, ev)
-        if found:
-            lines.append(f"property violated: {prop.replace('_', ' ')}")
-            lines += [f"  - {v.message}" for v in found[:8]]
-    if lines:
-        raise AssertionError("\n".join([f"case: {case.describe()}", *lines]))
+        skip_not_offered(suite, "merged_column()")
+    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
 
 
 def cases(suite):

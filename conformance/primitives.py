@@ -20,13 +20,23 @@ shapes, as for the layers. Nothing may modify its input or upstream grad in plac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 
 from conformance import tolerance as tol
-from conformance.compare import compare
+from conformance.extension_checks import (
+    ExtensionCase,
+    compare_on_rank,
+    did_not_complete,
+    not_offered,
+    raise_if_violated,
+    rank_slice,
+    run_on_every_rank,
+    skip_not_offered,
+    split_sizes,
+)
 from conformance.properties import Violation
 
 PRIMITIVES = ("copy_to", "reduce_from", "scatter_to", "gather_from")
@@ -37,17 +47,13 @@ _PER_RANK_G = {"copy_to"}
 
 
 @dataclass(frozen=True)
-class PrimitiveCase:
+class PrimitiveCase(ExtensionCase):
     world_size: int
     primitive: str
     shape: tuple[int, ...]  # the input's shape on each rank
     dtype: str
     layout: str = "contiguous"
     seed: int = 0
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return getattr(torch, self.dtype)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -58,14 +64,6 @@ class PrimitiveCase:
     def describe(self) -> str:
         return (f"{self.primitive}, world_size={self.world_size}, input shape {list(self.shape)} on each rank, "
                 f"dtype={self.dtype}, layout={self.layout}, seed={self.seed}")
-
-    def token(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["shape"] = list(self.shape)
-        return d
 
 
 @dataclass
@@ -95,16 +93,13 @@ class PrimitiveEvidence:
 
     @property
     def provided(self) -> bool:
-        return bool(self.ranks) and not self.ranks[0].get("not_provided")
+        return bool(self.ranks) and not not_offered(self.ranks)
 
     def scatter_slices(self) -> list[slice]:
         """Each rank's slice of the last dim, read from its ``scatter_to`` output's width."""
-        full = self.case.shape[-1]
         widths = [int(r["output"].shape[-1]) if r["output"].dim() else -1 for r in self.ranks]
-        if min(widths) < 0 or sum(widths) != full:
-            widths = [len(t) for t in torch.tensor_split(torch.arange(full), self.case.world_size)]
-        starts = [sum(widths[:r]) for r in range(len(widths))]
-        return [slice(s, s + w) for s, w in zip(starts, widths)]
+        widths = split_sizes(widths, self.case.shape[-1], self.case.world_size)
+        return [rank_slice(widths, r) for r in range(len(widths))]
 
 
 def _sum_bound(ts: list[torch.Tensor], dtype: torch.dtype, ws: int) -> torch.Tensor:
@@ -147,26 +142,25 @@ def primitive_property(fn: PrimitiveProperty) -> PrimitiveProperty:
     return fn
 
 
+def _every_rank_matches(name: str, ev: PrimitiveEvidence, key: str, what: str, expected) -> list[Violation]:
+    """Each rank's ``key`` against ``expected(ev, rank)`` (the dense value and its tolerance)."""
+    out = []
+    for r, res in enumerate(ev.ranks):
+        value, bound = expected(ev, r)
+        out += compare_on_rank(name, r, res.get(key), value, bound, what, f"{ev.case.primitive} {what}")
+    return out
+
+
 @primitive_property
 def primitive_forward_matches_its_dense_meaning(ev: PrimitiveEvidence) -> list[Violation]:
-    name, out = "primitive_forward_matches_its_dense_meaning", []
-    for r, res in enumerate(ev.ranks):
-        expected, bound = expected_forward(ev, r)
-        m = compare(res.get("output"), expected, bound, f"rank {r} {ev.case.primitive} output")
-        if m:
-            out.append(Violation(name, str(m), r, "output", m))
-    return out
+    return _every_rank_matches("primitive_forward_matches_its_dense_meaning", ev, "output", "output",
+                               expected_forward)
 
 
 @primitive_property
 def primitive_backward_matches_its_dense_meaning(ev: PrimitiveEvidence) -> list[Violation]:
-    name, out = "primitive_backward_matches_its_dense_meaning", []
-    for r, res in enumerate(ev.ranks):
-        expected, bound = expected_backward(ev, r)
-        m = compare(res.get("input_grad"), expected, bound, f"rank {r} {ev.case.primitive} input grad")
-        if m:
-            out.append(Violation(name, str(m), r, "input grad", m))
-    return out
+    return _every_rank_matches("primitive_backward_matches_its_dense_meaning", ev, "input_grad", "input grad",
+                               expected_backward)
 
 
 @primitive_property
@@ -181,17 +175,14 @@ def primitive_leaves_its_inputs_untouched(ev: PrimitiveEvidence) -> list[Violati
 
 def evidence(suite, case: PrimitiveCase) -> PrimitiveEvidence:
     t = make_primitive_tensors(case)
-    messages = {r: {"cmd": "run_primitive", "impl": suite.impl_spec, "case": case.as_dict(),
-                    "data": {"x": t.xs[r], "g": t.gs[r]}} for r in range(case.world_size)}
-    results, crash = suite.runner.request(case.world_size, messages)
-    suite.examples += 1
-    return PrimitiveEvidence(case, t, [results[r] for r in range(case.world_size)] if not crash else [], crash)
+    ranks, crash = run_on_every_rank(suite, case, "run_primitive", lambda r: {"x": t.xs[r], "g": t.gs[r]})
+    return PrimitiveEvidence(case, t, ranks, crash)
 
 
 def violations(suite, case: PrimitiveCase, prop: str, ev: Optional[PrimitiveEvidence] = None) -> list[Violation]:
     ev = ev or evidence(suite, case)
     if ev.crash:
-        return [Violation(prop, f"the example did not complete: {ev.crash}", None, "run")]
+        return [did_not_complete(prop, ev.crash)]
     return PRIMITIVE_SPEC[prop](ev) if ev.provided else []
 
 
@@ -199,17 +190,8 @@ def check(suite, case: PrimitiveCase, props: Sequence[str]) -> None:
     """Run ``case`` once; skip if the impl offers no primitives; raise one report of every violation."""
     ev = evidence(suite, case)
     if not ev.crash and not ev.provided:
-        import pytest
-
-        pytest.skip(f"{suite.impl_spec} offers no primitives() (optional)")
-    lines = []
-    for prop in props:
-        found = violations(suite, case, prop, ev)
-        if found:
-            lines.append(f"property violated: {prop.replace('_', ' ')}")
-            lines += [f"  - {v.message}" for v in found[:8]]
-    if lines:
-        raise AssertionError("\n".join([f"case: {case.describe()}", *lines]))
+        skip_not_offered(suite, "primitives()")
+    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
 
 
 def cases(suite, primitive: str):

@@ -22,8 +22,15 @@ from typing import Optional, Sequence
 
 from conformance import tolerance as tol
 from conformance.cases import LayerCase, make_tensors
-from conformance.compare import compare
 from conformance.dense import dense_linear
+from conformance.extension_checks import (
+    compare_fields,
+    compare_on_rank,
+    not_offered,
+    raise_if_violated,
+    run_on_every_rank,
+    skip_not_offered,
+)
 from conformance.properties import Evidence, Violation
 from conformance.runner import Outcome
 
@@ -48,9 +55,7 @@ def sequence_parallel_output_matches_the_dense_layer(ev: Evidence) -> list[Viola
     for r, res in enumerate(ev.ranks):
         s = ev.rank_slice(r) if case.kind == "column" else _sequence(ev, r)
         expected, b = (y[..., s], bound[..., s]) if case.kind == "column" else (y[s], bound[s])
-        m = compare(res.get("output"), expected, b, f"rank {r} output")
-        if m:
-            out.append(Violation(name, str(m), r, "output", m))
+        out += compare_on_rank(name, r, res.get("output"), expected, b, "output")
     return out
 
 
@@ -72,24 +77,17 @@ def sequence_parallel_grads_match_the_dense_layer(ev: Evidence) -> list[Violatio
             gb_b = tol.bias_grad_bound(t.grad_out, dt, ws)
             checks.append(("bias_grad", *((dn.bias_grad[f], gb_b[f]) if case.kind == "column"
                                           else (dn.bias_grad, gb_b))))
-        for key, expected, b in checks:
-            m = compare(res.get(key), expected, b, f"rank {r} {key.replace('_', ' ')}")
-            if m:
-                out.append(Violation(name, str(m), r, key.replace("_", " "), m))
+        out += compare_fields(name, r, res, checks)
     return out
 
 
 def evidence(suite, case: LayerCase) -> Optional[Evidence]:
     """Run ``case``; ``None`` when the impl offers no sequence-parallel layer of that kind."""
     t = make_tensors(case)
-    message = {"cmd": "run_sequence_parallel", "impl": suite.impl_spec, "case": case.as_dict(), "data": t.as_dict()}
-    results, crash = suite.runner.request(case.world_size, {r: message for r in range(case.world_size)})
-    suite.examples += 1
-    outcome = Outcome(case, t, crash=crash)
-    if not crash:
-        if results[0].get("not_provided"):
-            return None
-        outcome.ranks = [results[r] for r in range(case.world_size)]
+    ranks, crash = run_on_every_rank(suite, case, "run_sequence_parallel", t.as_dict())
+    if not_offered(ranks):
+        return None
+    outcome = Outcome(case, t, ranks=ranks, crash=crash)
     return Evidence(case, outcome, dense_linear(t), suite.capabilities.uneven_shards)
 
 
@@ -106,17 +104,9 @@ def violations(suite, case: LayerCase, prop: str, ev: Optional[Evidence] = None)
 def check(suite, case: LayerCase, props: Sequence[str]) -> None:
     ev = evidence(suite, case)
     if ev is None:
-        import pytest
-
-        pytest.skip(f"{suite.impl_spec} offers no sequence-parallel {case.kind} layer (optional)")
-    lines = []
-    for prop in props:
-        found = violations(suite, case, prop, ev)
-        if found:
-            lines.append(f"property violated: {prop.replace('_', ' ')}")
-            lines += [f"  - {v.message}" for v in found[:8]]
-    if lines:
-        raise AssertionError("\n".join([f"case: sequence-parallel {case.describe()} (sequence = dim 0)", *lines]))
+        skip_not_offered(suite, f"sequence-parallel {case.kind} layer")
+    raise_if_violated(f"sequence-parallel {case.describe()} (sequence = dim 0)", props,
+                      lambda prop: violations(suite, case, prop, ev))
 
 
 def cases(suite, kind: str):

@@ -23,6 +23,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from conformance.cases import LayerCase
+from conformance.worker import (
+    _as_tensor,
+    _CollectiveVolume,
+    _error_text,
+    _exchange,
+    _noncontiguous,
+    _offsets,
+    run_example,
+)
 
 _tp_groups: dict[int, list] = {}
 
@@ -43,8 +52,6 @@ def tp_group(tp_size: int):
 
 def run_tp_group(message: dict, impl) -> dict:
     """One layer example on this rank's TP group (its own tensors; the impl is given that group)."""
-    from conformance.worker import run_example
-
     case = LayerCase.from_dict(message["case"])
     group_case = dataclasses.replace(case, world_size=case.tp_size, tp_size=0)
     return run_example(impl, group_case, message["data"], tp_group(case.tp_size), message.get("stages"))
@@ -54,27 +61,73 @@ def run_tp_group(message: dict, impl) -> dict:
 ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu}
 
 
+def _copy(t, what: str):
+    """A detached copy of the tensor ``t`` (``None`` stays ``None``); ``what`` names it if it is not a tensor."""
+    return None if t is None else _as_tensor(t, what).detach().clone()
+
+
 def _built(impl, build, what: str):
     """Build one layer; ``(layer, shards, None)``, ``(None, None, error text)``, or
     ``(None, None, None)`` when the builder returned ``None`` (an optional layer not offered)."""
-    from conformance.worker import _as_tensor, _error_text
-
     try:
         layer = build()
         if layer is None:
             return None, None, None
         w, b = impl.shards(layer)
         w = _as_tensor(w, f"the {what} weight shard").detach().clone()
-        b = None if b is None else _as_tensor(b, f"the {what} bias shard").detach().clone()
-        return layer, (w, b), None
+        return layer, (w, _copy(b, f"the {what} bias shard")), None
     except Exception as exc:
         return None, None, _error_text(exc)
 
 
+def _build_on_every_rank(impl, build, what: str, group, share_shape: bool = False):
+    """Build this rank's layer, then tell the other ranks whether it was built (every rank joins).
+
+    Returns ``(layer, shards, table, result)``, ``result`` being this rank's reply so far. When
+    ``layer`` is ``None``, ``result`` is the whole reply: ``{"not_provided": True}`` (the builder
+    returned ``None``, the same on every rank: nothing else runs), or the ranks whose construction
+    raised. ``table`` has each rank's row: ``[1 if built else 0]``, then with ``share_shape`` its
+    weight shard's shape (``[-1, -1]`` when that is not a matrix)."""
+    layer, shards, error = _built(impl, build, what)
+    if error is None and layer is None:
+        return None, None, None, {"not_provided": True}
+    result: dict = {"rank": dist.get_rank(group)}
+    shape = []
+    if share_shape:
+        shape = list(shards[0].shape) if error is None and shards[0].dim() == 2 else [-1, -1]
+    table = _exchange([0 if error else 1, *shape], group)
+    if any(row[0] == 0 for row in table):
+        result["construct_error"] = error
+        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+        return None, None, None, result
+    return layer, shards, table, result
+
+
+def _matching_upstream_grad(result: dict, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``g``, or zeros shaped like the output ``y`` when ``g``'s shape differs (noted in ``result``):
+    every rank runs its backward, so that the ranks' backward collectives stay matched."""
+    if y.shape != g.shape:
+        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
+        g = torch.zeros_like(y.detach())
+    return g
+
+
+def _forward_and_backward(impl, layer, x: torch.Tensor, g: torch.Tensor, result: dict) -> None:
+    """Run ``layer`` on ``x`` (made a leaf that requires grad) and back-propagate the upstream grad
+    ``g``; record the output, the input grad and the layer's shard grads in ``result``."""
+    x.requires_grad_(True)
+    y = _as_tensor(impl.forward(layer, x), "the layer's output")
+    result["output"] = y.detach().clone()
+    g = _matching_upstream_grad(result, y, g)
+    if y.requires_grad:
+        y.backward(g)
+    result["input_grad"] = _copy(x.grad, "the input grad")
+    w, b = impl.shard_grads(layer)
+    result["weight_grad"], result["bias_grad"] = _copy(w, "the weight grad"), _copy(b, "the bias grad")
+
+
 def run_mlp(message: dict, impl) -> dict:
     """Column (gather_output=False) → activation → row (input_is_parallel=True) on the whole world."""
-    from conformance.worker import _as_tensor, _CollectiveVolume, _exchange, _noncontiguous
-
     case, d = message["case"], message["data"]
     group = dist.group.WORLD
     result: dict = {"rank": dist.get_rank()}
@@ -96,28 +149,22 @@ def run_mlp(message: dict, impl) -> dict:
     with _CollectiveVolume() as forward:
         y = _as_tensor(impl.forward(column, x), "the column layer's output")
         y = _as_tensor(impl.forward(row, ACTIVATIONS[case["activation"]](y)), "the row layer's output")
-    g = d["grad_out"].clone()
-    if y.shape != g.shape:  # keep every rank's backward collectives matched
-        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
-        g = torch.zeros_like(y.detach())
+    g = _matching_upstream_grad(result, y, d["grad_out"].clone())
     with _CollectiveVolume() as backward:
         if y.requires_grad:
             y.backward(g)
     result["forward_collectives"], result["backward_collectives"] = forward.calls, backward.calls
     result["output"] = y.detach().clone()
-    result["input_grad"] = None if x.grad is None else x.grad.detach().clone()
+    result["input_grad"] = _copy(x.grad, "the input grad")
     for prefix, layer in (("1", column), ("2", row)):
         w, b = impl.shard_grads(layer)
-        result[f"w{prefix}_grad"] = None if w is None else _as_tensor(w, "a weight grad").detach().clone()
-        result[f"b{prefix}_grad"] = None if b is None else _as_tensor(b, "a bias grad").detach().clone()
+        result[f"w{prefix}_grad"], result[f"b{prefix}_grad"] = _copy(w, "a weight grad"), _copy(b, "a bias grad")
     return result
 
 
 def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
     """The same values in a given memory layout: ``contiguous``; ``strided`` (stride 2 in the last
     dim); ``transposed`` (the last two dims stored swapped; strided for fewer than 2 dims)."""
-    from conformance.worker import _noncontiguous
-
     if layout == "transposed" and t.dim() >= 2:
         return t.transpose(-1, -2).contiguous().transpose(-1, -2)
     if layout in ("strided", "transposed"):
@@ -128,8 +175,6 @@ def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
 def run_primitive(message: dict, impl) -> dict:
     """One collective autograd function on its own: forward ``x``, backward this rank's upstream grad
     (for ``scatter_to``: its slice of the full grad, placed by the output widths of all ranks)."""
-    from conformance.worker import _as_tensor, _exchange, _offsets
-
     case, d = message["case"], message["data"]
     group = dist.group.WORLD
     prims = impl.primitives(group)
@@ -145,14 +190,11 @@ def run_primitive(message: dict, impl) -> dict:
         widths = [w[0] for w in _exchange([y.shape[-1] if y.dim() else -1], group)]
         if min(widths) >= 0 and sum(widths) == g.shape[-1]:
             g = g.narrow(-1, _offsets(widths)[dist.get_rank(group)], widths[dist.get_rank(group)])
-    if g.shape != y.shape:  # keep every rank's backward collectives matched
-        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
-        g = torch.zeros_like(y.detach())
-    g = laid_out(g, case["layout"])
+    g = laid_out(_matching_upstream_grad(result, y, g), case["layout"])
     g_sent = g.detach().clone()
     if y.requires_grad:
         y.backward(g)
-    result["input_grad"] = None if x.grad is None else x.grad.detach().clone()
+    result["input_grad"] = _copy(x.grad, "the input grad")
     result["input_modified"] = not torch.equal(x.detach(), x_sent)
     result["grad_modified"] = not torch.equal(g, g_sent)
     return result
@@ -160,22 +202,14 @@ def run_primitive(message: dict, impl) -> dict:
 
 def run_sequence_parallel(message: dict, impl) -> dict:
     """One sequence-parallel layer example; the sequence is dim 0 of ``x`` and divides by the world size."""
-    from conformance.worker import _as_tensor, _exchange, _noncontiguous, _offsets
-
     case, d = LayerCase.from_dict(message["case"]), message["data"]
     group = dist.group.WORLD
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     build = impl.column_sequence_parallel if case.kind == "column" else impl.row_sequence_parallel
     bias = None if d["bias"] is None else d["bias"].clone()
-    layer, shards, error = _built(impl, lambda: build(d["weight"].clone(), bias, group=group), case.kind)
-    if error is None and layer is None:
-        return {"not_provided": True}  # the same on every rank: nothing else runs
-    result: dict = {"rank": rank}
-    shape = list(shards[0].shape) if error is None and shards[0].dim() == 2 else [-1, -1]
-    table = _exchange([0 if error else 1, *shape], group)
-    if any(row_[0] == 0 for row_ in table):
-        result["construct_error"] = error
-        result["construct_failed_ranks"] = [r for r, row_ in enumerate(table) if row_[0] == 0]
+    layer, shards, table, result = _build_on_every_rank(impl, lambda: build(d["weight"].clone(), bias, group=group),
+                                                        case.kind, group, share_shape=True)
+    if layer is None:
         return result
     result["weight_shard"], result["bias_shard"] = shards
     n = case.batch_shape[0] // world
@@ -188,51 +222,27 @@ def run_sequence_parallel(message: dict, impl) -> dict:
         x, g = d["x"].narrow(0, rank * n, n).clone(), d["grad_out"].narrow(-1, *features).clone()
     else:  # its feature slice of the full sequence in, its sequence shard out
         x, g = d["x"].narrow(-1, *features).clone(), d["grad_out"].narrow(0, rank * n, n).clone()
-    if case.noncontiguous:
-        x = _noncontiguous(x)
-    x.requires_grad_(True)
-    y = _as_tensor(impl.forward(layer, x), "the layer's output")
-    result["output"] = y.detach().clone()
-    if y.shape != g.shape:  # keep every rank's backward collectives matched
-        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
-        g = torch.zeros_like(y.detach())
-    if y.requires_grad:
-        y.backward(g)
-    result["input_grad"] = None if x.grad is None else x.grad.detach().clone()
-    w, b = impl.shard_grads(layer)
-    result["weight_grad"] = None if w is None else _as_tensor(w, "the weight grad").detach().clone()
-    result["bias_grad"] = None if b is None else _as_tensor(b, "the bias grad").detach().clone()
+    _forward_and_backward(impl, layer, _noncontiguous(x) if case.noncontiguous else x, g, result)
     return result
 
 
 def run_embedding(message: dict, impl) -> dict:
     """A vocab-parallel embedding: every rank looks up all the ids; backward a random upstream grad."""
-    from conformance.worker import _as_tensor, _exchange
-
     d = message["data"]
     group = dist.group.WORLD
-    layer, shards, error = _built(impl, lambda: impl.vocab_parallel_embedding(d["weight"].clone(), group=group),
-                                  "embedding")
-    if error is None and layer is None:
-        return {"not_provided": True}
-    result: dict = {"rank": dist.get_rank(group)}
-    table = _exchange([0 if error else 1], group)
-    if any(row_[0] == 0 for row_ in table):
-        result["construct_error"] = error
-        result["construct_failed_ranks"] = [r for r, row_ in enumerate(table) if row_[0] == 0]
+    layer, shards, _, result = _build_on_every_rank(
+        impl, lambda: impl.vocab_parallel_embedding(d["weight"].clone(), group=group), "embedding", group)
+    if layer is None:
         return result
     result["weight_shard"] = shards[0]
     ids = d["ids"].clone()
     y = _as_tensor(impl.forward(layer, ids), "the embedding's output")
     result["output"] = y.detach().clone()
-    g = d["grad_out"].clone()
-    if y.shape != g.shape:  # keep every rank's backward collectives matched
-        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
-        g = torch.zeros_like(y.detach())
+    g = _matching_upstream_grad(result, y, d["grad_out"].clone())
     if y.requires_grad:
         y.backward(g)
     w, _ = impl.shard_grads(layer)
-    result["weight_grad"] = None if w is None else _as_tensor(w, "the weight grad").detach().clone()
+    result["weight_grad"] = _copy(w, "the weight grad")
     result["ids_modified"] = not torch.equal(ids, d["ids"])
     return result
 
@@ -240,39 +250,21 @@ def run_embedding(message: dict, impl) -> dict:
 def run_merged(message: dict, impl) -> dict:
     """A merged column layer: the weight is cut into ``case["blocks"]`` row blocks; the upstream grad
     of this rank is its slice of every block (a block of ``n`` rows over ``p`` ranks: ``n/p`` each)."""
-    from conformance.worker import _as_tensor, _exchange, _noncontiguous
-
     case, d = message["case"], message["data"]
     group = dist.group.WORLD
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     blocks = list(case["blocks"])
     weights = [w.clone() for w in d["weight"].split(blocks)]
     biases = None if d["bias"] is None else [b.clone() for b in d["bias"].split(blocks)]
-    layer, shards, error = _built(impl, lambda: impl.merged_column(weights, biases, group=group), "merged column")
-    if error is None and layer is None:
-        return {"not_provided": True}
-    result: dict = {"rank": rank}
-    table = _exchange([0 if error else 1], group)
-    if any(row_[0] == 0 for row_ in table):
-        result["construct_error"] = error
-        result["construct_failed_ranks"] = [r for r, row_ in enumerate(table) if row_[0] == 0]
+    layer, shards, _, result = _build_on_every_rank(impl, lambda: impl.merged_column(weights, biases, group=group),
+                                                    "merged column", group)
+    if layer is None:
         return result
     result["weight_shard"], result["bias_shard"] = shards
     x = _noncontiguous(d["x"].clone()) if case["noncontiguous"] else d["x"].clone()
-    x.requires_grad_(True)
-    y = _as_tensor(impl.forward(layer, x), "the layer's output")
-    result["output"] = y.detach().clone()
     g = torch.cat([gb.narrow(-1, rank * (n // world), n // world) for gb, n in zip(d["grad_out"].split(blocks, -1),
                                                                                   blocks)], dim=-1)
-    if y.shape != g.shape:  # keep every rank's backward collectives matched
-        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
-        g = torch.zeros_like(y.detach())
-    if y.requires_grad:
-        y.backward(g)
-    result["input_grad"] = None if x.grad is None else x.grad.detach().clone()
-    w, b = impl.shard_grads(layer)
-    result["weight_grad"] = None if w is None else _as_tensor(w, "the weight grad").detach().clone()
-    result["bias_grad"] = None if b is None else _as_tensor(b, "the bias grad").detach().clone()
+    _forward_and_backward(impl, layer, x, g, result)
     return result
 
 
