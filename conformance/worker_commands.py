@@ -97,7 +97,8 @@ def _build_on_every_rank(impl, build, what: str, group, share_shape: bool = Fals
         shape = list(shards[0].shape) if error is None and shards[0].dim() == 2 else [-1, -1]
     table = _exchange([0 if error else 1, *shape], group)
     if any(row[0] == 0 for row in table):
-        result["construct_error"] = error
+        if error is not None:  # a rank that built its layer has no error to report
+            result["construct_error"] = error
         result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
         return None, None, None, result
     return layer, shards, table, result

@@ -64,3 +64,18 @@ def test_extension_bug_is_caught_by_its_property(bug, tp_pool, zoo_score):
     reference = Suite("reference", tp_pool, world_sizes=WORLD_SIZES.get(family, range(1, 5)))
     _, reference_violations = FAMILIES[family](reference, rest, bug.caught_by)
     assert reference_violations(case) == [], "the reference must pass the bug's minimal case"
+
+
+FAILS_ON_RANK1 = "tests.selftest.fixtures.fails_on_rank1:Impl"
+
+
+@pytest.mark.parametrize("family,rest", [("merged", ""), ("embedding", ""), ("sequence-parallel", "column")])
+def test_construction_failing_on_one_rank_is_a_construction_violation(family, rest, tp_pool):
+    """Ranks that built their layer report no error of their own; the verdict names the failed rank."""
+    suite = Suite(FAILS_ON_RANK1, tp_pool, world_sizes=[2])
+    strategy, violations = FAMILIES[family](suite, rest, "output_matches_the_dense_layer")
+    found = violations(find(strategy, lambda c: True, settings=SEARCH))
+    assert found, "a layer that cannot be built on rank 1 must not conform"
+    text = " ".join(v.message for v in found)
+    assert "rank(s) [1]" in text and "rank 1 refuses to build" in text, text
+    assert "malformed" not in text, text
