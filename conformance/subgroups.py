@@ -13,10 +13,10 @@ groups' data or splits over the wrong number of ranks — which only this shows.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
 from conformance import properties
-from conformance.cases import LayerCase, make_tensors
+from conformance.cases import STAGES, LayerCase, make_tensors
 from conformance.dense import dense_linear
 from conformance.diagnosis import likely_cause
 from conformance.properties import Evidence, Violation
@@ -32,13 +32,15 @@ def group_ranks(case: LayerCase, g: int) -> range:
     return range(g * case.tp_size, (g + 1) * case.tp_size)
 
 
-def run(suite, case: LayerCase) -> list[Outcome]:
-    """Run every TP group's example at once on one world; one :class:`Outcome` per TP group."""
+def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[Outcome]:
+    """Run every TP group's example at once on one world (the worker ``stages`` named, all by
+    default); one :class:`Outcome` per TP group."""
     cases = [group_case(case, g) for g in range(case.tp_groups)]
-    outcomes = [Outcome(c, make_tensors(c)) for c in cases]
+    stages = tuple(STAGES if stages is None else stages)
+    outcomes = [Outcome(c, make_tensors(c), stages=stages) for c in cases]
     messages = {
         r: {"cmd": "run_tp_group", "impl": suite.impl_spec, "case": case.as_dict(),
-            "data": outcomes[g].tensors.as_dict()}
+            "data": outcomes[g].tensors.as_dict(), "stages": list(stages)}
         for g in range(case.tp_groups) for r in group_ranks(case, g)
     }
     results, crash = suite.runner.request(case.world_size, messages)
@@ -49,11 +51,26 @@ def run(suite, case: LayerCase) -> list[Outcome]:
     return outcomes
 
 
-def evidences(suite, case: LayerCase) -> list[Evidence]:
+def evidences(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[Evidence]:
     """One :class:`Evidence` per TP group, each reading like a single-group example."""
     suite.examples += 1
     uneven_ok = suite.capabilities.uneven_shards
-    return [Evidence(oc.case, oc, dense_linear(oc.tensors), uneven_ok) for oc in run(suite, case)]
+    return [Evidence(oc.case, oc, dense_linear(oc.tensors), uneven_ok) for oc in run(suite, case, stages)]
+
+
+def _found(evs: Sequence[Evidence], props: Sequence[str]) -> bool:
+    return any(properties.evaluate(ev, prop) for ev in evs for prop in props)
+
+
+def checked(suite, case: LayerCase, props: Sequence[str]) -> list[Evidence]:
+    """The evidence for ``props``: the example run with only the stages they read, and run again
+    with every stage when one of them fails, so the report sees everything (as ``Suite.checked``)."""
+    evs = evidences(suite, case, sorted({s for prop in props for s in properties.NEEDS[prop]}))
+    if _found(evs, props) and not evs[0].outcome.crash:
+        full = evidences(suite, case)
+        if _found(full, props):
+            return full
+    return evs
 
 
 def _in_group(case: LayerCase, g: int, v: Violation) -> Violation:
@@ -64,7 +81,7 @@ def _in_group(case: LayerCase, g: int, v: Violation) -> Violation:
 
 def violations(suite, case: LayerCase, prop: str, evs: Sequence[Evidence] = ()) -> list[Violation]:
     """The ways ``prop`` fails in any TP group of ``case``."""
-    evs = evs or evidences(suite, case)
+    evs = evs or checked(suite, case, [prop])
     return [_in_group(case, g, v) for g, ev in enumerate(evs) for v in properties.evaluate(ev, prop)]
 
 
@@ -72,7 +89,7 @@ def check(suite, case: LayerCase, props: Sequence[str]) -> None:
     """Run ``case`` once and raise one report naming every property that fails in any TP group."""
     from conformance.suite import replay_command
 
-    evs = evidences(suite, case)
+    evs = checked(suite, case, props)
     lines = []
     for prop in props:
         found = [(g, v) for g, ev in enumerate(evs) for v in properties.evaluate(ev, prop)]
