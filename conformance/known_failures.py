@@ -12,6 +12,7 @@ A known-failures file (TOML) lists entries::
     message = "integer modulo by zero"        # a regex every explained violation's message matches
     reason = "why it deviates, and who is wrong"
     upstream = "https://github.com/... (optional)"
+    timeout_s = 3                             # optional: the deviation is a hang (see below)
 
 ``when`` keys are :class:`~conformance.cases.LayerCase` fields or ``batch_dims``, ``batch_numel``,
 ``uneven``, ``features_per_rank`` (the split dim's size / world size); a value is matched by
@@ -23,6 +24,18 @@ their own reports; an entry with ``test = "<test function name>"`` (plus ``messa
 ``variant``, which then names any parameter of the test, e.g. a primitive) is about such a whole
 test: its failure becomes xfail when the final (shrunk) report matches ``message``. That is coarser — Hypothesis may shrink another failure of the same test into
 the known one — so prefer example-level entries where the check allows them.
+
+A deviation that *hangs* (the library loops forever, or waits in a collective no rank joins)
+would cost a full ``--tp-timeout`` and a group restart per example. Its entry declares
+``timeout_s`` (seconds, positive; example-level entries only): every example the entry applies to
+runs under that bound instead of ``--tp-timeout`` (the smallest, when several such entries apply),
+so the hang fails fast as a ``GroupFailure`` whose report says which entry set the bound, and is
+then explained like any other failure (``message = "timed out after"``). The bound is applied
+*before* the example runs, from the case alone; it never changes what is checked: an applicable
+example that finishes in time is judged in full, and an entry whose applicable examples all
+finish in time is stale as usual. Keep ``when`` narrow and the bound well above what the
+applicable examples need when they do not hang (a slow, correct example that hits the short
+bound would be taken for the known hang).
 
 An example whose every violation is explained by some entry does not fail its test; a test that
 only had explained violations is reported as xfail, naming the entries. An entry that *matched
@@ -47,7 +60,7 @@ _VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
         ">": operator.gt}
 _COMPARISON = re.compile(r"^\s*(<=|>=|!=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
-_KEYS = {"id", "impl", "property", "variant", "when", "message", "reason", "upstream", "test"}
+_KEYS = {"id", "impl", "property", "variant", "when", "message", "reason", "upstream", "test", "timeout_s"}
 
 
 class KnownFailuresError(Exception):
@@ -91,6 +104,7 @@ class Entry:
     when: dict = field(default_factory=dict)
     message: str = ""
     test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
+    timeout_s: Optional[float] = None  # a hang: the bound for the examples it applies to (see the module doc)
     source: str = ""
     applicable: int = 0  # examples this entry applied to (impl, property, variant, when)
     matched: int = 0  # of those, how many failed in a way it explains
@@ -108,7 +122,8 @@ class Entry:
 
     def describe(self) -> str:
         up = f" [{self.upstream}]" if self.upstream else ""
-        return f"{self.id}: {self.reason}{up}"
+        bound = f" (a hang, bounded at {self.timeout_s:g} s)" if self.timeout_s else ""
+        return f"{self.id}{bound}: {self.reason}{up}"
 
 
 def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
@@ -126,6 +141,13 @@ def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
         raise KnownFailuresError(f"{where} ({e.id}): unknown variant {e.variant!r}; one of {_VARIANT_NAMES}")
     if not isinstance(e.when, dict):
         raise KnownFailuresError(f"{where} ({e.id}): 'when' must be a table")
+    if e.timeout_s is not None:
+        if isinstance(e.timeout_s, bool) or not isinstance(e.timeout_s, (int, float)) or not e.timeout_s > 0:
+            raise KnownFailuresError(f"{where} ({e.id}): 'timeout_s' must be a positive number of seconds")
+        if e.test:
+            raise KnownFailuresError(f"{where} ({e.id}): 'timeout_s' bounds examples; a whole-test entry "
+                                     "('test') cannot set it")
+        e.timeout_s = float(e.timeout_s)
     from conformance.cases import LayerCase
 
     fields = set(LayerCase.__dataclass_fields__) | {"batch_dims", "batch_numel", "uneven", "features_per_rank",
@@ -183,6 +205,12 @@ class KnownFailures:
     def for_impl(self, impl: str) -> "KnownFailures":
         return KnownFailures(e for e in self.entries if e.impl in ("*", impl))
 
+    def bound(self, impl: str, prop: str, case) -> Optional[Entry]:
+        """The hang entry (``timeout_s``) whose bound the example runs under, or ``None``: the
+        smallest bound among the entries that apply. Counts nothing (``triage`` does)."""
+        hangs = [e for e in self.entries if e.timeout_s and e.applies(impl, prop, case)]
+        return min(hangs, key=lambda e: e.timeout_s or 0.0) if hangs else None
+
     def triage(self, impl: str, prop: str, case, messages: list[str]) -> Optional[list[Entry]]:
         """Record one evaluated example; return the entries explaining all its violations
         (``[]`` when it had none), or ``None`` when some violation is not explained."""
@@ -235,11 +263,13 @@ class ExpectingSuite:
         return getattr(self._suite, name)
 
     def check(self, case, prop: str) -> None:
-        found = self._suite.violations(case, prop)
-        used = self.known.triage(self._suite.impl_spec, prop, case, [v.message for v in found])
-        if used is None:
-            self._suite.check(case, prop)  # deterministic: re-runs the example to raise the full report
-            raise AssertionError("\n".join(v.message for v in found))
+        hang = self.known.bound(self._suite.impl_spec, prop, case)
+        with self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else ""):
+            found = self._suite.violations(case, prop)
+            used = self.known.triage(self._suite.impl_spec, prop, case, [v.message for v in found])
+            if used is None:
+                self._suite.check(case, prop)  # deterministic: re-runs the example to raise the full report
+                raise AssertionError("\n".join(v.message for v in found))
         self.used.extend(e for e in used if e not in self.used)
 
 

@@ -91,6 +91,7 @@ class Runner:
         self.impl_spec = impl_spec
         self.pool = pool or GroupPool()
         self._description: Optional[dict] = None
+        self.example_timeout: Optional[tuple[float, str]] = None  # (s, why): instead of --tp-timeout (Suite.bounded)
 
     def describe(self) -> dict[str, Any]:
         """Name, version and capabilities, as the impl declares them (loaded in a worker)."""
@@ -125,11 +126,12 @@ class Runner:
         """Send one message per rank (each may differ), run ``while_waiting`` while the ranks work,
         and collect every rank's ``result``: ``(results, None)``, or ``({}, why)`` when the example
         did not complete on every rank."""
+        bound = self.example_timeout
         try:
             group = self._group(world_size)
-            replies = group.request(messages, while_waiting=while_waiting)
+            replies = group.request(messages, timeout_s=bound[0] if bound else None, while_waiting=while_waiting)
         except GroupFailure as exc:
-            return {}, str(exc)
+            return {}, (f"(example bounded at {bound[0]:g} s by {bound[1]}, not --tp-timeout) " if bound else "") + str(exc)
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
         if errors:
             group.close()  # a rank raised mid-collective: the group's state is unknown

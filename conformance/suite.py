@@ -4,7 +4,8 @@ and raise an ``AssertionError`` that reads as a complete failure report."""
 from __future__ import annotations
 
 import shlex
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 from conformance import properties, subgroups
 from conformance.cases import STAGES, LayerCase
@@ -66,6 +67,17 @@ class Suite:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities.from_dict(self.description["capabilities"])
+
+    @contextmanager
+    def bounded(self, timeout_s: Optional[float], why: str = "") -> Iterator[None]:
+        """Examples run inside get ``timeout_s`` instead of ``--tp-timeout`` (``None``: unchanged);
+        a crash report says the bound came from ``why`` (a known hang's entry: known_failures)."""
+        saved = self.runner.example_timeout
+        self.runner.example_timeout = (timeout_s, why or "a bound") if timeout_s else None
+        try:
+            yield
+        finally:
+            self.runner.example_timeout = saved
 
     def evidence(self, case: LayerCase, stages: Optional[Sequence[str]] = None) -> Evidence:
         """Run ``case`` (the worker ``stages`` named, all by default) and pair what came back with
