@@ -9,16 +9,16 @@ imports the candidate. In it, :class:`StorePool` stands in for ``harness.GroupPo
 :class:`StoreGroup` for ``harness.ProcessGroup`` (same interface), so Hypothesis, the float64
 reference and every comparison run exactly as they do with local groups; only the transport differs.
 
-Keys (all under ``tpconform/<torchrun run id>/<restart count>/``, so they never meet torch's own):
+Keys and queues (all under ``tpconform/<torchrun run id>/<restart count>/``, so they never meet
+torch's own); every wait on them is a blocking ``queue_pop``/``wait`` (no polling):
 
-- ``ready/<rank>``: ``ok`` once the rank's worker has joined the group, or ``D<why>`` if it died;
-- ``to/<rank>/<n>``: the n-th message to a rank: ``<seq>\\n`` + ``conformance.wire`` bytes
-  (the verdict writes, the rank's process takes and deletes it);
-- ``from/<rank>/<n>``: its answer: ``R`` + the worker's wire bytes, ``D<why>`` (the worker died),
-  or ``E<why>`` (the reply was refused); then ``count/<seq>`` is incremented, so the verdict polls one
-  counter, not every rank;
-- ``ctl/<k>``: ``dump`` (write every thread's stack to ``stack/<k>/<rank>``) or ``end`` (kill the
-  worker and exit); ``k`` comes from the counter ``ctl``.
+- queue ``to/<rank>``: messages to a rank: ``<seq>\n`` + ``conformance.wire`` bytes;
+- queue ``from``: every rank's answers: ``<rank> <seq>\n`` + ``R`` and the worker's wire bytes,
+  ``D<why>`` (the worker died) or ``E<why>`` (the answer was refused); the header is written by the
+  rank's torchrun process, never by the worker;
+- queue ``ready``: ``<rank>\nok`` once a rank's worker has joined the group, or ``<rank>\nD<why>``;
+- key ``ctl/<k>`` (``k`` from the counter ``ctl``): ``dump`` (each rank pushes every thread's stack
+  of its worker to queue ``stack/<k>``) or ``end`` (each rank kills its worker and exits).
 
 Every wait is bounded by ``--tp-timeout`` as with local groups. What differs: a group cannot be
 restarted under torchrun, so the first example that hangs, crashes or raises ends the run — that
@@ -45,6 +45,7 @@ from conformance.harness import (
 )
 
 START_TIMEOUT_S = 60.0  # at least this long for every rank's worker to start and join (plus --tp-timeout)
+OP_TIMEOUT_S = 60.0  # a store operation that is not a wait (its host is gone after this long)
 STACK_WAIT_S = 3.0  # how long a stack dump waits for the ranks' answers
 DEFAULT_WORLD_SIZES = "1-8"  # the plugin's --world-sizes default: in torchrun mode it means "the torchrun world"
 ENDED_NOTE = "torchrun: the ranks cannot be restarted, so the run ends with this example"
@@ -67,16 +68,43 @@ def connect(host: str, port: int, prefix: str, timeout_s: float, is_master: bool
     return dist.PrefixStore(prefix, store)
 
 
-class Poll:
-    """Sleeps between polls of the store: short while an answer is likely soon, longer when idle.
-    (A timed ``store.wait`` would log two C++ warnings per timeout; ``check`` costs ~20 µs.)"""
+def _pop(store, queue: str, timeout_s: float) -> Optional[bytes]:
+    """The next item of ``queue``, waiting at most ``timeout_s``; ``None`` when none came. (An item
+    pushed after a timed-out pop stays in the queue.)"""
+    import torch.distributed as dist
 
-    def __init__(self) -> None:
-        self.started = time.monotonic()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            store.set_timeout(timedelta(seconds=remaining))
+            try:
+                return bytes(store.queue_pop(queue, block=True))
+            except dist.QueueEmptyError:
+                # woken with nothing to take: the store wakes waiters spuriously when a client
+                # that was waiting disconnects (a worker that died); wait again
+                time.sleep(0.001)
+            except dist.DistStoreError as exc:
+                if "timeout" in str(exc).lower():
+                    return None
+                raise
+    finally:
+        store.set_timeout(timedelta(seconds=OP_TIMEOUT_S))  # for the other operations
 
-    def sleep(self) -> None:
-        idle = time.monotonic() - self.started
-        time.sleep(0.0002 if idle < 0.05 else 0.002 if idle < 1.0 else 0.02)
+
+def _framed(raw: bytes, fields: int) -> tuple[int, int, bytes]:
+    """``(rank, seq, body)`` of an item ``"<rank>[ <seq>]\\n<body>"`` (seq -1 if absent); a worker
+    can write to the store too, so an item that is not framed so is ``(-1, -1, why)``."""
+    head, sep, body = raw.partition(b"\n")
+    try:
+        numbers = [int(x) for x in head.split()]
+        if not sep or len(numbers) != fields:
+            raise ValueError
+    except ValueError:
+        return -1, -1, b"Ean item in the store is not framed as a rank's answer: " + raw[:80]
+    return numbers[0], numbers[1] if fields == 2 else -1, body
 
 
 def _in_hypothesis() -> bool:
@@ -100,7 +128,6 @@ class StoreGroup:
         self.loaded_impls: set = set()
         self.lost: Optional[str] = None  # why the group is gone (first line), once it is
         self._seq = 0
-        self._sent = {r: 0 for r in range(world_size)}
         self._last: tuple[Any, Any] = (None, None)  # the last request's messages and outcome
         self._lost_key: Optional[bytes] = None
         self._lost_outcome: Any = None
@@ -120,18 +147,16 @@ class StoreGroup:
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         pending = set(range(self.world_size))
-        poll = Poll()
         while pending:
-            for r in sorted(pending):
-                if self.store.check([f"ready/{r}"]):
-                    value = bytes(self.store.get(f"ready/{r}"))
-                    pending.discard(r)
-                    if value != b"ok":
-                        self._fail(f"rank {r}'s worker {value[1:].decode(errors='replace')} during start-up")
-            if pending and time.monotonic() > deadline:
+            raw = _pop(self.store, "ready", deadline - time.monotonic())
+            if raw is None:
                 self._fail(f"rank(s) {sorted(pending)} did not start within {timeout_s:.0f} s")
-            if pending:
-                poll.sleep()
+            r, _, value = _framed(raw, 1)
+            if r not in pending:
+                continue
+            pending.discard(r)
+            if value != b"ok":
+                self._fail(f"rank {r}'s worker {value[1:].decode(errors='replace')} during start-up")
 
     # -- messaging ---------------------------------------------------------------------------
     def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None,
@@ -145,19 +170,15 @@ class StoreGroup:
         self._last = (messages, None)
         self._seq += 1
         seq = self._seq
-        keys = {}
         encoded: dict[int, bytes] = {}  # one encoding per distinct message (most requests send every rank the same)
         try:
             for rank, message in messages.items():
                 if id(message) not in encoded:
                     encoded[id(message)] = f"{seq}\n".encode() + wire.encode({**message, "seq": seq})
-                self._sent[rank] += 1
-                n = self._sent[rank]
-                self.store.set(f"to/{rank}/{n}", encoded[id(message)])
-                keys[rank] = f"from/{rank}/{n}"
+                self.store.queue_push(f"to/{rank}", encoded[id(message)])
             if while_waiting is not None:
                 while_waiting()
-            replies = self._gather(what, keys, seq, timeout_s or self.timeout_s, synchronized)
+            replies = self._gather(what, set(messages), seq, timeout_s or self.timeout_s, synchronized)
         except GroupFailure as exc:
             self._last = (messages, exc)
             raise
@@ -167,32 +188,14 @@ class StoreGroup:
         self._last = (messages, replies)
         return replies
 
-    def _gather(self, what: str, keys: dict[int, str], seq: int, timeout_s: float,
-                synchronized: bool) -> dict[int, Any]:
+    def _gather(self, what: str, ranks: set, seq: int, timeout_s: float, synchronized: bool) -> dict[int, Any]:
         started = time.monotonic()
         deadline = started + timeout_s
         replies: dict[int, Any] = {}
-        counted = 0
-        poll = Poll()
-        while len(replies) < len(keys):
-            count = int(self.store.add(f"count/{seq}", 0))
-            if count > counted:
-                counted = count
-                for r in [r for r in keys if r not in replies]:
-                    if not self.store.check([keys[r]]):
-                        continue
-                    raw = bytes(self.store.get(keys[r]))
-                    self.store.delete_key(keys[r])
-                    reply = self._decode(r, raw, what)
-                    self._accept(r, reply, seq, replies, what)
-                    if isinstance(reply, dict) and reply.get("ok") is False:
-                        deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
-                    elif len(replies) == 1 and synchronized:
-                        elapsed = time.monotonic() - started
-                        deadline = min(deadline, time.monotonic() + max(DONE_GRACE_MIN_S, DONE_GRACE_FACTOR * elapsed))
-                continue
-            if time.monotonic() >= deadline:
-                pending = [r for r in keys if r not in replies]
+        while len(replies) < len(ranks):
+            raw = _pop(self.store, "from", deadline - time.monotonic())
+            if raw is None:
+                pending = [r for r in sorted(ranks) if r not in replies]
                 raised = {r: rep for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is False}
                 if raised:
                     self._fail(f"rank(s) {sorted(raised)} raised during {what}; rank(s) {pending} did not reply "
@@ -205,12 +208,24 @@ class StoreGroup:
                 self._fail(f"timed out after {time.monotonic() - started:.1f} s (limit {timeout_s:.1f} s, "
                            f"--tp-timeout) waiting for {what}: rank(s) {pending} did not reply"
                            + (f", rank(s) {sorted(replies)} did" if replies else ""))
-            poll.sleep()
-        self.store.delete_key(f"count/{seq}")
+            r, s, body = _framed(raw, 2)
+            if s == -1 or r not in range(self.world_size):  # a rank's process saw its worker die
+                self._decode(r, body, what)  # fails
+            if s != seq or r not in ranks or r in replies:
+                continue  # an answer to an earlier request that was given up on
+            reply = self._decode(r, body, what)
+            self._accept(r, reply, seq, replies, what)
+            if isinstance(reply, dict) and reply.get("ok") is False:
+                deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
+            elif len(replies) == 1 and synchronized:
+                elapsed = time.monotonic() - started
+                deadline = min(deadline, time.monotonic() + max(DONE_GRACE_MIN_S, DONE_GRACE_FACTOR * elapsed))
         return replies
 
     def _decode(self, r: int, raw: bytes, what: str) -> Any:
         kind, body = raw[:1], raw[1:]
+        if r < 0:
+            self._fail(f"{body.decode(errors='replace')} (during {what})")
         if kind == b"D":
             self._fail(f"rank {r} {body.decode(errors='replace')} during {what}; "
                        "a rank must never exit mid-example, whatever its exit code")
@@ -284,16 +299,13 @@ class StoreGroup:
             return f"(no stacks: the torchrun store is gone: {exc})"
         stacks: dict[int, str] = {}
         deadline = time.monotonic() + STACK_WAIT_S
-        poll = Poll()
-        while len(stacks) < self.world_size and time.monotonic() < deadline:
-            for r in range(self.world_size):
-                key = f"stack/{k}/{r}"
-                if r not in stacks and self.store.check([key]):
-                    raw = bytes(self.store.get(key))
-                    self.store.delete_key(key)
-                    body = raw[1:].decode(errors="replace")
-                    stacks[r] = f"--- rank {r}: {body}" if raw[:1] == b"D" else f"--- rank {r} stack:\n{body}"
-            poll.sleep()
+        while len(stacks) < self.world_size:
+            raw = _pop(self.store, f"stack/{k}", deadline - time.monotonic())
+            if raw is None:
+                break
+            r, _, answer = _framed(raw, 1)
+            body = answer[1:].decode(errors="replace")
+            stacks[r] = f"--- rank {r}: {body}" if answer[:1] == b"D" else f"--- rank {r} stack:\n{body}"
         return "\n".join(stacks.get(r, f"--- rank {r}: no stack came back within {STACK_WAIT_S:.0f} s "
                                        "(its torchrun process is gone or not answering)")
                          for r in range(self.world_size))

@@ -26,7 +26,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from datetime import timedelta
 from typing import Any, Optional
 
 USAGE = ("usage: torchrun [--nnodes=N --node-rank=I --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT | --standalone] "
@@ -34,7 +36,6 @@ USAGE = ("usage: torchrun [--nnodes=N --node-rank=I --rdzv-backend=c10d --rdzv-e
 REQUIRED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 PACKAGE = "tpconform_properties"
 SIGNAL_GRACE_S = 10.0  # after torchrun's SIGTERM/SIGINT, how long the verdict gets to write its report
-CTL_EVERY_S = 0.02  # how often a rank looks for a stack request or the end while it waits
 
 
 def key_prefix(env) -> str:
@@ -85,11 +86,15 @@ def _die_with_parent() -> None:  # in the verdict, between fork and exec
 def start_verdict(pytest_args: list[str], tests: list[str], address: str, prefix: str, world_size: int):
     cmd = [sys.executable, "-m", "pytest", "-p", "no:xdist", *(tests or _default_tests()), *pytest_args,
            f"--tp-torchrun={address}", f"--tp-torchrun-world-size={world_size}", f"--tp-torchrun-prefix={prefix}"]
-    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
+    # its blocking store waits end with a timeout on a hang: no C++ warning for each (it runs no candidate code)
+    env = {"TORCH_CPP_LOG_LEVEL": "ERROR", **os.environ}
+    return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
 
 
 class Rank:
-    """One rank: its worker below it, messages relayed between the store and the worker."""
+    """One rank: its worker below it; a thread relays messages between the store and the worker,
+    another answers the verdict's stack requests and its end; the main thread waits for the end
+    (and, on rank 0, for the verdict) and handles signals."""
 
     def __init__(self, rank: int, world_size: int, local_rank: int, host: str, port: int, prefix: str,
                  timeout_s: float, memory_limit: Optional[int], verdict=None):
@@ -97,15 +102,13 @@ class Rank:
         self.host, self.port, self.prefix = host, port, prefix
         self.timeout_s, self.memory_limit = timeout_s, memory_limit
         self.verdict = verdict
-        self.store: Any = None
+        self.store: Any = None  # one client per thread: a blocking wait holds its connection
         self.proc: Any = None
-        self.conn: Any = None
         self.lifeline: Any = None
         self.tmpdir = ""
         self.stack_path = ""
         self.offsets: dict[str, int] = {}
-        self.ctl_seen = 0
-        self.ctl_checked = 0.0
+        self.done = threading.Event()  # the run is over for this rank
         self.signalled: Optional[int] = None
         self.signalled_at = 0.0
 
@@ -113,25 +116,38 @@ class Rank:
     def run(self) -> int:
         self._fork_worker()  # first: no thread, store or signal handler of ours may reach the fork
         self._handle_signals()
-        from conformance.torchrun_mode import connect
+        from conformance.torchrun_mode import OP_TIMEOUT_S, connect
 
         agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
         try:  # torchrun's agent hosts the store; without one, rank 0 hosts it, as env:// does
-            self.store = connect(self.host, self.port, self.prefix, timeout_s=max(60.0, self.timeout_s + 40.0),
+            self.store = connect(self.host, self.port, self.prefix, timeout_s=max(OP_TIMEOUT_S, self.timeout_s + 40.0),
                                  is_master=self.rank == 0 and not agent_store)
+            self.store.set_timeout(timedelta(seconds=OP_TIMEOUT_S))
+            control = self.store.clone()
         except Exception as exc:
             print(f"tpconform torchrun: rank {self.rank} cannot reach the store at {self.host}:{self.port}: "
                   f"{str(exc).splitlines()[0]}", file=sys.stderr)
             return self._finish(1)
-        ready = self._wait_worker_ready()
-        self.store.set(f"ready/{self.rank}", ready)
-        try:
-            self._serve()
-        except (RuntimeError, OSError) as exc:  # the store is gone: so is the run
-            if self.verdict is None:
-                print(f"tpconform torchrun: rank {self.rank}: lost the store: {str(exc).splitlines()[0]}",
-                      file=sys.stderr)
+        threading.Thread(target=self._control, args=(control,), daemon=True, name="tpconform-control").start()
+        from multiprocessing.connection import wait
+
+        while not self.done.is_set():  # the worker talks to the store itself; here: its death, the end
+            if self.verdict is not None and self.verdict.poll() is not None:
+                break
+            if self.proc.sentinel in wait([self.proc.sentinel], timeout=0.05):
+                self._report_death()
+                self.done.wait()
         return self._finish(0)
+
+    def _report_death(self) -> None:
+        """Tell the verdict, whatever it is waiting for: start-up (queue ``ready``) or an answer."""
+        self.proc.join(1.0)
+        why = self._death().encode()
+        try:
+            self.store.queue_push("ready", f"{self.rank}\nD".encode() + why)
+            self.store.queue_push("from", f"{self.rank} -1\nD".encode() + why)
+        except Exception:
+            self.done.set()  # the store is gone: so is the run
 
     def _handle_signals(self) -> None:
         if self.verdict is None:  # torchrun's SIGTERM/SIGINT end this rank (its worker follows: lifeline)
@@ -159,39 +175,21 @@ class Rank:
         import impls.reference  # noqa: F401
 
         ctx = mp.get_context("fork")
-        parent_end, child_end = ctx.Pipe()
         life_parent, life_child = ctx.Pipe()
         self.tmpdir = tempfile.mkdtemp(prefix=f"tpconform-torchrun-r{self.rank}-")
         self.stack_path = os.path.join(self.tmpdir, f"rank{self.rank}.stack")
         if os.environ.get("LOCAL_WORLD_SIZE") == str(self.world_size):  # one node: Gloo on loopback
             os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        conn = StoreConn(self.host, self.port, self.prefix, self.rank)
         self.proc = ctx.Process(
             target=_worker,
-            args=((parent_end, life_parent), self.rank, self.world_size, self.port, child_end, life_child,
+            args=((life_parent,), self.rank, self.world_size, self.port, conn, life_child,
                   self.stack_path, self.timeout_s + 10.0, self.memory_limit, self.timeout_s),
             kwargs={"store_host": self.host, "store_prefix": f"{self.prefix}/pg", "device_index": self.local_rank},
             name=f"tpconform-torchrun-rank{self.rank}", daemon=True)
         self.proc.start()
-        child_end.close()
         life_child.close()
-        self.conn, self.lifeline = parent_end, life_parent
-
-    def _wait_worker_ready(self) -> bytes:
-        """``ok`` once the worker has joined the group, else ``D<why>``."""
-        from multiprocessing.connection import wait
-
-        deadline = time.monotonic() + self.timeout_s + 40.0
-        while time.monotonic() < deadline:
-            ready = wait([self.conn, self.proc.sentinel], timeout=0.1)
-            if self.conn in ready:
-                try:
-                    self.conn.recv_bytes(1 << 16)
-                    return b"ok"
-                except (EOFError, OSError):
-                    pass
-            if self.proc.sentinel in ready or self._ended():
-                break
-        return b"D" + self._death().encode()
+        self.lifeline = life_parent
 
     def _death(self) -> str:
         from conformance.harness import _death
@@ -201,21 +199,19 @@ class Rank:
         return _death(None if self.proc is None else self.proc.exitcode)
 
     def _finish(self, code: int) -> int:
-        """Kill the worker's whole tree; on rank 0 wait for the verdict, whose exit code is ours."""
+        """Kill the worker's whole tree; on rank 0 end every rank and wait for the verdict, whose
+        exit code is this process's."""
         from conformance import proctree
         from conformance.harness import _killpg_if_leader
 
+        self.done.set()
         if self.proc is not None and self.proc.pid:
             if proctree.alive(self.proc.pid):
                 proctree.kill_tree([self.proc.pid])
             _killpg_if_leader(self.proc.pid)
             self.proc.join(5.0)
-        for c in (self.conn, self.lifeline):
-            if c is not None:
-                try:
-                    c.close()
-                except OSError:
-                    pass
+        if self.lifeline is not None:
+            self.lifeline.close()
         if self.tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
         if self.verdict is None:
@@ -233,78 +229,23 @@ class Rank:
         rc = self.verdict.returncode
         return rc if rc >= 0 else 128 - rc
 
-    # -- serving -----------------------------------------------------------------------------
-    def _ended(self) -> bool:
-        """Whether the run is over for this rank; answers stack requests on the way (at most every
-        ``CTL_EVERY_S``)."""
-        if self.verdict is not None and self.verdict.poll() is not None:
-            return True
-        now = time.monotonic()
-        if now - self.ctl_checked < CTL_EVERY_S:
-            return False
-        self.ctl_checked = now
-        while self.store.check([f"ctl/{self.ctl_seen + 1}"]):
-            self.ctl_seen += 1
-            command = bytes(self.store.get(f"ctl/{self.ctl_seen}"))
-            if command == b"end":
-                return True
-            if command == b"dump":
-                self._dump(self.ctl_seen)
-        return False
-
-    def _serve(self) -> None:
-        from conformance.torchrun_mode import Poll
-
-        n = 0
-        dead: Optional[str] = None
-        poll = Poll()
-        while not self._ended():
-            if dead is None and not self.proc.is_alive():
-                dead = self._death()
-            key = f"to/{self.rank}/{n + 1}"
-            if not self.store.check([key]):
-                poll.sleep()
-                continue
-            n += 1
-            raw = bytes(self.store.get(key))
-            self.store.delete_key(key)
-            head, _, payload = raw.partition(b"\n")
-            reply = (b"D" + dead.encode()) if dead else self._relay(payload)
-            if reply is None:
-                return
-            self.store.set(f"from/{self.rank}/{n}", reply)
-            self.store.add(f"count/{int(head)}", 1)
-            poll = Poll()
-
-    def _relay(self, payload: bytes) -> Optional[bytes]:
-        """Hand one message to the worker; its answer, ``D<why>`` if it died, ``None`` if the run ended."""
-        from multiprocessing.connection import wait
-
-        from conformance.harness import MAX_MESSAGE_BYTES
-
-        self._mark_stacks()
+    # -- the control thread ------------------------------------------------------------------
+    def _control(self, store) -> None:
+        """Answer ``ctl/<k>``: ``dump`` (every thread's stack of the worker) or ``end``."""
+        k = 0
         try:
-            self.conn.send_bytes(payload)
-        except OSError:
-            pass  # its death is reported below
-        while True:
-            ready = wait([self.conn, self.proc.sentinel], timeout=CTL_EVERY_S)
-            if self.conn in ready:
-                try:
-                    return b"R" + self.conn.recv_bytes(MAX_MESSAGE_BYTES)
-                except (EOFError, OSError) as exc:
-                    if "bad message length" in str(exc):
-                        return b"Esent a message over %d MiB" % (MAX_MESSAGE_BYTES >> 20)
-            if self.proc.sentinel in ready:
-                try:  # it may have answered just before exiting
-                    if self.conn.poll(0):
-                        return b"R" + self.conn.recv_bytes(MAX_MESSAGE_BYTES)
-                except (EOFError, OSError):
-                    pass
-                self.proc.join(1.0)
-                return b"D" + self._death().encode()
-            if self._ended():
-                return None
+            while True:
+                k += 1
+                _wait_for(store, f"ctl/{k}")
+                command = bytes(store.get(f"ctl/{k}"))
+                if command == b"end":
+                    break
+                if command == b"dump":
+                    store.queue_push(f"stack/{k}", f"{self.rank}\n".encode() + self._stacks())
+                    self._mark_stacks()  # the next dump shows only what is new
+        except Exception:
+            pass  # the store is gone: so is the run
+        self.done.set()
 
     # -- stacks ------------------------------------------------------------------------------
     def _mark_stacks(self) -> None:
@@ -322,26 +263,86 @@ class Rank:
         except OSError:
             return ""
 
-    def _dump(self, k: int) -> None:
-        """Every thread's stack of the worker (faulthandler on SIGUSR1, or its watchdog's dump)."""
+    def _stacks(self) -> bytes:
+        """Every thread's stack of the worker (faulthandler on SIGUSR1, or its watchdog's dump):
+        ``S<text>``, or ``D<why>`` when it is gone."""
         if not self.proc.is_alive():
-            answer = b"D" + self._death().encode()
+            return b"D" + self._death().encode()
+        try:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and not self._read_new(self.stack_path):
+            time.sleep(0.05)
+        time.sleep(0.05)  # let the last writes finish
+        text = self._read_new(self.stack_path)
+        if not text:
+            text = self._read_new(self.stack_path + ".watchdog")
+            text = (f"(no answer to SIGUSR1; its watchdog's dump from just before the timeout:)\n{text}"
+                    if text else "(no stack written: the rank ignores SIGUSR1 or is stuck outside Python)")
+        return b"S" + text.encode()
+
+
+WAIT_S = 3600.0  # a blocking wait of a rank's threads; when it ends with nothing, it simply waits again
+
+
+def _wait_for(store, key: str) -> None:
+    import torch.distributed as dist
+
+    while True:
+        try:
+            store.wait([key], timedelta(seconds=WAIT_S))
+            if store.check([key]):  # the store may wake a waiter spuriously (see torchrun_mode._pop)
+                return
+            time.sleep(0.001)
+        except dist.DistStoreError as exc:
+            if "timeout" not in str(exc).lower():
+                raise
+
+
+def _pop_forever(store, queue: str) -> bytes:
+    from conformance.torchrun_mode import _pop
+
+    while True:
+        raw = _pop(store, queue, WAIT_S)
+        if raw is not None:
+            return raw
+
+
+class StoreConn:
+    """The worker's side of the store, in place of a local group's pipe: ``conformance.worker.main``
+    reads its messages (queue ``to/<rank>``) and writes its answers (queue ``from``, framed with its
+    rank and the request's sequence number) through it. It connects in the worker, after the fork."""
+
+    def __init__(self, host: str, port: int, prefix: str, rank: int):
+        self.host, self.port, self.prefix, self.rank = host, port, prefix, rank
+        self.store: Any = None
+        self.seq: Optional[int] = None  # of the message being answered; None: start-up
+
+    def _client(self):
+        if self.store is None:
+            from conformance.torchrun_mode import OP_TIMEOUT_S, connect
+
+            self.store = connect(self.host, self.port, self.prefix, timeout_s=OP_TIMEOUT_S)
+        return self.store
+
+    def recv_bytes(self, maxlength: Optional[int] = None) -> bytes:
+        try:
+            head, _, payload = _pop_forever(self._client(), f"to/{self.rank}").partition(b"\n")
+        except RuntimeError as exc:  # the store is gone: the worker's loop ends
+            raise EOFError(str(exc)) from None
+        self.seq = int(head)
+        return payload
+
+    def send_bytes(self, data: bytes) -> None:
+        if self.seq is None:  # "ready": the worker has joined the group
+            self._client().queue_push("ready", f"{self.rank}\nok".encode())
         else:
-            try:
-                os.kill(self.proc.pid, signal.SIGUSR1)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline and not self._read_new(self.stack_path):
-                time.sleep(0.05)
-            time.sleep(0.05)  # let the last writes finish
-            text = self._read_new(self.stack_path)
-            if not text:
-                text = self._read_new(self.stack_path + ".watchdog")
-                text = (f"(no answer to SIGUSR1; its watchdog's dump from just before the timeout:)\n{text}"
-                        if text else "(no stack written: the rank ignores SIGUSR1 or is stuck outside Python)")
-            answer = b"S" + text.encode()
-        self.store.set(f"stack/{k}/{self.rank}", answer)
+            self._client().queue_push("from", f"{self.rank} {self.seq}\nR".encode() + bytes(data))
+
+    def close(self) -> None:
+        pass
 
 
 def _worker(parent_ends, *args, **kwargs) -> None:
