@@ -1,9 +1,9 @@
 """The verdict's side of ``torchrun`` mode: the ranks are torchrun's processes, reached through its store.
 
 ``python -m conformance torchrun`` (``conformance.torchrun_rank``) runs as every process of a
-``torchrun`` launch, on one machine or many. Each one starts its rank's worker (the same
-``conformance.worker`` as always) below itself and relays messages between that worker and the
-store torchrun already provides at ``MASTER_ADDR:MASTER_PORT`` (reachable from every node). Rank 0's
+``torchrun`` launch, on one machine or many. Each one forks its rank's worker (the same
+``conformance.worker`` as always), which talks to the verdict through the store torchrun already
+provides at ``MASTER_ADDR:MASTER_PORT`` (reachable from every node), and watches it. Rank 0's
 process also starts the verdict: ``pytest --tp-torchrun=ADDR:PORT ...``, a fresh process that never
 imports the candidate. In it, :class:`StorePool` stands in for ``harness.GroupPool`` and
 :class:`StoreGroup` for ``harness.ProcessGroup`` (same interface), so Hypothesis, the float64
@@ -13,9 +13,8 @@ Keys and queues (all under ``tpconform/<torchrun run id>/<restart count>/``, so 
 torch's own); every wait on them is a blocking ``queue_pop``/``wait`` (no polling):
 
 - queue ``to/<rank>``: messages to a rank: ``<seq>\n`` + ``conformance.wire`` bytes;
-- queue ``from``: every rank's answers: ``<rank> <seq>\n`` + ``R`` and the worker's wire bytes,
-  ``D<why>`` (the worker died) or ``E<why>`` (the answer was refused); the header is written by the
-  rank's torchrun process, never by the worker;
+- queue ``from``: every rank's answers: ``<rank> <seq>\n`` + ``R`` and the worker's wire bytes, or
+  ``<rank> -1\nD<why>`` from a rank's process when its worker died;
 - queue ``ready``: ``<rank>\nok`` once a rank's worker has joined the group, or ``<rank>\nD<why>``;
 - key ``ctl/<k>`` (``k`` from the counter ``ctl``): ``dump`` (each rank pushes every thread's stack
   of its worker to queue ``stack/<k>``) or ``end`` (each rank kills its worker and exits).
@@ -25,6 +24,13 @@ restarted under torchrun, so the first example that hangs, crashes or raises end
 example fails with every rank's stack, the ranks are told to end, and the remaining tests are
 skipped with the reason. Hypothesis cannot shrink such an example (the ranks are gone): examples it
 tries afterwards are rejected, and its final replay of the failing example gets the same failure.
+
+Trust: the workers reach the store too (their process group rendezvouses there), so a candidate can
+write to these queues — forge or steal answers, end the run. That buys it nothing a local worker
+does not have: answers are decoded by ``conformance.wire`` (plain data only), must carry the
+request's sequence number and are type-checked before any property reads them; the inputs in the
+messages are all a rank ever sees (the expected values never enter the store); disruption is a
+failure or a bounded timeout, never a pass.
 """
 
 from __future__ import annotations

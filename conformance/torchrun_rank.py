@@ -5,11 +5,12 @@ Every process torchrun starts runs this. It never imports candidate code; it
 1. (rank 0 only) starts the verdict first: ``python -m pytest TESTS --tp-torchrun=MASTER_ADDR:MASTER_PORT
    ...`` in its own session (torchrun's signals do not reach it; it dies with this process), whose
    exit code becomes this process's;
-2. starts its rank's worker below itself (``conformance.worker``, from a forkserver, exactly as a
-   local group does: sandbox, lifeline, stack files) joined to the other ranks' workers through
-   torchrun's store;
-3. relays messages between the store and the worker (bytes only; the verdict decodes them), reports
-   its worker's death with its exit code, and answers stack requests by signalling the worker;
+2. forks its rank's worker (``conformance.worker.main``, with torch already imported and warmed up
+   here, as a local group's forkserver does; sandbox, lifeline and stack files as always), which
+   joins the other ranks' workers through torchrun's store and reads its messages from / writes its
+   answers to that store (:class:`StoreConn`, in place of a pipe);
+3. watches the worker: its death (with its exit code) goes to the verdict at once; a thread answers
+   the verdict's stack requests by signalling the worker, and the end;
 4. ends when the verdict says so (or, on rank 0, when the verdict exits): it kills its worker's
    whole process tree and exits — 0 on every rank but 0, which exits with pytest's exit code.
 
@@ -92,9 +93,9 @@ def start_verdict(pytest_args: list[str], tests: list[str], address: str, prefix
 
 
 class Rank:
-    """One rank: its worker below it; a thread relays messages between the store and the worker,
-    another answers the verdict's stack requests and its end; the main thread waits for the end
-    (and, on rank 0, for the verdict) and handles signals."""
+    """One rank: its worker below it; a thread answers the verdict's stack requests and its end;
+    the main thread watches the worker, waits for the end (on rank 0, for the verdict) and handles
+    signals."""
 
     def __init__(self, rank: int, world_size: int, local_rank: int, host: str, port: int, prefix: str,
                  timeout_s: float, memory_limit: Optional[int], verdict=None):
