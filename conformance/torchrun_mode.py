@@ -340,6 +340,9 @@ class StorePool:
     """``harness.GroupPool`` for torchrun mode: one group, of the torchrun world size, never rebuilt."""
 
     def __init__(self, host: str, port: int, prefix: str, world_size: int, timeout_s: float):
+        import torch
+
+        torch.set_num_threads(1)  # as GroupPool: the verdict's tensors are small, its cores the ranks'
         self.host, self.port, self.prefix = host, port, prefix
         self.world_size = world_size
         self.timeout_s = timeout_s
