@@ -6,8 +6,8 @@ and added after the all-reduce. fairscale splits with ``divide_and_check_no_rema
 non-divisible dims raise at construction (``uneven_shards=False``).
 
 Set-up: fairscale's layers use a global model-parallel group; it is initialised lazily, once per
-worker process and TP size, with ``initialize_model_parallel(tp_size)`` and checked to be the group
-the suite gives. fairscale allocates its
+worker process and TP size, with ``initialize_model_parallel(tp_size)`` (kept per size and swapped
+in, never re-created) and checked to be the group the suite gives. fairscale allocates its
 parameters in the default dtype and zeroes the bias, so the adapter casts the layer to the example's
 dtype and then copies this rank's shards (``torch.tensor_split`` rows/columns, which equal fairscale's
 even split) and the bias into it.
@@ -32,19 +32,27 @@ except ImportError as exc:  # one clear line through registry.load
     raise ImportError(f"{exc}; install the peers extra: pip install -e '.[peers]'") from None
 
 
+_GLOBALS = ("_MODEL_PARALLEL_GROUP", "_DATA_PARALLEL_GROUP", "_PIPELINE_PARALLEL_GROUP", "_PIPELINE_PARALLEL_RANKS")
+_by_size: dict[int, tuple] = {}  # TP size -> fairscale's group globals for it, made once per worker
+
+
 def _ensure_model_parallel(group) -> None:
-    """Make fairscale's (global) model-parallel group the TP group the suite gives, idempotently.
+    """Make fairscale's (global) model-parallel group the TP group the suite gives.
 
     ``initialize_model_parallel(n)`` splits the world into groups of ``n`` consecutive ranks, which
     is how the suite forms TP sub-groups; it is collective over the world, and every rank asks for
-    the same size at the same time. A different size re-initialises; rank 0's banner is muted."""
+    the same size at the same time. Its groups are made once per size and swapped back in when the
+    size comes again: re-initialising on every switch (``destroy_model_parallel`` only forgets the
+    groups) leaked Gloo groups until ``new_group`` failed ('Resource temporarily unavailable') after
+    ~30 switches between TP sizes 2 and 3 at world size 6. Rank 0's banner is muted."""
     ranks = dist.get_process_group_ranks(group)
-    if mpu.model_parallel_is_initialized():
-        if dist.get_process_group_ranks(mpu.get_model_parallel_group()) == ranks:
-            return
+    if len(ranks) not in _by_size:
         mpu.destroy_model_parallel()
-    with contextlib.redirect_stdout(io.StringIO()):
-        mpu.initialize_model_parallel(len(ranks))
+        with contextlib.redirect_stdout(io.StringIO()):
+            mpu.initialize_model_parallel(len(ranks))
+        _by_size[len(ranks)] = tuple(getattr(mpu, name) for name in _GLOBALS)
+    for name, value in zip(_GLOBALS, _by_size[len(ranks)]):
+        setattr(mpu, name, value)
     if dist.get_process_group_ranks(mpu.get_model_parallel_group()) != ranks:
         raise RuntimeError(f"fairscale's model-parallel group is not the TP group {ranks} it was given")
 
