@@ -5,7 +5,8 @@ A known-failures file (TOML) lists entries::
     [[deviation]]
     id = "dtensor-empty-inner-batch"          # unique, cited in reports
     impl = "dtensor"                          # the --impl spec it is about, or "*"
-    property = "*"                            # a property name (conformance.properties.SPEC) or "*"
+    property = "*"                            # a property name (conformance.properties.SPEC), a list
+                                              # of them, or "*"
     variant = "*"                             # column-gathered | column-sharded-output |
                                               # row-full-input | row-sliced-input | "*"
     when = { batch_numel = 0, batch_dims = ">=2" }   # conditions on the case (all must hold)
@@ -97,7 +98,7 @@ def _holds(value: Any, condition: Any) -> bool:
 class Entry:
     id: str
     impl: str
-    property: str
+    property: Any  # a property name, a list of them, or "*"
     reason: str
     upstream: str = ""
     variant: str = "*"
@@ -113,7 +114,8 @@ class Entry:
         if self.test:
             return False
         facts = case_facts(case)
-        return (self.impl in ("*", impl) and self.property in ("*", prop)
+        props = self.property if isinstance(self.property, list) else [self.property]
+        return (self.impl in ("*", impl) and ("*" in props or prop in props)
                 and self.variant in ("*", facts["variant"])
                 and all(_holds(facts[k], v) for k, v in self.when.items()))
 
@@ -135,8 +137,9 @@ def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
         bad = f"unknown key(s) {sorted(unknown)}" if unknown else f"missing key(s) {sorted(missing)}"
         raise KnownFailuresError(f"{where}: {bad}; keys are {sorted(_KEYS)}")
     e = Entry(**{"property": "*", **{k: raw[k] for k in raw}}, source=where)
-    if e.property != "*" and e.property not in properties:
-        raise KnownFailuresError(f"{where} ({e.id}): unknown property {e.property!r}")
+    for prop in e.property if isinstance(e.property, list) else [e.property]:
+        if prop != "*" and prop not in properties:
+            raise KnownFailuresError(f"{where} ({e.id}): unknown property {prop!r}")
     if e.variant not in ("*", *_VARIANT_NAMES) and not e.test:
         raise KnownFailuresError(f"{where} ({e.id}): unknown variant {e.variant!r}; one of {_VARIANT_NAMES}")
     if not isinstance(e.when, dict):

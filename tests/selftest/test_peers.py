@@ -1,7 +1,7 @@
 """The peers (real TP libraries), the known-failures mechanism and the differential mode.
 
-Each peer runs the whole property suite (``pytest --impl=NAME``, restricted to world sizes 1-4 and
-the ci profile) in a subprocess, so its library is imported only there and in its workers; its
+Each peer runs the property suite (``pytest --impl=NAME``, restricted per peer to a CI scope, the
+ci profile) in a subprocess, so its library is imported only there and in its workers; its
 known deviations must come out as xfail, and nothing may fail. A peer whose library is missing
 skips with the install line.
 """
@@ -30,11 +30,13 @@ def pytest_run(*args, timeout=600):
                timeout=timeout)
 
 
-# CI budget: the single-layer spec at world sizes 1-4 (DTensor: shards at 1-2 only; each of its crashes restarts a
-# group, and its known hang costs --tp-timeout); TPCONFORM_PEERS_FULL=1 runs every property file.
+# CI budget: the single-layer spec at world sizes 1-4 (DTensor: shards and forward at 1-2, ~40 s: each of its crashes
+# restarts a group, and each example of its known hang costs the entry's timeout_s, 4 s; this scope hits every
+# entry it applies to, the hang 8 times, so none is stale); TPCONFORM_PEERS_FULL=1 runs every property file.
 CORE = ["tests/properties/test_shards.py", "tests/properties/test_forward.py", "tests/properties/test_gradients.py",
         "tests/properties/test_side_effects.py"]
-SCOPE = {"dtensor": ["--world-sizes=1-2", "--tp-timeout=20", "tests/properties/test_shards.py"],
+SCOPE = {"dtensor": ["--world-sizes=1-2", "--tp-timeout=20", "tests/properties/test_shards.py",
+                     "tests/properties/test_forward.py"],
          "fairscale": ["--world-sizes=1-4", *CORE], "megatron": ["--world-sizes=1-4", *CORE]}
 
 
@@ -111,6 +113,8 @@ def test_an_entry_that_matches_nothing_fails_the_run(tmp_path):
 
 @pytest.mark.parametrize("body, says", [
     ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = 'no_such_property'\nreason = 'r'\n", "unknown property"),
+    ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = ['output_matches_the_dense_layer', 'nope']\nreason = 'r'\n",
+     "unknown property 'nope'"),
     ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = '*'\n", "missing key(s) ['reason']"),
     ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = '*'\nreason = 'r'\nwhen = { colour = 1 }\n",
      "unknown 'when' key(s) ['colour']"),
@@ -144,6 +148,9 @@ def test_when_conditions_compare_numbers_lists_and_shapes():
     for when in ({"world_size": "<3"}, {"dtype": "float32"}, {"batch_shape": [[0], [1, 0]]}, {"uneven": False}):
         assert not Entry("e", "*", "*", "r", when=when).applies("x", "p", case), when
     assert not Entry("e", "*", "*", "r", variant="row-sliced-input").applies("x", "p", case)
+    both = Entry("e", "*", ["weight_grad_matches_the_dense_layer", "bias_grad_matches_the_dense_layer"], "r")
+    assert both.applies("x", "bias_grad_matches_the_dense_layer", case)
+    assert not both.applies("x", "output_matches_the_dense_layer", case)
 
 
 # -- differential -------------------------------------------------------------------------------
