@@ -111,6 +111,22 @@ def test_an_entry_that_matches_nothing_fails_the_run(tmp_path):
     assert "STALE known failure row-bias-twice" in r.stdout and "1 passed" in r.stdout, r.stdout[-3000:]
 
 
+def test_a_whole_test_entry_is_not_stale_when_its_test_skips(tmp_path):
+    """A test that skips itself (TP sub-groups need world size 4 or 6) ran no case: its entry is only noted."""
+    known = _file(tmp_path, """
+        [[deviation]]
+        id = "subgroups-whole-test"
+        impl = "reference"
+        test = "test_each_tp_group_matches_the_dense_layer"
+        message = "never printed"
+        reason = "a whole-test entry whose test skips at world sizes 1-2"
+    """)
+    r = pytest_run("--impl=reference", f"--known-failures={known}", "--world-sizes=1-2",
+                   "tests/properties/test_subgroups.py", "-k", "row-full-input")
+    assert r.returncode == 0 and "STALE" not in r.stdout, r.stdout[-3000:]
+    assert "known failure subgroups-whole-test was not exercised" in r.stdout, r.stdout[-3000:]
+
+
 @pytest.mark.parametrize("body, says", [
     ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = 'no_such_property'\nreason = 'r'\n", "unknown property"),
     ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = ['output_matches_the_dense_layer', 'nope']\nreason = 'r'\n",
