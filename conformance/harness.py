@@ -198,21 +198,10 @@ class ProcessGroup:
 
     def _mark_stacks(self) -> None:
         """Remember where each rank's stack files end, so a dump shows only this request's stacks."""
-        self._stack_offsets = {}
-        for r, rank in enumerate(self.ranks):
-            for path in (rank.stack_path, rank.stack_path + ".watchdog"):
-                try:
-                    self._stack_offsets[path] = os.path.getsize(path)
-                except OSError:
-                    self._stack_offsets[path] = 0
+        self._stack_offsets = stack_file_ends([rank.stack_path for rank in self.ranks])
 
     def _read_new(self, path: str) -> str:
-        try:
-            with open(path) as fh:
-                fh.seek(self._stack_offsets.get(path, 0))
-                return fh.read().strip()
-        except OSError:
-            return ""
+        return read_new_stacks(path, self._stack_offsets)
 
     def dump_stacks(self) -> str:
         """Every rank's Python stack now (faulthandler on SIGUSR1), or, for a rank that does not
@@ -275,6 +264,29 @@ class ProcessGroup:
 
     def __hash__(self) -> int:
         return id(self)
+
+
+def stack_file_ends(stack_paths: list[str]) -> dict[str, int]:
+    """Where each rank's stack files (``path`` and its watchdog's ``path.watchdog``) end now, so a
+    later dump shows only what was written since (:func:`read_new_stacks`)."""
+    ends = {}
+    for stack_path in stack_paths:
+        for path in (stack_path, stack_path + ".watchdog"):
+            try:
+                ends[path] = os.path.getsize(path)
+            except OSError:
+                ends[path] = 0
+    return ends
+
+
+def read_new_stacks(path: str, ends: dict[str, int]) -> str:
+    """What ``path`` holds past its end in ``ends`` (``""`` when nothing, or it cannot be read)."""
+    try:
+        with open(path) as fh:
+            fh.seek(ends.get(path, 0))
+            return fh.read().strip()
+    except OSError:
+        return ""
 
 
 def parse_size(text: str) -> Optional[int]:

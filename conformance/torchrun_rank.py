@@ -250,19 +250,14 @@ class Rank:
 
     # -- stacks ------------------------------------------------------------------------------
     def _mark_stacks(self) -> None:
-        for path in (self.stack_path, self.stack_path + ".watchdog"):
-            try:
-                self.offsets[path] = os.path.getsize(path)
-            except OSError:
-                self.offsets[path] = 0
+        from conformance.harness import stack_file_ends
+
+        self.offsets = stack_file_ends([self.stack_path])
 
     def _read_new(self, path: str) -> str:
-        try:
-            with open(path) as fh:
-                fh.seek(self.offsets.get(path, 0))
-                return fh.read().strip()
-        except OSError:
-            return ""
+        from conformance.harness import read_new_stacks
+
+        return read_new_stacks(path, self.offsets)
 
     def _stacks(self) -> bytes:
         """Every thread's stack of the worker (faulthandler on SIGUSR1, or its watchdog's dump):
