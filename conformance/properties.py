@@ -115,6 +115,12 @@ def spec_property(*needs: str) -> Callable[[Property], Property]:
     return register
 
 
+def stages_for(props) -> tuple[str, ...]:
+    """The worker stages (in :data:`~conformance.cases.STAGES` order) that ``props`` read."""
+    wanted = {stage for prop in props for stage in NEEDS[prop]}
+    return tuple(stage for stage in STAGES if stage in wanted)
+
+
 def _tensors(ev: Evidence):
     return ev.outcome.tensors
 

@@ -65,8 +65,9 @@ def _found(evs: Sequence[Evidence], props: Sequence[str]) -> bool:
 def checked(suite, case: LayerCase, props: Sequence[str]) -> list[Evidence]:
     """The evidence for ``props``: the example run with only the stages they read, and run again
     with every stage when one of them fails, so the report sees everything (as ``Suite.checked``)."""
-    evs = evidences(suite, case, sorted({s for prop in props for s in properties.NEEDS[prop]}))
-    if _found(evs, props) and not evs[0].outcome.crash:
+    stages = properties.stages_for(props)
+    evs = evidences(suite, case, stages)
+    if stages != STAGES and _found(evs, props) and not evs[0].outcome.crash:
         full = evidences(suite, case)
         if _found(full, props):
             return full

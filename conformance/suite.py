@@ -91,9 +91,9 @@ class Suite:
     def checked(self, case: LayerCase, prop: str) -> tuple[Evidence, list[Violation]]:
         """The example run with only the stages ``prop`` reads; when it violates ``prop``, run again
         with every stage, so the report (and its likely cause) sees everything the layer did."""
-        ev = self.evidence(case, properties.NEEDS[prop])
+        ev = self.evidence(case, properties.stages_for([prop]))
         found = properties.evaluate(ev, prop)
-        if found and not ev.outcome.crash and set(ev.outcome.stages) != set(STAGES):
+        if found and not ev.outcome.crash and ev.outcome.stages != STAGES:
             full = self.evidence(case)
             again = properties.evaluate(full, prop)
             if again:

@@ -81,7 +81,8 @@ class _CollectiveVolume(TorchDispatchMode):
                      "alltoall_base_", "gather_", "scatter_"}
     _RECEIVE_ONLY = {"recv_", "recv_any_source_", "barrier", "monitored_barrier_", "wait_tensor"}
 
-    _kinds: dict = {}  # op -> None (not a collective), "sent-first" or "sent-second"
+    # op -> None (not a collective), or (which argument holds what the rank sends, the op's name)
+    _kinds: dict = {}
 
     def __init__(self):
         super().__init__()
@@ -90,22 +91,22 @@ class _CollectiveVolume(TorchDispatchMode):
 
     @classmethod
     def _kind(cls, func):
-        kind = cls._kinds.get(func, "?")
-        if kind == "?":
+        if func not in cls._kinds:
             name = func.name().split("::")[-1].split(".")[0]
             kind = None
             if func.namespace in ("c10d", "_c10d_functional", "c10d_functional") and name not in cls._RECEIVE_ONLY:
-                kind = "sent-second" if name in cls._OUTPUT_FIRST else "sent-first"
+                kind = (1 if name in cls._OUTPUT_FIRST else 0, name)
             cls._kinds[func] = kind
-        return kind
+        return cls._kinds[func]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kind = self._kind(func)
         if kind is not None:
-            sent = args[1] if kind == "sent-second" and len(args) > 1 else (args[0] if args else None)
+            sent_at, name = kind
+            sent = args[sent_at] if len(args) > sent_at else (args[0] if args else None)
             n = sum(t.numel() for t in tree_leaves(sent) if isinstance(t, torch.Tensor) and t.is_floating_point())
             self.elements += n
-            self.calls.append(f"{func.name().split('::')[-1].split('.')[0]}({n})")
+            self.calls.append(f"{name}({n})")
         return func(*args, **(kwargs or {}))
 
 
