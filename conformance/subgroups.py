@@ -107,6 +107,16 @@ def check(suite, case: LayerCase, props: Sequence[str]) -> None:
         raise AssertionError("\n".join([f"case: {case.describe()}", *lines]))
 
 
+def not_applicable(suite) -> Optional[str]:
+    """Why sub-group checks do not apply to the impl under test (``None``: they do), in one line."""
+    if suite.capabilities.accepts_group:
+        return None
+    convention = str(suite.description.get("convention") or "")[:40]
+    who = f"the {convention} convention's layers" if convention else f"{suite.impl_spec}'s layers"
+    return (f"not applicable: {who} take rank and world size from the default group and cannot be given "
+            "a TP sub-group (capability accepts_group=False)")
+
+
 def cases(suite, variant):
     """The strategy of sub-group cases for ``variant`` within the run's options (``None``: the
     allowed world sizes hold no layout)."""

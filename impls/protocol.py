@@ -40,12 +40,17 @@ class Capabilities:
 
     ``uneven_shards=False`` means: features not divisible by the world size must raise at
     construction (on every rank). A wrong result is never accepted.
+
+    ``accepts_group=False`` means: the layers cannot be given a process group (they take rank and
+    world size from the default group, as in the simple-module convention); the checks that hand a
+    layer a TP sub-group (``tests/properties/test_subgroups.py``) do not apply and are skipped.
     """
 
     column_gather_output: tuple[bool, ...] = (True, False)
     row_input_is_parallel: tuple[bool, ...] = (False, True)
     uneven_shards: bool = True
     dtypes: tuple[str, ...] = ALL_DTYPES
+    accepts_group: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +58,7 @@ class Capabilities:
             "row_input_is_parallel": list(self.row_input_is_parallel),
             "uneven_shards": self.uneven_shards,
             "dtypes": list(self.dtypes),
+            "accepts_group": self.accepts_group,
         }
 
     @classmethod
@@ -62,6 +68,7 @@ class Capabilities:
             row_input_is_parallel=tuple(d["row_input_is_parallel"]),
             uneven_shards=bool(d["uneven_shards"]),
             dtypes=tuple(d["dtypes"]),
+            accepts_group=bool(d.get("accepts_group", True)),
         )
 
 
@@ -70,6 +77,7 @@ class TensorParallelImpl:
 
     name: str = "unnamed"
     version: str = ""
+    convention: str = ""  # how the layers are written, when not by this protocol (e.g. "simple-module")
     capabilities: Capabilities = Capabilities()
 
     def column(self, weight, bias, *, gather_output: bool, group):  # pragma: no cover - abstract
@@ -127,5 +135,6 @@ class TensorParallelImpl:
         caps = self.capabilities
         if not isinstance(caps, Capabilities):
             caps = Capabilities()
-        return {"name": self.name, "version": self.version, "capabilities": caps.as_dict()}
+        return {"name": self.name, "version": self.version, "convention": str(self.convention or ""),
+                "capabilities": caps.as_dict()}
 

@@ -62,8 +62,13 @@ class SimpleModuleImpl(TensorParallelImpl):
     """Wraps a module in the simple-module convention (column gathers; row takes its input slice)."""
 
     # Non-divisible dims may be rejected at construction (a wrong result still fails). A module
-    # can narrow or widen this with a ``TP_CAPABILITIES = {"dtypes": [...], ...}`` dict.
-    capabilities = Capabilities(column_gather_output=(True,), row_input_is_parallel=(True,), uneven_shards=False)
+    # can narrow or widen this with a ``TP_CAPABILITIES = {"dtypes": [...], ...}`` dict. The layers
+    # take rank and world size from the default group, so they can never be given a TP sub-group
+    # (``accepts_group`` stays False whatever the module declares).
+    capabilities = Capabilities(column_gather_output=(True,), row_input_is_parallel=(True,), uneven_shards=False,
+                                accepts_group=False)
+
+    convention = "simple-module"
 
     def __init__(self, module, name: str = "simple-module"):
         missing = [c for c in ("ColumnParallelLinear", "RowParallelLinear") if not hasattr(module, c)]
@@ -75,7 +80,8 @@ class SimpleModuleImpl(TensorParallelImpl):
         self.name = name
         overrides = getattr(module, "TP_CAPABILITIES", None)
         if isinstance(overrides, dict):
-            self.capabilities = Capabilities.from_dict({**self.capabilities.as_dict(), **overrides})
+            self.capabilities = Capabilities.from_dict({**self.capabilities.as_dict(), **overrides,
+                                                        "accepts_group": False})
         self.version = str(getattr(module, "__version__", ""))
 
     def _build(self, cls, weight, bias, group, kind: str):

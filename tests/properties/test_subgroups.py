@@ -22,6 +22,9 @@ PER_GROUP_SPEC = (
 def test_each_tp_group_matches_the_dense_layer(tp_suite, variant, data):
     """In every TP group the shards rebuild that group's weight, and the outputs and grads are the
     dense layer's on that group's own example."""
+    why_not = subgroups.not_applicable(tp_suite)
+    if why_not:
+        pytest.skip(why_not)
     strategy = subgroups.cases(tp_suite, variant)
     if strategy is None:
         pytest.skip(f"--world-sizes {list(tp_suite.world_sizes)} holds neither 4 nor 6")
