@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional
 from conformance import proctree, wire
 
 DEFAULT_TIMEOUT_S = 20.0
-DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # bytes of address space per worker; torch + Gloo need ~0.8 GiB
+DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # resident bytes per worker tree (conformance.memory_watch); a worker holds ~0.2 GiB
 MAX_MESSAGE_BYTES = 256 * 1024**2  # a reply larger than this is refused, not read into memory
 ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
 DONE_GRACE_MIN_S = 2.0  # once one rank has finished, the others get at least this long
@@ -62,6 +62,7 @@ class ProcessGroup:
     tmpdir: str = ""
     examples_run: int = 0
     loaded_impls: set = field(default_factory=set)  # impl specs every rank has loaded (see Runner)
+    memory_watch: Any = None  # conformance.memory_watch.MemoryWatch, when memory_limit is set
     _seq: int = 0
     _stack_offsets: dict = field(default_factory=dict)
 
@@ -84,7 +85,7 @@ class ProcessGroup:
             proc = ctx.Process(
                 target=worker.main,
                 args=(rank, world_size, group.store.port, child_end, life_child, stack_path,
-                      timeout_s + 10.0, memory_limit, timeout_s),
+                      timeout_s + 10.0, timeout_s),
                 name=f"tpconform-ws{world_size}-rank{rank}",
                 daemon=True,
             )
@@ -94,6 +95,10 @@ class ProcessGroup:
             life_child.close()
             group.ranks.append(_Rank(proc, parent_end, life_parent, stack_path))
         _live_groups.add(group)
+        if memory_limit:
+            from conformance.memory_watch import MemoryWatch
+
+            group.memory_watch = MemoryWatch({r: rank.process.pid for r, rank in enumerate(group.ranks)}, memory_limit)
         group._mark_stacks()
         group._gather("start-up", {r: None for r in range(world_size)}, timeout_s + 30.0, synchronized=False)
         return group
@@ -118,7 +123,8 @@ class ProcessGroup:
             try:
                 self.ranks[rank].conn.send_bytes(encoded[id(message)])
             except (BrokenPipeError, OSError):
-                self._fail(f"rank {rank} is gone (its pipe is closed)", [rank])
+                why = self.memory_watch.breach(rank) if self.memory_watch is not None else None
+                self._fail(f"rank {rank} is gone ({why or 'its pipe is closed'})", [rank])
         if while_waiting is not None:
             while_waiting()
         return self._gather(what, messages, timeout_s or self.timeout_s, seq=self._seq, synchronized=synchronized)
@@ -181,7 +187,9 @@ class ProcessGroup:
                     except (EOFError, OSError, wire.WireError):
                         pass
                     time.sleep(0.05)  # let other ranks finish dying or replying
-                    self._fail(f"rank {r} {_death(self.ranks[r].process.exitcode)} during {what}; "
+                    if self.memory_watch is not None and self.memory_watch.breach(r):
+                        self._fail(f"rank {r} {self._death_of(r)} during {what}", [r])
+                    self._fail(f"rank {r} {self._death_of(r)} during {what}; "
                                "a rank must never exit mid-example, whatever its exit code", [r])
         return replies
 
@@ -225,7 +233,7 @@ class ProcessGroup:
         out = []
         for r, rank in enumerate(self.ranks):
             if r not in live:
-                out.append(f"--- rank {r}: {_death(rank.process.exitcode)}")
+                out.append(f"--- rank {r}: {self._death_of(r)}")
                 continue
             text = self._read_new(rank.stack_path)
             if not text:
@@ -234,6 +242,11 @@ class ProcessGroup:
                         if text else "(no stack written: the rank ignores SIGUSR1 or is stuck outside Python)")
             out.append(f"--- rank {r} stack:\n{text}")
         return "\n".join(out)
+
+    def _death_of(self, r: int) -> str:
+        """How rank ``r`` ended: killed for its memory (by the watch), or its exit code or signal."""
+        why = self.memory_watch.breach(r) if self.memory_watch is not None else None
+        return why or _death(self.ranks[r].process.exitcode)
 
     @property
     def healthy(self) -> bool:
@@ -244,6 +257,8 @@ class ProcessGroup:
         while the workers are still alive to hold their descendants in the tree; wait (bounded)
         until the workers are gone. Workers keep no state worth a graceful stop (``graceful`` is
         accepted for compatibility): a worker that exited first would orphan its children."""
+        if self.memory_watch is not None:
+            self.memory_watch.stop()
         pids = [rank.process.pid for rank in self.ranks if rank.process.pid]
         proctree.kill_tree([p for p in pids if proctree.alive(p)])
         for pid in pids:

@@ -32,7 +32,8 @@ def pytest_addoption(parser):
                 help="process-group backend: gloo (CPU, default) or nccl (one rank per GPU; world sizes "
                      "above the GPU count are skipped)")
     g.addoption("--tp-memory-limit", default="3G", metavar="SIZE",
-                help="address-space limit per worker process, e.g. 3G or 2500M; 0 for none (default: 3G)")
+                help="resident memory per worker (with the processes it starts), measured from outside it, "
+                     "e.g. 3G or 2500M; 0 for none (default: 3G)")
     g.addoption("--known-failures", action="append", default=[], metavar="FILE",
                 help="a TOML file of known deviations: matching failures become xfail, an entry that "
                      "matches nothing fails the run (repeatable; a peer's own file is always applied)")

@@ -4,8 +4,6 @@
 - its own process group, so the verdict can ``killpg`` it with everything it forked, and a
   terminal's Ctrl-C reaches only the verdict process (SIGINT is ignored: the verdict shuts down);
 - a child subreaper, so grandchildren a candidate daemonizes stay below the worker;
-- an address-space limit (``RLIMIT_AS``), so a candidate that allocates without end gets a
-  ``MemoryError`` (or dies) instead of taking the machine down;
 - a lifeline: a thread that, when the verdict process's end of a pipe closes (it exited, was
   killed, or closed the group), kills every descendant of the worker and then the worker's group.
 
@@ -17,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import resource
 import shutil
 import signal
 import threading
@@ -70,20 +67,6 @@ def _drop_inherited_fds() -> None:
                 pass
             setattr(owner, attr, None)
     setattr(tracker, "_pid", None)  # noqa: B010  (private, not in the type stubs)
-
-
-def limit_memory(memory_limit: int | None) -> None:
-    """Cap the address space at ``memory_limit`` bytes (``None`` or 0: no cap)."""
-    if memory_limit:
-        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def address_space() -> int:
-    """The worker's current virtual size in bytes (what ``RLIMIT_AS`` limits)."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _die(cleanup_paths: tuple[str, ...]) -> None:

@@ -112,10 +112,15 @@ class Rank:
         self.done = threading.Event()  # the run is over for this rank
         self.signalled: Optional[int] = None
         self.signalled_at = 0.0
+        self.memory_watch: Any = None
 
     # -- life cycle --------------------------------------------------------------------------
     def run(self) -> int:
         self._fork_worker()  # first: no thread, store or signal handler of ours may reach the fork
+        if self.memory_limit:  # bounded from here, outside the worker (conformance.memory_watch)
+            from conformance.memory_watch import MemoryWatch
+
+            self.memory_watch = MemoryWatch({self.rank: self.proc.pid}, self.memory_limit)
         self._handle_signals()
         from conformance.torchrun_mode import OP_TIMEOUT_S, connect
 
@@ -185,7 +190,7 @@ class Rank:
         self.proc = ctx.Process(
             target=_worker,
             args=((life_parent,), self.rank, self.world_size, self.port, conn, life_child,
-                  self.stack_path, self.timeout_s + 10.0, self.memory_limit, self.timeout_s),
+                  self.stack_path, self.timeout_s + 10.0, self.timeout_s),
             kwargs={"store_host": self.host, "store_prefix": f"{self.prefix}/pg", "device_index": self.local_rank},
             name=f"tpconform-torchrun-rank{self.rank}", daemon=True)
         self.proc.start()
@@ -197,6 +202,9 @@ class Rank:
 
         if self.proc is not None and self.proc.is_alive():
             return "did not start in time"
+        why = self.memory_watch.breach(self.rank) if self.memory_watch is not None else None
+        if why:
+            return why
         return _death(None if self.proc is None else self.proc.exitcode)
 
     def _finish(self, code: int) -> int:
@@ -206,6 +214,8 @@ class Rank:
         from conformance.harness import _killpg_if_leader
 
         self.done.set()
+        if self.memory_watch is not None:
+            self.memory_watch.stop()
         if self.proc is not None and self.proc.pid:
             if proctree.alive(self.proc.pid):
                 proctree.kill_tree([self.proc.pid])

@@ -205,7 +205,7 @@ def _extra_commands() -> dict:
 
 
 def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
-         memory_limit: Optional[int] = None, example_timeout_s: Optional[float] = None,
+         example_timeout_s: Optional[float] = None,
          store_host: str = "127.0.0.1", store_prefix: str = "", device_index: Optional[int] = None) -> None:
     """One rank: set up the process (``conformance.sandbox``), join the group, serve messages.
 
@@ -232,9 +232,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout_s))
     group = dist.group.WORLD
-    # after torch and the backend are set up, before any candidate code; not under CUDA, which
-    # reserves far more address space than it uses
-    sandbox.limit_memory(memory_limit if backend == "gloo" else None)
+    # memory is bounded from outside this process, by what it holds resident (conformance.memory_watch)
     conn.send_bytes(wire.encode({"ready": rank}))
     while True:
         try:
