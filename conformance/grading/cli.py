@@ -34,7 +34,7 @@ def register(sub) -> None:
     g.add_argument("--timeout", type=float, default=20.0, help="seconds one example may take (default: 20)")
     g.add_argument("--time-limit", type=float, default=900.0,
                    help="seconds one submission may take in all (default: 900)")
-    g.add_argument("--memory-mb", type=int, default=4096, help="address space per process, MiB (default: 4096)")
+    g.add_argument("--memory-mb", type=int, default=4096, help="resident memory per worker (with the processes it starts), MiB (default: 4096)")
     g.add_argument("--weights", default=None, help="a TOML weights file (default: conformance/grading/weights.toml)")
     g.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: 1)")
     g.add_argument("--gradescope", action="store_true", help="also write gradescope/NAME/results.json")

@@ -28,7 +28,7 @@ import sys
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from conformance import properties
-from conformance.harness import GroupFailure, GroupPool
+from conformance.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 from conformance.runner import ImplUnusable
 from conformance.suite import Suite, format_failure, replay_command
 from strategies import VARIANTS
@@ -79,11 +79,12 @@ def error_figures(found: list) -> list[dict]:
 
 class Grader:
     def __init__(self, impl: str, *, seed_value: int, examples: int, world_sizes, dtypes, timeout_s: float, emit,
-                 shown_as: str | None = None):
+                 shown_as: str | None = None, memory_limit: int | None = DEFAULT_MEMORY_LIMIT):
         self.impl = shown_as or impl  # what failure reports and replay commands name
         self.seed = seed_value
         self.examples = examples
-        self.suite = Suite(impl, GroupPool(timeout_s=timeout_s), world_sizes=world_sizes, dtypes=dtypes)
+        self.suite = Suite(impl, GroupPool(timeout_s=timeout_s, memory_limit=memory_limit),
+                           world_sizes=world_sizes, dtypes=dtypes)
         self.emit = emit
         self.memo: dict[str, object] = {}
 
@@ -221,7 +222,8 @@ def main(argv=None) -> int:
         out.write(json.dumps(record) + "\n")
 
     grader = Grader(a.impl, seed_value=a.seed, examples=a.examples, world_sizes=parse_world_sizes(a.world_sizes),
-                    dtypes=a.dtypes.split(","), timeout_s=a.timeout, emit=emit, shown_as=a.shown_as)
+                    dtypes=a.dtypes.split(","), timeout_s=a.timeout, emit=emit, shown_as=a.shown_as,
+                    memory_limit=a.limit_memory_mb * 2**20 if a.limit_memory_mb else DEFAULT_MEMORY_LIMIT)
     try:
         grader.run()
         emit({"done": True})

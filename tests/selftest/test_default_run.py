@@ -1,0 +1,99 @@
+"""The complete default run, as a user runs it, against every correct implementation the project
+ships: ``pytest --impl=X`` with no other option (every property file, world sizes 1-8, every dtype,
+the default memory bound and timeout) must be green, and every skip must say why; ``tpconform grade``
+at its defaults must give each correct submission full marks.
+
+A test of a subset is not a test of the default run: correct simple-module files once failed the
+TP sub-group test at the defaults because the self-tests ran them at world sizes 1-3 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.selftest.test_gate import ADAPTER, LAYERS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
+ADAPTER_PKG = os.path.join(FIXTURES, "grading", "adapter_pkg")
+
+# (id, --impl, extra PYTHONPATH entry): every correct impl the project ships
+CORRECT = [
+    ("reference", "reference", None),
+    ("simple-module-good", os.path.join(FIXTURES, "simple_module_good.py"), None),
+    ("grading-reference-copy", os.path.join(FIXTURES, "grading", "reference_copy.py"), None),
+    ("grading-adapter-package", "tplayers.adapter:Impl", ADAPTER_PKG),
+    ("gate-example-adapter", "theirpkg.tp:Adapter", "GATE_EXAMPLE"),
+]
+TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def gate_example(tmp_path_factory) -> str:
+    """The README's adapter example (tests/selftest/test_gate.py) as an importable package."""
+    base = tmp_path_factory.mktemp("gate-example")
+    os.makedirs(base / "theirpkg")
+    (base / "theirpkg" / "__init__.py").write_text("")
+    (base / "theirpkg" / "layers.py").write_text(LAYERS)
+    (base / "theirpkg" / "tp.py").write_text(ADAPTER)
+    return str(base)
+
+
+def _env(path_entry: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPOTHESIS", "TPCONFORM"))}
+    if path_entry:
+        env["PYTHONPATH"] = path_entry + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _skip_reasons(output: str) -> list[str]:
+    return re.findall(r"^SKIPPED \[\d+\] [^:]+:\d+: ?(.*)$", output, flags=re.M)
+
+
+@pytest.mark.parametrize("name, impl, path_entry", CORRECT, ids=[c[0] for c in CORRECT])
+def test_the_complete_default_run_is_green(name, impl, path_entry, gate_example):
+    if path_entry == "GATE_EXAMPLE":
+        path_entry = gate_example
+    started = time.monotonic()
+    # -rs: pytest's own skip summary, so every skip's reason can be read; nothing else is set
+    r = subprocess.run([sys.executable, "-m", "pytest", f"--impl={impl}", "-rs"], cwd=ROOT, env=_env(path_entry),
+                       capture_output=True, text=True, timeout=1200)
+    TIMES[name] = time.monotonic() - started
+    summary = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    assert r.returncode == 0, f"{name}: {summary}\n{r.stdout[-6000:]}\n{r.stderr[-2000:]}"
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    skipped = re.search(r"(\d+) skipped", summary)
+    reasons = _skip_reasons(r.stdout)
+    if skipped:
+        assert sum(int(n) for n in re.findall(r"^SKIPPED \[(\d+)\]", r.stdout, flags=re.M)) == int(skipped.group(1))
+    assert all(len(reason.strip()) > 10 for reason in reasons), reasons
+    print(f"{name}: {summary} ({TIMES[name]:.0f} s)")
+
+
+def test_grading_gives_every_correct_submission_full_marks(tmp_path):
+    """``tpconform grade`` at its defaults (world sizes 1-8, every dtype, the ci profile's examples)."""
+    folder, out = tmp_path / "class", tmp_path / "report"
+    os.makedirs(folder)
+    shutil.copy(os.path.join(FIXTURES, "simple_module_good.py"), folder / "simple_module_good.py")
+    shutil.copy(os.path.join(FIXTURES, "grading", "reference_copy.py"), folder / "reference_copy.py")
+    shutil.copytree(ADAPTER_PKG, folder / "adapter_pkg", ignore=shutil.ignore_patterns("__pycache__"))
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(out), "--no-progress"],
+                       cwd=ROOT, env=_env(None), capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    with open(out / "report.json") as fh:
+        report = json.load(fh)
+    scores = {s["name"]: s for s in report["submissions"]}
+    assert set(scores) == {"simple_module_good", "reference_copy", "adapter_pkg"}, scores
+    for name, score in scores.items():
+        failing = {p: v["verdict"] for p, v in score["properties"].items() if v["verdict"] != "pass"}
+        assert score["total"] == score["max"], f"{name}: {score['total']}/{score['max']}; {failing}"
+    print(f"graded 3 correct submissions at the defaults in {time.monotonic() - started:.0f} s")
