@@ -39,7 +39,7 @@ def test_nccl_without_gpus_skips_every_property_cleanly():
 @pytest.mark.skipif(backends.gpu_count() == 0, reason="no GPU here (CI has none)")
 def test_nccl_runs_the_same_properties_on_the_gpus():
     top = min(backends.gpu_count(), 8)
-    r = _pytest("--backend=nccl", f"--world-sizes=1-{top}", "--tp-memory-limit=0", "--dtypes=float32,bfloat16",
+    r = _pytest("--backend=nccl", f"--world-sizes=1-{top}", "--dtypes=float32,bfloat16",
                 "tests/properties/test_forward.py", "tests/properties/test_gradients.py",
                 "tests/properties/test_composition.py", "tests/properties/test_primitives.py")
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
