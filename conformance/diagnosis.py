@@ -227,6 +227,9 @@ def _crash_cause(ev: Evidence, v: Violation) -> str | None:
                 + (" (here a rank has an empty shard: does it return early?)" if empty else ""))
     if v.quantity == "construction" and "some ranks only" in v.message and empty:
         return "construction raised only on some ranks, and some rank's shard is empty: empty shards are not handled"
+    if "ProcessGroupGloo::allgather: invalid tensor size" in v.message:
+        return ("Gloo's all_gather needs every rank's tensor the same size (NCCL accepts uneven ones): pad each "
+                "shard to the largest and trim after the gather, or check an NCCL-only layer with --backend nccl")
     if math.prod(case.batch_shape) == 0 and "raised" in v.message:
         return "the batch is empty: the layer does not handle inputs with a zero-size batch dim"
     return None

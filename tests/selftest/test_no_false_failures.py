@@ -1,0 +1,83 @@
+"""Paths where a correct layer could fail, or a failure be blamed on the layer, for reasons that are
+not its own: each one found gets a test here (the complete default run against every correct impl
+is ``test_default_run.py``; the CUDA build of torch is ``test_torch_builds.py``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from conformance import backends, properties, subgroups
+from conformance.cases import LayerCase
+from conformance.diagnosis import likely_cause
+from conformance.harness import GroupPool
+from conformance.suite import Suite
+from impls.simple_module import SimpleModuleImpl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GOOD = os.path.join(ROOT, "tests", "selftest", "fixtures", "simple_module_good.py")
+CASE = LayerCase(kind="column", world_size=2, in_features=4, out_features=4, batch_shape=(3,), dtype="float32",
+                 bias=True, seed=1)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = GroupPool(timeout_s=30.0)
+    yield p
+    p.close()
+
+
+def test_simple_module_layers_are_not_handed_a_sub_group(pool):
+    """The convention takes rank and world size from the default group: the TP sub-group checks do not
+    apply to it, and say so in one line naming the convention."""
+    suite = Suite(GOOD, pool)
+    assert suite.capabilities.accepts_group is False
+    why = subgroups.not_applicable(suite)
+    assert why and why.startswith("not applicable: the simple-module convention's layers") and "\n" not in why
+    assert subgroups.not_applicable(Suite("reference", pool)) is None
+
+
+def test_a_module_cannot_declare_that_its_simple_module_layers_take_a_group():
+    class Module:
+        TP_CAPABILITIES = {"accepts_group": True, "dtypes": ["float32"]}
+        ColumnParallelLinear = RowParallelLinear = object
+
+    impl = SimpleModuleImpl(Module, name="m.py")
+    assert impl.capabilities.accepts_group is False and impl.capabilities.dtypes == ("float32",)
+
+
+def test_gloos_equal_size_all_gather_is_named_as_the_cause(pool):
+    """NCCL gathers uneven tensors, Gloo refuses them: the report says so instead of leaving the crash
+    unexplained (the layer may be correct on its real backend)."""
+    suite = Suite("tests.selftest.fixtures.uneven_gather:GathersUnevenShards", pool)
+    ev = suite.evidence(CASE)
+    found = properties.evaluate(ev, "output_matches_the_dense_layer")
+    assert found, "the crash must be reported"
+    causes = [likely_cause(ev, v) or "" for v in found]
+    assert any("Gloo's all_gather needs every rank's tensor the same size" in c for c in causes), (found, causes)
+
+
+def test_gpu_workers_use_full_precision_reductions(monkeypatch):
+    """torch's GPU defaults let cuBLAS reduce float16/bfloat16 in 16 bits (and allow TF32): a plain
+    F.linear would then exceed the tolerance model's float32 accumulation. The NCCL worker set-up turns
+    them off before any candidate code (checked here with the CUDA calls stubbed: no GPU in CI)."""
+    matmul = torch.backends.cuda.matmul
+    saved = (matmul.allow_tf32, matmul.allow_fp16_reduced_precision_reduction,
+             matmul.allow_bf16_reduced_precision_reduction, torch.backends.cudnn.allow_tf32)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(torch, "set_default_device", lambda device: None)
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: None)
+    try:
+        matmul.allow_tf32 = True
+        matmul.allow_fp16_reduced_precision_reduction = True
+        matmul.allow_bf16_reduced_precision_reduction = True
+        torch.backends.cudnn.allow_tf32 = True
+        backends.set_up_device("nccl", 0)
+        assert not matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert not matmul.allow_fp16_reduced_precision_reduction
+        assert not matmul.allow_bf16_reduced_precision_reduction
+    finally:
+        (matmul.allow_tf32, matmul.allow_fp16_reduced_precision_reduction,
+         matmul.allow_bf16_reduced_precision_reduction, torch.backends.cudnn.allow_tf32) = saved
