@@ -31,6 +31,10 @@ def _replay(args) -> int:
         if case.tp_groups > 1:
             from conformance import subgroups
 
+            why_not = subgroups.not_applicable(suite)
+            if why_not:
+                print(f"replay: {why_not}", file=sys.stderr)
+                return 2
             return subgroups.replay(suite, case, names)
         ev = suite.evidence(case)
         failed = 0

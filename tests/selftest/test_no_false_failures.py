@@ -81,3 +81,15 @@ def test_gpu_workers_use_full_precision_reductions(monkeypatch):
     finally:
         (matmul.allow_tf32, matmul.allow_fp16_reduced_precision_reduction,
          matmul.allow_bf16_reduced_precision_reduction, torch.backends.cudnn.allow_tf32) = saved
+
+
+def test_replaying_a_sub_group_case_on_a_simple_module_says_it_does_not_apply():
+    import subprocess
+    import sys
+
+    case = LayerCase(kind="row", world_size=4, in_features=2, out_features=2, batch_shape=(2,), dtype="float32",
+                     bias=True, input_is_parallel=True, seed=0, tp_size=2)
+    r = subprocess.run([sys.executable, "-m", "conformance", "replay", f"--impl={GOOD}", case.token()], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().startswith("replay: not applicable: the simple-module"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
