@@ -76,12 +76,16 @@ def _checked_description(d: Any, spec: str) -> dict:
         Capabilities.from_dict(d["capabilities"])
         if not isinstance(d.get("name"), str):
             raise TypeError("name is not a str")
+        setup_s = d.get("setup_timeout_s", LOAD_TIMEOUT_S)
+        if isinstance(setup_s, bool) or not isinstance(setup_s, (int, float)) or not 0 < setup_s <= MAX_SETUP_S:
+            raise ValueError(f"setup_timeout_s={setup_s!r} is not a number of seconds in (0, {MAX_SETUP_S:.0f}]")
     except Exception as exc:
         raise ImplUnusable(f"--impl={spec}: its description is malformed: {type(exc).__name__}: {exc}") from None
     return d
 
 
 LOAD_TIMEOUT_S = 120.0  # importing a library on every rank of a fresh group (megatron at 8 ranks: ~30 s)
+MAX_SETUP_S = 1800.0  # the longest one-time set-up an impl may declare (setup_timeout_s)
 
 
 class Runner:
@@ -98,7 +102,8 @@ class Runner:
         if self._description is None:
             try:
                 group = self.pool.get(getattr(self.pool, "describe_world_size", 1))  # torchrun: its one world
-                reply = group.request({0: {"cmd": "describe", "impl": self.impl_spec}}, what="loading the impl")[0]
+                reply = group.request({0: {"cmd": "describe", "impl": self.impl_spec}}, what="loading the impl",
+                                      timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s), synchronized=False)[0]
             except GroupFailure as exc:
                 raise ImplUnusable(f"--impl={self.impl_spec}: loading it crashed its worker: "
                                    f"{str(exc).splitlines()[0]}") from None
@@ -115,9 +120,13 @@ class Runner:
         the example that follows."""
         group = self.pool.get(world_size)
         if self.impl_spec not in group.loaded_impls:
-            group.request({r: {"cmd": "describe", "impl": self.impl_spec} for r in range(world_size)},
-                          timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s), what="loading the impl",
-                          synchronized=False)
+            from conformance.stale_locks import remove_stale_extension_locks
+
+            setup_s = self.describe().get("setup_timeout_s", LOAD_TIMEOUT_S)
+            remove_stale_extension_locks()  # a build killed earlier must not hang this one's set-up
+            group.request({r: {"cmd": "describe", "impl": self.impl_spec, "setup": True} for r in range(world_size)},
+                          timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s, setup_s),
+                          what="loading the impl and its set-up", synchronized=False)
             group.loaded_impls.add(self.impl_spec)
         return group
 

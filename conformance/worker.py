@@ -27,6 +27,7 @@ from conformance import sandbox, wire
 from conformance.cases import STAGES, LayerCase
 
 _impls: dict = {}
+_set_up: set = set()  # impl specs whose setup() ran in this process
 
 
 def _load(spec: str):
@@ -247,7 +248,11 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
             faulthandler.dump_traceback_later(watchdog_s, file=watchdog_file)
         try:
             if cmd == "describe":
-                reply = {"ok": True, "describe": _load(message["impl"]).describe()}
+                impl = _load(message["impl"])
+                if message.get("setup") and message["impl"] not in _set_up:
+                    impl.setup(group)  # the library's one-time set-up, under the load bound (Runner._group)
+                    _set_up.add(message["impl"])
+                reply = {"ok": True, "describe": impl.describe()}
             elif cmd == "run":
                 impl = _load(message["impl"])
                 case = LayerCase.from_dict(message["case"])

@@ -79,6 +79,15 @@ class TensorParallelImpl:
     version: str = ""
     convention: str = ""  # how the layers are written, when not by this protocol (e.g. "simple-module")
     capabilities: Capabilities = Capabilities()
+    # seconds :meth:`setup` may take on every rank of a new group (a library that compiles an
+    # extension on first use needs minutes); examples keep --tp-timeout
+    setup_timeout_s: float = 120.0
+
+    def setup(self, group) -> None:
+        """Optional one-time set-up on every rank of a new process group, before its first example,
+        under ``setup_timeout_s`` instead of the per-example ``--tp-timeout``: a library's own
+        initialisation (``deepspeed.comm.init_distributed``, which compiles its comm extension the
+        first time it runs on a machine)."""
 
     def column(self, weight, bias, *, gather_output: bool, group):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -136,5 +145,5 @@ class TensorParallelImpl:
         if not isinstance(caps, Capabilities):
             caps = Capabilities()
         return {"name": self.name, "version": self.version, "convention": str(self.convention or ""),
-                "capabilities": caps.as_dict()}
+                "capabilities": caps.as_dict(), "setup_timeout_s": self.setup_timeout_s}
 

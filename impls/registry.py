@@ -38,6 +38,7 @@ BUILTIN: tuple[Entry, ...] = (
     Entry("dtensor", "impls.peers.dtensor:Impl", "PyTorch DTensor TP: Colwise/RowwiseParallel on nn.Linear"),
     Entry("fairscale", "impls.peers.fairscale:Impl", "fairscale 0.4.13 model_parallel Column/RowParallelLinear"),
     Entry("megatron", "impls.peers.megatron:Impl", "megatron-core 0.16.1 tensor_parallel Column/RowParallelLinear"),
+    Entry("deepspeed", "impls.peers.deepspeed:Impl", "DeepSpeed 0.19.8 AutoTP LinearLayer/LinearAllreduce (training mode)"),
 )
 
 

@@ -22,12 +22,16 @@ class Peer:
     module: str  # the adapter module, impls.peers.<name>
     requires: str  # the top-level package the library installs ("" when torch alone suffices)
     distribution: str  # what pip installs (pinned in pyproject.toml's ``peers`` extra)
+    install: str = INSTALL  # the command that installs it
 
 
 PEERS: tuple[Peer, ...] = (
     Peer("dtensor", "impls.peers.dtensor", "", "torch"),
     Peer("fairscale", "impls.peers.fairscale", "fairscale", "fairscale==0.4.13"),
     Peer("megatron", "impls.peers.megatron", "megatron", "megatron-core==0.16.1"),
+    Peer("deepspeed", "impls.peers.deepspeed", "deepspeed", "deepspeed==0.19.8",
+         "DS_BUILD_OPS=0 pip install --no-deps deepspeed==0.19.8 && "
+         "pip install hjson ninja py-cpuinfo pydantic msgpack psutil einops"),
 )
 BY_NAME = {p.name: p for p in PEERS}
 
@@ -39,4 +43,5 @@ def missing(name: str) -> Optional[str]:
     peer = BY_NAME[name]
     if not peer.requires or importlib.util.find_spec(peer.requires) is not None:
         return None
-    return f"{peer.distribution} is not installed; install the peers extra: {INSTALL}"
+    how = f"install the peers extra: {INSTALL}" if peer.install == INSTALL else f"install it: {peer.install}"
+    return f"{peer.distribution} is not installed; {how}"

@@ -93,3 +93,43 @@ def test_replaying_a_sub_group_case_on_a_simple_module_says_it_does_not_apply():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().startswith("replay: not applicable: the simple-module"), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_slow_one_time_set_up_is_not_a_hang():
+    """``impl.setup`` runs once per rank of a new group under the impl's ``setup_timeout_s``; with a
+    per-example bound of 3 s, a 5 s set-up would otherwise fail the first example as a hang."""
+    pool = GroupPool(timeout_s=3.0)
+    try:
+        suite = Suite("tests.selftest.fixtures.slow_setup:SetsUpSlowly", pool)
+        for ws in (1, 2):
+            ev = suite.evidence(LayerCase(kind="row", world_size=ws, in_features=4, out_features=3, batch_shape=(2,),
+                                          dtype="float32", bias=True, seed=2))
+            assert ev.outcome.crash is None, ev.outcome.crash
+            assert properties.evaluate(ev, "output_matches_the_dense_layer") == []
+    finally:
+        pool.close()
+
+
+def test_a_lock_left_by_a_killed_extension_build_is_removed_and_a_live_one_kept(tmp_path):
+    """torch's cpp_extension waits forever on a build folder's ``lock``; a worker killed while it
+    compiled (DeepSpeed's comm extension, ~2.5 min) leaves it behind."""
+    import subprocess
+    import time as clock
+
+    from conformance.stale_locks import MIN_AGE_S, remove_stale_extension_locks
+
+    old = clock.time() - MIN_AGE_S - 5
+    stale, fresh, live = (tmp_path / "py311_cpu" / n for n in ("killed_build", "starting_build", "live_build"))
+    for folder in (stale, fresh, live):
+        folder.mkdir(parents=True)
+        (folder / "lock").write_text("")
+    for folder in (stale, live):
+        os.utime(folder / "lock", (old, old))
+    compiler = subprocess.Popen(["sleep", "30"], cwd=live)  # a build runs its compiler in its folder
+    try:
+        removed = remove_stale_extension_locks([str(tmp_path)])
+    finally:
+        compiler.kill()
+        compiler.wait()
+    assert removed == [str(stale / "lock")]
+    assert (fresh / "lock").exists() and (live / "lock").exists() and not (stale / "lock").exists()
