@@ -69,6 +69,12 @@ def _drop_inherited_fds() -> None:
     setattr(tracker, "_pid", None)  # noqa: B010  (private, not in the type stubs)
 
 
+def die(cleanup_paths: tuple[str, ...]) -> None:
+    """Remove ``cleanup_paths`` (and their folder, when empty), kill every descendant and this
+    worker's process group, exit: what a worker does when the verdict process is gone."""
+    _die(cleanup_paths)
+
+
 def _die(cleanup_paths: tuple[str, ...]) -> None:
     for path in cleanup_paths:
         try:

@@ -239,7 +239,9 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
         try:
             message = backends.to_device(wire.decode(conn.recv_bytes()), device)
         except (EOFError, OSError):
-            break
+            # the verdict is gone: leave as the lifeline would (files removed, descendants killed),
+            # whichever of the two threads sees it first
+            sandbox.die((stack_path, watchdog_path))
         cmd = message["cmd"]
         if cmd == "stop":
             break
