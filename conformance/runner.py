@@ -150,8 +150,51 @@ class Runner:
         outcome = Outcome(case, tensors, stages=tuple(STAGES if stages is None else stages))
         message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
-        results, outcome.crash = self.request(case.world_size, {r: message for r in range(case.world_size)},
+        messages = {r: message for r in range(case.world_size)}
+        sliced = (case.kind == "row" and case.input_is_parallel) or (case.kind == "column" and not case.gather_output)
+        if sliced and outcome.stages:
+            # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad
+            # (column, sharded output), never the whole tensor it could read out of the harness's frames
+            # instead of communicating: first the layer is built for its shard shapes alone, then each
+            # rank is sent its slice along the partition those shapes imply.
+            first, outcome.crash = self.request(case.world_size, {r: {**message, "stages": []}
+                                                                  for r in range(case.world_size)})
+            if outcome.crash is not None:
+                return outcome
+            if any(res.get("construct_failed_ranks") for res in first.values()):
+                outcome.ranks = [first[r] for r in range(case.world_size)]
+                return outcome
+            messages = _sliced_messages(case, message, tensors, [first[r] for r in range(case.world_size)])
+        results, outcome.crash = self.request(case.world_size, messages,
                                               None if while_waiting is None else lambda: while_waiting(tensors))
         if outcome.crash is None:
             outcome.ranks = [results[r] for r in range(case.world_size)]
         return outcome
+
+
+def _partition(widths: list, total: int, world_size: int) -> list[int]:
+    """Each rank's share of ``total`` as its shard shapes imply, exactly as the worker reads it
+    (``torch.tensor_split`` style when they do not add up)."""
+    if len(widths) == world_size and all(isinstance(w, int) and w >= 0 for w in widths) and sum(widths) == total:
+        return list(widths)
+    base, extra = divmod(total, world_size)
+    return [base + (1 if r < extra else 0) for r in range(world_size)]
+
+
+def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shards: list[dict]) -> dict[int, dict]:
+    def width(res: dict, dim: int) -> int:
+        w = res.get("weight_shard")
+        return int(w.shape[dim]) if hasattr(w, "shape") and len(w.shape) == 2 else -1
+
+    data = tensors.as_dict()
+    if case.kind == "row":
+        key, dim, total = "x", 1, case.in_features
+    else:
+        key, dim, total = "grad_out", 0, case.out_features
+    parts = _partition([width(res, dim) for res in shards], total, case.world_size)
+    out, start = {}, 0
+    for r, n in enumerate(parts):
+        piece = data[key].narrow(-1, start, n).clone()
+        start += n
+        out[r] = {**message, "data": {**data, key: piece}, "sliced": key}
+    return out
