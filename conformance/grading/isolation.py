@@ -1,22 +1,26 @@
 """Run one submission's verdict process in isolation, and keep the suite it runs out of its reach.
 
-Each submission is graded by ``python -m conformance.grading.one`` started here:
+Each submission is graded by ``python -P -m conformance.grading.one`` started here:
 
+- inside a **bubblewrap sandbox** (:mod:`conformance.grading.bwrap`) unless the run was started with
+  ``--unsandboxed``: its own user, PID, mount, IPC and network namespaces, a read-only view of the
+  Python environment, the suite snapshot and its own copy, a private ``/tmp``; nothing else of the host;
 - from a **read-only snapshot of the suite** (``conformance``, ``impls``, ``strategies``, byte-compiled,
-  files 0444 / folders 0555), taken once per run; its digest is checked after every submission, and
-  a submission that changed it is graded as a cheat and the snapshot is rebuilt;
-- with a **copy of the submission** in a private temp dir that is also its working directory,
-  ``HOME`` and ``TMPDIR`` (so it cannot reach the other submissions through relative paths);
+  files 0444 / folders 0555), written from the bytes read once when the run started; its digest is
+  checked after every submission; a submission that changed it is graded as a cheat and the snapshot
+  is rebuilt from those bytes (never from the live checkout);
+- with a **copy of the submission**: only its regular files, size-capped (``Submission.files``), in a
+  private read-only folder that is also its working directory; ``-P`` keeps that folder off the
+  verdict's ``sys.path``;
 - in a **clean environment** (``PATH``, ``PYTHONPATH`` = the snapshot, nothing inherited);
 - in **its own session / process group**, killed as a whole when it outlives its wall-clock limit
-  and swept after it exits;
+  (in the sandbox, the PID namespace goes with it);
 - under **resource limits** (address space, CPU seconds, file size, no core dumps), set by the
   verdict process on itself before any candidate code starts, and inherited by its workers;
-- results come back over a **pipe** that only the verdict process holds (the workers, where the
-  candidate runs, do not inherit it), never through files the candidate could write.
+- results come back over a **pipe** that only the verdict process holds, as JSON lines that
+  :mod:`conformance.grading.records` checks against a schema and cuts to a bounded size.
 
-Not enforced (needs a separate user or a container): the candidate runs as the grader's user, so a
-deliberately malicious one can still read or write whatever that user can. See docs/GRADING.md.
+See docs/GRADING.md for what is enforced and what is not.
 """
 
 from __future__ import annotations
