@@ -103,7 +103,7 @@ class Runner:
                 raise ImplUnusable(f"--impl={self.impl_spec}: loading it crashed its worker: "
                                    f"{str(exc).splitlines()[0]}") from None
             if not reply.get("ok"):
-                raise ImplUnusable(reply.get("impl_error") or reply.get("error", "unknown error").splitlines()[0])
+                raise ImplUnusable(cut_text(reply.get("impl_error") or str(reply.get("error", "unknown error")).splitlines()[0]))
             self._description = _checked_description(reply.get("describe"), self.impl_spec)
         return self._description
 
@@ -135,7 +135,8 @@ class Runner:
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
         if errors:
             group.close()  # a rank raised mid-collective: the group's state is unknown
-            return {}, "\n".join(f"rank {r} raised: {rep.get('impl_error') or rep.get('error')}" for r, rep in errors)
+            return {}, "\n".join(f"rank {r} raised: {cut_text(rep.get('impl_error') or rep.get('error'))}"
+                                  for r, rep in errors)
         results, bad = _results(replies)
         if bad:
             group.close(graceful=False)
@@ -198,3 +199,12 @@ def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shard
         start += n
         out[r] = {**message, "data": {**data, key: piece}, "sliced": key}
     return out
+
+
+MAX_CANDIDATE_TEXT = 4000  # characters of an error a candidate raised that reach a report
+
+
+def cut_text(text, limit: int = MAX_CANDIDATE_TEXT) -> str:
+    """A candidate's error text, cut (a layer may raise a message of any size)."""
+    s = str(text)
+    return s if len(s) <= limit else s[:limit] + f"… [{len(s) - limit} more characters cut]"
