@@ -160,7 +160,33 @@ def _package(name: str, path: str) -> Submission:
         return Submission(name, path, "invalid", problem=f"{MANIFEST} cannot be read: {str(exc)[:200]}")
     if not isinstance(impl, str) or not impl.strip():
         return Submission(name, path, "invalid", problem=f"{MANIFEST} has no impl = \"module:object\" string")
-    return Submission(name, path, "package", impl=impl.strip())
+    impl = impl.strip()
+    outside = _outside(impl, path)
+    if outside:
+        return Submission(name, path, "invalid", problem=f"{MANIFEST}: impl = {impl[:100]!r} {outside}")
+    return Submission(name, path, "package", impl=impl)
+
+
+SUITE_TOP_LEVEL = ("conformance", "impls", "strategies", "tpconform_properties", "tests")
+
+
+def _outside(impl: str, path: str) -> str | None:
+    """Why ``impl`` would load something other than the submission's own code (``None``: it does not):
+    a registry name (the suite's reference, a seeded bug), an absolute or ``..`` path, a module that
+    is not a file or folder of the submission, or one named like the suite's own packages."""
+    if impl.endswith(".py") or "/" in impl or os.sep in impl:
+        parts = impl.replace(os.sep, "/").split("/")
+        if os.path.isabs(impl) or ".." in parts or not impl.endswith(".py"):
+            return "must be a .py file inside the submission's folder"
+        return None
+    top = impl.split(":", 1)[0].split(".", 1)[0]
+    if not top.isidentifier():
+        return "is not module:object"
+    if top in SUITE_TOP_LEVEL:
+        return "names the grading suite's own code, not the submission's"
+    if not (os.path.isdir(os.path.join(path, top)) or os.path.isfile(os.path.join(path, top + ".py"))):
+        return f"names no module of the submission (no {top}/ or {top}.py in its folder)"
+    return None
 
 
 def discover(folder: str) -> list[Submission]:

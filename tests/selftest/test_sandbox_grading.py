@@ -26,6 +26,9 @@ CONTROLS = ("control_reference", "control_adapter_pkg")
 BASELINE = "donothing"
 BAD_FILES = {"fifo.py": "a FIFO", "zero.py": "a symlink", "sparse": "limit", "fifo_pkg": "a FIFO",
              "devlink_pkg": "a symlink", "sparse_pkg": "limit"}
+# manifests that point at the suite's own reference instead of the submission's code
+MANIFESTS = {"registry_name_pkg": "names no module of the submission", "suite_module_pkg": "grading suite's own code",
+             "suite_path_pkg": "inside the submission's folder"}
 MARKERS = (b"tpc-escapee", b"tpc-orphan")
 
 pytestmark = pytest.mark.skipif(bwrap.unavailable() is not None,
@@ -140,6 +143,12 @@ def test_no_attack_scores_above_a_do_nothing_layer_and_every_control_gets_full_m
 def test_files_that_are_not_regular_or_too_large_are_refused_without_reading_them(graded):
     subs = _by_name(graded["report"])
     for name, says in BAD_FILES.items():
+        assert subs[name]["total"] == 0 and says in subs[name]["why"], (name, subs[name]["why"])
+
+
+def test_a_manifest_may_name_only_the_submissions_own_code(graded):
+    subs = _by_name(graded["report"])
+    for name, says in MANIFESTS.items():
         assert subs[name]["total"] == 0 and says in subs[name]["why"], (name, subs[name]["why"])
 
 
