@@ -20,7 +20,7 @@ from conformance.grading import bwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "hostile_sandbox")
-OPTIONS = ["--world-sizes=2", "--examples=4", "--timeout=15", "--time-limit=45", "--seed=0", "--jobs=2",
+OPTIONS = ["--world-sizes=2", "--examples=4", "--timeout=15", "--time-limit=60", "--seed=0", "--jobs=2",
            "--no-progress"]
 CONTROLS = ("control_reference", "control_adapter_pkg")
 BASELINE = "donothing"
