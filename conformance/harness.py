@@ -336,6 +336,8 @@ def _raised_text(raised: dict) -> str:
     lines = []
     for r, rep in sorted(raised.items()):
         text = str(rep.get("impl_error") or rep.get("error") or "")
+        if len(text) > 4000:  # a candidate's message may be of any size
+            text = text[:4000] + f"… [{len(text) - 4000} more characters cut]"
         lines.append(f"\nrank {r} raised: {text.strip()}")
     return "".join(lines)
 

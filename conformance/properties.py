@@ -366,7 +366,7 @@ def preconditions(ev: Evidence, prop_name: str) -> Optional[list[Violation]]:
     if oc.construct_failed:
         failed = oc.ranks[0]["construct_failed_ranks"]
         errors = "; ".join(
-            f"rank {r}: {res['construct_error'].splitlines()[0]}" for r, res in enumerate(oc.ranks)
+            f"rank {r}: {(str(res['construct_error'])[:4000].splitlines() or [''])[0]}" for r, res in enumerate(oc.ranks)
             if "construct_error" in res
         )
         everywhere = len(failed) == ev.case.world_size

@@ -108,7 +108,7 @@ class Runner:
                 raise ImplUnusable(f"--impl={self.impl_spec}: loading it crashed its worker: "
                                    f"{str(exc).splitlines()[0]}") from None
             if not reply.get("ok"):
-                raise ImplUnusable(reply.get("impl_error") or reply.get("error", "unknown error").splitlines()[0])
+                raise ImplUnusable(cut_text(reply.get("impl_error") or str(reply.get("error", "unknown error")).splitlines()[0]))
             self._description = _checked_description(reply.get("describe"), self.impl_spec)
         return self._description
 
@@ -144,7 +144,8 @@ class Runner:
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
         if errors:
             group.close()  # a rank raised mid-collective: the group's state is unknown
-            return {}, "\n".join(f"rank {r} raised: {rep.get('impl_error') or rep.get('error')}" for r, rep in errors)
+            return {}, "\n".join(f"rank {r} raised: {cut_text(rep.get('impl_error') or rep.get('error'))}"
+                                  for r, rep in errors)
         results, bad = _results(replies)
         if bad:
             group.close(graceful=False)
@@ -159,8 +160,60 @@ class Runner:
         outcome = Outcome(case, tensors, stages=tuple(STAGES if stages is None else stages))
         message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
-        results, outcome.crash = self.request(case.world_size, {r: message for r in range(case.world_size)},
+        messages = {r: message for r in range(case.world_size)}
+        sliced = (case.kind == "row" and case.input_is_parallel) or (case.kind == "column" and not case.gather_output)
+        if sliced and outcome.stages:
+            # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad
+            # (column, sharded output), never the whole tensor it could read out of the harness's frames
+            # instead of communicating: first the layer is built for its shard shapes alone, then each
+            # rank is sent its slice along the partition those shapes imply.
+            first, outcome.crash = self.request(case.world_size, {r: {**message, "stages": []}
+                                                                  for r in range(case.world_size)})
+            if outcome.crash is not None:
+                return outcome
+            if any(res.get("construct_failed_ranks") for res in first.values()):
+                outcome.ranks = [first[r] for r in range(case.world_size)]
+                return outcome
+            messages = _sliced_messages(case, message, tensors, [first[r] for r in range(case.world_size)])
+        results, outcome.crash = self.request(case.world_size, messages,
                                               None if while_waiting is None else lambda: while_waiting(tensors))
         if outcome.crash is None:
             outcome.ranks = [results[r] for r in range(case.world_size)]
         return outcome
+
+
+def _partition(widths: list, total: int, world_size: int) -> list[int]:
+    """Each rank's share of ``total`` as its shard shapes imply, exactly as the worker reads it
+    (``torch.tensor_split`` style when they do not add up)."""
+    if len(widths) == world_size and all(isinstance(w, int) and w >= 0 for w in widths) and sum(widths) == total:
+        return list(widths)
+    base, extra = divmod(total, world_size)
+    return [base + (1 if r < extra else 0) for r in range(world_size)]
+
+
+def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shards: list[dict]) -> dict[int, dict]:
+    def width(res: dict, dim: int) -> int:
+        w = res.get("weight_shard")
+        return int(w.shape[dim]) if hasattr(w, "shape") and len(w.shape) == 2 else -1
+
+    data = tensors.as_dict()
+    if case.kind == "row":
+        key, dim, total = "x", 1, case.in_features
+    else:
+        key, dim, total = "grad_out", 0, case.out_features
+    parts = _partition([width(res, dim) for res in shards], total, case.world_size)
+    out, start = {}, 0
+    for r, n in enumerate(parts):
+        piece = data[key].narrow(-1, start, n).clone()
+        start += n
+        out[r] = {**message, "data": {**data, key: piece}, "sliced": key}
+    return out
+
+
+MAX_CANDIDATE_TEXT = 4000  # characters of an error a candidate raised that reach a report
+
+
+def cut_text(text, limit: int = MAX_CANDIDATE_TEXT) -> str:
+    """A candidate's error text, cut (a layer may raise a message of any size)."""
+    s = str(text)
+    return s if len(s) <= limit else s[:limit] + f"… [{len(s) - limit} more characters cut]"

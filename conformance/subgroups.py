@@ -20,7 +20,7 @@ from conformance.cases import STAGES, LayerCase, make_tensors
 from conformance.dense import dense_linear
 from conformance.diagnosis import likely_cause
 from conformance.properties import Evidence, Violation
-from conformance.runner import Outcome
+from conformance.runner import Outcome, _sliced_messages
 
 
 def group_case(case: LayerCase, g: int) -> LayerCase:
@@ -43,6 +43,22 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
             "data": outcomes[g].tensors.as_dict(), "stages": list(stages)}
         for g in range(case.tp_groups) for r in group_ranks(case, g)
     }
+    sliced = (case.kind == "row" and case.input_is_parallel) or (case.kind == "column" and not case.gather_output)
+    if sliced and stages:  # each rank gets only its slice, as in Runner.run
+        first, crash = suite.runner.request(case.world_size, {r: {**m, "stages": []} for r, m in messages.items()})
+        if crash is None and not any(res.get("construct_failed_ranks") for res in first.values()):
+            for g in range(case.tp_groups):
+                ranks = list(group_ranks(case, g))
+                per = _sliced_messages(cases[g], messages[ranks[0]], outcomes[g].tensors, [first[r] for r in ranks])
+                messages.update({r: per[i] for i, r in enumerate(ranks)})
+        elif crash is None:
+            for g, oc in enumerate(outcomes):
+                oc.ranks = [first[r] for r in group_ranks(case, g)]
+            return outcomes
+        else:
+            for oc in outcomes:
+                oc.crash = crash
+            return outcomes
     results, crash = suite.runner.request(case.world_size, messages)
     for g, oc in enumerate(outcomes):
         oc.crash = crash

@@ -145,7 +145,10 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
         return result
 
     # 2. the input this rank feeds: full, or its slice along the partition its weight implies
-    if case.kind == "row" and case.input_is_parallel:
+    sliced = data.get("sliced")  # the verdict sent only this rank's slice of "x" or "grad_out"
+    if case.kind == "row" and case.input_is_parallel and sliced == "x":
+        x_in = x.clone()
+    elif case.kind == "row" and case.input_is_parallel:
         cols = [row[2] for row in table]
         if sum(cols) != case.in_features or min(cols) < 0:
             cols = [t.shape[-1] for t in torch.tensor_split(torch.empty(case.in_features), len(table))]
@@ -153,7 +156,9 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
         x_in = x.narrow(-1, start, cols[rank]).clone()
     else:
         x_in = x.clone()
-    if case.kind == "column" and not case.gather_output:
+    if case.kind == "column" and not case.gather_output and sliced == "grad_out":
+        g_in = grad_out.clone()
+    elif case.kind == "column" and not case.gather_output:
         rows = [row[1] for row in table]
         if sum(rows) != case.out_features or min(rows) < 0:
             rows = [t.shape[0] for t in torch.tensor_split(torch.empty(case.out_features), len(table))]
@@ -258,8 +263,10 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
             elif cmd == "run":
                 impl = _load(message["impl"])
                 case = LayerCase.from_dict(message["case"])
-                reply = {"ok": True, "result": run_example(impl, case, message["data"], group,
-                                                            message.get("stages"))}
+                data = message["data"]
+                if message.get("sliced"):
+                    data = {**data, "sliced": message["sliced"]}
+                reply = {"ok": True, "result": run_example(impl, case, data, group, message.get("stages"))}
             elif cmd in _extra_commands():
                 reply = {"ok": True, "result": _extra_commands()[cmd](message, _load(message["impl"]))}
             else:

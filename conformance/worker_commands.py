@@ -54,7 +54,8 @@ def run_tp_group(message: dict, impl) -> dict:
     """One layer example on this rank's TP group (its own tensors; the impl is given that group)."""
     case = LayerCase.from_dict(message["case"])
     group_case = dataclasses.replace(case, world_size=case.tp_size, tp_size=0)
-    return run_example(impl, group_case, message["data"], tp_group(case.tp_size), message.get("stages"))
+    data = message["data"] if not message.get("sliced") else {**message["data"], "sliced": message["sliced"]}
+    return run_example(impl, group_case, data, tp_group(case.tp_size), message.get("stages"))
 
 
 # the activation between the two layers of the MLP; the suite applies it, not the candidate

@@ -39,6 +39,10 @@ def register(sub) -> None:
     g.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: 1)")
     g.add_argument("--gradescope", action="store_true", help="also write gradescope/NAME/results.json")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--unsandboxed", action="store_true",
+                   help="grade without the bubblewrap sandbox (only for code you trust: a submission can then "
+                        "read and write whatever your user can); without this flag, grade refuses to run when no "
+                        "sandbox can be made")
     g.set_defaults(func=main)
 
 
@@ -67,7 +71,17 @@ def _options(args) -> dict:
     for name, value in (("--timeout", args.timeout), ("--time-limit", args.time_limit)):
         if value <= 0:
             raise UsageProblem(f"{name}={value}: must be positive")
-    return {"seed": args.seed, "profile": args.profile, "examples": examples,
+    from conformance.grading import bwrap
+
+    if args.unsandboxed:
+        sandbox = "none (--unsandboxed)"
+    else:
+        why = bwrap.unavailable()
+        if why:
+            raise UsageProblem(f"no sandbox: {why}; refusing to run untrusted code (pass --unsandboxed to run "
+                               "trusted submissions without one)")
+        sandbox = bwrap.version()
+    return {"sandbox": sandbox, "seed": args.seed, "profile": args.profile, "examples": examples,
             "world_sizes": ",".join(map(str, sizes)), "dtypes": ",".join(dtypes), "timeout_s": args.timeout,
             "time_limit_s": args.time_limit, "memory_mb": args.memory_mb}
 
@@ -87,7 +101,7 @@ def run_record(options: dict, weights) -> dict:
 
 def _fingerprint(sub, options: dict, suite_sha: str) -> str:
     keep = {k: options[k] for k in ("seed", "examples", "world_sizes", "dtypes", "timeout_s", "time_limit_s",
-                                    "memory_mb")}
+                                    "memory_mb", "sandbox")}
     blob = json.dumps([sub.kind, sub.impl, sub.sha256() if sub.kind != "invalid" else sub.problem, keep, suite_sha],
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -101,12 +115,20 @@ def write_atomic(path: str, data: dict) -> None:
 
 
 def _finished(path: str, fingerprint: str):
+    """The stored record at ``path`` if it is for this fingerprint and passes the schema check."""
+    from conformance.grading.records import Invalid, stored_result
+
     try:
+        if os.path.getsize(path) > 64 << 20:
+            return None
         with open(path) as fh:
             data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if data.get("fingerprint") == fingerprint else None
+        if not isinstance(data, dict) or data.get("fingerprint") != fingerprint:
+            return None
+        data["result"] = stored_result(data.get("result"))
+    except (OSError, ValueError, RecursionError, Invalid):
+        return None  # damaged or forged: graded again
+    return data
 
 
 def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
@@ -122,11 +144,12 @@ def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
             result = run_isolated(sub, snapshot, seed=options["seed"], examples=options["examples"],
                                   world_sizes=options["world_sizes"], dtypes=options["dtypes"],
                                   timeout_s=options["timeout_s"],
-                                  limits=Limits(options["time_limit_s"], options["memory_mb"]))
+                                  limits=Limits(options["time_limit_s"], options["memory_mb"]),
+                                  sandboxed=not options["sandbox"].startswith("none"))
             changed = snapshot.changed()
             if changed:
                 result["tampered"] = changed
-                snapshot.rebuild()
+                snapshot.rebuild()  # from the bytes read when the run started, never from the checkout
         finally:
             snapshots.put(snapshot)
         record["result"] = result
@@ -185,7 +208,10 @@ def _grade_all(todo, options, records, args) -> None:
 
     jobs = max(1, min(args.jobs, len(todo) or 1))
     snapshots: queue.Queue = queue.Queue()
-    made = [SuiteSnapshot() for _ in range(jobs)] if todo else []
+    from conformance.grading.isolation import read_suite, suite_root
+
+    pristine = read_suite(suite_root()) if todo else {}
+    made = [SuiteSnapshot(pristine) for _ in range(jobs)] if todo else []
     for s in made:
         snapshots.put(s)
     bar = tqdm(total=len(todo), unit="submission", disable=args.no_progress or not todo, file=sys.stderr)

@@ -1,29 +1,32 @@
 """Run one submission's verdict process in isolation, and keep the suite it runs out of its reach.
 
-Each submission is graded by ``python -m conformance.grading.one`` started here:
+Each submission is graded by ``python -P -m conformance.grading.one`` started here:
 
+- inside a **bubblewrap sandbox** (:mod:`conformance.grading.bwrap`) unless the run was started with
+  ``--unsandboxed``: its own user, PID, mount, IPC and network namespaces, a read-only view of the
+  Python environment, the suite snapshot and its own copy, a private ``/tmp``; nothing else of the host;
 - from a **read-only snapshot of the suite** (``conformance``, ``impls``, ``strategies``, byte-compiled,
-  files 0444 / folders 0555), taken once per run; its digest is checked after every submission, and
-  a submission that changed it is graded as a cheat and the snapshot is rebuilt;
-- with a **copy of the submission** in a private temp dir that is also its working directory,
-  ``HOME`` and ``TMPDIR`` (so it cannot reach the other submissions through relative paths);
+  files 0444 / folders 0555), written from the bytes read once when the run started; its digest is
+  checked after every submission; a submission that changed it is graded as a cheat and the snapshot
+  is rebuilt from those bytes (never from the live checkout);
+- with a **copy of the submission**: only its regular files, size-capped (``Submission.files``), in a
+  private read-only folder that is also its working directory; ``-P`` keeps that folder off the
+  verdict's ``sys.path``;
 - in a **clean environment** (``PATH``, ``PYTHONPATH`` = the snapshot, nothing inherited);
 - in **its own session / process group**, killed as a whole when it outlives its wall-clock limit
-  and swept after it exits;
+  (in the sandbox, the PID namespace goes with it);
 - under **resource limits** (address space, CPU seconds, file size, no core dumps), set by the
   verdict process on itself before any candidate code starts, and inherited by its workers;
-- results come back over a **pipe** that only the verdict process holds (the workers, where the
-  candidate runs, do not inherit it), never through files the candidate could write.
+- results come back over a **pipe** that only the verdict process holds, as JSON lines that
+  :mod:`conformance.grading.records` checks against a schema and cuts to a bounded size.
 
-Not enforced (needs a separate user or a container): the candidate runs as the grader's user, so a
-deliberately malicious one can still read or write whatever that user can. See docs/GRADING.md.
+See docs/GRADING.md for what is enforced and what is not.
 """
 
 from __future__ import annotations
 
 import compileall
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -72,23 +75,28 @@ def source_digest() -> str:
 
 
 class SuiteSnapshot:
-    """A read-only copy of the suite that the verdict processes import, checked after each use."""
+    """A read-only copy of the suite that the verdict processes import, checked after each use.
 
-    def __init__(self) -> None:
+    The suite's files are read **once**, when the run starts, and kept in memory with their digest;
+    a snapshot that was changed is rebuilt from those bytes, never from the live checkout (which a
+    submission graded without a sandbox could have edited in the meantime)."""
+
+    def __init__(self, pristine: "dict[str, bytes] | None" = None) -> None:
+        self.pristine = pristine if pristine is not None else read_suite(suite_root())
         self.dir = tempfile.mkdtemp(prefix="tpconform-suite-")
         self._build()
 
     def _build(self) -> None:
-        src = suite_root()
-        for pkg in SUITE_PACKAGES:
-            shutil.copytree(os.path.join(src, pkg), os.path.join(self.dir, pkg),
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for rel, data in self.pristine.items():
+            path = os.path.join(self.dir, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as fh:
+                fh.write(data)
         compileall.compile_dir(self.dir, quiet=1)
         for d, _, names in os.walk(self.dir):
             for n in names:
                 os.chmod(os.path.join(d, n), 0o444)
-            if d != self.dir:
-                os.chmod(d, 0o555)
+            os.chmod(d, 0o555)
         self.digest, self.files = tree_digest(self.dir)
 
     def changed(self) -> list[str]:
@@ -115,6 +123,21 @@ class SuiteSnapshot:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def read_suite(root: str) -> dict[str, bytes]:
+    """The suite's source files (no byte code) under ``root``, read once."""
+    files: dict[str, bytes] = {}
+    for pkg in SUITE_PACKAGES:
+        for d, dirs, names in os.walk(os.path.join(root, pkg)):
+            dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+            for n in sorted(names):
+                if n.endswith(".pyc"):
+                    continue
+                p = os.path.join(d, n)
+                with open(p, "rb") as fh:
+                    files[os.path.relpath(p, root)] = fh.read()
+    return files
+
+
 @dataclass(frozen=True)
 class Limits:
     seconds: float = 900.0  # wall clock for the whole submission
@@ -137,20 +160,19 @@ class Limits:
         cap(resource.RLIMIT_CORE, 0)
 
 
-def _copy_submission(sub: Submission, private: str) -> tuple[str, str]:
-    """Copy the submission into ``private``; return (its working directory, the impl spec)."""
+def _copy_submission(files: dict[str, bytes], sub: Submission, root: str, shown_root: str) -> str:
+    """Write the submission's ``files`` (already read and checked) under ``root``, read-only; return
+    the impl spec as the verdict sees it (paths under ``shown_root``, where ``root`` appears)."""
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        os.chmod(path, 0o444)
     if sub.kind == "file":
-        work = os.path.join(private, "submission")
-        os.makedirs(work)
-        target = os.path.join(work, os.path.basename(sub.path))
-        shutil.copy2(sub.path, target)
-        return work, target
-    work = os.path.join(private, sub.name)
-    shutil.copytree(sub.path, work, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return os.path.join(shown_root, os.path.basename(sub.path))
     spec = sub.impl
-    if spec.endswith(".py"):
-        spec = os.path.join(work, spec)
-    return work, spec
+    return os.path.join(shown_root, spec) if spec.endswith(".py") else spec
 
 
 _live: set[int] = set()  # process groups of the verdict processes now running
@@ -176,30 +198,53 @@ def _kill_group(pgid: int) -> None:
 
 
 def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, examples: int, world_sizes: str,
-                 dtypes: str, timeout_s: float, limits: Limits) -> dict:
-    """Grade ``sub`` in its own process tree; the cells it finished, and how it ended."""
-    private = tempfile.mkdtemp(prefix="tpconform-sub-")
+                 dtypes: str, timeout_s: float, limits: Limits, sandboxed: bool = True) -> dict:
+    """Grade ``sub`` in its own process tree (in a bwrap sandbox unless ``sandboxed`` is false); the
+    cells it finished, and how it ended."""
+    from conformance.grading import bwrap, records, suspicious
+    from conformance.grading.submissions import Rejected
+
     started = time.monotonic()
     try:
-        work, spec = _copy_submission(sub, private)
+        files = sub.files()
+    except Rejected as exc:
+        return {"problem": str(exc)}
+    private = tempfile.mkdtemp(prefix="tpconform-sub-")
+    try:
+        subdir = os.path.join(private, "submission")
+        os.makedirs(subdir)
         home = os.path.join(private, "home")
         os.makedirs(home)
-        env = {"PATH": os.defpath, "PYTHONPATH": snapshot.dir, "PYTHONNOUSERSITE": "1",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "HOME": home, "TMPDIR": home,
-               "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"}
+        inside = bwrap.SUBMISSION_MOUNT if sandboxed else subdir
+        spec = _copy_submission(files, sub, subdir, inside)
+        for d, _, _ in os.walk(subdir):
+            os.chmod(d, 0o555)
+        suite = bwrap.SUITE_MOUNT if sandboxed else snapshot.dir
+        env = {"PATH": os.defpath, "PYTHONPATH": suite, "PYTHONNOUSERSITE": "1",
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "HOME": "/tmp" if sandboxed else home,
+               "TMPDIR": "/tmp" if sandboxed else home, "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"}
         read_fd, write_fd = os.pipe()
-        cmd = [sys.executable, "-m", "conformance.grading.one", f"--impl={spec}", f"--seed={seed}",
+        # -P: neither the working directory (the submission) nor the script's folder goes on sys.path,
+        # so a submission file named like a module the verdict imports is never imported by it
+        cmd = [sys.executable, "-P", "-m", "conformance.grading.one", f"--impl={spec}", f"--seed={seed}",
                f"--examples={examples}", f"--world-sizes={world_sizes}", f"--dtypes={dtypes}",
-               f"--timeout={timeout_s}", f"--result-fd={write_fd}", f"--shown-as={sub.impl or sub.path}", f"--limit-seconds={limits.seconds}",
-               f"--limit-memory-mb={limits.memory_mb}", f"--limit-file-mb={limits.file_mb}"]
+               f"--timeout={timeout_s}", f"--result-fd={write_fd}", f"--shown-as={sub.impl or sub.path}",
+               f"--limit-seconds={limits.seconds}", f"--limit-memory-mb={limits.memory_mb}",
+               f"--limit-file-mb={limits.file_mb}"]
         log_path = os.path.join(private, "log.txt")
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    pass_fds=(write_fd,), start_new_session=True)
+            if sandboxed:
+                argv = bwrap.command(cmd, suite_dir=snapshot.dir, submission_dir=subdir, cwd=inside, env=env)
+                proc = bwrap.popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
+                                   start_new_session=True)
+            else:
+                proc = subprocess.Popen(cmd, cwd=subdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                        pass_fds=(write_fd,), start_new_session=True)
         _live.add(proc.pid)
         os.close(write_fd)
-        records: list[dict] = []
-        reader = threading.Thread(target=_read_records, args=(read_fd, records), daemon=True)
+        got: list = []
+        stats: dict = {}
+        reader = threading.Thread(target=records.read_stream, args=(read_fd, got, stats), daemon=True)
         reader.start()
         status = "done"
         try:
@@ -213,33 +258,41 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
         reader.join(5.0)
         if _cancelled.is_set():
             raise Cancelled(sub.name)
-        result = _collect(records, status, proc.returncode)
+        result = _collect(got, status, proc.returncode)
+        if stats.get("overflow"):
+            result["status"] = "crashed"
+            result["exit_code"] = proc.returncode
+        result["dropped_records"] = stats.get("dropped", 0) + (1 if stats.get("overflow") else 0)
         result["seconds"] = round(time.monotonic() - started, 2)
-        result["log_tail"] = _tail(log_path)
+        result["log_tail"] = records.cut(_tail(log_path), 4000)
+        result["sandbox"] = bwrap.version() if sandboxed else "none (--unsandboxed)"
+        result["suspicious"] = suspicious.scan(files)
         return result
     finally:
+        for d, _, _ in os.walk(private):
+            try:
+                os.chmod(d, 0o755)
+            except OSError:
+                pass
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _read_records(fd: int, records: list) -> None:
-    with os.fdopen(fd, "r", errors="replace") as fh:
-        for line in fh:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                pass
-
-
-def _collect(records: list[dict], status: str, returncode: int) -> dict:
+def _collect(got: list, status: str, returncode: int) -> dict:
+    """The result from the verdict's checked records (see :mod:`conformance.grading.records`): the
+    first ``describe``/``unusable`` and the first cell of each property × variant count."""
     result: dict = {"status": status, "describe": None, "unusable": None, "cells": []}
-    for r in records:
-        if "describe" in r:
-            result["describe"] = r["describe"]
-        elif "unusable" in r:
-            result["unusable"] = r["unusable"]
-        elif "cell" in r:
-            result["cells"].append(r["cell"])
-    finished = any(r.get("done") for r in records)
+    seen: set = set()
+    finished = False
+    for kind, value in got:
+        if kind == "describe" and result["describe"] is None:
+            result["describe"] = value
+        elif kind in ("unusable", "narrowed") and result.get(kind) is None:
+            result[kind] = value
+        elif kind == "cell" and (value["property"], value["variant"]) not in seen:
+            seen.add((value["property"], value["variant"]))
+            result["cells"].append(value)
+        elif kind == "done":
+            finished = True
     if status == "done" and not finished:
         result["status"] = "crashed"
         result["exit_code"] = returncode
@@ -249,7 +302,7 @@ def _collect(records: list[dict], status: str, returncode: int) -> dict:
 def _tail(path: str, size: int = 4000) -> str:
     try:
         with open(path, "rb") as fh:
-            fh.seek(max(os.path.getsize(path) - size, 0))
+            fh.seek(max(os.fstat(fh.fileno()).st_size - size, 0))
             return fh.read().decode("utf-8", "replace")
     except OSError:
         return ""

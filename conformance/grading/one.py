@@ -11,6 +11,17 @@ finished:
 - ``{"cell": {...}}`` — one property on one variant (schema in ``docs/GRADING.md``);
 - ``{"unusable": "one line"}`` — it could not be loaded; ``{"done": true}`` — finished.
 
+The grader decides the contract, not the submission: cases are drawn over every dtype of
+``--dtypes`` whatever dtypes the submission declares (:class:`ContractSuite`); a narrower
+declaration is recorded (``{"narrowed": ...}`` is folded into ``describe``) and its undeclared cases
+are judged like any other.
+
+When graded in the sandbox this process is the sandbox's PID 1 and makes itself non-dumpable
+before any worker starts, so the candidate's processes (same user, no capabilities) can neither
+ptrace it, read or write its memory, nor open its file descriptors through ``/proc``; a signal from
+them can only end it (an init process ignores SIGKILL from its own namespace), which loses cells,
+never forges them.
+
 Per variant, one derandomized Hypothesis run (``@seed``) draws the cases and checks every property
 on each; a hang or a dead rank ends that variant (every property of it is marked). Each property
 that failed is then searched again with shrinking, from the same seed (the cases already run are
@@ -28,12 +39,25 @@ import sys
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from conformance import properties
+from conformance.grading import records
 from conformance.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 from conformance.runner import ImplUnusable
 from conformance.suite import Suite, format_failure, replay_command
 from strategies import VARIANTS
 
 PROPERTIES = tuple(properties.SPEC)
+
+
+class ContractSuite(Suite):
+    """A :class:`Suite` whose cases cover the assignment's dtypes, not only the declared ones."""
+
+    def _dtypes(self) -> list[str]:
+        return list(self.dtypes)
+
+    def narrowed(self) -> str | None:
+        """What the declaration leaves out of the assignment (``None`` when nothing)."""
+        missing = [d for d in self.dtypes if d not in self.capabilities.dtypes]
+        return f"declares dtypes {list(self.capabilities.dtypes)}; judged on {missing} as well" if missing else None
 
 
 def crash_kind(crash: str | None) -> str | None:
@@ -83,8 +107,8 @@ class Grader:
         self.impl = shown_as or impl  # what failure reports and replay commands name
         self.seed = seed_value
         self.examples = examples
-        self.suite = Suite(impl, GroupPool(timeout_s=timeout_s, memory_limit=memory_limit),
-                           world_sizes=world_sizes, dtypes=dtypes)
+        self.suite = ContractSuite(impl, GroupPool(timeout_s=timeout_s, memory_limit=memory_limit),
+                                   world_sizes=world_sizes, dtypes=dtypes)
         self.emit = emit
         self.memo: dict[str, object] = {}
 
@@ -117,6 +141,9 @@ class Grader:
             self.emit({"unusable": f"loading it did not complete: {str(exc).splitlines()[0]}"})
             return
         self.emit({"describe": description})
+        narrowed = self.suite.narrowed()
+        if narrowed:
+            self.emit({"narrowed": narrowed})
         for variant in VARIANTS:
             self.grade_variant(variant)
 
@@ -196,6 +223,23 @@ class Grader:
                 "replay": replay_command(self.impl, case, prop)}
 
 
+def _harden() -> None:
+    """Before any worker exists: no submission folder on ``sys.path`` (``-P`` already keeps the
+    working directory off it), not dumpable (no ptrace, no ``/proc/PID/mem``/``fd`` for the
+    candidate's processes), SIGINT ignored (the grader ends this process by SIGKILL)."""
+    import ctypes
+    import signal
+
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m conformance.grading.one")
     p.add_argument("--impl", required=True)
@@ -210,6 +254,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit-memory-mb", type=int, default=None)
     p.add_argument("--limit-file-mb", type=int, default=None)
     a = p.parse_args(argv)
+    _harden()
     if a.limit_seconds is not None:
         from conformance.grading.isolation import Limits
 
@@ -219,6 +264,8 @@ def main(argv=None) -> int:
     out = os.fdopen(a.result_fd, "w", buffering=1)
 
     def emit(record: dict) -> None:
+        if "cell" in record:  # cut candidate text here already: the grader checks and cuts again
+            record = {"cell": records.cell(record["cell"])}
         out.write(json.dumps(record) + "\n")
 
     grader = Grader(a.impl, seed_value=a.seed, examples=a.examples, world_sizes=parse_world_sizes(a.world_sizes),

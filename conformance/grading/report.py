@@ -30,7 +30,8 @@ def build(run: dict, records: list[dict], weights) -> dict:
             "name": rec["name"], "path": rec["path"], "kind": rec["kind"], "impl": rec.get("impl") or None,
             "sha256": rec.get("sha256"), "status": result.get("status", "not-run"),
             "seconds": result.get("seconds"), "declared": result.get("describe"), **scored,
-            "log_tail": result.get("log_tail", ""),
+            "log_tail": result.get("log_tail", ""), "sandbox": result.get("sandbox"),
+            "narrowed": result.get("narrowed"), "suspicious": result.get("suspicious", []),
         })
     return {"schema": SCHEMA, "run": run,
             "properties": [{"name": p, "weight": w} for p, w in weights.points.items()],
@@ -43,7 +44,7 @@ def markdown(report: dict) -> str:
         "# Grading report", "",
         (f"tpconform {run['suite_version']} (suite sha256 {run['suite_sha256'][:12]}), torch {run['torch_version']}, "
          f"seed {run['seed']}, profile {run['profile']} ({run['examples']} examples per variant), "
-         f"world sizes {run['world_sizes']}, dtypes {run['dtypes']}."), "",
+         f"world sizes {run['world_sizes']}, dtypes {run['dtypes']}, sandbox: {run.get('sandbox')}."), "",
         "| submission | total | " + " | ".join(f"P{i + 1}" for i in range(len(props))) + " |",
         "|---|---:|" + "---:|" * len(props),
     ]
@@ -68,6 +69,16 @@ def markdown(report: dict) -> str:
                 if ex and cell.get("verdict") not in ("pass", "n/a"):
                     lines.append(f"  - {variant}: `{ex['replay']}`")
         lines.append("")
+    lines += ["## Suspicious code (for review)", "",
+              "Lines that reach into the grading harness or the process. Not a verdict: scores do not depend "
+              "on them.", ""]
+    for s in report["submissions"]:
+        if s.get("suspicious"):
+            lines.append(f"### {s['name']}")
+            for h in s["suspicious"]:
+                code = h["code"].replace("`", "'")
+                lines.append(f"- `{h['file']}:{h['line']}` {h['why']}: `{code}`")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 

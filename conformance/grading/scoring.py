@@ -36,13 +36,15 @@ class Weights:
     points: dict
     required: tuple
     source: str
+    self_reported: tuple = ()  # properties whose facts the candidate's own process measures: no points
 
     @property
     def total(self) -> float:
         return float(sum(self.points.values()))
 
     def as_dict(self) -> dict:
-        return {"points": dict(self.points), "required_variants": list(self.required), "source": self.source}
+        return {"points": dict(self.points), "required_variants": list(self.required), "source": self.source,
+                "self_reported": list(self.self_reported)}
 
 
 def _read(path: str) -> dict:
@@ -61,9 +63,10 @@ def load_weights(path: str | None = None) -> Weights:
     points = dict(base["weights"])
     default = base["default_weight"]
     required = list(base["variants"]["required"])
+    self_reported = list(base.get("self_reported", {}).get("properties", []))
     if path:
         user = _read(path)
-        unknown = set(user) - {"weights", "variants", "default_weight"}
+        unknown = set(user) - {"weights", "variants", "default_weight", "self_reported"}
         default = user.get("default_weight", default)
         unknown_props = set(user.get("weights", {})) - set(SPEC)
         if unknown or unknown_props:
@@ -78,7 +81,12 @@ def load_weights(path: str | None = None) -> Weights:
         if bad:
             raise WeightsError(f"--weights={path}: unknown required variant(s) {bad}; "
                                f"variants are {', '.join(VARIANT_NAMES)}")
-    return Weights({p: float(points.get(p, default)) for p in SPEC}, tuple(required), path or "default")
+        self_reported = user.get("self_reported", {}).get("properties", self_reported)
+        if not isinstance(self_reported, list) or set(self_reported) - set(SPEC):
+            raise WeightsError(f"--weights={path}: [self_reported] properties must be a list of properties")
+    # a fact the candidate's process reports about itself can be forged from inside it: shown, never scored
+    return Weights({p: 0.0 if p in self_reported else float(points.get(p, default)) for p in SPEC},
+                   tuple(required), path or "default", tuple(self_reported))
 
 
 def _all(verdict: str, reason: str, weights: Weights) -> dict:
@@ -89,6 +97,12 @@ def _all(verdict: str, reason: str, weights: Weights) -> dict:
 
 def score_submission(result: dict, weights: Weights) -> dict:
     """Scores for one submission's result (see :func:`conformance.grading.isolation.run_isolated`)."""
+    from conformance.grading.records import Invalid, stored_result
+
+    try:
+        result = stored_result(result)
+    except Invalid as exc:
+        return _all("error", f"its stored result is malformed ({exc}): grade it again", weights)
     if result.get("problem"):
         return _all("error", f"not graded: {result['problem']}", weights)
     if result.get("tampered"):
@@ -129,8 +143,11 @@ def score_submission(result: dict, weights: Weights) -> dict:
             verdict = "pass" if len(passed) == len(judged) else "partial" if passed else (
                 "not-declared" if worst and worst[0] == "not-declared" and not passed and all(
                     variants[v]["verdict"] == "not-declared" for v in judged) else "fail")
-        props[prop] = {"verdict": verdict, "score": score, "max": weight,
-                       "reason": None if verdict == "pass" else (worst[1] if worst else "no variant applies"),
+        reason = None if verdict == "pass" else (worst[1] if worst else "no variant applies")
+        if prop in weights.self_reported:
+            reason = (reason + "; " if reason else "") + ("self-reported: measured inside the candidate's own "
+                                                          "process, which can forge it; no points")
+        props[prop] = {"verdict": verdict, "score": score, "max": weight, "reason": reason,
                        "passed_variants": passed, "judged_variants": judged, "variants": variants}
     total = round(sum(p["score"] for p in props.values()), 2)
     zeroed = [p for p in props.values() if p["verdict"] in ZEROING]

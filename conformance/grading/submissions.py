@@ -11,8 +11,10 @@ the reason, so a grader sees it in the report instead of losing it silently.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 
 try:
@@ -21,6 +23,11 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 MANIFEST = "tpconform.toml"
+MAX_FILE_BYTES = 4 << 20  # one file of a submission
+MAX_TOTAL_BYTES = 16 << 20  # all of a submission's files
+MAX_FILES = 1000
+MAX_DEPTH = 12
+SKIPPED_DIRS = ("__pycache__", ".git")
 
 
 class SubmissionsError(Exception):
@@ -35,35 +42,151 @@ class Submission:
     impl: str = ""  # for a package: the spec from its manifest
     problem: str | None = None  # for "invalid": why it cannot be graded
 
+    def files(self) -> dict[str, bytes]:
+        """Every file of the submission, by path relative to it (a file submission: its name), read
+        once and safely: regular files only (no symlinks, FIFOs, devices, sockets), each at most
+        :data:`MAX_FILE_BYTES`, in all :data:`MAX_TOTAL_BYTES`. Raises :class:`Rejected`."""
+        if self.kind == "file":
+            return {os.path.basename(self.path): _read_regular(self.path, MAX_FILE_BYTES)}
+        if self.kind != "package":
+            return {}
+        return _read_tree(self.path)
+
     def sha256(self) -> str:
         """A digest of everything the submission consists of (its file, or every file of its folder)."""
         h = hashlib.sha256()
-        if self.kind == "file":
-            files = [self.path]
-        elif os.path.isdir(self.path):
-            files = sorted(os.path.join(d, f) for d, _, fs in os.walk(self.path) for f in fs
-                           if "__pycache__" not in d)
-        else:
-            files = []
-        for f in files:
-            h.update(os.path.relpath(f, os.path.dirname(self.path)).encode() + b"\0")
-            with open(f, "rb") as fh:
-                h.update(hashlib.sha256(fh.read()).digest())
+        try:
+            files = self.files()
+        except Rejected as exc:
+            return hashlib.sha256(f"rejected: {exc}".encode()).hexdigest()
+        for rel in sorted(files):
+            h.update(rel.encode() + b"\0")
+            h.update(hashlib.sha256(files[rel]).digest())
         return h.hexdigest()
+
+
+class Rejected(Exception):
+    """A submission whose files cannot be accepted; the message is one line for the report."""
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file (not followed through a symlink) of at most
+    ``limit`` bytes; never blocks on a FIFO or reads a device."""
+    name = os.path.basename(path)
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise Rejected(f"{name}: cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise Rejected(f"{name}: {_kind_of(st.st_mode)}; only regular files are accepted")
+    if st.st_size > limit:
+        raise Rejected(f"{name}: {st.st_size} bytes, over the {limit >> 20} MiB limit per file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        why = "a symlink" if exc.errno == errno.ELOOP else exc.strerror
+        raise Rejected(f"{name}: cannot be read: {why}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped between lstat and open
+            raise Rejected(f"{name}: {_kind_of(st.st_mode)}; only regular files are accepted")
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise Rejected(f"{name}: over the {limit >> 20} MiB limit per file")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _read_tree(root: str) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    total = 0
+
+    def walk(folder: str, rel: str, depth: int) -> None:
+        nonlocal total
+        if depth > MAX_DEPTH:
+            raise Rejected(f"{rel}: folders nested deeper than {MAX_DEPTH}")
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise Rejected(f"{rel or '.'}: cannot be listed: {exc.strerror}") from None
+        for e in entries:
+            path, name = os.path.join(folder, e.name), os.path.join(rel, e.name) if rel else e.name
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                if e.name not in SKIPPED_DIRS:
+                    walk(path, name, depth + 1)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise Rejected(f"{name}: {_kind_of(st.st_mode)}; only regular files are accepted")
+            if len(files) >= MAX_FILES:
+                raise Rejected(f"more than {MAX_FILES} files")
+            data = _read_regular(path, MAX_FILE_BYTES)
+            total += len(data)
+            if total > MAX_TOTAL_BYTES:
+                raise Rejected(f"over {MAX_TOTAL_BYTES >> 20} MiB in all")
+            files[name] = data
+
+    root_st = os.lstat(root)
+    if not stat.S_ISDIR(root_st.st_mode):
+        raise Rejected(f"{os.path.basename(root)}: {_kind_of(root_st.st_mode)}")
+    walk(root, "", 0)
+    return files
 
 
 def _package(name: str, path: str) -> Submission:
     manifest = os.path.join(path, MANIFEST)
-    if not os.path.isfile(manifest):
+    if not os.path.lexists(manifest):
         return Submission(name, path, "invalid", problem=f"a folder without {MANIFEST} (expected impl = \"...\")")
     try:
-        with open(manifest, "rb") as fh:
-            impl = tomllib.load(fh).get("impl")
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        return Submission(name, path, "invalid", problem=f"{MANIFEST} cannot be read: {exc}")
+        impl = tomllib.loads(_read_regular(manifest, 64 << 10).decode("utf-8")).get("impl")
+    except Rejected as exc:
+        return Submission(name, path, "invalid", problem=str(exc))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return Submission(name, path, "invalid", problem=f"{MANIFEST} cannot be read: {str(exc)[:200]}")
     if not isinstance(impl, str) or not impl.strip():
         return Submission(name, path, "invalid", problem=f"{MANIFEST} has no impl = \"module:object\" string")
-    return Submission(name, path, "package", impl=impl.strip())
+    impl = impl.strip()
+    outside = _outside(impl, path)
+    if outside:
+        return Submission(name, path, "invalid", problem=f"{MANIFEST}: impl = {impl[:100]!r} {outside}")
+    return Submission(name, path, "package", impl=impl)
+
+
+SUITE_TOP_LEVEL = ("conformance", "impls", "strategies", "tpconform_properties", "tests")
+
+
+def _outside(impl: str, path: str) -> str | None:
+    """Why ``impl`` would load something other than the submission's own code (``None``: it does not):
+    a registry name (the suite's reference, a seeded bug), an absolute or ``..`` path, a module that
+    is not a file or folder of the submission, or one named like the suite's own packages."""
+    if impl.endswith(".py") or "/" in impl or os.sep in impl:
+        parts = impl.replace(os.sep, "/").split("/")
+        if os.path.isabs(impl) or ".." in parts or not impl.endswith(".py"):
+            return "must be a .py file inside the submission's folder"
+        return None
+    top = impl.split(":", 1)[0].split(".", 1)[0]
+    if not top.isidentifier():
+        return "is not module:object"
+    if top in SUITE_TOP_LEVEL:
+        return "names the grading suite's own code, not the submission's"
+    if not (os.path.isdir(os.path.join(path, top)) or os.path.isfile(os.path.join(path, top + ".py"))):
+        return f"names no module of the submission (no {top}/ or {top}.py in its folder)"
+    return None
 
 
 def discover(folder: str) -> list[Submission]:
@@ -80,7 +203,11 @@ def discover(folder: str) -> list[Submission]:
         path = os.path.join(folder, entry)
         if entry.startswith((".", "_")):
             continue
-        if os.path.isdir(path):
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            found.append(Submission(entry, path, "invalid",
+                                    problem=f"{_kind_of(mode)}; only regular files and folders are graded"))
+        elif stat.S_ISDIR(mode):
             found.append(_package(entry, path))
         elif entry.endswith(".py"):
             found.append(Submission(entry[:-3], path, "file"))

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conformance.grading import bwrap
 from conformance.grading.report import COLOURS
 from conformance.grading.scoring import load_weights, score_submission
 
@@ -43,12 +44,20 @@ EXPECTED = {
     "notes.txt": {p: "error" for p in CORE},
 }
 FRACTION = {"pass": 1.0, "partial": 0.5}
+# graded in the bubblewrap sandbox where it can run, else explicitly without it (the report says which)
+UNSANDBOXED = [] if bwrap.unavailable() is None else ["--unsandboxed"]
+
+
+def _tamper_verdict():
+    """In the sandbox (and without root) the read-only snapshot refuses hostile_tamper's write, so it
+    cannot load; only an unsandboxed root grader's write lands, and is caught as a cheat."""
+    return "cheat" if UNSANDBOXED and os.geteuid() == 0 else "error"
 
 
 def grade(suite, out, *extra, interrupt_after_first=False):
     """Run ``tpconform grade`` on the fixtures from ``suite``, a private copy of the suite (so edits to
     the checkout while the test runs do not look like a new suite version to the resume check)."""
-    cmd = [sys.executable, "-m", "conformance", "grade", FIXTURES, "--out", out, *OPTIONS, *extra]
+    cmd = [sys.executable, "-m", "conformance", "grade", FIXTURES, "--out", out, *OPTIONS, *UNSANDBOXED, *extra]
     env = {**os.environ, "PYTHONPATH": suite}
     if not interrupt_after_first:
         return subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -99,8 +108,8 @@ def test_every_fixture_gets_its_expected_score(graded, name):
     for prop in CORE:
         verdict = EXPECTED[name].get(prop, "pass")
         got = sub["properties"][prop]
-        if name == "hostile_tamper" and os.geteuid() != 0:
-            verdict = "error"  # without root the read-only snapshot refuses the write: it cannot load
+        if name == "hostile_tamper":
+            verdict = _tamper_verdict()
         assert got["verdict"] == verdict, (prop, got)
         assert got["score"] == weights.points[prop] * FRACTION.get(verdict, 0.0), (prop, got)
         if verdict != "pass":
@@ -116,7 +125,7 @@ def test_the_report_says_why_and_gives_minimal_examples(graded):
     subs = _by_name(graded["report"])
     assert "exited" in subs["hostile_exit"]["why"]
     assert "timed out" in subs["hostile_hang"]["why"]
-    assert "compare.py" in subs["hostile_tamper"]["why"] or os.geteuid() != 0
+    assert ("compare.py" if _tamper_verdict() == "cheat" else "could not be loaded") in subs["hostile_tamper"]["why"]
     assert "not a .py file" in subs["notes.txt"]["why"]
     cell = subs["bug_bias_every_rank"]["properties"]["output_matches_the_dense_layer"]["variants"]["row-sliced-input"]
     assert cell["verdict"] == "fail" and cell["minimal_example"]["shrunk"]
@@ -158,7 +167,7 @@ def test_a_submission_past_its_time_limit_is_killed_and_scores_0(tmp_path):
     shutil.copy(os.path.join(FIXTURES, "hostile_hang.py"), folder)
     started = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(tmp_path / "out"),
-                        "--world-sizes=2", "--examples=2", "--timeout=60", "--time-limit=8", "--no-progress"],
+                        "--world-sizes=2", "--examples=2", "--timeout=60", "--time-limit=8", "--no-progress", *UNSANDBOXED],
                        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
                        timeout=120, check=False)
     assert r.returncode == 0, r.stderr
@@ -171,7 +180,8 @@ def test_a_submission_past_its_time_limit_is_killed_and_scores_0(tmp_path):
 def test_scores_of_a_submission_that_ran_past_its_time_limit():
     weights = load_weights()
     cells = [{"property": p, "variant": "column-gathered", "verdict": "pass", "reason": None} for p in weights.points]
-    result = {"status": "timeout", "describe": {"name": "x"}, "cells": cells}
+    caps = {"column_gather_output": [True], "row_input_is_parallel": [True], "uneven_shards": True, "dtypes": ["float32"]}
+    result = {"status": "timeout", "describe": {"name": "x", "capabilities": caps}, "cells": cells}
     scored = score_submission(result, weights)
     assert scored["total"] == 0
     assert {p["verdict"] for p in scored["properties"].values()} == {"timeout"}
