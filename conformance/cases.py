@@ -114,7 +114,23 @@ class LayerCase:
 # What a worker runs for one example after building the layer (and reporting its shards). Each
 # property names the stages it reads (``conformance.properties.NEEDS``), so a test of one property
 # runs only those; reports and other callers run them all.
-STAGES = ("forward", "backward", "second_call", "collective_volume")
+STAGES = ("forward", "backward", "second_call", "collective_volume", "train_step")
+
+# The learning rate of the training step: a power of two, so ``lr·grad`` is exact in every dtype
+# (barring underflow) and the step ``w − lr·grad`` costs one rounding.
+TRAIN_LR = 2.0**-3
+
+
+@dataclass
+class UpdateTensors:
+    """The training step's own tensors (stage ``train_step``): after the first forward/backward
+    every rank steps its shards with SGD (``lr`` = :data:`TRAIN_LR`, the grads just computed), adds
+    its slice of ``delta_weight`` / ``delta_bias`` in place, then runs ``x`` / ``grad_out`` through."""
+
+    delta_weight: torch.Tensor  # [out, in]
+    delta_bias: Optional[torch.Tensor]  # [out] or None
+    x: torch.Tensor  # [*batch, in]: the input after the update
+    grad_out: torch.Tensor  # [*batch, out]: the upstream grad after the update
 
 
 @dataclass
@@ -125,13 +141,21 @@ class CaseTensors:
     bias: Optional[torch.Tensor]  # [out] or None
     x: torch.Tensor  # [*batch, in]
     grad_out: torch.Tensor  # [*batch, out]
+    update: Optional[UpdateTensors] = None  # only when the example runs the training step
 
     def as_dict(self) -> dict:
-        return {"weight": self.weight, "bias": self.bias, "x": self.x, "grad_out": self.grad_out}
+        d: dict = {"weight": self.weight, "bias": self.bias, "x": self.x, "grad_out": self.grad_out}
+        if self.update is not None:
+            u = self.update
+            d["update"] = {"lr": TRAIN_LR, "delta_weight": u.delta_weight, "delta_bias": u.delta_bias,
+                           "x": u.x, "grad_out": u.grad_out}
+        return d
 
 
-def make_tensors(case: LayerCase) -> CaseTensors:
-    """Weight, non-zero bias, input and a random (not all-ones) upstream gradient for ``case``."""
+def make_tensors(case: LayerCase, update: bool = False) -> CaseTensors:
+    """Weight, non-zero bias, input and a random (not all-ones) upstream gradient for ``case``;
+    with ``update``, the training step's tensors too (their own random stream: the others do not
+    change)."""
     gen = torch.Generator().manual_seed(case.seed)
     dt = case.torch_dtype
 
@@ -147,4 +171,21 @@ def make_tensors(case: LayerCase) -> CaseTensors:
         bias = (magnitude * sign).to(dt)
     x = normal(*case.batch_shape, case.in_features, scale=case.scale)
     grad_out = normal(*case.batch_shape, case.out_features)
-    return CaseTensors(weight=weight, bias=bias, x=x, grad_out=grad_out)
+    return CaseTensors(weight=weight, bias=bias, x=x, grad_out=grad_out,
+                       update=make_update(case) if update else None)
+
+
+def make_update(case: LayerCase) -> UpdateTensors:
+    """The training step's delta (the weight's scale; for the bias, its own) and second input and
+    upstream grad, deterministic from the case's seed."""
+    gen = torch.Generator().manual_seed((case.seed * 2654435761 + 1) % 2**63)
+    dt = case.torch_dtype
+
+    def normal(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dt)
+
+    delta_weight = normal(case.out_features, case.in_features, scale=case.in_features**-0.5)
+    delta_bias = normal(case.out_features) if case.bias else None
+    x = normal(*case.batch_shape, case.in_features, scale=case.scale)
+    grad_out = normal(*case.batch_shape, case.out_features)
+    return UpdateTensors(delta_weight=delta_weight, delta_bias=delta_bias, x=x, grad_out=grad_out)

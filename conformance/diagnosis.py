@@ -8,13 +8,15 @@ the same rounding bounds as the verdict, so a cause is only offered when it expl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from conformance import tolerance as tol
 from conformance.compare import compare
-from conformance.properties import Evidence, Violation
+from conformance.dense import dense_linear
+from conformance.properties import Evidence, Violation, after_update
 
 _GRAD_KEYS = {"weight grad": "weight_grad", "input grad": "input_grad", "bias grad": "bias_grad"}
 
@@ -217,6 +219,46 @@ def _communication_cause(ev: Evidence, r: int) -> str | None:
     return None
 
 
+# -- a training step ---------------------------------------------------------------------------------
+def _train_cause(ev: Evidence, v: Violation, r: int) -> str | None:
+    """Which part of the update did not reach what the layer computes."""
+    t, res, case = ev.outcome.tensors, ev.ranks[r], ev.case
+    after, u = after_update(ev), t.update
+    if u is None:
+        return None
+    s = ev.rank_slice(r)
+    rows = (s, slice(None)) if ev.split_dim == 0 else (slice(None), s)
+    if v.quantity == "updated weight shard":
+        shard, bound = res.get("updated_weight_shard"), after.weight_error[rows]
+        if _within(shard, t.weight.double()[rows], bound):
+            return ("the shard is unchanged: neither optimizer.step() nor the in-place add reached it — impl.shards "
+                    "returns a copy, not the parameter the layer holds")
+        if _within(shard, (t.weight.double() + u.delta_weight.double())[rows], bound):
+            return ("the shard got the delta but not the SGD step: its grad is not on the parameter the optimizer "
+                    "steps (p.grad is None or elsewhere), so optimizer.step() skips it")
+        return None
+    if v.quantity != "output after the step" or res.get("step_output") is None:
+        return None
+    out = res["step_output"]
+    stale = dense_linear(dataclasses.replace(t, x=u.x, grad_out=u.grad_out, update=None)).output
+    out_rows = s if ev.output_is_sharded else slice(None)
+    expected, bound, stale = after.output[..., out_rows], after.output_bound[..., out_rows], stale[..., out_rows]
+    if out.shape != expected.shape or not out.numel():
+        return None
+    if case.kind == "column" and not ev.output_is_sharded and case.world_size > 1 and ev.partition()[r] < case.out_features:
+        own = torch.zeros(case.out_features, dtype=torch.bool)
+        own[s] = True
+        if _within(out[..., own], expected[..., own], bound[..., own]) and \
+                _within(out[..., ~own], stale[..., ~own], bound[..., ~own]):
+            return ("this rank's own output columns follow the update, the other ranks' columns are those of the "
+                    "weight at construction: it computes them from a hidden copy of the master weight instead of "
+                    "all-gathering them")
+    if _within(out, stale, bound):
+        return ("the output is the one of the weight as it was at construction: the layer computes from a copy made "
+                "then (cached or pre-transposed), and updates of its shards never reach its forward")
+    return None
+
+
 # -- crashes and hangs -------------------------------------------------------------------------------
 def _crash_cause(ev: Evidence, v: Violation) -> str | None:
     case = ev.case
@@ -246,6 +288,8 @@ def likely_cause(ev: Evidence, v: Violation) -> str | None:
         return _second_call_cause(ev, r)
     if v.property == "communicates_activations_not_weights":
         return _communication_cause(ev, r)
+    if v.property == "training_step_matches_the_dense_layer":
+        return _train_cause(ev, v, r)
     if v.property == "ranks_agree_on_the_output":
         return _agree_cause(ev, r)
     if v.quantity == "output" and res.get("output") is not None:

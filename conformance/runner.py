@@ -28,7 +28,9 @@ class Outcome:
         return bool(self.ranks) and "construct_failed_ranks" in self.ranks[0]
 
 
-_TENSOR_KEYS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output")
+_TENSOR_KEYS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output",
+                "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
+                "step_bias_grad")
 _BOOL_KEYS = ("input_modified", "grad_modified")
 _STR_KEYS = ("construct_error", "upstream_grad_replaced")
 
@@ -146,8 +148,9 @@ class Runner:
             while_waiting: Optional[Callable[[CaseTensors], None]] = None) -> Outcome:
         """Run ``case`` on every rank: build the layer, then the worker ``stages`` (all by default).
         ``while_waiting(tensors)`` runs in this process while the ranks work."""
-        tensors = make_tensors(case)
-        outcome = Outcome(case, tensors, stages=tuple(STAGES if stages is None else stages))
+        stages = tuple(STAGES if stages is None else stages)
+        tensors = make_tensors(case, update="train_step" in stages)
+        outcome = Outcome(case, tensors, stages=stages)
         message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
         results, outcome.crash = self.request(case.world_size, {r: message for r in range(case.world_size)},

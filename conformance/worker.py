@@ -144,25 +144,9 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
         return result
 
     # 2. the input this rank feeds: full, or its slice along the partition its weight implies
-    if case.kind == "row" and case.input_is_parallel:
-        cols = [row[2] for row in table]
-        if sum(cols) != case.in_features or min(cols) < 0:
-            cols = [t.shape[-1] for t in torch.tensor_split(torch.empty(case.in_features), len(table))]
-        start = _offsets(cols)[rank]
-        x_in = x.narrow(-1, start, cols[rank]).clone()
-    else:
-        x_in = x.clone()
-    if case.kind == "column" and not case.gather_output:
-        rows = [row[1] for row in table]
-        if sum(rows) != case.out_features or min(rows) < 0:
-            rows = [t.shape[0] for t in torch.tensor_split(torch.empty(case.out_features), len(table))]
-        g_in = grad_out.narrow(-1, _offsets(rows)[rank], rows[rank]).clone()
-    else:
-        g_in = grad_out.clone()
-    if case.noncontiguous:
-        x_in = _noncontiguous(x_in)
+    x_in, g_in = _rank_inputs(case, table, rank, x, grad_out)
     x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()
-    backward = bool(stages & {"backward", "second_call", "collective_volume"})
+    backward = bool(stages & {"backward", "second_call", "collective_volume", "train_step"})
     x_in.requires_grad_(backward)
 
     # 3. forward (and backward), counting what this rank sends through collectives when asked to
@@ -194,7 +178,72 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
             x_again = _noncontiguous(-x_sent) if case.noncontiguous else -x_sent
             again = _as_tensor(impl.forward(layer, x_again), "the second call's output")
         result["second_output"] = again.detach().clone()
+
+    # 5. a training step on the shards, then forward and backward again (conformance.cases.UpdateTensors)
+    if "train_step" in stages:
+        _train_step(impl, layer, case, data["update"], table, rank, result)
     return result
+
+
+def _partition(case: LayerCase, table: list[list[int]]) -> list[int]:
+    """Each rank's share of the split dim, read from the shard shapes every rank reported
+    (``torch.tensor_split``'s when they do not form a partition: the shards property says why)."""
+    column = case.kind == "column"
+    sizes = [row[1] if column else row[2] for row in table]
+    full = case.out_features if column else case.in_features
+    if sum(sizes) != full or min(sizes) < 0:
+        sizes = [t.shape[0] for t in torch.tensor_split(torch.empty(full), len(table))]
+    return sizes
+
+
+def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: torch.Tensor):
+    """The input and upstream grad this rank feeds: the full ones, or its slices along the partition
+    (a row layer's sliced input; a column layer's sharded output), in the case's layout."""
+    if case.kind == "row" and case.input_is_parallel:
+        cols = _partition(case, table)
+        x_in = x.narrow(-1, _offsets(cols)[rank], cols[rank]).clone()
+    else:
+        x_in = x.clone()
+    if case.kind == "column" and not case.gather_output:
+        rows = _partition(case, table)
+        g_in = grad_out.narrow(-1, _offsets(rows)[rank], rows[rank]).clone()
+    else:
+        g_in = grad_out.clone()
+    if case.noncontiguous:
+        x_in = _noncontiguous(x_in)
+    return x_in, g_in
+
+
+def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, result: dict) -> None:
+    """SGD (``torch.optim.SGD``, the grads just computed) on the parameters ``impl.shards`` names,
+    then this rank's slice of the delta added to them in place; then forward and backward on the
+    update's own input and upstream grad. The layer must compute from its shards as they are now."""
+    w, b = impl.shards(layer)
+    params = [p for p in (w, b) if p is not None]
+    optimizer = torch.optim.SGD(params, lr=update["lr"])
+    optimizer.step()
+    optimizer.zero_grad()
+    sizes = _partition(case, table)
+    start, n = _offsets(sizes)[rank], sizes[rank]
+    dw, db = update["delta_weight"], update["delta_bias"]
+    with torch.no_grad():
+        w.add_(dw.narrow(0, start, n) if case.kind == "column" else dw.narrow(1, start, n))
+        if b is not None and db is not None:
+            b.add_(db.narrow(0, start, n) if case.kind == "column" else db)
+    result["updated_weight_shard"] = _as_tensor(w, "the weight shard").detach().clone()
+    result["updated_bias_shard"] = None if b is None else _as_tensor(b, "the bias shard").detach().clone()
+    x_in, g_in = _rank_inputs(case, table, rank, update["x"], update["grad_out"])
+    x_in.requires_grad_(True)
+    output = _as_tensor(impl.forward(layer, x_in), "the layer's output after the update")
+    result["step_output"] = output.detach().clone()
+    if output.shape != g_in.shape:  # keep the ranks' backward collectives matched
+        g_in = torch.zeros_like(output.detach())
+    if output.requires_grad:
+        output.backward(g_in)
+    result["step_input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
+    w_grad, b_grad = impl.shard_grads(layer)
+    result["step_weight_grad"] = None if w_grad is None else _as_tensor(w_grad, "the weight grad").detach().clone()
+    result["step_bias_grad"] = None if b_grad is None else _as_tensor(b_grad, "the bias grad").detach().clone()
 
 
 def _extra_commands() -> dict:

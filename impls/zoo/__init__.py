@@ -109,6 +109,14 @@ ZOO: tuple[SeededBug, ...] = (
     SeededBug("bug-full-weight-gathered", "impls.zoo.full_weight_gathered",
               "not tensor-parallel: all-gathers the whole weight and computes locally (numerically right)",
               "communicates_activations_not_weights", "column-gathered", cause="gathers the weight"),
+    # -- training ----------------------------------------------------------------------------------
+    SeededBug("bug-weight-cached-at-construction", "impls.zoo.weight_cached_at_construction",
+              "row pre-transposes its weight shard at construction and multiplies by that copy (updates unseen)",
+              "training_step_matches_the_dense_layer", "row-full-input", cause="as it was at construction"),
+    SeededBug("bug-keeps-master-weight", "impls.zoo.keeps_master_weight",
+              "column computes the other ranks' output blocks from a hidden copy of the master weight (no all-gather)",
+              "training_step_matches_the_dense_layer", "column-gathered", cause="hidden copy",
+              world_sizes=(2, 3, 4)),
     # -- crashes and hangs -------------------------------------------------------------------------
     SeededBug("bug-empty-shard-crashes", "impls.zoo.empty_shard_crashes",
               "column construction divides by the local shard size (an empty shard raises on one rank)",
