@@ -264,6 +264,9 @@ def _crash_cause(ev: Evidence, v: Violation) -> str | None:
     case = ev.case
     split = case.out_features if case.kind == "column" else case.in_features
     empty = split < case.world_size
+    if "can't optimize a non-leaf Tensor" in v.message:
+        return ("the training step's optimizer was given a non-leaf tensor: impl.shards returns a view or a copy of "
+                "the parameter (an adapter then names the real parameters in impl.parameters)")
     if "timed out" in v.message or "did not reply within the grace period" in v.message:
         return ("some rank never joined a collective the others wait in: a rank skips or reorders a collective"
                 + (" (here a rank has an empty shard: does it return early?)" if empty else ""))

@@ -215,14 +215,14 @@ def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: t
 
 
 def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, result: dict) -> None:
-    """SGD (``torch.optim.SGD``, the grads just computed) on the parameters ``impl.shards`` names,
-    then this rank's slice of the delta added to them in place; then forward and backward on the
+    """SGD (``torch.optim.SGD``, the grads just computed) on this rank's parameters (``impl.parameters``:
+    the shards ``impl.shards`` returns, unless an adapter says otherwise), then this rank's slice of
+    the delta added to the shards in place; then forward and backward on the
     update's own input and upstream grad. The layer must compute from its shards as they are now."""
-    w, b = impl.shards(layer)
-    params = [p for p in (w, b) if p is not None]
-    optimizer = torch.optim.SGD(params, lr=update["lr"])
+    optimizer = torch.optim.SGD(impl.parameters(layer), lr=update["lr"])
     optimizer.step()
     optimizer.zero_grad()
+    w, b = impl.shards(layer)
     sizes = _partition(case, table)
     start, n = _offsets(sizes)[rank], sizes[rank]
     dw, db = update["delta_weight"], update["delta_bias"]

@@ -80,5 +80,8 @@ class Impl(TensorParallelImpl):
     def shards(self, layer):
         return _local(layer.weight), (None if layer.bias is None else _local(layer.bias))
 
+    def parameters(self, layer):
+        return [p for p in (layer.weight, layer.bias) if p is not None]  # the DTensors; shards() are local views
+
     def shard_grads(self, layer):
         return _local(layer.weight.grad), (None if layer.bias is None else _local(layer.bias.grad))
