@@ -14,6 +14,7 @@ import math
 import torch
 
 from conformance import tolerance as tol
+from conformance.cases import LAYOUTS
 from conformance.compare import compare
 from conformance.dense import dense_linear
 from conformance.properties import Evidence, Violation, after_update
@@ -134,8 +135,8 @@ def _output_cause(ev: Evidence, r: int, out: torch.Tensor) -> str | None:
         if k is not None and abs(k - 1) > 0.05:
             return f"the output is ~{k:.2f}× the dense product: check the all-reduce"
     if case.noncontiguous:
-        return ("this case's input is non-contiguous (stride 2 in its last dim); if it passes with noncontiguous=0, "
-                "the layer reads strided inputs as if they were contiguous")
+        return (f"this case's input and upstream grad are laid out as {LAYOUTS[case.layout]}; if it passes with "
+                "layout=contiguous, the layer reads non-contiguous inputs as if they were contiguous")
     return None
 
 
@@ -264,6 +265,9 @@ def _crash_cause(ev: Evidence, v: Violation) -> str | None:
     case = ev.case
     split = case.out_features if case.kind == "column" else case.in_features
     empty = split < case.world_size
+    if "view size is not compatible with input tensor's size and stride" in v.message:
+        return (f"the layer calls .view() on a tensor whose layout does not allow that view (this case's input is "
+                f"laid out as {LAYOUTS[case.layout]}): .reshape() copies when it must")
     if "can't optimize a non-leaf Tensor" in v.message:
         return ("the training step's optimizer was given a non-leaf tensor: impl.shards returns a view or a copy of "
                 "the parameter (an adapter then names the real parameters in impl.parameters)")

@@ -63,6 +63,32 @@ def _noncontiguous(t: torch.Tensor) -> torch.Tensor:
     return view
 
 
+def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values in a given memory layout (``conformance.cases.LAYOUTS``); a layout that means
+    nothing for ``t``'s dims gives a contiguous copy. ``expanded`` assumes ``t``'s values repeat
+    along dim 0 (``cases.make_tensors`` makes them so) and gives a stride-0 view of its first row."""
+    if layout == "strided":
+        return _noncontiguous(t)
+    if layout == "narrowed":
+        wide = torch.zeros(*t.shape[:-1], t.shape[-1] + 2, dtype=t.dtype, device=t.device)
+        view = wide.narrow(-1, 1, t.shape[-1])
+        view.copy_(t)
+        return view
+    if layout == "offset":
+        buffer = torch.zeros(t.numel() + 3, dtype=t.dtype, device=t.device)
+        view = buffer[3:].view(t.shape)
+        view.copy_(t)
+        return view
+    if layout == "transposed" and t.dim() >= 2:
+        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    if layout == "batch_permuted" and t.dim() >= 3:
+        order = [*reversed(range(t.dim() - 1)), t.dim() - 1]  # its own inverse
+        return t.permute(order).contiguous().permute(order)
+    if layout == "expanded" and t.dim() >= 2 and t.shape[0] > 0:
+        return t.narrow(0, 0, 1).clone().expand(t.shape)
+    return t.clone()
+
+
 def _as_tensor(value, what: str):
     if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
         value = value[0]  # some libraries return (output, bias)
@@ -145,7 +171,7 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
 
     # 2. the input this rank feeds: full, or its slice along the partition its weight implies
     x_in, g_in = _rank_inputs(case, table, rank, x, grad_out)
-    x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()
+    x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()  # contiguous copies: the values
     backward = bool(stages & {"backward", "second_call", "collective_volume", "train_step"})
     x_in.requires_grad_(backward)
 
@@ -175,7 +201,7 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
     # 4. a second call, on the negated input: nothing from the first call may leak into it
     if "second_call" in stages:
         with torch.no_grad():
-            x_again = _noncontiguous(-x_sent) if case.noncontiguous else -x_sent
+            x_again = laid_out(-x_sent, case.layout)
             again = _as_tensor(impl.forward(layer, x_again), "the second call's output")
         result["second_output"] = again.detach().clone()
 
@@ -209,9 +235,7 @@ def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: t
         g_in = grad_out.narrow(-1, _offsets(rows)[rank], rows[rank]).clone()
     else:
         g_in = grad_out.clone()
-    if case.noncontiguous:
-        x_in = _noncontiguous(x_in)
-    return x_in, g_in
+    return laid_out(x_in, case.layout), laid_out(g_in, case.layout)
 
 
 def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, result: dict) -> None:
