@@ -229,6 +229,16 @@ def _train_cause(ev: Evidence, v: Violation, r: int) -> str | None:
         return None
     s = ev.rank_slice(r)
     rows = (s, slice(None)) if ev.split_dim == 0 else (slice(None), s)
+    if v.quantity == "training step":
+        if "can't optimize a non-leaf Tensor" in v.message:
+            return ("the optimizer was given a non-leaf tensor: impl.shards returns a view or a copy of the parameter "
+                    "(an adapter then names the real parameters in impl.parameters)")
+        if "backward through the graph a second time" in v.message:
+            return ("the second backward reaches a graph the first one freed: the layer reuses a tensor from an "
+                    "earlier call (a cached output or weight computed with autograd)")
+        if "placement" in v.message:
+            return "optimizer.step() cannot apply the grads: they are placed unlike their parameters"
+        return None
     if v.quantity == "updated weight shard":
         shard, bound = res.get("updated_weight_shard"), after.weight_error[rows]
         if _within(shard, t.weight.double()[rows], bound):
@@ -241,11 +251,15 @@ def _train_cause(ev: Evidence, v: Violation, r: int) -> str | None:
     if v.quantity != "output after the step" or res.get("step_output") is None:
         return None
     out = res["step_output"]
-    stale = dense_linear(dataclasses.replace(t, x=u.x, grad_out=u.grad_out, update=None)).output
     out_rows = s if ev.output_is_sharded else slice(None)
-    expected, bound, stale = after.output[..., out_rows], after.output_bound[..., out_rows], stale[..., out_rows]
+    expected, bound = after.output[..., out_rows], after.output_bound[..., out_rows]
     if out.shape != expected.shape or not out.numel():
         return None
+    # the weight as it was at construction, with the bias as it was or as updated (a bias kept live)
+    stales = [dense_linear(dataclasses.replace(t, x=u.x, grad_out=u.grad_out, update=None, bias=bias)).output
+              for bias in ([t.bias] if after.bias is None else [t.bias, after.bias])]
+    stale = next((st[..., out_rows] for st in stales if _within(out, st[..., out_rows], bound)),
+                 stales[0][..., out_rows])
     if case.kind == "column" and not ev.output_is_sharded and case.world_size > 1 and ev.partition()[r] < case.out_features:
         own = torch.zeros(case.out_features, dtype=torch.bool)
         own[s] = True
@@ -268,9 +282,6 @@ def _crash_cause(ev: Evidence, v: Violation) -> str | None:
     if "view size is not compatible with input tensor's size and stride" in v.message:
         return (f"the layer calls .view() on a tensor whose layout does not allow that view (this case's input is "
                 f"laid out as {LAYOUTS[case.layout]}): .reshape() copies when it must")
-    if "can't optimize a non-leaf Tensor" in v.message:
-        return ("the training step's optimizer was given a non-leaf tensor: impl.shards returns a view or a copy of "
-                "the parameter (an adapter then names the real parameters in impl.parameters)")
     if "timed out" in v.message or "did not reply within the grace period" in v.message:
         return ("some rank never joined a collective the others wait in: a rank skips or reorders a collective"
                 + (" (here a rank has an empty shard: does it return early?)" if empty else ""))

@@ -32,7 +32,7 @@ _TENSOR_KEYS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_gr
                 "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
                 "step_bias_grad")
 _BOOL_KEYS = ("input_modified", "grad_modified")
-_STR_KEYS = ("construct_error", "upstream_grad_replaced")
+_STR_KEYS = ("construct_error", "upstream_grad_replaced", "train_step_error")
 
 
 def malformed(result: Any) -> Optional[str]:
@@ -53,9 +53,10 @@ def malformed(result: Any) -> Optional[str]:
     for key in _STR_KEYS:
         if key in result and not isinstance(result[key], str):
             return f"{key} is a {type(result[key]).__name__}, not a str"
-    failed = result.get("construct_failed_ranks")
-    if failed is not None and not (isinstance(failed, list) and all(type(r) is int for r in failed)):
-        return "construct_failed_ranks is not a list of ints"
+    for key in ("construct_failed_ranks", "train_step_failed_ranks"):
+        failed = result.get(key)
+        if failed is not None and not (isinstance(failed, list) and all(type(r) is int for r in failed)):
+            return f"{key} is not a list of ints"
     return None
 
 

@@ -69,7 +69,7 @@ def checked(suite, case: LayerCase, props: Sequence[str]) -> list[Evidence]:
     evs = evidences(suite, case, stages)
     if stages != STAGES and _found(evs, props) and not evs[0].outcome.crash:
         full = evidences(suite, case)
-        if _found(full, props):
+        if _found(full, props) and not full[0].outcome.crash:
             return full
     return evs
 
