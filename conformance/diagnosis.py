@@ -212,6 +212,9 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
 # -- communication -----------------------------------------------------------------------------------
 def _communication_cause(ev: Evidence, r: int) -> str | None:
     res = ev.ranks[r]
+    if ev.case.world_size > 1 and not res.get("collective_elements"):
+        return ("it sent nothing, yet its output is the dense one: it computes the other ranks' part from weights it "
+                "should not hold (a hidden copy of the master weight), not tensor-parallel")
     shard = res.get("weight_shard")
     sent = res.get("collective_elements") or 0
     if shard is not None and shard.numel() and sent >= shard.numel():
@@ -304,7 +307,7 @@ def likely_cause(ev: Evidence, v: Violation) -> str | None:
     res = ev.ranks[r]
     if v.property == "repeated_calls_are_independent":
         return _second_call_cause(ev, r)
-    if v.property == "communicates_activations_not_weights":
+    if v.property in ("communicates_activations_not_weights", "communicates_what_the_other_ranks_need"):
         return _communication_cause(ev, r)
     if v.property == "training_step_matches_the_dense_layer":
         return _train_cause(ev, v, r)

@@ -17,7 +17,8 @@ A dense layer computes ``y = x Wᵀ + b``. A tensor-parallel layer on ``world_si
 7. **bias grad**: give each bias (shard) the matching slice of the dense bias grad;
 8. **inputs untouched**: modify neither its input nor the upstream gradient.
 9. **repeated calls**: return, on a second call with another input, the output for that input;
-10. **communication**: send activations through collectives, never the weight;
+10. **communication**: send activations through collectives, never the weight, and at least what the
+    other ranks need of this rank's part (a rank holding only its shard cannot do without it);
 11. **training step**: after ``torch.optim.SGD`` steps every rank's shards with the grads just
     computed and a delta is added to them in place, compute what the dense layer with the same
     update applied to the full weight computes (output and grads, on a new input).
@@ -356,6 +357,61 @@ def communicates_activations_not_weights(ev: Evidence) -> list[Violation]:
             calls = ", ".join(res.get("collectives") or [])
             out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the input, "
                                        f"output and their grads hold only {limit}", r, "communication"))
+    return out
+
+
+def least_exchange(case: LayerCase, shard: int) -> int:
+    """The fewest floating-point elements a rank whose shard has ``shard`` rows (column) / columns
+    (row) of ``W`` must send, in forward and backward, at world size >= 2: what the other ranks need
+    of its part of the computation and cannot compute from what they hold.
+
+    With ``B`` batch rows, the other ranks need (degrees of freedom of the smallest thing they can
+    compute it from; ``k`` is the rank of the matrix they need):
+
+    - column, gathered output: ``x·W_rᵀ`` (``B × shard``), with ``x`` known to them: ``W_r`` on the row
+      space of ``x``, ``shard·min(B, in)``;
+    - column, sharded output: ``g_r·W_r`` for the input grad (``B × in``, rank ``k = min(B, shard, in)``),
+      knowing neither factor: ``k·(B + in − k)``;
+    - row, full input: the partial output ``x_r·W_rᵀ`` (``B × out``), with ``x_r`` known to them:
+      ``out·min(B, shard)``;
+    - row, sliced input: the same partial, knowing neither factor (``k = min(B, shard, out)``):
+      ``k·(B + out − k)``.
+
+    Each is at most what the reference sends (its all-gather or all-reduce of ``B × shard``,
+    ``B × in`` or ``B × out``), so a correct layer always meets it; a layer that sends nothing while a
+    rank holds a non-empty shard and the batch is not empty computes from weights it should not hold."""
+    ws = case.tp_size or case.world_size
+    b = math.prod(case.batch_shape)
+    if ws < 2 or not b or not shard:
+        return 0
+    if case.kind == "column":
+        if case.gather_output:
+            return shard * min(b, case.in_features)
+        k = min(b, shard, case.in_features)
+        return k * (b + case.in_features - k)
+    if not case.input_is_parallel:
+        return case.out_features * min(b, shard)
+    k = min(b, shard, case.out_features)
+    return k * (b + case.out_features - k)
+
+
+@spec_property("forward", "backward", "collective_volume")
+def communicates_what_the_other_ranks_need(ev: Evidence) -> list[Violation]:
+    """Tensor parallelism must communicate: at world size >= 2 a rank holding only its shard cannot
+    produce the dense result without the other ranks' contributions, so per rank the floating-point
+    elements sent into collectives (forward and backward) are at least :func:`least_exchange` — the
+    lower bound beside :func:`communicates_activations_not_weights`' upper bound. A layer that keeps a
+    hidden copy of the whole weight and computes the others' part itself sends less (nothing)."""
+    name = "communicates_what_the_other_ranks_need"
+    out = []
+    for r, res in enumerate(ev.ranks):
+        sent = res.get("collective_elements")
+        least = least_exchange(ev.case, ev.partition()[r])
+        if sent is not None and sent < least:
+            calls = ", ".join(res.get("collectives") or []) or "no collective"
+            out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the other ranks "
+                                       f"need at least {least} of its part of the layer, which only it holds", r,
+                                 "communication"))
     return out
 
 

@@ -124,6 +124,10 @@ ZOO: tuple[SeededBug, ...] = (
               "column computes the other ranks' output blocks from a hidden copy of the master weight (no all-gather)",
               "training_step_matches_the_dense_layer", "column-gathered", cause="hidden copy",
               world_sizes=(2, 3, 4)),
+    SeededBug("bug-keeps-master-weight-silent", "impls.zoo.keeps_master_weight",
+              "the same hidden master copy, seen by what it does not send: no collective at all",
+              "communicates_what_the_other_ranks_need", "column-gathered", cause="hidden copy",
+              world_sizes=(2, 3, 4)),
     # -- crashes and hangs -------------------------------------------------------------------------
     SeededBug("bug-empty-shard-crashes", "impls.zoo.empty_shard_crashes",
               "column construction divides by the local shard size (an empty shard raises on one rank)",
