@@ -105,7 +105,8 @@ class _CollectiveVolume(TorchDispatchMode):
     _OUTPUT_FIRST = {"allgather_", "allgather_coalesced_", "allgather_into_tensor_coalesced_", "_allgather_base_",
                      "reduce_scatter_", "_reduce_scatter_base_", "reduce_scatter_tensor_coalesced_", "alltoall_",
                      "alltoall_base_", "gather_", "scatter_"}
-    _RECEIVE_ONLY = {"recv_", "recv_any_source_", "barrier", "monitored_barrier_", "wait_tensor"}
+    _RECEIVE_ONLY = {"recv_", "recv_any_source_", "barrier", "monitored_barrier_", "wait_tensor",
+                     "_wrap_tensor_autograd"}  # not collectives: a wait, a wrapper of a result
 
     # op -> None (not a collective), or (which argument holds what the rank sends, the op's name)
     _kinds: dict = {}
@@ -126,6 +127,11 @@ class _CollectiveVolume(TorchDispatchMode):
         return cls._kinds[func]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if any(t not in (torch.Tensor, torch.nn.Parameter) and not t.__module__.startswith("torch._subclasses")
+               for t in types):
+            # a tensor subclass (DTensor) first: it desugars into plain ops, collectives included,
+            # which come back through this mode (modes otherwise run before subclasses and miss them)
+            return NotImplemented
         kind = self._kind(func)
         if kind is not None:
             sent_at, name = kind
