@@ -37,7 +37,7 @@ from typing import Callable, Optional
 import torch
 
 from conformance import tolerance as tol
-from conformance.cases import STAGES, LayerCase
+from conformance.cases import STAGES, TRAIN_LR, LayerCase
 from conformance.compare import Mismatch, compare
 from conformance.dense import DenseResult, dense_linear
 from conformance.runner import Outcome
@@ -440,8 +440,6 @@ class AfterUpdate:
 
 
 def after_update(ev: Evidence) -> AfterUpdate:
-    from conformance.cases import TRAIN_LR
-
     t, case, d = _tensors(ev), ev.case, ev.dense
     u = t.update
     if u is None:
