@@ -479,10 +479,9 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     name = "training_step_matches_the_dense_layer"
     after, case = after_update(ev), ev.case
     out: list[Violation] = []
-    failed = ev.ranks[0].get("train_step_failed_ranks") or []
+    failed = [r for r, res in enumerate(ev.ranks) if res.get("train_step_error")]
     if failed:
-        errors = "; ".join(f"rank {r}: {ev.ranks[r].get('train_step_error', '').splitlines()[0]}"
-                           for r in failed if r < len(ev.ranks))
+        errors = "; ".join(f"rank {r}: {ev.ranks[r]['train_step_error'].splitlines()[0]}" for r in failed)
         return [Violation(name, f"the training step raised on rank(s) {failed}: {errors}", failed[0], "training step")]
 
     def check(quantity: str, key: str, r: int, expected, bound, what: str) -> None:

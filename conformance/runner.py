@@ -53,10 +53,9 @@ def malformed(result: Any) -> Optional[str]:
     for key in _STR_KEYS:
         if key in result and not isinstance(result[key], str):
             return f"{key} is a {type(result[key]).__name__}, not a str"
-    for key in ("construct_failed_ranks", "train_step_failed_ranks"):
-        failed = result.get(key)
-        if failed is not None and not (isinstance(failed, list) and all(type(r) is int for r in failed)):
-            return f"{key} is not a list of ints"
+    failed = result.get("construct_failed_ranks")
+    if failed is not None and not (isinstance(failed, list) and all(type(r) is int for r in failed)):
+        return "construct_failed_ranks is not a list of ints"
     return None
 
 
@@ -143,6 +142,9 @@ class Runner:
         if bad:
             group.close(graceful=False)
             return {}, bad
+        raised = [isinstance(res, dict) and "train_step_error" in res for res in results.values()]
+        if any(raised) and not all(raised):
+            group.close()  # the training step raised on some ranks only: the group's state is unknown
         return results, None
 
     def run(self, case: LayerCase, stages: Optional[Sequence[str]] = None,
