@@ -37,7 +37,8 @@ from conformance.suite import Suite
 from impls.registry import available
 from strategies import DTYPES, VARIANTS, layer_cases, world_sizes
 
-QUANTITIES = ("output", "input_grad", "weight_grad", "bias_grad")
+QUANTITIES = ("output", "input_grad", "weight_grad", "bias_grad", "updated_weight_shard", "step_output",
+              "step_input_grad")
 
 
 def correct_impls() -> list[str]:
@@ -55,6 +56,11 @@ def error_ratios(ev) -> dict[str, float]:
     }
     if t.bias is not None:
         full["bias_grad"] = (d.bias_grad, tol.bias_grad_bound(t.grad_out, dt, ws))
+    if t.update is not None and ev.ranks and "step_output" in ev.ranks[0]:  # the training step ran
+        after = properties.after_update(ev)
+        full["updated_weight_shard"] = (after.weight, after.weight_error)
+        full["step_output"] = (after.output, after.output_bound)
+        full["step_input_grad"] = (after.input_grad, after.input_grad_bound)
     out: dict[str, float] = {}
     for q, (exp, bnd) in full.items():
         worst = 0.0
@@ -64,9 +70,10 @@ def error_ratios(ev) -> dict[str, float]:
                 continue
             e, b = exp, bnd
             s = ev.rank_slice(r)
-            if q == "output" and ev.output_is_sharded or q == "input_grad" and ev.input_is_sliced:
+            if q in ("output", "step_output") and ev.output_is_sharded or \
+                    q in ("input_grad", "step_input_grad") and ev.input_is_sliced:
                 e, b = e[..., s], b[..., s]
-            elif q == "weight_grad":
+            elif q in ("weight_grad", "updated_weight_shard"):
                 e, b = (e[s], b[s]) if ev.split_dim == 0 else (e[:, s], b[:, s])
             elif q == "bias_grad" and case.kind == "column":
                 e, b = e[s], b[s]

@@ -14,6 +14,24 @@ import torch
 
 KINDS = ("column", "row")
 
+# Memory layouts of the input and the upstream grad (the values are the same in every layout; the
+# worker lays them out: ``conformance.worker.laid_out``). Some need batch dims: see :func:`layouts_for`.
+LAYOUTS = {
+    "contiguous": "contiguous",
+    "strided": "stride 2 in the last dim",
+    "narrowed": "narrowed out of a wider last dim (a storage offset, rows further apart than their length)",
+    "offset": "contiguous strides at a storage offset (a slice of a larger buffer)",
+    "transposed": "the last two dims stored swapped (the transpose of a column-major tensor)",
+    "batch_permuted": "the batch dims stored in reverse order ([s, b, h] stored as [b, s, h])",
+    "expanded": "the first batch dim expanded from size 1 (stride 0; its values repeat along it)",
+}
+
+
+def layouts_for(batch_dims: int) -> tuple[str, ...]:
+    """The layouts that mean something for an input with ``batch_dims`` batch dims, ``contiguous`` first."""
+    need = {"transposed": 1, "expanded": 1, "batch_permuted": 2}
+    return tuple(name for name in LAYOUTS if batch_dims >= need.get(name, 0))
+
 
 @dataclass(frozen=True)
 class LayerCase:
@@ -27,7 +45,7 @@ class LayerCase:
     # column: gather_output; row: input_is_parallel
     gather_output: bool = True
     input_is_parallel: bool = False
-    noncontiguous: bool = False
+    layout: str = "contiguous"  # of the input and the upstream grad: a key of LAYOUTS
     scale: float = 1.0
     seed: int = 0
     # ranks per tensor-parallel group; 0 (the default): one group spanning the world. Otherwise the
@@ -38,6 +56,10 @@ class LayerCase:
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
+
+    @property
+    def noncontiguous(self) -> bool:
+        return self.layout != "contiguous"
 
     @property
     def option(self) -> str:
@@ -55,7 +77,7 @@ class LayerCase:
         return (
             f"{self.kind} layer, world_size={self.world_size}, in_features={self.in_features}, "
             f"out_features={self.out_features}, batch_shape={batch}, dtype={self.dtype}, "
-            f"bias={self.bias}, {self.option}, noncontiguous={self.noncontiguous}, "
+            f"bias={self.bias}, {self.option}, layout={self.layout}, "
             f"scale={self.scale}, seed={self.seed}"
             + (f", as {self.tp_groups} TP groups of {self.tp_size}" if self.tp_groups > 1 else "")
         )
@@ -82,6 +104,8 @@ class LayerCase:
     @classmethod
     def from_token(cls, token: str) -> "LayerCase":
         raw = dict(item.split("=", 1) for item in token.strip().split(","))
+        if "noncontiguous" in raw:  # the token of an older version: a strided input or none
+            raw.setdefault("layout", "strided" if raw.pop("noncontiguous") == "1" else "contiguous")
         kw: dict = {}
         for f in fields(cls):
             if f.name not in raw:
@@ -89,11 +113,11 @@ class LayerCase:
             v = raw[f.name]
             if f.name == "batch_shape":
                 kw[f.name] = tuple(int(s) for s in v.split("x")) if v not in ("-", "") else ()
-            elif f.name in ("kind", "dtype"):
+            elif f.name in ("kind", "dtype", "layout"):
                 kw[f.name] = v
             elif f.name == "scale":
                 kw[f.name] = float(v)
-            elif f.name in ("bias", "gather_output", "input_is_parallel", "noncontiguous"):
+            elif f.name in ("bias", "gather_output", "input_is_parallel"):
                 kw[f.name] = bool(int(v))
             else:
                 kw[f.name] = int(v)
@@ -108,13 +132,31 @@ class LayerCase:
     def from_dict(cls, d: dict) -> "LayerCase":
         d = dict(d)
         d["batch_shape"] = tuple(d["batch_shape"])
+        if "noncontiguous" in d:  # an older version's case
+            d.setdefault("layout", "strided" if d.pop("noncontiguous") else "contiguous")
         return cls(**d)
 
 
 # What a worker runs for one example after building the layer (and reporting its shards). Each
 # property names the stages it reads (``conformance.properties.NEEDS``), so a test of one property
 # runs only those; reports and other callers run them all.
-STAGES = ("forward", "backward", "second_call", "collective_volume")
+STAGES = ("forward", "backward", "second_call", "collective_volume", "train_step")
+
+# The learning rate of the training step: a power of two, so ``lr·grad`` is exact in every dtype
+# (barring underflow) and the step ``w − lr·grad`` costs one rounding.
+TRAIN_LR = 2.0**-3
+
+
+@dataclass
+class UpdateTensors:
+    """The training step's own tensors (stage ``train_step``): after the first forward/backward
+    every rank steps its shards with SGD (``lr`` = :data:`TRAIN_LR`, the grads just computed), adds
+    its slice of ``delta_weight`` / ``delta_bias`` in place, then runs ``x`` / ``grad_out`` through."""
+
+    delta_weight: torch.Tensor  # [out, in]
+    delta_bias: Optional[torch.Tensor]  # [out] or None
+    x: torch.Tensor  # [*batch, in]: the input after the update
+    grad_out: torch.Tensor  # [*batch, out]: the upstream grad after the update
 
 
 @dataclass
@@ -125,13 +167,21 @@ class CaseTensors:
     bias: Optional[torch.Tensor]  # [out] or None
     x: torch.Tensor  # [*batch, in]
     grad_out: torch.Tensor  # [*batch, out]
+    update: Optional[UpdateTensors] = None  # only when the example runs the training step
 
     def as_dict(self) -> dict:
-        return {"weight": self.weight, "bias": self.bias, "x": self.x, "grad_out": self.grad_out}
+        d: dict = {"weight": self.weight, "bias": self.bias, "x": self.x, "grad_out": self.grad_out}
+        if self.update is not None:
+            u = self.update
+            d["update"] = {"lr": TRAIN_LR, "delta_weight": u.delta_weight, "delta_bias": u.delta_bias,
+                           "x": u.x, "grad_out": u.grad_out}
+        return d
 
 
-def make_tensors(case: LayerCase) -> CaseTensors:
-    """Weight, non-zero bias, input and a random (not all-ones) upstream gradient for ``case``."""
+def make_tensors(case: LayerCase, update: bool = False) -> CaseTensors:
+    """Weight, non-zero bias, input and a random (not all-ones) upstream gradient for ``case``;
+    with ``update``, the training step's tensors too (their own random stream: the others do not
+    change)."""
     gen = torch.Generator().manual_seed(case.seed)
     dt = case.torch_dtype
 
@@ -145,6 +195,31 @@ def make_tensors(case: LayerCase) -> CaseTensors:
         magnitude = 0.5 + torch.rand(case.out_features, generator=gen, dtype=torch.float64)
         sign = torch.randint(0, 2, (case.out_features,), generator=gen).double() * 2 - 1
         bias = (magnitude * sign).to(dt)
-    x = normal(*case.batch_shape, case.in_features, scale=case.scale)
-    grad_out = normal(*case.batch_shape, case.out_features)
-    return CaseTensors(weight=weight, bias=bias, x=x, grad_out=grad_out)
+    x = _repeated(case, normal(*case.batch_shape, case.in_features, scale=case.scale))
+    grad_out = _repeated(case, normal(*case.batch_shape, case.out_features))
+    return CaseTensors(weight=weight, bias=bias, x=x, grad_out=grad_out,
+                       update=make_update(case) if update else None)
+
+
+def make_update(case: LayerCase) -> UpdateTensors:
+    """The training step's delta (the weight's scale; for the bias, its own) and second input and
+    upstream grad, deterministic from the case's seed."""
+    gen = torch.Generator().manual_seed((case.seed * 2654435761 + 1) % 2**63)
+    dt = case.torch_dtype
+
+    def normal(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dt)
+
+    delta_weight = normal(case.out_features, case.in_features, scale=case.in_features**-0.5)
+    delta_bias = normal(case.out_features) if case.bias else None
+    x = _repeated(case, normal(*case.batch_shape, case.in_features, scale=case.scale))
+    grad_out = _repeated(case, normal(*case.batch_shape, case.out_features))
+    return UpdateTensors(delta_weight=delta_weight, delta_bias=delta_bias, x=x, grad_out=grad_out)
+
+
+def _repeated(case: LayerCase, t: torch.Tensor) -> torch.Tensor:
+    """``t``, its values repeated along the first batch dim when the case's layout expands that dim
+    (an expanded tensor holds one value per position along it)."""
+    if case.layout == "expanded" and t.dim() >= 2 and t.shape[0] > 0:
+        return t.narrow(0, 0, 1).expand(t.shape).clone()
+    return t

@@ -8,13 +8,16 @@ the same rounding bounds as the verdict, so a cause is only offered when it expl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from conformance import tolerance as tol
+from conformance.cases import LAYOUTS
 from conformance.compare import compare
-from conformance.properties import Evidence, Violation
+from conformance.dense import dense_linear
+from conformance.properties import Evidence, Violation, after_update
 
 _GRAD_KEYS = {"weight grad": "weight_grad", "input grad": "input_grad", "bias grad": "bias_grad"}
 
@@ -132,8 +135,8 @@ def _output_cause(ev: Evidence, r: int, out: torch.Tensor) -> str | None:
         if k is not None and abs(k - 1) > 0.05:
             return f"the output is ~{k:.2f}× the dense product: check the all-reduce"
     if case.noncontiguous:
-        return ("this case's input is non-contiguous (stride 2 in its last dim); if it passes with noncontiguous=0, "
-                "the layer reads strided inputs as if they were contiguous")
+        return (f"this case's input and upstream grad are laid out as {LAYOUTS[case.layout]}; if it passes with "
+                "layout=contiguous, the layer reads non-contiguous inputs as if they were contiguous")
     return None
 
 
@@ -209,6 +212,9 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
 # -- communication -----------------------------------------------------------------------------------
 def _communication_cause(ev: Evidence, r: int) -> str | None:
     res = ev.ranks[r]
+    if ev.case.world_size > 1 and not res.get("collective_elements"):
+        return ("it sent nothing, yet its output is the dense one: it computes the other ranks' part from weights it "
+                "should not hold (a hidden copy of the master weight), not tensor-parallel")
     shard = res.get("weight_shard")
     sent = res.get("collective_elements") or 0
     if shard is not None and shard.numel() and sent >= shard.numel():
@@ -217,11 +223,68 @@ def _communication_cause(ev: Evidence, r: int) -> str | None:
     return None
 
 
+# -- a training step ---------------------------------------------------------------------------------
+def _train_cause(ev: Evidence, v: Violation, r: int) -> str | None:
+    """Which part of the update did not reach what the layer computes."""
+    t, res, case = ev.outcome.tensors, ev.ranks[r], ev.case
+    after, u = after_update(ev), t.update
+    if u is None:
+        return None
+    s = ev.rank_slice(r)
+    rows = (s, slice(None)) if ev.split_dim == 0 else (slice(None), s)
+    if v.quantity == "training step":
+        if "can't optimize a non-leaf Tensor" in v.message:
+            return ("the optimizer was given a non-leaf tensor: impl.shards returns a view or a copy of the parameter "
+                    "(an adapter then names the real parameters in impl.parameters)")
+        if "backward through the graph a second time" in v.message:
+            return ("the second backward reaches a graph the first one freed: the layer reuses a tensor from an "
+                    "earlier call (a cached output or weight computed with autograd)")
+        if "placement" in v.message:
+            return "optimizer.step() cannot apply the grads: they are placed unlike their parameters"
+        return None
+    if v.quantity == "updated weight shard":
+        shard, bound = res.get("updated_weight_shard"), after.weight_error[rows]
+        if _within(shard, t.weight.double()[rows], bound):
+            return ("the shard is unchanged: neither optimizer.step() nor the in-place add reached it — impl.shards "
+                    "returns a copy, not the parameter the layer holds")
+        if _within(shard, (t.weight.double() + u.delta_weight.double())[rows], bound):
+            return ("the shard got the delta but not the SGD step: its grad is not on the parameter the optimizer "
+                    "steps (p.grad is None or elsewhere), so optimizer.step() skips it")
+        return None
+    if v.quantity != "output after the step" or res.get("step_output") is None:
+        return None
+    out = res["step_output"]
+    out_rows = s if ev.output_is_sharded else slice(None)
+    expected, bound = after.output[..., out_rows], after.output_bound[..., out_rows]
+    if out.shape != expected.shape or not out.numel():
+        return None
+    # the weight as it was at construction, with the bias as it was or as updated (a bias kept live)
+    stales = [dense_linear(dataclasses.replace(t, x=u.x, grad_out=u.grad_out, update=None, bias=bias)).output
+              for bias in ([t.bias] if after.bias is None else [t.bias, after.bias])]
+    stale = next((st[..., out_rows] for st in stales if _within(out, st[..., out_rows], bound)),
+                 stales[0][..., out_rows])
+    if case.kind == "column" and not ev.output_is_sharded and case.world_size > 1 and ev.partition()[r] < case.out_features:
+        own = torch.zeros(case.out_features, dtype=torch.bool)
+        own[s] = True
+        if _within(out[..., own], expected[..., own], bound[..., own]) and \
+                _within(out[..., ~own], stale[..., ~own], bound[..., ~own]):
+            return ("this rank's own output columns follow the update, the other ranks' columns are those of the "
+                    "weight at construction: it computes them from a hidden copy of the master weight instead of "
+                    "all-gathering them")
+    if _within(out, stale, bound):
+        return ("the output is the one of the weight as it was at construction: the layer computes from a copy made "
+                "then (cached or pre-transposed), and updates of its shards never reach its forward")
+    return None
+
+
 # -- crashes and hangs -------------------------------------------------------------------------------
 def _crash_cause(ev: Evidence, v: Violation) -> str | None:
     case = ev.case
     split = case.out_features if case.kind == "column" else case.in_features
     empty = split < case.world_size
+    if "view size is not compatible with input tensor's size and stride" in v.message:
+        return (f"the layer calls .view() on a tensor whose layout does not allow that view (this case's input is "
+                f"laid out as {LAYOUTS[case.layout]}): .reshape() copies when it must")
     if "timed out" in v.message or "did not reply within the grace period" in v.message:
         return ("some rank never joined a collective the others wait in: a rank skips or reorders a collective"
                 + (" (here a rank has an empty shard: does it return early?)" if empty else ""))
@@ -247,8 +310,10 @@ def likely_cause(ev: Evidence, v: Violation) -> str | None:
     res = ev.ranks[r]
     if v.property == "repeated_calls_are_independent":
         return _second_call_cause(ev, r)
-    if v.property == "communicates_activations_not_weights":
+    if v.property in ("communicates_activations_not_weights", "communicates_what_the_other_ranks_need"):
         return _communication_cause(ev, r)
+    if v.property == "training_step_matches_the_dense_layer":
+        return _train_cause(ev, v, r)
     if v.property == "ranks_agree_on_the_output":
         return _agree_cause(ev, r)
     if v.quantity == "output" and res.get("output") is not None:

@@ -49,8 +49,8 @@ class MergedCase(ExtensionCase):
     def layer_case(self) -> LayerCase:
         """The dense layer: one column layer over the stacked blocks, output left sharded."""
         return LayerCase("column", self.world_size, self.in_features, sum(self.blocks), self.batch_shape, self.dtype,
-                         self.bias, gather_output=False, noncontiguous=self.noncontiguous, scale=self.scale,
-                         seed=self.seed)
+                         self.bias, gather_output=False, layout="strided" if self.noncontiguous else "contiguous",
+                         scale=self.scale, seed=self.seed)
 
     def rows(self, r: int) -> torch.Tensor:
         """Rank ``r``'s rows of the stacked weight: its slice of every block, in block order."""

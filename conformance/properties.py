@@ -17,7 +17,11 @@ A dense layer computes ``y = x Wᵀ + b``. A tensor-parallel layer on ``world_si
 7. **bias grad**: give each bias (shard) the matching slice of the dense bias grad;
 8. **inputs untouched**: modify neither its input nor the upstream gradient.
 9. **repeated calls**: return, on a second call with another input, the output for that input;
-10. **communication**: send activations through collectives, never the weight.
+10. **communication**: send activations through collectives, never the weight, and at least what the
+    other ranks need of this rank's part (a rank holding only its shard cannot do without it);
+11. **training step**: after ``torch.optim.SGD`` steps every rank's shards with the grads just
+    computed and a delta is added to them in place, compute what the dense layer with the same
+    update applied to the full weight computes (output and grads, on a new input).
 
 Non-divisible dims: raising at construction on every rank conforms when the impl declares
 ``uneven_shards=False``; a wrong result never does.
@@ -33,7 +37,7 @@ from typing import Callable, Optional
 import torch
 
 from conformance import tolerance as tol
-from conformance.cases import STAGES, LayerCase
+from conformance.cases import STAGES, TRAIN_LR, LayerCase
 from conformance.compare import Mismatch, compare
 from conformance.dense import DenseResult, dense_linear
 from conformance.runner import Outcome
@@ -353,6 +357,159 @@ def communicates_activations_not_weights(ev: Evidence) -> list[Violation]:
             calls = ", ".join(res.get("collectives") or [])
             out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the input, "
                                        f"output and their grads hold only {limit}", r, "communication"))
+    return out
+
+
+def least_exchange(case: LayerCase, shard: int) -> int:
+    """The fewest floating-point elements a rank whose shard has ``shard`` rows (column) / columns
+    (row) of ``W`` must send, in forward and backward, at world size >= 2: what the other ranks need
+    of its part of the computation and cannot compute from what they hold.
+
+    With ``B`` batch rows, the other ranks need (degrees of freedom of the smallest thing they can
+    compute it from; ``k`` is the rank of the matrix they need):
+
+    - column, gathered output: ``x·W_rᵀ`` (``B × shard``), with ``x`` known to them: ``W_r`` on the row
+      space of ``x``, ``shard·min(B, in)``;
+    - column, sharded output: ``g_r·W_r`` for the input grad (``B × in``, rank ``k = min(B, shard, in)``),
+      knowing neither factor: ``k·(B + in − k)``;
+    - row, full input: the partial output ``x_r·W_rᵀ`` (``B × out``), with ``x_r`` known to them:
+      ``out·min(B, shard)``;
+    - row, sliced input: the same partial, knowing neither factor (``k = min(B, shard, out)``):
+      ``k·(B + out − k)``.
+
+    Each is at most what the reference sends (its all-gather or all-reduce of ``B × shard``,
+    ``B × in`` or ``B × out``), so a correct layer always meets it; a layer that sends nothing while a
+    rank holds a non-empty shard and the batch is not empty computes from weights it should not hold."""
+    ws = case.tp_size or case.world_size
+    b = math.prod(case.batch_shape)
+    if ws < 2 or not b or not shard:
+        return 0
+    if case.kind == "column":
+        if case.gather_output:
+            return shard * min(b, case.in_features)
+        k = min(b, shard, case.in_features)
+        return k * (b + case.in_features - k)
+    if not case.input_is_parallel:
+        return case.out_features * min(b, shard)
+    k = min(b, shard, case.out_features)
+    return k * (b + case.out_features - k)
+
+
+@spec_property("forward", "backward", "collective_volume")
+def communicates_what_the_other_ranks_need(ev: Evidence) -> list[Violation]:
+    """Tensor parallelism must communicate: at world size >= 2 a rank holding only its shard cannot
+    produce the dense result without the other ranks' contributions, so per rank the floating-point
+    elements sent into collectives (forward and backward) are at least :func:`least_exchange` — the
+    lower bound beside :func:`communicates_activations_not_weights`' upper bound. A layer that keeps a
+    hidden copy of the whole weight and computes the others' part itself sends less (nothing)."""
+    name = "communicates_what_the_other_ranks_need"
+    out = []
+    for r, res in enumerate(ev.ranks):
+        sent = res.get("collective_elements")
+        least = least_exchange(ev.case, ev.partition()[r])
+        if sent is not None and sent < least:
+            calls = ", ".join(res.get("collectives") or []) or "no collective"
+            out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the other ranks "
+                                       f"need at least {least} of its part of the layer, which only it holds", r,
+                                 "communication"))
+    return out
+
+
+# -- 11. a training step -----------------------------------------------------------------------------
+@dataclass
+class AfterUpdate:
+    """The dense layer after the training step (float64), and how far a correct layer may be from it.
+
+    The update is computed from the verdict's own dense grads, never from the grads the ranks
+    reported: a wrong grad must not move the expectation with it. ``weight_error`` / ``bias_error``
+    bound a correct layer's updated parameters (``tolerance.update_error``: its grads are within the
+    grad bounds, and the step rounds in the layer's dtype)."""
+
+    weight: torch.Tensor  # w − lr·g + Δ  [out, in]
+    bias: Optional[torch.Tensor]
+    weight_error: torch.Tensor
+    bias_error: Optional[torch.Tensor]
+    output: torch.Tensor  # the dense layer's output / grads on the update's input and upstream grad
+    output_bound: torch.Tensor
+    input_grad: torch.Tensor
+    input_grad_bound: torch.Tensor
+    weight_grad: torch.Tensor
+    weight_grad_bound: torch.Tensor
+    bias_grad: Optional[torch.Tensor]
+    bias_grad_bound: Optional[torch.Tensor]
+
+
+def after_update(ev: Evidence) -> AfterUpdate:
+    t, case, d = _tensors(ev), ev.case, ev.dense
+    u = t.update
+    if u is None:
+        raise ValueError("the example ran without the train_step stage's tensors")
+    dt, ws, lr = case.torch_dtype, case.world_size, TRAIN_LR
+    w_err = tol.update_error(t.weight, lr, d.weight_grad, tol.weight_grad_bound(t.grad_out, t.x, dt, ws),
+                             u.delta_weight, dt)
+    weight = t.weight.double() - lr * d.weight_grad + u.delta_weight.double()
+    bias = b_err = None
+    if t.bias is not None and d.bias_grad is not None and u.delta_bias is not None:
+        b_err = tol.update_error(t.bias, lr, d.bias_grad, tol.bias_grad_bound(t.grad_out, dt, ws), u.delta_bias, dt)
+        bias = t.bias.double() - lr * d.bias_grad + u.delta_bias.double()
+    after = dense_linear(dataclasses.replace(t, weight=weight, bias=bias, x=u.x, grad_out=u.grad_out, update=None))
+    # a correct layer computes with parameters within the errors of these: bound its rounding by their
+    # magnitude, and add what the parameters' own errors do to the result
+    x, g = u.x.double(), u.grad_out.double()
+    out_bound = tol.output_bound(x, weight.abs() + w_err, None if bias is None else bias.abs() + b_err, dt, ws)
+    out_bound = out_bound + x.abs() @ w_err.T + (0 if b_err is None else b_err)
+    in_bound = tol.input_grad_bound(g, weight.abs() + w_err, dt, ws) + g.abs() @ w_err
+    return AfterUpdate(
+        weight=weight, bias=bias, weight_error=w_err, bias_error=b_err,
+        output=after.output, output_bound=out_bound, input_grad=after.input_grad, input_grad_bound=in_bound,
+        weight_grad=after.weight_grad, weight_grad_bound=tol.weight_grad_bound(u.grad_out, u.x, dt, ws),
+        bias_grad=after.bias_grad,
+        bias_grad_bound=None if bias is None else tol.bias_grad_bound(u.grad_out, dt, ws),
+    )
+
+
+@spec_property("forward", "backward", "train_step")
+def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    """After a training step on the shards — ``torch.optim.SGD`` over the parameters ``impl.shards``
+    returns, with the grads just computed, then a random delta added to them in place — the shards
+    hold the dense update's slices, and the layer computes, on a new input and upstream grad, the
+    output and grads of the dense layer with the same update applied to the full weight. Catches a
+    weight cached (pre-transposed) at construction, a hidden full copy of the weight, and grads placed
+    on another tensor than the parameter the optimizer steps."""
+    name = "training_step_matches_the_dense_layer"
+    after, case = after_update(ev), ev.case
+    out: list[Violation] = []
+    failed = [r for r, res in enumerate(ev.ranks) if res.get("train_step_error")]
+    if failed:
+        errors = "; ".join(f"rank {r}: {ev.ranks[r]['train_step_error'].splitlines()[0]}" for r in failed)
+        return [Violation(name, f"the training step raised on rank(s) {failed}: {errors}", failed[0], "training step")]
+
+    def check(quantity: str, key: str, r: int, expected, bound, what: str) -> None:
+        m = compare(ev.ranks[r].get(key), expected, bound, f"rank {r} {what}")
+        if m:
+            out.append(Violation(name, str(m), r, quantity, m))
+
+    for r, res in enumerate(ev.ranks):
+        s = ev.rank_slice(r)
+        rows = (s, slice(None)) if ev.split_dim == 0 else (slice(None), s)
+        check("updated weight shard", "updated_weight_shard", r, after.weight[rows], after.weight_error[rows],
+              "weight shard after the step")
+        if after.bias is not None and after.bias_error is not None and res.get("bias_shard") is not None:
+            b_rows = s if case.kind == "column" else slice(None)
+            check("updated bias shard", "updated_bias_shard", r, after.bias[b_rows], after.bias_error[b_rows],
+                  "bias after the step")
+        out_rows = s if ev.output_is_sharded else slice(None)
+        check("output after the step", "step_output", r, after.output[..., out_rows],
+              after.output_bound[..., out_rows], "output after the step")
+        in_rows = s if ev.input_is_sliced else slice(None)
+        check("input grad after the step", "step_input_grad", r, after.input_grad[..., in_rows],
+              after.input_grad_bound[..., in_rows], "input grad after the step")
+        check("weight grad after the step", "step_weight_grad", r, after.weight_grad[rows],
+              after.weight_grad_bound[rows], "weight grad after the step")
+        if after.bias_grad is not None and after.bias_grad_bound is not None and res.get("bias_shard") is not None:
+            b_rows = s if case.kind == "column" else slice(None)
+            check("bias grad after the step", "step_bias_grad", r, after.bias_grad[b_rows],
+                  after.bias_grad_bound[b_rows], "bias grad after the step")
     return out
 
 

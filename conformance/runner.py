@@ -28,9 +28,11 @@ class Outcome:
         return bool(self.ranks) and "construct_failed_ranks" in self.ranks[0]
 
 
-_TENSOR_KEYS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output")
+_TENSOR_KEYS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output",
+                "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
+                "step_bias_grad")
 _BOOL_KEYS = ("input_modified", "grad_modified")
-_STR_KEYS = ("construct_error", "upstream_grad_replaced")
+_STR_KEYS = ("construct_error", "upstream_grad_replaced", "train_step_error")
 
 
 def malformed(result: Any) -> Optional[str]:
@@ -150,14 +152,18 @@ class Runner:
         if bad:
             group.close(graceful=False)
             return {}, bad
+        raised = [isinstance(res, dict) and "train_step_error" in res for res in results.values()]
+        if any(raised) and not all(raised):
+            group.close()  # the training step raised on some ranks only: the group's state is unknown
         return results, None
 
     def run(self, case: LayerCase, stages: Optional[Sequence[str]] = None,
             while_waiting: Optional[Callable[[CaseTensors], None]] = None) -> Outcome:
         """Run ``case`` on every rank: build the layer, then the worker ``stages`` (all by default).
         ``while_waiting(tensors)`` runs in this process while the ranks work."""
-        tensors = make_tensors(case)
-        outcome = Outcome(case, tensors, stages=tuple(STAGES if stages is None else stages))
+        stages = tuple(STAGES if stages is None else stages)
+        tensors = make_tensors(case, update="train_step" in stages)
+        outcome = Outcome(case, tensors, stages=stages)
         message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
         messages = {r: message for r in range(case.world_size)}
@@ -203,10 +209,14 @@ def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shard
         key, dim, total = "grad_out", 0, case.out_features
     parts = _partition([width(res, dim) for res in shards], total, case.world_size)
     out, start = {}, 0
+    update = data.get("update")
     for r, n in enumerate(parts):
         piece = data[key].narrow(-1, start, n).clone()
+        sent = {**data, key: piece}
+        if update is not None:  # the training step's own input and upstream grad: sliced the same way
+            sent["update"] = {**update, key: update[key].narrow(-1, start, n).clone()}
         start += n
-        out[r] = {**message, "data": {**data, key: piece}, "sliced": key}
+        out[r] = {**message, "data": sent, "sliced": key}
     return out
 
 

@@ -37,7 +37,7 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
     default); one :class:`Outcome` per TP group."""
     cases = [group_case(case, g) for g in range(case.tp_groups)]
     stages = tuple(STAGES if stages is None else stages)
-    outcomes = [Outcome(c, make_tensors(c), stages=stages) for c in cases]
+    outcomes = [Outcome(c, make_tensors(c, update="train_step" in stages), stages=stages) for c in cases]
     messages = {
         r: {"cmd": "run_tp_group", "impl": suite.impl_spec, "case": case.as_dict(),
             "data": outcomes[g].tensors.as_dict(), "stages": list(stages)}
@@ -85,7 +85,7 @@ def checked(suite, case: LayerCase, props: Sequence[str]) -> list[Evidence]:
     evs = evidences(suite, case, stages)
     if stages != STAGES and _found(evs, props) and not evs[0].outcome.crash:
         full = evidences(suite, case)
-        if _found(full, props):
+        if _found(full, props) and not full[0].outcome.crash:
             return full
     return evs
 

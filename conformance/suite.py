@@ -90,13 +90,14 @@ class Suite:
 
     def checked(self, case: LayerCase, prop: str) -> tuple[Evidence, list[Violation]]:
         """The example run with only the stages ``prop`` reads; when it violates ``prop``, run again
-        with every stage, so the report (and its likely cause) sees everything the layer did."""
+        with every stage, so the report (and its likely cause) sees everything the layer did — unless
+        a stage ``prop`` does not read crashes that run: the violation found stays the report."""
         ev = self.evidence(case, properties.stages_for([prop]))
         found = properties.evaluate(ev, prop)
         if found and not ev.outcome.crash and ev.outcome.stages != STAGES:
             full = self.evidence(case)
             again = properties.evaluate(full, prop)
-            if again:
+            if again and not full.outcome.crash:
                 return full, again
         return ev, found
 

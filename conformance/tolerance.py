@@ -85,3 +85,19 @@ def weight_grad_bound(grad_out, x, dtype, world_size):
 def bias_grad_bound(grad_out, dtype, world_size):
     g2 = grad_out.double().abs().reshape(-1, grad_out.shape[-1])
     return bound(g2.sum(0), g2.shape[0], dtype, world_size)
+
+
+def update_error(weight, lr: float, grad, grad_bound, delta, dtype) -> torch.Tensor:
+    """Per-element bound on ``|ŵ − w′|``, the training step's error: ``w′ = w − lr·g + Δ`` exactly
+    (``g`` the float64 dense grad), while a correct layer steps with its own grad ``ĝ``
+    (``|ĝ − g| ≤ grad_bound``) and rounds to ``dtype`` after each of at most three operations
+    (``lr·ĝ``, exact for a power-of-two ``lr`` barring underflow; ``w − lr·ĝ``; ``+ Δ``), each by at most
+    ``u·(|w| + lr·|ĝ| + |Δ|)`` to first order (``SAFETY`` covers the second order and the float64
+    reference's own roundings)::
+
+        |ŵ − w′| ≤ lr·grad_bound + SAFETY·3·u_dtype·(|w| + lr·(|g| + grad_bound) + |Δ|) + 3·tiny_dtype
+    """
+    u = unit_roundoff(dtype)
+    grad_bound = grad_bound.double()
+    magnitude = weight.double().abs() + lr * (grad.double().abs() + grad_bound) + delta.double().abs()
+    return lr * grad_bound + SAFETY * 3 * u * magnitude + 3 * smallest_subnormal(dtype)

@@ -64,6 +64,32 @@ def _noncontiguous(t: torch.Tensor) -> torch.Tensor:
     return view
 
 
+def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values in a given memory layout (``conformance.cases.LAYOUTS``); a layout that means
+    nothing for ``t``'s dims gives a contiguous copy. ``expanded`` assumes ``t``'s values repeat
+    along dim 0 (``cases.make_tensors`` makes them so) and gives a stride-0 view of its first row."""
+    if layout == "strided":
+        return _noncontiguous(t)
+    if layout == "narrowed":
+        wide = torch.zeros(*t.shape[:-1], t.shape[-1] + 2, dtype=t.dtype, device=t.device)
+        view = wide.narrow(-1, 1, t.shape[-1])
+        view.copy_(t)
+        return view
+    if layout == "offset":
+        buffer = torch.zeros(t.numel() + 3, dtype=t.dtype, device=t.device)
+        view = buffer[3:].view(t.shape)
+        view.copy_(t)
+        return view
+    if layout == "transposed" and t.dim() >= 2:
+        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    if layout == "batch_permuted" and t.dim() >= 3:
+        order = [*reversed(range(t.dim() - 1)), t.dim() - 1]  # its own inverse
+        return t.permute(order).contiguous().permute(order)
+    if layout == "expanded" and t.dim() >= 2 and t.shape[0] > 0:
+        return t.narrow(0, 0, 1).clone().expand(t.shape)
+    return t.clone()
+
+
 def _as_tensor(value, what: str):
     if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
         value = value[0]  # some libraries return (output, bias)
@@ -80,7 +106,8 @@ class _CollectiveVolume(TorchDispatchMode):
     _OUTPUT_FIRST = {"allgather_", "allgather_coalesced_", "allgather_into_tensor_coalesced_", "_allgather_base_",
                      "reduce_scatter_", "_reduce_scatter_base_", "reduce_scatter_tensor_coalesced_", "alltoall_",
                      "alltoall_base_", "gather_", "scatter_"}
-    _RECEIVE_ONLY = {"recv_", "recv_any_source_", "barrier", "monitored_barrier_", "wait_tensor"}
+    _RECEIVE_ONLY = {"recv_", "recv_any_source_", "barrier", "monitored_barrier_", "wait_tensor",
+                     "_wrap_tensor_autograd"}  # not collectives: a wait, a wrapper of a result
 
     # op -> None (not a collective), or (which argument holds what the rank sends, the op's name)
     _kinds: dict = {}
@@ -101,6 +128,11 @@ class _CollectiveVolume(TorchDispatchMode):
         return cls._kinds[func]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if any(t not in (torch.Tensor, torch.nn.Parameter) and not t.__module__.startswith("torch._subclasses")
+               for t in types):
+            # a tensor subclass (DTensor) first: it desugars into plain ops, collectives included,
+            # which come back through this mode (modes otherwise run before subclasses and miss them)
+            return NotImplemented
         kind = self._kind(func)
         if kind is not None:
             sent_at, name = kind
@@ -145,30 +177,10 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
         return result
 
     # 2. the input this rank feeds: full, or its slice along the partition its weight implies
-    sliced = data.get("sliced")  # the verdict sent only this rank's slice of "x" or "grad_out"
-    if case.kind == "row" and case.input_is_parallel and sliced == "x":
-        x_in = x.clone()
-    elif case.kind == "row" and case.input_is_parallel:
-        cols = [row[2] for row in table]
-        if sum(cols) != case.in_features or min(cols) < 0:
-            cols = [t.shape[-1] for t in torch.tensor_split(torch.empty(case.in_features), len(table))]
-        start = _offsets(cols)[rank]
-        x_in = x.narrow(-1, start, cols[rank]).clone()
-    else:
-        x_in = x.clone()
-    if case.kind == "column" and not case.gather_output and sliced == "grad_out":
-        g_in = grad_out.clone()
-    elif case.kind == "column" and not case.gather_output:
-        rows = [row[1] for row in table]
-        if sum(rows) != case.out_features or min(rows) < 0:
-            rows = [t.shape[0] for t in torch.tensor_split(torch.empty(case.out_features), len(table))]
-        g_in = grad_out.narrow(-1, _offsets(rows)[rank], rows[rank]).clone()
-    else:
-        g_in = grad_out.clone()
-    if case.noncontiguous:
-        x_in = _noncontiguous(x_in)
-    x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()
-    backward = bool(stages & {"backward", "second_call", "collective_volume"})
+    sliced = data.get("sliced")  # the verdict sent only this rank's slice of "x" or "grad_out" (runner.run)
+    x_in, g_in = _rank_inputs(case, table, rank, x, grad_out, sliced)
+    x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()  # contiguous copies: the values
+    backward = bool(stages & {"backward", "second_call", "collective_volume", "train_step"})
     x_in.requires_grad_(backward)
 
     # 3. forward (and backward), counting what this rank sends through collectives when asked to
@@ -197,10 +209,81 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
     # 4. a second call, on the negated input: nothing from the first call may leak into it
     if "second_call" in stages:
         with torch.no_grad():
-            x_again = _noncontiguous(-x_sent) if case.noncontiguous else -x_sent
+            x_again = laid_out(-x_sent, case.layout)
             again = _as_tensor(impl.forward(layer, x_again), "the second call's output")
         result["second_output"] = again.detach().clone()
+
+    # 5. a training step on the shards, then forward and backward again (conformance.cases.UpdateTensors)
+    #    (its failure is its own: what the earlier stages found stands; no harness collective follows,
+    #    so a rank that raised alone leaves the others waiting in the layer's collective, a hang as before)
+    if "train_step" in stages:
+        try:
+            _train_step(impl, layer, case, data["update"], table, rank, result, data.get("sliced"))
+        except Exception as exc:
+            result["train_step_error"] = _error_text(exc)
     return result
+
+
+def _partition(case: LayerCase, table: list[list[int]]) -> list[int]:
+    """Each rank's share of the split dim, read from the shard shapes every rank reported
+    (``torch.tensor_split``'s when they do not form a partition: the shards property says why)."""
+    column = case.kind == "column"
+    sizes = [row[1] if column else row[2] for row in table]
+    full = case.out_features if column else case.in_features
+    if sum(sizes) != full or min(sizes) < 0:
+        sizes = [t.shape[0] for t in torch.tensor_split(torch.empty(full), len(table))]
+    return sizes
+
+
+def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: torch.Tensor,
+                 sliced: str | None = None):
+    """The input and upstream grad this rank feeds: the full ones, or its slices along the partition
+    (a row layer's sliced input; a column layer's sharded output), in the case's layout. ``sliced``
+    names the tensor the verdict already sent as this rank's slice alone."""
+    if case.kind == "row" and case.input_is_parallel and sliced != "x":
+        cols = _partition(case, table)
+        x_in = x.narrow(-1, _offsets(cols)[rank], cols[rank]).clone()
+    else:
+        x_in = x.clone()
+    if case.kind == "column" and not case.gather_output and sliced != "grad_out":
+        rows = _partition(case, table)
+        g_in = grad_out.narrow(-1, _offsets(rows)[rank], rows[rank]).clone()
+    else:
+        g_in = grad_out.clone()
+    return laid_out(x_in, case.layout), laid_out(g_in, case.layout)
+
+
+def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, result: dict,
+                sliced: str | None = None) -> None:
+    """SGD (``torch.optim.SGD``, the grads just computed) on this rank's parameters (``impl.parameters``:
+    the shards ``impl.shards`` returns, unless an adapter says otherwise), then this rank's slice of
+    the delta added to the shards in place; then forward and backward on the
+    update's own input and upstream grad. The layer must compute from its shards as they are now."""
+    optimizer = torch.optim.SGD(impl.parameters(layer), lr=update["lr"])
+    optimizer.step()
+    optimizer.zero_grad()
+    w, b = impl.shards(layer)
+    sizes = _partition(case, table)
+    start, n = _offsets(sizes)[rank], sizes[rank]
+    dw, db = update["delta_weight"], update["delta_bias"]
+    with torch.no_grad():
+        w.add_(dw.narrow(0, start, n) if case.kind == "column" else dw.narrow(1, start, n))
+        if b is not None and db is not None:
+            b.add_(db.narrow(0, start, n) if case.kind == "column" else db)
+    result["updated_weight_shard"] = _as_tensor(w, "the weight shard").detach().clone()
+    result["updated_bias_shard"] = None if b is None else _as_tensor(b, "the bias shard").detach().clone()
+    x_in, g_in = _rank_inputs(case, table, rank, update["x"], update["grad_out"], sliced)
+    x_in.requires_grad_(True)
+    output = _as_tensor(impl.forward(layer, x_in), "the layer's output after the update")
+    result["step_output"] = output.detach().clone()
+    if output.shape != g_in.shape:  # keep the ranks' backward collectives matched
+        g_in = torch.zeros_like(output.detach())
+    if output.requires_grad:
+        output.backward(g_in)
+    result["step_input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
+    w_grad, b_grad = impl.shard_grads(layer)
+    result["step_weight_grad"] = None if w_grad is None else _as_tensor(w_grad, "the weight grad").detach().clone()
+    result["step_bias_grad"] = None if b_grad is None else _as_tensor(b_grad, "the bias grad").detach().clone()
 
 
 def _extra_commands() -> dict:

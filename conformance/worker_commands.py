@@ -32,6 +32,7 @@ from conformance.worker import (
     _offsets,
     run_example,
 )
+from conformance.worker import laid_out as worker_laid_out
 
 _tp_groups: dict[int, list] = {}
 
@@ -165,13 +166,11 @@ def run_mlp(message: dict, impl) -> dict:
 
 
 def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
-    """The same values in a given memory layout: ``contiguous``; ``strided`` (stride 2 in the last
-    dim); ``transposed`` (the last two dims stored swapped; strided for fewer than 2 dims)."""
-    if layout == "transposed" and t.dim() >= 2:
-        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
-    if layout in ("strided", "transposed"):
-        return _noncontiguous(t)
-    return t.clone()
+    """A primitive's input or grad in a given memory layout: ``contiguous``; ``strided`` (stride 2 in
+    the last dim); ``transposed`` (the last two dims stored swapped; strided for fewer than 2 dims)."""
+    if layout == "transposed" and t.dim() < 2:
+        layout = "strided"
+    return worker_laid_out(t, layout)
 
 
 def run_primitive(message: dict, impl) -> dict:
@@ -224,7 +223,7 @@ def run_sequence_parallel(message: dict, impl) -> dict:
         x, g = d["x"].narrow(0, rank * n, n).clone(), d["grad_out"].narrow(-1, *features).clone()
     else:  # its feature slice of the full sequence in, its sequence shard out
         x, g = d["x"].narrow(-1, *features).clone(), d["grad_out"].narrow(0, rank * n, n).clone()
-    _forward_and_backward(impl, layer, _noncontiguous(x) if case.noncontiguous else x, g, result)
+    _forward_and_backward(impl, layer, worker_laid_out(x, case.layout), g, result)
     return result
 
 

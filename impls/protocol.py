@@ -103,6 +103,13 @@ class TensorParallelImpl:
         """This rank's weight shard and bias (shard), as the parameters autograd fills."""
         return layer.weight, getattr(layer, "bias", None)
 
+    def parameters(self, layer) -> list[Any]:
+        """The tensors an optimizer steps for this rank's shards (the training step runs
+        ``torch.optim.SGD`` over them): by default the shards themselves, which must then be leaf
+        tensors. An adapter whose shards are views of other parameters (DTensor's ``to_local()``)
+        returns those parameters; the shards must still show the step."""
+        return [p for p in self.shards(layer) if p is not None]
+
     def shard_grads(self, layer) -> tuple[Any, Optional[Any]]:
         weight, bias = self.shards(layer)
         return weight.grad, (None if bias is None else bias.grad)

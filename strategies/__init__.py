@@ -15,6 +15,7 @@ from strategies.layers import (
     dtypes,
     features,
     layer_cases,
+    layouts,
     scales,
     world_sizes,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "dtypes",
     "features",
     "layer_cases",
+    "layouts",
     "scales",
     "world_sizes",
 ]

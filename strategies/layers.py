@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from conformance.cases import LayerCase
+from conformance.cases import LayerCase, layouts_for
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
@@ -89,6 +89,15 @@ def dtypes(allowed: Sequence[str] = DTYPES):
 
 
 @functools.cache
+def layouts(batch_dims: int):
+    """Memory layouts for the input and the upstream grad (``conformance.cases.LAYOUTS``) that mean
+    something with ``batch_dims`` batch dims; shrinks towards ``contiguous``."""
+    if batch_dims < 0:
+        raise InvalidArgument(f"batch_dims must be >= 0, got {batch_dims}")
+    return st.sampled_from(layouts_for(batch_dims))
+
+
+@functools.cache
 def scales(dtype: str):
     """Input magnitudes; float16 stays small enough that no sum overflows its range."""
     if dtype == "float16":
@@ -129,17 +138,18 @@ def layer_cases(
         option = variant.option
     else:
         option = draw(st.booleans(), label="gather_output" if kind == "column" else "input_is_parallel")
+    batch_shape = draw(batch_shapes(max_dims=max_batch_dims, max_side=max_batch_side), label="batch_shape")
     return LayerCase(
         kind=kind,
         world_size=ws,
         in_features=in_features,
         out_features=out_features,
-        batch_shape=draw(batch_shapes(max_dims=max_batch_dims, max_side=max_batch_side), label="batch_shape"),
+        batch_shape=batch_shape,
         dtype=dtype,
         bias=draw(st.booleans(), label="bias"),
         gather_output=option if kind == "column" else True,
         input_is_parallel=option if kind == "row" else False,
-        noncontiguous=draw(st.booleans(), label="noncontiguous"),
+        layout=draw(layouts(len(batch_shape)), label="layout"),
         scale=draw(scales(dtype), label="scale"),
         seed=draw(st.integers(0, 2**31 - 1), label="seed"),
     )

@@ -15,8 +15,9 @@ Parameters are DTensors: shards and grads are read back with ``to_local()``.
 
 One adaptation, documented in FIELD-NOTES: a plain local input to ``RowwiseParallel`` is wrapped
 with ``DTensor.from_local`` assuming even shards, which is wrong for uneven dims. ``forward`` wraps
-a sliced row input itself, with the true global shape; that is how DTensor TP documents feeding an
-unevenly sharded input, not a correction of its result.
+a sliced row input itself, with the true global shape and a stride that describes the input's
+memory layout; that is how DTensor TP documents feeding an unevenly sharded input, not a correction
+of its result.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ def _mesh(group):
 
 def _local(t):
     return t.to_local() if isinstance(t, DTensor) else t
+
+
+def _global_stride(x: torch.Tensor, shape) -> tuple[int, ...]:
+    """The stride ``from_local`` is told for the global tensor of ``shape`` whose last-dim shard is
+    ``x``: dense, in the order ``x``'s dims are laid out in memory (an expanded, stride-0 dim stays 0).
+    Declaring a contiguous stride for a non-contiguous shard (batch dims permuted, a transposed input)
+    misdescribes it, and DTensor then views it as if it were contiguous and fails."""
+    order = sorted((d for d in range(x.dim()) if x.stride(d) or x.shape[d] <= 1), key=lambda d: (x.stride(d), -d))
+    stride, step = [0] * x.dim(), 1
+    for d in order:
+        stride[d] = step
+        step *= max(shape[d], 1)
+    return tuple(stride)
 
 
 class Impl(TensorParallelImpl):
@@ -74,11 +88,14 @@ class Impl(TensorParallelImpl):
         if getattr(layer, "tp_sliced_input", False):
             shape = torch.Size([*x.shape[:-1], layer.in_features])
             x = DTensor.from_local(x, layer.weight.device_mesh, [Shard(-1)], shape=shape,
-                                   stride=torch.empty(shape, device="meta").stride())
+                                   stride=_global_stride(x, shape))
         return layer(x)
 
     def shards(self, layer):
         return _local(layer.weight), (None if layer.bias is None else _local(layer.bias))
+
+    def parameters(self, layer):
+        return [p for p in (layer.weight, layer.bias) if p is not None]  # the DTensors; shards() are local views
 
     def shard_grads(self, layer):
         return _local(layer.weight.grad), (None if layer.bias is None else _local(layer.bias.grad))

@@ -105,3 +105,9 @@ def test_correct_impl_passes_every_property(impl, pool):
             assert found == [], format_failure(ev, name, found, impl)
 
     every_property_holds()
+
+
+def test_every_property_is_caught_by_some_seeded_bug():
+    """The other half of the mutation score: no property of the spec goes unshown to fail."""
+    unshown = set(properties.SPEC) - {bug.caught_by for bug in ONE_LAYER_BUGS}
+    assert not unshown, f"no seeded bug in impls/zoo is caught by {sorted(unshown)}"
