@@ -142,6 +142,10 @@ def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
             raise KnownFailuresError(f"{where} ({e.id}): unknown property {prop!r}")
     if e.variant not in ("*", *_VARIANT_NAMES) and not e.test:
         raise KnownFailuresError(f"{where} ({e.id}): unknown variant {e.variant!r}; one of {_VARIANT_NAMES}")
+    if e.test and not (isinstance(e.variant, str)
+                       or (isinstance(e.variant, list) and e.variant and all(isinstance(v, str) for v in e.variant))):
+        raise KnownFailuresError(f"{where} ({e.id}): 'variant' of a whole-test entry is a parameter name or a "
+                                 "list of them")
     if not isinstance(e.when, dict):
         raise KnownFailuresError(f"{where} ({e.id}): 'when' must be a table")
     if e.timeout_s is not None:
@@ -298,8 +302,9 @@ class PytestKnownFailures:
         callspec = getattr(item, "callspec", None)
         params = {str(v) for v in callspec.params.values()} if callspec else set()
         for e in self.expecting.known.entries:
+            variants = set(e.variant) if isinstance(e.variant, list) else {e.variant}
             if (not ran or e.test != getattr(item, "originalname", item.name)
-                    or (e.variant != "*" and e.variant not in params)):
+                    or ("*" not in variants and not variants & params)):
                 continue
             e.applicable += 1
             if report.failed and e.explains(str(report.longrepr)):

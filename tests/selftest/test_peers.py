@@ -127,6 +127,23 @@ def test_a_whole_test_entry_is_not_stale_when_its_test_skips(tmp_path):
     assert "known failure subgroups-whole-test was not exercised" in r.stdout, r.stdout[-3000:]
 
 
+def test_a_whole_test_entry_may_name_a_list_of_variants(tmp_path):
+    """``variant = [..]`` on a whole-test entry (ColossalAI's entries need it) matches any of them."""
+    known = _file(tmp_path, """
+        [[deviation]]
+        id = "row-bias-twice-whole-test"
+        impl = "bug-row-bias-every-rank"
+        test = "test_output_matches_the_dense_layer"
+        variant = ["row-full-input", "row-sliced-input"]
+        message = "property violated"
+        reason = "seeded: the bias is added on every rank"
+    """)
+    r = pytest_run("--impl=bug-row-bias-every-rank", f"--known-failures={known}", "--world-sizes=1-3",
+                   "tests/properties/test_forward.py", "-k", "output_matches and row")
+    assert r.returncode == 0 and "INTERNALERROR" not in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "2 xfailed" in r.stdout, r.stdout[-3000:]
+
+
 @pytest.mark.parametrize("body, says", [
     ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = 'no_such_property'\nreason = 'r'\n", "unknown property"),
     ("[[deviation]]\nid = 'x'\nimpl = '*'\nproperty = ['output_matches_the_dense_layer', 'nope']\nreason = 'r'\n",
