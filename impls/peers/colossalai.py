@@ -63,7 +63,7 @@ from torch import nn
 
 from impls.protocol import Capabilities, TensorParallelImpl
 
-warnings.filterwarnings("ignore", message=".*apex.*")
+warnings.filterwarnings("ignore", message=".*(apex|tensornvme).*")  # optional CUDA kernels, printed per process
 warnings.filterwarnings("ignore", message=".*all_gather_into_tensor` is deprecated", category=FutureWarning)
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 try:
