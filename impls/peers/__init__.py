@@ -35,7 +35,7 @@ PEERS: tuple[Peer, ...] = (
     Peer("colossalai", "impls.peers.colossalai", "colossalai", "colossalai==0.5.0",
          "pip install --no-deps colossalai==0.5.0 && "
          "pip install psutil packaging tqdm rich einops safetensors pydantic contexttimer click ninja "
-         "transformers==4.51.3 'peft>=0.7.1,<=0.13.2' accelerate galore_torch bitsandbytes"),
+         "transformers==4.51.3 peft==0.13.2 accelerate==1.15.0 galore-torch==1.0 bitsandbytes==0.50.2"),
 )
 BY_NAME = {p.name: p for p in PEERS}
 

@@ -49,8 +49,9 @@ an ordinary row layer; ``Embedding1D`` shards the embedding dim, not the vocabul
 
 Install without letting it replace torch (0.5.0 pins ``torch<=2.5.1``):
 ``pip install --no-deps colossalai==0.5.0`` then ``pip install psutil packaging tqdm rich einops
-safetensors pydantic contexttimer click ninja transformers==4.51.3 'peft>=0.7.1,<=0.13.2' accelerate
-galore_torch bitsandbytes`` (none of these pulls torch).
+safetensors pydantic contexttimer click ninja transformers==4.51.3 peft==0.13.2 accelerate==1.15.0
+galore-torch==1.0 bitsandbytes==0.50.2`` (pinned: none of these versions pulls another torch; the line
+is ``impls.peers.BY_NAME["colossalai"].install``).
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ try:
     from colossalai.shardformer.layer import _operation as ops
     from colossalai.shardformer.layer import utils as layer_utils
 except ImportError as exc:  # one clear line through registry.load
-    raise ImportError(f"{exc}; install ColossalAI: pip install --no-deps colossalai==0.5.0 && pip install psutil "
-                      "packaging tqdm rich einops safetensors pydantic contexttimer click ninja transformers==4.51.3 "
-                      "'peft>=0.7.1,<=0.13.2' accelerate galore_torch bitsandbytes") from None
+    from impls.peers import BY_NAME
+
+    raise ImportError(f"{exc}; install ColossalAI: {BY_NAME['colossalai'].install}") from None
 
 SP_MODE = "split_gather"
 

@@ -37,7 +37,11 @@ def pytest_run(*args, timeout=600):
 # runs it at the defaults too (~2-3.5 min).
 SCOPE = {"dtensor": ["--world-sizes=1-2", "--tp-timeout=20", "tests/properties/test_shards.py",
                      "tests/properties/test_forward.py"],
-         "fairscale": [], "megatron": [], "deepspeed": []}
+         "fairscale": [], "megatron": [], "deepspeed": [],
+         # ColossalAI: shards, forward and gradients at world sizes 1-2 (its import costs ~5 s per worker, and
+         # each of its crashing deviations restarts a group); this scope hits its two example-level entries
+         "colossalai": ["--world-sizes=1-2", "tests/properties/test_shards.py", "tests/properties/test_forward.py",
+                        "tests/properties/test_gradients.py"]}
 
 
 @pytest.mark.parametrize("peer", [p.name for p in PEERS])
