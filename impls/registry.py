@@ -39,6 +39,8 @@ BUILTIN: tuple[Entry, ...] = (
     Entry("fairscale", "impls.peers.fairscale:Impl", "fairscale 0.4.13 model_parallel Column/RowParallelLinear"),
     Entry("megatron", "impls.peers.megatron:Impl", "megatron-core 0.16.1 tensor_parallel Column/RowParallelLinear"),
     Entry("deepspeed", "impls.peers.deepspeed:Impl", "DeepSpeed 0.19.8 AutoTP LinearLayer/LinearAllreduce (training mode)"),
+    Entry("colossalai", "impls.peers.colossalai:Impl",
+          "ColossalAI 0.5.0 shardformer Linear1D_Col/Row, SP, VocabParallelEmbedding1D, FusedLinear1D_Col"),
 )
 
 

@@ -32,6 +32,10 @@ PEERS: tuple[Peer, ...] = (
     Peer("deepspeed", "impls.peers.deepspeed", "deepspeed", "deepspeed==0.19.8",
          "DS_BUILD_OPS=0 pip install --no-deps deepspeed==0.19.8 && "
          "pip install hjson ninja py-cpuinfo pydantic msgpack psutil einops"),
+    Peer("colossalai", "impls.peers.colossalai", "colossalai", "colossalai==0.5.0",
+         "pip install --no-deps colossalai==0.5.0 && "
+         "pip install psutil packaging tqdm rich einops safetensors pydantic contexttimer click ninja "
+         "transformers==4.51.3 peft==0.13.2 accelerate==1.15.0 galore-torch==1.0 bitsandbytes==0.50.2"),
 )
 BY_NAME = {p.name: p for p in PEERS}
 
