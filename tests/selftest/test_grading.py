@@ -27,7 +27,9 @@ CORE = ("shards_rebuild_the_dense_weight", "output_matches_the_dense_layer", "ra
 EXPECTED = {
     "reference_copy": {},
     "adapter_pkg": {},
-    "bug_bias_every_rank": {"output_matches_the_dense_layer": "partial"},
+    # the second call and the step after the update are as wrong as the first output
+    "bug_bias_every_rank": {"output_matches_the_dense_layer": "partial", "repeated_calls_are_independent": "partial",
+                            "training_step_matches_the_dense_layer": "partial"},
     "bug_no_grad_allreduce": {"input_grad_matches_the_dense_layer": "partial"},
     "bug_inplace_input": {"inputs_are_left_untouched": "partial", "weight_grad_matches_the_dense_layer": "partial"},
     "hostile_equal_subclass": {p: "fail" for p in ("output_matches_the_dense_layer", "input_grad_matches_the_dense_layer",
@@ -128,7 +130,7 @@ def test_the_report_says_why_and_gives_minimal_examples(graded):
     assert ("compare.py" if _tamper_verdict() == "cheat" else "could not be loaded") in subs["hostile_tamper"]["why"]
     assert "not a .py file" in subs["notes.txt"]["why"]
     cell = subs["bug_bias_every_rank"]["properties"]["output_matches_the_dense_layer"]["variants"]["row-sliced-input"]
-    assert cell["verdict"] == "fail" and cell["minimal_example"]["shrunk"]
+    assert cell["verdict"] == "fail"  # shrunk, or an anchor case (already small: grading.one.grade_variant)
     assert "world_size=2" in cell["minimal_example"]["token"] and "bias=1" in cell["minimal_example"]["token"]
     assert cell["minimal_example"]["replay"].startswith("python -m conformance replay --impl=" + FIXTURES)
     err = cell["errors"][0]
