@@ -70,12 +70,12 @@ def command(inner: list[str], *, suite_dir: str, submission_dir: str, cwd: str, 
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf"):
         argv += ["--ro-bind-try", f, f]
     argv += ["--file", "0", "/etc/passwd", "--file", "0", "/etc/group", "--file", "0", "/etc/hosts"]
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(TMP_BYTES), "--tmpfs", "/dev/shm"]
+    # after the tmpfs mounts: an environment that lives under /tmp (a CI checkout's venv) stays visible
     for root in _python_roots():
         argv += ["--ro-bind", root, root]
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(TMP_BYTES), "--tmpfs", "/dev/shm",
-             "--ro-bind", suite_dir, SUITE_MOUNT, "--ro-bind", submission_dir, SUBMISSION_MOUNT,
-             "--chdir", cwd]
+    argv += ["--ro-bind", suite_dir, SUITE_MOUNT, "--ro-bind", submission_dir, SUBMISSION_MOUNT, "--chdir", cwd]
     for k, v in env.items():
         argv += ["--setenv", k, v]
     return argv + ["--", *inner]

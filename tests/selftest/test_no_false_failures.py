@@ -133,3 +133,15 @@ def test_a_lock_left_by_a_killed_extension_build_is_removed_and_a_live_one_kept(
         compiler.wait()
     assert removed == [str(stale / "lock")]
     assert (fresh / "lock").exists() and (live / "lock").exists() and not (stale / "lock").exists()
+
+
+def test_a_python_environment_under_tmp_stays_visible_in_the_grading_sandbox(monkeypatch):
+    """The sandbox mounts a private /tmp; a venv that lives under /tmp (a CI checkout's) must be bound
+    on top of it, or bwrap cannot even start the interpreter and every correct submission is refused."""
+    from conformance.grading import bwrap
+
+    monkeypatch.setattr(bwrap, "executable", lambda: "/usr/bin/bwrap")
+    monkeypatch.setattr(bwrap, "_python_roots", lambda: ["/tmp/ci-checkout/.venv"])
+    argv = bwrap.command(["python"], suite_dir="/tmp/suite", submission_dir="/tmp/sub", cwd="/submission", env={})
+    tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
+    assert argv.index("/tmp/ci-checkout/.venv") > tmpfs
