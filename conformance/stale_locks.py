@@ -18,7 +18,7 @@ import glob
 import os
 import time
 
-MIN_AGE_S = 60.0
+MIN_AGE_S = 15.0
 
 
 def extension_roots() -> list[str]:
