@@ -62,6 +62,7 @@ import warnings
 import torch
 from torch import nn
 
+from impls.peers.dense import dense_linear
 from impls.protocol import Capabilities, TensorParallelImpl
 
 warnings.filterwarnings("ignore", message=".*(apex|tensornvme).*")  # optional CUDA kernels, printed per process
@@ -114,16 +115,6 @@ def _rng_on_cpu() -> None:
 _rng_on_cpu()
 
 
-def _dense(weight, bias) -> nn.Linear:
-    out_features, in_features = weight.shape
-    linear = nn.Linear(in_features, out_features, bias=bias is not None, dtype=weight.dtype)
-    with torch.no_grad():
-        linear.weight.copy_(weight)
-        if bias is not None:
-            linear.bias.copy_(bias)
-    return linear
-
-
 class Impl(TensorParallelImpl):
     """ColossalAI shardformer 1D layers on CPU: both options, even dims only, every dtype, every family."""
 
@@ -132,18 +123,18 @@ class Impl(TensorParallelImpl):
     capabilities = Capabilities(uneven_shards=False)
 
     def column(self, weight, bias, *, gather_output, group):
-        return Linear1D_Col.from_native_module(_dense(weight, bias), process_group=group, gather_output=gather_output)
+        return Linear1D_Col.from_native_module(dense_linear(weight, bias), process_group=group, gather_output=gather_output)
 
     def row(self, weight, bias, *, input_is_parallel, group):
-        return Linear1D_Row.from_native_module(_dense(weight, bias), process_group=group,
+        return Linear1D_Row.from_native_module(dense_linear(weight, bias), process_group=group,
                                                parallel_input=input_is_parallel)
 
     def column_sequence_parallel(self, weight, bias, *, group):
-        return Linear1D_Col.from_native_module(_dense(weight, bias), process_group=group, gather_output=False,
+        return Linear1D_Col.from_native_module(dense_linear(weight, bias), process_group=group, gather_output=False,
                                                seq_parallel_mode=SP_MODE, seq_parallel_dim=0)
 
     def row_sequence_parallel(self, weight, bias, *, group):
-        return Linear1D_Row.from_native_module(_dense(weight, bias), process_group=group, parallel_input=True,
+        return Linear1D_Row.from_native_module(dense_linear(weight, bias), process_group=group, parallel_input=True,
                                                seq_parallel_mode=SP_MODE, seq_parallel_dim=0)
 
     def vocab_parallel_embedding(self, weight, *, group):
@@ -156,7 +147,7 @@ class Impl(TensorParallelImpl):
     def merged_column(self, weights, biases, *, group):
         weight = torch.cat(list(weights))
         bias = None if biases is None or biases[0] is None else torch.cat(list(biases))
-        return FusedLinear1D_Col.from_native_module(_dense(weight, bias), group,
+        return FusedLinear1D_Col.from_native_module(dense_linear(weight, bias), group,
                                                     split_sizes=[int(w.shape[0]) for w in weights],
                                                     gather_output=False)
 

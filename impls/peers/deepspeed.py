@@ -27,9 +27,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import logging  # noqa: E402
 import warnings  # noqa: E402
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
+from impls.peers.dense import dense_linear  # noqa: E402
 from impls.protocol import Capabilities, TensorParallelImpl  # noqa: E402
 
 try:
@@ -51,16 +49,6 @@ def _ready() -> None:
     ds_layers.set_autotp_mode(training=True)
 
 
-def _dense(weight, bias) -> nn.Linear:
-    out_features, in_features = weight.shape
-    linear = nn.Linear(in_features, out_features, bias=bias is not None, dtype=weight.dtype)
-    with torch.no_grad():
-        linear.weight.copy_(weight)
-        if bias is not None:
-            linear.bias.copy_(bias)
-    return linear
-
-
 class Impl(TensorParallelImpl):
     """DeepSpeed AutoTP column/row layers on CPU, training mode, both options, uneven sizes."""
 
@@ -74,9 +62,9 @@ class Impl(TensorParallelImpl):
 
     def column(self, weight, bias, *, gather_output, group):
         _ready()
-        return ds_layers.LinearLayer(_dense(weight, bias), mp_group=group, gather_output=gather_output)
+        return ds_layers.LinearLayer(dense_linear(weight, bias), mp_group=group, gather_output=gather_output)
 
     def row(self, weight, bias, *, input_is_parallel, group):
         _ready()
         cls = ds_layers.LinearAllreduce if input_is_parallel else ds_layers.LinearAllreduceWithReplicatedInput
-        return cls(_dense(weight, bias), group)
+        return cls(dense_linear(weight, bias), group)
