@@ -33,6 +33,7 @@ from conformance import proctree, wire
 DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # resident bytes per worker tree (conformance.memory_watch); a worker holds ~0.2 GiB
 MAX_MESSAGE_BYTES = 256 * 1024**2  # a reply larger than this is refused, not read into memory
+MAX_CANDIDATE_TEXT = 4000  # characters of an error a candidate raised that reach a report
 ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
 DONE_GRACE_MIN_S = 2.0  # once one rank has finished, the others get at least this long
 DONE_GRACE_FACTOR = 4.0  # ... or this many times the time the first rank took
@@ -123,8 +124,7 @@ class ProcessGroup:
             try:
                 self.ranks[rank].conn.send_bytes(encoded[id(message)])
             except (BrokenPipeError, OSError):
-                why = self.memory_watch.breach(rank) if self.memory_watch is not None else None
-                self._fail(f"rank {rank} is gone ({why or 'its pipe is closed'})", [rank])
+                self._fail(f"rank {rank} is gone ({self._memory_breach(rank) or 'its pipe is closed'})", [rank])
         if while_waiting is not None:
             while_waiting()
         return self._gather(what, messages, timeout_s or self.timeout_s, seq=self._seq, synchronized=synchronized)
@@ -187,7 +187,7 @@ class ProcessGroup:
                     except (EOFError, OSError, wire.WireError):
                         pass
                     time.sleep(0.05)  # let other ranks finish dying or replying
-                    if self.memory_watch is not None and self.memory_watch.breach(r):
+                    if self._memory_breach(r):
                         self._fail(f"rank {r} {self._death_of(r)} during {what}", [r])
                     self._fail(f"rank {r} {self._death_of(r)} during {what}; "
                                "a rank must never exit mid-example, whatever its exit code", [r])
@@ -243,10 +243,13 @@ class ProcessGroup:
             out.append(f"--- rank {r} stack:\n{text}")
         return "\n".join(out)
 
+    def _memory_breach(self, r: int) -> Optional[str]:
+        """Why the memory watch killed rank ``r`` (``None``: it did not)."""
+        return self.memory_watch.breach(r) if self.memory_watch is not None else None
+
     def _death_of(self, r: int) -> str:
         """How rank ``r`` ended: killed for its memory (by the watch), or its exit code or signal."""
-        why = self.memory_watch.breach(r) if self.memory_watch is not None else None
-        return why or _death(self.ranks[r].process.exitcode)
+        return self._memory_breach(r) or _death(self.ranks[r].process.exitcode)
 
     @property
     def healthy(self) -> bool:
@@ -332,12 +335,16 @@ def _death(code: Optional[int]) -> str:
     return f"exited (exit code {code})"
 
 
+def cut_text(text, limit: int = MAX_CANDIDATE_TEXT) -> str:
+    """A candidate's error text, cut (a layer may raise a message of any size)."""
+    s = str(text)
+    return s if len(s) <= limit else s[:limit] + f"… [{len(s) - limit} more characters cut]"
+
+
 def _raised_text(raised: dict) -> str:
     lines = []
     for r, rep in sorted(raised.items()):
-        text = str(rep.get("impl_error") or rep.get("error") or "")
-        if len(text) > 4000:  # a candidate's message may be of any size
-            text = text[:4000] + f"… [{len(text) - 4000} more characters cut]"
+        text = cut_text(rep.get("impl_error") or rep.get("error") or "")
         lines.append(f"\nrank {r} raised: {text.strip()}")
     return "".join(lines)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from conformance.cases import STAGES, CaseTensors, LayerCase, make_tensors
-from conformance.harness import GroupFailure, GroupPool
+from conformance.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
+from conformance.harness import GroupFailure, GroupPool, cut_text
 
 
 class ImplUnusable(Exception):
@@ -188,15 +188,6 @@ class Runner:
         return outcome
 
 
-def _partition(widths: list, total: int, world_size: int) -> list[int]:
-    """Each rank's share of ``total`` as its shard shapes imply, exactly as the worker reads it
-    (``torch.tensor_split`` style when they do not add up)."""
-    if len(widths) == world_size and all(isinstance(w, int) and w >= 0 for w in widths) and sum(widths) == total:
-        return list(widths)
-    base, extra = divmod(total, world_size)
-    return [base + (1 if r < extra else 0) for r in range(world_size)]
-
-
 def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shards: list[dict]) -> dict[int, dict]:
     def width(res: dict, dim: int) -> int:
         w = res.get("weight_shard")
@@ -207,7 +198,7 @@ def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shard
         key, dim, total = "x", 1, case.in_features
     else:
         key, dim, total = "grad_out", 0, case.out_features
-    parts = _partition([width(res, dim) for res in shards], total, case.world_size)
+    parts = partition([width(res, dim) for res in shards], total, case.world_size)
     out, start = {}, 0
     update = data.get("update")
     for r, n in enumerate(parts):
@@ -218,12 +209,3 @@ def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shard
         start += n
         out[r] = {**message, "data": sent, "sliced": key}
     return out
-
-
-MAX_CANDIDATE_TEXT = 4000  # characters of an error a candidate raised that reach a report
-
-
-def cut_text(text, limit: int = MAX_CANDIDATE_TEXT) -> str:
-    """A candidate's error text, cut (a layer may raise a message of any size)."""
-    s = str(text)
-    return s if len(s) <= limit else s[:limit] + f"… [{len(s) - limit} more characters cut]"

@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from conformance import sandbox, wire
-from conformance.cases import STAGES, LayerCase
+from conformance.cases import STAGES, LayerCase, partition
 
 _impls: dict = {}
 _set_up: set = set()  # impl specs whose setup() ran in this process
@@ -228,11 +228,8 @@ def _partition(case: LayerCase, table: list[list[int]]) -> list[int]:
     """Each rank's share of the split dim, read from the shard shapes every rank reported
     (``torch.tensor_split``'s when they do not form a partition: the shards property says why)."""
     column = case.kind == "column"
-    sizes = [row[1] if column else row[2] for row in table]
-    full = case.out_features if column else case.in_features
-    if sum(sizes) != full or min(sizes) < 0:
-        sizes = [t.shape[0] for t in torch.tensor_split(torch.empty(full), len(table))]
-    return sizes
+    return partition([int(row[1] if column else row[2]) for row in table],
+                     case.out_features if column else case.in_features, len(table))
 
 
 def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: torch.Tensor,
