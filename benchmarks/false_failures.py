@@ -29,11 +29,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from conformance import profiles, properties
-from conformance import tolerance as tol
-from conformance.harness import GroupPool
-from conformance.runner import ImplUnusable
-from conformance.suite import Suite
+from conformance.engine.runner import ImplUnusable
+from conformance.engine.suite import Suite
+from conformance.families.linear import properties
+from conformance.pytest_plugin import profiles
+from conformance.spec import tolerance as tol
+from conformance.transport.harness import GroupPool
 from impls.registry import available
 from strategies import DTYPES, VARIANTS, layer_cases, world_sizes
 

@@ -40,11 +40,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from conformance import properties  # noqa: E402
-from conformance.cases import LayerCase, make_tensors  # noqa: E402
-from conformance.dense import dense_linear  # noqa: E402
-from conformance.harness import GroupPool  # noqa: E402
-from conformance.suite import Suite  # noqa: E402
+from conformance.engine.suite import Suite  # noqa: E402
+from conformance.families.linear import properties  # noqa: E402
+from conformance.spec.cases import LayerCase, make_tensors  # noqa: E402
+from conformance.spec.dense import dense_linear  # noqa: E402
+from conformance.transport.harness import GroupPool  # noqa: E402
 
 
 def case_for(kind: str, ws: int, dtype: str, seed: int) -> LayerCase:
@@ -119,8 +119,8 @@ def spawn_per_example_rate(kind: str, ws: int, dtype: str, n: int) -> float:
 # -- the floor ---------------------------------------------------------------------------------------
 def parent_seconds(kind: str, ws: int, dtype: str, n: int = 50) -> float:
     """Tensors + float64 ground truth + bounds + comparisons, on the reference's own results."""
-    from conformance import tolerance as tol
-    from conformance.compare import compare
+    from conformance.spec import tolerance as tol
+    from conformance.spec.compare import compare
 
     samples = []
     for i in range(n):

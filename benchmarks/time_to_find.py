@@ -30,10 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hypothesis import Verbosity, given, settings
 
-from conformance import profiles
-from conformance.harness import GroupPool
-from conformance.plugin import parse_world_sizes
-from conformance.suite import Suite
+from conformance.engine.suite import Suite
+from conformance.pytest_plugin import profiles
+from conformance.pytest_plugin.plugin import parse_world_sizes
+from conformance.transport.harness import GroupPool
 from impls.zoo import ZOO
 from strategies import VARIANTS
 

@@ -7,15 +7,16 @@ only ``--property=NAME``; it exits 1 when any property is violated.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 
 def _replay(args) -> int:
-    from conformance import properties
-    from conformance.cases import LayerCase
-    from conformance.harness import GroupPool
-    from conformance.runner import ImplUnusable
-    from conformance.suite import Suite, format_failure
+    from conformance.engine.runner import ImplUnusable
+    from conformance.engine.suite import Suite, format_failure
+    from conformance.families.linear import properties
+    from conformance.spec.cases import LayerCase
+    from conformance.transport.harness import GroupPool
     from impls.registry import ImplError, classify
 
     try:
@@ -29,8 +30,7 @@ def _replay(args) -> int:
         suite.description
         names = [args.property] if args.property else list(properties.SPEC)
         if case.tp_groups > 1:
-            from conformance import subgroups
-
+            from conformance.families.subgroups import verdict as subgroups
             why_not = subgroups.not_applicable(suite)
             if why_not:
                 print(f"replay: {why_not}", file=sys.stderr)
@@ -64,12 +64,12 @@ def _list(_args) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["check"]:  # the CI gate; every later argument is pytest's (conformance/check.py)
-        from conformance.check import main as check
+    if argv[:1] == ["check"]:  # the CI gate; every later argument is pytest's (conformance/cli/check.py)
+        from conformance.cli.check import main as check
 
         return check(argv[1:])
     if argv[:1] == ["torchrun"]:  # one rank of a torchrun launch; later arguments are pytest's
-        from conformance.torchrun_rank import main as torchrun_rank
+        from conformance.transport.torchrun_rank import main as torchrun_rank
 
         return torchrun_rank(argv[1:])
     parser = argparse.ArgumentParser(prog="tpconform", description=__doc__.splitlines()[0])
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     dp.add_argument("--timeout", type=float, default=60.0)
     dp.add_argument("--known-failures", action="append", default=[], metavar="FILE")
     dp.add_argument("--verbose", action="store_true", help="also print cases with only explained differences")
-    dp.set_defaults(func=lambda args: __import__("conformance.differential").differential.main(args))
+    dp.set_defaults(func=lambda args: importlib.import_module("conformance.cli.differential").main(args))
     from conformance.grading.cli import register as register_grade
 
     register_grade(sub)  # tpconform grade SUBMISSIONS/ --out REPORT/ (docs/GRADING.md)

@@ -51,8 +51,8 @@ class UsageProblem(Exception):
 
 
 def _options(args) -> dict:
-    from conformance import profiles
-    from conformance.plugin import parse_world_sizes
+    from conformance.pytest_plugin import profiles
+    from conformance.pytest_plugin.plugin import parse_world_sizes
     from strategies import DTYPES
 
     try:

@@ -141,7 +141,7 @@ def read_suite(root: str) -> dict[str, bytes]:
 @dataclass(frozen=True)
 class Limits:
     seconds: float = 900.0  # wall clock for the whole submission
-    memory_mb: int = 4096  # resident memory per worker, with the processes it starts (conformance.memory_watch)
+    memory_mb: int = 4096  # resident memory per worker, with the processes it starts (conformance.transport.memory_watch)
     file_mb: int = 64  # largest file a process may write
 
     def apply(self) -> None:

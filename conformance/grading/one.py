@@ -38,11 +38,11 @@ import sys
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 
-from conformance import properties
+from conformance.engine.runner import ImplUnusable
+from conformance.engine.suite import Suite, format_failure, replay_command
+from conformance.families.linear import properties
 from conformance.grading import records
-from conformance.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
-from conformance.runner import ImplUnusable
-from conformance.suite import Suite, format_failure, replay_command
+from conformance.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 from strategies import VARIANTS
 from strategies.layers import anchor_cases
 
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
         from conformance.grading.isolation import Limits
 
         Limits(a.limit_seconds, a.limit_memory_mb, a.limit_file_mb).apply()
-    from conformance.plugin import parse_world_sizes
+    from conformance.pytest_plugin.plugin import parse_world_sizes
 
     out = os.fdopen(a.result_fd, "w", buffering=1)
 

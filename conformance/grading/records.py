@@ -14,7 +14,7 @@ import math
 import os
 from typing import Any, Optional
 
-from conformance.properties import SPEC
+from conformance.families.linear.properties import SPEC
 from strategies import VARIANTS
 
 MAX_LINE_BYTES = 1 << 20  # one record

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import compositions, profiles
+from conformance.families.mlp import verdict as compositions
+from conformance.pytest_plugin import profiles
 
 
 def _mlp_declared(suite) -> None:

@@ -5,7 +5,8 @@ returns the dense lookup, and each table shard gets its rows of the dense grad."
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import embedding, profiles
+from conformance.families.embedding import verdict as embedding
+from conformance.pytest_plugin import profiles
 
 
 @settings(profiles.active())

@@ -5,7 +5,8 @@ columns of the dense output, with the dense grads."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import merged, profiles
+from conformance.families.merged import verdict as merged
+from conformance.pytest_plugin import profiles
 
 
 @settings(profiles.active())

@@ -6,13 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import primitives, profiles
+from conformance.families.primitives import verdict as primitives
+from conformance.pytest_plugin import profiles
 
 
 @pytest.mark.parametrize("primitive", primitives.PRIMITIVES)
 @settings(profiles.active())
 @given(data=st.data())
 def test_primitive_matches_its_dense_meaning(tp_suite, primitive, data):
-    """Forward and backward equal the table in ``conformance.primitives``; inputs are not modified."""
+    """Forward and backward equal the table in ``conformance.families.primitives.verdict``; inputs are not modified."""
     case = data.draw(primitives.cases(tp_suite, primitive), label="case")
     primitives.check(tp_suite, case, list(primitives.PRIMITIVE_SPEC))

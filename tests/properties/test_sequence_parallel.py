@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import profiles, sequence_parallel
+from conformance.families.sequence_parallel import verdict as sequence_parallel
+from conformance.pytest_plugin import profiles
 
 
 @pytest.mark.parametrize("kind", ["column", "row"])

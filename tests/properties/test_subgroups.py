@@ -4,8 +4,8 @@ is a conforming layer. A layer that silently uses the default (WORLD) group fail
 
 import pytest
 
-from conformance import subgroups
-from conformance.testing import for_every_variant
+from conformance.families.subgroups import verdict as subgroups
+from conformance.pytest_plugin.testing import for_every_variant
 
 # the single-group spec, checked in every TP group of one run
 PER_GROUP_SPEC = (

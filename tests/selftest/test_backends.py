@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conformance import backends
+from conformance.transport import backends
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

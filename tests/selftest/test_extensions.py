@@ -7,8 +7,13 @@ import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
 
-from conformance import compositions, embedding, merged, primitives, sequence_parallel, subgroups
-from conformance.suite import Suite
+from conformance.engine.suite import Suite
+from conformance.families.embedding import verdict as embedding
+from conformance.families.merged import verdict as merged
+from conformance.families.mlp import verdict as compositions
+from conformance.families.primitives import verdict as primitives
+from conformance.families.sequence_parallel import verdict as sequence_parallel
+from conformance.families.subgroups import verdict as subgroups
 from impls.zoo import EXTENSIONS
 from strategies import VARIANTS
 

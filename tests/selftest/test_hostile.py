@@ -13,11 +13,11 @@ import sys
 
 import pytest
 
-from conformance import properties
-from conformance.cases import LayerCase
-from conformance.harness import GroupPool
-from conformance.runner import ImplUnusable
-from conformance.suite import Suite
+from conformance.engine.runner import ImplUnusable
+from conformance.engine.suite import Suite
+from conformance.families.linear import properties
+from conformance.spec.cases import LayerCase
+from conformance.transport.harness import GroupPool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 H = "tests.selftest.fixtures.hostile."
@@ -82,8 +82,7 @@ def test_the_pickle_payload_never_ran(pool):
 def test_monkeypatching_in_the_worker_leaves_the_verdict_untouched(pool):
     import torch
 
-    from conformance import compare, tolerance
-
+    from conformance.spec import compare, tolerance
     before = (torch.allclose, torch.testing.assert_close, compare.compare, tolerance.bound,
               dict(properties.SPEC))
     violations(pool, H + "patching:PatchesComparisons")
@@ -107,7 +106,7 @@ def test_memory_hog_is_stopped_by_the_limit_not_the_machine(spec):
 
 @pytest.mark.parametrize("spec", ["DeclaresNothing", "DeclaresOnlyAnotherDtype"])
 def test_declaring_nothing_checkable_is_an_error_not_an_all_skipped_pass(pool, spec):
-    from conformance.plugin import nothing_to_check
+    from conformance.pytest_plugin.plugin import nothing_to_check
 
     suite = Suite(H + "declares_nothing:" + spec, pool, dtypes=("float32", "bfloat16"))
     assert nothing_to_check(suite)

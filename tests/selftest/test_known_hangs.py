@@ -16,10 +16,10 @@ import time
 
 import pytest
 
-from conformance.cases import LayerCase
-from conformance.harness import GroupPool
-from conformance.known_failures import Entry, ExpectingSuite, KnownFailures, KnownFailuresError
-from conformance.suite import Suite
+from conformance.engine.known_failures import Entry, ExpectingSuite, KnownFailures, KnownFailuresError
+from conformance.engine.suite import Suite
+from conformance.spec.cases import LayerCase
+from conformance.transport.harness import GroupPool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOOPS = "tests.selftest.fixtures.known_hang:LoopsOnEmptyBatch"

@@ -9,11 +9,13 @@ import os
 import pytest
 import torch
 
-from conformance import backends, properties, subgroups
-from conformance.cases import LayerCase
-from conformance.diagnosis import likely_cause
-from conformance.harness import GroupPool
-from conformance.suite import Suite
+from conformance.engine.suite import Suite
+from conformance.families.linear import properties
+from conformance.families.linear.diagnosis import likely_cause
+from conformance.families.subgroups import verdict as subgroups
+from conformance.spec.cases import LayerCase
+from conformance.transport import backends
+from conformance.transport.harness import GroupPool
 from impls.simple_module import SimpleModuleImpl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -116,7 +118,7 @@ def test_a_lock_left_by_a_killed_extension_build_is_removed_and_a_live_one_kept(
     import subprocess
     import time as clock
 
-    from conformance.stale_locks import MIN_AGE_S, remove_stale_extension_locks
+    from conformance.transport.stale_locks import MIN_AGE_S, remove_stale_extension_locks
 
     old = clock.time() - MIN_AGE_S - 5
     stale, fresh, live = (tmp_path / "py311_cpu" / n for n in ("killed_build", "starting_build", "live_build"))

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from conformance.known_failures import KnownFailures, KnownFailuresError
+from conformance.engine.known_failures import KnownFailures, KnownFailuresError
 from impls.peers import INSTALL, PEERS, missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -175,8 +175,8 @@ def test_a_bad_known_failures_file_is_a_usage_error_on_the_command_line(tmp_path
 
 
 def test_when_conditions_compare_numbers_lists_and_shapes():
-    from conformance.cases import LayerCase
-    from conformance.known_failures import Entry
+    from conformance.engine.known_failures import Entry
+    from conformance.spec.cases import LayerCase
 
     case = LayerCase(kind="row", world_size=3, in_features=1, out_features=4, batch_shape=(2, 0), dtype="float16",
                      bias=True)
@@ -193,8 +193,8 @@ def test_when_conditions_compare_numbers_lists_and_shapes():
 
 # -- differential -------------------------------------------------------------------------------
 def test_differential_reports_where_impls_disagree_and_with_whom(tp_pool):
-    from conformance.cases import LayerCase
-    from conformance.differential import Differential
+    from conformance.cli.differential import Differential
+    from conformance.spec.cases import LayerCase
 
     diff = Differential(["reference", "bug-row-bias-every-rank", "reference"], tp_pool)
     case = LayerCase(kind="row", world_size=2, in_features=4, out_features=3, batch_shape=(2,), dtype="float32",

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from conformance import profiles
+from conformance.pytest_plugin import profiles
 
 
 def test_ci_is_reproducible_and_keeps_no_database():

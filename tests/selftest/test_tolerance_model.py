@@ -4,7 +4,7 @@ wide margin (the suite's reduction lengths, up to 32; see docs/TOLERANCE.md for 
 
 from hypothesis import HealthCheck, given, settings
 
-from conformance.suite import Suite
+from conformance.engine.suite import Suite
 from strategies import VARIANTS, layer_cases, world_sizes
 
 SETTINGS = settings(max_examples=15, derandomize=True, database=None, deadline=None,

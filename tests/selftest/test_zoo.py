@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from conformance import properties
-from conformance.harness import GroupPool
-from conformance.runner import ImplUnusable
-from conformance.suite import Suite, format_failure
+from conformance.engine.runner import ImplUnusable
+from conformance.engine.suite import Suite, format_failure
+from conformance.families.linear import properties
+from conformance.transport.harness import GroupPool
 from impls.zoo import ZOO
 from strategies import VARIANTS
 

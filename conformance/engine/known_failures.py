@@ -1,0 +1,359 @@
+"""Known failures: deviations from the spec that a run expects, each with its reason.
+
+A known-failures file (TOML) lists entries::
+
+    [[deviation]]
+    id = "dtensor-empty-inner-batch"          # unique, cited in reports
+    impl = "dtensor"                          # the --impl spec it is about, or "*"
+    property = "*"                            # a property name (conformance.families.linear.properties.SPEC), a list
+                                              # of them, or "*"
+    variant = "*"                             # column-gathered | column-sharded-output |
+                                              # row-full-input | row-sliced-input | "*"
+    when = { batch_numel = 0, batch_dims = ">=2" }   # conditions on the case (all must hold)
+    message = "integer modulo by zero"        # a regex every explained violation's message matches
+    reason = "why it deviates, and who is wrong"
+    upstream = "https://github.com/... (optional)"
+    timeout_s = 3                             # optional: the deviation is a hang (see below)
+
+``when`` keys are :class:`~conformance.spec.cases.LayerCase` fields or ``batch_dims``, ``batch_numel``,
+``uneven``, ``features_per_rank`` (the split dim's size / world size); a value is matched by
+equality, a list by membership, and a string such as ``">1"``, ``"<=2"`` or ``"!=0"`` compares a
+number (``batch_shape`` takes a list of ints, or a list of them).
+
+Checks outside the single-layer ``Suite.check`` (MLP composition, TP sub-groups, primitives) raise
+their own reports; an entry with ``test = "<test function name>"`` (plus ``message``, and optionally
+``variant``, which then names any parameter of the test, e.g. a primitive) is about such a whole
+test: its failure becomes xfail when the final (shrunk) report matches ``message``. That is coarser — Hypothesis may shrink another failure of the same test into
+the known one — so prefer example-level entries where the check allows them.
+
+A deviation that *hangs* (the library loops forever, or waits in a collective no rank joins)
+would cost a full ``--tp-timeout`` and a group restart per example. Its entry declares
+``timeout_s`` (seconds, positive; example-level entries only): every example the entry applies to
+runs under that bound instead of ``--tp-timeout`` (the smallest, when several such entries apply),
+so the hang fails fast as a ``GroupFailure`` whose report says which entry set the bound, and is
+then explained like any other failure (``message = "timed out after"``). The bound is applied
+*before* the example runs, from the case alone; it never changes what is checked: an applicable
+example that finishes in time is judged in full, and an entry whose applicable examples all
+finish in time is stale as usual. Keep ``when`` narrow and the bound well above what the
+applicable examples need when they do not hang (a slow, correct example that hits the short
+bound would be taken for the known hang).
+
+An example whose every violation is explained by some entry does not fail its test; a test that
+only had explained violations is reported as xfail, naming the entries. An entry that *matched
+nothing* although cases it applies to ran (the deviation is gone: the library was fixed, or the
+entry is wrong) fails the run; one whose cases never ran (a restricted run) is only noted.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import pytest
+
+from strategies import VARIANTS, Variant
+
+_VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
+_OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
+        ">": operator.gt}
+_COMPARISON = re.compile(r"^\s*(<=|>=|!=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
+_KEYS = {"id", "impl", "property", "variant", "when", "message", "reason", "upstream", "test", "timeout_s"}
+
+
+class KnownFailuresError(Exception):
+    """A known-failures file that cannot be used; the message is one line for the user."""
+
+
+def case_facts(case) -> dict[str, Any]:
+    """The values ``when`` conditions can test: the case's fields plus derived ones."""
+    facts = case.as_dict()
+    facts["batch_shape"] = tuple(case.batch_shape)
+    facts["batch_dims"] = len(case.batch_shape)
+    facts["batch_numel"] = math.prod(case.batch_shape)
+    facts["uneven"] = case.uneven
+    split = case.out_features if case.kind == "column" else case.in_features
+    facts["features_per_rank"] = split / (getattr(case, "tp_size", 0) or case.world_size)  # < 1: a rank holds none
+    facts["variant"] = str(Variant(case.kind, case.gather_output, case.input_is_parallel))
+    return facts
+
+
+def _holds(value: Any, condition: Any) -> bool:
+    if isinstance(value, tuple):  # batch_shape: a list of ints, or a list of such lists
+        options = condition if condition and isinstance(condition[0], list) else [condition]
+        return any(list(value) == list(c) for c in options)
+    if isinstance(condition, list):
+        return any(_holds(value, c) for c in condition)
+    if isinstance(condition, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        m = _COMPARISON.match(condition)
+        if m:
+            return _OPS[m.group(1)](value, float(m.group(2)))
+    return value == condition
+
+
+@dataclass
+class Entry:
+    id: str
+    impl: str
+    property: Any  # a property name, a list of them, or "*"
+    reason: str
+    upstream: str = ""
+    variant: str = "*"
+    when: dict = field(default_factory=dict)
+    message: str = ""
+    test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
+    timeout_s: Optional[float] = None  # a hang: the bound for the examples it applies to (see the module doc)
+    source: str = ""
+    applicable: int = 0  # examples this entry applied to (impl, property, variant, when)
+    matched: int = 0  # of those, how many failed in a way it explains
+
+    def applies(self, impl: str, prop: str, case) -> bool:
+        if self.test:
+            return False
+        facts = case_facts(case)
+        props = self.property if isinstance(self.property, list) else [self.property]
+        return (self.impl in ("*", impl) and ("*" in props or prop in props)
+                and self.variant in ("*", facts["variant"])
+                and all(_holds(facts[k], v) for k, v in self.when.items()))
+
+    def explains(self, message: str) -> bool:
+        return not self.message or re.search(self.message, message) is not None
+
+    def describe(self) -> str:
+        up = f" [{self.upstream}]" if self.upstream else ""
+        bound = f" (a hang, bounded at {self.timeout_s:g} s)" if self.timeout_s else ""
+        return f"{self.id}{bound}: {self.reason}{up}"
+
+
+def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
+    if not isinstance(raw, dict):
+        raise KnownFailuresError(f"{where}: each [[deviation]] must be a table")
+    unknown = set(raw) - _KEYS
+    missing = ({"id", "impl", "reason"} | ({"message"} if raw.get("test") else {"property"})) - set(raw)
+    if unknown or missing:
+        bad = f"unknown key(s) {sorted(unknown)}" if unknown else f"missing key(s) {sorted(missing)}"
+        raise KnownFailuresError(f"{where}: {bad}; keys are {sorted(_KEYS)}")
+    e = Entry(**{"property": "*", **{k: raw[k] for k in raw}}, source=where)
+    for prop in e.property if isinstance(e.property, list) else [e.property]:
+        if prop != "*" and prop not in properties:
+            raise KnownFailuresError(f"{where} ({e.id}): unknown property {prop!r}")
+    if e.variant not in ("*", *_VARIANT_NAMES) and not e.test:
+        raise KnownFailuresError(f"{where} ({e.id}): unknown variant {e.variant!r}; one of {_VARIANT_NAMES}")
+    if e.test and not (isinstance(e.variant, str)
+                       or (isinstance(e.variant, list) and e.variant and all(isinstance(v, str) for v in e.variant))):
+        raise KnownFailuresError(f"{where} ({e.id}): 'variant' of a whole-test entry is a parameter name or a "
+                                 "list of them")
+    if not isinstance(e.when, dict):
+        raise KnownFailuresError(f"{where} ({e.id}): 'when' must be a table")
+    if e.timeout_s is not None:
+        if isinstance(e.timeout_s, bool) or not isinstance(e.timeout_s, (int, float)) or not e.timeout_s > 0:
+            raise KnownFailuresError(f"{where} ({e.id}): 'timeout_s' must be a positive number of seconds")
+        if e.test:
+            raise KnownFailuresError(f"{where} ({e.id}): 'timeout_s' bounds examples; a whole-test entry "
+                                     "('test') cannot set it")
+        e.timeout_s = float(e.timeout_s)
+    from conformance.spec.cases import LayerCase
+
+    fields = set(LayerCase.__dataclass_fields__) | {"batch_dims", "batch_numel", "uneven", "features_per_rank",
+                                                    "variant"}
+    if set(e.when) - fields:
+        raise KnownFailuresError(f"{where} ({e.id}): unknown 'when' key(s) {sorted(set(e.when) - fields)}")
+    try:
+        re.compile(e.message)
+    except re.error as exc:
+        raise KnownFailuresError(f"{where} ({e.id}): bad 'message' regex: {exc}") from None
+    return e
+
+
+def _read_toml(path: str) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise KnownFailuresError(f"{path}: reading TOML on Python {sys.version_info[:2]} needs tomli "
+                                     "(pip install tomli)") from None
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise KnownFailuresError(f"--known-failures={path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise KnownFailuresError(f"{path}: not valid TOML: {exc}") from None
+
+
+class KnownFailures:
+    """The entries of one or more files, with how often each applied and matched in this run."""
+
+    def __init__(self, entries: Iterable[Entry] = ()):
+        self.entries = list(entries)
+        ids = [e.id for e in self.entries]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise KnownFailuresError(f"duplicate known-failure id(s) {dup}")
+
+    @classmethod
+    def load(cls, paths: Iterable[str]) -> "KnownFailures":
+        from conformance.families.linear.properties import SPEC
+
+        entries = []
+        for path in paths:
+            data = _read_toml(path)
+            if set(data) - {"deviation"}:
+                raise KnownFailuresError(f"{path}: expected only [[deviation]] tables, found {sorted(set(data))}")
+            for i, raw in enumerate(data.get("deviation", [])):
+                entries.append(_entry(raw, f"{path} [[deviation]] #{i + 1}", SPEC))
+        return cls(entries)
+
+    def for_impl(self, impl: str) -> "KnownFailures":
+        return KnownFailures(e for e in self.entries if e.impl in ("*", impl))
+
+    def bound(self, impl: str, prop: str, case) -> Optional[Entry]:
+        """The hang entry (``timeout_s``) whose bound the example runs under, or ``None``: the
+        smallest bound among the entries that apply. Counts nothing (``triage`` does)."""
+        hangs = [e for e in self.entries if e.timeout_s and e.applies(impl, prop, case)]
+        return min(hangs, key=lambda e: e.timeout_s or 0.0) if hangs else None
+
+    def triage(self, impl: str, prop: str, case, messages: list[str]) -> Optional[list[Entry]]:
+        """Record one evaluated example; return the entries explaining all its violations
+        (``[]`` when it had none), or ``None`` when some violation is not explained."""
+        applying = [e for e in self.entries if e.applies(impl, prop, case)]
+        for e in applying:
+            e.applicable += 1
+        if not messages:
+            return []
+        used: list[Entry] = []
+        for msg in messages:
+            entry = next((e for e in applying if e.explains(msg)), None)
+            if entry is None:
+                return None
+            if entry not in used:
+                used.append(entry)
+        for e in used:
+            e.matched += 1
+        return used
+
+    def stale(self) -> list[Entry]:
+        """Entries whose cases ran but never failed as described: the run must fail."""
+        return [e for e in self.entries if e.applicable and not e.matched]
+
+    def unexercised(self) -> list[Entry]:
+        return [e for e in self.entries if not e.applicable]
+
+    def summary(self) -> list[str]:
+        lines = []
+        for e in self.entries:
+            if e.matched:
+                lines.append(f"expected deviation {e.id}: {e.matched} of {e.applicable} applicable examples")
+        for e in self.stale():
+            lines.append(f"STALE known failure {e.id} ({e.source}): {e.applicable} applicable examples ran and "
+                         "none failed as described — the deviation is gone or the entry is wrong; remove or fix it")
+        for e in self.unexercised():
+            lines.append(f"known failure {e.id} was not exercised in this run (no applicable example)")
+        return lines
+
+
+# -- pytest ----------------------------------------------------------------------------------------
+class ExpectingSuite:
+    """A :class:`~conformance.engine.suite.Suite` whose ``check`` lets an example pass when every violation
+    is explained by a known failure, and remembers which entries it used for the current test."""
+
+    def __init__(self, suite, known: KnownFailures):
+        self._suite, self.known = suite, known
+        self.used: list[Entry] = []
+
+    def __getattr__(self, name):
+        return getattr(self._suite, name)
+
+    def check(self, case, prop: str) -> None:
+        hang = self.known.bound(self._suite.impl_spec, prop, case)
+        with self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else ""):
+            found = self._suite.violations(case, prop)
+            used = self.known.triage(self._suite.impl_spec, prop, case, [v.message for v in found])
+            if used is None:
+                self._suite.check(case, prop)  # deterministic: re-runs the example to raise the full report
+                raise AssertionError("\n".join(v.message for v in found))
+        self.used.extend(e for e in used if e not in self.used)
+
+
+class PytestKnownFailures:
+    """Turns a test whose only failures were explained into xfail; fails the run on stale entries."""
+
+    def __init__(self, expecting: ExpectingSuite):
+        self.expecting = expecting
+
+    def pytest_runtest_setup(self, item):
+        self.expecting.used.clear()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if call.when != "call":
+            return
+        ran = not report.skipped  # a test that skipped itself (e.g. no world size it needs) ran no case
+        if report.passed and self.expecting.used:
+            report.outcome = "skipped"
+            report.wasxfail = "known deviation: " + "; ".join(e.describe() for e in self.expecting.used)
+        callspec = getattr(item, "callspec", None)
+        params = {str(v) for v in callspec.params.values()} if callspec else set()
+        for e in self.expecting.known.entries:
+            variants = set(e.variant) if isinstance(e.variant, list) else {e.variant}
+            if (not ran or e.test != getattr(item, "originalname", item.name)
+                    or ("*" not in variants and not variants & params)):
+                continue
+            e.applicable += 1
+            if report.failed and e.explains(str(report.longrepr)):
+                e.matched += 1
+                report.outcome = "skipped"
+                report.wasxfail = f"known deviation: {e.describe()}"
+
+    def pytest_terminal_summary(self, terminalreporter):
+        lines = self.expecting.known.summary()
+        if lines:
+            terminalreporter.section("tpconform known failures")
+            for line in lines:
+                terminalreporter.write_line(line, red=line.startswith("STALE"))
+
+    def pytest_sessionfinish(self, session):
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller judges the whole run
+            workeroutput["tpconform_known_failures"] = {e.id: (e.applicable, e.matched)
+                                                        for e in self.expecting.known.entries}
+            return
+        if self.expecting.known.stale() and session.exitstatus == 0:
+            session.exitstatus = 1
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        """xdist controller: add each worker's counts, so an entry is stale only if no worker matched it."""
+        counts = getattr(node, "workeroutput", {}).get("tpconform_known_failures", {})
+        for e in self.expecting.known.entries:
+            applicable, matched = counts.get(e.id, (0, 0))
+            e.applicable += applicable
+            e.matched += matched
+
+
+def default_files(impl_spec: str) -> list[str]:
+    """The known-failures files an impl ships (the peers' deviations), applied without asking."""
+    from impls.peers import BY_NAME, KNOWN_DEVIATIONS
+
+    return [KNOWN_DEVIATIONS] if impl_spec in BY_NAME else []
+
+
+def for_pytest(config, suite):
+    """``suite``, wrapped to expect the known failures of ``--known-failures`` and the impl's own."""
+    paths = [*(config.getoption("known_failures") or []), *default_files(suite.impl_spec)]
+    try:
+        known = KnownFailures.load(dict.fromkeys(paths)).for_impl(suite.impl_spec)
+    except KnownFailuresError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not known.entries:
+        return suite
+    expecting = ExpectingSuite(suite, known)
+    config.pluginmanager.register(PytestKnownFailures(expecting), "tpconform-known-failures")
+    return expecting

@@ -1,0 +1,211 @@
+"""Run one layer case of one impl on a persistent group; return what every rank reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from conformance.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
+from conformance.transport.harness import GroupFailure, GroupPool, cut_text
+
+
+class ImplUnusable(Exception):
+    """The impl could not be loaded in a worker; the message is one line for the user."""
+
+
+@dataclass
+class Outcome:
+    """What came back from one example: per-rank results, or why there are none."""
+
+    case: LayerCase
+    tensors: CaseTensors
+    ranks: list[dict] = field(default_factory=list)  # per-rank result dicts (plain tensors)
+    crash: Optional[str] = None  # hang / death / exception text, when the example did not complete
+    stages: tuple = STAGES  # what the workers ran after building the layer (conformance.spec.cases.STAGES)
+
+    @property
+    def construct_failed(self) -> bool:
+        return bool(self.ranks) and "construct_failed_ranks" in self.ranks[0]
+
+
+_TENSOR_KEYS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output",
+                "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
+                "step_bias_grad")
+_BOOL_KEYS = ("input_modified", "grad_modified")
+_STR_KEYS = ("construct_error", "upstream_grad_replaced", "train_step_error")
+
+
+def malformed(result: Any) -> Optional[str]:
+    """Why a rank's result is not what a worker sends (a candidate may forge replies), or ``None``.
+
+    The wire format already guarantees plain data; this checks the known fields' types so a forged
+    reply is a clean failure, never a crash of the verdict."""
+    import torch
+
+    if not isinstance(result, dict):
+        return f"the result is a {type(result).__name__}, not a dict"
+    for key in _TENSOR_KEYS:
+        if result.get(key) is not None and not isinstance(result[key], torch.Tensor):
+            return f"{key} is a {type(result[key]).__name__}, not a tensor"
+    for key in _BOOL_KEYS:
+        if key in result and not isinstance(result[key], bool):
+            return f"{key} is a {type(result[key]).__name__}, not a bool"
+    for key in _STR_KEYS:
+        if key in result and not isinstance(result[key], str):
+            return f"{key} is a {type(result[key]).__name__}, not a str"
+    failed = result.get("construct_failed_ranks")
+    if failed is not None and not (isinstance(failed, list) and all(type(r) is int for r in failed)):
+        return "construct_failed_ranks is not a list of ints"
+    return None
+
+
+def _results(replies: dict[int, Any]) -> tuple[dict[int, Any], Optional[str]]:
+    results, bad = {}, []
+    for r, rep in sorted(replies.items()):
+        why = malformed(rep.get("result"))
+        if why:
+            bad.append(f"rank {r} sent a malformed result: {why}")
+        else:
+            results[r] = rep["result"]
+    return results, "\n".join(bad) or None
+
+
+def _checked_description(d: Any, spec: str) -> dict:
+    """The impl's self-description, or :class:`ImplUnusable` when it is not well formed."""
+    from impls.protocol import Capabilities
+
+    try:
+        Capabilities.from_dict(d["capabilities"])
+        if not isinstance(d.get("name"), str):
+            raise TypeError("name is not a str")
+        setup_s = d.get("setup_timeout_s", LOAD_TIMEOUT_S)
+        if isinstance(setup_s, bool) or not isinstance(setup_s, (int, float)) or not 0 < setup_s <= MAX_SETUP_S:
+            raise ValueError(f"setup_timeout_s={setup_s!r} is not a number of seconds in (0, {MAX_SETUP_S:.0f}]")
+    except Exception as exc:
+        raise ImplUnusable(f"--impl={spec}: its description is malformed: {type(exc).__name__}: {exc}") from None
+    return d
+
+
+LOAD_TIMEOUT_S = 120.0  # importing a library on every rank of a fresh group (megatron at 8 ranks: ~30 s)
+MAX_SETUP_S = 1800.0  # the longest one-time set-up an impl may declare (setup_timeout_s)
+
+
+class Runner:
+    """Drives one impl (by its ``--impl`` spec) over a pool of process groups."""
+
+    def __init__(self, impl_spec: str, pool: Optional[GroupPool] = None):
+        self.impl_spec = impl_spec
+        self.pool = pool or GroupPool()
+        self._description: Optional[dict] = None
+        self.example_timeout: Optional[tuple[float, str]] = None  # (s, why): instead of --tp-timeout (Suite.bounded)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, version and capabilities, as the impl declares them (loaded in a worker)."""
+        if self._description is None:
+            try:
+                group = self.pool.get(getattr(self.pool, "describe_world_size", 1))  # torchrun: its one world
+                reply = group.request({0: {"cmd": "describe", "impl": self.impl_spec}}, what="loading the impl",
+                                      timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s), synchronized=False)[0]
+            except GroupFailure as exc:
+                raise ImplUnusable(f"--impl={self.impl_spec}: loading it crashed its worker: "
+                                   f"{str(exc).splitlines()[0]}") from None
+            if not reply.get("ok"):
+                raise ImplUnusable(cut_text(reply.get("impl_error") or str(reply.get("error", "unknown error")).splitlines()[0]))
+            self._description = _checked_description(reply.get("describe"), self.impl_spec)
+        return self._description
+
+    def _group(self, world_size: int):
+        """The group for ``world_size``, with the impl already loaded on every rank.
+
+        Loading (importing the library, one-time set-up) gets its own, longer bound, so the
+        per-example ``--tp-timeout`` measures the example alone; a load that fails is reported by
+        the example that follows."""
+        group = self.pool.get(world_size)
+        if self.impl_spec not in group.loaded_impls:
+            from conformance.transport.stale_locks import remove_stale_extension_locks
+
+            setup_s = self.describe().get("setup_timeout_s", LOAD_TIMEOUT_S)
+            remove_stale_extension_locks()  # a build killed earlier must not hang this one's set-up
+            group.request({r: {"cmd": "describe", "impl": self.impl_spec, "setup": True} for r in range(world_size)},
+                          timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s, setup_s),
+                          what="loading the impl and its set-up", synchronized=False)
+            group.loaded_impls.add(self.impl_spec)
+        return group
+
+    def request(self, world_size: int, messages: dict[int, dict],
+                while_waiting: Optional[Callable[[], None]] = None) -> tuple[dict[int, Any], Optional[str]]:
+        """Send one message per rank (each may differ), run ``while_waiting`` while the ranks work,
+        and collect every rank's ``result``: ``(results, None)``, or ``({}, why)`` when the example
+        did not complete on every rank."""
+        bound = self.example_timeout
+        try:
+            group = self._group(world_size)
+            replies = group.request(messages, timeout_s=bound[0] if bound else None, while_waiting=while_waiting)
+        except GroupFailure as exc:
+            return {}, (f"(example bounded at {bound[0]:g} s by {bound[1]}, not --tp-timeout) " if bound else "") + str(exc)
+        errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
+        if errors:
+            group.close()  # a rank raised mid-collective: the group's state is unknown
+            return {}, "\n".join(f"rank {r} raised: {cut_text(rep.get('impl_error') or rep.get('error'))}"
+                                  for r, rep in errors)
+        results, bad = _results(replies)
+        if bad:
+            group.close(graceful=False)
+            return {}, bad
+        raised = [isinstance(res, dict) and "train_step_error" in res for res in results.values()]
+        if any(raised) and not all(raised):
+            group.close()  # the training step raised on some ranks only: the group's state is unknown
+        return results, None
+
+    def run(self, case: LayerCase, stages: Optional[Sequence[str]] = None,
+            while_waiting: Optional[Callable[[CaseTensors], None]] = None) -> Outcome:
+        """Run ``case`` on every rank: build the layer, then the worker ``stages`` (all by default).
+        ``while_waiting(tensors)`` runs in this process while the ranks work."""
+        stages = tuple(STAGES if stages is None else stages)
+        tensors = make_tensors(case, update="train_step" in stages)
+        outcome = Outcome(case, tensors, stages=stages)
+        message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
+                   "stages": list(outcome.stages)}
+        messages = {r: message for r in range(case.world_size)}
+        sliced = (case.kind == "row" and case.input_is_parallel) or (case.kind == "column" and not case.gather_output)
+        if sliced and outcome.stages:
+            # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad
+            # (column, sharded output), never the whole tensor it could read out of the harness's frames
+            # instead of communicating: first the layer is built for its shard shapes alone, then each
+            # rank is sent its slice along the partition those shapes imply.
+            first, outcome.crash = self.request(case.world_size, {r: {**message, "stages": []}
+                                                                  for r in range(case.world_size)})
+            if outcome.crash is not None:
+                return outcome
+            if any(res.get("construct_failed_ranks") for res in first.values()):
+                outcome.ranks = [first[r] for r in range(case.world_size)]
+                return outcome
+            messages = _sliced_messages(case, message, tensors, [first[r] for r in range(case.world_size)])
+        results, outcome.crash = self.request(case.world_size, messages,
+                                              None if while_waiting is None else lambda: while_waiting(tensors))
+        if outcome.crash is None:
+            outcome.ranks = [results[r] for r in range(case.world_size)]
+        return outcome
+
+
+def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shards: list[dict]) -> dict[int, dict]:
+    def width(res: dict, dim: int) -> int:
+        w = res.get("weight_shard")
+        return int(w.shape[dim]) if hasattr(w, "shape") and len(w.shape) == 2 else -1
+
+    data = tensors.as_dict()
+    if case.kind == "row":
+        key, dim, total = "x", 1, case.in_features
+    else:
+        key, dim, total = "grad_out", 0, case.out_features
+    parts = partition([width(res, dim) for res in shards], total, case.world_size)
+    out, start = {}, 0
+    update = data.get("update")
+    for r, n in enumerate(parts):
+        piece = data[key].narrow(-1, start, n).clone()
+        sent = {**data, key: piece}
+        if update is not None:  # the training step's own input and upstream grad: sliced the same way
+            sent["update"] = {**update, key: update[key].narrow(-1, start, n).clone()}
+        start += n
+        out[r] = {**message, "data": sent, "sliced": key}
+    return out

@@ -1,0 +1,140 @@
+"""What every extension's verdict side does the same way (``compositions``, ``primitives``,
+``sequence_parallel``, ``embedding``, ``merged``), so each of those modules reads like its spec.
+
+An extension module defines its case, its properties and a few lines gluing these together:
+
+- :class:`ExtensionCase`: ``torch_dtype``, ``token()`` and ``as_dict()`` for a frozen dataclass case;
+- :func:`run_on_every_rank`: send one worker command (``conformance.families.worker_commands``) for a case
+  to each of its ranks and collect their replies;
+- :func:`preconditions`: the violations that stop a property from being evaluated (the run did not
+  complete, or a rank's construction raised);
+- :func:`compare_on_rank` / :func:`compare_fields`: one rank's reply against the dense expectation,
+  within a bound, as violations;
+- :func:`split_sizes` / :func:`rank_slice`: the partition a layer chose, read from its shard shapes;
+- :func:`raise_if_violated` and :func:`skip_not_offered`: the outcome of a property test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Callable, Iterable, NoReturn, Optional, Sequence, Union
+
+import torch
+
+from conformance.families.linear.properties import Violation
+from conformance.spec.compare import compare
+
+
+class ExtensionCase:
+    """Mixin for an extension's frozen dataclass case: its fields as plain data (tuples as lists)."""
+
+    dtype: str
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def token(self) -> str:
+        """A one-line form of every field (to paste into a test as ``Case(**...)``)."""
+        return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
+
+    def as_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def run_on_every_rank(suite, case, command: str,
+                      data: Union[dict, Callable[[int], dict]]) -> tuple[list[dict], Optional[str]]:
+    """Send the worker ``command`` for ``case`` to each of its ``world_size`` ranks, with ``data``
+    (the same for every rank: one message, encoded once) or ``data(rank)``, and count the example.
+
+    Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
+    not complete (``None`` when it did)."""
+    ws = case.world_size
+    if callable(data):
+        messages = {r: {"cmd": command, "impl": suite.impl_spec, "case": case.as_dict(), "data": data(r)}
+                    for r in range(ws)}
+    else:
+        message = {"cmd": command, "impl": suite.impl_spec, "case": case.as_dict(), "data": data}
+        messages = {r: message for r in range(ws)}
+    results, crash = suite.runner.request(ws, messages)
+    suite.examples += 1
+    return ([results[r] for r in range(ws)] if not crash else []), crash
+
+
+def not_offered(ranks: list[dict]) -> bool:
+    """Whether the ranks answered that the impl offers no such (optional) layer; all answer alike."""
+    return bool(ranks) and bool(ranks[0].get("not_provided"))
+
+
+def did_not_complete(prop: str, crash: str) -> Violation:
+    return Violation(prop, f"the example did not complete: {crash}", None, "run")
+
+
+def preconditions(prop: str, crash: Optional[str], ranks: list[dict],
+                  construction_failed: Callable[[list[int]], str],
+                  rejection_declared: bool = False) -> Optional[list[Violation]]:
+    """Violations that stop ``prop`` from being evaluated, ``[]`` when the example conforms
+    vacuously, ``None`` when ``prop`` should be evaluated (as :func:`conformance.families.linear.properties.preconditions`).
+
+    A run that did not complete is a violation; so is a construction that raised on some rank, with
+    the message ``construction_failed(failed ranks)`` — unless it raised on every rank and
+    ``rejection_declared`` (non-divisible dims, which the impl declares it rejects)."""
+    if crash:
+        return [did_not_complete(prop, crash)]
+    failed = ranks[0].get("construct_failed_ranks") if ranks else None
+    if failed is None:
+        return None
+    if rejection_declared and len(failed) == len(ranks):
+        return []  # declared: non-divisible dims are rejected at construction
+    return [Violation(prop, construction_failed(failed), None, "construction")]
+
+
+def compare_on_rank(prop: str, rank: int, got: Any, expected: torch.Tensor, bound: torch.Tensor, what: str,
+                    label: Optional[str] = None) -> list[Violation]:
+    """Rank ``rank``'s ``what`` (``got``, from its reply) against ``expected`` within ``bound``: ``[]``,
+    or the one violation, whose message calls it ``rank {rank} {label or what}``."""
+    m = compare(got, expected, bound, f"rank {rank} {label or what}")
+    return [Violation(prop, str(m), rank, what, m)] if m else []
+
+
+def compare_fields(prop: str, rank: int, reply: dict,
+                   checks: Iterable[tuple[str, torch.Tensor, torch.Tensor]]) -> list[Violation]:
+    """:func:`compare_on_rank` for each ``(key, expected, bound)``: the reply's ``key`` field, called
+    by its key with spaces (``input_grad``: "input grad")."""
+    return [v for key, expected, bound in checks
+            for v in compare_on_rank(prop, rank, reply.get(key), expected, bound, key.replace("_", " "))]
+
+
+def split_sizes(sizes: list[int], total: int, world_size: int) -> list[int]:
+    """Each rank's share of a dim of ``total``, as read from its shard's shape (``-1``: unreadable),
+    or ``torch.tensor_split``'s shares when the ones read do not partition ``total``."""
+    if min(sizes) < 0 or sum(sizes) != total:
+        sizes = [len(s) for s in torch.tensor_split(torch.arange(total), world_size)]
+    return sizes
+
+
+def rank_slice(sizes: list[int], rank: int) -> slice:
+    """Rank ``rank``'s slice of a dim split into ``sizes``, in rank order."""
+    return slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
+
+
+def raise_if_violated(case_line: str, props: Sequence[str],
+                      violations_of: Callable[[str], list[Violation]]) -> None:
+    """Raise one ``AssertionError`` naming every property in ``props`` that ``violations_of(prop)``
+    finds violated (its first 8 violations each), under ``case: {case_line}``."""
+    lines = []
+    for prop in props:
+        found = violations_of(prop)
+        if found:
+            lines.append(f"property violated: {prop.replace('_', ' ')}")
+            lines += [f"  - {v.message}" for v in found[:8]]
+    if lines:
+        raise AssertionError("\n".join([f"case: {case_line}", *lines]))
+
+
+def skip_not_offered(suite, what: str) -> NoReturn:
+    """Skip the test: the impl offers no ``what``, an optional method."""
+    import pytest
+
+    pytest.skip(f"{suite.impl_spec} offers no {what} (optional)")

@@ -1,0 +1,543 @@
+"""The spec: what a tensor-parallel linear layer must do, one property per function.
+
+Every property reads one example's :class:`Evidence` — the case, what every rank returned, and the
+float64 dense ground truth — and returns the list of ways the example violates it (empty: holds).
+
+A dense layer computes ``y = x Wᵀ + b``. A tensor-parallel layer on ``world_size`` ranks must:
+
+1. **shards**: hold a shard of ``W`` on each rank — column: rows, row: columns — such that the
+   shards, in rank order, rebuild ``W`` exactly; a column layer's bias is sharded with its rows,
+   a row layer's bias is held whole;
+2. **output**: return on every rank what the dense layer returns (the rank's slice of it when a
+   column layer leaves its output sharded), within the rounding-error bound;
+3. **ranks agree**: return bit-identical replicated outputs on every rank;
+4. **shape and dtype**: return the shape and dtype ``nn.Linear`` returns;
+5. **input grad**: give the input the dense input grad (its slice, for a sliced row input);
+6. **weight grad**: give each weight shard the matching slice of the dense weight grad;
+7. **bias grad**: give each bias (shard) the matching slice of the dense bias grad;
+8. **inputs untouched**: modify neither its input nor the upstream gradient.
+9. **repeated calls**: return, on a second call with another input, the output for that input;
+10. **communication**: send activations through collectives, never the weight, and at least what the
+    other ranks need of this rank's part (a rank holding only its shard cannot do without it);
+11. **training step**: after ``torch.optim.SGD`` steps every rank's shards with the grads just
+    computed and a delta is added to them in place, compute what the dense layer with the same
+    update applied to the full weight computes (output and grads, on a new input).
+
+Non-divisible dims: raising at construction on every rank conforms when the impl declares
+``uneven_shards=False``; a wrong result never does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from conformance.engine.runner import Outcome
+from conformance.spec import tolerance as tol
+from conformance.spec.cases import STAGES, TRAIN_LR, LayerCase
+from conformance.spec.compare import Mismatch, compare
+from conformance.spec.dense import DenseResult, dense_linear
+
+
+@dataclass
+class Violation:
+    property: str
+    message: str
+    rank: Optional[int] = None
+    quantity: str = ""
+    mismatch: Optional[Mismatch] = None
+
+
+@dataclass
+class Evidence:
+    case: LayerCase
+    outcome: Outcome
+    dense: DenseResult
+    uneven_shards_supported: bool = True
+    _partition: Optional[list[int]] = field(default=None, repr=False)
+
+    @property
+    def ranks(self) -> list[dict]:
+        return self.outcome.ranks
+
+    @property
+    def split_dim(self) -> int:
+        """The weight dim that is sharded: rows for a column layer, columns for a row layer."""
+        return 0 if self.case.kind == "column" else 1
+
+    def partition(self) -> list[int]:
+        """Each rank's shard size along the split dim, read from its weight shape.
+
+        Falls back to ``torch.tensor_split``'s sizes when the shapes do not form a partition (the
+        shards property then reports why)."""
+        if self._partition is None:
+            full = self.case.out_features if self.case.kind == "column" else self.case.in_features
+            sizes = []
+            for r in self.ranks:
+                w = r.get("weight_shard")
+                sizes.append(int(w.shape[self.split_dim]) if w is not None and w.dim() == 2 else -1)
+            if min(sizes) < 0 or sum(sizes) != full:
+                sizes = [len(t) for t in torch.tensor_split(torch.arange(full), self.case.world_size)]
+            self._partition = sizes
+        return self._partition
+
+    def rank_slice(self, rank: int) -> slice:
+        sizes = self.partition()
+        start = sum(sizes[:rank])
+        return slice(start, start + sizes[rank])
+
+    @property
+    def output_is_sharded(self) -> bool:
+        return self.case.kind == "column" and not self.case.gather_output
+
+    @property
+    def input_is_sliced(self) -> bool:
+        return self.case.kind == "row" and self.case.input_is_parallel
+
+
+Property = Callable[[Evidence], list[Violation]]
+SPEC: dict[str, Property] = {}
+NEEDS: dict[str, tuple[str, ...]] = {}  # property -> the worker stages (cases.STAGES) its evidence needs
+
+
+def spec_property(*needs: str) -> Callable[[Property], Property]:
+    """Register the decorated property in :data:`SPEC` under its name; ``needs`` are the worker
+    stages (:data:`conformance.spec.cases.STAGES`) whose results it reads, beyond the layer's shards."""
+    unknown = set(needs) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+
+    def register(fn: Property) -> Property:
+        SPEC[fn.__name__] = fn
+        NEEDS[fn.__name__] = tuple(needs)
+        return fn
+
+    return register
+
+
+def stages_for(props) -> tuple[str, ...]:
+    """The worker stages (in :data:`~conformance.spec.cases.STAGES` order) that ``props`` read."""
+    wanted = {stage for prop in props for stage in NEEDS[prop]}
+    return tuple(stage for stage in STAGES if stage in wanted)
+
+
+def _tensors(ev: Evidence):
+    return ev.outcome.tensors
+
+
+# -- 1. shards ---------------------------------------------------------------------------------
+@spec_property()
+def shards_rebuild_the_dense_weight(ev: Evidence) -> list[Violation]:
+    name, case, t = "shards_rebuild_the_dense_weight", ev.case, _tensors(ev)
+    out: list[Violation] = []
+    d = ev.split_dim
+    other = 1 - d
+    for r, res in enumerate(ev.ranks):
+        w = res.get("weight_shard")
+        if w is None or w.dim() != 2 or w.shape[other] != t.weight.shape[other]:
+            shape = None if w is None else list(w.shape)
+            want = "[rows, in_features]" if d == 0 else "[out_features, cols]"
+            out.append(Violation(name, f"rank {r}'s weight shard has shape {shape}; a {case.kind} shard is "
+                                       f"{want} = [.., {t.weight.shape[other]}] in nn.Linear orientation",
+                                 r, "weight shard"))
+        elif w.dtype != t.weight.dtype:
+            out.append(Violation(name, f"rank {r}'s weight shard is {w.dtype}, expected {t.weight.dtype}", r,
+                                 "weight shard"))
+    if out:
+        return out
+    shards = [res["weight_shard"] for res in ev.ranks]
+    rebuilt = torch.cat(shards, dim=d)
+    sizes = [s.shape[d] for s in shards]
+    if rebuilt.shape != t.weight.shape or not torch.equal(rebuilt, t.weight):
+        where = "rows" if d == 0 else "columns"
+        out.append(Violation(name, f"the weight shards (sizes {sizes} along {where}), concatenated in rank "
+                                   f"order, do not rebuild the dense weight {list(t.weight.shape)}"
+                                   + _first_wrong_rank(shards, t.weight, d), None, "weight shard"))
+        return out
+    for r, res in enumerate(ev.ranks):
+        b = res.get("bias_shard")
+        if t.bias is None:
+            if b is not None and bool(b.ne(0).any()):
+                out.append(Violation(name, f"rank {r} holds a non-zero bias although bias=False", r, "bias shard"))
+            continue
+        expected = t.bias[ev.rank_slice(r)] if case.kind == "column" else t.bias
+        if case.kind == "row" and b is None:
+            continue  # a row bias may live on some ranks only; it must still be added once
+        if b is None or b.shape != expected.shape or not torch.equal(b, expected):
+            what = "the bias rows matching its weight rows" if case.kind == "column" else "the whole bias"
+            got = None if b is None else list(b.shape)
+            out.append(Violation(name, f"rank {r}'s bias (shape {got}) is not {what} "
+                                       f"(shape {list(expected.shape)})", r, "bias shard"))
+    if t.bias is not None and case.kind == "row" and all(res.get("bias_shard") is None for res in ev.ranks):
+        out.append(Violation(name, "no rank holds the bias", None, "bias shard"))
+    return out
+
+
+def _first_wrong_rank(shards, weight, d) -> str:
+    start = 0
+    for r, s in enumerate(shards):
+        n = s.shape[d]
+        if start + n > weight.shape[d] or not torch.equal(s, weight.narrow(d, start, n)):
+            return f"; rank {r}'s shard is not the dense weight's slice {start}:{start + n}"
+        start += n
+    return ""
+
+
+# -- 2-4. forward --------------------------------------------------------------------------------
+def _expected_output(ev: Evidence, r: int):
+    t = _tensors(ev)
+    y, b = ev.dense.output, tol.output_bound(t.x, t.weight, t.bias, ev.case.torch_dtype, ev.case.world_size)
+    if ev.output_is_sharded:
+        s = ev.rank_slice(r)
+        return y[..., s], b[..., s]
+    return y, b
+
+
+@spec_property("forward")
+def output_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name = "output_matches_the_dense_layer"
+    out = []
+    for r, res in enumerate(ev.ranks):
+        expected, bound = _expected_output(ev, r)
+        m = compare(res.get("output"), expected, bound, f"rank {r} output")
+        if m:
+            out.append(Violation(name, str(m), r, "output", m))
+    return out
+
+
+@spec_property("forward")
+def ranks_agree_on_the_output(ev: Evidence) -> list[Violation]:
+    name = "ranks_agree_on_the_output"
+    if ev.output_is_sharded:
+        return []
+    first = ev.ranks[0].get("output")
+    out = []
+    for r, res in enumerate(ev.ranks[1:], start=1):
+        o = res.get("output")
+        if first is None or o is None or o.shape != first.shape or not torch.equal(o, first):
+            diff = ""
+            if first is not None and o is not None and o.shape == first.shape:
+                diff = f" (max difference {float((o.double() - first.double()).abs().max()):.3g})"
+            out.append(Violation(name, f"rank {r}'s output differs from rank 0's{diff}; a replicated output "
+                                       "must be bit-identical on every rank", r, "output"))
+    return out
+
+
+@spec_property("forward")
+def output_shape_and_dtype_match_nn_linear(ev: Evidence) -> list[Violation]:
+    name = "output_shape_and_dtype_match_nn_linear"
+    case = ev.case
+    out = []
+    for r, res in enumerate(ev.ranks):
+        o = res.get("output")
+        width = ev.partition()[r] if ev.output_is_sharded else case.out_features
+        shape = [*case.batch_shape, width]
+        if o is None:
+            out.append(Violation(name, f"rank {r} returned no output", r, "output"))
+            continue
+        if list(o.shape) != shape:
+            out.append(Violation(name, f"rank {r}'s output has shape {list(o.shape)}, nn.Linear gives {shape}"
+                                 + (" (this rank's slice)" if ev.output_is_sharded else ""), r, "output"))
+        if o.dtype != case.torch_dtype:
+            out.append(Violation(name, f"rank {r}'s output is {o.dtype}, the input was {case.torch_dtype}",
+                                 r, "output"))
+    return out
+
+
+# -- 5-7. gradients -------------------------------------------------------------------------------
+@spec_property("forward", "backward")
+def input_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name = "input_grad_matches_the_dense_layer"
+    t, case = _tensors(ev), ev.case
+    bound = tol.input_grad_bound(t.grad_out, t.weight, case.torch_dtype, case.world_size)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        expected, b = ev.dense.input_grad, bound
+        if ev.input_is_sliced:
+            s = ev.rank_slice(r)
+            expected, b = expected[..., s], b[..., s]
+        m = compare(res.get("input_grad"), expected, b, f"rank {r} input grad")
+        if m:
+            out.append(Violation(name, str(m), r, "input grad", m))
+    return out
+
+
+@spec_property("forward", "backward")
+def weight_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name = "weight_grad_matches_the_dense_layer"
+    t, case = _tensors(ev), ev.case
+    bound = tol.weight_grad_bound(t.grad_out, t.x, case.torch_dtype, case.world_size)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        s = ev.rank_slice(r)
+        if ev.split_dim == 0:
+            expected, b = ev.dense.weight_grad[s], bound[s]
+        else:
+            expected, b = ev.dense.weight_grad[:, s], bound[:, s]
+        m = compare(res.get("weight_grad"), expected, b, f"rank {r} weight grad")
+        if m:
+            out.append(Violation(name, str(m), r, "weight grad", m))
+    return out
+
+
+@spec_property("forward", "backward")
+def bias_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name = "bias_grad_matches_the_dense_layer"
+    t, case = _tensors(ev), ev.case
+    if t.bias is None:
+        return []
+    bound = tol.bias_grad_bound(t.grad_out, case.torch_dtype, case.world_size)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        if case.kind == "row" and res.get("bias_shard") is None:
+            continue
+        expected, b = ev.dense.bias_grad, bound
+        if case.kind == "column":
+            s = ev.rank_slice(r)
+            expected, b = expected[s], b[s]
+        m = compare(res.get("bias_grad"), expected, b, f"rank {r} bias grad")
+        if m:
+            out.append(Violation(name, str(m), r, "bias grad", m))
+    return out
+
+
+# -- 8. no side effects ----------------------------------------------------------------------------
+@spec_property("forward", "backward")
+def inputs_are_left_untouched(ev: Evidence) -> list[Violation]:
+    name = "inputs_are_left_untouched"
+    out = []
+    for r, res in enumerate(ev.ranks):
+        if res.get("input_modified"):
+            out.append(Violation(name, f"rank {r} modified its input in place", r, "input"))
+        if res.get("grad_modified"):
+            out.append(Violation(name, f"rank {r} modified the upstream gradient in place", r, "upstream grad"))
+    return out
+
+
+# -- 9. repeated calls ------------------------------------------------------------------------------
+@spec_property("forward", "backward", "second_call")
+def repeated_calls_are_independent(ev: Evidence) -> list[Violation]:
+    """A second forward call, on the negated input, returns the dense output for *that* input:
+    nothing (a cached output, a reused buffer) carries over from the first call."""
+    name = "repeated_calls_are_independent"
+    t = _tensors(ev)
+    again = dense_linear(dataclasses.replace(t, x=-t.x)).output
+    out = []
+    for r, res in enumerate(ev.ranks):
+        _, bound = _expected_output(ev, r)  # the bound depends on |x| only
+        expected = again[..., ev.rank_slice(r)] if ev.output_is_sharded else again
+        m = compare(res.get("second_output"), expected, bound, f"rank {r} output of a second call (input negated)")
+        if m:
+            out.append(Violation(name, str(m), r, "second output", m))
+    return out
+
+
+# -- 10. communication -------------------------------------------------------------------------------
+def activation_elements(case: LayerCase) -> int:
+    """Elements of the input, the output and their grads: 2·B·(in_features + out_features)."""
+    return 2 * math.prod(case.batch_shape) * (case.in_features + case.out_features)
+
+
+@spec_property("forward", "backward", "collective_volume")
+def communicates_activations_not_weights(ev: Evidence) -> list[Violation]:
+    """Tensor parallelism moves activations, never the weight: per rank, the floating-point elements
+    sent into collectives during forward and backward are at most :func:`activation_elements`.
+    A layer that all-gathers its weight and computes locally sends a weight shard (rows × in_features)
+    instead: more, as soon as the batch is small against the weight (an empty batch: any weight)."""
+    name = "communicates_activations_not_weights"
+    limit = activation_elements(ev.case)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        sent = res.get("collective_elements")
+        if sent is not None and sent > limit:
+            calls = ", ".join(res.get("collectives") or [])
+            out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the input, "
+                                       f"output and their grads hold only {limit}", r, "communication"))
+    return out
+
+
+def least_exchange(case: LayerCase, shard: int) -> int:
+    """The fewest floating-point elements a rank whose shard has ``shard`` rows (column) / columns
+    (row) of ``W`` must send, in forward and backward, at world size >= 2: what the other ranks need
+    of its part of the computation and cannot compute from what they hold.
+
+    With ``B`` batch rows, the other ranks need (degrees of freedom of the smallest thing they can
+    compute it from; ``k`` is the rank of the matrix they need):
+
+    - column, gathered output: ``x·W_rᵀ`` (``B × shard``), with ``x`` known to them: ``W_r`` on the row
+      space of ``x``, ``shard·min(B, in)``;
+    - column, sharded output: ``g_r·W_r`` for the input grad (``B × in``, rank ``k = min(B, shard, in)``),
+      knowing neither factor: ``k·(B + in − k)``;
+    - row, full input: the partial output ``x_r·W_rᵀ`` (``B × out``), with ``x_r`` known to them:
+      ``out·min(B, shard)``;
+    - row, sliced input: the same partial, knowing neither factor (``k = min(B, shard, out)``):
+      ``k·(B + out − k)``.
+
+    Each is at most what the reference sends (its all-gather or all-reduce of ``B × shard``,
+    ``B × in`` or ``B × out``), so a correct layer always meets it; a layer that sends nothing while a
+    rank holds a non-empty shard and the batch is not empty computes from weights it should not hold."""
+    ws = case.tp_size or case.world_size
+    b = math.prod(case.batch_shape)
+    if ws < 2 or not b or not shard:
+        return 0
+    if case.kind == "column":
+        if case.gather_output:
+            return shard * min(b, case.in_features)
+        k = min(b, shard, case.in_features)
+        return k * (b + case.in_features - k)
+    if not case.input_is_parallel:
+        return case.out_features * min(b, shard)
+    k = min(b, shard, case.out_features)
+    return k * (b + case.out_features - k)
+
+
+@spec_property("forward", "backward", "collective_volume")
+def communicates_what_the_other_ranks_need(ev: Evidence) -> list[Violation]:
+    """Tensor parallelism must communicate: at world size >= 2 a rank holding only its shard cannot
+    produce the dense result without the other ranks' contributions, so per rank the floating-point
+    elements sent into collectives (forward and backward) are at least :func:`least_exchange` — the
+    lower bound beside :func:`communicates_activations_not_weights`' upper bound. A layer that keeps a
+    hidden copy of the whole weight and computes the others' part itself sends less (nothing)."""
+    name = "communicates_what_the_other_ranks_need"
+    out = []
+    for r, res in enumerate(ev.ranks):
+        sent = res.get("collective_elements")
+        least = least_exchange(ev.case, ev.partition()[r])
+        if sent is not None and sent < least:
+            calls = ", ".join(res.get("collectives") or []) or "no collective"
+            out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the other ranks "
+                                       f"need at least {least} of its part of the layer, which only it holds", r,
+                                 "communication"))
+    return out
+
+
+# -- 11. a training step -----------------------------------------------------------------------------
+@dataclass
+class AfterUpdate:
+    """The dense layer after the training step (float64), and how far a correct layer may be from it.
+
+    The update is computed from the verdict's own dense grads, never from the grads the ranks
+    reported: a wrong grad must not move the expectation with it. ``weight_error`` / ``bias_error``
+    bound a correct layer's updated parameters (``tolerance.update_error``: its grads are within the
+    grad bounds, and the step rounds in the layer's dtype)."""
+
+    weight: torch.Tensor  # w − lr·g + Δ  [out, in]
+    bias: Optional[torch.Tensor]
+    weight_error: torch.Tensor
+    bias_error: Optional[torch.Tensor]
+    output: torch.Tensor  # the dense layer's output / grads on the update's input and upstream grad
+    output_bound: torch.Tensor
+    input_grad: torch.Tensor
+    input_grad_bound: torch.Tensor
+    weight_grad: torch.Tensor
+    weight_grad_bound: torch.Tensor
+    bias_grad: Optional[torch.Tensor]
+    bias_grad_bound: Optional[torch.Tensor]
+
+
+def after_update(ev: Evidence) -> AfterUpdate:
+    t, case, d = _tensors(ev), ev.case, ev.dense
+    u = t.update
+    if u is None:
+        raise ValueError("the example ran without the train_step stage's tensors")
+    dt, ws, lr = case.torch_dtype, case.world_size, TRAIN_LR
+    w_err = tol.update_error(t.weight, lr, d.weight_grad, tol.weight_grad_bound(t.grad_out, t.x, dt, ws),
+                             u.delta_weight, dt)
+    weight = t.weight.double() - lr * d.weight_grad + u.delta_weight.double()
+    bias = b_err = None
+    if t.bias is not None and d.bias_grad is not None and u.delta_bias is not None:
+        b_err = tol.update_error(t.bias, lr, d.bias_grad, tol.bias_grad_bound(t.grad_out, dt, ws), u.delta_bias, dt)
+        bias = t.bias.double() - lr * d.bias_grad + u.delta_bias.double()
+    after = dense_linear(dataclasses.replace(t, weight=weight, bias=bias, x=u.x, grad_out=u.grad_out, update=None))
+    # a correct layer computes with parameters within the errors of these: bound its rounding by their
+    # magnitude, and add what the parameters' own errors do to the result
+    x, g = u.x.double(), u.grad_out.double()
+    out_bound = tol.output_bound(x, weight.abs() + w_err, None if bias is None else bias.abs() + b_err, dt, ws)
+    out_bound = out_bound + x.abs() @ w_err.T + (0 if b_err is None else b_err)
+    in_bound = tol.input_grad_bound(g, weight.abs() + w_err, dt, ws) + g.abs() @ w_err
+    return AfterUpdate(
+        weight=weight, bias=bias, weight_error=w_err, bias_error=b_err,
+        output=after.output, output_bound=out_bound, input_grad=after.input_grad, input_grad_bound=in_bound,
+        weight_grad=after.weight_grad, weight_grad_bound=tol.weight_grad_bound(u.grad_out, u.x, dt, ws),
+        bias_grad=after.bias_grad,
+        bias_grad_bound=None if bias is None else tol.bias_grad_bound(u.grad_out, dt, ws),
+    )
+
+
+@spec_property("forward", "backward", "train_step")
+def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    """After a training step on the shards — ``torch.optim.SGD`` over the parameters ``impl.shards``
+    returns, with the grads just computed, then a random delta added to them in place — the shards
+    hold the dense update's slices, and the layer computes, on a new input and upstream grad, the
+    output and grads of the dense layer with the same update applied to the full weight. Catches a
+    weight cached (pre-transposed) at construction, a hidden full copy of the weight, and grads placed
+    on another tensor than the parameter the optimizer steps."""
+    name = "training_step_matches_the_dense_layer"
+    after, case = after_update(ev), ev.case
+    out: list[Violation] = []
+    failed = [r for r, res in enumerate(ev.ranks) if res.get("train_step_error")]
+    if failed:
+        errors = "; ".join(f"rank {r}: {ev.ranks[r]['train_step_error'].splitlines()[0]}" for r in failed)
+        return [Violation(name, f"the training step raised on rank(s) {failed}: {errors}", failed[0], "training step")]
+
+    def check(quantity: str, key: str, r: int, expected, bound, what: str) -> None:
+        m = compare(ev.ranks[r].get(key), expected, bound, f"rank {r} {what}")
+        if m:
+            out.append(Violation(name, str(m), r, quantity, m))
+
+    for r, res in enumerate(ev.ranks):
+        s = ev.rank_slice(r)
+        rows = (s, slice(None)) if ev.split_dim == 0 else (slice(None), s)
+        check("updated weight shard", "updated_weight_shard", r, after.weight[rows], after.weight_error[rows],
+              "weight shard after the step")
+        if after.bias is not None and after.bias_error is not None and res.get("bias_shard") is not None:
+            b_rows = s if case.kind == "column" else slice(None)
+            check("updated bias shard", "updated_bias_shard", r, after.bias[b_rows], after.bias_error[b_rows],
+                  "bias after the step")
+        out_rows = s if ev.output_is_sharded else slice(None)
+        check("output after the step", "step_output", r, after.output[..., out_rows],
+              after.output_bound[..., out_rows], "output after the step")
+        in_rows = s if ev.input_is_sliced else slice(None)
+        check("input grad after the step", "step_input_grad", r, after.input_grad[..., in_rows],
+              after.input_grad_bound[..., in_rows], "input grad after the step")
+        check("weight grad after the step", "step_weight_grad", r, after.weight_grad[rows],
+              after.weight_grad_bound[rows], "weight grad after the step")
+        if after.bias_grad is not None and after.bias_grad_bound is not None and res.get("bias_shard") is not None:
+            b_rows = s if case.kind == "column" else slice(None)
+            check("bias grad after the step", "step_bias_grad", r, after.bias_grad[b_rows],
+                  after.bias_grad_bound[b_rows], "bias grad after the step")
+    return out
+
+
+# -- preconditions shared by every property ----------------------------------------------------------
+def preconditions(ev: Evidence, prop_name: str) -> Optional[list[Violation]]:
+    """Violations that stop any property from being evaluated, ``[]`` when the example conforms
+    vacuously (a declared construction error), ``None`` when the property should be evaluated."""
+    oc = ev.outcome
+    if oc.crash:
+        return [Violation(prop_name, f"the example did not complete: {oc.crash}", None, "run")]
+    if oc.construct_failed:
+        failed = oc.ranks[0]["construct_failed_ranks"]
+        errors = "; ".join(
+            f"rank {r}: {(str(res['construct_error'])[:4000].splitlines() or [''])[0]}" for r, res in enumerate(oc.ranks)
+            if "construct_error" in res
+        )
+        everywhere = len(failed) == ev.case.world_size
+        if ev.case.uneven and not ev.uneven_shards_supported and everywhere:
+            return []  # declared: non-divisible dims are rejected at construction
+        why = ("it declares uneven_shards=True" if ev.case.uneven
+               else "the dims divide evenly") if everywhere else "it raised on some ranks only"
+        return [Violation(prop_name, f"construction raised on rank(s) {failed} but {why}: {errors}",
+                          None, "construction")]
+    return None
+
+
+def evaluate(ev: Evidence, prop_name: str) -> list[Violation]:
+    pre = preconditions(ev, prop_name)
+    if pre is not None:
+        return pre
+    return SPEC[prop_name](ev)

@@ -1,0 +1,152 @@
+"""Merged column layers — QKV, gate-up (verdict side): several output blocks, each sharded on its own.
+
+The dense layer is one ``nn.Linear`` whose weight is the blocks ``W_0, W_1, …`` stacked. On
+``world_size`` ranks (every block's rows divide by it, as in Megatron's QKV and gate-up layers),
+rank ``r`` must:
+
+1. **shards**: hold rows ``r·n_b/p … (r+1)·n_b/p`` of *every* block ``b``, in block order — not
+   the ``r``-th contiguous chunk of the stacked weight;
+2. **output and grads**: return those columns of the dense output (output left sharded), the dense
+   input grad, and those rows of the dense weight and bias grads.
+
+Tolerances: :mod:`conformance.spec.tolerance`'s single-layer bounds, indexed like the expected values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from conformance.families.common import (
+    ExtensionCase,
+    compare_fields,
+    not_offered,
+    preconditions,
+    raise_if_violated,
+    run_on_every_rank,
+    skip_not_offered,
+)
+from conformance.families.linear.properties import Violation
+from conformance.spec import tolerance as tol
+from conformance.spec.cases import CaseTensors, LayerCase, make_tensors
+from conformance.spec.dense import DenseResult, dense_linear
+
+
+@dataclass(frozen=True)
+class MergedCase(ExtensionCase):
+    world_size: int
+    in_features: int
+    blocks: tuple[int, ...]  # rows of each output block; each a multiple of world_size
+    batch_shape: tuple[int, ...]
+    dtype: str
+    bias: bool
+    noncontiguous: bool = False
+    scale: float = 1.0
+    seed: int = 0
+
+    def layer_case(self) -> LayerCase:
+        """The dense layer: one column layer over the stacked blocks, output left sharded."""
+        return LayerCase("column", self.world_size, self.in_features, sum(self.blocks), self.batch_shape, self.dtype,
+                         self.bias, gather_output=False, layout="strided" if self.noncontiguous else "contiguous",
+                         scale=self.scale, seed=self.seed)
+
+    def rows(self, r: int) -> torch.Tensor:
+        """Rank ``r``'s rows of the stacked weight: its slice of every block, in block order."""
+        parts, start = [], 0
+        for n in self.blocks:
+            k = n // self.world_size
+            parts.append(torch.arange(start + r * k, start + (r + 1) * k))
+            start += n
+        return torch.cat(parts)
+
+    def describe(self) -> str:
+        return (f"merged column layer, blocks {list(self.blocks)}, world_size={self.world_size}, "
+                f"in_features={self.in_features}, batch_shape={list(self.batch_shape)}, dtype={self.dtype}, "
+                f"bias={self.bias}, noncontiguous={self.noncontiguous}, scale={self.scale}, seed={self.seed}")
+
+
+@dataclass
+class MergedEvidence:
+    case: MergedCase
+    tensors: CaseTensors
+    ranks: list[dict]
+    crash: Optional[str]
+    dense: DenseResult
+
+
+MERGED_SPEC: dict = {}
+
+
+def merged_property(fn):
+    MERGED_SPEC[fn.__name__] = fn
+    return fn
+
+
+@merged_property
+def merged_column_shards_hold_each_blocks_slice(ev: MergedEvidence) -> list[Violation]:
+    name, w, out = "merged_column_shards_hold_each_blocks_slice", ev.tensors.weight, []
+    for r, res in enumerate(ev.ranks):
+        expected, got = w[ev.case.rows(r)], res.get("weight_shard")
+        if got is None or got.shape != expected.shape or not torch.equal(got, expected):
+            where = ", ".join(f"block {b}: rows {r * n // ev.case.world_size}:{(r + 1) * n // ev.case.world_size}"
+                              for b, n in enumerate(ev.case.blocks))
+            out.append(Violation(name, f"rank {r}'s weight shard (shape {None if got is None else list(got.shape)}) "
+                                       f"is not its slice of every block ({where}), in block order", r, "weight shard"))
+    return out
+
+
+@merged_property
+def merged_column_matches_the_dense_layer(ev: MergedEvidence) -> list[Violation]:
+    name, t, dn, c = "merged_column_matches_the_dense_layer", ev.tensors, ev.dense, ev.case
+    dt, ws = c.torch_dtype, c.world_size
+    y_b = tol.output_bound(t.x, t.weight, t.bias, dt, ws)
+    gx_b = tol.input_grad_bound(t.grad_out, t.weight, dt, ws)
+    gw_b = tol.weight_grad_bound(t.grad_out, t.x, dt, ws)
+    gb_b = tol.bias_grad_bound(t.grad_out, dt, ws)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        i = c.rows(r)
+        checks = [("output", dn.output[..., i], y_b[..., i]), ("input_grad", dn.input_grad, gx_b),
+                  ("weight_grad", dn.weight_grad[i], gw_b[i])]
+        if t.bias is not None:
+            checks.append(("bias_grad", dn.bias_grad[i], gb_b[i]))
+        out += compare_fields(name, r, res, checks)
+    return out
+
+
+def _construction_failed(ev: MergedEvidence, failed: list[int]) -> str:
+    errors = "; ".join((res.get("construct_error") or "").splitlines()[0] for res in ev.ranks
+                       if res.get("construct_error"))
+    return f"construction raised on rank(s) {failed} although every block divides evenly: {errors}"
+
+
+def evidence(suite, case: MergedCase) -> Optional[MergedEvidence]:
+    """Run ``case``; ``None`` when the impl offers no merged column layer."""
+    t = make_tensors(case.layer_case())
+    ranks, crash = run_on_every_rank(suite, case, "run_merged", t.as_dict())
+    if not_offered(ranks):
+        return None
+    return MergedEvidence(case, t, ranks, crash, dense_linear(t))
+
+
+def violations(suite, case: MergedCase, prop: str, ev: Optional[MergedEvidence] = None) -> list[Violation]:
+    ev = ev or evidence(suite, case)
+    if ev is None:
+        return []
+    pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed))
+    return pre if pre is not None else MERGED_SPEC[prop](ev)
+
+
+def check(suite, case: MergedCase, props: Sequence[str]) -> None:
+    ev = evidence(suite, case)
+    if ev is None:
+        skip_not_offered(suite, "merged_column()")
+    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
+
+
+def cases(suite):
+    from strategies.merged import merged_cases
+
+    return merged_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())

@@ -1,0 +1,115 @@
+"""Sequence parallelism (verdict side): the sequence dim (dim 0) is sharded over the ranks too.
+
+A case is a :class:`~conformance.spec.cases.LayerCase` whose ``batch_shape[0]`` is the sequence length
+(a multiple of the world size); rank ``r`` owns sequence rows ``r·s/p … (r+1)·s/p``.
+
+- **column** (``impl.column_sequence_parallel``): fed its sequence shard of ``x``, it returns its
+  feature slice of the dense output for the *whole* sequence (all-gather forward), and its input
+  grad is its sequence shard of the dense input grad (reduce-scatter backward);
+- **row** (``impl.row_sequence_parallel``): fed its feature slice of the whole sequence, it returns
+  its sequence shard of the dense output (reduce-scatter forward), bias included once;
+- on both, each weight shard's grad is its slice of the dense weight grad, and the bias grad is
+  the dense one — for the row layer that is the *sum over ranks* of what each sequence shard
+  contributes: a bias grad left partial is a violation.
+
+Tolerances are :mod:`conformance.spec.tolerance`'s single-layer bounds (a reduce-scatter adds the same
+``world_size − 1`` roundings as an all-reduce), sliced like the expected values.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from conformance.engine.runner import Outcome
+from conformance.families.common import (
+    compare_fields,
+    compare_on_rank,
+    not_offered,
+    raise_if_violated,
+    run_on_every_rank,
+    skip_not_offered,
+)
+from conformance.families.linear.properties import Evidence, Violation
+from conformance.spec import tolerance as tol
+from conformance.spec.cases import LayerCase, make_tensors
+from conformance.spec.dense import dense_linear
+
+SP_SPEC: dict = {}
+
+
+def sp_property(fn):
+    SP_SPEC[fn.__name__] = fn
+    return fn
+
+
+def _sequence(ev: Evidence, r: int) -> slice:
+    n = ev.case.batch_shape[0] // ev.case.world_size
+    return slice(r * n, (r + 1) * n)
+
+
+@sp_property
+def sequence_parallel_output_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name, t, case, out = "sequence_parallel_output_matches_the_dense_layer", ev.outcome.tensors, ev.case, []
+    y = ev.dense.output
+    bound = tol.output_bound(t.x, t.weight, t.bias, case.torch_dtype, case.world_size)
+    for r, res in enumerate(ev.ranks):
+        s = ev.rank_slice(r) if case.kind == "column" else _sequence(ev, r)
+        expected, b = (y[..., s], bound[..., s]) if case.kind == "column" else (y[s], bound[s])
+        out += compare_on_rank(name, r, res.get("output"), expected, b, "output")
+    return out
+
+
+@sp_property
+def sequence_parallel_grads_match_the_dense_layer(ev: Evidence) -> list[Violation]:
+    name, t, case, dn, out = "sequence_parallel_grads_match_the_dense_layer", ev.outcome.tensors, ev.case, ev.dense, []
+    dt, ws = case.torch_dtype, case.world_size
+    gx_b = tol.input_grad_bound(t.grad_out, t.weight, dt, ws)
+    gw_b = tol.weight_grad_bound(t.grad_out, t.x, dt, ws)
+    for r, res in enumerate(ev.ranks):
+        f = ev.rank_slice(r)
+        if case.kind == "column":
+            s = _sequence(ev, r)
+            checks = [("input_grad", dn.input_grad[s], gx_b[s]), ("weight_grad", dn.weight_grad[f], gw_b[f])]
+        else:
+            checks = [("input_grad", dn.input_grad[..., f], gx_b[..., f]),
+                      ("weight_grad", dn.weight_grad[:, f], gw_b[:, f])]
+        if t.bias is not None and (case.kind == "column" or res.get("bias_shard") is not None):
+            gb_b = tol.bias_grad_bound(t.grad_out, dt, ws)
+            checks.append(("bias_grad", *((dn.bias_grad[f], gb_b[f]) if case.kind == "column"
+                                          else (dn.bias_grad, gb_b))))
+        out += compare_fields(name, r, res, checks)
+    return out
+
+
+def evidence(suite, case: LayerCase) -> Optional[Evidence]:
+    """Run ``case``; ``None`` when the impl offers no sequence-parallel layer of that kind."""
+    t = make_tensors(case)
+    ranks, crash = run_on_every_rank(suite, case, "run_sequence_parallel", t.as_dict())
+    if not_offered(ranks):
+        return None
+    outcome = Outcome(case, t, ranks=ranks, crash=crash)
+    return Evidence(case, outcome, dense_linear(t), suite.capabilities.uneven_shards)
+
+
+def violations(suite, case: LayerCase, prop: str, ev: Optional[Evidence] = None) -> list[Violation]:
+    from conformance.families.linear.properties import preconditions
+
+    ev = ev or evidence(suite, case)
+    if ev is None:
+        return []
+    pre = preconditions(ev, prop)
+    return pre if pre is not None else SP_SPEC[prop](ev)
+
+
+def check(suite, case: LayerCase, props: Sequence[str]) -> None:
+    ev = evidence(suite, case)
+    if ev is None:
+        skip_not_offered(suite, f"sequence-parallel {case.kind} layer")
+    raise_if_violated(f"sequence-parallel {case.describe()} (sequence = dim 0)", props,
+                      lambda prop: violations(suite, case, prop, ev))
+
+
+def cases(suite, kind: str):
+    from strategies.sequence_parallel import sequence_parallel_cases
+
+    return sequence_parallel_cases(kind, world_sizes=suite.world_sizes, dtypes=suite._dtypes())

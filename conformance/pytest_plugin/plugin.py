@@ -1,0 +1,221 @@
+"""The pytest plugin: ``--impl`` and friends, the ``tp_suite`` fixture, the report header.
+
+Registered through the ``pytest11`` entry point, so any repo where tpconform is installed can run
+``pytest --pyargs tests.properties --impl=...`` (or its own copy of the property tests).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from conformance.pytest_plugin import profiles
+
+_STATE: dict = {"suite": None, "pool": None}
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("tpconform", "tensor-parallel conformance")
+    g.addoption("--impl", default=None, metavar="SPEC",
+                help="implementation to check: a registry name, path/to/file.py, or module:object "
+                     "(default: reference)")
+    g.addoption("--list-impls", action="store_true", help="list the registry's implementations and exit")
+    g.addoption("--tp-profile", default="ci", choices=profiles.PROFILES, help="Hypothesis profile (default: ci)")
+    g.addoption("--world-sizes", default="1-8", metavar="LIST",
+                help="world sizes to draw from, e.g. '1-8' or '2,3,4' (default: 1-8)")
+    g.addoption("--dtypes", default="float32,float64,bfloat16,float16", metavar="LIST",
+                help="dtypes to draw from (comma-separated)")
+    g.addoption("--tp-timeout", type=float, default=20.0, metavar="SECONDS",
+                help="seconds an example may take before it fails as a hang (default: 20)")
+    g.addoption("--backend", default="gloo", choices=("gloo", "nccl"),
+                help="process-group backend: gloo (CPU, default) or nccl (one rank per GPU; world sizes "
+                     "above the GPU count are skipped)")
+    g.addoption("--tp-memory-limit", default="3G", metavar="SIZE",
+                help="resident memory per worker (with the processes it starts), measured from outside it, "
+                     "e.g. 3G or 2500M; 0 for none (default: 3G)")
+    g.addoption("--known-failures", action="append", default=[], metavar="FILE",
+                help="a TOML file of known deviations: matching failures become xfail, an entry that "
+                     "matches nothing fails the run (repeatable; a peer's own file is always applied)")
+    # torchrun mode (conformance.transport.torchrun_mode): set by ``python -m conformance torchrun`` on rank 0
+    g.addoption("--tp-torchrun", default=None, metavar="ADDR:PORT",
+                help="run on the ranks of a torchrun launch, through its store at ADDR:PORT "
+                     "(set by: torchrun ... -m conformance torchrun --impl=SPEC)")
+    g.addoption("--tp-torchrun-world-size", type=int, default=0, metavar="N", help="torchrun mode: its world size")
+    g.addoption("--tp-torchrun-prefix", default="tpconform", metavar="PREFIX", help="torchrun mode: its store keys")
+
+
+def parse_world_sizes(text: str) -> list[int]:
+    sizes: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            sizes.update(range(int(lo), int(hi) + 1))
+        elif part:
+            sizes.add(int(part))
+    if not sizes or min(sizes) < 1:
+        raise ValueError(text)
+    return sorted(sizes)
+
+
+def pytest_cmdline_main(config):
+    if config.getoption("list_impls"):
+        from impls.registry import available
+
+        entries = available()
+        width = max(len(n) for n in entries)
+        for e in entries.values():
+            tag = "" if e.correct else "  [seeded bug]"
+            print(f"{e.name:<{width}}  {e.summary}{tag}")
+        return 0
+    return None
+
+
+def pytest_configure(config):
+    try:
+        config._tp_world_sizes = parse_world_sizes(config.getoption("world_sizes"))
+    except ValueError:
+        raise pytest.UsageError(f"--world-sizes={config.getoption('world_sizes')}: expected e.g. '1-8' or '2,3,4'")
+    config._tp_backend_skip = _select_backend(config)
+    if config.getoption("tp_torchrun"):
+        from conformance.transport import torchrun_mode
+        torchrun_mode.configure(config)  # only the torchrun world size; --backend's GPUs are per node
+    config._tp_dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
+    from impls.protocol import ALL_DTYPES as DTYPES  # names only: runs that never use the suite skip torch
+
+    bad = [d for d in config._tp_dtypes if d not in DTYPES]
+    if bad or not config._tp_dtypes:
+        raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
+    profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
+
+
+def _select_backend(config) -> Optional[str]:
+    """Apply ``--backend`` (before any group starts) and keep the world sizes it can run here;
+    return why every suite test must be skipped (``None``: some can run)."""
+    from conformance.transport import backends
+    backend = config.getoption("backend")
+    backends.select(backend)
+    config._tp_world_sizes, config._tp_backend_note = backends.runnable_world_sizes(backend, config._tp_world_sizes)
+    return None if config._tp_world_sizes else config._tp_backend_note
+
+
+def _impl_spec(config) -> str:
+    return config.getoption("impl") or "reference"
+
+
+def _make_suite(config):
+    """Start the suite for ``--impl`` and check the impl loads; one clear line if it does not."""
+    if _STATE["suite"] is None:
+        from conformance.engine.runner import ImplUnusable
+        from conformance.engine.suite import Suite
+        from impls.registry import ImplError, classify
+
+        spec = _impl_spec(config)
+        try:
+            classify(spec)
+            suite = Suite(spec, _pool(config), world_sizes=config._tp_world_sizes, dtypes=config._tp_dtypes)
+            suite.description  # loads the impl in a worker
+            empty = nothing_to_check(suite)
+            if empty:
+                raise ImplUnusable(f"--impl={spec}: nothing to check: {empty}")
+        except (ImplError, ImplUnusable) as exc:
+            raise pytest.UsageError(str(exc)) from None
+        from conformance.engine.known_failures import for_pytest
+
+        _STATE["suite"] = for_pytest(config, suite)
+    return _STATE["suite"]
+
+
+def nothing_to_check(suite) -> Optional[str]:
+    """Why no layer variant can be checked (an impl declaring no dtype or variant would otherwise
+    pass with every test skipped), or ``None``."""
+    from strategies import VARIANTS
+
+    reasons = [suite.unsupported(v) for v in VARIANTS]
+    return reasons[0] if all(reasons) else None
+
+
+def _pool(config):
+    if _STATE["pool"] is None and config.getoption("tp_torchrun"):
+        from conformance.transport import torchrun_mode
+        _STATE["pool"] = torchrun_mode.pool_for(config)
+    if _STATE["pool"] is None:
+        from conformance.transport.harness import GroupPool, parse_size
+
+        try:
+            limit = parse_size(config.getoption("tp_memory_limit"))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--tp-memory-limit: {exc}") from None
+        _STATE["pool"] = GroupPool(timeout_s=config.getoption("tp_timeout"), memory_limit=limit)
+    return _STATE["pool"]
+
+
+def pytest_sessionstart(session):
+    if session.config.getoption("impl") is not None and not session.config.getoption("list_impls") \
+            and not session.config._tp_backend_skip:
+        _make_suite(session.config)
+
+
+def pytest_report_header(config) -> Optional[list[str]]:
+    suite = _STATE["suite"]
+    if suite is None:
+        return None
+    import torch
+
+    d = suite.description
+    caps = ", ".join(f"{k}={v}" for k, v in d["capabilities"].items())
+    return [
+        f"tpconform: impl={suite.impl_spec} ({d['name']} {d.get('version') or ''}".rstrip() + ")",
+        f"tpconform: capabilities: {caps}",
+        f"tpconform: torch {torch.__version__}, backend {config.getoption('backend')}"
+        + (f" ({config._tp_backend_note})" if config._tp_backend_note else "")
+        + f", world sizes {config._tp_world_sizes}, "
+        f"dtypes {config._tp_dtypes}, profile {profiles.active_name()}",
+    ]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    uses_suite = [item for item in items if "tp_suite" in getattr(item, "fixturenames", ())]
+    if not uses_suite:
+        return
+    if config._tp_backend_skip:  # e.g. --backend nccl on a machine without GPUs: start nothing
+        for item in uses_suite:
+            item.add_marker(pytest.mark.skip(reason=config._tp_backend_skip))
+        return
+    suite = _make_suite(config)
+    for item in uses_suite:
+        callspec = getattr(item, "callspec", None)
+        variant = callspec.params.get("variant") if callspec else None
+        if variant is None:
+            continue
+        reason = suite.unsupported(variant)
+        if reason is None and "ranks_agree" in item.name and str(variant) == "column-sharded-output":
+            reason = "a sharded column output is not replicated: nothing to agree on"
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_setup(item):
+    """Under torchrun a lost group cannot be rebuilt: once it is gone, the remaining suite tests skip."""
+    lost = getattr(_STATE["pool"], "lost", None)
+    if lost and "tp_suite" in getattr(item, "fixturenames", ()):
+        pytest.skip(lost)
+
+
+@pytest.fixture(scope="session")
+def tp_pool(request):
+    """The process groups of this session (one per world size), shared by every suite."""
+    return _pool(request.config)
+
+
+@pytest.fixture(scope="session")
+def tp_suite(request):
+    """The suite for the impl under test (``--impl``), with its process groups."""
+    return _make_suite(request.config)
+
+
+def pytest_unconfigure(config):
+    if _STATE["pool"] is not None:
+        _STATE["pool"].close()
+    _STATE.update(suite=None, pool=None)

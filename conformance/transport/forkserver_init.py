@@ -1,0 +1,35 @@
+"""Imported by the forkserver only (its preload list), before it forks any worker:
+
+- pay torch's one-time lazy set-up once (``torch._dynamo``, which the first ``autograd.Function``
+  call imports: 1.5-3 s, longer than a short ``--tp-timeout``), with a tiny forward/backward per
+  dtype on one thread — no thread pool is started, so forking stays safe;
+- remove the forkserver's socket folder when it exits, even when the verdict process that
+  started it was killed and could not clean up.
+"""
+
+import torch
+import torch._dynamo  # noqa: F401  (imported for its side effect: the lazy import, done once)
+
+from conformance.transport.sandbox import remove_socket_dir_at_exit
+
+
+class _Identity(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def _warm_up() -> None:
+    torch.set_num_threads(1)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+        x = torch.ones(2, 3, dtype=dtype, requires_grad=True)
+        w = torch.ones(4, 3, dtype=dtype, requires_grad=True)
+        torch.nn.functional.linear(_Identity.apply(x), w, w[:, 0]).sum().backward()
+
+
+_warm_up()
+remove_socket_dir_at_exit()

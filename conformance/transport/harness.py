@@ -1,0 +1,428 @@
+"""Persistent process groups: one per world size, started once, reused for every example.
+
+The verdict process hosts a ``TCPStore`` on an ephemeral loopback port (no port guessing, so
+parallel runs never collide) and starts one worker per rank from a ``forkserver`` that has torch
+preloaded (never ``fork``: a forked child can inherit a lock held by the store's thread).
+Every wait is bounded: a rank that hangs or dies fails the example with every rank's Python stack,
+and the group is torn down and started again on its next use.
+
+Tear-down is by force, not by request: the worker, everything it forked (even in a new session),
+and its process group are frozen and SIGKILLed (``conformance.transport.proctree``). A worker never
+outlives the verdict process either: its lifeline thread (``conformance.transport.sandbox``) kills its
+descendants and itself when the verdict's end of the lifeline pipe closes, and the forkserver
+exits when the verdict does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from multiprocessing.connection import wait
+from typing import Any, Callable, Optional
+
+from conformance.transport import proctree, wire
+
+DEFAULT_TIMEOUT_S = 20.0
+DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # resident bytes per worker tree (conformance.transport.memory_watch); a worker holds ~0.2 GiB
+MAX_MESSAGE_BYTES = 256 * 1024**2  # a reply larger than this is refused, not read into memory
+MAX_CANDIDATE_TEXT = 4000  # characters of an error a candidate raised that reach a report
+ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
+DONE_GRACE_MIN_S = 2.0  # once one rank has finished, the others get at least this long
+DONE_GRACE_FACTOR = 4.0  # ... or this many times the time the first rank took
+
+
+class GroupFailure(Exception):
+    """The example could not be run to completion on every rank (hang, crash, protocol error)."""
+
+
+@dataclass
+class _Rank:
+    process: Any
+    conn: Any
+    lifeline: Any
+    stack_path: str
+
+
+@dataclass
+class ProcessGroup:
+    """``world_size`` worker processes joined in one Gloo group."""
+
+    world_size: int
+    timeout_s: float
+    memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT
+    ranks: list[_Rank] = field(default_factory=list)
+    store: Any = None
+    tmpdir: str = ""
+    examples_run: int = 0
+    loaded_impls: set = field(default_factory=set)  # impl specs every rank has loaded (see Runner)
+    memory_watch: Any = None  # conformance.transport.memory_watch.MemoryWatch, when memory_limit is set
+    _seq: int = 0
+    _stack_offsets: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, world_size: int, timeout_s: float,
+              memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> "ProcessGroup":
+        import torch.distributed as dist
+
+        ctx = _context()
+        group = cls(world_size, timeout_s, memory_limit)
+        group.tmpdir = tempfile.mkdtemp(prefix=f"tpconform-ws{world_size}-")
+        group.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
+                                    timeout=timedelta(seconds=timeout_s))
+        from conformance.transport import worker
+        for rank in range(world_size):
+            parent_end, child_end = ctx.Pipe()
+            life_parent, life_child = ctx.Pipe()
+            stack_path = os.path.join(group.tmpdir, f"rank{rank}.stack")
+            proc = ctx.Process(
+                target=worker.main,
+                args=(rank, world_size, group.store.port, child_end, life_child, stack_path,
+                      timeout_s + 10.0, timeout_s),
+                name=f"tpconform-ws{world_size}-rank{rank}",
+                daemon=True,
+            )
+            with _main_module_hidden():
+                proc.start()
+            child_end.close()
+            life_child.close()
+            group.ranks.append(_Rank(proc, parent_end, life_parent, stack_path))
+        _live_groups.add(group)
+        if memory_limit:
+            from conformance.transport.memory_watch import MemoryWatch
+
+            group.memory_watch = MemoryWatch({r: rank.process.pid for r, rank in enumerate(group.ranks)}, memory_limit)
+        group._mark_stacks()
+        group._gather("start-up", {r: None for r in range(world_size)}, timeout_s + 30.0, synchronized=False)
+        return group
+
+    # -- messaging ---------------------------------------------------------------------------
+    def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None,
+                what: str = "the example", synchronized: bool = True,
+                while_waiting: Optional[Callable[[], None]] = None) -> dict[int, Any]:
+        """Send one message to each rank named, run ``while_waiting`` (the verdict's own work, done
+        while the ranks work), then wait (bounded) for every reply.
+
+        Each message carries a sequence number that the reply must echo, so a stray or forged
+        extra message can never be taken for the answer to a later request. Once a rank has
+        replied with an error, the others get :data:`ERROR_GRACE_S` more (they are likely waiting
+        in a collective the failed rank will never join), not the whole timeout."""
+        self._seq += 1
+        self._mark_stacks()
+        encoded: dict[int, bytes] = {}  # one encoding per distinct message (most requests send every rank the same)
+        for rank, message in messages.items():
+            if id(message) not in encoded:
+                encoded[id(message)] = wire.encode({**message, "seq": self._seq})
+            try:
+                self.ranks[rank].conn.send_bytes(encoded[id(message)])
+            except (BrokenPipeError, OSError):
+                self._fail(f"rank {rank} is gone ({self._memory_breach(rank) or 'its pipe is closed'})", [rank])
+        if while_waiting is not None:
+            while_waiting()
+        return self._gather(what, messages, timeout_s or self.timeout_s, seq=self._seq, synchronized=synchronized)
+
+    def _gather(self, what: str, expecting: dict[int, Any], timeout_s: float,
+                seq: Optional[int] = None, synchronized: bool = True) -> dict[int, Any]:
+        started = time.monotonic()
+        deadline = started + timeout_s
+        replies: dict[int, Any] = {}
+        while len(replies) < len(expecting):
+            pending = [r for r in expecting if r not in replies]
+            waitables = {}
+            for r in pending:
+                waitables[self.ranks[r].conn] = ("msg", r)
+                waitables[self.ranks[r].process.sentinel] = ("dead", r)
+            remaining = deadline - time.monotonic()
+            ready = wait(list(waitables), timeout=max(remaining, 0)) if remaining > 0 else []
+            if not ready:
+                raised = {r: rep for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is False}
+                if raised:
+                    self._fail(f"rank(s) {sorted(raised)} raised during {what}; rank(s) {pending} did not reply "
+                               f"within {ERROR_GRACE_S:.1f} s after (likely waiting in a collective the "
+                               "failed rank never joined)" + _raised_text(raised), pending)
+                finished = [r for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is not False]
+                if finished and time.monotonic() - started < timeout_s:
+                    self._fail(f"rank(s) {pending} did not reply within the grace period after rank(s) {finished} "
+                               f"finished {what} (likely waiting in a collective that a finished rank skipped)",
+                               pending)
+                self._fail(f"timed out after {time.monotonic() - started:.1f} s (limit {timeout_s:.1f} s, "
+                           f"--tp-timeout) waiting for {what}: rank(s) {pending} did not reply"
+                           + (f", rank(s) {sorted(replies)} did" if replies else ""), pending)
+            for obj in ready:
+                kind, r = waitables[obj]
+                if r in replies:
+                    continue
+                if kind == "msg":
+                    try:
+                        reply = wire.decode(self.ranks[r].conn.recv_bytes(MAX_MESSAGE_BYTES))
+                    except (EOFError, OSError) as exc:
+                        if "bad message length" in str(exc):
+                            self._fail(f"rank {r} sent a message over {MAX_MESSAGE_BYTES >> 20} MiB during {what}", [r])
+                        continue  # the sentinel reports the death
+                    except wire.WireError as exc:
+                        self._fail(f"rank {r} sent a message outside the wire format: {exc}", [r])
+                    self._accept(r, reply, seq, replies, what)
+                    if isinstance(reply, dict) and reply.get("ok") is False:
+                        deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
+                    elif len(replies) == 1 and synchronized:  # not for work without collectives (loading)
+                        # Ranks leave their last collective together, so once one rank is done the
+                        # rest are close behind; a rank far behind is waiting in a collective that a
+                        # finished rank skipped. Proportional grace keeps slow (loaded) runs safe.
+                        elapsed = time.monotonic() - started
+                        deadline = min(deadline, time.monotonic() + max(DONE_GRACE_MIN_S, DONE_GRACE_FACTOR * elapsed))
+                else:
+                    try:  # it may have replied just before exiting
+                        if self.ranks[r].conn.poll(0):
+                            data = self.ranks[r].conn.recv_bytes(MAX_MESSAGE_BYTES)
+                            self._accept(r, wire.decode(data), seq, replies, what)
+                            continue
+                    except (EOFError, OSError, wire.WireError):
+                        pass
+                    time.sleep(0.05)  # let other ranks finish dying or replying
+                    if self._memory_breach(r):
+                        self._fail(f"rank {r} {self._death_of(r)} during {what}", [r])
+                    self._fail(f"rank {r} {self._death_of(r)} during {what}; "
+                               "a rank must never exit mid-example, whatever its exit code", [r])
+        return replies
+
+    def _accept(self, r: int, reply: Any, seq: Optional[int], replies: dict, what: str) -> None:
+        if seq is not None and (not isinstance(reply, dict) or reply.get("seq") != seq):
+            got = reply.get("seq") if isinstance(reply, dict) else type(reply).__name__
+            self._fail(f"rank {r} answered out of turn during {what} (sequence {got!r}, expected {seq})", [r])
+        replies[r] = reply
+
+    def _fail(self, reason: str, culprits: list[int]) -> None:
+        stacks = self.dump_stacks()
+        self.close(graceful=False)
+        raise GroupFailure(f"{reason}\n{stacks}")
+
+    def _mark_stacks(self) -> None:
+        """Remember where each rank's stack files end, so a dump shows only this request's stacks."""
+        self._stack_offsets = stack_file_ends([rank.stack_path for rank in self.ranks])
+
+    def _read_new(self, path: str) -> str:
+        return read_new_stacks(path, self._stack_offsets)
+
+    def dump_stacks(self) -> str:
+        """Every rank's Python stack now (faulthandler on SIGUSR1), or, for a rank that does not
+        answer SIGUSR1, the one its faulthandler watchdog wrote just before the timeout."""
+        import signal
+
+        live = []
+        for r, rank in enumerate(self.ranks):
+            if rank.process.is_alive():
+                live.append(r)
+                try:
+                    os.kill(rank.process.pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # until every live rank has written something
+            time.sleep(0.05)
+            if all(self._read_new(self.ranks[r].stack_path) for r in live):
+                time.sleep(0.05)  # let the last writes finish
+                break
+        out = []
+        for r, rank in enumerate(self.ranks):
+            if r not in live:
+                out.append(f"--- rank {r}: {self._death_of(r)}")
+                continue
+            text = self._read_new(rank.stack_path)
+            if not text:
+                text = self._read_new(rank.stack_path + ".watchdog")
+                text = (f"(no answer to SIGUSR1; its watchdog's dump from just before the timeout:)\n{text}"
+                        if text else "(no stack written: the rank ignores SIGUSR1 or is stuck outside Python)")
+            out.append(f"--- rank {r} stack:\n{text}")
+        return "\n".join(out)
+
+    def _memory_breach(self, r: int) -> Optional[str]:
+        """Why the memory watch killed rank ``r`` (``None``: it did not)."""
+        return self.memory_watch.breach(r) if self.memory_watch is not None else None
+
+    def _death_of(self, r: int) -> str:
+        """How rank ``r`` ended: killed for its memory (by the watch), or its exit code or signal."""
+        return self._memory_breach(r) or _death(self.ranks[r].process.exitcode)
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.ranks) and all(r.process.is_alive() for r in self.ranks)
+
+    def close(self, graceful: bool = True) -> None:
+        """Kill every rank, everything it forked (even into a new session) and its process group,
+        while the workers are still alive to hold their descendants in the tree; wait (bounded)
+        until the workers are gone. Workers keep no state worth a graceful stop (``graceful`` is
+        accepted for compatibility): a worker that exited first would orphan its children."""
+        if self.memory_watch is not None:
+            self.memory_watch.stop()
+        pids = [rank.process.pid for rank in self.ranks if rank.process.pid]
+        proctree.kill_tree([p for p in pids if proctree.alive(p)])
+        for pid in pids:
+            _killpg_if_leader(pid)
+        for rank in self.ranks:
+            rank.process.join(5.0)
+            for c in (rank.conn, rank.lifeline):
+                try:
+                    c.close()
+                except OSError:
+                    pass
+        self.ranks = []
+        self.store = None
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = ""
+        _live_groups.discard(self)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+def stack_file_ends(stack_paths: list[str]) -> dict[str, int]:
+    """Where each rank's stack files (``path`` and its watchdog's ``path.watchdog``) end now, so a
+    later dump shows only what was written since (:func:`read_new_stacks`)."""
+    ends = {}
+    for stack_path in stack_paths:
+        for path in (stack_path, stack_path + ".watchdog"):
+            try:
+                ends[path] = os.path.getsize(path)
+            except OSError:
+                ends[path] = 0
+    return ends
+
+
+def read_new_stacks(path: str, ends: dict[str, int]) -> str:
+    """What ``path`` holds past its end in ``ends`` (``""`` when nothing, or it cannot be read)."""
+    try:
+        with open(path) as fh:
+            fh.seek(ends.get(path, 0))
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def parse_size(text: str) -> Optional[int]:
+    """``"3G"``, ``"2500M"``, ``"1048576"`` (bytes) → bytes; ``"0"``/``"none"`` → ``None`` (no limit)."""
+    t = str(text).strip().lower()
+    if t in ("0", "none", "off", ""):
+        return None
+    scale = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if t[-1:] in "kmg" else t) * scale
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size like 3G, 2500M or 0") from None
+    if value < 256 * 1024**2:
+        raise ValueError(f"{text!r} is below 256M; torch alone needs more")
+    return int(value)
+
+
+def _death(code: Optional[int]) -> str:
+    if code is None:
+        return "is gone"
+    if code < 0:
+        import signal
+
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited (exit code {code})"
+
+
+def cut_text(text, limit: int = MAX_CANDIDATE_TEXT) -> str:
+    """A candidate's error text, cut (a layer may raise a message of any size)."""
+    s = str(text)
+    return s if len(s) <= limit else s[:limit] + f"… [{len(s) - limit} more characters cut]"
+
+
+def _raised_text(raised: dict) -> str:
+    lines = []
+    for r, rep in sorted(raised.items()):
+        text = cut_text(rep.get("impl_error") or rep.get("error") or "")
+        lines.append(f"\nrank {r} raised: {text.strip()}")
+    return "".join(lines)
+
+
+def _killpg_if_leader(pid: int) -> None:
+    """SIGKILL the process group a worker leads (it made one at start-up), if it still exists."""
+    import signal
+
+    try:
+        if os.getpgid(pid) != pid:
+            return
+    except ProcessLookupError:
+        pass  # the leader is gone; its group may still have members
+    if pid == os.getpgrp():
+        return  # never our own group
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Start workers without re-importing the parent's ``__main__`` (a user script, stdin, …)."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+_live_groups: set = set()
+_ctx = None
+
+
+def _context():
+    global _ctx
+    if _ctx is None:
+        _ctx = mp.get_context("forkserver")
+        _ctx.set_forkserver_preload(["conformance.transport.forkserver_init", "conformance.transport.worker", "impls.reference"])
+    return _ctx
+
+
+@atexit.register
+def _close_all() -> None:
+    for group in list(_live_groups):
+        group.close()
+
+
+class GroupPool:
+    """One live group per world size; a broken group is replaced on its next use."""
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT):
+        import torch
+
+        # The verdict's tensors are small, and its cores belong to the workers: a second intra-op
+        # thread here spin-waits after every op, taking a core from the ranks (measured: the float64
+        # ground truth of one example 0.04 ms on one thread, 3-4.6 ms on two while groups ran).
+        torch.set_num_threads(1)
+        self.timeout_s = timeout_s
+        self.memory_limit = memory_limit
+        self.groups: dict[int, ProcessGroup] = {}
+        self.starts = 0
+
+    def get(self, world_size: int) -> ProcessGroup:
+        group = self.groups.get(world_size)
+        if group is None or not group.healthy:
+            if group is not None:
+                group.close(graceful=False)
+            group = ProcessGroup.start(world_size, self.timeout_s, self.memory_limit)
+            self.starts += 1
+            self.groups[world_size] = group
+        return group
+
+    def close(self) -> None:
+        for group in self.groups.values():
+            group.close()
+        self.groups.clear()

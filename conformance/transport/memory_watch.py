@@ -1,0 +1,112 @@
+"""A bound on the memory a worker really uses, enforced from outside it.
+
+Each worker's process tree (the worker and everything it forked) is measured every
+:data:`INTERVAL_S` by a thread in the process that started it (the verdict, or torchrun's relay), never
+by the candidate's own process, so a candidate cannot disarm it. What counts is resident memory the
+tree owns: ``RssAnon`` (heap, tensors) plus ``RssShmem`` (shared memory and tmpfs pages it maps), from
+``/proc/PID/status``. The shared libraries a process maps are left out: the CUDA build of torch maps
+about 3 GB of address space before any work (and a GPU far more), which an address-space limit
+(``RLIMIT_AS``) counted and a correct layer then failed for; none of it is resident memory the layer
+asked for.
+
+A tree over the limit is frozen and killed at once (``conformance.transport.proctree``); the group then reports
+the rank as killed, with :meth:`MemoryWatch.breach` saying how much it held. Between two readings a
+process can grow by what it touches in :data:`INTERVAL_S` (a few hundred MB at most on this kind of
+machine), so set the limit that far below what the machine can give.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Optional
+
+from conformance.transport import proctree
+
+INTERVAL_S = 0.05
+_FIELDS = (b"RssAnon:", b"RssShmem:")
+
+
+def resident_bytes(pid: int) -> int:
+    """The anonymous and shared-memory resident bytes of one process (0 when it is gone)."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(_FIELDS):
+                    total += int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return 0
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid``, from ``/proc/PID/task/*/children`` (cheap: no scan of /proc)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                out.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def tree_resident_bytes(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants (workers are child subreapers, so a
+    daemonized grandchild stays below its worker)."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += resident_bytes(p)
+        todo.extend(_children(p))
+    return total
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.2f} GiB"
+
+
+class MemoryWatch:
+    """Watches ``{rank: pid}``; kills a rank's whole tree once it holds more than ``limit`` bytes."""
+
+    def __init__(self, pids: dict[int, int], limit: int, interval_s: float = INTERVAL_S):
+        self.pids = dict(pids)
+        self.limit = int(limit)
+        self.interval_s = interval_s
+        self.breaches: dict[int, int] = {}  # rank -> resident bytes when it was killed
+        self.peak: dict[int, int] = {r: 0 for r in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tpconform-memory-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for rank, pid in list(self.pids.items()):
+                if rank in self.breaches:
+                    continue
+                used = tree_resident_bytes(pid)
+                self.peak[rank] = max(self.peak[rank], used)
+                if used > self.limit:
+                    self.breaches[rank] = used
+                    proctree.kill_tree([pid])
+
+    def breach(self, rank: int) -> Optional[str]:
+        """Why ``rank`` was killed, if it was for memory (``None`` otherwise)."""
+        used = self.breaches.get(rank)
+        if used is None:
+            return None
+        return (f"was killed for using {_gib(used)} of resident memory (with its child processes), over the "
+                f"limit of {_gib(self.limit)} (--tp-memory-limit)")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(1.0)
