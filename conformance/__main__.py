@@ -12,46 +12,9 @@ import sys
 
 
 def _replay(args) -> int:
-    from conformance.engine.runner import ImplUnusable
-    from conformance.engine.suite import Suite, format_failure
-    from conformance.families.linear import properties
-    from conformance.spec.cases import LayerCase
-    from conformance.transport.harness import GroupPool
-    from impls.registry import ImplError, classify
+    from conformance.cli.replay import replay
 
-    try:
-        case = LayerCase.from_token(args.case)
-    except (ValueError, TypeError) as exc:
-        print(f"replay: cannot read the case token: {exc}", file=sys.stderr)
-        return 2
-    suite = Suite(args.impl, GroupPool(timeout_s=args.timeout))
-    try:
-        classify(args.impl)
-        suite.description
-        names = [args.property] if args.property else list(properties.SPEC)
-        if case.tp_groups > 1:
-            from conformance.families.subgroups import verdict as subgroups
-            why_not = subgroups.not_applicable(suite)
-            if why_not:
-                print(f"replay: {why_not}", file=sys.stderr)
-                return 2
-            return subgroups.replay(suite, case, names)
-        ev = suite.evidence(case)
-        failed = 0
-        for name in names:
-            found = properties.evaluate(ev, name)
-            if found:
-                failed += 1
-                print(format_failure(ev, name, found, args.impl), end="\n\n")
-            else:
-                print(f"ok: {name}")
-        print(f"{len(names) - failed} passed, {failed} failed")
-        return 1 if failed else 0
-    except (ImplError, ImplUnusable) as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    finally:
-        suite.pool.close()
+    return replay(args)
 
 
 def _list(_args) -> int:
@@ -81,7 +44,7 @@ def main(argv=None) -> int:
     rp.add_argument("--impl", default="reference")
     rp.add_argument("--property", default=None)
     rp.add_argument("--timeout", type=float, default=20.0)
-    rp.add_argument("case", help="the case token from a failure report")
+    rp.add_argument("case", help="the case token from a failure report (any family: family:fields)")
     rp.set_defaults(func=_replay)
     sub.add_parser("list-impls", help="list the registry").set_defaults(func=_list)
     dp = sub.add_parser("diff", help="run the same generated cases on several impls and report disagreements")

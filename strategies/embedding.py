@@ -6,7 +6,7 @@ from typing import Sequence
 
 from hypothesis import strategies as st
 
-from conformance.families.embedding.verdict import EmbeddingCase
+from conformance.families.embedding.case import EmbeddingCase
 from strategies.layers import DTYPES, batch_shapes, features
 
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from hypothesis import strategies as st
 
-from conformance.families.merged.verdict import MergedCase
+from conformance.families.merged.case import MergedCase
 from strategies.layers import DTYPES, batch_shapes, scales
 
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from hypothesis import strategies as st
 
-from conformance.families.mlp.verdict import ACTIVATIONS, MLPCase
+from conformance.families.mlp.case import ACTIVATIONS, MLPCase
 from strategies.layers import DTYPES, batch_shapes, features, scales
 
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from hypothesis import strategies as st
 
-from conformance.families.primitives.verdict import LAYOUTS, PrimitiveCase
+from conformance.families.primitives.case import LAYOUTS, PrimitiveCase
 from strategies.layers import DTYPES, features
 
 

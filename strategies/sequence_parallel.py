@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 from hypothesis import strategies as st
 
+from conformance.families.sequence_parallel.case import SequenceParallelCase
 from strategies.layers import DTYPES, Variant, layer_cases
 
 
@@ -18,4 +18,4 @@ def sequence_parallel_cases(draw, kind: str, *, world_sizes: Sequence[int] = tup
     case = draw(layer_cases(variant=variant, world_sizes=st.sampled_from(sorted(world_sizes)), dtypes=dtypes,
                             max_batch_dims=1, max_features=24))
     k = draw(st.integers(0, 3), label="sequence length / world size")
-    return dataclasses.replace(case, batch_shape=(k * case.world_size, *case.batch_shape))
+    return SequenceParallelCase.from_dict({**case.as_dict(), "batch_shape": (k * case.world_size, *case.batch_shape)})

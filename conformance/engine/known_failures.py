@@ -5,26 +5,29 @@ A known-failures file (TOML) lists entries::
     [[deviation]]
     id = "dtensor-empty-inner-batch"          # unique, cited in reports
     impl = "dtensor"                          # the --impl spec it is about, or "*"
-    property = "*"                            # a property name (conformance.families.linear.properties.SPEC), a list
-                                              # of them, or "*"
-    variant = "*"                             # column-gathered | column-sharded-output |
-                                              # row-full-input | row-sliced-input | "*"
+    family = "linear"                         # the family (conformance/families/<name>; default linear)
+    property = "*"                            # one of the family's properties, a list of them, or "*"
+    variant = "*"                             # one of the family's variants (linear: column-gathered |
+                                              # column-sharded-output | row-full-input | row-sliced-input;
+                                              # primitives: copy_to | ...; sequence_parallel: column | row)
     when = { batch_numel = 0, batch_dims = ">=2" }   # conditions on the case (all must hold)
     message = "integer modulo by zero"        # a regex every explained violation's message matches
     reason = "why it deviates, and who is wrong"
     upstream = "https://github.com/... (optional)"
     timeout_s = 3                             # optional: the deviation is a hang (see below)
 
-``when`` keys are :class:`~conformance.spec.cases.LayerCase` fields or ``batch_dims``, ``batch_numel``,
-``uneven``, ``features_per_rank`` (the split dim's size / world size); a value is matched by
+``when`` keys are the family's case fields (linear and subgroups: :class:`~conformance.spec.cases.LayerCase`'s,
+and ``batch_dims``, ``batch_numel``, ``uneven``, ``features_per_rank``, the split dim's size / world
+size); a value is matched by
 equality, a list by membership, and a string such as ``">1"``, ``"<=2"`` or ``"!=0"`` compares a
 number (``batch_shape`` takes a list of ints, or a list of them).
 
-Checks outside the single-layer ``Suite.check`` (MLP composition, TP sub-groups, primitives) raise
-their own reports; an entry with ``test = "<test function name>"`` (plus ``message``, and optionally
-``variant``, which then names any parameter of the test, e.g. a primitive) is about such a whole
-test: its failure becomes xfail when the final (shrunk) report matches ``message``. That is coarser — Hypothesis may shrink another failure of the same test into
-the known one — so prefer example-level entries where the check allows them.
+Every family's examples are judged one property at a time through ``Suite.check``, so entries are
+per example for every family. An entry with ``test = "<test function name>"`` (plus ``message``, and
+optionally ``variant``, which then names any parameter of the test) is about a whole test instead:
+its failure becomes xfail when the final (shrunk) report matches ``message``. That is coarser —
+Hypothesis may shrink another failure of the same test into the known one — so prefer
+example-level entries; it remains for tests of your own that do not go through the suite.
 
 A deviation that *hangs* (the library loops forever, or waits in a collective no rank joins)
 would cost a full ``--tp-timeout`` and a group restart per example. Its entry declares
@@ -46,7 +49,6 @@ entry is wrong) fails the run; one whose cases never ran (a restricted run) is o
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 import sys
@@ -55,13 +57,10 @@ from typing import Any, Iterable, Optional
 
 import pytest
 
-from strategies import VARIANTS, Variant
-
-_VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
         ">": operator.gt}
 _COMPARISON = re.compile(r"^\s*(<=|>=|!=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
-_KEYS = {"id", "impl", "property", "variant", "when", "message", "reason", "upstream", "test", "timeout_s"}
+_KEYS = {"id", "impl", "family", "property", "variant", "when", "message", "reason", "upstream", "test", "timeout_s"}
 
 
 class KnownFailuresError(Exception):
@@ -69,16 +68,10 @@ class KnownFailuresError(Exception):
 
 
 def case_facts(case) -> dict[str, Any]:
-    """The values ``when`` conditions can test: the case's fields plus derived ones."""
-    facts = case.as_dict()
-    facts["batch_shape"] = tuple(case.batch_shape)
-    facts["batch_dims"] = len(case.batch_shape)
-    facts["batch_numel"] = math.prod(case.batch_shape)
-    facts["uneven"] = case.uneven
-    split = case.out_features if case.kind == "column" else case.in_features
-    facts["features_per_rank"] = split / (getattr(case, "tp_size", 0) or case.world_size)  # < 1: a rank holds none
-    facts["variant"] = str(Variant(case.kind, case.gather_output, case.input_is_parallel))
-    return facts
+    """The values ``when`` conditions can test: the case's fields plus derived ones (its family's)."""
+    from conformance.families.registry import family_of
+
+    return family_of(case).facts(case)
 
 
 def _holds(value: Any, condition: Any) -> bool:
@@ -104,6 +97,7 @@ class Entry:
     variant: str = "*"
     when: dict = field(default_factory=dict)
     message: str = ""
+    family: str = "linear"  # the family whose examples it is about (conformance/families/<name>)
     test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
     timeout_s: Optional[float] = None  # a hang: the bound for the examples it applies to (see the module doc)
     source: str = ""
@@ -111,13 +105,15 @@ class Entry:
     matched: int = 0  # of those, how many failed in a way it explains
 
     def applies(self, impl: str, prop: str, case) -> bool:
-        if self.test:
+        from conformance.families.registry import family_of
+
+        if self.test or self.family != family_of(case).name:
             return False
         facts = case_facts(case)
         props = self.property if isinstance(self.property, list) else [self.property]
         return (self.impl in ("*", impl) and ("*" in props or prop in props)
                 and self.variant in ("*", facts["variant"])
-                and all(_holds(facts[k], v) for k, v in self.when.items()))
+                and all(k in facts and _holds(facts[k], v) for k, v in self.when.items()))
 
     def explains(self, message: str) -> bool:
         return not self.message or re.search(self.message, message) is not None
@@ -128,7 +124,10 @@ class Entry:
         return f"{self.id}{bound}: {self.reason}{up}"
 
 
-def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
+def _entry(raw: Any, where: str) -> Entry:
+    from conformance.families.registry import families
+
+    fams = families()
     if not isinstance(raw, dict):
         raise KnownFailuresError(f"{where}: each [[deviation]] must be a table")
     unknown = set(raw) - _KEYS
@@ -137,11 +136,15 @@ def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
         bad = f"unknown key(s) {sorted(unknown)}" if unknown else f"missing key(s) {sorted(missing)}"
         raise KnownFailuresError(f"{where}: {bad}; keys are {sorted(_KEYS)}")
     e = Entry(**{"property": "*", **{k: raw[k] for k in raw}}, source=where)
+    if e.family not in fams:
+        raise KnownFailuresError(f"{where} ({e.id}): unknown family {e.family!r}; one of {sorted(fams)}")
+    fam = fams[e.family]
     for prop in e.property if isinstance(e.property, list) else [e.property]:
-        if prop != "*" and prop not in properties:
-            raise KnownFailuresError(f"{where} ({e.id}): unknown property {prop!r}")
-    if e.variant not in ("*", *_VARIANT_NAMES) and not e.test:
-        raise KnownFailuresError(f"{where} ({e.id}): unknown variant {e.variant!r}; one of {_VARIANT_NAMES}")
+        if prop != "*" and prop not in fam.properties:
+            raise KnownFailuresError(f"{where} ({e.id}): unknown property {prop!r} of family {e.family!r}")
+    variants = tuple(str(v) for v in fam.variants() if v is not None)
+    if e.variant not in ("*", *variants) and not e.test:
+        raise KnownFailuresError(f"{where} ({e.id}): unknown variant {e.variant!r}; one of {variants}")
     if e.test and not (isinstance(e.variant, str)
                        or (isinstance(e.variant, list) and e.variant and all(isinstance(v, str) for v in e.variant))):
         raise KnownFailuresError(f"{where} ({e.id}): 'variant' of a whole-test entry is a parameter name or a "
@@ -155,10 +158,9 @@ def _entry(raw: Any, where: str, properties: Iterable[str]) -> Entry:
             raise KnownFailuresError(f"{where} ({e.id}): 'timeout_s' bounds examples; a whole-test entry "
                                      "('test') cannot set it")
         e.timeout_s = float(e.timeout_s)
-    from conformance.spec.cases import LayerCase
-
-    fields = set(LayerCase.__dataclass_fields__) | {"batch_dims", "batch_numel", "uneven", "features_per_rank",
-                                                    "variant"}
+    fields = set(getattr(fam.case_type, "__dataclass_fields__", ())) | {"variant"}
+    if e.family in ("linear", "subgroups"):
+        fields |= {"batch_dims", "batch_numel", "uneven", "features_per_rank"}
     if set(e.when) - fields:
         raise KnownFailuresError(f"{where} ({e.id}): unknown 'when' key(s) {sorted(set(e.when) - fields)}")
     try:
@@ -198,15 +200,13 @@ class KnownFailures:
 
     @classmethod
     def load(cls, paths: Iterable[str]) -> "KnownFailures":
-        from conformance.families.linear.properties import SPEC
-
         entries = []
         for path in paths:
             data = _read_toml(path)
             if set(data) - {"deviation"}:
                 raise KnownFailuresError(f"{path}: expected only [[deviation]] tables, found {sorted(set(data))}")
             for i, raw in enumerate(data.get("deviation", [])):
-                entries.append(_entry(raw, f"{path} [[deviation]] #{i + 1}", SPEC))
+                entries.append(_entry(raw, f"{path} [[deviation]] #{i + 1}"))
         return cls(entries)
 
     def for_impl(self, impl: str) -> "KnownFailures":

@@ -164,7 +164,7 @@ class Runner:
         stages = tuple(STAGES if stages is None else stages)
         tensors = make_tensors(case, update="train_step" in stages)
         outcome = Outcome(case, tensors, stages=stages)
-        message = {"cmd": "run", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
+        message = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
         messages = {r: message for r in range(case.world_size)}
         sliced = (case.kind == "row" and case.input_is_parallel) or (case.kind == "column" and not case.gather_output)

@@ -1,22 +1,23 @@
-"""The suite as property tests use it: run a case for the impl under test, check one property,
-and raise an ``AssertionError`` that reads as a complete failure report."""
+"""The suite as property tests use it: run a case of any family for the impl under test, judge one
+property, and raise an ``AssertionError`` that reads as a complete failure report."""
 
 from __future__ import annotations
 
 import shlex
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from conformance.engine.runner import Runner
-from conformance.families.linear import properties
-from conformance.families.linear.diagnosis import likely_cause
-from conformance.families.linear.properties import Evidence, Violation
-from conformance.families.subgroups import verdict as subgroups
-from conformance.spec.cases import STAGES, LayerCase
-from conformance.spec.dense import dense_linear
+from conformance.families.registry import family, family_of
+from conformance.spec.family import Family
+from conformance.spec.violations import Violation
 from conformance.transport.harness import GroupPool
 from impls.protocol import Capabilities
-from strategies import DTYPES, Variant, layer_cases, world_sizes
+from strategies import DTYPES, Variant
+
+
+class NotOffered(Exception):
+    """The impl offers none of a family's (optional) layers; the message is the skip line."""
 
 
 class Suite:
@@ -29,33 +30,13 @@ class Suite:
         self.examples = 0
         self._strategies: dict = {}
 
-    def unsupported(self, variant: Variant) -> Optional[str]:
-        """Why the impl does not declare ``variant`` (``None`` when it does)."""
-        caps = self.capabilities
-        if variant.kind == "column" and variant.gather_output not in caps.column_gather_output:
-            return f"{self.impl_spec} does not declare gather_output={variant.gather_output}"
-        if variant.kind == "row" and variant.input_is_parallel not in caps.row_input_is_parallel:
-            return f"{self.impl_spec} does not declare input_is_parallel={variant.input_is_parallel}"
-        if not self._dtypes():
-            return f"{self.impl_spec} declares none of the dtypes {list(self.dtypes)}"
-        return None
-
+    # -- the run's options and the impl's declaration ---------------------------------------------
     def _dtypes(self) -> list[str]:
         return [d for d in self.dtypes if d in self.capabilities.dtypes]
 
-    def cases(self, variant: Variant):
-        """The Hypothesis strategy of cases for ``variant`` within this run's options (built once:
-        Hypothesis works out a new strategy's properties on first use, at a cost per example)."""
-        if variant not in self._strategies:
-            self._strategies[variant] = self._cases(variant)
-        return self._strategies[variant]
-
-    def _cases(self, variant: Variant):
-        # an impl that may reject non-divisible dims gets mostly divisible cases: an uneven case
-        # only checks that it is rejected, and must not crowd out the cases that test the maths
-        uneven = True if self.capabilities.uneven_shards else "rarely"
-        return layer_cases(variant=variant, world_sizes=world_sizes(allowed=self.world_sizes),
-                           dtypes=self._dtypes(), uneven=uneven)
+    def unsupported(self, variant: Variant) -> Optional[str]:
+        """Why the impl does not declare the linear layer ``variant`` (``None`` when it does)."""
+        return family("linear").unsupported(self, variant)  # type: ignore[attr-defined]
 
     @property
     def pool(self) -> GroupPool:
@@ -69,6 +50,14 @@ class Suite:
     def capabilities(self) -> Capabilities:
         return Capabilities.from_dict(self.description["capabilities"])
 
+    def cases(self, variant: Any, family_name: str = "linear"):
+        """The Hypothesis strategy of ``family_name``'s cases for ``variant`` within this run's options
+        (built once: Hypothesis works out a new strategy's properties on first use, at a cost per example)."""
+        key = (family_name, variant)
+        if key not in self._strategies:
+            self._strategies[key] = family(family_name).cases(self, variant)
+        return self._strategies[key]
+
     @contextmanager
     def bounded(self, timeout_s: Optional[float], why: str = "") -> Iterator[None]:
         """Examples run inside get ``timeout_s`` instead of ``--tp-timeout`` (``None``: unchanged);
@@ -80,54 +69,62 @@ class Suite:
         finally:
             self.runner.example_timeout = saved
 
-    def evidence(self, case: LayerCase, stages: Optional[Sequence[str]] = None) -> Evidence:
-        """Run ``case`` (the worker ``stages`` named, all by default) and pair what came back with
-        the float64 ground truth, which the verdict computes while the ranks run."""
-        dense = []
-        outcome = self.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)))
-        self.examples += 1
-        truth = dense[0] if dense else dense_linear(outcome.tensors)
-        return Evidence(case, outcome, truth, self.capabilities.uneven_shards)
+    # -- one example ----------------------------------------------------------------------------------
+    def evidence(self, case, stages: Optional[Sequence[str]] = None):
+        """Run ``case`` (the worker ``stages`` named, all by default; families without stages run
+        whole) and pair what came back with the float64 ground truth. ``None``: not offered."""
+        return family_of(case).run(self, case, stages)
 
-    def checked(self, case: LayerCase, prop: str) -> tuple[Evidence, list[Violation]]:
+    def checked(self, case, prop: str) -> tuple[Any, list[Violation]]:
         """The example run with only the stages ``prop`` reads; when it violates ``prop``, run again
         with every stage, so the report (and its likely cause) sees everything the layer did — unless
-        a stage ``prop`` does not read crashes that run: the violation found stays the report."""
-        ev = self.evidence(case, properties.stages_for([prop]))
-        found = properties.evaluate(ev, prop)
-        if found and not ev.outcome.crash and ev.outcome.stages != STAGES:
-            full = self.evidence(case)
-            again = properties.evaluate(full, prop)
-            if again and not full.outcome.crash:
+        a stage ``prop`` does not read crashes that run: the violation found stays the report.
+        Raises :class:`NotOffered` when the impl offers no layer of the case's family."""
+        fam = family_of(case)
+        stages = fam.stages_for([prop])
+        ev = fam.run(self, case, stages)
+        if ev is None:
+            raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
+        found = fam.judge(ev, prop)
+        if found and stages is not None and stages != fam.stages and not fam.did_not_complete(ev):
+            full = fam.run(self, case)
+            again = fam.judge(full, prop)
+            if again and not fam.did_not_complete(full):
                 return full, again
         return ev, found
 
-    def violations(self, case: LayerCase, prop: str) -> list[Violation]:
-        if case.tp_groups > 1:
-            return subgroups.violations(self, case, prop)
-        return self.checked(case, prop)[1]
+    def violations(self, case, prop: str) -> list[Violation]:
+        try:
+            return self.checked(case, prop)[1]
+        except NotOffered:
+            return []
 
-    def check(self, case: LayerCase, prop: str) -> None:
-        if case.tp_groups > 1:
-            return subgroups.check(self, case, [prop])
-        ev, found = self.checked(case, prop)
+    def check(self, case, prop: str) -> None:
+        try:
+            ev, found = self.checked(case, prop)
+        except NotOffered as exc:
+            import pytest
+
+            pytest.skip(str(exc))
         if found:
             raise AssertionError(format_failure(ev, prop, found, self.impl_spec))
 
 
-def replay_command(impl_spec: str, case: LayerCase, prop: Optional[str] = None) -> str:
-    cmd = f"python -m conformance replay --impl={shlex.quote(impl_spec)} {shlex.quote(case.token())}"
+def replay_command(impl_spec: str, case, prop: Optional[str] = None) -> str:
+    token = family_of(case).token(case)
+    cmd = f"python -m conformance replay --impl={shlex.quote(impl_spec)} {shlex.quote(token)}"
     return cmd + (f" --property={prop}" if prop else "")
 
 
-def format_failure(ev: Evidence, prop: str, found: list[Violation], impl_spec: str) -> str:
+def format_failure(ev, prop: str, found: list[Violation], impl_spec: str, fam: Optional[Family] = None) -> str:
+    fam = fam or family_of(ev.case)
     lines = [
         f"property violated: {prop.replace('_', ' ')}",
-        f"case: {ev.case.describe()}",
+        f"case: {fam.describe(ev.case)}",
     ]
     for v in found[:8]:
         lines.append(f"  - {v.message}")
-        cause = likely_cause(ev, v)
+        cause = fam.likely_cause(ev, v)
         if cause:
             lines.append(f"    likely cause: {cause}")
     if len(found) > 8:

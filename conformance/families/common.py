@@ -3,8 +3,7 @@
 
 An extension module defines its case, its properties and a few lines gluing these together:
 
-- :class:`ExtensionCase`: ``torch_dtype``, ``token()`` and ``as_dict()`` for a frozen dataclass case;
-- :func:`run_on_every_rank`: send one worker command (``conformance.families.worker_commands``) for a case
+- :func:`run_on_every_rank`: send one worker command (registered in the family's ``worker.py``) for a case
   to each of its ranks and collect their replies;
 - :func:`preconditions`: the violations that stop a property from being evaluated (the run did not
   complete, or a rank's construction raised);
@@ -16,31 +15,13 @@ An extension module defines its case, its properties and a few lines gluing thes
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any, Callable, Iterable, NoReturn, Optional, Sequence, Union
 
 import torch
 
-from conformance.families.linear.properties import Violation
 from conformance.spec.compare import compare
-
-
-class ExtensionCase:
-    """Mixin for an extension's frozen dataclass case: its fields as plain data (tuples as lists)."""
-
-    dtype: str
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return getattr(torch, self.dtype)
-
-    def token(self) -> str:
-        """A one-line form of every field (to paste into a test as ``Case(**...)``)."""
-        return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+from conformance.spec.family import Family
+from conformance.spec.violations import Violation
 
 
 def run_on_every_rank(suite, case, command: str,
@@ -50,12 +31,14 @@ def run_on_every_rank(suite, case, command: str,
 
     Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
     not complete (``None`` when it did)."""
-    ws = case.world_size
+    from conformance.families.registry import family_of
+
+    ws, family = case.world_size, family_of(case).name
     if callable(data):
-        messages = {r: {"cmd": command, "impl": suite.impl_spec, "case": case.as_dict(), "data": data(r)}
-                    for r in range(ws)}
+        messages = {r: {"cmd": command, "family": family, "impl": suite.impl_spec, "case": case.as_dict(),
+                        "data": data(r)} for r in range(ws)}
     else:
-        message = {"cmd": command, "impl": suite.impl_spec, "case": case.as_dict(), "data": data}
+        message = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": case.as_dict(), "data": data}
         messages = {r: message for r in range(ws)}
     results, crash = suite.runner.request(ws, messages)
     suite.examples += 1
@@ -138,3 +121,18 @@ def skip_not_offered(suite, what: str) -> NoReturn:
     import pytest
 
     pytest.skip(f"{suite.impl_spec} offers no {what} (optional)")
+
+
+class ExtensionFamily(Family):
+    """A family whose verdict module has ``evidence(suite, case)`` (``None``: not offered) and
+    ``violations(suite, case, prop, ev)``, and whose examples always run whole (no stages)."""
+
+    verdict: Any = None  # the family's verdict module
+
+    def run(self, suite, case, stages: Optional[Sequence[str]] = None):
+        ev = self.verdict.evidence(suite, case)
+        offered = getattr(ev, "provided", True)
+        return ev if ev is not None and (offered or getattr(ev, "crash", None)) else None
+
+    def judge(self, ev, prop: str) -> list[Violation]:
+        return self.verdict.violations(None, ev.case, prop, ev)

@@ -216,7 +216,7 @@ class Grader:
         if not found:  # a failure that did not come back (a non-deterministic candidate)
             return {"verdict": "fail", "reason": "it failed once on this case, then passed on it",
                     "minimal_example": self._example(unshrunk, prop, shrunk=False), "errors": []}
-        text = (format_failure(ev, prop, found, self.impl) if ev is not None  # type: ignore[arg-type]
+        text = (format_failure(ev, prop, found, self.impl) if ev is not None
                 else "\n".join(v.message for v in found) + f"\nreplay: {replay_command(self.impl, case, prop)}")
         return {"verdict": "fail", "reason": found[0].message.splitlines()[0], "failure": text,
                 "minimal_example": self._example(case, prop, shrunk=shrunk), "errors": error_figures(found)}

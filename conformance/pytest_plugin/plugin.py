@@ -6,13 +6,31 @@ Registered through the ``pytest11`` entry point, so any repo where tpconform is 
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import pytest
 
 from conformance.pytest_plugin import profiles
 
-_STATE: dict = {"suite": None, "pool": None}
+
+@dataclass
+class RunState:
+    """What one pytest run holds for the suite, kept in ``config.stash`` (as pytest-xdist keeps its own)."""
+
+    world_sizes: list[int] = field(default_factory=list)
+    dtypes: list[str] = field(default_factory=list)
+    backend_note: str = ""  # what --backend left out (e.g. world sizes above the GPU count)
+    backend_skip: Optional[str] = None  # why every suite test is skipped (no world size can run)
+    suite: Any = None  # the Suite (wrapped for known failures), made on first use
+    pool: Any = None  # the process groups (GroupPool, or torchrun's StorePool)
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+def state(config) -> RunState:
+    return config.stash[STATE]
 
 
 def pytest_addoption(parser):
@@ -73,19 +91,22 @@ def pytest_cmdline_main(config):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "tp_property(family, property): the test judges that property of that family")
+    run = config.stash[STATE] = RunState()
     try:
-        config._tp_world_sizes = parse_world_sizes(config.getoption("world_sizes"))
+        run.world_sizes = parse_world_sizes(config.getoption("world_sizes"))
     except ValueError:
         raise pytest.UsageError(f"--world-sizes={config.getoption('world_sizes')}: expected e.g. '1-8' or '2,3,4'")
-    config._tp_backend_skip = _select_backend(config)
+    run.backend_skip = _select_backend(config)
     if config.getoption("tp_torchrun"):
         from conformance.transport import torchrun_mode
-        torchrun_mode.configure(config)  # only the torchrun world size; --backend's GPUs are per node
-    config._tp_dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
+        # only the torchrun world size; --backend's GPUs are per node
+        run.world_sizes, run.backend_skip, run.backend_note = torchrun_mode.configure(config, run.world_sizes)
+    run.dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
     from impls.protocol import ALL_DTYPES as DTYPES  # names only: runs that never use the suite skip torch
 
-    bad = [d for d in config._tp_dtypes if d not in DTYPES]
-    if bad or not config._tp_dtypes:
+    bad = [d for d in run.dtypes if d not in DTYPES]
+    if bad or not run.dtypes:
         raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
 
@@ -94,10 +115,11 @@ def _select_backend(config) -> Optional[str]:
     """Apply ``--backend`` (before any group starts) and keep the world sizes it can run here;
     return why every suite test must be skipped (``None``: some can run)."""
     from conformance.transport import backends
+    run = state(config)
     backend = config.getoption("backend")
     backends.select(backend)
-    config._tp_world_sizes, config._tp_backend_note = backends.runnable_world_sizes(backend, config._tp_world_sizes)
-    return None if config._tp_world_sizes else config._tp_backend_note
+    run.world_sizes, run.backend_note = backends.runnable_world_sizes(backend, run.world_sizes)
+    return None if run.world_sizes else run.backend_note
 
 
 def _impl_spec(config) -> str:
@@ -106,7 +128,8 @@ def _impl_spec(config) -> str:
 
 def _make_suite(config):
     """Start the suite for ``--impl`` and check the impl loads; one clear line if it does not."""
-    if _STATE["suite"] is None:
+    run = state(config)
+    if run.suite is None:
         from conformance.engine.runner import ImplUnusable
         from conformance.engine.suite import Suite
         from impls.registry import ImplError, classify
@@ -114,7 +137,7 @@ def _make_suite(config):
         spec = _impl_spec(config)
         try:
             classify(spec)
-            suite = Suite(spec, _pool(config), world_sizes=config._tp_world_sizes, dtypes=config._tp_dtypes)
+            suite = Suite(spec, _pool(config), world_sizes=run.world_sizes, dtypes=run.dtypes)
             suite.description  # loads the impl in a worker
             empty = nothing_to_check(suite)
             if empty:
@@ -123,8 +146,8 @@ def _make_suite(config):
             raise pytest.UsageError(str(exc)) from None
         from conformance.engine.known_failures import for_pytest
 
-        _STATE["suite"] = for_pytest(config, suite)
-    return _STATE["suite"]
+        run.suite = for_pytest(config, suite)
+    return run.suite
 
 
 def nothing_to_check(suite) -> Optional[str]:
@@ -137,28 +160,31 @@ def nothing_to_check(suite) -> Optional[str]:
 
 
 def _pool(config):
-    if _STATE["pool"] is None and config.getoption("tp_torchrun"):
+    run = state(config)
+    if run.pool is None and config.getoption("tp_torchrun"):
         from conformance.transport import torchrun_mode
-        _STATE["pool"] = torchrun_mode.pool_for(config)
-    if _STATE["pool"] is None:
+
+        run.pool = torchrun_mode.pool_for(config)
+    if run.pool is None:
         from conformance.transport.harness import GroupPool, parse_size
 
         try:
             limit = parse_size(config.getoption("tp_memory_limit"))
         except ValueError as exc:
             raise pytest.UsageError(f"--tp-memory-limit: {exc}") from None
-        _STATE["pool"] = GroupPool(timeout_s=config.getoption("tp_timeout"), memory_limit=limit)
-    return _STATE["pool"]
+        run.pool = GroupPool(timeout_s=config.getoption("tp_timeout"), memory_limit=limit)
+    return run.pool
 
 
 def pytest_sessionstart(session):
     if session.config.getoption("impl") is not None and not session.config.getoption("list_impls") \
-            and not session.config._tp_backend_skip:
+            and not state(session.config).backend_skip:
         _make_suite(session.config)
 
 
 def pytest_report_header(config) -> Optional[list[str]]:
-    suite = _STATE["suite"]
+    run = state(config)
+    suite = run.suite
     if suite is None:
         return None
     import torch
@@ -169,9 +195,9 @@ def pytest_report_header(config) -> Optional[list[str]]:
         f"tpconform: impl={suite.impl_spec} ({d['name']} {d.get('version') or ''}".rstrip() + ")",
         f"tpconform: capabilities: {caps}",
         f"tpconform: torch {torch.__version__}, backend {config.getoption('backend')}"
-        + (f" ({config._tp_backend_note})" if config._tp_backend_note else "")
-        + f", world sizes {config._tp_world_sizes}, "
-        f"dtypes {config._tp_dtypes}, profile {profiles.active_name()}",
+        + (f" ({run.backend_note})" if run.backend_note else "")
+        + f", world sizes {run.world_sizes}, "
+        f"dtypes {run.dtypes}, profile {profiles.active_name()}",
     ]
 
 
@@ -179,26 +205,28 @@ def pytest_collection_modifyitems(session, config, items):
     uses_suite = [item for item in items if "tp_suite" in getattr(item, "fixturenames", ())]
     if not uses_suite:
         return
-    if config._tp_backend_skip:  # e.g. --backend nccl on a machine without GPUs: start nothing
+    run = state(config)
+    if run.backend_skip:  # e.g. --backend nccl on a machine without GPUs: start nothing
         for item in uses_suite:
-            item.add_marker(pytest.mark.skip(reason=config._tp_backend_skip))
+            item.add_marker(pytest.mark.skip(reason=run.backend_skip))
         return
     suite = _make_suite(config)
+    from conformance.families.registry import family
+
     for item in uses_suite:
+        marker = item.get_closest_marker("tp_property")
         callspec = getattr(item, "callspec", None)
-        variant = callspec.params.get("variant") if callspec else None
-        if variant is None:
+        if marker is None or callspec is None:
             continue
-        reason = suite.unsupported(variant)
-        if reason is None and "ranks_agree" in item.name and str(variant) == "column-sharded-output":
-            reason = "a sharded column output is not replicated: nothing to agree on"
+        fam, prop = family(marker.args[0]), marker.args[1]
+        reason = fam.not_applicable(suite, callspec.params.get("variant"), prop)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_runtest_setup(item):
     """Under torchrun a lost group cannot be rebuilt: once it is gone, the remaining suite tests skip."""
-    lost = getattr(_STATE["pool"], "lost", None)
+    lost = getattr(state(item.config).pool, "lost", None)
     if lost and "tp_suite" in getattr(item, "fixturenames", ()):
         pytest.skip(lost)
 
@@ -216,6 +244,7 @@ def tp_suite(request):
 
 
 def pytest_unconfigure(config):
-    if _STATE["pool"] is not None:
-        _STATE["pool"].close()
-    _STATE.update(suite=None, pool=None)
+    run = config.stash.get(STATE, None)
+    if run is not None and run.pool is not None:
+        run.pool.close()
+        run.pool = run.suite = None

@@ -387,7 +387,8 @@ def _context():
     global _ctx
     if _ctx is None:
         _ctx = mp.get_context("forkserver")
-        _ctx.set_forkserver_preload(["conformance.transport.forkserver_init", "conformance.transport.worker", "impls.reference"])
+        _ctx.set_forkserver_preload(["conformance.transport.forkserver_init", "conformance.transport.worker",
+                                       "conformance.families.linear.worker", "impls.reference"])
     return _ctx
 
 

@@ -376,8 +376,9 @@ class StorePool:
 
 
 # -- the plugin's side ---------------------------------------------------------------------------
-def configure(config) -> None:
-    """``pytest_configure`` in torchrun mode: draw only the torchrun world size."""
+def configure(config, asked_sizes: list[int]) -> tuple[list[int], Optional[str], str]:
+    """``pytest_configure`` in torchrun mode: draw only the torchrun world size. Returns the world
+    sizes to draw, why every suite test is skipped (``None``: they run), and the header's note."""
     import pytest
 
     world = config.getoption("tp_torchrun_world_size")
@@ -388,13 +389,11 @@ def configure(config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(f"--tp-torchrun: {exc}") from None
     asked = config.getoption("world_sizes")
-    if asked != DEFAULT_WORLD_SIZES and world not in config._tp_world_sizes:
-        config._tp_backend_skip = (f"the torchrun world has {world} ranks, and --world-sizes={asked} does not "
-                                   "include it (under torchrun every example uses the whole world)")
-    else:
-        config._tp_backend_skip = None  # each node's GPUs serve its own ranks: the local count does not matter
-    config._tp_world_sizes = [world]
-    config._tp_backend_note = f"torchrun, {world} ranks"
+    skip = None  # each node's GPUs serve its own ranks: the local count does not matter
+    if asked != DEFAULT_WORLD_SIZES and world not in asked_sizes:
+        skip = (f"the torchrun world has {world} ranks, and --world-sizes={asked} does not "
+                "include it (under torchrun every example uses the whole world)")
+    return [world], skip, f"torchrun, {world} ranks"
 
 
 def pool_for(config) -> StorePool:

@@ -12,11 +12,12 @@ import torch
 from conformance.engine.suite import Suite
 from conformance.families.linear import properties
 from conformance.families.linear.diagnosis import likely_cause
-from conformance.families.subgroups import verdict as subgroups
+from conformance.families.subgroups.family import FAMILY as SUBGROUPS
 from conformance.spec.cases import LayerCase
 from conformance.transport import backends
 from conformance.transport.harness import GroupPool
 from impls.simple_module import SimpleModuleImpl
+from strategies import VARIANTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOOD = os.path.join(ROOT, "tests", "selftest", "fixtures", "simple_module_good.py")
@@ -36,9 +37,9 @@ def test_simple_module_layers_are_not_handed_a_sub_group(pool):
     apply to it, and say so in one line naming the convention."""
     suite = Suite(GOOD, pool)
     assert suite.capabilities.accepts_group is False
-    why = subgroups.not_applicable(suite)
+    why = SUBGROUPS.not_applicable(suite, VARIANTS[0], "output_matches_the_dense_layer")
     assert why and why.startswith("not applicable: the simple-module convention's layers") and "\n" not in why
-    assert subgroups.not_applicable(Suite("reference", pool)) is None
+    assert SUBGROUPS.not_applicable(Suite("reference", pool), VARIANTS[0], "output_matches_the_dense_layer") is None
 
 
 def test_a_module_cannot_declare_that_its_simple_module_layers_take_a_group():

@@ -122,12 +122,12 @@ def test_a_whole_test_entry_is_not_stale_when_its_test_skips(tmp_path):
         [[deviation]]
         id = "subgroups-whole-test"
         impl = "reference"
-        test = "test_each_tp_group_matches_the_dense_layer"
+        test = "test_in_every_tp_group_output_matches_the_dense_layer"
         message = "never printed"
         reason = "a whole-test entry whose test skips at world sizes 1-2"
     """)
     r = pytest_run("--impl=reference", f"--known-failures={known}", "--world-sizes=1-2",
-                   "tests/properties/test_subgroups.py", "-k", "row-full-input")
+                   "tests/properties/test_families.py", "-k", "test_in_every_tp_group_output and row-full-input")
     assert r.returncode == 0 and "STALE" not in r.stdout, r.stdout[-3000:]
     assert "known failure subgroups-whole-test was not exercised" in r.stdout, r.stdout[-3000:]
 

@@ -20,7 +20,6 @@ from typing import Optional, Sequence
 import torch
 
 from conformance.families.common import (
-    ExtensionCase,
     compare_on_rank,
     not_offered,
     preconditions,
@@ -30,26 +29,9 @@ from conformance.families.common import (
     skip_not_offered,
     split_sizes,
 )
-from conformance.families.linear.properties import Violation
+from conformance.families.embedding.case import EmbeddingCase
 from conformance.spec import tolerance as tol
-
-
-@dataclass(frozen=True)
-class EmbeddingCase(ExtensionCase):
-    world_size: int
-    vocab: int
-    dim: int
-    batch_shape: tuple[int, ...]  # the shape of the ids
-    dtype: str
-    seed: int = 0
-
-    @property
-    def uneven(self) -> bool:
-        return self.vocab % self.world_size != 0
-
-    def describe(self) -> str:
-        return (f"vocab-parallel embedding, world_size={self.world_size}, vocab={self.vocab}, dim={self.dim}, "
-                f"ids shape {list(self.batch_shape)}, dtype={self.dtype}, seed={self.seed}")
+from conformance.spec.violations import Violation
 
 
 @dataclass

@@ -39,17 +39,9 @@ import torch
 from conformance.engine.runner import Outcome
 from conformance.spec import tolerance as tol
 from conformance.spec.cases import STAGES, TRAIN_LR, LayerCase
-from conformance.spec.compare import Mismatch, compare
+from conformance.spec.compare import compare
 from conformance.spec.dense import DenseResult, dense_linear
-
-
-@dataclass
-class Violation:
-    property: str
-    message: str
-    rank: Optional[int] = None
-    quantity: str = ""
-    mismatch: Optional[Mismatch] = None
+from conformance.spec.violations import Violation
 
 
 @dataclass

@@ -26,7 +26,6 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from conformance.families.common import (
-    ExtensionCase,
     compare_on_rank,
     did_not_complete,
     not_offered,
@@ -36,34 +35,14 @@ from conformance.families.common import (
     skip_not_offered,
     split_sizes,
 )
-from conformance.families.linear.properties import Violation
+from conformance.families.primitives.case import PrimitiveCase
 from conformance.spec import tolerance as tol
+from conformance.spec.violations import Violation
 
-PRIMITIVES = ("copy_to", "reduce_from", "scatter_to", "gather_from")
-LAYOUTS = ("contiguous", "strided", "transposed")
 # the tensors that differ per rank; the rest are the same on every rank (replicated)
 _PER_RANK_X = {"reduce_from", "gather_from"}
 _PER_RANK_G = {"copy_to"}
 
-
-@dataclass(frozen=True)
-class PrimitiveCase(ExtensionCase):
-    world_size: int
-    primitive: str
-    shape: tuple[int, ...]  # the input's shape on each rank
-    dtype: str
-    layout: str = "contiguous"
-    seed: int = 0
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        if self.primitive == "gather_from":
-            return (*self.shape[:-1], self.shape[-1] * self.world_size)
-        return self.shape  # scatter_to: the full grad; each rank back-propagates its slice
-
-    def describe(self) -> str:
-        return (f"{self.primitive}, world_size={self.world_size}, input shape {list(self.shape)} on each rank, "
-                f"dtype={self.dtype}, layout={self.layout}, seed={self.seed}")
 
 
 @dataclass

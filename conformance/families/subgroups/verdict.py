@@ -16,9 +16,7 @@ import dataclasses
 from typing import Optional, Sequence
 
 from conformance.engine.runner import Outcome, _sliced_messages
-from conformance.families.linear import properties
-from conformance.families.linear.diagnosis import likely_cause
-from conformance.families.linear.properties import Evidence, Violation
+from conformance.families.linear.properties import Evidence
 from conformance.spec.cases import STAGES, LayerCase, make_tensors
 from conformance.spec.dense import dense_linear
 
@@ -39,7 +37,7 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
     stages = tuple(STAGES if stages is None else stages)
     outcomes = [Outcome(c, make_tensors(c, update="train_step" in stages), stages=stages) for c in cases]
     messages = {
-        r: {"cmd": "run_tp_group", "impl": suite.impl_spec, "case": case.as_dict(),
+        r: {"cmd": "run_tp_group", "family": "subgroups", "impl": suite.impl_spec, "case": case.as_dict(),
             "data": outcomes[g].tensors.as_dict(), "stages": list(stages)}
         for g in range(case.tp_groups) for r in group_ranks(case, g)
     }
@@ -72,84 +70,3 @@ def evidences(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) ->
     suite.examples += 1
     uneven_ok = suite.capabilities.uneven_shards
     return [Evidence(oc.case, oc, dense_linear(oc.tensors), uneven_ok) for oc in run(suite, case, stages)]
-
-
-def _found(evs: Sequence[Evidence], props: Sequence[str]) -> bool:
-    return any(properties.evaluate(ev, prop) for ev in evs for prop in props)
-
-
-def checked(suite, case: LayerCase, props: Sequence[str]) -> list[Evidence]:
-    """The evidence for ``props``: the example run with only the stages they read, and run again
-    with every stage when one of them fails, so the report sees everything (as ``Suite.checked``)."""
-    stages = properties.stages_for(props)
-    evs = evidences(suite, case, stages)
-    if stages != STAGES and _found(evs, props) and not evs[0].outcome.crash:
-        full = evidences(suite, case)
-        if _found(full, props) and not full[0].outcome.crash:
-            return full
-    return evs
-
-
-def _in_group(case: LayerCase, g: int, v: Violation) -> Violation:
-    ranks = group_ranks(case, g)
-    where = f"TP group {g} (global ranks {ranks.start}-{ranks.stop - 1}; ranks below are group-local)"
-    return dataclasses.replace(v, message=f"{where}: {v.message}")
-
-
-def violations(suite, case: LayerCase, prop: str, evs: Sequence[Evidence] = ()) -> list[Violation]:
-    """The ways ``prop`` fails in any TP group of ``case``."""
-    evs = evs or checked(suite, case, [prop])
-    return [_in_group(case, g, v) for g, ev in enumerate(evs) for v in properties.evaluate(ev, prop)]
-
-
-def check(suite, case: LayerCase, props: Sequence[str]) -> None:
-    """Run ``case`` once and raise one report naming every property that fails in any TP group."""
-    from conformance.engine.suite import replay_command
-
-    evs = checked(suite, case, props)
-    lines = []
-    for prop in props:
-        found = [(g, v) for g, ev in enumerate(evs) for v in properties.evaluate(ev, prop)]
-        if not found:
-            continue
-        lines.append(f"property violated in a TP sub-group: {prop.replace('_', ' ')}")
-        for g, v in found[:6]:
-            lines.append(f"  - {_in_group(case, g, v).message}")
-            cause = likely_cause(evs[g], v)
-            if cause:
-                lines.append(f"    likely cause: {cause}")
-        lines.append(f"replay: {replay_command(suite.impl_spec, case, prop)}")
-    if lines:
-        raise AssertionError("\n".join([f"case: {case.describe()}", *lines]))
-
-
-def not_applicable(suite) -> Optional[str]:
-    """Why sub-group checks do not apply to the impl under test (``None``: they do), in one line."""
-    if suite.capabilities.accepts_group:
-        return None
-    convention = str(suite.description.get("convention") or "")[:40]
-    who = f"the {convention} convention's layers" if convention else f"{suite.impl_spec}'s layers"
-    return (f"not applicable: {who} take rank and world size from the default group and cannot be given "
-            "a TP sub-group (capability accepts_group=False)")
-
-
-def cases(suite, variant):
-    """The strategy of sub-group cases for ``variant`` within the run's options (``None``: the
-    allowed world sizes hold no layout)."""
-    from strategies.groups import tp_group_cases, tp_layouts
-
-    layouts = tp_layouts(suite.world_sizes)
-    return tp_group_cases(variant, layouts=layouts, dtypes=suite._dtypes()) if layouts else None
-
-
-def replay(suite, case: LayerCase, names: Sequence[str]) -> int:
-    """``python -m conformance replay`` for a sub-group case: run it once, report each property."""
-    evs = evidences(suite, case)
-    failed = 0
-    for name in names:
-        found = violations(suite, case, name, evs)
-        failed += bool(found)
-        print("\n".join([f"property violated: {name}", *(f"  - {v.message}" for v in found)]) + "\n"
-              if found else f"ok: {name}")
-    print(f"{len(names) - failed} passed, {failed} failed")
-    return 1 if failed else 0

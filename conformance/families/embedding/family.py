@@ -1,0 +1,24 @@
+"""The vocab-parallel embedding as a family (the spec: ``verdict``)."""
+
+from __future__ import annotations
+
+from conformance.families.common import ExtensionFamily
+from conformance.families.embedding import verdict
+from conformance.families.embedding.case import EmbeddingCase
+from conformance.spec.family import Property
+from strategies.embedding import embedding_cases
+
+
+class EmbeddingFamily(ExtensionFamily):
+    name = "embedding"
+    title = "the vocab-parallel embedding"
+    case_type = EmbeddingCase
+    offered_by = "vocab_parallel_embedding"
+    verdict = verdict
+    properties = {name: Property(name, fn) for name, fn in verdict.EMBEDDING_SPEC.items()}
+
+    def cases(self, suite, variant):
+        return embedding_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+
+
+FAMILY = EmbeddingFamily()

@@ -1,0 +1,74 @@
+"""Building and running layers on the ranks, the same way for every family (worker side)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from conformance.transport.worker_tools import as_tensor, error_text, exchange
+
+
+def copy_of(t, what: str):
+    """A detached copy of the tensor ``t`` (``None`` stays ``None``); ``what`` names it if it is not a tensor."""
+    return None if t is None else as_tensor(t, what).detach().clone()
+
+
+def built(impl, build, what: str):
+    """Build one layer; ``(layer, shards, None)``, ``(None, None, error text)``, or
+    ``(None, None, None)`` when the builder returned ``None`` (an optional layer not offered)."""
+    try:
+        layer = build()
+        if layer is None:
+            return None, None, None
+        w, b = impl.shards(layer)
+        w = as_tensor(w, f"the {what} weight shard").detach().clone()
+        return layer, (w, copy_of(b, f"the {what} bias shard")), None
+    except Exception as exc:
+        return None, None, error_text(exc)
+
+
+def build_on_every_rank(impl, build, what: str, group, share_shape: bool = False):
+    """Build this rank's layer, then tell the other ranks whether it was built (every rank joins).
+
+    Returns ``(layer, shards, table, result)``, ``result`` being this rank's reply so far. When
+    ``layer`` is ``None``, ``result`` is the whole reply: ``{"not_provided": True}`` (the builder
+    returned ``None``, the same on every rank: nothing else runs), or the ranks whose construction
+    raised. ``table`` has each rank's row: ``[1 if built else 0]``, then with ``share_shape`` its
+    weight shard's shape (``[-1, -1]`` when that is not a matrix)."""
+    layer, shards, error = built(impl, build, what)
+    if error is None and layer is None:
+        return None, None, None, {"not_provided": True}
+    result: dict = {"rank": dist.get_rank(group)}
+    shape = []
+    if share_shape:
+        shape = list(shards[0].shape) if error is None and shards[0].dim() == 2 else [-1, -1]
+    table = exchange([0 if error else 1, *shape], group)
+    if any(row[0] == 0 for row in table):
+        if error is not None:  # a rank that built its layer has no error to report
+            result["construct_error"] = error
+        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+        return None, None, None, result
+    return layer, shards, table, result
+
+
+def matching_upstream_grad(result: dict, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``g``, or zeros shaped like the output ``y`` when ``g``'s shape differs (noted in ``result``):
+    every rank runs its backward, so that the ranks' backward collectives stay matched."""
+    if y.shape != g.shape:
+        result["upstream_grad_replaced"] = f"output shape {list(y.shape)} != upstream grad {list(g.shape)}"
+        g = torch.zeros_like(y.detach())
+    return g
+
+
+def forward_and_backward(impl, layer, x: torch.Tensor, g: torch.Tensor, result: dict) -> None:
+    """Run ``layer`` on ``x`` (made a leaf that requires grad) and back-propagate the upstream grad
+    ``g``; record the output, the input grad and the layer's shard grads in ``result``."""
+    x.requires_grad_(True)
+    y = as_tensor(impl.forward(layer, x), "the layer's output")
+    result["output"] = y.detach().clone()
+    g = matching_upstream_grad(result, y, g)
+    if y.requires_grad:
+        y.backward(g)
+    result["input_grad"] = copy_of(x.grad, "the input grad")
+    w, b = impl.shard_grads(layer)
+    result["weight_grad"], result["bias_grad"] = copy_of(w, "the weight grad"), copy_of(b, "the bias grad")

@@ -1,0 +1,94 @@
+"""The single tensor-parallel linear layer — column or row — as a family (the spec: ``properties``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+from conformance.families.linear import properties
+from conformance.families.linear.diagnosis import likely_cause
+from conformance.families.linear.properties import Evidence
+from conformance.spec.cases import STAGES, LayerCase
+from conformance.spec.dense import dense_linear
+from conformance.spec.family import Family, Property
+from conformance.spec.violations import Violation
+from strategies import VARIANTS, Variant, layer_cases, world_sizes
+
+# A sharded column output is not replicated: the ranks have nothing to agree on.
+NOT_REPLICATED = "a sharded column output is not replicated: nothing to agree on"
+
+
+def variant_of(case: LayerCase) -> Variant:
+    return Variant(case.kind, case.gather_output, case.input_is_parallel)
+
+
+class LinearFamily(Family):
+    name = "linear"
+    title = "column- and row-parallel linear layers"
+    case_type = LayerCase
+    properties = {name: Property(name, fn, properties.NEEDS[name]) for name, fn in properties.SPEC.items()}
+    stages = STAGES
+
+    def variants(self) -> Sequence[Variant]:
+        return VARIANTS
+
+    def variant_of(self, case) -> str:
+        return str(variant_of(case))
+
+    def unsupported(self, suite, variant: Variant) -> Optional[str]:
+        """Why the impl does not declare ``variant`` (``None`` when it does)."""
+        caps = suite.capabilities
+        if variant.kind == "column" and variant.gather_output not in caps.column_gather_output:
+            return f"{suite.impl_spec} does not declare gather_output={variant.gather_output}"
+        if variant.kind == "row" and variant.input_is_parallel not in caps.row_input_is_parallel:
+            return f"{suite.impl_spec} does not declare input_is_parallel={variant.input_is_parallel}"
+        if not suite._dtypes():
+            return f"{suite.impl_spec} declares none of the dtypes {list(suite.dtypes)}"
+        return None
+
+    def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
+        if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
+            return NOT_REPLICATED
+        return self.unsupported(suite, variant)
+
+    def cases(self, suite, variant):
+        # an impl that may reject non-divisible dims gets mostly divisible cases: an uneven case
+        # only checks that it is rejected, and must not crowd out the cases that test the maths
+        uneven = True if suite.capabilities.uneven_shards else "rarely"
+        return layer_cases(variant=variant, world_sizes=world_sizes(allowed=suite.world_sizes),
+                           dtypes=suite._dtypes(), uneven=uneven)
+
+    def run(self, suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> Evidence:
+        """Run ``case`` (the worker ``stages`` named, all by default) and pair what came back with the
+        float64 ground truth, which the verdict computes while the ranks run."""
+        dense: list = []
+        outcome = suite.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)))
+        suite.examples += 1
+        truth = dense[0] if dense else dense_linear(outcome.tensors)
+        return Evidence(case, outcome, truth, suite.capabilities.uneven_shards)
+
+    def judge(self, ev: Evidence, prop: str) -> list[Violation]:
+        return properties.evaluate(ev, prop)
+
+    def did_not_complete(self, ev: Evidence) -> bool:
+        return bool(ev.outcome.crash)
+
+    def likely_cause(self, ev: Evidence, v: Violation) -> Optional[str]:
+        return likely_cause(ev, v)
+
+    def token(self, case: LayerCase) -> str:
+        return case.token()  # the family's own cases keep their bare tokens (older reports replay)
+
+    def facts(self, case: LayerCase) -> dict[str, Any]:
+        facts = case.as_dict()
+        facts["batch_shape"] = tuple(case.batch_shape)
+        facts["batch_dims"] = len(case.batch_shape)
+        facts["batch_numel"] = math.prod(case.batch_shape)
+        facts["uneven"] = case.uneven
+        split = case.out_features if case.kind == "column" else case.in_features
+        facts["features_per_rank"] = split / (case.tp_size or case.world_size)  # < 1: a rank holds none
+        facts["variant"] = self.variant_of(case)
+        return facts
+
+
+FAMILY = LinearFamily()

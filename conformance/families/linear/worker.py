@@ -1,0 +1,164 @@
+"""The linear family, worker side: build the layer on this rank, run the example's stages, report plain tensors."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.distributed as dist
+
+from conformance.spec.cases import STAGES, LayerCase, partition
+from conformance.transport.worker_tools import CollectiveVolume, as_tensor, error_text, exchange, laid_out, offsets
+
+
+def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict:
+    """Build the layer, report its shards, then run the ``stages`` asked for (all by default; a
+    test of one property asks only for those it reads: see ``conformance.families.linear.properties.NEEDS``)."""
+    stages = set(STAGES if stages is None else stages)
+    rank = dist.get_rank(group)
+    weight, bias, x, grad_out = data["weight"], data["bias"], data["x"], data["grad_out"]
+    result: dict = {"rank": rank}
+
+    # 1. build; every rank joins the status exchange, even when its build raised
+    try:
+        if case.kind == "column":
+            layer = impl.column(weight.clone(), None if bias is None else bias.clone(),
+                                gather_output=case.gather_output, group=group)
+        else:
+            layer = impl.row(weight.clone(), None if bias is None else bias.clone(),
+                             input_is_parallel=case.input_is_parallel, group=group)
+        w_shard, b_shard = impl.shards(layer)
+        w_shard = as_tensor(w_shard, "the weight shard")
+        shape = list(w_shard.shape) if w_shard.dim() == 2 else [-1, -1]
+        status = [1, *shape]
+        result["weight_shard"] = w_shard.detach().clone()
+        result["bias_shard"] = None if b_shard is None else as_tensor(b_shard, "the bias shard").detach().clone()
+    except Exception as exc:
+        status = [0, -1, -1]
+        result["construct_error"] = error_text(exc)
+    table = exchange(status, group)
+    if any(row[0] == 0 for row in table):
+        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+        return result
+
+    if not stages:
+        return result
+
+    # 2. the input this rank feeds: full, or its slice along the partition its weight implies
+    sliced = data.get("sliced")  # the verdict sent only this rank's slice of "x" or "grad_out" (runner.run)
+    x_in, g_in = _rank_inputs(case, table, rank, x, grad_out, sliced)
+    x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()  # contiguous copies: the values
+    backward = bool(stages & {"backward", "second_call", "collective_volume", "train_step"})
+    x_in.requires_grad_(backward)
+
+    # 3. forward (and backward), counting what this rank sends through collectives when asked to
+    with CollectiveVolume() if "collective_volume" in stages else contextlib.nullcontext() as volume:
+        output = as_tensor(impl.forward(layer, x_in), "the layer's output")
+        result["output"] = output.detach().clone()
+        if backward:
+            if output.shape != g_in.shape:
+                # keep every rank's backward collectives matched: back-propagate zeros of the output's shape
+                result["upstream_grad_replaced"] = (f"output shape {list(output.shape)} != upstream grad "
+                                                    f"{list(g_in.shape)}")
+                g_in = g_sent = torch.zeros_like(output.detach())
+            if output.requires_grad:
+                output.backward(g_in)
+    if volume is not None:
+        result["collective_elements"], result["collectives"] = volume.elements, volume.calls
+    result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
+    if not backward:
+        return result
+    result["input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
+    w_grad, b_grad = impl.shard_grads(layer)
+    result["weight_grad"] = None if w_grad is None else as_tensor(w_grad, "the weight grad").detach().clone()
+    result["bias_grad"] = None if b_grad is None else as_tensor(b_grad, "the bias grad").detach().clone()
+    result["grad_modified"] = not torch.equal(g_in, g_sent)
+
+    # 4. a second call, on the negated input: nothing from the first call may leak into it
+    if "second_call" in stages:
+        with torch.no_grad():
+            x_again = laid_out(-x_sent, case.layout)
+            again = as_tensor(impl.forward(layer, x_again), "the second call's output")
+        result["second_output"] = again.detach().clone()
+
+    # 5. a training step on the shards, then forward and backward again (conformance.spec.cases.UpdateTensors)
+    #    (its failure is its own: what the earlier stages found stands; no harness collective follows,
+    #    so a rank that raised alone leaves the others waiting in the layer's collective, a hang as before)
+    if "train_step" in stages:
+        try:
+            _train_step(impl, layer, case, data["update"], table, rank, result, data.get("sliced"))
+        except Exception as exc:
+            result["train_step_error"] = error_text(exc)
+    return result
+
+
+def _partition(case: LayerCase, table: list[list[int]]) -> list[int]:
+    """Each rank's share of the split dim, read from the shard shapes every rank reported
+    (``torch.tensor_split``'s when they do not form a partition: the shards property says why)."""
+    column = case.kind == "column"
+    return partition([int(row[1] if column else row[2]) for row in table],
+                     case.out_features if column else case.in_features, len(table))
+
+
+def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: torch.Tensor,
+                 sliced: str | None = None):
+    """The input and upstream grad this rank feeds: the full ones, or its slices along the partition
+    (a row layer's sliced input; a column layer's sharded output), in the case's layout. ``sliced``
+    names the tensor the verdict already sent as this rank's slice alone."""
+    if case.kind == "row" and case.input_is_parallel and sliced != "x":
+        cols = _partition(case, table)
+        x_in = x.narrow(-1, offsets(cols)[rank], cols[rank]).clone()
+    else:
+        x_in = x.clone()
+    if case.kind == "column" and not case.gather_output and sliced != "grad_out":
+        rows = _partition(case, table)
+        g_in = grad_out.narrow(-1, offsets(rows)[rank], rows[rank]).clone()
+    else:
+        g_in = grad_out.clone()
+    return laid_out(x_in, case.layout), laid_out(g_in, case.layout)
+
+
+def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, result: dict,
+                sliced: str | None = None) -> None:
+    """SGD (``torch.optim.SGD``, the grads just computed) on this rank's parameters (``impl.parameters``:
+    the shards ``impl.shards`` returns, unless an adapter says otherwise), then this rank's slice of
+    the delta added to the shards in place; then forward and backward on the
+    update's own input and upstream grad. The layer must compute from its shards as they are now."""
+    optimizer = torch.optim.SGD(impl.parameters(layer), lr=update["lr"])
+    optimizer.step()
+    optimizer.zero_grad()
+    w, b = impl.shards(layer)
+    sizes = _partition(case, table)
+    start, n = offsets(sizes)[rank], sizes[rank]
+    dw, db = update["delta_weight"], update["delta_bias"]
+    with torch.no_grad():
+        w.add_(dw.narrow(0, start, n) if case.kind == "column" else dw.narrow(1, start, n))
+        if b is not None and db is not None:
+            b.add_(db.narrow(0, start, n) if case.kind == "column" else db)
+    result["updated_weight_shard"] = as_tensor(w, "the weight shard").detach().clone()
+    result["updated_bias_shard"] = None if b is None else as_tensor(b, "the bias shard").detach().clone()
+    x_in, g_in = _rank_inputs(case, table, rank, update["x"], update["grad_out"], sliced)
+    x_in.requires_grad_(True)
+    output = as_tensor(impl.forward(layer, x_in), "the layer's output after the update")
+    result["step_output"] = output.detach().clone()
+    if output.shape != g_in.shape:  # keep the ranks' backward collectives matched
+        g_in = torch.zeros_like(output.detach())
+    if output.requires_grad:
+        output.backward(g_in)
+    result["step_input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
+    w_grad, b_grad = impl.shard_grads(layer)
+    result["step_weight_grad"] = None if w_grad is None else as_tensor(w_grad, "the weight grad").detach().clone()
+    result["step_bias_grad"] = None if b_grad is None else as_tensor(b_grad, "the bias grad").detach().clone()
+
+
+
+def run(message: dict, impl) -> dict:
+    """The ``run`` command: one layer example on the whole world."""
+    case = LayerCase.from_dict(message["case"])
+    data = message["data"]
+    if message.get("sliced"):
+        data = {**data, "sliced": message["sliced"]}
+    return run_example(impl, case, data, dist.group.WORLD, message.get("stages"))
+
+
+COMMANDS = {"run": run}

@@ -1,0 +1,24 @@
+"""Merged column layers (QKV, gate-up) as a family (the spec: ``verdict``)."""
+
+from __future__ import annotations
+
+from conformance.families.common import ExtensionFamily
+from conformance.families.merged import verdict
+from conformance.families.merged.case import MergedCase
+from conformance.spec.family import Property
+from strategies.merged import merged_cases
+
+
+class MergedFamily(ExtensionFamily):
+    name = "merged"
+    title = "merged column layers (QKV, gate-up)"
+    case_type = MergedCase
+    offered_by = "merged_column"
+    verdict = verdict
+    properties = {name: Property(name, fn) for name, fn in verdict.MERGED_SPEC.items()}
+
+    def cases(self, suite, variant):
+        return merged_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+
+
+FAMILY = MergedFamily()

@@ -1,0 +1,32 @@
+"""The tensor-parallel MLP (column → activation → row) as a family (the spec: ``verdict``)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from conformance.families.common import ExtensionFamily
+from conformance.families.mlp import verdict
+from conformance.families.mlp.case import MLPCase
+from conformance.spec.family import Property
+from strategies.mlp import mlp_cases
+
+
+class MLPFamily(ExtensionFamily):
+    name = "mlp"
+    title = "the MLP built from the two layers"
+    case_type = MLPCase
+    verdict = verdict
+    properties = {name: Property(name, fn) for name, fn in verdict.MLP_SPEC.items()}
+
+    def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
+        caps = suite.capabilities
+        if False not in caps.column_gather_output or True not in caps.row_input_is_parallel:
+            return f"{suite.impl_spec} does not declare column gather_output=False and row input_is_parallel=True"
+        return None
+
+    def cases(self, suite, variant):
+        return mlp_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(),
+                         uneven=suite.capabilities.uneven_shards)
+
+
+FAMILY = MLPFamily()

@@ -1,0 +1,31 @@
+"""The four collective autograd functions on their own, as a family (the spec: ``verdict``)."""
+
+from __future__ import annotations
+
+from conformance.families.common import ExtensionFamily
+from conformance.families.primitives import verdict
+from conformance.families.primitives.case import PRIMITIVES, PrimitiveCase
+from conformance.spec.family import Property
+from strategies.primitives import primitive_cases
+
+
+class PrimitivesFamily(ExtensionFamily):
+    name = "primitives"
+    title = "the collective primitives (copy-to, reduce-from, scatter-to, gather-from)"
+    case_type = PrimitiveCase
+    offered_by = "primitives"
+    verdict = verdict
+    properties = {name: Property(name, fn) for name, fn in verdict.PRIMITIVE_SPEC.items()}
+
+    def variants(self):
+        return PRIMITIVES
+
+    def variant_of(self, case: PrimitiveCase) -> str:
+        return case.primitive
+
+    def cases(self, suite, primitive: str):
+        return primitive_cases(primitive, world_sizes=suite.world_sizes, dtypes=suite._dtypes(),
+                               uneven=suite.capabilities.uneven_shards)
+
+
+FAMILY = PrimitivesFamily()

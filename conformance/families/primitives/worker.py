@@ -1,0 +1,49 @@
+"""The primitives family, worker side: one collective autograd function on its own."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from conformance.families.layer_steps import copy_of, matching_upstream_grad
+from conformance.transport.worker_tools import as_tensor, exchange, offsets
+from conformance.transport.worker_tools import laid_out as worker_laid_out
+
+
+def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """A primitive's input or grad in a given memory layout: ``contiguous``; ``strided`` (stride 2 in
+    the last dim); ``transposed`` (the last two dims stored swapped; strided for fewer than 2 dims)."""
+    if layout == "transposed" and t.dim() < 2:
+        layout = "strided"
+    return worker_laid_out(t, layout)
+
+
+def run_primitive(message: dict, impl) -> dict:
+    """One collective autograd function on its own: forward ``x``, backward this rank's upstream grad
+    (for ``scatter_to``: its slice of the full grad, placed by the output widths of all ranks)."""
+    case, d = message["case"], message["data"]
+    group = dist.group.WORLD
+    prims = impl.primitives(group)
+    if prims is None:
+        return {"not_provided": True}
+    x = laid_out(d["x"], case["layout"])
+    x_sent = x.detach().clone()
+    x.requires_grad_(True)
+    y = as_tensor(prims[case["primitive"]](x), f"{case['primitive']}'s output")
+    result: dict = {"output": y.detach().clone()}
+    g = d["g"]
+    if case["primitive"] == "scatter_to":  # every rank joins, whatever its output
+        widths = [w[0] for w in exchange([y.shape[-1] if y.dim() else -1], group)]
+        if min(widths) >= 0 and sum(widths) == g.shape[-1]:
+            g = g.narrow(-1, offsets(widths)[dist.get_rank(group)], widths[dist.get_rank(group)])
+    g = laid_out(matching_upstream_grad(result, y, g), case["layout"])
+    g_sent = g.detach().clone()
+    if y.requires_grad:
+        y.backward(g)
+    result["input_grad"] = copy_of(x.grad, "the input grad")
+    result["input_modified"] = not torch.equal(x.detach(), x_sent)
+    result["grad_modified"] = not torch.equal(g, g_sent)
+    return result
+
+
+COMMANDS = {"run_primitive": run_primitive}

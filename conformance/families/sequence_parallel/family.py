@@ -1,0 +1,30 @@
+"""Sequence-parallel column and row layers as a family (the spec: ``verdict``)."""
+
+from __future__ import annotations
+
+from conformance.families.common import ExtensionFamily
+from conformance.families.sequence_parallel import verdict
+from conformance.families.sequence_parallel.case import SequenceParallelCase
+from conformance.spec.family import Property
+from strategies.sequence_parallel import sequence_parallel_cases
+
+
+class SequenceParallelFamily(ExtensionFamily):
+    name = "sequence_parallel"
+    title = "sequence-parallel column and row layers"
+    case_type = SequenceParallelCase
+    offered_by = "column_sequence_parallel / row_sequence_parallel"
+    verdict = verdict
+    properties = {name: Property(name, fn) for name, fn in verdict.SP_SPEC.items()}
+
+    def variants(self):
+        return ("column", "row")
+
+    def variant_of(self, case: SequenceParallelCase) -> str:
+        return case.kind
+
+    def cases(self, suite, kind: str):
+        return sequence_parallel_cases(kind, world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+
+
+FAMILY = SequenceParallelFamily()

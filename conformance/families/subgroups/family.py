@@ -1,0 +1,95 @@
+"""TP sub-groups as a family: the linear spec, checked in every TP group of one world (``verdict``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from conformance.families.linear import properties
+from conformance.families.linear.diagnosis import likely_cause
+from conformance.families.linear.family import FAMILY as LINEAR
+from conformance.families.linear.properties import Evidence
+from conformance.families.subgroups.verdict import evidences, group_ranks
+from conformance.spec.cases import STAGES, LayerCase
+from conformance.spec.family import Family, Property
+from conformance.spec.violations import Violation
+from strategies.groups import tp_group_cases, tp_layouts
+
+# the single-group spec, checked in every TP group of one run
+PER_GROUP_SPEC = (
+    "shards_rebuild_the_dense_weight",
+    "output_matches_the_dense_layer",
+    "ranks_agree_on_the_output",
+    "input_grad_matches_the_dense_layer",
+    "weight_grad_matches_the_dense_layer",
+    "bias_grad_matches_the_dense_layer",
+)
+
+
+@dataclass
+class GroupsEvidence:
+    """One :class:`Evidence` per TP group, each reading like a single-group example."""
+
+    case: LayerCase
+    groups: list[Evidence]
+
+    @property
+    def crash(self) -> Optional[str]:
+        return self.groups[0].outcome.crash if self.groups else None
+
+
+class SubgroupsFamily(Family):
+    name = "subgroups"
+    title = "layers given a TP sub-group of the world"
+    case_type = LayerCase
+    properties = {name: Property(name, properties.SPEC[name], properties.NEEDS[name]) for name in PER_GROUP_SPEC}
+    stages = STAGES
+
+    def variants(self):
+        return LINEAR.variants()
+
+    def variant_of(self, case) -> str:
+        return LINEAR.variant_of(case)
+
+    def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
+        if not suite.capabilities.accepts_group:
+            convention = str(suite.description.get("convention") or "")[:40]
+            who = f"the {convention} convention's layers" if convention else f"{suite.impl_spec}'s layers"
+            return (f"not applicable: {who} take rank and world size from the default group and cannot be given "
+                    "a TP sub-group (capability accepts_group=False)")
+        if not tp_layouts(suite.world_sizes):
+            return f"--world-sizes {list(suite.world_sizes)} holds neither 4 nor 6"
+        return LINEAR.not_applicable(suite, variant, prop)
+
+    def cases(self, suite, variant):
+        return tp_group_cases(variant, layouts=tp_layouts(suite.world_sizes), dtypes=suite._dtypes())
+
+    def run(self, suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> GroupsEvidence:
+        return GroupsEvidence(case, evidences(suite, case, stages))
+
+    def judge(self, ev: GroupsEvidence, prop: str) -> list[Violation]:
+        """The ways ``prop`` fails in any TP group, each message saying which group."""
+        out = []
+        for g, group_ev in enumerate(ev.groups):
+            ranks = group_ranks(ev.case, g)
+            where = f"TP group {g} (global ranks {ranks.start}-{ranks.stop - 1}; ranks below are group-local)"
+            out += [dataclasses.replace(v, message=f"{where}: {v.message}", where=(g, v))
+                    for v in properties.evaluate(group_ev, prop)]
+        return out
+
+    def likely_cause(self, ev: GroupsEvidence, v: Violation) -> Optional[str]:
+        g, original = v.where
+        return likely_cause(ev.groups[g], original)
+
+    def token(self, case: LayerCase) -> str:
+        return case.token()  # a LayerCase with tp_size set: its bare token replays as sub-groups
+
+    def facts(self, case: LayerCase) -> dict:
+        return LINEAR.facts(case)
+
+    def test_name(self, prop: str) -> str:
+        return f"test_in_every_tp_group_{prop}"
+
+
+FAMILY = SubgroupsFamily()

@@ -1,0 +1,110 @@
+"""A family of layers: what the engine needs to run, judge, report and replay any of them.
+
+A family is one folder under ``conformance/families/`` whose ``family.py`` defines ``FAMILY``, an
+instance of a :class:`Family` subclass. It brings:
+
+- its **case type** (``case.py``, at the bottom: plain data, a one-line token, a description);
+- its **properties** (:class:`Property`: a function of one example's evidence, returning
+  :class:`~conformance.spec.violations.Violation` s, and the worker stages it reads);
+- how one example **runs** (:meth:`Family.run`: the tensors, the dense truth, the worker command,
+  which the family's ``worker.py`` registers with the transport) and what it can **diagnose**
+  (:meth:`Family.likely_cause`);
+- its **cases** (:meth:`Family.cases`, a Hypothesis strategy per variant, built from ``strategies/``).
+
+The engine (:mod:`conformance.engine.suite`) does the rest the same way for every family: one test
+per property and variant, stage pruning, the failure report with likely causes and a replay command
+(``python -m conformance replay``), example-level known failures, grading and the differential mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from conformance.spec.violations import Violation
+
+
+@dataclass(frozen=True)
+class Property:
+    """One line of a family's spec: ``judge(evidence)`` lists how an example violates it."""
+
+    name: str
+    judge: Callable[[Any], list[Violation]]
+    stages: tuple[str, ...] = ()  # the worker stages whose results it reads (families with stages)
+
+    @property
+    def doc(self) -> str:
+        return (self.judge.__doc__ or self.name.replace("_", " ")).strip().split("\n\n")[0]
+
+
+class Family:
+    """The base of every family; a family overrides what differs (see the module doc)."""
+
+    name: str = ""  # the folder's name; prefixes the replay token of its cases ("name:token")
+    title: str = ""  # one line for reports: "the four collective primitives"
+    case_type: type = object
+    offered_by: str = ""  # the impl's optional method that builds the family's layers ("": always offered)
+    properties: dict[str, Property] = {}
+    stages: tuple[str, ...] = ()  # every worker stage a full example runs (() : the family has none)
+
+    # -- what is checked -----------------------------------------------------------------------
+    def variants(self) -> Sequence[Any]:
+        """The values one test is parametrized over (each a str()-able variant of the layers)."""
+        return (None,)
+
+    def variant_of(self, case) -> str:
+        """The variant a case belongs to, as known-failure entries name it (``"*"``-matchable)."""
+        return "*"
+
+    def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
+        """Why ``prop`` on ``variant`` cannot be checked for the impl under test (a skip line)."""
+        return None
+
+    def cases(self, suite, variant):
+        """The Hypothesis strategy of this family's cases for ``variant`` within the run's options."""
+        raise NotImplementedError
+
+    # -- one example ---------------------------------------------------------------------------
+    def run(self, suite, case, stages: Optional[Sequence[str]] = None):
+        """Run ``case`` for the suite's impl; its evidence, or ``None`` when the impl does not offer
+        the family's layers (``offered_by`` returned ``None``)."""
+        raise NotImplementedError
+
+    def judge(self, ev, prop: str) -> list[Violation]:
+        """How the example violates ``prop`` (its preconditions first: a crash, a construction error)."""
+        raise NotImplementedError
+
+    def did_not_complete(self, ev) -> bool:
+        """Whether the example crashed or hung (a re-run with every stage would only repeat it)."""
+        return bool(getattr(ev, "crash", None))
+
+    def likely_cause(self, ev, v: Violation) -> Optional[str]:
+        return None
+
+    def stages_for(self, props: Sequence[str]) -> Optional[tuple[str, ...]]:
+        """The stages ``props`` read, in run order (``None``: the family runs every example whole)."""
+        if not self.stages:
+            return None
+        wanted = {s for p in props for s in self.properties[p].stages}
+        return tuple(s for s in self.stages if s in wanted)
+
+    # -- naming a case ----------------------------------------------------------------------------
+    def describe(self, case) -> str:
+        return case.describe()
+
+    def token(self, case) -> str:
+        """The case as one replayable token: ``family:fields``."""
+        return f"{self.name}:{case.token()}"
+
+    def read_token(self, text: str):
+        return self.case_type.from_token(text)  # type: ignore[attr-defined]
+
+    def facts(self, case) -> dict[str, Any]:
+        """What known-failure ``when`` conditions can test: the case's fields plus derived ones."""
+        facts = {k: tuple(v) if isinstance(v, list) else v for k, v in case.as_dict().items()}
+        facts["variant"] = self.variant_of(case)
+        return facts
+
+    def test_name(self, prop: str) -> str:
+        """The pytest function that checks ``prop`` (tests/properties)."""
+        return f"test_{prop}"
