@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from impls.reference import Collectives, CopyToParallel, _offset
+from impls.layers import Collectives, CopyToParallel, _offset
 
 
 def block_rows(comm: Collectives, t: torch.Tensor) -> torch.Tensor:

@@ -18,18 +18,13 @@ import importlib
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
 from importlib.metadata import entry_points
+
+from impls.entries import Entry, ImplError  # noqa: F401 - ImplError: the registry's error, imported from here
 
 ENTRY_POINT_GROUP = "tpconform.impls"
 
 
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    target: str  # "module:object"
-    summary: str
-    correct: bool = True  # False for the seeded-bug zoo
 
 
 BUILTIN: tuple[Entry, ...] = (
@@ -44,8 +39,6 @@ BUILTIN: tuple[Entry, ...] = (
 )
 
 
-class ImplError(Exception):
-    """An ``--impl`` that cannot be used; the message is one line meant for the user."""
 
 
 def _zoo_entries() -> tuple[Entry, ...]:

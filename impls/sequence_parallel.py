@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from impls.reference import ColumnParallelLinear, CopyToParallel, RowParallelLinear
+from impls.layers import ColumnParallelLinear, CopyToParallel, RowParallelLinear
 
 
 def gather_first(comm, x: torch.Tensor) -> torch.Tensor:

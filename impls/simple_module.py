@@ -23,6 +23,7 @@ import sys
 import torch
 import torch.distributed as dist
 
+from impls.entries import ImplError
 from impls.protocol import Capabilities, TensorParallelImpl
 
 
@@ -34,8 +35,6 @@ def load_module_file(path: str):
     name = "tpconform_candidate_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        from impls.registry import ImplError
-
         raise ImplError(f"--impl={path}: cannot load it as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -45,8 +44,6 @@ def load_module_file(path: str):
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        from impls.registry import ImplError
-
         raise ImplError(f"--impl={path}: importing it failed: {type(exc).__name__}: {exc}") from None
     return module
 
@@ -73,9 +70,7 @@ class SimpleModuleImpl(TensorParallelImpl):
     def __init__(self, module, name: str = "simple-module"):
         missing = [c for c in ("ColumnParallelLinear", "RowParallelLinear") if not hasattr(module, c)]
         if missing:
-            from impls.registry import ImplError
-
-            raise ImplError(f"--impl={name}: it lacks {' and '.join(missing)} (simple-module convention)")
+                raise ImplError(f"--impl={name}: it lacks {' and '.join(missing)} (simple-module convention)")
         self.module = module
         self.name = name
         overrides = getattr(module, "TP_CAPABILITIES", None)

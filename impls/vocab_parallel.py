@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from impls.reference import Collectives, ReduceFromParallel, _offset
+from impls.layers import Collectives, ReduceFromParallel, _offset
 
 
 class VocabParallelEmbedding(nn.Module):

@@ -167,8 +167,7 @@ class Runner:
         message = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
         messages = {r: message for r in range(case.world_size)}
-        sliced = (case.kind == "row" and case.input_is_parallel) or (case.kind == "column" and not case.gather_output)
-        if sliced and outcome.stages:
+        if case.sharding.sliced_tensor(case) and outcome.stages:
             # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad
             # (column, sharded output), never the whole tensor it could read out of the harness's frames
             # instead of communicating: first the layer is built for its shard shapes alone, then each
@@ -194,11 +193,9 @@ def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shard
         return int(w.shape[dim]) if hasattr(w, "shape") and len(w.shape) == 2 else -1
 
     data = tensors.as_dict()
-    if case.kind == "row":
-        key, dim, total = "x", 1, case.in_features
-    else:
-        key, dim, total = "grad_out", 0, case.out_features
-    parts = partition([width(res, dim) for res in shards], total, case.world_size)
+    key, sharding = case.sharding.sliced_tensor(case), case.sharding
+    parts = partition([width(res, sharding.weight_dim) for res in shards], sharding.split_features(case),
+                      case.world_size)
     out, start = {}, 0
     update = data.get("update")
     for r, n in enumerate(parts):

@@ -12,6 +12,8 @@ from typing import Optional
 
 import torch
 
+from conformance.spec.sharding import SHARDINGS, Sharding
+
 KINDS = ("column", "row")
 
 # Memory layouts of the input and the upstream grad (the values are the same in every layout; the
@@ -72,15 +74,17 @@ class LayerCase:
         return self.layout != "contiguous"
 
     @property
+    def sharding(self) -> Sharding:
+        """How this kind of layer is sharded (:data:`~conformance.spec.sharding.COLUMN` or ``ROW``)."""
+        return SHARDINGS[self.kind]
+
+    @property
     def option(self) -> str:
-        if self.kind == "column":
-            return f"gather_output={self.gather_output}"
-        return f"input_is_parallel={self.input_is_parallel}"
+        return f"{self.sharding.option}={self.sharding.option_value(self)}"
 
     @property
     def uneven(self) -> bool:
-        dim = self.out_features if self.kind == "column" else self.in_features
-        return dim % (self.tp_size or self.world_size) != 0
+        return self.sharding.split_features(self) % (self.tp_size or self.world_size) != 0
 
     def describe(self) -> str:
         batch = "x".join(map(str, self.batch_shape)) or "()"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from impls.registry import Entry
+from impls.entries import Entry
 
 
 @dataclass(frozen=True)

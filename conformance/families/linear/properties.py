@@ -59,7 +59,7 @@ class Evidence:
     @property
     def split_dim(self) -> int:
         """The weight dim that is sharded: rows for a column layer, columns for a row layer."""
-        return 0 if self.case.kind == "column" else 1
+        return self.case.sharding.weight_dim
 
     def partition(self) -> list[int]:
         """Each rank's shard size along the split dim, read from its weight shape.
@@ -67,7 +67,7 @@ class Evidence:
         Falls back to ``torch.tensor_split``'s sizes when the shapes do not form a partition (the
         shards property then reports why)."""
         if self._partition is None:
-            full = self.case.out_features if self.case.kind == "column" else self.case.in_features
+            full = self.case.sharding.split_features(self.case)
             sizes = []
             for r in self.ranks:
                 w = r.get("weight_shard")
@@ -84,11 +84,11 @@ class Evidence:
 
     @property
     def output_is_sharded(self) -> bool:
-        return self.case.kind == "column" and not self.case.gather_output
+        return self.case.sharding.output_is_sharded(self.case)
 
     @property
     def input_is_sliced(self) -> bool:
-        return self.case.kind == "row" and self.case.input_is_parallel
+        return self.case.sharding.input_is_sliced(self.case)
 
 
 Property = Callable[[Evidence], list[Violation]]
@@ -156,15 +156,16 @@ def shards_rebuild_the_dense_weight(ev: Evidence) -> list[Violation]:
             if b is not None and bool(b.ne(0).any()):
                 out.append(Violation(name, f"rank {r} holds a non-zero bias although bias=False", r, "bias shard"))
             continue
-        expected = t.bias[ev.rank_slice(r)] if case.kind == "column" else t.bias
-        if case.kind == "row" and b is None:
+        expected = t.bias[case.sharding.bias_index(ev.rank_slice(r))]
+        if not case.sharding.bias_sharded and b is None:
             continue  # a row bias may live on some ranks only; it must still be added once
         if b is None or b.shape != expected.shape or not torch.equal(b, expected):
-            what = "the bias rows matching its weight rows" if case.kind == "column" else "the whole bias"
+            what = "the bias rows matching its weight rows" if case.sharding.bias_sharded else "the whole bias"
             got = None if b is None else list(b.shape)
             out.append(Violation(name, f"rank {r}'s bias (shape {got}) is not {what} "
                                        f"(shape {list(expected.shape)})", r, "bias shard"))
-    if t.bias is not None and case.kind == "row" and all(res.get("bias_shard") is None for res in ev.ranks):
+    if t.bias is not None and not case.sharding.bias_sharded and all(res.get("bias_shard") is None
+                                                                     for res in ev.ranks):
         out.append(Violation(name, "no rank holds the bias", None, "bias shard"))
     return out
 
@@ -265,11 +266,8 @@ def weight_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     bound = tol.weight_grad_bound(t.grad_out, t.x, case.torch_dtype, case.world_size)
     out = []
     for r, res in enumerate(ev.ranks):
-        s = ev.rank_slice(r)
-        if ev.split_dim == 0:
-            expected, b = ev.dense.weight_grad[s], bound[s]
-        else:
-            expected, b = ev.dense.weight_grad[:, s], bound[:, s]
+        index = ev.case.sharding.weight_index(ev.rank_slice(r))
+        expected, b = ev.dense.weight_grad[index], bound[index]
         m = compare(res.get("weight_grad"), expected, b, f"rank {r} weight grad")
         if m:
             out.append(Violation(name, str(m), r, "weight grad", m))
@@ -285,12 +283,10 @@ def bias_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     bound = tol.bias_grad_bound(t.grad_out, case.torch_dtype, case.world_size)
     out = []
     for r, res in enumerate(ev.ranks):
-        if case.kind == "row" and res.get("bias_shard") is None:
+        if not case.sharding.bias_sharded and res.get("bias_shard") is None:
             continue
-        expected, b = ev.dense.bias_grad, bound
-        if case.kind == "column":
-            s = ev.rank_slice(r)
-            expected, b = expected[s], b[s]
+        s = case.sharding.bias_index(ev.rank_slice(r))
+        expected, b = ev.dense.bias_grad[s], bound[s]
         m = compare(res.get("bias_grad"), expected, b, f"rank {r} bias grad")
         if m:
             out.append(Violation(name, str(m), r, "bias grad", m))
@@ -376,15 +372,11 @@ def least_exchange(case: LayerCase, shard: int) -> int:
     b = math.prod(case.batch_shape)
     if ws < 2 or not b or not shard:
         return 0
-    if case.kind == "column":
-        if case.gather_output:
-            return shard * min(b, case.in_features)
-        k = min(b, shard, case.in_features)
-        return k * (b + case.in_features - k)
-    if not case.input_is_parallel:
-        return case.out_features * min(b, shard)
-    k = min(b, shard, case.out_features)
-    return k * (b + case.out_features - k)
+    other = case.in_features if case.sharding.weight_dim == 0 else case.out_features  # the dim not split
+    if case.sharding.sliced_tensor(case):  # knowing neither factor
+        k = min(b, shard, other)
+        return k * (b + other - k)
+    return shard * min(b, other) if case.sharding.weight_dim == 0 else other * min(b, shard)
 
 
 @spec_property("forward", "backward", "collective_volume")
@@ -483,11 +475,11 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
 
     for r, res in enumerate(ev.ranks):
         s = ev.rank_slice(r)
-        rows = (s, slice(None)) if ev.split_dim == 0 else (slice(None), s)
+        rows = case.sharding.weight_index(s)
         check("updated weight shard", "updated_weight_shard", r, after.weight[rows], after.weight_error[rows],
               "weight shard after the step")
         if after.bias is not None and after.bias_error is not None and res.get("bias_shard") is not None:
-            b_rows = s if case.kind == "column" else slice(None)
+            b_rows = case.sharding.bias_index(s)
             check("updated bias shard", "updated_bias_shard", r, after.bias[b_rows], after.bias_error[b_rows],
                   "bias after the step")
         out_rows = s if ev.output_is_sharded else slice(None)
@@ -499,7 +491,7 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
         check("weight grad after the step", "step_weight_grad", r, after.weight_grad[rows],
               after.weight_grad_bound[rows], "weight grad after the step")
         if after.bias_grad is not None and after.bias_grad_bound is not None and res.get("bias_shard") is not None:
-            b_rows = s if case.kind == "column" else slice(None)
+            b_rows = case.sharding.bias_index(s)
             check("bias grad after the step", "step_bias_grad", r, after.bias_grad[b_rows],
                   after.bias_grad_bound[b_rows], "bias grad after the step")
     return out

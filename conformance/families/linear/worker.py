@@ -95,9 +95,8 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
 def _partition(case: LayerCase, table: list[list[int]]) -> list[int]:
     """Each rank's share of the split dim, read from the shard shapes every rank reported
     (``torch.tensor_split``'s when they do not form a partition: the shards property says why)."""
-    column = case.kind == "column"
-    return partition([int(row[1] if column else row[2]) for row in table],
-                     case.out_features if column else case.in_features, len(table))
+    sharding = case.sharding  # each row of the table: [built, rows, cols] of the rank's weight shard
+    return partition([int(row[1 + sharding.weight_dim]) for row in table], sharding.split_features(case), len(table))
 
 
 def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: torch.Tensor,
@@ -105,12 +104,12 @@ def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: t
     """The input and upstream grad this rank feeds: the full ones, or its slices along the partition
     (a row layer's sliced input; a column layer's sharded output), in the case's layout. ``sliced``
     names the tensor the verdict already sent as this rank's slice alone."""
-    if case.kind == "row" and case.input_is_parallel and sliced != "x":
+    if case.sharding.input_is_sliced(case) and sliced != "x":
         cols = _partition(case, table)
         x_in = x.narrow(-1, offsets(cols)[rank], cols[rank]).clone()
     else:
         x_in = x.clone()
-    if case.kind == "column" and not case.gather_output and sliced != "grad_out":
+    if case.sharding.output_is_sharded(case) and sliced != "grad_out":
         rows = _partition(case, table)
         g_in = grad_out.narrow(-1, offsets(rows)[rank], rows[rank]).clone()
     else:
@@ -132,9 +131,9 @@ def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, re
     start, n = offsets(sizes)[rank], sizes[rank]
     dw, db = update["delta_weight"], update["delta_bias"]
     with torch.no_grad():
-        w.add_(dw.narrow(0, start, n) if case.kind == "column" else dw.narrow(1, start, n))
+        w.add_(dw.narrow(case.sharding.weight_dim, start, n))
         if b is not None and db is not None:
-            b.add_(db.narrow(0, start, n) if case.kind == "column" else db)
+            b.add_(db.narrow(0, start, n) if case.sharding.bias_sharded else db)
     result["updated_weight_shard"] = as_tensor(w, "the weight shard").detach().clone()
     result["updated_bias_shard"] = None if b is None else as_tensor(b, "the bias shard").detach().clone()
     x_in, g_in = _rank_inputs(case, table, rank, update["x"], update["grad_out"], sliced)

@@ -41,8 +41,7 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
             "data": outcomes[g].tensors.as_dict(), "stages": list(stages)}
         for g in range(case.tp_groups) for r in group_ranks(case, g)
     }
-    sliced = (case.kind == "row" and case.input_is_parallel) or (case.kind == "column" and not case.gather_output)
-    if sliced and stages:  # each rank gets only its slice, as in Runner.run
+    if case.sharding.sliced_tensor(case) and stages:  # each rank gets only its slice, as in Runner.run
         first, crash = suite.runner.request(case.world_size, {r: {**m, "stages": []} for r, m in messages.items()})
         if crash is None and not any(res.get("construct_failed_ranks") for res in first.values()):
             for g in range(case.tp_groups):
