@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from conformance.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
-from conformance.transport.harness import GroupFailure, GroupPool, cut_text
+from conformance.transport.contract import GroupFailure, Pool, cut_text
+from conformance.transport.harness import GroupPool
 
 
 class ImplUnusable(Exception):
@@ -93,9 +94,9 @@ MAX_SETUP_S = 1800.0  # the longest one-time set-up an impl may declare (setup_t
 class Runner:
     """Drives one impl (by its ``--impl`` spec) over a pool of process groups."""
 
-    def __init__(self, impl_spec: str, pool: Optional[GroupPool] = None):
+    def __init__(self, impl_spec: str, pool: Optional[Pool] = None):
         self.impl_spec = impl_spec
-        self.pool = pool or GroupPool()
+        self.pool: Pool = pool or GroupPool()
         self._description: Optional[dict] = None
         self.example_timeout: Optional[tuple[float, str]] = None  # (s, why): instead of --tp-timeout (Suite.bounded)
 

@@ -11,6 +11,7 @@ from conformance.engine.runner import Runner
 from conformance.families.registry import family, family_of
 from conformance.spec.family import Family
 from conformance.spec.violations import Violation
+from conformance.transport.contract import Pool
 from conformance.transport.harness import GroupPool
 from impls.protocol import Capabilities
 from strategies import DTYPES, Variant
@@ -39,7 +40,7 @@ class Suite:
         return family("linear").unsupported(self, variant)  # type: ignore[attr-defined]
 
     @property
-    def pool(self) -> GroupPool:
+    def pool(self) -> Pool:
         return self.runner.pool
 
     @property

@@ -29,18 +29,15 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
 from conformance.transport import proctree, wire
+from conformance.transport.contract import (  # noqa: F401 - GroupFailure, cut_text: the transport's, imported from here
+    MAX_MESSAGE_BYTES,
+    GroupFailure,
+    ReplyWait,
+    cut_text,
+)
 
 DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # resident bytes per worker tree (conformance.transport.memory_watch); a worker holds ~0.2 GiB
-MAX_MESSAGE_BYTES = 256 * 1024**2  # a reply larger than this is refused, not read into memory
-MAX_CANDIDATE_TEXT = 4000  # characters of an error a candidate raised that reach a report
-ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
-DONE_GRACE_MIN_S = 2.0  # once one rank has finished, the others get at least this long
-DONE_GRACE_FACTOR = 4.0  # ... or this many times the time the first rank took
-
-
-class GroupFailure(Exception):
-    """The example could not be run to completion on every rank (hang, crash, protocol error)."""
 
 
 @dataclass
@@ -130,34 +127,19 @@ class ProcessGroup:
 
     def _gather(self, what: str, expecting: dict[int, Any], timeout_s: float,
                 seq: Optional[int] = None, synchronized: bool = True) -> dict[int, Any]:
-        started = time.monotonic()
-        deadline = started + timeout_s
-        replies: dict[int, Any] = {}
-        while len(replies) < len(expecting):
-            pending = [r for r in expecting if r not in replies]
+        waiting = ReplyWait(what, expecting, timeout_s, seq, synchronized)
+        while not waiting.done:
             waitables = {}
-            for r in pending:
+            for r in waiting.pending:
                 waitables[self.ranks[r].conn] = ("msg", r)
                 waitables[self.ranks[r].process.sentinel] = ("dead", r)
-            remaining = deadline - time.monotonic()
+            remaining = waiting.remaining()
             ready = wait(list(waitables), timeout=max(remaining, 0)) if remaining > 0 else []
             if not ready:
-                raised = {r: rep for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is False}
-                if raised:
-                    self._fail(f"rank(s) {sorted(raised)} raised during {what}; rank(s) {pending} did not reply "
-                               f"within {ERROR_GRACE_S:.1f} s after (likely waiting in a collective the "
-                               "failed rank never joined)" + _raised_text(raised), pending)
-                finished = [r for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is not False]
-                if finished and time.monotonic() - started < timeout_s:
-                    self._fail(f"rank(s) {pending} did not reply within the grace period after rank(s) {finished} "
-                               f"finished {what} (likely waiting in a collective that a finished rank skipped)",
-                               pending)
-                self._fail(f"timed out after {time.monotonic() - started:.1f} s (limit {timeout_s:.1f} s, "
-                           f"--tp-timeout) waiting for {what}: rank(s) {pending} did not reply"
-                           + (f", rank(s) {sorted(replies)} did" if replies else ""), pending)
+                self._fail(waiting.expired(), waiting.pending)
             for obj in ready:
                 kind, r = waitables[obj]
-                if r in replies:
+                if r in waiting.replies:
                     continue
                 if kind == "msg":
                     try:
@@ -168,20 +150,12 @@ class ProcessGroup:
                         continue  # the sentinel reports the death
                     except wire.WireError as exc:
                         self._fail(f"rank {r} sent a message outside the wire format: {exc}", [r])
-                    self._accept(r, reply, seq, replies, what)
-                    if isinstance(reply, dict) and reply.get("ok") is False:
-                        deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
-                    elif len(replies) == 1 and synchronized:  # not for work without collectives (loading)
-                        # Ranks leave their last collective together, so once one rank is done the
-                        # rest are close behind; a rank far behind is waiting in a collective that a
-                        # finished rank skipped. Proportional grace keeps slow (loaded) runs safe.
-                        elapsed = time.monotonic() - started
-                        deadline = min(deadline, time.monotonic() + max(DONE_GRACE_MIN_S, DONE_GRACE_FACTOR * elapsed))
+                    self._accept(r, reply, waiting)
                 else:
                     try:  # it may have replied just before exiting
                         if self.ranks[r].conn.poll(0):
                             data = self.ranks[r].conn.recv_bytes(MAX_MESSAGE_BYTES)
-                            self._accept(r, wire.decode(data), seq, replies, what)
+                            self._accept(r, wire.decode(data), waiting)
                             continue
                     except (EOFError, OSError, wire.WireError):
                         pass
@@ -190,13 +164,13 @@ class ProcessGroup:
                         self._fail(f"rank {r} {self._death_of(r)} during {what}", [r])
                     self._fail(f"rank {r} {self._death_of(r)} during {what}; "
                                "a rank must never exit mid-example, whatever its exit code", [r])
-        return replies
+        return waiting.replies
 
-    def _accept(self, r: int, reply: Any, seq: Optional[int], replies: dict, what: str) -> None:
-        if seq is not None and (not isinstance(reply, dict) or reply.get("seq") != seq):
-            got = reply.get("seq") if isinstance(reply, dict) else type(reply).__name__
-            self._fail(f"rank {r} answered out of turn during {what} (sequence {got!r}, expected {seq})", [r])
-        replies[r] = reply
+    def _accept(self, r: int, reply: Any, waiting: ReplyWait) -> None:
+        wrong = waiting.out_of_turn(r, reply)
+        if wrong:
+            self._fail(wrong, [r])
+        waiting.accept(r, reply)
 
     def _fail(self, reason: str, culprits: list[int]) -> None:
         stacks = self.dump_stacks()
@@ -332,20 +306,6 @@ def _death(code: Optional[int]) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited (exit code {code})"
-
-
-def cut_text(text, limit: int = MAX_CANDIDATE_TEXT) -> str:
-    """A candidate's error text, cut (a layer may raise a message of any size)."""
-    s = str(text)
-    return s if len(s) <= limit else s[:limit] + f"… [{len(s) - limit} more characters cut]"
-
-
-def _raised_text(raised: dict) -> str:
-    lines = []
-    for r, rep in sorted(raised.items()):
-        text = cut_text(rep.get("impl_error") or rep.get("error") or "")
-        lines.append(f"\nrank {r} raised: {text.strip()}")
-    return "".join(lines)
 
 
 def _killpg_if_leader(pid: int) -> None:

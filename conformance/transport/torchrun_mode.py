@@ -41,14 +41,7 @@ from datetime import timedelta
 from typing import Any, Callable, Optional
 
 from conformance.transport import wire
-from conformance.transport.harness import (
-    DONE_GRACE_FACTOR,
-    DONE_GRACE_MIN_S,
-    ERROR_GRACE_S,
-    MAX_MESSAGE_BYTES,
-    GroupFailure,
-    _raised_text,
-)
+from conformance.transport.contract import MAX_MESSAGE_BYTES, GroupFailure, ReplyWait
 
 START_TIMEOUT_S = 60.0  # at least this long for every rank's worker to start and join (plus --tp-timeout)
 OP_TIMEOUT_S = 60.0  # a store operation that is not a wait (its host is gone after this long)
@@ -195,38 +188,22 @@ class StoreGroup:
         return replies
 
     def _gather(self, what: str, ranks: set, seq: int, timeout_s: float, synchronized: bool) -> dict[int, Any]:
-        started = time.monotonic()
-        deadline = started + timeout_s
-        replies: dict[int, Any] = {}
-        while len(replies) < len(ranks):
-            raw = _pop(self.store, "from", deadline - time.monotonic())
+        waiting = ReplyWait(what, ranks, timeout_s, seq, synchronized)
+        while not waiting.done:
+            raw = _pop(self.store, "from", waiting.remaining())
             if raw is None:
-                pending = [r for r in sorted(ranks) if r not in replies]
-                raised = {r: rep for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is False}
-                if raised:
-                    self._fail(f"rank(s) {sorted(raised)} raised during {what}; rank(s) {pending} did not reply "
-                               f"within {ERROR_GRACE_S:.1f} s after (likely waiting in a collective the "
-                               "failed rank never joined)" + _raised_text(raised))
-                finished = [r for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is not False]
-                if finished and time.monotonic() - started < timeout_s:
-                    self._fail(f"rank(s) {pending} did not reply within the grace period after rank(s) {finished} "
-                               f"finished {what} (likely waiting in a collective that a finished rank skipped)")
-                self._fail(f"timed out after {time.monotonic() - started:.1f} s (limit {timeout_s:.1f} s, "
-                           f"--tp-timeout) waiting for {what}: rank(s) {pending} did not reply"
-                           + (f", rank(s) {sorted(replies)} did" if replies else ""))
+                self._fail(waiting.expired())
             r, s, body = _framed(raw, 2)
             if s == -1 or r not in range(self.world_size):  # a rank's process saw its worker die
                 self._decode(r, body, what)  # fails
-            if s != seq or r not in ranks or r in replies:
+            if s != seq or r not in ranks or r in waiting.replies:
                 continue  # an answer to an earlier request that was given up on
             reply = self._decode(r, body, what)
-            self._accept(r, reply, seq, replies, what)
-            if isinstance(reply, dict) and reply.get("ok") is False:
-                deadline = min(deadline, time.monotonic() + ERROR_GRACE_S)
-            elif len(replies) == 1 and synchronized:
-                elapsed = time.monotonic() - started
-                deadline = min(deadline, time.monotonic() + max(DONE_GRACE_MIN_S, DONE_GRACE_FACTOR * elapsed))
-        return replies
+            wrong = waiting.out_of_turn(r, reply)
+            if wrong:
+                self._fail(wrong)
+            waiting.accept(r, reply)
+        return waiting.replies
 
     def _decode(self, r: int, raw: bytes, what: str) -> Any:
         kind, body = raw[:1], raw[1:]
@@ -243,12 +220,6 @@ class StoreGroup:
             return wire.decode(body)
         except wire.WireError as exc:
             self._fail(f"rank {r} sent a message outside the wire format: {exc}")
-
-    def _accept(self, r: int, reply: Any, seq: int, replies: dict, what: str) -> None:
-        if not isinstance(reply, dict) or reply.get("seq") != seq:
-            got = reply.get("seq") if isinstance(reply, dict) else type(reply).__name__
-            self._fail(f"rank {r} answered out of turn during {what} (sequence {got!r}, expected {seq})")
-        replies[r] = reply
 
     # -- failure -----------------------------------------------------------------------------
     def _fail(self, reason: str, dump: bool = True) -> None:
