@@ -44,6 +44,10 @@ def test_extension_bug_is_caught_by_its_property(bug, tp_pool, zoo_score):
         pytest.fail(f"{bug.name} ({bug.summary}) was not caught by {bug.caught_by} in {SEARCH.max_examples} examples")
     zoo_score["caught"].append(bug.name)
     print(f"{bug.name}: minimal case {case.token()} ({time.perf_counter() - started:.1f} s incl. shrinking)")
+    if bug.cause:  # the report names the bug class
+        ev, found = suite.checked(case, bug.caught_by)
+        causes = [families()[family].likely_cause(ev, v) or "" for v in found]
+        assert any(bug.cause in c for c in causes), f"{bug.name}: no likely cause says {bug.cause!r}: {causes}"
     reference = Suite("reference", tp_pool, world_sizes=WORLD_SIZES.get(family, range(1, 5)))
     assert reference.violations(case, bug.caught_by) == [], "the reference must pass the bug's minimal case"
 

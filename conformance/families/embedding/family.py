@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.families.common import ExtensionFamily
 from conformance.families.embedding import verdict
 from conformance.families.embedding.case import EmbeddingCase
+from conformance.families.embedding.diagnosis import likely_cause
 from conformance.spec.family import Property
 from strategies.embedding import embedding_cases
 
@@ -19,6 +20,10 @@ class EmbeddingFamily(ExtensionFamily):
 
     def cases(self, suite, variant):
         return embedding_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+
+
+    def likely_cause(self, ev, v):
+        return likely_cause(ev, v)
 
 
 FAMILY = EmbeddingFamily()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.families.common import ExtensionFamily
 from conformance.families.merged import verdict
 from conformance.families.merged.case import MergedCase
+from conformance.families.merged.diagnosis import likely_cause
 from conformance.spec.family import Property
 from strategies.merged import merged_cases
 
@@ -19,6 +20,10 @@ class MergedFamily(ExtensionFamily):
 
     def cases(self, suite, variant):
         return merged_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+
+
+    def likely_cause(self, ev, v):
+        return likely_cause(ev, v)
 
 
 FAMILY = MergedFamily()

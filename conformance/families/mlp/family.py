@@ -7,6 +7,7 @@ from typing import Optional
 from conformance.families.common import ExtensionFamily
 from conformance.families.mlp import verdict
 from conformance.families.mlp.case import MLPCase
+from conformance.families.mlp.diagnosis import likely_cause
 from conformance.spec.family import Property
 from strategies.mlp import mlp_cases
 
@@ -27,6 +28,10 @@ class MLPFamily(ExtensionFamily):
     def cases(self, suite, variant):
         return mlp_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(),
                          uneven=suite.capabilities.uneven_shards)
+
+
+    def likely_cause(self, ev, v):
+        return likely_cause(ev, v)
 
 
 FAMILY = MLPFamily()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.families.common import ExtensionFamily
 from conformance.families.primitives import verdict
 from conformance.families.primitives.case import PRIMITIVES, PrimitiveCase
+from conformance.families.primitives.diagnosis import likely_cause
 from conformance.spec.family import Property
 from strategies.primitives import primitive_cases
 
@@ -26,6 +27,10 @@ class PrimitivesFamily(ExtensionFamily):
     def cases(self, suite, primitive: str):
         return primitive_cases(primitive, world_sizes=suite.world_sizes, dtypes=suite._dtypes(),
                                uneven=suite.capabilities.uneven_shards)
+
+
+    def likely_cause(self, ev, v):
+        return likely_cause(ev, v)
 
 
 FAMILY = PrimitivesFamily()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.families.common import ExtensionFamily
 from conformance.families.sequence_parallel import verdict
 from conformance.families.sequence_parallel.case import SequenceParallelCase
+from conformance.families.sequence_parallel.diagnosis import likely_cause
 from conformance.spec.family import Property
 from strategies.sequence_parallel import sequence_parallel_cases
 
@@ -25,6 +26,10 @@ class SequenceParallelFamily(ExtensionFamily):
 
     def cases(self, suite, kind: str):
         return sequence_parallel_cases(kind, world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+
+
+    def likely_cause(self, ev, v):
+        return likely_cause(ev, v)
 
 
 FAMILY = SequenceParallelFamily()
