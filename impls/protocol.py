@@ -139,6 +139,13 @@ class TensorParallelImpl:
         reads its weight shard (its block slices, concatenated). ``None``: not offered."""
         return None
 
+    def vocab_parallel_cross_entropy(self, group):
+        """Optional: a loss ``(logits, target) -> loss`` over logits sharded along the vocabulary (rank
+        ``r`` of ``p`` holds columns ``r·V/p … (r+1)·V/p``, ``V`` a multiple of ``p``): every rank
+        returns the dense per-token loss ``logsumexp(z) − z[target]``, and its logit shard gets its
+        columns of the dense grad. ``None``: not offered."""
+        return None
+
     def primitives(self, group) -> Optional[dict[str, Any]]:
         """Optional: the four collective autograd functions on ``group``, each ``x -> tensor``, keyed
         ``copy_to`` (identity / all-reduce of the grad), ``reduce_from`` (all-reduce / identity),

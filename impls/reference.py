@@ -4,6 +4,7 @@ where the seeded bugs of ``impls/zoo`` take them from."""
 
 from __future__ import annotations
 
+from impls.cross_entropy import vocab_parallel_cross_entropy
 from impls.layers import (  # noqa: F401 - re-exported for impls/zoo
     Collectives,
     ColumnParallelLinear,
@@ -45,6 +46,9 @@ class ReferenceImpl(TensorParallelImpl):
 
     def merged_column(self, weights, biases, *, group):
         return MergedColumnParallelLinear(weights, biases, group=group)
+
+    def vocab_parallel_cross_entropy(self, group):
+        return vocab_parallel_cross_entropy(group)
 
     def primitives(self, group):
         comm = Collectives(group)

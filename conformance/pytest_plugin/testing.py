@@ -47,7 +47,7 @@ def property_test(family: str, prop: str):
     test.__doc__ = f"{fam.title}: {fam.properties[prop].doc}"
     test = settings(profiles.active())(given(data=st.data())(test))
     test = judges(family, prop)(test)
-    return pytest.mark.parametrize("variant", fam.variants(), ids=str)(test)
+    return pytest.mark.parametrize("variant", fam.variants(), ids=lambda v: "any" if v is None else str(v))(test)
 
 
 def family_tests(skip: tuple[str, ...] = ("linear",)) -> dict:

@@ -111,3 +111,20 @@ def test_every_property_is_caught_by_some_seeded_bug():
     """The other half of the mutation score: no property of the spec goes unshown to fail."""
     unshown = set(properties.SPEC) - {bug.caught_by for bug in ONE_LAYER_BUGS}
     assert not unshown, f"no seeded bug in impls/zoo is caught by {sorted(unshown)}"
+
+
+def test_every_property_of_every_family_is_caught_by_some_seeded_bug():
+    """The same for the other families: each property of each one has a seeded bug it must catch
+    (sub-groups check the linear properties, whose bugs are above; they need one of their own)."""
+    from conformance.families.registry import families
+    from impls.zoo import EXTENSIONS
+
+    caught = {(bug.variant.partition("/")[0], bug.caught_by) for bug in EXTENSIONS}
+    for name, fam in families().items():
+        if name == "linear":
+            continue
+        if name == "subgroups":
+            assert any(f == "subgroups" for f, _ in caught), "no seeded bug of the subgroups family"
+            continue
+        unshown = [p for p in fam.properties if (name, p) not in caught]
+        assert not unshown, f"family {name}: no seeded bug in impls/zoo is caught by {unshown}"
