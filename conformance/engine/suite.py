@@ -15,6 +15,7 @@ from conformance.transport.contract import Pool
 from conformance.transport.harness import GroupPool
 from impls.protocol import Capabilities
 from strategies import DTYPES, Variant
+from strategies.case_classes import applicable_classes, classes_of
 
 
 class NotOffered(Exception):
@@ -30,6 +31,7 @@ class Suite:
         self.dtypes = tuple(dtypes)
         self.examples = 0
         self._strategies: dict = {}
+        self.coverage: dict[str, set[str]] = {}  # linear property -> the case classes it was judged on
 
     # -- the run's options and the impl's declaration ---------------------------------------------
     def _dtypes(self) -> list[str]:
@@ -82,6 +84,8 @@ class Suite:
         a stage ``prop`` does not read crashes that run: the violation found stays the report.
         Raises :class:`NotOffered` when the impl offers no layer of the case's family."""
         fam = family_of(case)
+        if fam.name == "linear":
+            self.coverage.setdefault(prop, set()).update(classes_of(case))
         stages = fam.stages_for([prop])
         ev = fam.run(self, case, stages)
         if ev is None:
@@ -109,6 +113,17 @@ class Suite:
             pytest.skip(str(exc))
         if found:
             raise AssertionError(format_failure(ev, prop, found, self.impl_spec))
+
+
+def coverage_lines(suite: Suite) -> list[str]:
+    """Per linear property, the case classes it was judged on, of those the run's options allow."""
+    wanted = applicable_classes(suite.world_sizes, suite._dtypes() or list(suite.dtypes))
+    lines = []
+    for prop, met in sorted(suite.coverage.items()):
+        missing = sorted(wanted - met)
+        lines.append(f"{prop}: {len(wanted & met)}/{len(wanted)} case classes"
+                     + (f"; not met: {', '.join(missing)}" if missing else ""))
+    return lines
 
 
 def replay_command(impl_spec: str, case, prop: Optional[str] = None) -> str:

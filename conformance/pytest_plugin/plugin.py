@@ -219,9 +219,25 @@ def pytest_collection_modifyitems(session, config, items):
         if marker is None or callspec is None:
             continue
         fam, prop = family(marker.args[0]), marker.args[1]
-        reason = fam.not_applicable(suite, callspec.params.get("variant"), prop)
+        variant = callspec.params.get("variant")
+        reason = (fam.unsupported(suite, variant) if prop == "*" and hasattr(fam, "unsupported")
+                  else fam.not_applicable(suite, variant, prop))
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Which case classes each property met (strategies/case_classes.py): a class no example reached
+    is a place a bug could still hide."""
+    run = config.stash.get(STATE, None)
+    suite = getattr(run, "suite", None)
+    if suite is None or not getattr(suite, "coverage", None):
+        return
+    from conformance.engine.suite import coverage_lines
+
+    terminalreporter.section("tpconform coverage by case class")
+    for line in coverage_lines(suite):
+        terminalreporter.write_line(line, yellow="not met" in line)
 
 
 def pytest_runtest_setup(item):
