@@ -43,7 +43,7 @@ class Capabilities:
 
     ``accepts_group=False`` means: the layers cannot be given a process group (they take rank and
     world size from the default group, as in the simple-module convention); the checks that hand a
-    layer a TP sub-group (``tests/properties/test_subgroups.py``) do not apply and are skipped.
+    layer a TP sub-group (``tests/properties/test_families.py``) do not apply and are skipped.
     """
 
     column_gather_output: tuple[bool, ...] = (True, False)

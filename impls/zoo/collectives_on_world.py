@@ -2,7 +2,7 @@
 
 Invisible while the TP group is the whole world; with world 4 as two TP groups of 2 the row layer
 sums both groups' partial outputs (and the column's backward both groups' input grads).
-Exposed by: any case with more than one TP group (``tests/properties/test_subgroups.py``)."""
+Exposed by: any case with more than one TP group (``tests/properties/test_families.py``)."""
 
 import torch
 import torch.distributed as dist

@@ -2,7 +2,7 @@
 
 The values are right (every single-layer property holds), but the MLP's forward runs an all-gather
 besides the row layer's all-reduce: communication the sharded path exists to avoid.
-Exposed by: the MLP's collective count (``tests/properties/test_composition.py``)."""
+Exposed by: the MLP's collective count (``tests/properties/test_families.py``)."""
 
 import torch.nn.functional as F
 

@@ -2,7 +2,7 @@
 
 ``x.as_strided(x.shape, contiguous strides)`` instead of ``x.contiguous()``: right for every
 contiguous input, silently wrong element order for a strided or transposed one.
-Exposed by: ``gather_from`` on a non-contiguous input (``tests/properties/test_primitives.py``)."""
+Exposed by: ``gather_from`` on a non-contiguous input (``tests/properties/test_families.py``)."""
 
 
 from impls.reference import Collectives, GatherFromParallel, ReferenceImpl

@@ -1,7 +1,7 @@
 """Bug: the merged (QKV) column layer shards its weight block by block but its bias as one block:
 the weight shards are right, each rank adds the wrong bias entries.
 
-Exposed by: a merged layer with bias at world size >= 2 (``tests/properties/test_merged.py``)."""
+Exposed by: a merged layer with bias at world size >= 2 (``tests/properties/test_families.py``)."""
 
 import torch
 from torch import nn

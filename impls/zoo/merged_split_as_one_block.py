@@ -1,7 +1,7 @@
 """Bug: the merged (QKV) column layer splits the stacked weight as one block: rank 0 gets all of Q
 and part of K instead of its slice of Q, K and V.
 
-Exposed by: a merged layer at world size >= 2 (``tests/properties/test_merged.py``)."""
+Exposed by: a merged layer at world size >= 2 (``tests/properties/test_families.py``)."""
 
 import torch
 

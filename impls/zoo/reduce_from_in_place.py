@@ -2,7 +2,7 @@
 
 Its output is right, but the caller's tensor now holds the sum over ranks (what an all-reduce on
 ``input_`` itself does when the input is already contiguous).
-Exposed by: ``reduce_from`` at world size >= 2 on a contiguous input (``tests/properties/test_primitives.py``)."""
+Exposed by: ``reduce_from`` at world size >= 2 on a contiguous input (``tests/properties/test_families.py``)."""
 
 import torch.distributed as dist
 

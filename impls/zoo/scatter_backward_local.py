@@ -1,7 +1,7 @@
 """Bug: the scatter-to primitive's backward puts this rank's grad slice back in place and zeros
 elsewhere, instead of all-gathering every rank's slice.
 
-Exposed by: ``scatter_to`` at world size >= 2 (``tests/properties/test_primitives.py``)."""
+Exposed by: ``scatter_to`` at world size >= 2 (``tests/properties/test_families.py``)."""
 
 import torch.nn.functional as F
 
