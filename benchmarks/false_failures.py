@@ -57,7 +57,7 @@ def error_ratios(ev) -> dict[str, float]:
     }
     if t.bias is not None:
         full["bias_grad"] = (d.bias_grad, tol.bias_grad_bound(t.grad_out, dt, ws))
-    if t.update is not None and ev.ranks and "step_output" in ev.ranks[0]:  # the training step ran
+    if t.update is not None and ev.ranks and ev.ranks[0].step_output is not None:  # the training step ran
         after = properties.after_update(ev)
         full["updated_weight_shard"] = (after.weight, after.weight_error)
         full["step_output"] = (after.output, after.output_bound)

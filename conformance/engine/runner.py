@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from conformance.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
+from conformance.spec.results import RankResult, malformed
 from conformance.transport.contract import GroupFailure, Pool, cut_text
 from conformance.transport.harness import GroupPool
 
@@ -20,44 +21,13 @@ class Outcome:
 
     case: LayerCase
     tensors: CaseTensors
-    ranks: list[dict] = field(default_factory=list)  # per-rank result dicts (plain tensors)
+    ranks: list[RankResult] = field(default_factory=list)  # what each rank reported
     crash: Optional[str] = None  # hang / death / exception text, when the example did not complete
     stages: tuple = STAGES  # what the workers ran after building the layer (conformance.spec.cases.STAGES)
 
     @property
     def construct_failed(self) -> bool:
-        return bool(self.ranks) and "construct_failed_ranks" in self.ranks[0]
-
-
-_TENSOR_KEYS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output",
-                "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
-                "step_bias_grad")
-_BOOL_KEYS = ("input_modified", "grad_modified")
-_STR_KEYS = ("construct_error", "upstream_grad_replaced", "train_step_error")
-
-
-def malformed(result: Any) -> Optional[str]:
-    """Why a rank's result is not what a worker sends (a candidate may forge replies), or ``None``.
-
-    The wire format already guarantees plain data; this checks the known fields' types so a forged
-    reply is a clean failure, never a crash of the verdict."""
-    import torch
-
-    if not isinstance(result, dict):
-        return f"the result is a {type(result).__name__}, not a dict"
-    for key in _TENSOR_KEYS:
-        if result.get(key) is not None and not isinstance(result[key], torch.Tensor):
-            return f"{key} is a {type(result[key]).__name__}, not a tensor"
-    for key in _BOOL_KEYS:
-        if key in result and not isinstance(result[key], bool):
-            return f"{key} is a {type(result[key]).__name__}, not a bool"
-    for key in _STR_KEYS:
-        if key in result and not isinstance(result[key], str):
-            return f"{key} is a {type(result[key]).__name__}, not a str"
-    failed = result.get("construct_failed_ranks")
-    if failed is not None and not (isinstance(failed, list) and all(type(r) is int for r in failed)):
-        return "construct_failed_ranks is not a list of ints"
-    return None
+        return bool(self.ranks) and self.ranks[0].construct_failed
 
 
 def _results(replies: dict[int, Any]) -> tuple[dict[int, Any], Optional[str]]:
@@ -178,17 +148,17 @@ class Runner:
             if outcome.crash is not None:
                 return outcome
             if any(res.get("construct_failed_ranks") for res in first.values()):
-                outcome.ranks = [first[r] for r in range(case.world_size)]
+                outcome.ranks = [RankResult.from_wire(first[r]) for r in range(case.world_size)]
                 return outcome
             messages = _sliced_messages(case, message, tensors, [first[r] for r in range(case.world_size)])
         results, outcome.crash = self.request(case.world_size, messages,
                                               None if while_waiting is None else lambda: while_waiting(tensors))
         if outcome.crash is None:
-            outcome.ranks = [results[r] for r in range(case.world_size)]
+            outcome.ranks = [RankResult.from_wire(results[r]) for r in range(case.world_size)]
         return outcome
 
 
-def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shards: list[dict]) -> dict[int, dict]:
+def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shards: list) -> dict[int, dict]:
     def width(res: dict, dim: int) -> int:
         w = res.get("weight_shard")
         return int(w.shape[dim]) if hasattr(w, "shape") and len(w.shape) == 2 else -1

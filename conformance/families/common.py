@@ -81,7 +81,7 @@ def compare_on_rank(prop: str, rank: int, got: Any, expected: torch.Tensor, boun
     return [Violation(prop, str(m), rank, what, m)] if m else []
 
 
-def compare_fields(prop: str, rank: int, reply: dict,
+def compare_fields(prop: str, rank: int, reply: Any,
                    checks: Iterable[tuple[str, torch.Tensor, torch.Tensor]]) -> list[Violation]:
     """:func:`compare_on_rank` for each ``(key, expected, bound)``: the reply's ``key`` field, called
     by its key with spaces (``input_grad``: "input grad")."""

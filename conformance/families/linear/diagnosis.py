@@ -40,12 +40,12 @@ def _within(actual, expected, bound) -> bool:
 # -- shards ------------------------------------------------------------------------------------------
 def _shards_cause(ev: Evidence, v: Violation) -> str | None:
     t, case, d = ev.outcome.tensors, ev.case, ev.split_dim
-    shards = [res.get("weight_shard") for res in ev.ranks]
+    shards = [res.weight_shard for res in ev.ranks]
     if any(w is None or w.dim() != 2 for w in shards):
         return None
     full = list(t.weight.shape)
     if v.quantity == "bias shard" and case.kind == "column":
-        bias_sizes = [0 if res.get("bias_shard") is None else res["bias_shard"].numel() for res in ev.ranks]
+        bias_sizes = [0 if res.bias_shard is None else res.bias_shard.numel() for res in ev.ranks]
         weight_sizes = [w.shape[0] for w in shards]
         if sum(bias_sizes) == case.out_features and bias_sizes != weight_sizes:
             return (f"the bias is sharded with a different split than the weight (bias {bias_sizes}, weight "
@@ -152,7 +152,7 @@ def _columns_permuted(out: torch.Tensor, expected: torch.Tensor, bound: torch.Te
 
 def _agree_cause(ev: Evidence, r: int) -> str | None:
     expected, bound = _expected(ev, r, ev.dense.output, ev.case.torch_dtype)
-    if all(_within(res.get("output"), expected, bound) for res in (ev.ranks[0], ev.ranks[r])):
+    if all(_within(res.output, expected, bound) for res in (ev.ranks[0], ev.ranks[r])):
         return ("both ranks are within rounding of the dense output but differ from each other: the ranks combine "
                 "the partial results in different orders (a replicated result must be computed identically)")
     return None
@@ -160,7 +160,7 @@ def _agree_cause(ev: Evidence, r: int) -> str | None:
 
 def _second_call_cause(ev: Evidence, r: int) -> str | None:
     res = ev.ranks[r]
-    first, again = res.get("output"), res.get("second_output")
+    first, again = res.output, res.second_output
     if first is not None and again is not None and first.shape == again.shape and first.numel() \
             and torch.equal(first, again):
         return "the second call returned the first call's output: the layer keeps state (a cache) across calls"
@@ -173,7 +173,7 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
     res = ev.ranks[r]
     actual = res.get(_GRAD_KEYS[v.quantity])
     if actual is None:
-        if res.get("output") is not None and res.get("input_grad") is None and res.get("weight_grad") is None:
+        if res.output is not None and res.input_grad is None and res.weight_grad is None:
             return (f"the {v.quantity} is missing and so is every other grad: the output carries no autograd graph "
                     "— a collective run outside autograd (e.g. a plain dist.all_gather) cuts it")
         return None
@@ -212,11 +212,11 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
 # -- communication -----------------------------------------------------------------------------------
 def _communication_cause(ev: Evidence, r: int) -> str | None:
     res = ev.ranks[r]
-    if ev.case.world_size > 1 and not res.get("collective_elements"):
+    if ev.case.world_size > 1 and not res.collective_elements:
         return ("it sent nothing, yet its output is the dense one: it computes the other ranks' part from weights it "
                 "should not hold (a hidden copy of the master weight), not tensor-parallel")
-    shard = res.get("weight_shard")
-    sent = res.get("collective_elements") or 0
+    shard = res.weight_shard
+    sent = res.collective_elements or 0
     if shard is not None and shard.numel() and sent >= shard.numel():
         return ("it sent at least a weight shard's worth of elements: it likely gathers the weight and computes "
                 "the layer locally (not tensor-parallel)")
@@ -243,7 +243,7 @@ def _train_cause(ev: Evidence, v: Violation, r: int) -> str | None:
             return "optimizer.step() cannot apply the grads: they are placed unlike their parameters"
         return None
     if v.quantity == "updated weight shard":
-        shard, bound = res.get("updated_weight_shard"), after.weight_error[rows]
+        shard, bound = res.updated_weight_shard, after.weight_error[rows]
         if _within(shard, t.weight.double()[rows], bound):
             return ("the shard is unchanged: neither optimizer.step() nor the in-place add reached it — impl.shards "
                     "returns a copy, not the parameter the layer holds")
@@ -251,9 +251,9 @@ def _train_cause(ev: Evidence, v: Violation, r: int) -> str | None:
             return ("the shard got the delta but not the SGD step: its grad is not on the parameter the optimizer "
                     "steps (p.grad is None or elsewhere), so optimizer.step() skips it")
         return None
-    if v.quantity != "output after the step" or res.get("step_output") is None:
+    if v.quantity != "output after the step" or res.step_output is None:
         return None
-    out = res["step_output"]
+    out = res.step_output
     out_rows = s if ev.output_is_sharded else slice(None)
     expected, bound = after.output[..., out_rows], after.output_bound[..., out_rows]
     if out.shape != expected.shape or not out.numel():
@@ -316,8 +316,8 @@ def likely_cause(ev: Evidence, v: Violation) -> str | None:
         return _train_cause(ev, v, r)
     if v.property == "ranks_agree_on_the_output":
         return _agree_cause(ev, r)
-    if v.quantity == "output" and res.get("output") is not None:
-        out = res["output"]
+    if v.quantity == "output" and res.output is not None:
+        out = res.output
         return _shape_cause(ev, r, out) or _output_cause(ev, r, out)
     if v.quantity in _GRAD_KEYS:
         return _grad_cause(ev, v, r)

@@ -41,6 +41,7 @@ from conformance.spec import tolerance as tol
 from conformance.spec.cases import STAGES, TRAIN_LR, LayerCase
 from conformance.spec.compare import compare
 from conformance.spec.dense import DenseResult, dense_linear
+from conformance.spec.results import RankResult
 from conformance.spec.violations import Violation
 
 
@@ -53,7 +54,7 @@ class Evidence:
     _partition: Optional[list[int]] = field(default=None, repr=False)
 
     @property
-    def ranks(self) -> list[dict]:
+    def ranks(self) -> list[RankResult]:
         return self.outcome.ranks
 
     @property
@@ -70,7 +71,7 @@ class Evidence:
             full = self.case.sharding.split_features(self.case)
             sizes = []
             for r in self.ranks:
-                w = r.get("weight_shard")
+                w = r.weight_shard
                 sizes.append(int(w.shape[self.split_dim]) if w is not None and w.dim() == 2 else -1)
             if min(sizes) < 0 or sum(sizes) != full:
                 sizes = [len(t) for t in torch.tensor_split(torch.arange(full), self.case.world_size)]
@@ -129,7 +130,7 @@ def shards_rebuild_the_dense_weight(ev: Evidence) -> list[Violation]:
     d = ev.split_dim
     other = 1 - d
     for r, res in enumerate(ev.ranks):
-        w = res.get("weight_shard")
+        w = res.weight_shard
         if w is None or w.dim() != 2 or w.shape[other] != t.weight.shape[other]:
             shape = None if w is None else list(w.shape)
             want = "[rows, in_features]" if d == 0 else "[out_features, cols]"
@@ -141,7 +142,7 @@ def shards_rebuild_the_dense_weight(ev: Evidence) -> list[Violation]:
                                  "weight shard"))
     if out:
         return out
-    shards = [res["weight_shard"] for res in ev.ranks]
+    shards = [res.weight_shard for res in ev.ranks]
     rebuilt = torch.cat(shards, dim=d)
     sizes = [s.shape[d] for s in shards]
     if rebuilt.shape != t.weight.shape or not torch.equal(rebuilt, t.weight):
@@ -151,7 +152,7 @@ def shards_rebuild_the_dense_weight(ev: Evidence) -> list[Violation]:
                                    + _first_wrong_rank(shards, t.weight, d), None, "weight shard"))
         return out
     for r, res in enumerate(ev.ranks):
-        b = res.get("bias_shard")
+        b = res.bias_shard
         if t.bias is None:
             if b is not None and bool(b.ne(0).any()):
                 out.append(Violation(name, f"rank {r} holds a non-zero bias although bias=False", r, "bias shard"))
@@ -164,7 +165,7 @@ def shards_rebuild_the_dense_weight(ev: Evidence) -> list[Violation]:
             got = None if b is None else list(b.shape)
             out.append(Violation(name, f"rank {r}'s bias (shape {got}) is not {what} "
                                        f"(shape {list(expected.shape)})", r, "bias shard"))
-    if t.bias is not None and not case.sharding.bias_sharded and all(res.get("bias_shard") is None
+    if t.bias is not None and not case.sharding.bias_sharded and all(res.bias_shard is None
                                                                      for res in ev.ranks):
         out.append(Violation(name, "no rank holds the bias", None, "bias shard"))
     return out
@@ -196,7 +197,7 @@ def output_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     out = []
     for r, res in enumerate(ev.ranks):
         expected, bound = _expected_output(ev, r)
-        m = compare(res.get("output"), expected, bound, f"rank {r} output")
+        m = compare(res.output, expected, bound, f"rank {r} output")
         if m:
             out.append(Violation(name, str(m), r, "output", m))
     return out
@@ -207,10 +208,10 @@ def ranks_agree_on_the_output(ev: Evidence) -> list[Violation]:
     name = "ranks_agree_on_the_output"
     if ev.output_is_sharded:
         return []
-    first = ev.ranks[0].get("output")
+    first = ev.ranks[0].output
     out = []
     for r, res in enumerate(ev.ranks[1:], start=1):
-        o = res.get("output")
+        o = res.output
         if first is None or o is None or o.shape != first.shape or not torch.equal(o, first):
             diff = ""
             if first is not None and o is not None and o.shape == first.shape:
@@ -226,7 +227,7 @@ def output_shape_and_dtype_match_nn_linear(ev: Evidence) -> list[Violation]:
     case = ev.case
     out = []
     for r, res in enumerate(ev.ranks):
-        o = res.get("output")
+        o = res.output
         width = ev.partition()[r] if ev.output_is_sharded else case.out_features
         shape = [*case.batch_shape, width]
         if o is None:
@@ -253,7 +254,7 @@ def input_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
         if ev.input_is_sliced:
             s = ev.rank_slice(r)
             expected, b = expected[..., s], b[..., s]
-        m = compare(res.get("input_grad"), expected, b, f"rank {r} input grad")
+        m = compare(res.input_grad, expected, b, f"rank {r} input grad")
         if m:
             out.append(Violation(name, str(m), r, "input grad", m))
     return out
@@ -268,7 +269,7 @@ def weight_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     for r, res in enumerate(ev.ranks):
         index = ev.case.sharding.weight_index(ev.rank_slice(r))
         expected, b = ev.dense.weight_grad[index], bound[index]
-        m = compare(res.get("weight_grad"), expected, b, f"rank {r} weight grad")
+        m = compare(res.weight_grad, expected, b, f"rank {r} weight grad")
         if m:
             out.append(Violation(name, str(m), r, "weight grad", m))
     return out
@@ -283,11 +284,11 @@ def bias_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     bound = tol.bias_grad_bound(t.grad_out, case.torch_dtype, case.world_size)
     out = []
     for r, res in enumerate(ev.ranks):
-        if not case.sharding.bias_sharded and res.get("bias_shard") is None:
+        if not case.sharding.bias_sharded and res.bias_shard is None:
             continue
         s = case.sharding.bias_index(ev.rank_slice(r))
         expected, b = ev.dense.bias_grad[s], bound[s]
-        m = compare(res.get("bias_grad"), expected, b, f"rank {r} bias grad")
+        m = compare(res.bias_grad, expected, b, f"rank {r} bias grad")
         if m:
             out.append(Violation(name, str(m), r, "bias grad", m))
     return out
@@ -299,9 +300,9 @@ def inputs_are_left_untouched(ev: Evidence) -> list[Violation]:
     name = "inputs_are_left_untouched"
     out = []
     for r, res in enumerate(ev.ranks):
-        if res.get("input_modified"):
+        if res.input_modified:
             out.append(Violation(name, f"rank {r} modified its input in place", r, "input"))
-        if res.get("grad_modified"):
+        if res.grad_modified:
             out.append(Violation(name, f"rank {r} modified the upstream gradient in place", r, "upstream grad"))
     return out
 
@@ -318,7 +319,7 @@ def repeated_calls_are_independent(ev: Evidence) -> list[Violation]:
     for r, res in enumerate(ev.ranks):
         _, bound = _expected_output(ev, r)  # the bound depends on |x| only
         expected = again[..., ev.rank_slice(r)] if ev.output_is_sharded else again
-        m = compare(res.get("second_output"), expected, bound, f"rank {r} output of a second call (input negated)")
+        m = compare(res.second_output, expected, bound, f"rank {r} output of a second call (input negated)")
         if m:
             out.append(Violation(name, str(m), r, "second output", m))
     return out
@@ -340,9 +341,9 @@ def communicates_activations_not_weights(ev: Evidence) -> list[Violation]:
     limit = activation_elements(ev.case)
     out = []
     for r, res in enumerate(ev.ranks):
-        sent = res.get("collective_elements")
+        sent = res.collective_elements
         if sent is not None and sent > limit:
-            calls = ", ".join(res.get("collectives") or [])
+            calls = ", ".join(res.collectives or [])
             out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the input, "
                                        f"output and their grads hold only {limit}", r, "communication"))
     return out
@@ -389,10 +390,10 @@ def communicates_what_the_other_ranks_need(ev: Evidence) -> list[Violation]:
     name = "communicates_what_the_other_ranks_need"
     out = []
     for r, res in enumerate(ev.ranks):
-        sent = res.get("collective_elements")
+        sent = res.collective_elements
         least = least_exchange(ev.case, ev.partition()[r])
         if sent is not None and sent < least:
-            calls = ", ".join(res.get("collectives") or []) or "no collective"
+            calls = ", ".join(res.collectives or []) or "no collective"
             out.append(Violation(name, f"rank {r} sent {sent} elements into collectives ({calls}); the other ranks "
                                        f"need at least {least} of its part of the layer, which only it holds", r,
                                  "communication"))
@@ -463,9 +464,9 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     name = "training_step_matches_the_dense_layer"
     after, case = after_update(ev), ev.case
     out: list[Violation] = []
-    failed = [r for r, res in enumerate(ev.ranks) if res.get("train_step_error")]
+    failed = [r for r, res in enumerate(ev.ranks) if res.train_step_error]
     if failed:
-        errors = "; ".join(f"rank {r}: {ev.ranks[r]['train_step_error'].splitlines()[0]}" for r in failed)
+        errors = "; ".join(f"rank {r}: {ev.ranks[r].train_step_error.splitlines()[0]}" for r in failed)
         return [Violation(name, f"the training step raised on rank(s) {failed}: {errors}", failed[0], "training step")]
 
     def check(quantity: str, key: str, r: int, expected, bound, what: str) -> None:
@@ -478,7 +479,7 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
         rows = case.sharding.weight_index(s)
         check("updated weight shard", "updated_weight_shard", r, after.weight[rows], after.weight_error[rows],
               "weight shard after the step")
-        if after.bias is not None and after.bias_error is not None and res.get("bias_shard") is not None:
+        if after.bias is not None and after.bias_error is not None and res.bias_shard is not None:
             b_rows = case.sharding.bias_index(s)
             check("updated bias shard", "updated_bias_shard", r, after.bias[b_rows], after.bias_error[b_rows],
                   "bias after the step")
@@ -490,7 +491,7 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
               after.input_grad_bound[..., in_rows], "input grad after the step")
         check("weight grad after the step", "step_weight_grad", r, after.weight_grad[rows],
               after.weight_grad_bound[rows], "weight grad after the step")
-        if after.bias_grad is not None and after.bias_grad_bound is not None and res.get("bias_shard") is not None:
+        if after.bias_grad is not None and after.bias_grad_bound is not None and res.bias_shard is not None:
             b_rows = case.sharding.bias_index(s)
             check("bias grad after the step", "step_bias_grad", r, after.bias_grad[b_rows],
                   after.bias_grad_bound[b_rows], "bias grad after the step")
@@ -505,10 +506,10 @@ def preconditions(ev: Evidence, prop_name: str) -> Optional[list[Violation]]:
     if oc.crash:
         return [Violation(prop_name, f"the example did not complete: {oc.crash}", None, "run")]
     if oc.construct_failed:
-        failed = oc.ranks[0]["construct_failed_ranks"]
+        failed = oc.ranks[0].construct_failed_ranks
         errors = "; ".join(
-            f"rank {r}: {(str(res['construct_error'])[:4000].splitlines() or [''])[0]}" for r, res in enumerate(oc.ranks)
-            if "construct_error" in res
+            f"rank {r}: {(str(res.construct_error)[:4000].splitlines() or [''])[0]}" for r, res in enumerate(oc.ranks)
+            if res.construct_error is not None
         )
         everywhere = len(failed) == ev.case.world_size
         if ev.case.uneven and not ev.uneven_shards_supported and everywhere:

@@ -33,6 +33,7 @@ from conformance.families.linear.properties import Evidence, Violation
 from conformance.spec import tolerance as tol
 from conformance.spec.cases import LayerCase, make_tensors
 from conformance.spec.dense import dense_linear
+from conformance.spec.results import RankResult
 
 SP_SPEC: dict = {}
 
@@ -55,7 +56,7 @@ def sequence_parallel_output_matches_the_dense_layer(ev: Evidence) -> list[Viola
     for r, res in enumerate(ev.ranks):
         s = ev.rank_slice(r) if case.kind == "column" else _sequence(ev, r)
         expected, b = (y[..., s], bound[..., s]) if case.kind == "column" else (y[s], bound[s])
-        out += compare_on_rank(name, r, res.get("output"), expected, b, "output")
+        out += compare_on_rank(name, r, res.output, expected, b, "output")
     return out
 
 
@@ -73,7 +74,7 @@ def sequence_parallel_grads_match_the_dense_layer(ev: Evidence) -> list[Violatio
         else:
             checks = [("input_grad", dn.input_grad[..., f], gx_b[..., f]),
                       ("weight_grad", dn.weight_grad[:, f], gw_b[:, f])]
-        if t.bias is not None and (case.kind == "column" or res.get("bias_shard") is not None):
+        if t.bias is not None and (case.kind == "column" or res.bias_shard is not None):
             gb_b = tol.bias_grad_bound(t.grad_out, dt, ws)
             checks.append(("bias_grad", *((dn.bias_grad[f], gb_b[f]) if case.kind == "column"
                                           else (dn.bias_grad, gb_b))))
@@ -87,7 +88,7 @@ def evidence(suite, case: LayerCase) -> Optional[Evidence]:
     ranks, crash = run_on_every_rank(suite, case, "run_sequence_parallel", t.as_dict())
     if not_offered(ranks):
         return None
-    outcome = Outcome(case, t, ranks=ranks, crash=crash)
+    outcome = Outcome(case, t, ranks=[RankResult.from_wire(res) for res in ranks], crash=crash)
     return Evidence(case, outcome, dense_linear(t), suite.capabilities.uneven_shards)
 
 

@@ -19,6 +19,7 @@ from conformance.engine.runner import Outcome, _sliced_messages
 from conformance.families.linear.properties import Evidence
 from conformance.spec.cases import STAGES, LayerCase, make_tensors
 from conformance.spec.dense import dense_linear
+from conformance.spec.results import RankResult
 
 
 def group_case(case: LayerCase, g: int) -> LayerCase:
@@ -50,7 +51,7 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
                 messages.update({r: per[i] for i, r in enumerate(ranks)})
         elif crash is None:
             for g, oc in enumerate(outcomes):
-                oc.ranks = [first[r] for r in group_ranks(case, g)]
+                oc.ranks = [RankResult.from_wire(first[r]) for r in group_ranks(case, g)]
             return outcomes
         else:
             for oc in outcomes:
@@ -60,7 +61,7 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
     for g, oc in enumerate(outcomes):
         oc.crash = crash
         if not crash:
-            oc.ranks = [results[r] for r in group_ranks(case, g)]
+            oc.ranks = [RankResult.from_wire(results[r]) for r in group_ranks(case, g)]
     return outcomes
 
 

@@ -1,0 +1,95 @@
+"""What one rank reports for one layer example: a typed record instead of a dict of string keys.
+
+The worker (``families/linear/worker.py``) sends plain data; :meth:`RankResult.from_wire` reads it,
+checking each known field's type (a candidate may forge replies: a wrong type is a clean failure,
+never a crash of the verdict), and the properties read attributes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+import torch
+
+_TENSORS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output",
+            "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
+            "step_bias_grad")
+_BOOLS = ("input_modified", "grad_modified")
+_STRS = ("construct_error", "upstream_grad_replaced", "train_step_error")
+
+
+@dataclass(frozen=True)
+class RankResult:
+    rank: Optional[int] = None
+    # the layer as built: its shards (nn.Linear orientation)
+    weight_shard: Optional[torch.Tensor] = None
+    bias_shard: Optional[torch.Tensor] = None
+    # construction: the ranks whose build raised (every rank reports the same list), this rank's error
+    construct_failed_ranks: Optional[list[int]] = None
+    construct_error: Optional[str] = None
+    # forward and backward
+    output: Optional[torch.Tensor] = None
+    input_grad: Optional[torch.Tensor] = None
+    weight_grad: Optional[torch.Tensor] = None
+    bias_grad: Optional[torch.Tensor] = None
+    upstream_grad_replaced: Optional[str] = None  # the output's shape did not match: zeros were back-propagated
+    input_modified: bool = False
+    grad_modified: bool = False
+    second_output: Optional[torch.Tensor] = None
+    # communication: floating-point elements this rank sent into collectives, and which calls
+    collective_elements: Optional[int] = None
+    collectives: list[str] = field(default_factory=list)
+    # the training step
+    train_step_error: Optional[str] = None
+    updated_weight_shard: Optional[torch.Tensor] = None
+    updated_bias_shard: Optional[torch.Tensor] = None
+    step_output: Optional[torch.Tensor] = None
+    step_input_grad: Optional[torch.Tensor] = None
+    step_weight_grad: Optional[torch.Tensor] = None
+    step_bias_grad: Optional[torch.Tensor] = None
+
+    @property
+    def construct_failed(self) -> bool:
+        return self.construct_failed_ranks is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field by name (for code that reads a field named by a variable)."""
+        value = getattr(self, key, None) if key in _FIELDS else None
+        return default if value is None else value
+
+    @classmethod
+    def from_wire(cls, d: Any) -> "RankResult":
+        """The result a worker sent; ``ValueError`` (one line) when it is not what a worker sends."""
+        why = malformed(d)
+        if why:
+            raise ValueError(why)
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS})
+
+
+_FIELDS = {f.name for f in fields(RankResult)}
+
+
+def malformed(result: Any) -> Optional[str]:
+    """Why a rank's result is not what a worker sends, or ``None`` (the wire format already
+    guarantees plain data; this checks the known fields' types)."""
+    if not isinstance(result, dict):
+        return f"the result is a {type(result).__name__}, not a dict"
+    for key in _TENSORS:
+        if result.get(key) is not None and not isinstance(result[key], torch.Tensor):
+            return f"{key} is a {type(result[key]).__name__}, not a tensor"
+    for key in _BOOLS:
+        if key in result and not isinstance(result[key], bool):
+            return f"{key} is a {type(result[key]).__name__}, not a bool"
+    for key in _STRS:
+        if key in result and not isinstance(result[key], str):
+            return f"{key} is a {type(result[key]).__name__}, not a str"
+    failed = result.get("construct_failed_ranks")
+    if failed is not None and not (isinstance(failed, list) and all(type(r) is int for r in failed)):
+        return "construct_failed_ranks is not a list of ints"
+    for key, kind in (("rank", int), ("collective_elements", int)):
+        if result.get(key) is not None and type(result[key]) is not kind:
+            return f"{key} is a {type(result[key]).__name__}, not an int"
+    calls = result.get("collectives")
+    if calls is not None and not (isinstance(calls, list) and all(isinstance(c, str) for c in calls)):
+        return "collectives is not a list of str"
+    return None
