@@ -57,6 +57,8 @@ from typing import Any, Iterable, Optional
 
 import pytest
 
+from conformance.families.registry import families, family_of
+
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
         ">": operator.gt}
 _COMPARISON = re.compile(r"^\s*(<=|>=|!=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -69,8 +71,6 @@ class KnownFailuresError(Exception):
 
 def case_facts(case) -> dict[str, Any]:
     """The values ``when`` conditions can test: the case's fields plus derived ones (its family's)."""
-    from conformance.families.registry import family_of
-
     return family_of(case).facts(case)
 
 
@@ -105,8 +105,6 @@ class Entry:
     matched: int = 0  # of those, how many failed in a way it explains
 
     def applies(self, impl: str, prop: str, case) -> bool:
-        from conformance.families.registry import family_of
-
         if self.test or self.family != family_of(case).name:
             return False
         facts = case_facts(case)
@@ -125,8 +123,6 @@ class Entry:
 
 
 def _entry(raw: Any, where: str) -> Entry:
-    from conformance.families.registry import families
-
     fams = families()
     if not isinstance(raw, dict):
         raise KnownFailuresError(f"{where}: each [[deviation]] must be a table")

@@ -1,5 +1,5 @@
-"""What every extension's verdict side does the same way (``compositions``, ``primitives``,
-``sequence_parallel``, ``embedding``, ``merged``), so each of those modules reads like its spec.
+"""What every family's verdict side beyond the single layer does the same way, so each family's
+``verdict.py`` reads like its spec.
 
 An extension module defines its case, its properties and a few lines gluing these together:
 
@@ -10,15 +10,16 @@ An extension module defines its case, its properties and a few lines gluing thes
 - :func:`compare_on_rank` / :func:`compare_fields`: one rank's reply against the dense expectation,
   within a bound, as violations;
 - :func:`split_sizes` / :func:`rank_slice`: the partition a layer chose, read from its shard shapes;
-- :func:`raise_if_violated` and :func:`skip_not_offered`: the outcome of a property test.
+- :class:`ExtensionFamily`: a family whose verdict module has ``evidence`` and ``violations``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, NoReturn, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 
+from conformance.families.registry import family_of
 from conformance.spec.compare import compare
 from conformance.spec.family import Family
 from conformance.spec.violations import Violation
@@ -31,8 +32,6 @@ def run_on_every_rank(suite, case, command: str,
 
     Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
     not complete (``None`` when it did)."""
-    from conformance.families.registry import family_of
-
     ws, family = case.world_size, family_of(case).name
     if callable(data):
         messages = {r: {"cmd": command, "family": family, "impl": suite.impl_spec, "case": case.as_dict(),
@@ -100,27 +99,6 @@ def split_sizes(sizes: list[int], total: int, world_size: int) -> list[int]:
 def rank_slice(sizes: list[int], rank: int) -> slice:
     """Rank ``rank``'s slice of a dim split into ``sizes``, in rank order."""
     return slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
-
-
-def raise_if_violated(case_line: str, props: Sequence[str],
-                      violations_of: Callable[[str], list[Violation]]) -> None:
-    """Raise one ``AssertionError`` naming every property in ``props`` that ``violations_of(prop)``
-    finds violated (its first 8 violations each), under ``case: {case_line}``."""
-    lines = []
-    for prop in props:
-        found = violations_of(prop)
-        if found:
-            lines.append(f"property violated: {prop.replace('_', ' ')}")
-            lines += [f"  - {v.message}" for v in found[:8]]
-    if lines:
-        raise AssertionError("\n".join([f"case: {case_line}", *lines]))
-
-
-def skip_not_offered(suite, what: str) -> NoReturn:
-    """Skip the test: the impl offers no ``what``, an optional method."""
-    import pytest
-
-    pytest.skip(f"{suite.impl_spec} offers no {what} (optional)")
 
 
 class ExtensionFamily(Family):

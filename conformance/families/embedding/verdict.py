@@ -15,7 +15,7 @@ Tolerances: :func:`conformance.spec.tolerance.bound` on the magnitude of each su
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -23,10 +23,8 @@ from conformance.families.common import (
     compare_on_rank,
     not_offered,
     preconditions,
-    raise_if_violated,
     rank_slice,
     run_on_every_rank,
-    skip_not_offered,
     split_sizes,
 )
 from conformance.families.embedding.case import EmbeddingCase
@@ -128,16 +126,3 @@ def violations(suite, case: EmbeddingCase, prop: str, ev: Optional[EmbeddingEvid
     pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed),
                         rejection_declared=case.uneven and not ev.uneven_shards_supported)
     return pre if pre is not None else EMBEDDING_SPEC[prop](ev)
-
-
-def check(suite, case: EmbeddingCase, props: Sequence[str]) -> None:
-    ev = evidence(suite, case)
-    if ev is None:
-        skip_not_offered(suite, "vocab_parallel_embedding()")
-    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
-
-
-def cases(suite):
-    from strategies.embedding import embedding_cases
-
-    return embedding_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())

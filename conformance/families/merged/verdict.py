@@ -15,7 +15,7 @@ Tolerances: :mod:`conformance.spec.tolerance`'s single-layer bounds, indexed lik
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -23,9 +23,7 @@ from conformance.families.common import (
     compare_fields,
     not_offered,
     preconditions,
-    raise_if_violated,
     run_on_every_rank,
-    skip_not_offered,
 )
 from conformance.families.merged.case import MergedCase
 from conformance.spec import tolerance as tol
@@ -104,16 +102,3 @@ def violations(suite, case: MergedCase, prop: str, ev: Optional[MergedEvidence] 
         return []
     pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed))
     return pre if pre is not None else MERGED_SPEC[prop](ev)
-
-
-def check(suite, case: MergedCase, props: Sequence[str]) -> None:
-    ev = evidence(suite, case)
-    if ev is None:
-        skip_not_offered(suite, "merged_column()")
-    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
-
-
-def cases(suite):
-    from strategies.merged import merged_cases
-
-    return merged_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())

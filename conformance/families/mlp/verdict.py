@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 
 from conformance.families.common import (
     compare_on_rank,
     preconditions,
-    raise_if_violated,
     rank_slice,
     run_on_every_rank,
     split_sizes,
@@ -203,17 +202,3 @@ def violations(suite, case: MLPCase, prop: str, ev: Optional[MLPEvidence] = None
     pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed),
                         rejection_declared=ev.case.uneven and not ev.uneven_shards_supported)
     return pre if pre is not None else MLP_SPEC[prop](ev)
-
-
-def check(suite, case: MLPCase, props: Sequence[str]) -> None:
-    """Run ``case`` once; raise one report naming every violated property."""
-    ev = evidence(suite, case)
-    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
-
-
-def cases(suite):
-    """The strategy of MLP cases within the run's options (world sizes, dtypes, uneven shards)."""
-    from strategies.mlp import mlp_cases
-
-    return mlp_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(),
-                     uneven=suite.capabilities.uneven_shards)

@@ -21,7 +21,7 @@ shapes, as for the layers. Nothing may modify its input or upstream grad in plac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 
@@ -29,10 +29,8 @@ from conformance.families.common import (
     compare_on_rank,
     did_not_complete,
     not_offered,
-    raise_if_violated,
     rank_slice,
     run_on_every_rank,
-    skip_not_offered,
     split_sizes,
 )
 from conformance.families.primitives.case import PrimitiveCase
@@ -42,7 +40,6 @@ from conformance.spec.violations import Violation
 # the tensors that differ per rank; the rest are the same on every rank (replicated)
 _PER_RANK_X = {"reduce_from", "gather_from"}
 _PER_RANK_G = {"copy_to"}
-
 
 
 @dataclass
@@ -163,18 +160,3 @@ def violations(suite, case: PrimitiveCase, prop: str, ev: Optional[PrimitiveEvid
     if ev.crash:
         return [did_not_complete(prop, ev.crash)]
     return PRIMITIVE_SPEC[prop](ev) if ev.provided else []
-
-
-def check(suite, case: PrimitiveCase, props: Sequence[str]) -> None:
-    """Run ``case`` once; skip if the impl offers no primitives; raise one report of every violation."""
-    ev = evidence(suite, case)
-    if not ev.crash and not ev.provided:
-        skip_not_offered(suite, "primitives()")
-    raise_if_violated(case.describe(), props, lambda prop: violations(suite, case, prop, ev))
-
-
-def cases(suite, primitive: str):
-    from strategies.primitives import primitive_cases
-
-    return primitive_cases(primitive, world_sizes=suite.world_sizes, dtypes=suite._dtypes(),
-                           uneven=suite.capabilities.uneven_shards)

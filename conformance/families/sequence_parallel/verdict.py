@@ -18,18 +18,16 @@ Tolerances are :mod:`conformance.spec.tolerance`'s single-layer bounds (a reduce
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 from conformance.engine.runner import Outcome
 from conformance.families.common import (
     compare_fields,
     compare_on_rank,
     not_offered,
-    raise_if_violated,
     run_on_every_rank,
-    skip_not_offered,
 )
-from conformance.families.linear.properties import Evidence, Violation
+from conformance.families.linear.properties import Evidence, Violation, preconditions
 from conformance.spec import tolerance as tol
 from conformance.spec.cases import LayerCase, make_tensors
 from conformance.spec.dense import dense_linear
@@ -93,24 +91,8 @@ def evidence(suite, case: LayerCase) -> Optional[Evidence]:
 
 
 def violations(suite, case: LayerCase, prop: str, ev: Optional[Evidence] = None) -> list[Violation]:
-    from conformance.families.linear.properties import preconditions
-
     ev = ev or evidence(suite, case)
     if ev is None:
         return []
     pre = preconditions(ev, prop)
     return pre if pre is not None else SP_SPEC[prop](ev)
-
-
-def check(suite, case: LayerCase, props: Sequence[str]) -> None:
-    ev = evidence(suite, case)
-    if ev is None:
-        skip_not_offered(suite, f"sequence-parallel {case.kind} layer")
-    raise_if_violated(f"sequence-parallel {case.describe()} (sequence = dim 0)", props,
-                      lambda prop: violations(suite, case, prop, ev))
-
-
-def cases(suite, kind: str):
-    from strategies.sequence_parallel import sequence_parallel_cases
-
-    return sequence_parallel_cases(kind, world_sizes=suite.world_sizes, dtypes=suite._dtypes())
