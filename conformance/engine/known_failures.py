@@ -276,6 +276,26 @@ class ExpectingSuite:
         self.used.extend(e for e in used if e not in self.used)
 
 
+    def check_all(self, case, props) -> None:
+        """``Suite.check_all``, each property's violations triaged as in :meth:`check`."""
+        impl = self._suite.impl_spec
+        hangs = [e for e in (self.known.bound(impl, prop, case) for prop in props) if e is not None]
+        hang = min(hangs, key=lambda e: e.timeout_s or 0.0) if hangs else None
+        with self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else ""):
+            ev, found = self._suite.judged(case, props)
+        from conformance.engine.suite import format_failure
+
+        reports = []
+        for prop, violations in found.items():
+            used = self.known.triage(impl, prop, case, [v.message for v in violations])
+            if used is None:
+                reports.append(format_failure(ev, prop, violations, impl))
+            else:
+                self.used.extend(e for e in used if e not in self.used)
+        if reports:
+            raise AssertionError("\n\n".join(reports))
+
+
 class PytestKnownFailures:
     """Turns a test whose only failures were explained into xfail; fails the run on stale entries."""
 

@@ -98,6 +98,25 @@ class Suite:
                 return full, again
         return ev, found
 
+    def judged(self, case, props: Sequence[str]) -> tuple[Any, dict[str, list[Violation]]]:
+        """The example run once with every stage, judged on each of ``props``: ``(evidence, {prop:
+        violations})`` (cheaper than one run per property, for a fixed list of cases)."""
+        fam = family_of(case)
+        if fam.name == "linear":
+            for prop in props:
+                self.coverage.setdefault(prop, set()).update(classes_of(case))
+        ev = fam.run(self, case)
+        if ev is None:
+            raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
+        return ev, {prop: fam.judge(ev, prop) for prop in props}
+
+    def check_all(self, case, props: Sequence[str]) -> None:
+        """Run ``case`` once and raise one report naming every property of ``props`` it violates."""
+        ev, found = self.judged(case, props)
+        reports = [format_failure(ev, prop, vs, self.impl_spec) for prop, vs in found.items() if vs]
+        if reports:
+            raise AssertionError("\n\n".join(reports))
+
     def violations(self, case, prop: str) -> list[Violation]:
         try:
             return self.checked(case, prop)[1]
