@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from conformance.diagnosis import likely_cause
-from conformance.properties import Evidence, Violation
+from conformance.properties import SPEC, Evidence, Violation
 
+SHAPE_PROPERTY = "output_shape_and_dtype_match_nn_linear"
 # properties that read the output or back-propagate through it: unjudged when its shape is wrong
 SHAPE_DEPENDENT = ("output_matches_the_dense_layer", "ranks_agree_on_the_output", "input_grad_matches_the_dense_layer",
                    "weight_grad_matches_the_dense_layer", "bias_grad_matches_the_dense_layer",
@@ -40,6 +41,29 @@ REPEATED = tuple(dict.fromkeys(REPEATS.values()))
 GRAD_PROPERTIES = ("input_grad_matches_the_dense_layer", "weight_grad_matches_the_dense_layer",
                    "bias_grad_matches_the_dense_layer")
 MAX_GROUPS = 12  # per variant and scope; more are counted, not shrunk or reported
+
+
+_NUMBER = re.compile(r"\d+(\.\d+)?(e-?\d+)?")
+
+
+@dataclass(frozen=True)
+class Signature:
+    kind: str  # "property" | "raised" | "shape" | "crash" | "hang"
+    property: str  # "*" for raised / shape / crash / hang
+    case_class: str
+    cause: str
+
+    def key(self) -> str:
+        """The same text for the same bug in any submission, at any world size (numbers are masked:
+        "off by 1× the bias" and "off by 3× the bias" are one bug); the class view counts by it."""
+        return _NUMBER.sub("#", f"{self.kind} | {self.property} | {self.case_class} | {self.cause}")
+
+
+def case_class(case, *, empty_batch: bool = False) -> str:
+    """The class of a case that decides what a failure means: dims divisible by the world size or not
+    (with ``empty_batch``, also an empty batch: where a layer that raises usually raises)."""
+    label = "uneven dims" if case.uneven else "divisible dims"
+    return label + (", empty batch" if empty_batch and math.prod(case.batch_shape) == 0 else "")
 
 
 _NUMBER = re.compile(r"\d+(\.\d+)?(e-?\d+)?")
@@ -93,6 +117,14 @@ def _shape_error(ev: Evidence) -> Optional[str]:
     return None
 
 
+def shape_cause(ev: Evidence) -> str:
+    """Why the output's shape is wrong, one line: the likely cause of the shape property's first
+    violation, or that violation itself."""
+    shape = SPEC[SHAPE_PROPERTY](ev)
+    cause = next((likely_cause(ev, v) for v in shape if v.quantity == "output"), None)
+    return cause or (shape[0].message if shape else "the output has the wrong shape")
+
+
 def upstream_grad_note(ev: Evidence) -> str:
     """What upstream grad the backward of this example was given (gradient failures say it)."""
     replaced = _shape_error(ev)
@@ -108,10 +140,9 @@ def signatures(ev: Evidence, prop: str, found: list[Violation]) -> list[tuple[Si
     """The signature(s) of ``prop``'s violations ``found`` on one example: one per distinct cause."""
     cls = case_class(ev.case)
     if found[0].quantity in ("run", "construction"):
-        return [(Signature("raised", "*", cls, _raised_cause(ev, found)), found[0])]
-    if prop in SHAPE_DEPENDENT and _shape_error(ev):
-        shape = next((likely_cause(ev, v) for v in found if v.quantity == "output"), None)
-        return [(Signature("shape", "*", cls, shape or "the output has the wrong shape"), found[0])]
+        return [(Signature("raised", "*", case_class(ev.case, empty_batch=True), _raised_cause(ev, found)), found[0])]
+    if prop in SHAPE_DEPENDENT + (SHAPE_PROPERTY,) and _shape_error(ev):
+        return [(Signature("shape", "*", cls, shape_cause(ev)), found[0])]
     out: dict[str, tuple[Signature, Violation]] = {}
     for v in found:
         cause = likely_cause(ev, v) or unexplained(v)

@@ -60,7 +60,7 @@ from strategies import VARIANTS, Variant
 from strategies.layers import anchor_cases
 
 PROPERTIES = tuple(properties.SPEC)
-SHRINK_SECONDS = 4.0  # the most one failure group's search for a smaller example may take
+SHRINK_SECONDS = 3.0  # the most one failure group's search for a smaller example may take
 
 
 class ContractSuite(Suite):
@@ -166,6 +166,7 @@ class Grader:
         self.emit = emit
         self.memo: dict[str, object] = {}
         self.found: dict[str, dict] = {}
+        self.inside: dict[str, str] = {}  # signature key -> the id of its group inside the contract
 
     def evidence(self, case):
         """The example's evidence, run once per case however many properties read it."""
@@ -272,10 +273,20 @@ class Grader:
         if state["crash"]:
             kind, ev = state["crash"]
             crash_group = self._crash_group(kind, ev, scope, variant, props)
-            self.emit({"failure": crash_group})
-        reported = {g.id: self._report(g, strategy, scope, props) for g in groups}
-        for rec in reported.values():
-            self.emit({"failure": rec})
+            same = self.inside.get(crash_group["key"]) if beyond else None
+            if same:  # the crash already reported inside the contract
+                crash_group.update(id=same, summary=f"the same {kind} as inside the contract ({same})")
+            else:
+                self._emit_failure(crash_group, scope)
+        reported = {}
+        for g in groups:
+            same = self.inside.get(g.signature.key()) if beyond else None
+            if same:  # the same failure as inside the contract: reported there, not again
+                reported[g.id] = {"id": same, "summary": f"the same failure as inside the contract ({same})",
+                                  "cause": g.signature.cause, "failure": None, "minimal_example": None, "errors": []}
+                continue
+            reported[g.id] = self._report(g, strategy, scope, props)
+            self._emit_failure(reported[g.id], scope)
         for prop in props:
             cells[prop] = self._cell(prop, state, crash_group, groups.for_property(prop), reported, groups.overflow)
         for prop in PROPERTIES:
@@ -283,6 +294,11 @@ class Grader:
             if beyond:
                 cell["scope"] = "beyond"
             self.emit({"cell": cell})
+
+    def _emit_failure(self, rec: dict, scope: Scope) -> None:
+        if scope.name == "contract":
+            self.inside.setdefault(rec["key"], rec["id"])
+        self.emit({"failure": {k: v for k, v in rec.items() if k != "key"}})
 
     def _cell(self, prop: str, state: dict, crash_group, hit: list[Group], reported: dict, overflow: int) -> dict:
         cell: dict = {"examples": state["examples"]}
@@ -305,8 +321,10 @@ class Grader:
         else:
             what = "the layer raised" if own[0].signature.kind == "raised" else "the output has the wrong shape"
             reason = f"not judged on {own[0].examples} example(s): {what} (reported once, {own[0].id}): {first['cause']}"
-        cell.update(verdict="fail", reason=reason, failures=[g.id for g in hit], failure=first["failure"],
-                    minimal_example=first["minimal_example"], errors=first["errors"])
+        cell.update(verdict="fail", reason=reason, failures=list(dict.fromkeys(reported[g.id]["id"] for g in hit)),
+                    errors=first["errors"])
+        if first["failure"]:
+            cell.update(failure=first["failure"], minimal_example=first["minimal_example"])
         return cell
 
     def _crash_group(self, kind: str, ev, scope: Scope, variant, props) -> dict:
@@ -317,7 +335,8 @@ class Grader:
                 "examples": 1, "failure": f"case: {ev.case.describe()}\n{text}\nreplay: "
                                           f"{replay_command(self.impl, ev.case)}",
                 "minimal_example": self._example(ev.case, None, shrunk=False), "errors": [],
-                "beyond_why": self._beyond_why(ev.case, scope)}
+                "beyond_why": self._beyond_why(ev.case, scope),
+                "key": Signature(kind, "*", case_class(ev.case), _crash_cause(ev, kind)).key()}
 
     def _beyond_why(self, case, scope: Scope) -> Optional[str]:
         if scope.name != "beyond" or self.contract is None:
@@ -352,7 +371,7 @@ class Grader:
                 "properties": list(g.properties), "case_class": sig.case_class, "cause": sig.cause,
                 "summary": summary, "examples": g.examples, "failure": text,
                 "minimal_example": self._example(case, prop, shrunk=shrunk), "errors": error_figures(found),
-                "beyond_why": self._beyond_why(case, scope)}
+                "beyond_why": self._beyond_why(case, scope), "key": g.signature.key()}
 
     def shrink(self, g: Group, strategy, scope: Scope, props) -> tuple[Any, bool]:
         """The smallest case with ``g``'s signature that a shrinking search from the same seed finds
