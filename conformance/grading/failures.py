@@ -66,32 +66,6 @@ def case_class(case, *, empty_batch: bool = False) -> str:
     return label + (", empty batch" if empty_batch and math.prod(case.batch_shape) == 0 else "")
 
 
-_NUMBER = re.compile(r"\d+(\.\d+)?(e-?\d+)?")
-
-
-@dataclass(frozen=True)
-class Signature:
-    kind: str  # "property" | "raised" | "shape" | "crash" | "hang"
-    property: str  # "*" for raised / shape / crash / hang
-    case_class: str
-    cause: str
-
-    def key(self) -> str:
-        """The same text for the same bug in any submission, at any world size (numbers are masked:
-        "off by 1× the bias" and "off by 3× the bias" are one bug); the class view counts by it."""
-        return _NUMBER.sub("#", f"{self.kind} | {self.property} | {self.case_class} | {self.cause}")
-
-
-def case_class(ev_case) -> str:
-    """The class of a case that decides which bugs it can show: dims divisible or not, an empty batch."""
-    parts = ["uneven dims" if ev_case.uneven else "divisible dims"]
-    if math.prod(ev_case.batch_shape) == 0:
-        parts.append("empty batch")
-    return ", ".join(parts)
-
-
-
-
 def exception_line(text: str) -> str:
     """The line of a candidate's error that names it (``ValueError: ...``); :meth:`Signature.key`
     masks its numbers, so the same error on different shapes is one signature."""
@@ -160,7 +134,7 @@ def merge_repeats(sigs: dict[str, tuple[Signature, list, list]]) -> dict[str, tu
     of the property they repeat on the same example (a wrong output makes the second call and the
     output after a training step wrong too; a wrong input grad, the input grad after the step): one
     bug, listed once, with every property it costs."""
-    base = {}
+    base: dict[str, list] = {}
     for sig, props, _ in sigs.values():
         if sig.kind == "property" and sig.property in REPEATED:
             base.setdefault(sig.property, props)
@@ -201,13 +175,13 @@ class Groups:
     def __init__(self, scope: str, variant: str, prefix: str):
         self.scope, self.variant, self.prefix = scope, variant, prefix
         self.by_key: dict[str, Group] = {}
-        self.overflow = 0
+        self.overflow: set[str] = set()  # properties that failed in a group past MAX_GROUPS (not listed)
 
     def add(self, sig: Signature, case, prop: str, counted: set) -> Optional[Group]:
         g = self.by_key.get(sig.key())
         if g is None:
             if len(self.by_key) >= MAX_GROUPS:
-                self.overflow += 1
+                self.overflow.add(prop)
                 return None
             g = Group(f"{self.prefix}{len(self.by_key) + 1}", sig, self.scope, self.variant, case)
             self.by_key[sig.key()] = g

@@ -39,7 +39,6 @@ import json
 import math
 import os
 import sys
-
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -47,11 +46,21 @@ from typing import Any, Callable, Optional
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 
 from conformance import properties
+from conformance.diagnosis import likely_cause
 from conformance.grading import records
 from conformance.grading.contract import Contract
-from conformance.diagnosis import likely_cause
-from conformance.grading.failures import (GRAD_PROPERTIES, Group, Groups, Signature, case_class, merge_repeats,
-                                          signatures, unexplained, upstream_grad_note)
+from conformance.grading.failures import (
+    GRAD_PROPERTIES,
+    MAX_GROUPS,
+    Group,
+    Groups,
+    Signature,
+    case_class,
+    merge_repeats,
+    signatures,
+    unexplained,
+    upstream_grad_note,
+)
 from conformance.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 from conformance.properties import Violation
 from conformance.runner import ImplUnusable
@@ -288,7 +297,8 @@ class Grader:
             reported[g.id] = self._report(g, strategy, scope, props)
             self._emit_failure(reported[g.id], scope)
         for prop in props:
-            cells[prop] = self._cell(prop, state, crash_group, groups.for_property(prop), reported, groups.overflow)
+            cells[prop] = self._cell(prop, state, crash_group, groups.for_property(prop), reported,
+                                     prop in groups.overflow)
         for prop in PROPERTIES:
             cell = {"property": prop, "variant": str(variant), **cells[prop]}
             if beyond:
@@ -300,7 +310,7 @@ class Grader:
             self.inside.setdefault(rec["key"], rec["id"])
         self.emit({"failure": {k: v for k, v in rec.items() if k != "key"}})
 
-    def _cell(self, prop: str, state: dict, crash_group, hit: list[Group], reported: dict, overflow: int) -> dict:
+    def _cell(self, prop: str, state: dict, crash_group, hit: list[Group], reported: dict, overflow: bool) -> dict:
         cell: dict = {"examples": state["examples"]}
         if crash_group is not None:
             first = crash_group["summary"]
@@ -309,10 +319,12 @@ class Grader:
                                f"once, {crash_group['id']}): {first}",
                         minimal_example=crash_group["minimal_example"])
             return cell
+        if not hit and overflow:
+            cell.update(verdict="fail", reason=f"failed in more distinct ways than the report lists ({MAX_GROUPS} a "
+                                               "variant)")
+            return cell
         if not hit:
             cell.update(verdict="pass", reason=None)
-            if overflow:
-                cell.update(verdict="fail", reason="failed with more distinct failures than the report lists")
             return cell
         own = [g for g in hit if g.signature.kind == "property"] or hit
         first = reported[own[0].id]
@@ -352,11 +364,12 @@ class Grader:
         ev = self.evidence(case)
         prop = sig.property if sig.kind == "property" else None
         if sig.kind == "property":
-            text = format_failure(ev, sig.property, found, self.impl)  # type: ignore[arg-type]
+            text = format_failure(ev, sig.property, found, self.impl)
         else:
             title = "the layer raised" if sig.kind == "raised" else "the output has the wrong shape"
+            messages = [self._contract_wording(v.message, ev.case) for v in found[:4]]
             text = (f"{title}: {sig.cause}\ncase: {ev.case.describe()}\n"
-                    + "\n".join(f"  - {v.message}" for v in found[:4])
+                    + "\n".join(f"  - {m}" for m in messages)
                     + f"\nproperties it left unjudged on this case: {', '.join(g.properties)}"
                     + f"\nreplay: {replay_command(self.impl, case)}")
         notes = []
@@ -372,6 +385,14 @@ class Grader:
                 "summary": summary, "examples": g.examples, "failure": text,
                 "minimal_example": self._example(case, prop, shrunk=shrunk), "errors": error_figures(found),
                 "beyond_why": self._beyond_why(case, scope), "key": g.signature.key()}
+
+    def _contract_wording(self, message: str, case) -> str:
+        """A construction error's message names the rule that applied: the contract's, where it decides."""
+        if self.contract is not None and case.uneven and self.contract.contains(case):
+            return message.replace("it declares uneven_shards=True",
+                                   "the contract requires dims the world size does not divide to work "
+                                   "(divisibility = uneven)")
+        return message
 
     def shrink(self, g: Group, strategy, scope: Scope, props) -> tuple[Any, bool]:
         """The smallest case with ``g``'s signature that a shrinking search from the same seed finds

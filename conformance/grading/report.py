@@ -171,8 +171,13 @@ def gradescope(sub: dict) -> dict:
             out += "\n\n" + failures[0]
         tests.append({"name": p.replace("_", " "), "score": v["score"], "max_score": v["max"],
                       "status": "passed" if v["verdict"] == "pass" else "failed", "output": out})
-    return {"score": sub["total"], "output": sub.get("why") or f"{sub['total']:g} / {sub['max']:g}",
-            "tests": tests}
+    output = sub.get("why") or f"{sub['total']:g} / {sub['max']:g}"
+    for f in sub.get("failures", []):
+        where = " (beyond the contract, no points)" if f["scope"] == "beyond" else ""
+        output += f"\n\n{f['id']}{where}: {KIND_WORDS[f['kind']]}: {f['cause']}"
+        if f.get("student_replay"):
+            output += f"\nreplay: {f['student_replay']}"
+    return {"score": sub["total"], "output": output, "tests": tests}
 
 
 def write_all(out: str, run: dict, records: list[dict], weights, *, gradescope_files: bool = False) -> dict:
