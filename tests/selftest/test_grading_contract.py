@@ -84,6 +84,14 @@ def test_every_distinct_bug_of_a_multi_bug_submission_is_listed(graded):
     beyond = [f["cause"] for f in _failures(sub, "beyond")]
     assert any(BIAS_BUG in c for c in inside) and any(GRAD_BUG in c for c in inside), inside
     assert any(RAISES_1D in c for c in beyond), beyond
+    # two bugs of one property and variant are two failures, each with its own minimal example
+    row = [f for f in _failures(sub, "contract") if f["variant"] == "row-sliced-input"
+           and "output_matches_the_dense_layer" in f["properties"]]
+    assert {f["kind"] for f in row} == {"raised", "property"}, row
+    raised = next(f for f in row if f["kind"] == "raised")
+    assert "NotImplementedError: inputs of 3 dims or more" in raised["cause"]
+    assert raised["minimal_example"]["token"] != next(f for f in row if f["kind"] == "property")["minimal_example"][
+        "token"]
     for f in sub["failures"]:  # each with its own minimal example and a replay line the student can run
         assert f["minimal_example"]["token"] and f["student_replay"].startswith("python -m conformance replay "
                                                                                 "--impl=multi_bug.py '")
@@ -234,3 +242,29 @@ def test_cells_beyond_the_contract_are_worth_no_points_and_its_variants_are_requ
                   for c in cells]
     scored = score_submission({**result, "cells": undeclared}, weights, wider)
     assert scored["total"] < weights.total
+
+
+@pytest.mark.parametrize("divisibility, verdict", [("uneven-may-raise", "pass"), ("uneven", "fail")])
+def test_the_contract_not_the_declaration_decides_whether_raising_on_uneven_dims_conforms(divisibility, verdict):
+    """reference_copy declares uneven_shards=False (the simple-module convention) and raises at
+    construction on every rank for dims the world size does not divide: the contract decides whether
+    that is a right answer."""
+    from conformance.grading.one import Grader
+
+    contract = Contract(name="uneven", world_sizes=(2,), dtypes=("float32",), divisibility=divisibility,
+                        variants=("row-sliced-input",), bias="with", input_ranks=(2,), beyond_examples=0,
+                        beyond_world_sizes=(2,), beyond_dtypes=("float32",))
+    records: list = []
+    grader = Grader(os.path.join(FIXTURES, "grading", "reference_copy.py"), seed_value=0, examples=2,
+                    world_sizes=None, dtypes=None, timeout_s=15, emit=records.append, contract=contract)
+    try:
+        grader.grade_variant(VARIANTS[3])
+    finally:
+        grader.suite.pool.close()
+    cell = next(r["cell"] for r in records if "cell" in r and r["cell"]["property"] == "output_matches_the_dense_layer")
+    assert cell["verdict"] == verdict, cell
+    if verdict == "fail":
+        failure = next(r["failure"] for r in records if "failure" in r)
+        assert failure["kind"] == "raised" and failure["case_class"].startswith("uneven dims")
+        assert "the contract requires dims the world size does not divide to work" in failure["failure"]
+        assert "expected (the contract: divisibility = uneven)" in failure["failure"]
