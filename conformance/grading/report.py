@@ -41,12 +41,24 @@ def build(run: dict, records: list[dict], weights) -> dict:
             "name": rec["name"], "path": rec["path"], "kind": rec["kind"], "impl": rec.get("impl") or None,
             "sha256": rec.get("sha256"), "status": result.get("status", "not-run"),
             "seconds": result.get("seconds"), "declared": result.get("describe"), **scored,
+            "undeclared": undeclared(scored),
             "log_tail": result.get("log_tail", ""), "sandbox": result.get("sandbox"),
             "narrowed": result.get("narrowed"), "suspicious": result.get("suspicious", []),
         })
     return {"schema": SCHEMA, "run": run,
             "properties": [{"name": p, "weight": w} for p, w in weights.points.items()],
             "variants": list(VARIANT_NAMES), "submissions": subs, "class_view": class_view(subs)}
+
+
+def undeclared(scored: dict) -> list[str]:
+    """The required variants (the contract's, or weights.toml's) the submission does not declare: each
+    counts as failed on every property, and the reports say so before the failures."""
+    out = []
+    for v in scored["properties"].values():
+        for variant, cell in v["variants"].items():
+            if cell.get("verdict") == "not-declared" and variant in v["judged_variants"] and variant not in out:
+                out.append(variant)
+    return out
 
 
 def signature_key(f: dict) -> str:
@@ -123,9 +135,12 @@ def markdown(report: dict) -> str:
         lines.append("")
     lines += ["## Every distinct failure", ""]
     for s in report["submissions"]:
-        if not s["failures"]:
+        if not s["failures"] and not s["undeclared"]:
             continue
         lines.append(f"### {s['name']}")
+        if s["undeclared"]:
+            lines.append(f"- required variants not declared (every property counts as failed on them): "
+                         f"{', '.join(s['undeclared'])}")
         for f in s["failures"]:
             where = "beyond the contract (no points)" if f["scope"] == "beyond" else "in the contract"
             lines.append(f"- **{f['id']}** {f['variant']}, {where}: {KIND_WORDS[f['kind']]} — {f['cause']} "

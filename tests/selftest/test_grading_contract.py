@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 
 from conformance.grading import bwrap
 from conformance.grading.contract import Contract, load_contract
-from conformance.grading.report import BAR_COLOURS
+from conformance.grading.report import BAR_COLOURS, undeclared
 from conformance.grading.scoring import load_weights, score_submission
 from strategies import VARIANTS
 
@@ -204,8 +204,13 @@ def test_cases_are_drawn_inside_the_contract_and_beyond_it_outside(path):
     contract = load_contract(path)
     assert Contract.from_dict(json.loads(json.dumps(contract.as_dict()))) == contract
     inside_variant = next(v for v in VARIANTS if str(v) in contract.variants)
-    for case in contract.anchors(inside_variant):
+    anchors = contract.anchors(inside_variant)
+    for case in anchors:
         assert contract.contains(case), case
+    # the anchors meet every class of the contract: each world size x bias setting x input rank
+    met = {(c.world_size, c.bias, min(len(c.batch_shape) + 1, 3)) for c in anchors}
+    biases = {"both": (False, True), "with": (True,), "without": (False,)}[contract.bias]
+    assert met >= {(w, b, r) for w in contract.world_sizes for b in biases for r in contract.input_ranks}
     seen_outside: set = set()
 
     @settings(max_examples=60, database=None, suppress_health_check=list(HealthCheck), deadline=None)
@@ -238,10 +243,11 @@ def test_cells_beyond_the_contract_are_worth_no_points_and_its_variants_are_requ
     assert scored["beyond"]["output_matches_the_dense_layer"]["verdict"] == "fail"
     # a contract variant the submission does not declare counts as failed, whatever weights.toml requires
     wider = {**contract, "variants": ["column-gathered", "row-sliced-input", "row-full-input"]}
-    undeclared = [{**c, "verdict": "not-declared", "reason": "no"} if c["variant"] == "row-full-input" else c
-                  for c in cells]
-    scored = score_submission({**result, "cells": undeclared}, weights, wider)
+    missing = [{**c, "verdict": "not-declared", "reason": "no"} if c["variant"] == "row-full-input" else c
+               for c in cells]
+    scored = score_submission({**result, "cells": missing}, weights, wider)
     assert scored["total"] < weights.total
+    assert undeclared(scored) == ["row-full-input"]  # the student page lists it before the failures
 
 
 @pytest.mark.parametrize("divisibility, verdict", [("uneven-may-raise", "pass"), ("uneven", "fail")])
