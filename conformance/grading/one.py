@@ -247,7 +247,7 @@ class Grader:
         for prop in PROPERTIES:
             skip = not_applicable(self.suite, variant, prop)
             if strategy is None and not beyond:
-                skip = ("n/a", f"{variant} is not in the contract: checked beyond it, for no points")
+                skip = ("n/a", f"{variant} is not in the contract: checked beyond it (when declared), for no points")
             if skip:
                 cells[prop] = {"verdict": skip[0], "reason": skip[1], "examples": 0}
             else:
@@ -278,24 +278,7 @@ class Grader:
             for anchor in reversed(scope.anchors(variant)):
                 search = example(case=anchor)(search)
             self._settings(scope.examples, shrink=False)(seed(self.seed)(search))()
-        crash_group = None
-        if state["crash"]:
-            kind, ev = state["crash"]
-            crash_group = self._crash_group(kind, ev, scope, variant, props)
-            same = self.inside.get(crash_group["key"]) if beyond else None
-            if same:  # the crash already reported inside the contract
-                crash_group.update(id=same, summary=f"the same {kind} as inside the contract ({same})")
-            else:
-                self._emit_failure(crash_group, scope)
-        reported = {}
-        for g in groups:
-            same = self.inside.get(g.signature.key()) if beyond else None
-            if same:  # the same failure as inside the contract: reported there, not again
-                reported[g.id] = {"id": same, "summary": f"the same failure as inside the contract ({same})",
-                                  "cause": g.signature.cause, "failure": None, "minimal_example": None, "errors": []}
-                continue
-            reported[g.id] = self._report(g, strategy, scope, props)
-            self._emit_failure(reported[g.id], scope)
+        crash_group, reported = self._report_all(groups, state["crash"], strategy, scope, variant, props)
         for prop in props:
             cells[prop] = self._cell(prop, state, crash_group, groups.for_property(prop), reported,
                                      prop in groups.overflow)
@@ -304,6 +287,30 @@ class Grader:
             if beyond:
                 cell["scope"] = "beyond"
             self.emit({"cell": cell})
+
+    def _report_all(self, groups: Groups, crash, strategy, scope: Scope, variant, props) -> tuple[Optional[dict], dict]:
+        """Emit one ``failure`` record per distinct failure of this variant and scope (the crash that
+        ended it, if any, then each group); beyond the contract, one already reported inside it is
+        not reported again. Returns (the crash's record or ``None``, {group id: its record})."""
+        crash_group = None
+        if crash:
+            kind, ev = crash
+            crash_group = self._crash_group(kind, ev, scope, variant, props)
+            same = self.inside.get(crash_group["key"]) if scope.name == "beyond" else None
+            if same:  # the crash already reported inside the contract
+                crash_group.update(id=same, summary=f"the same {kind} as inside the contract ({same})")
+            else:
+                self._emit_failure(crash_group, scope)
+        reported = {}
+        for g in groups:
+            same = self.inside.get(g.signature.key()) if scope.name == "beyond" else None
+            if same:  # the same failure as inside the contract: reported there, not again
+                reported[g.id] = {"id": same, "summary": f"the same failure as inside the contract ({same})",
+                                  "cause": g.signature.cause, "failure": None, "minimal_example": None, "errors": []}
+                continue
+            reported[g.id] = self._report(g, strategy, scope, props)
+            self._emit_failure(reported[g.id], scope)
+        return crash_group, reported
 
     def _emit_failure(self, rec: dict, scope: Scope) -> None:
         if scope.name == "contract":
