@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from conformance.grading import bwrap
-from conformance.grading.contract import Contract, load_contract
+from conformance.grading.contract import Contract, ContractError, load_contract
 from conformance.grading.report import BAR_COLOURS, undeclared
 from conformance.grading.scoring import load_weights, score_submission
 from strategies import VARIANTS
@@ -179,7 +179,7 @@ def test_the_class_view_and_the_student_pages_render_in_a_real_browser(graded, t
 
 
 # -- without a grading run: the contract file, its strategies, its scoring -------------------------------
-@pytest.mark.parametrize("text, says", [
+MALFORMED = [
     ("world_sizes = [1, 2]\ndtypes = ['float32']\nvariants = ['column-gathered'\n", "not valid TOML"),
     ("world_sizes = [1, 2]\ndtypes = ['float32']\n", "variants is missing"),
     ("world_sizes = [0]\ndtypes = ['float32']\nvariants = ['column-gathered']\n", "world sizes are 1 to"),
@@ -187,15 +187,29 @@ def test_the_class_view_and_the_student_pages_render_in_a_real_browser(graded, t
     ("world_sizes = [2]\ndtypes = ['float32']\nvariants = ['column-gathered']\ndivisibility = 'maybe'\n",
      "divisibility = 'maybe'"),
     ("world_sizes = [2]\ndtypes = ['float32']\nvariants = ['column-gathered']\nbudget = 3\n", "unknown keys"),
-])
-def test_a_malformed_contract_gets_one_clear_line_and_a_nonzero_exit(tmp_path, text, says):
+    ("world_sizes = [2]\ndtypes = ['float32']\nvariants = ['column-gathered']\n[beyond]\nexamples = -1\n",
+     "examples must be an integer"),
+]
+
+
+@pytest.mark.parametrize("text, says", MALFORMED)
+def test_a_malformed_contract_is_refused_with_one_line_saying_why(tmp_path, text, says):
     path = tmp_path / "contract.toml"
     path.write_text(text)
+    with pytest.raises(ContractError) as raised:
+        load_contract(str(path))
+    assert says in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_grade_with_a_malformed_contract_prints_one_line_and_exits_2(tmp_path):
+    path = tmp_path / "contract.toml"
+    path.write_text(MALFORMED[0][0])
     r = subprocess.run([sys.executable, "-m", "conformance", "grade", os.path.join(FIXTURES, "grading"), "--out",
                         str(tmp_path / "out"), f"--contract={path}"], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": ROOT}, timeout=120, check=False)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
+    assert r.returncode == 2 and len(lines) == 1 and "not valid TOML" in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()  # nothing graded, nothing written
 
 
 @pytest.mark.parametrize("path", [CONTRACT, os.path.join(ROOT, "conformance", "grading", "contracts", "course.toml"),
