@@ -104,6 +104,17 @@ class Contract:
     def contains(self, case: LayerCase) -> bool:
         return not self.outside(case)
 
+    def case_class(self, case: LayerCase) -> tuple:
+        """The contract class of a case inside it: (world size, bias, input rank, dims divisible)."""
+        return (case.world_size, case.bias, input_rank(case), not case.uneven)
+
+    def case_classes(self) -> set[tuple]:
+        """Every class of the contract: each world size x bias setting x input rank (x divisible or not,
+        when non-divisible dims are inside it; world size 1 divides everything)."""
+        divisible = (True, False) if self.uneven_in_contract else (True,)
+        return {(w, b, r, d) for w in self.world_sizes for b in self._biases() for r in self.input_ranks
+                for d in divisible if d or w > 1}
+
     # -- strategies ----------------------------------------------------------------------------------
     def cases(self, variant: Variant):
         """Cases inside the contract for ``variant`` (built within it: no draw is rejected)."""

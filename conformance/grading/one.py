@@ -255,12 +255,14 @@ class Grader:
         if beyond and (strategy is None or not props):
             return  # nothing beyond the contract here (or not declared): no cells
         groups = Groups(scope.name, str(variant), f"{'B' if beyond else 'F'}{VARIANTS.index(variant) + 1}.")
-        state: dict = {"examples": 0, "crash": None, "counted": set()}
+        state: dict = {"examples": 0, "crash": None, "counted": set(), "classes": set()}
 
         def explore(case):
             if state["crash"] or not scope.keep(case):
                 return
             state["examples"] += 1
+            if self.contract is not None and not beyond:
+                state["classes"].add(self.contract.case_class(case))
             ev = self.evidence(case)
             kind = crash_kind(ev.outcome.crash)
             if kind:
@@ -319,6 +321,8 @@ class Grader:
 
     def _cell(self, prop: str, state: dict, crash_group, hit: list[Group], reported: dict, overflow: bool) -> dict:
         cell: dict = {"examples": state["examples"]}
+        if state["classes"] and self.contract is not None:  # how many of the contract's case classes it met
+            cell["classes"] = [len(state["classes"] & self.contract.case_classes()), len(self.contract.case_classes())]
         if crash_group is not None:
             first = crash_group["summary"]
             cell.update(verdict=crash_group["kind"], failures=[crash_group["id"]],

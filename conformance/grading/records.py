@@ -134,6 +134,11 @@ def cell(c: Any) -> dict:
         out["scope"] = "beyond"
     if "failures" in c:
         out["failures"] = _ids(c["failures"])
+    if "classes" in c:
+        classes = c["classes"]
+        if not isinstance(classes, list) or len(classes) != 2:
+            raise Invalid("cell: bad classes")
+        out["classes"] = [_int(classes[0]), _int(classes[1])]
     if c["verdict"] != "pass" and out["reason"] is None:
         out["reason"] = "(no reason given)"
     if "failure" in c:

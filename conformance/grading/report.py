@@ -41,13 +41,23 @@ def build(run: dict, records: list[dict], weights) -> dict:
             "name": rec["name"], "path": rec["path"], "kind": rec["kind"], "impl": rec.get("impl") or None,
             "sha256": rec.get("sha256"), "status": result.get("status", "not-run"),
             "seconds": result.get("seconds"), "declared": result.get("describe"), **scored,
-            "undeclared": undeclared(scored),
+            "undeclared": undeclared(scored), "coverage": coverage(scored),
             "log_tail": result.get("log_tail", ""), "sandbox": result.get("sandbox"),
             "narrowed": result.get("narrowed"), "suspicious": result.get("suspicious", []),
         })
     return {"schema": SCHEMA, "run": run,
             "properties": [{"name": p, "weight": w} for p, w in weights.points.items()],
             "variants": list(VARIANT_NAMES), "submissions": subs, "class_view": class_view(subs)}
+
+
+def coverage(scored: dict) -> dict:
+    """Per variant judged under a contract: [classes of the contract its cases met, classes in all]."""
+    out: dict = {}
+    for v in scored["properties"].values():
+        for variant, cell in v["variants"].items():
+            if cell.get("classes"):
+                out.setdefault(variant, cell["classes"])
+    return out
 
 
 def undeclared(scored: dict) -> list[str]:

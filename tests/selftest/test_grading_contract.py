@@ -68,6 +68,9 @@ def test_a_correct_submission_gets_full_marks_under_the_contract(graded):
     sub = graded["subs"]["reference_copy"]
     assert sub["total"] == sub["max"] and not _failures(sub, "contract"), sub["failures"]
     assert graded["report"]["run"]["contract"]["name"] == "self-test assignment"
+    # every class of the contract (world size x bias x input rank) was met on every variant it declares
+    assert set(sub["coverage"]) == {"column-gathered", "row-sliced-input"}
+    assert all(met == total == 2 * 2 * 2 for met, total in sub["coverage"].values()), sub["coverage"]
 
 
 @pytest.mark.parametrize("name, cause", [("bug_bias_every_rank", BIAS_BUG), ("bug_no_grad_allreduce", GRAD_BUG),
