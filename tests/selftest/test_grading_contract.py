@@ -53,6 +53,7 @@ def graded(tmp_path_factory):
     folder.mkdir()
     for name, rel in SUBMISSIONS.items():
         shutil.copy(os.path.join(FIXTURES, rel), folder / f"{name}.py")
+    shutil.copytree(os.path.join(FIXTURES, "grading_contract", "contract_override"), folder / "contract_override")
     r = _grade(folder, base / "report", f"--contract={CONTRACT}")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     with open(base / "report" / "report.json") as fh:
@@ -100,6 +101,15 @@ def test_every_distinct_bug_of_a_multi_bug_submission_is_listed(graded):
                                                                                 "--impl=multi_bug.py '")
 
 
+def test_the_contract_is_the_graders_not_the_submissions(graded):
+    """contract_override carries a contract of its own (world size 1 only, in its tpconform.toml and as
+    contract.toml) and declares float64 only: the grader's contract is applied, and its bias bug costs."""
+    sub = graded["subs"]["contract_override"]
+    assert sub["total"] < sub["max"]
+    assert any(BIAS_BUG in f["cause"] for f in _failures(sub, "contract")), sub["failures"]
+    assert "float32" in (sub["narrowed"] or "")  # judged on the contract's float32 though it declares float64
+
+
 def test_an_out_of_contract_failure_costs_no_points_and_shows_as_beyond_the_contract(graded):
     sub = graded["subs"]["beyond_only"]
     assert sub["total"] == sub["max"]
@@ -137,11 +147,13 @@ def test_a_wrong_output_shape_is_reported_as_the_shape_error(graded):
 def test_the_class_view_counts_submissions_per_failure_signature(graded):
     rows = graded["report"]["class_view"]
     bias = [r for r in rows if r["scope"] == "contract" and BIAS_BUG in r["cause"]]
-    assert len(bias) == 1 and sorted(bias[0]["submissions"]) == ["bug_bias_every_rank", "multi_bug"]
-    assert bias[0]["count"] == 2 and bias[0]["of"] == len(SUBMISSIONS)
+    assert len(bias) == 1
+    assert sorted(bias[0]["submissions"]) == ["bug_bias_every_rank", "contract_override", "multi_bug"]
+    assert bias[0]["count"] == 3 and bias[0]["of"] == len(SUBMISSIONS) + 1
     with open(graded["out"] / "summary.md") as fh:
         summary = fh.read()
-    assert "## Failures common across the class" in summary and f"| 2 of {len(SUBMISSIONS)} | contract |" in summary
+    assert "## Failures common across the class" in summary
+    assert f"| 3 of {len(SUBMISSIONS) + 1} | contract |" in summary
 
 
 def _headless(*args):
