@@ -5,8 +5,9 @@ when the example could not be judged at all), the case class (:func:`case_class`
 cause (``conformance.diagnosis.likely_cause``; the failed quantity when no cause is recognised). Three
 kinds of failure are reported once each, however many properties they stopped:
 
-- ``raised``: the layer raised (at construction or in a call); every property of that example is
-  unjudged, and the group lists them;
+- ``raised``: the layer raised (at construction or in a call; the signature names the exception,
+  the likely cause is shown beside it); every property of that example is unjudged, and the group
+  lists them;
 - ``shape``: the output has the wrong shape; the properties that read the output or back-propagate
   through it (the suite then back-propagates zeros of the output's shape) are listed under it;
 - ``property``: a property violated on an example that ran.
@@ -16,7 +17,6 @@ Hangs and dead ranks end a variant; the grader reports them as one ``crash``/``h
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -44,6 +44,7 @@ MAX_GROUPS = 12  # per variant and scope; more are counted, not shrunk or report
 
 
 _NUMBER = re.compile(r"\d+(\.\d+)?(e-?\d+)?")
+_LIST = re.compile(r"[\[(][\d\s,.]*[\])]")  # a shape or index: "[2, 4, 3]" and "[4, 11]" are one
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,13 @@ class Signature:
     def key(self) -> str:
         """The same text for the same bug in any submission, at any world size (numbers are masked:
         "off by 1× the bias" and "off by 3× the bias" are one bug); the class view counts by it."""
-        return _NUMBER.sub("#", f"{self.kind} | {self.property} | {self.case_class} | {self.cause}")
+        text = _LIST.sub("[…]", f"{self.kind} | {self.property} | {self.case_class} | {self.cause}")
+        return _NUMBER.sub("#", text)
 
 
-def case_class(case, *, empty_batch: bool = False) -> str:
-    """The class of a case that decides what a failure means: dims divisible by the world size or not
-    (with ``empty_batch``, also an empty batch: where a layer that raises usually raises)."""
-    label = "uneven dims" if case.uneven else "divisible dims"
-    return label + (", empty batch" if empty_batch and math.prod(case.batch_shape) == 0 else "")
+def case_class(case) -> str:
+    """The class of a case that decides what a failure means: dims divisible by the world size or not."""
+    return "uneven dims" if case.uneven else "divisible dims"
 
 
 def exception_line(text: str) -> str:
@@ -74,13 +74,19 @@ def exception_line(text: str) -> str:
     return (named or lines or ["(no message)"])[-1][:200]
 
 
-def _raised_cause(ev: Evidence, found: list[Violation]) -> str:
+def _raised_cause(found: list[Violation]) -> str:
+    """What the layer raised, as the signature names it (the exception, not a guess at why: the same
+    exception on an empty batch and on a full one is one failure; :func:`raised_hint` guesses why)."""
     v = found[0]
-    cause = likely_cause(ev, v)
-    if cause:
-        return cause
     where = "at construction" if v.quantity == "construction" else "in a call"
+    if v.quantity == "construction" and "some ranks only" in v.message:
+        where = "at construction, on some ranks only"
     return f"raised {where}: {exception_line(v.message)}"
+
+
+def raised_hint(ev: Evidence, found: list[Violation]) -> Optional[str]:
+    """The likely cause of a raise (``conformance.diagnosis``), shown beside it."""
+    return likely_cause(ev, found[0])
 
 
 def _shape_error(ev: Evidence) -> Optional[str]:
@@ -114,7 +120,7 @@ def signatures(ev: Evidence, prop: str, found: list[Violation]) -> list[tuple[Si
     """The signature(s) of ``prop``'s violations ``found`` on one example: one per distinct cause."""
     cls = case_class(ev.case)
     if found[0].quantity in ("run", "construction"):
-        return [(Signature("raised", "*", case_class(ev.case, empty_batch=True), _raised_cause(ev, found)), found[0])]
+        return [(Signature("raised", "*", cls, _raised_cause(found)), found[0])]
     if prop in SHAPE_DEPENDENT + (SHAPE_PROPERTY,) and _shape_error(ev):
         return [(Signature("shape", "*", cls, shape_cause(ev)), found[0])]
     out: dict[str, tuple[Signature, Violation]] = {}

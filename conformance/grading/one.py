@@ -57,6 +57,7 @@ from conformance.grading.failures import (
     Signature,
     case_class,
     merge_repeats,
+    raised_hint,
     signatures,
     unexplained,
     upstream_grad_note,
@@ -383,7 +384,8 @@ class Grader:
                     + "\n".join(f"  - {m}" for m in messages)
                     + f"\nproperties it left unjudged on this case: {', '.join(g.properties)}"
                     + f"\nreplay: {replay_command(self.impl, case)}")
-        notes = []
+        hint = raised_hint(ev, found) if sig.kind == "raised" else None
+        notes = [f"likely cause: {hint}"] if hint else []
         if ev.case.uneven:
             notes.append(self.suite.expected_on_uneven(ev.case))
         if sig.kind == "shape" or prop in GRAD_PROPERTIES or prop == "training_step_matches_the_dense_layer":
@@ -393,7 +395,7 @@ class Grader:
         summary = sig.cause if sig.kind != "property" else (found[0].message.splitlines()[0] if found else sig.cause)
         return {"id": g.id, "kind": sig.kind, "scope": g.scope, "variant": g.variant, "property": sig.property,
                 "properties": list(g.properties), "case_class": sig.case_class, "cause": sig.cause,
-                "summary": summary, "examples": g.examples, "failure": text,
+                "summary": summary, "examples": g.examples, "failure": text, "hint": hint,
                 "minimal_example": self._example(case, prop, shrunk=shrunk), "errors": error_figures(found),
                 "beyond_why": self._beyond_why(case, scope), "key": g.signature.key()}
 

@@ -174,7 +174,8 @@ def failure(f: Any) -> dict:
            "case_class": _str(f.get("case_class", ""), MAX_NAME), "cause": _str(f.get("cause", ""), MAX_NAME * 2),
            "summary": _str(f.get("summary", ""), MAX_TEXT), "examples": _int(f.get("examples", 0)),
            "failure": _str(f.get("failure", ""), MAX_FAILURE),
-           "beyond_why": _str(f.get("beyond_why"), MAX_NAME * 2, optional=True)}
+           "beyond_why": _str(f.get("beyond_why"), MAX_NAME * 2, optional=True),
+           "hint": _str(f.get("hint"), MAX_NAME * 2, optional=True)}
     if "minimal_example" in f:
         out["minimal_example"] = _example(f["minimal_example"])
     errors = f.get("errors", [])

@@ -95,7 +95,8 @@ def class_view(subs: list[dict]) -> list[dict]:
         for f in s["failures"]:
             row = rows.setdefault((f["scope"], f["signature"]), {
                 "scope": f["scope"], "signature": f["signature"], "kind": f["kind"], "what": KIND_WORDS[f["kind"]],
-                "property": f["property"], "cause": f["cause"], "case_class": f["case_class"], "submissions": []})
+                "property": f["property"], "cause": f["cause"], "hint": f.get("hint"), "case_class": f["case_class"],
+                "submissions": []})
             if s["name"] not in row["submissions"]:
                 row["submissions"].append(s["name"])
     out = sorted(rows.values(), key=lambda r: (r["scope"] != "contract", -len(r["submissions"]), r["signature"]))

@@ -91,7 +91,8 @@ def test_every_distinct_bug_of_a_multi_bug_submission_is_listed(graded):
     # two bugs of one property and variant are two failures, each with its own minimal example
     row = [f for f in _failures(sub, "contract") if f["variant"] == "row-sliced-input"
            and "output_matches_the_dense_layer" in f["properties"]]
-    assert {f["kind"] for f in row} == {"raised", "property"}, row
+    # (one raise, whatever the shape or batch it showed on: shapes are masked in a signature)
+    assert sorted(f["kind"] for f in row) == ["property", "raised"], row
     raised = next(f for f in row if f["kind"] == "raised")
     assert "NotImplementedError: inputs of 3 dims or more" in raised["cause"]
     assert raised["minimal_example"]["token"] != next(f for f in row if f["kind"] == "property")["minimal_example"][
