@@ -17,6 +17,7 @@ Hangs and dead ranks end a variant; the grader reports them as one ``crash``/``h
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -84,8 +85,11 @@ def _raised_cause(found: list[Violation]) -> str:
     return f"raised {where}: {exception_line(v.message)}"
 
 
-def raised_hint(ev: Evidence, found: list[Violation]) -> Optional[str]:
-    """The likely cause of a raise (``conformance.diagnosis``), shown beside it."""
+def raised_hint(ev: Evidence, found: list[Violation], on_a_full_batch: bool) -> Optional[str]:
+    """The likely cause of a raise (``conformance.diagnosis``), shown beside it; not "the batch is
+    empty" when the same exception was raised on a non-empty batch too."""
+    if on_a_full_batch and math.prod(ev.case.batch_shape) == 0:
+        return None
     return likely_cause(ev, found[0])
 
 
@@ -169,6 +173,7 @@ class Group:
     first_case: object
     properties: list[str] = field(default_factory=list)
     examples: int = 0
+    on_a_full_batch: bool = False  # seen on a non-empty batch too (then an empty batch is not its cause)
 
     def note(self, prop: str) -> None:
         if prop not in self.properties:
@@ -192,6 +197,7 @@ class Groups:
             g = Group(f"{self.prefix}{len(self.by_key) + 1}", sig, self.scope, self.variant, case)
             self.by_key[sig.key()] = g
         g.note(prop)
+        g.on_a_full_batch = g.on_a_full_batch or math.prod(case.batch_shape) > 0
         if (g.id, case.token()) not in counted:
             counted.add((g.id, case.token()))
             g.examples += 1

@@ -384,7 +384,7 @@ class Grader:
                     + "\n".join(f"  - {m}" for m in messages)
                     + f"\nproperties it left unjudged on this case: {', '.join(g.properties)}"
                     + f"\nreplay: {replay_command(self.impl, case)}")
-        hint = raised_hint(ev, found) if sig.kind == "raised" else None
+        hint = raised_hint(ev, found, g.on_a_full_batch) if sig.kind == "raised" else None
         notes = [f"likely cause: {hint}"] if hint else []
         if ev.case.uneven:
             notes.append(self.suite.expected_on_uneven(ev.case))

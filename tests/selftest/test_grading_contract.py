@@ -95,6 +95,7 @@ def test_every_distinct_bug_of_a_multi_bug_submission_is_listed(graded):
     assert sorted(f["kind"] for f in row) == ["property", "raised"], row
     raised = next(f for f in row if f["kind"] == "raised")
     assert "NotImplementedError: inputs of 3 dims or more" in raised["cause"]
+    assert "batch is empty" not in (raised["hint"] or "")  # it raises on full batches of 3 dims too
     assert raised["minimal_example"]["token"] != next(f for f in row if f["kind"] == "property")["minimal_example"][
         "token"]
     for f in sub["failures"]:  # each with its own minimal example and a replay line the student can run
