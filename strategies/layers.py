@@ -81,6 +81,15 @@ def batch_shapes(*, max_dims: int = 3, max_side: int = 4, allow_empty: bool = Tr
     return st.lists(side, min_size=0, max_size=max_dims).map(tuple)
 
 
+@functools.cache
+def batch_shapes_with(dims: tuple[int, ...], *, max_side: int = 4, allow_empty: bool = True):
+    """Leading batch shapes with exactly one of ``dims`` dims (e.g. ``(1, 2, 3)``: a 2-D or more input)."""
+    if not dims or min(dims) < 0 or max_side < 1:
+        raise InvalidArgument(f"need non-negative dims and max_side >= 1, got {dims}, {max_side}")
+    side = st.integers(0 if allow_empty else 1, max_side)
+    return st.one_of(*[st.lists(side, min_size=d, max_size=d).map(tuple) for d in sorted(set(dims))])
+
+
 def dtypes(allowed: Sequence[str] = DTYPES):
     bad = [d for d in allowed if d not in DTYPES]
     if bad or not allowed:
@@ -120,8 +129,11 @@ def layer_cases(
     uneven: Union[bool, str] = True,
     max_batch_dims: int = 3,
     max_batch_side: int = 4,
+    bias: Optional[bool] = None,
+    batch_dims: Optional[tuple[int, ...]] = None,
 ) -> LayerCase:
-    """A whole :class:`LayerCase`. ``kind``/``variant`` pin the layer kind (and its option)."""
+    """A whole :class:`LayerCase`. ``kind``/``variant`` pin the layer kind (and its option);
+    ``bias`` pins whether it has a bias; ``batch_dims`` allows only those numbers of batch dims."""
     if variant is not None:
         kind = variant.kind
     if kind is None:
@@ -138,7 +150,9 @@ def layer_cases(
         option = variant.option
     else:
         option = draw(st.booleans(), label="gather_output" if kind == "column" else "input_is_parallel")
-    batch_shape = draw(batch_shapes(max_dims=max_batch_dims, max_side=max_batch_side), label="batch_shape")
+    shapes = (batch_shapes(max_dims=max_batch_dims, max_side=max_batch_side) if batch_dims is None
+              else batch_shapes_with(tuple(batch_dims), max_side=max_batch_side))
+    batch_shape = draw(shapes, label="batch_shape")
     return LayerCase(
         kind=kind,
         world_size=ws,
@@ -146,7 +160,7 @@ def layer_cases(
         out_features=out_features,
         batch_shape=batch_shape,
         dtype=dtype,
-        bias=draw(st.booleans(), label="bias"),
+        bias=draw(st.booleans(), label="bias") if bias is None else bias,
         gather_output=option if kind == "column" else True,
         input_is_parallel=option if kind == "row" else False,
         layout=draw(layouts(len(batch_shape)), label="layout"),

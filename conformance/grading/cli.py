@@ -29,8 +29,12 @@ def register(sub) -> None:
     g.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"),
                    help="how many examples per variant: ci 15, dev 40, thorough 400 (default: ci)")
     g.add_argument("--examples", type=int, default=None, help="examples per variant (overrides --profile)")
-    g.add_argument("--world-sizes", default="1-8", help="world sizes to draw from (default: 1-8)")
-    g.add_argument("--dtypes", default="float32,float64,bfloat16,float16")
+    g.add_argument("--world-sizes", default=None, help="world sizes to draw from (default: 1-8)")
+    g.add_argument("--dtypes", default=None, help="dtypes to draw from (default: all four)")
+    g.add_argument("--contract", default=None, metavar="FILE",
+                   help="the assignment's contract (TOML; docs/GRADING.md): cases inside it are scored, cases "
+                        "beyond it are reported for no points. Sets the world sizes and dtypes (not with "
+                        "--world-sizes/--dtypes)")
     g.add_argument("--timeout", type=float, default=20.0, help="seconds one example may take (default: 20)")
     g.add_argument("--time-limit", type=float, default=900.0,
                    help="seconds one submission may take in all (default: 900)")
@@ -51,17 +55,26 @@ class UsageProblem(Exception):
 
 
 def _options(args) -> dict:
+    from conformance.grading.contract import load_contract
     from conformance.pytest_plugin import profiles
     from conformance.pytest_plugin.plugin import parse_world_sizes
     from strategies import DTYPES
 
-    try:
-        sizes = parse_world_sizes(args.world_sizes)
-    except ValueError:
-        raise UsageProblem(f"--world-sizes={args.world_sizes}: expected e.g. '1-8' or '2,3,4'") from None
-    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    if not dtypes or any(d not in DTYPES for d in dtypes):
-        raise UsageProblem(f"--dtypes={args.dtypes}: choose from {', '.join(DTYPES)}")
+    contract = None
+    if args.contract:
+        if args.world_sizes or args.dtypes:
+            raise UsageProblem("--contract sets the world sizes and dtypes: leave out --world-sizes and --dtypes")
+        contract = load_contract(args.contract)
+        sizes, dtypes = list(contract.world_sizes), list(contract.dtypes)
+    else:
+        world_sizes, dtype_list = args.world_sizes or "1-8", args.dtypes or ",".join(DTYPES)
+        try:
+            sizes = parse_world_sizes(world_sizes)
+        except ValueError:
+            raise UsageProblem(f"--world-sizes={world_sizes}: expected e.g. '1-8' or '2,3,4'") from None
+        dtypes = [d.strip() for d in dtype_list.split(",") if d.strip()]
+        if not dtypes or any(d not in DTYPES for d in dtypes):
+            raise UsageProblem(f"--dtypes={dtype_list}: choose from {', '.join(DTYPES)}")
     examples = args.examples
     if examples is None:
         examples = profiles.build(args.profile, "grading", db_root=tempfile.gettempdir()).max_examples
@@ -83,7 +96,8 @@ def _options(args) -> dict:
         sandbox = bwrap.version()
     return {"sandbox": sandbox, "seed": args.seed, "profile": args.profile, "examples": examples,
             "world_sizes": ",".join(map(str, sizes)), "dtypes": ",".join(dtypes), "timeout_s": args.timeout,
-            "time_limit_s": args.time_limit, "memory_mb": args.memory_mb}
+            "time_limit_s": args.time_limit, "memory_mb": args.memory_mb,
+            "contract": contract.as_dict() if contract else None}
 
 
 def run_record(options: dict, weights) -> dict:
@@ -101,7 +115,9 @@ def run_record(options: dict, weights) -> dict:
 
 def _fingerprint(sub, options: dict, suite_sha: str) -> str:
     keep = {k: options[k] for k in ("seed", "examples", "world_sizes", "dtypes", "timeout_s", "time_limit_s",
-                                    "memory_mb", "sandbox")}
+                                    "memory_mb", "sandbox", "contract")}
+    if keep["contract"]:  # the file's place does not change a grade; what it says does
+        keep["contract"] = {k: v for k, v in keep["contract"].items() if k != "source"}
     blob = json.dumps([sub.kind, sub.impl, sub.sha256() if sub.kind != "invalid" else sub.problem, keep, suite_sha],
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -145,7 +161,8 @@ def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
                                   world_sizes=options["world_sizes"], dtypes=options["dtypes"],
                                   timeout_s=options["timeout_s"],
                                   limits=Limits(options["time_limit_s"], options["memory_mb"]),
-                                  sandboxed=not options["sandbox"].startswith("none"))
+                                  sandboxed=not options["sandbox"].startswith("none"),
+                                  contract_json=json.dumps(options["contract"]) if options["contract"] else None)
             changed = snapshot.changed()
             if changed:
                 result["tampered"] = changed
@@ -159,6 +176,7 @@ def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
 
 def main(args) -> int:
     from conformance.grading import report
+    from conformance.grading.contract import ContractError
     from conformance.grading.scoring import WeightsError, load_weights
     from conformance.grading.submissions import SubmissionsError, discover
 
@@ -167,7 +185,7 @@ def main(args) -> int:
         weights = load_weights(args.weights)
         subs = discover(args.submissions)
         os.makedirs(os.path.join(args.out, RESULTS_DIR), exist_ok=True)
-    except (UsageProblem, WeightsError, SubmissionsError) as exc:
+    except (UsageProblem, WeightsError, SubmissionsError, ContractError) as exc:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

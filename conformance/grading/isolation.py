@@ -198,7 +198,8 @@ def _kill_group(pgid: int) -> None:
 
 
 def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, examples: int, world_sizes: str,
-                 dtypes: str, timeout_s: float, limits: Limits, sandboxed: bool = True) -> dict:
+                 dtypes: str, timeout_s: float, limits: Limits, sandboxed: bool = True,
+                 contract_json: str | None = None) -> dict:
     """Grade ``sub`` in its own process tree (in a bwrap sandbox unless ``sandboxed`` is false); the
     cells it finished, and how it ended."""
     from conformance.grading import bwrap, records, suspicious
@@ -231,6 +232,8 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
                f"--timeout={timeout_s}", f"--result-fd={write_fd}", f"--shown-as={sub.impl or sub.path}",
                f"--limit-seconds={limits.seconds}", f"--limit-memory-mb={limits.memory_mb}",
                f"--limit-file-mb={limits.file_mb}"]
+        if contract_json:
+            cmd.append(f"--contract-json={contract_json}")
         log_path = os.path.join(private, "log.txt")
         with open(log_path, "wb") as log:
             if sandboxed:
@@ -279,8 +282,11 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
 
 def _collect(got: list, status: str, returncode: int) -> dict:
     """The result from the verdict's checked records (see :mod:`conformance.grading.records`): the
-    first ``describe``/``unusable`` and the first cell of each property × variant count."""
-    result: dict = {"status": status, "describe": None, "unusable": None, "cells": []}
+    first ``describe``/``unusable``, the first cell of each property × variant × scope and the first
+    failure group of each id count."""
+    from conformance.grading import records
+
+    result: dict = {"status": status, "describe": None, "unusable": None, "cells": [], "failures": []}
     seen: set = set()
     finished = False
     for kind, value in got:
@@ -288,9 +294,12 @@ def _collect(got: list, status: str, returncode: int) -> dict:
             result["describe"] = value
         elif kind in ("unusable", "narrowed") and result.get(kind) is None:
             result[kind] = value
-        elif kind == "cell" and (value["property"], value["variant"]) not in seen:
-            seen.add((value["property"], value["variant"]))
+        elif kind == "cell" and (value["property"], value["variant"], value.get("scope")) not in seen:
+            seen.add((value["property"], value["variant"], value.get("scope")))
             result["cells"].append(value)
+        elif kind == "failure" and len(result["failures"]) < records.MAX_FAILURES and value["id"] not in seen:
+            seen.add(value["id"])
+            result["failures"].append(value)
         elif kind == "done":
             finished = True
     if status == "done" and not finished:

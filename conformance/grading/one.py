@@ -8,7 +8,10 @@ workers), one JSON object a line, so a submission killed for its time limit keep
 finished:
 
 - ``{"describe": {...}}`` — name, version, capabilities as the submission declares them;
-- ``{"cell": {...}}`` — one property on one variant (schema in ``docs/GRADING.md``);
+- ``{"failure": {...}}`` — one distinct failure (a group of failed examples with one signature,
+  :mod:`conformance.grading.failures`), with its minimal example; cells name the groups they lost to;
+- ``{"cell": {...}}`` — one property on one variant (schema in ``docs/GRADING.md``), in the scope
+  ``contract`` (scored) or ``beyond`` (cases outside ``--contract``: reported, no points);
 - ``{"unusable": "one line"}`` — it could not be loaded; ``{"done": true}`` — finished.
 
 The grader decides the contract, not the submission: cases are drawn over every dtype of
@@ -22,10 +25,11 @@ ptrace it, read or write its memory, nor open its file descriptors through ``/pr
 them can only end it (an init process ignores SIGKILL from its own namespace), which loses cells,
 never forges them.
 
-Per variant, one derandomized Hypothesis run (``@seed``) draws the cases and checks every property
-on each; a hang or a dead rank ends that variant (every property of it is marked). Each property
-that failed is then searched again with shrinking, from the same seed (the cases already run are
-cached), for its minimal failing example.
+Per variant and scope, one derandomized Hypothesis run (``@seed``) draws the cases and checks every
+property on each; a hang or a dead rank ends that variant (reported once, as the reason its
+properties were not judged). Failed examples are grouped by signature (kind, property, case class,
+likely cause); each group is then searched again with shrinking, from the same seed (the cases
+already run are cached) and within :data:`SHRINK_SECONDS`, for its minimal failing example.
 """
 
 from __future__ import annotations
@@ -35,22 +39,48 @@ import json
 import math
 import os
 import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 
 from conformance.engine.runner import ImplUnusable
 from conformance.engine.suite import Suite, format_failure, replay_command
 from conformance.families.linear import properties
+from conformance.families.linear.diagnosis import likely_cause
+from conformance.families.linear.properties import Violation
 from conformance.grading import records
+from conformance.grading.contract import Contract
+from conformance.grading.failures import (
+    GRAD_PROPERTIES,
+    MAX_GROUPS,
+    Group,
+    Groups,
+    Signature,
+    case_class,
+    merge_repeats,
+    raised_hint,
+    signatures,
+    unexplained,
+    upstream_grad_note,
+)
 from conformance.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
-from strategies import VARIANTS
+from strategies import VARIANTS, Variant
 from strategies.layers import anchor_cases
 
 PROPERTIES = tuple(properties.SPEC)
+SHRINK_SECONDS = 3.0  # the most one failure group's search for a smaller example may take
 
 
 class ContractSuite(Suite):
-    """A :class:`Suite` whose cases cover the assignment's dtypes, not only the declared ones."""
+    """A :class:`Suite` whose cases cover the assignment's dtypes, not only the declared ones; with a
+    :class:`~conformance.grading.contract.Contract`, non-divisible cases inside it are judged by the
+    contract's rule, not by what the submission declares."""
+
+    def __init__(self, *args, contract: Optional[Contract] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.contract = contract
 
     def _dtypes(self) -> list[str]:
         return list(self.dtypes)
@@ -59,6 +89,24 @@ class ContractSuite(Suite):
         """What the declaration leaves out of the assignment (``None`` when nothing)."""
         missing = [d for d in self.dtypes if d not in self.capabilities.dtypes]
         return f"declares dtypes {list(self.capabilities.dtypes)}; judged on {missing} as well" if missing else None
+
+    def evidence(self, case, stages=None):
+        ev = super().evidence(case, stages)
+        if self.contract is not None and case.uneven and self.contract.contains(case):
+            ev.uneven_shards_supported = not self.contract.raising_on_uneven_conforms
+        return ev
+
+    def expected_on_uneven(self, case) -> str:
+        """What a non-divisible case expects of the layer, in words (every report of one says it)."""
+        if self.contract is not None and self.contract.contains(case):
+            if self.contract.raising_on_uneven_conforms:
+                return ("expected (the contract: divisibility = uneven-may-raise): the dense result, or an exception "
+                        "at construction on every rank")
+            return "expected (the contract: divisibility = uneven): the dense result; raising is a failure"
+        if self.capabilities.uneven_shards:
+            return "expected (it declares uneven_shards=True): the dense result; raising is a failure"
+        return ("expected (it declares uneven_shards=False): an exception at construction on every rank, or the dense "
+                "result")
 
 
 def crash_kind(crash: str | None) -> str | None:
@@ -102,16 +150,33 @@ def error_figures(found: list) -> list[dict]:
     return out
 
 
+@dataclass
+class Scope:
+    """Where cases are drawn for one search: ``contract`` (scored) or ``beyond`` (reported, no points)."""
+
+    name: str
+    cases: Callable[[Variant], Any]  # the strategy for a variant, or None: nothing to draw
+    anchors: Callable[[Variant], list]
+    examples: int
+    keep: Callable[[Any], bool] = lambda case: True  # a draw it skips (without running it) when False
+
+
 class Grader:
     def __init__(self, impl: str, *, seed_value: int, examples: int, world_sizes, dtypes, timeout_s: float, emit,
-                 shown_as: str | None = None, memory_limit: int | None = DEFAULT_MEMORY_LIMIT):
+                 shown_as: str | None = None, memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+                 contract: Optional[Contract] = None):
         self.impl = shown_as or impl  # what failure reports and replay commands name
         self.seed = seed_value
         self.examples = examples
+        self.contract = contract
+        if contract is not None:
+            world_sizes, dtypes = contract.world_sizes, contract.dtypes
         self.suite = ContractSuite(impl, GroupPool(timeout_s=timeout_s, memory_limit=memory_limit),
-                                   world_sizes=world_sizes, dtypes=dtypes)
+                                   world_sizes=world_sizes, dtypes=dtypes, contract=contract)
         self.emit = emit
         self.memo: dict[str, object] = {}
+        self.found: dict[str, dict] = {}
+        self.inside: dict[str, str] = {}  # signature key -> the id of its group inside the contract
 
     def evidence(self, case):
         """The example's evidence, run once per case however many properties read it."""
@@ -120,17 +185,43 @@ class Grader:
             self.memo[key] = self.suite.evidence(case)
         return self.memo[key]
 
-    def violations(self, case, prop: str) -> tuple[list, object]:
-        """(violations, evidence); cases the suite runs its own way (sub-groups) are not cached."""
-        if getattr(case, "tp_groups", 1) > 1:
-            return self.suite.violations(case, prop), None
-        ev = self.evidence(case)
-        return properties.evaluate(ev, prop), ev
+    def failures(self, case, props) -> dict[str, tuple[Signature, list, list]]:
+        """Every signature ``case`` fails with, over ``props``: key -> (signature, properties, violations)."""
+        key = case.token()
+        if key not in self.found:
+            ev = self.evidence(case)
+            out: dict[str, tuple[Signature, list, list]] = {}
+            if not crash_kind(ev.outcome.crash):
+                for prop in props:
+                    found = properties.evaluate(ev, prop)
+                    if not found:
+                        continue
+                    for sig, v in signatures(ev, prop, found):
+                        entry = out.setdefault(sig.key(), (sig, [], []))
+                        if prop not in entry[1]:
+                            entry[1].append(prop)
+                        if sig.kind == "property":
+                            entry[2].extend(x for x in found if x is v or _same_cause(ev, x, sig))
+                        elif not entry[2]:
+                            entry[2].extend(found)
+            self.found[key] = merge_repeats(out)
+        return self.found[key]
 
-    def _settings(self, shrink: bool) -> settings:
-        return settings(max_examples=self.examples, database=None, deadline=None, derandomize=False,
+    def _settings(self, examples: int, shrink: bool) -> settings:
+        return settings(max_examples=max(1, examples), database=None, deadline=None, derandomize=False,
                         report_multiple_bugs=False, suppress_health_check=list(HealthCheck), print_blob=False,
                         phases=(Phase.generate, Phase.shrink) if shrink else (Phase.explicit, Phase.generate))
+
+    def scopes(self) -> list[Scope]:
+        c = self.contract
+        if c is None:
+            return [Scope("contract", self.suite.cases,
+                          lambda v: anchor_cases(v, self.suite.world_sizes, self.suite._dtypes()), self.examples)]
+        inside = Scope("contract", lambda v: c.cases(v) if str(v) in c.variants else None, c.anchors, self.examples)
+        if not c.beyond_examples:
+            return [inside]
+        return [inside, Scope("beyond", c.beyond_cases, lambda v: [], c.beyond_examples,
+                              keep=lambda case: not c.contains(case))]
 
     def run(self) -> None:
         try:
@@ -145,85 +236,216 @@ class Grader:
         narrowed = self.suite.narrowed()
         if narrowed:
             self.emit({"narrowed": narrowed})
-        for variant in VARIANTS:
-            self.grade_variant(variant)
+        for scope in self.scopes():
+            for variant in VARIANTS:
+                self.grade_variant(variant, scope)
 
-    def grade_variant(self, variant) -> None:
+    def grade_variant(self, variant, scope: Optional[Scope] = None) -> None:
+        scope = scope or self.scopes()[0]
+        beyond = scope.name == "beyond"
+        strategy = scope.cases(variant)
         props, cells = [], {}
         for prop in PROPERTIES:
             skip = not_applicable(self.suite, variant, prop)
+            if strategy is None and not beyond:
+                skip = ("n/a", f"{variant} is not in the contract: checked beyond it (when declared), for no points")
             if skip:
                 cells[prop] = {"verdict": skip[0], "reason": skip[1], "examples": 0}
             else:
                 props.append(prop)
-        first_failure: dict[str, object] = {}
-        state: dict = {"examples": 0, "crash": None}
+        if beyond and (strategy is None or not props):
+            return  # nothing beyond the contract here (or not declared): no cells
+        groups = Groups(scope.name, str(variant), f"{'B' if beyond else 'F'}{VARIANTS.index(variant) + 1}.")
+        state: dict = {"examples": 0, "crash": None, "counted": set(), "classes": set()}
 
         def explore(case):
-            if state["crash"]:
+            if state["crash"] or not scope.keep(case):
                 return
             state["examples"] += 1
-            for prop in props:
-                found, ev = self.violations(case, prop)
-                kind = crash_kind(ev.outcome.crash) if ev is not None else None
-                if kind:
-                    state["crash"] = (kind, ev)
-                    return
-                if found and prop not in first_failure:
-                    first_failure[prop] = case
+            if self.contract is not None and not beyond:
+                state["classes"].add(self.contract.case_class(case))
+            ev = self.evidence(case)
+            kind = crash_kind(ev.outcome.crash)
+            if kind:
+                state["crash"] = (kind, ev)
+                return
+            for sig, props_hit, _ in self.failures(case, props).values():
+                for prop in props_hit:
+                    groups.add(sig, case, prop, state["counted"])
 
-        if props:
-            # the anchor cases first (strategies.layers.anchor_cases: divisible dims, a bias, a
-            # non-empty batch, a transposed layout), so no grade depends on what the random draws hit
-            search = given(case=self.suite.cases(variant))(explore)
-            for anchor in reversed(anchor_cases(variant, self.suite.world_sizes, self.suite._dtypes())):
+        if props and strategy is not None:
+            # the anchor cases first (divisible dims, a bias, a non-empty batch, a transposed layout, and
+            # under a contract each of its world sizes x bias x input ranks), so no grade depends on what
+            # the random draws hit
+            search = given(case=strategy)(explore)
+            for anchor in reversed(scope.anchors(variant)):
                 search = example(case=anchor)(search)
-            self._settings(shrink=False)(seed(self.seed)(search))()
+            self._settings(scope.examples, shrink=False)(seed(self.seed)(search))()
+        crash_group, reported = self._report_all(groups, state["crash"], strategy, scope, variant, props)
         for prop in props:
-            cell = {"examples": state["examples"]}
-            if state["crash"]:
-                kind, ev = state["crash"]
-                cell.update(verdict=kind, reason=ev.outcome.crash.splitlines()[0], failure=ev.outcome.crash,
-                            minimal_example=self._example(ev.case, prop, shrunk=False))
-            elif prop in first_failure:
-                cell.update(self.shrink(variant, prop, first_failure[prop]))
-            else:
-                cell.update(verdict="pass", reason=None)
-            cells[prop] = cell
+            cells[prop] = self._cell(prop, state, crash_group, groups.for_property(prop), reported,
+                                     prop in groups.overflow)
         for prop in PROPERTIES:
-            self.emit({"cell": {"property": prop, "variant": str(variant), **cells[prop]}})
+            cell = {"property": prop, "variant": str(variant), **cells[prop]}
+            if beyond:
+                cell["scope"] = "beyond"
+            self.emit({"cell": cell})
 
-    def shrink(self, variant, prop: str, unshrunk) -> dict:
+    def _report_all(self, groups: Groups, crash, strategy, scope: Scope, variant, props) -> tuple[Optional[dict], dict]:
+        """Emit one ``failure`` record per distinct failure of this variant and scope (the crash that
+        ended it, if any, then each group); beyond the contract, one already reported inside it is
+        not reported again. Returns (the crash's record or ``None``, {group id: its record})."""
+        crash_group = None
+        if crash:
+            kind, ev = crash
+            crash_group = self._crash_group(kind, ev, scope, variant, props)
+            same = self.inside.get(crash_group["key"]) if scope.name == "beyond" else None
+            if same:  # the crash already reported inside the contract
+                crash_group.update(id=same, summary=f"the same {kind} as inside the contract ({same})")
+            else:
+                self._emit_failure(crash_group, scope)
+        reported = {}
+        for g in groups:
+            same = self.inside.get(g.signature.key()) if scope.name == "beyond" else None
+            if same:  # the same failure as inside the contract: reported there, not again
+                reported[g.id] = {"id": same, "summary": f"the same failure as inside the contract ({same})",
+                                  "cause": g.signature.cause, "failure": None, "minimal_example": None, "errors": []}
+                continue
+            reported[g.id] = self._report(g, strategy, scope, props)
+            self._emit_failure(reported[g.id], scope)
+        return crash_group, reported
+
+    def _emit_failure(self, rec: dict, scope: Scope) -> None:
+        if scope.name == "contract":
+            self.inside.setdefault(rec["key"], rec["id"])
+        self.emit({"failure": {k: v for k, v in rec.items() if k != "key"}})
+
+    def _cell(self, prop: str, state: dict, crash_group, hit: list[Group], reported: dict, overflow: bool) -> dict:
+        cell: dict = {"examples": state["examples"]}
+        if state["classes"] and self.contract is not None:  # how many of the contract's case classes it met
+            cell["classes"] = [len(state["classes"] & self.contract.case_classes()), len(self.contract.case_classes())]
+        if crash_group is not None:
+            first = crash_group["summary"]
+            cell.update(verdict=crash_group["kind"], failures=[crash_group["id"]],
+                        reason=f"not judged: this variant's examples stopped at a {crash_group['kind']} (reported "
+                               f"once, {crash_group['id']}): {first}",
+                        minimal_example=crash_group["minimal_example"])
+            return cell
+        if not hit and overflow:
+            cell.update(verdict="fail", reason=f"failed in more distinct ways than the report lists ({MAX_GROUPS} a "
+                                               "variant)")
+            return cell
+        if not hit:
+            cell.update(verdict="pass", reason=None)
+            return cell
+        own = [g for g in hit if g.signature.kind == "property"] or hit
+        first = reported[own[0].id]
+        if own[0].signature.kind == "property":
+            reason = first["summary"]
+        else:
+            what = "the layer raised" if own[0].signature.kind == "raised" else "the output has the wrong shape"
+            reason = f"not judged on {own[0].examples} example(s): {what} (reported once, {own[0].id}): {first['cause']}"
+        cell.update(verdict="fail", reason=reason, failures=list(dict.fromkeys(reported[g.id]["id"] for g in hit)),
+                    errors=first["errors"])
+        if first["failure"]:
+            cell.update(failure=first["failure"], minimal_example=first["minimal_example"])
+        return cell
+
+    def _crash_group(self, kind: str, ev, scope: Scope, variant, props) -> dict:
+        text = ev.outcome.crash
+        return {"id": f"{'B' if scope.name == 'beyond' else 'F'}{VARIANTS.index(variant) + 1}.0", "kind": kind,
+                "scope": scope.name, "variant": str(variant), "property": "*", "properties": list(props),
+                "case_class": case_class(ev.case), "cause": _crash_cause(ev, kind), "summary": text.splitlines()[0],
+                "examples": 1, "failure": f"case: {ev.case.describe()}\n{text}\nreplay: "
+                                          f"{replay_command(self.impl, ev.case)}",
+                "minimal_example": self._example(ev.case, None, shrunk=False), "errors": [],
+                "beyond_why": self._beyond_why(ev.case, scope),
+                "key": Signature(kind, "*", case_class(ev.case), _crash_cause(ev, kind)).key()}
+
+    def _beyond_why(self, case, scope: Scope) -> Optional[str]:
+        if scope.name != "beyond" or self.contract is None:
+            return None
+        return "outside the contract: " + ", ".join(self.contract.outside(case))
+
+    def _report(self, g: Group, strategy, scope: Scope, props) -> dict:
+        """The group's record: its minimal example (searched again with shrinking, from the same seed,
+        for the smallest case with the same signature), the failure text and the error figures."""
+        case, shrunk = self.shrink(g, strategy, scope, props)
+        sig, g_props, found = self.failures(case, props).get(g.signature.key()) or self.failures(g.first_case,
+                                                                                               props)[g.signature.key()]
+        ev = self.evidence(case)
+        prop = sig.property if sig.kind == "property" else None
+        if sig.kind == "property":
+            text = format_failure(ev, sig.property, found, self.impl)
+        else:
+            title = "the layer raised" if sig.kind == "raised" else "the output has the wrong shape"
+            messages = [self._contract_wording(v.message, ev.case) for v in found[:4]]
+            text = (f"{title}: {sig.cause}\ncase: {ev.case.describe()}\n"
+                    + "\n".join(f"  - {m}" for m in messages)
+                    + f"\nproperties it left unjudged on this case: {', '.join(g.properties)}"
+                    + f"\nreplay: {replay_command(self.impl, case)}")
+        hint = raised_hint(ev, found, g.on_a_full_batch) if sig.kind == "raised" else None
+        notes = [f"likely cause: {hint}"] if hint else []
+        if ev.case.uneven:
+            notes.append(self.suite.expected_on_uneven(ev.case))
+        if sig.kind == "shape" or prop in GRAD_PROPERTIES or prop == "training_step_matches_the_dense_layer":
+            notes.append(upstream_grad_note(ev))
+        if notes:
+            text += "\n" + "\n".join(notes)
+        summary = sig.cause if sig.kind != "property" else (found[0].message.splitlines()[0] if found else sig.cause)
+        return {"id": g.id, "kind": sig.kind, "scope": g.scope, "variant": g.variant, "property": sig.property,
+                "properties": list(g.properties), "case_class": sig.case_class, "cause": sig.cause,
+                "summary": summary, "examples": g.examples, "failure": text, "hint": hint,
+                "minimal_example": self._example(case, prop, shrunk=shrunk), "errors": error_figures(found),
+                "beyond_why": self._beyond_why(case, scope), "key": g.signature.key()}
+
+    def _contract_wording(self, message: str, case) -> str:
+        """A construction error's message names the rule that applied: the contract's, where it decides."""
+        if self.contract is not None and case.uneven and self.contract.contains(case):
+            return message.replace("it declares uneven_shards=True",
+                                   "the contract requires dims the world size does not divide to work "
+                                   "(divisibility = uneven)")
+        return message
+
+    def shrink(self, g: Group, strategy, scope: Scope, props) -> tuple[Any, bool]:
+        """The smallest case with ``g``'s signature that a shrinking search from the same seed finds
+        within :data:`SHRINK_SECONDS` (``g``'s first case when it finds none)."""
+        target = g.signature.key()
         last: list = []
+        deadline = time.monotonic() + SHRINK_SECONDS
 
-        @self._settings(shrink=True)
+        @self._settings(scope.examples, shrink=True)
         @seed(self.seed)
-        @given(case=self.suite.cases(variant))
+        @given(case=strategy)
         def search(case):
-            found, ev = self.violations(case, prop)
-            if ev is not None and crash_kind(ev.outcome.crash):
-                return  # shrink towards the property's failure, not towards a hang
-            if found:
-                last[:] = [case, found, ev]
-                raise AssertionError(prop)
+            if time.monotonic() > deadline or not scope.keep(case):
+                return
+            if crash_kind(self.evidence(case).outcome.crash):
+                return  # shrink towards this failure, not towards a hang
+            if target in self.failures(case, props):
+                last[:] = [case]
+                raise AssertionError(target)
 
         try:
             search()
         except Exception:  # noqa: BLE001, S110 - the failure searched for, or Hypothesis's report of a flaky one
             pass
-        shrunk = bool(last)
-        case, found, ev = last if last else (unshrunk, *self.violations(unshrunk, prop))
-        if not found:  # a failure that did not come back (a non-deterministic candidate)
-            return {"verdict": "fail", "reason": "it failed once on this case, then passed on it",
-                    "minimal_example": self._example(unshrunk, prop, shrunk=False), "errors": []}
-        text = (format_failure(ev, prop, found, self.impl) if ev is not None
-                else "\n".join(v.message for v in found) + f"\nreplay: {replay_command(self.impl, case, prop)}")
-        return {"verdict": "fail", "reason": found[0].message.splitlines()[0], "failure": text,
-                "minimal_example": self._example(case, prop, shrunk=shrunk), "errors": error_figures(found)}
+        return (last[0], True) if last else (g.first_case, False)
 
-    def _example(self, case, prop: str, *, shrunk: bool) -> dict:
+    def _example(self, case, prop: str | None, *, shrunk: bool) -> dict:
         return {"token": case.token(), "description": case.describe(), "shrunk": shrunk,
                 "replay": replay_command(self.impl, case, prop)}
+
+
+def _same_cause(ev, v, sig: Signature) -> bool:
+    return (likely_cause(ev, v) or unexplained(v)) == sig.cause
+
+
+def _crash_cause(ev, kind: str) -> str:
+    cause = likely_cause(ev, Violation("*", ev.outcome.crash, None, "run"))
+    if cause:
+        return cause
+    return "an example did not finish in time" if kind == "hang" else ev.outcome.crash.splitlines()[0][:200]
 
 
 def _harden() -> None:
@@ -256,6 +478,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit-seconds", type=float, default=None)
     p.add_argument("--limit-memory-mb", type=int, default=None)
     p.add_argument("--limit-file-mb", type=int, default=None)
+    p.add_argument("--contract-json", default=None, help="the grader's contract (Contract.as_dict), as JSON")
     a = p.parse_args(argv)
     _harden()
     if a.limit_seconds is not None:
@@ -269,11 +492,14 @@ def main(argv=None) -> int:
     def emit(record: dict) -> None:
         if "cell" in record:  # cut candidate text here already: the grader checks and cuts again
             record = {"cell": records.cell(record["cell"])}
+        elif "failure" in record:
+            record = {"failure": records.failure(record["failure"])}
         out.write(json.dumps(record) + "\n")
 
     grader = Grader(a.impl, seed_value=a.seed, examples=a.examples, world_sizes=parse_world_sizes(a.world_sizes),
                     dtypes=a.dtypes.split(","), timeout_s=a.timeout, emit=emit, shown_as=a.shown_as,
-                    memory_limit=a.limit_memory_mb * 2**20 if a.limit_memory_mb else DEFAULT_MEMORY_LIMIT)
+                    memory_limit=a.limit_memory_mb * 2**20 if a.limit_memory_mb else DEFAULT_MEMORY_LIMIT,
+                    contract=Contract.from_dict(json.loads(a.contract_json)) if a.contract_json else None)
     try:
         grader.run()
         emit({"done": True})

@@ -25,6 +25,10 @@ MAX_ERRORS = 16  # error rows per cell
 MAX_NAME = 200
 VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 CELL_VERDICTS = ("pass", "fail", "crash", "hang", "timeout", "not-declared", "n/a")
+SCOPES = ("contract", "beyond")  # scored / outside --contract (reported, no points)
+FAILURE_KINDS = ("property", "raised", "shape", "crash", "hang")
+MAX_FAILURES = 200  # failure groups per submission
+MAX_GROUP_ID = 12
 DTYPE_NAMES = ("float64", "float32", "bfloat16", "float16")
 
 
@@ -124,6 +128,17 @@ def cell(c: Any) -> dict:
         raise Invalid("cell: unknown verdict")
     out = {"property": c["property"], "variant": c["variant"], "verdict": c["verdict"],
            "reason": _str(c.get("reason"), MAX_TEXT, optional=True), "examples": _int(c.get("examples", 0))}
+    if c.get("scope", "contract") not in SCOPES:
+        raise Invalid("cell: unknown scope")
+    if c.get("scope") == "beyond":
+        out["scope"] = "beyond"
+    if "failures" in c:
+        out["failures"] = _ids(c["failures"])
+    if "classes" in c:
+        classes = c["classes"]
+        if not isinstance(classes, list) or len(classes) != 2:
+            raise Invalid("cell: bad classes")
+        out["classes"] = [_int(classes[0]), _int(classes[1])]
     if c["verdict"] != "pass" and out["reason"] is None:
         out["reason"] = "(no reason given)"
     if "failure" in c:
@@ -137,6 +152,39 @@ def cell(c: Any) -> dict:
     return out
 
 
+def _ids(v: Any) -> list[str]:
+    if not isinstance(v, list):
+        raise Invalid("failures: not a list")
+    return [_str(i, MAX_GROUP_ID) for i in v[:MAX_ERRORS]]
+
+
+def failure(f: Any) -> dict:
+    """One distinct failure (a group of examples with one signature; ``conformance.grading.failures``)."""
+    if not isinstance(f, dict):
+        raise Invalid("failure: not an object")
+    if f.get("kind") not in FAILURE_KINDS or f.get("scope") not in SCOPES or f.get("variant") not in VARIANT_NAMES:
+        raise Invalid("failure: unknown kind, scope or variant")
+    if f.get("property") != "*" and f.get("property") not in SPEC:
+        raise Invalid("failure: unknown property")
+    props = f.get("properties")
+    if not isinstance(props, list) or not all(p in SPEC for p in props):
+        raise Invalid("failure: bad properties")
+    out = {"id": _str(f.get("id"), MAX_GROUP_ID), "kind": f["kind"], "scope": f["scope"], "variant": f["variant"],
+           "property": f["property"], "properties": list(dict.fromkeys(props)),
+           "case_class": _str(f.get("case_class", ""), MAX_NAME), "cause": _str(f.get("cause", ""), MAX_NAME * 2),
+           "summary": _str(f.get("summary", ""), MAX_TEXT), "examples": _int(f.get("examples", 0)),
+           "failure": _str(f.get("failure", ""), MAX_FAILURE),
+           "beyond_why": _str(f.get("beyond_why"), MAX_NAME * 2, optional=True),
+           "hint": _str(f.get("hint"), MAX_NAME * 2, optional=True)}
+    if "minimal_example" in f:
+        out["minimal_example"] = _example(f["minimal_example"])
+    errors = f.get("errors", [])
+    if not isinstance(errors, list):
+        raise Invalid("failure: errors not a list")
+    out["errors"] = [_error(e) for e in errors[:MAX_ERRORS]]
+    return out
+
+
 def record(obj: Any) -> tuple[str, Any]:
     """(kind, clean value) for one record from the verdict; raises :class:`Invalid`."""
     if not isinstance(obj, dict) or len(obj) != 1:
@@ -146,6 +194,8 @@ def record(obj: Any) -> tuple[str, Any]:
         return kind, describe(value)
     if kind == "cell":
         return kind, cell(value)
+    if kind == "failure":
+        return kind, failure(value)
     if kind in ("unusable", "narrowed"):
         return kind, _str(value)
     if kind == "done":
@@ -207,9 +257,13 @@ def stored_result(result: Any) -> dict:
     out["describe"] = None if result.get("describe") is None else describe(result["describe"])
     out["unusable"] = _str(result.get("unusable"), optional=True)
     cells = result.get("cells", [])
-    if not isinstance(cells, list) or len(cells) > len(SPEC) * len(VARIANT_NAMES):
+    if not isinstance(cells, list) or len(cells) > len(SPEC) * len(VARIANT_NAMES) * len(SCOPES):
         raise Invalid("result: bad cells")
     out["cells"] = [cell(c) for c in cells]
+    failures = result.get("failures", [])
+    if not isinstance(failures, list) or len(failures) > MAX_FAILURES:
+        raise Invalid("result: bad failures")
+    out["failures"] = [failure(f) for f in failures]
     for k in ("exit_code", "seconds"):
         if result.get(k) is not None:
             out[k] = _num(result[k])

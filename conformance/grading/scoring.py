@@ -92,11 +92,14 @@ def load_weights(path: str | None = None) -> Weights:
 def _all(verdict: str, reason: str, weights: Weights) -> dict:
     props = {p: {"verdict": verdict, "score": 0.0, "max": w, "reason": reason, "passed_variants": [],
                  "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
-    return {"total": 0.0, "max": weights.total, "why": reason, "properties": props}
+    return {"total": 0.0, "max": weights.total, "why": reason, "properties": props, "beyond": {}, "failures": []}
 
 
-def score_submission(result: dict, weights: Weights) -> dict:
-    """Scores for one submission's result (see :func:`conformance.grading.isolation.run_isolated`)."""
+def score_submission(result: dict, weights: Weights, contract: dict | None = None) -> dict:
+    """Scores for one submission's result (see :func:`conformance.grading.isolation.run_isolated`).
+
+    With a ``contract`` (``Contract.as_dict``), its variants are the required ones and only cells of
+    the scope ``contract`` count; cells ``beyond`` it are summarised per property, worth nothing."""
     from conformance.grading.records import Invalid, stored_result
 
     try:
@@ -116,14 +119,15 @@ def score_submission(result: dict, weights: Weights) -> dict:
     }.get(result.get("status"), ("crash", "no result came back for this"))
     if result.get("status") != "done" and result.get("describe") is None:
         return _all(missing_verdict, missing_reason.replace("before this was checked", "while loading it"), weights)
-    cells = {(c["property"], c["variant"]): c for c in result.get("cells", [])}
+    cells = {(c["property"], c["variant"]): c for c in result.get("cells", []) if c.get("scope") != "beyond"}
+    required = tuple(contract["variants"]) if contract else weights.required
     props = {}
     for prop, weight in weights.points.items():
         judged, passed, variants, worst = [], [], {}, None
         for variant in VARIANT_NAMES:
             cell = cells.get((prop, variant)) or {"verdict": missing_verdict, "reason": missing_reason}
             verdict = cell["verdict"]
-            if verdict == "not-declared" and variant in weights.required:
+            if verdict == "not-declared" and variant in required:
                 cell = {**cell, "reason": f"a required variant, not declared: {cell.get('reason')}"}
             elif verdict in ("not-declared", "n/a"):
                 variants[variant] = cell
@@ -152,4 +156,21 @@ def score_submission(result: dict, weights: Weights) -> dict:
     total = round(sum(p["score"] for p in props.values()), 2)
     zeroed = [p for p in props.values() if p["verdict"] in ZEROING]
     why = zeroed[0]["reason"] if zeroed else None
-    return {"total": total, "max": weights.total, "why": why, "properties": props}
+    return {"total": total, "max": weights.total, "why": why, "properties": props,
+            "beyond": beyond_summary(result.get("cells", [])), "failures": result.get("failures", [])}
+
+
+def beyond_summary(cells: list) -> dict:
+    """Per property, how it fared on the cases beyond the contract (no points): ``pass`` when every
+    variant checked there passed, else the worst verdict; properties not checked there are left out."""
+    out: dict = {}
+    rank = {"pass": 0, "fail": 1, "crash": 2, "hang": 2, "timeout": 2}
+    for c in cells:
+        if c.get("scope") != "beyond" or c["verdict"] not in rank:
+            continue
+        entry = out.setdefault(c["property"], {"verdict": "pass", "examples": 0, "failures": []})
+        entry["examples"] += c.get("examples", 0)
+        if rank[c["verdict"]] > rank[entry["verdict"]]:
+            entry["verdict"] = c["verdict"]
+        entry["failures"] += [f for f in c.get("failures", []) if f not in entry["failures"]]
+    return out

@@ -1,0 +1,103 @@
+"""Seconds per submission when grading a class at a task's scope (a contract: world sizes 1, 2, 4,
+float32 by default), with and without the bubblewrap sandbox.
+
+Grades ``--copies`` copies of a correct submission (and of a seeded bug, whose failures are grouped
+and shrunk, which costs more) with ``tpconform grade --contract``, once sandboxed and once with
+``--unsandboxed``, alternating the two modes ``--rounds`` times so machine load hits both alike, and
+prints each submission's own time (``seconds`` in the report: from starting its verdict process to
+its last record), the wall clock per submission and the CPU seconds per submission (every process
+of the run; unlike wall clock, other jobs' load hardly changes it).
+
+    python benchmarks/grading_speed.py [--contract conformance/grading/contracts/course.toml]
+        [--copies 4] [--rounds 2] [--examples 15] [--jobs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORRECT = os.path.join(ROOT, "tests", "selftest", "fixtures", "grading", "reference_copy.py")
+BUGGY = os.path.join(ROOT, "tests", "selftest", "fixtures", "grading", "bug_bias_every_rank.py")
+TASK = os.path.join(ROOT, "conformance", "grading", "contracts", "course.toml")
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def grade(folder: str, out: str, contract: str, examples: int, jobs: int, sandboxed: bool) -> tuple[float, float, list]:
+    cmd = [sys.executable, "-m", "conformance", "grade", folder, "--out", out, f"--contract={contract}",
+           f"--examples={examples}", f"--jobs={jobs}", "--no-progress"] + ([] if sandboxed else ["--unsandboxed"])
+    started, cpu = time.monotonic(), _cpu()
+    r = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                       check=False)
+    wall, cpu = time.monotonic() - started, _cpu() - cpu
+    if r.returncode != 0:
+        raise SystemExit(f"grade failed ({r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
+    with open(os.path.join(out, "report.json")) as fh:
+        subs = json.load(fh)["submissions"]
+    return wall, cpu, subs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--contract", default=TASK)
+    p.add_argument("--copies", type=int, default=4, help="copies of each submission per round (default: 4)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--examples", type=int, default=15, help="random examples per variant, after the anchors")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--with-bug", action="store_true", help="also grade copies of a seeded bug")
+    a = p.parse_args()
+    from conformance.grading import bwrap
+
+    modes = [False] if bwrap.unavailable() else [True, False]
+    times: dict = {m: {"correct": [], "buggy": [], "wall": [], "cpu": []} for m in modes}
+    for _ in range(a.rounds):
+        for sandboxed in modes:
+            with tempfile.TemporaryDirectory(prefix="grading-speed-") as tmp:
+                folder = os.path.join(tmp, "subs")
+                os.makedirs(folder)
+                for i in range(a.copies):
+                    shutil.copy(CORRECT, os.path.join(folder, f"correct_{i}.py"))
+                    if a.with_bug:
+                        shutil.copy(BUGGY, os.path.join(folder, f"buggy_{i}.py"))
+                wall, cpu, subs = grade(folder, os.path.join(tmp, "out"), a.contract, a.examples, a.jobs, sandboxed)
+                for s in subs:
+                    kind = "correct" if s["name"].startswith("correct") else "buggy"
+                    if kind == "correct" and s["total"] != s["max"]:
+                        raise SystemExit(f"a correct submission lost points: {s['name']} {s['total']}/{s['max']}")
+                    times[sandboxed][kind].append(s["seconds"])
+                times[sandboxed]["wall"].append(wall / len(subs))
+                times[sandboxed]["cpu"].append(cpu / len(subs))
+    with open("/proc/loadavg") as fh:
+        load = fh.read().split()[:3]
+    print(f"contract {os.path.relpath(a.contract, ROOT)}, {a.examples} random examples per variant after the "
+          f"anchors, --jobs {a.jobs}, {os.cpu_count()} CPUs, load average now {' '.join(load)}")
+    for sandboxed in modes:
+        t = times[sandboxed]
+        name = "sandboxed (bubblewrap)" if sandboxed else "unsandboxed"
+        for kind in ("correct", "buggy"):
+            if t[kind]:
+                print(f"  {name:24s} {kind:8s} seconds per submission: median {statistics.median(t[kind]):.2f}, "
+                      f"min {min(t[kind]):.2f}, max {max(t[kind]):.2f} (n={len(t[kind])})")
+        print(f"  {name:24s} wall clock per submission (whole run / submissions): "
+              + ", ".join(f"{w:.2f}" for w in t["wall"]))
+        # CPU time does not grow with other jobs' load the way wall clock does: on an otherwise idle
+        # machine a submission takes at least cpu / cores and at most about cpu seconds
+        print(f"  {name:24s} CPU seconds per submission (user + system, every process of the run): "
+              + ", ".join(f"{c:.2f}" for c in t["cpu"]))
+
+
+if __name__ == "__main__":
+    main()
