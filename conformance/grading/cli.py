@@ -16,6 +16,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from conformance.grading.records import write_atomic
+
 RESULTS_DIR = "submissions"
 
 
@@ -121,13 +123,6 @@ def _fingerprint(sub, options: dict, suite_sha: str) -> str:
     blob = json.dumps([sub.kind, sub.impl, sub.sha256() if sub.kind != "invalid" else sub.problem, keep, suite_sha],
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def write_atomic(path: str, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def _finished(path: str, fingerprint: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from typing import Any, Optional
 
 from conformance.families.linear.properties import SPEC
@@ -285,3 +286,11 @@ def stored_result(result: Any) -> dict:
                           "code": _str(s.get("code", ""), 300), "why": _str(s.get("why", ""), MAX_NAME)}
                          for s in sus[:100] if isinstance(s, dict)]
     return out
+
+
+def write_atomic(path: str, data: dict) -> None:
+    """``data`` as JSON at ``path``, whole or not at all (a run cut off leaves the old file)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)

@@ -10,6 +10,7 @@ import re
 import jinja2
 
 from conformance.grading.failures import Signature
+from conformance.grading.records import write_atomic
 from conformance.grading.scoring import VARIANT_NAMES, VERDICTS, score_submission
 
 SCHEMA = "tpconform-grading/1"
@@ -207,8 +208,6 @@ def gradescope(sub: dict) -> dict:
 
 
 def write_all(out: str, run: dict, records: list[dict], weights, *, gradescope_files: bool = False) -> dict:
-    from conformance.grading.cli import write_atomic
-
     report = build(run, records, weights)
     paths = {"json": os.path.join(out, "report.json"), "markdown": os.path.join(out, "summary.md"),
              "html": os.path.join(out, "index.html")}
