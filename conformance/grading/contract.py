@@ -25,6 +25,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from hypothesis import strategies as st
 
+from conformance.families.registry import families
 from conformance.spec.cases import LayerCase
 from strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
 from strategies.layers import anchor_cases
@@ -38,7 +39,7 @@ BIAS = ("both", "with", "without")
 # input ranks: 1 = a single vector [in_features], 2 = [batch, in_features], 3 = three dims or more
 INPUT_RANKS = (1, 2, 3)
 _BATCH_DIMS = {1: (0,), 2: (1,), 3: (2, 3)}
-FAMILIES = ("linear",)
+FAMILIES = tuple(families())
 KEYS = {"name", "families", "world_sizes", "dtypes", "divisibility", "variants", "bias", "input_ranks", "beyond"}
 BEYOND_KEYS = {"examples", "world_sizes", "dtypes"}
 MAX_WORLD_SIZE = 16
@@ -66,6 +67,7 @@ class Contract:
     beyond_world_sizes: tuple[int, ...]
     beyond_dtypes: tuple[str, ...]
     source: str = ""
+    families: tuple[str, ...] = ("linear",)  # the families graded (each scores where the submission offers it)
 
     # -- what is inside ------------------------------------------------------------------------------
     @property
@@ -186,7 +188,7 @@ class Contract:
                 "dtypes": list(self.dtypes), "divisibility": self.divisibility, "variants": list(self.variants),
                 "bias": self.bias, "input_ranks": list(self.input_ranks),
                 "beyond": {"examples": self.beyond_examples, "world_sizes": list(self.beyond_world_sizes),
-                           "dtypes": list(self.beyond_dtypes)}}
+                           "dtypes": list(self.beyond_dtypes)}, "families": list(self.families)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Contract":
@@ -195,7 +197,7 @@ class Contract:
                    divisibility=d["divisibility"], variants=tuple(d["variants"]), bias=d["bias"],
                    input_ranks=tuple(d["input_ranks"]), beyond_examples=b["examples"],
                    beyond_world_sizes=tuple(b["world_sizes"]), beyond_dtypes=tuple(b["dtypes"]),
-                   source=d.get("source", ""))
+                   source=d.get("source", ""), families=tuple(d.get("families", ["linear"])))
 
     def summary(self) -> str:
         """One line a student can read: what the assignment requires."""
@@ -251,7 +253,7 @@ def load_contract(path: str) -> Contract:
     name = data.get("name", path)
     if not isinstance(name, str):
         raise ContractError(f"--contract={path}: name must be a string")
-    _list(path, "families", data.get("families", ["linear"]), FAMILIES)
+    fams = _list(path, "families", data.get("families", ["linear"]), FAMILIES)
     sizes = _sizes(path, "world_sizes", data["world_sizes"])
     dtypes = _list(path, "dtypes", data["dtypes"], DTYPES)
     beyond = data.get("beyond", {})
@@ -271,4 +273,5 @@ def load_contract(path: str) -> Contract:
         beyond_world_sizes=_sizes(path, "[beyond] world_sizes", beyond.get("world_sizes", list(sizes))),
         beyond_dtypes=_list(path, "[beyond] dtypes", beyond.get("dtypes", list(DTYPES)), DTYPES),
         source=path,
+        families=tuple(fams),
     )

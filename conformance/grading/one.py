@@ -46,11 +46,13 @@ from typing import Any, Callable, Optional
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 
 from conformance.engine.runner import ImplUnusable
-from conformance.engine.suite import Suite, format_failure, replay_command
+from conformance.engine.suite import NotOffered, Suite, format_failure, replay_command
 from conformance.families.linear import properties
 from conformance.families.linear.diagnosis import likely_cause
 from conformance.families.linear.properties import Violation
+from conformance.families.registry import families
 from conformance.grading import records
+from conformance.grading.catalog import variant_name
 from conformance.grading.contract import Contract
 from conformance.grading.failures import (
     GRAD_PROPERTIES,
@@ -239,6 +241,65 @@ class Grader:
         for scope in self.scopes():
             for variant in VARIANTS:
                 self.grade_variant(variant, scope)
+        for name in self.graded_families():
+            self.grade_family(name)
+
+    def graded_families(self) -> list[str]:
+        """The families beyond the single layer that this grade scores: the contract's, or every one
+        (each scores only where the submission offers it)."""
+        wanted = self.contract.families if self.contract is not None else tuple(families())
+        return [name for name in families() if name != "linear" and name in wanted]
+
+    def grade_family(self, name: str) -> None:
+        """One cell per property and variant of family ``name``: a seeded search of its cases (a few,
+        a family being one part of a grade), the first violation shrunk for its minimal example."""
+        fam = families()[name]
+        for variant in fam.variants():
+            for prop in fam.properties:
+                cell = {"property": prop, "variant": variant_name(name, variant), "examples": 0}
+                why = fam.not_applicable(self.suite, variant, prop)
+                if why:
+                    self.emit({"cell": {**cell, "verdict": "n/a", "reason": why}})
+                    continue
+                self.emit({"cell": {**cell, **self._family_cell(fam, variant, prop)}})
+
+    def _family_cell(self, fam, variant, prop: str) -> dict:
+        state: dict = {"examples": 0, "found": None, "offered": True}
+        deadline = time.monotonic() + SHRINK_SECONDS * 2
+
+        @self._settings(max(3, self.examples // 3), shrink=True)
+        @seed(self.seed)
+        @given(case=self.suite.cases(variant, fam.name))
+        def search(case):
+            if state["found"] is not None and time.monotonic() > deadline:
+                return
+            state["examples"] += 1
+            try:
+                ev, found = self.suite.checked(case, prop)
+            except NotOffered as exc:
+                state["offered"] = False
+                raise AssertionError(str(exc)) from None
+            if found:
+                state["found"] = (ev, found)
+                raise AssertionError(prop)
+
+        try:
+            search()
+        except Exception:  # noqa: BLE001, S110 - the failure searched for, or Hypothesis's report of a flaky one
+            pass
+        if not state["offered"]:
+            return {"verdict": "n/a", "reason": f"not offered ({fam.offered_by or fam.title}): no points either way",
+                    "examples": state["examples"]}
+        if state["found"] is None:
+            return {"verdict": "pass", "examples": state["examples"]}
+        ev, found = state["found"]
+        first = found[0].message
+        kind = crash_kind(first.split(": ", 1)[1]) if first.startswith("the example did not complete") else None
+        return {"verdict": kind or "fail", "reason": first.splitlines()[0], "examples": state["examples"],
+                "failure": format_failure(ev, prop, found, self.impl, fam),
+                "minimal_example": {"token": fam.token(ev.case), "description": fam.describe(ev.case), "shrunk": True,
+                                    "replay": replay_command(self.impl, ev.case, prop)},
+                "errors": error_figures(found)}
 
     def grade_variant(self, variant, scope: Optional[Scope] = None) -> None:
         scope = scope or self.scopes()[0]

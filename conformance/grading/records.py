@@ -16,6 +16,7 @@ import tempfile
 from typing import Any, Optional
 
 from conformance.families.linear.properties import SPEC
+from conformance.grading.catalog import ALL_PROPERTIES, ALL_VARIANTS, VARIANTS_OF
 from strategies import VARIANTS
 
 MAX_LINE_BYTES = 1 << 20  # one record
@@ -123,7 +124,7 @@ def _error(e: Any) -> dict:
 def cell(c: Any) -> dict:
     if not isinstance(c, dict):
         raise Invalid("cell: not an object")
-    if c.get("property") not in SPEC or c.get("variant") not in VARIANT_NAMES:
+    if c.get("property") not in ALL_PROPERTIES or c.get("variant") not in VARIANTS_OF[c["property"]]:
         raise Invalid("cell: unknown property or variant")
     if c.get("verdict") not in CELL_VERDICTS:
         raise Invalid("cell: unknown verdict")
@@ -258,7 +259,7 @@ def stored_result(result: Any) -> dict:
     out["describe"] = None if result.get("describe") is None else describe(result["describe"])
     out["unusable"] = _str(result.get("unusable"), optional=True)
     cells = result.get("cells", [])
-    if not isinstance(cells, list) or len(cells) > len(SPEC) * len(VARIANT_NAMES) * len(SCOPES):
+    if not isinstance(cells, list) or len(cells) > len(ALL_PROPERTIES) * len(ALL_VARIANTS) * len(SCOPES):
         raise Invalid("result: bad cells")
     out["cells"] = [cell(c) for c in cells]
     failures = result.get("failures", [])

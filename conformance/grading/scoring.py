@@ -18,6 +18,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from conformance.families.linear.properties import SPEC
+from conformance.grading.catalog import ALL_PROPERTIES, FAMILY_OF, VARIANTS_OF
 from strategies import VARIANTS
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.toml")
@@ -40,7 +41,9 @@ class Weights:
 
     @property
     def total(self) -> float:
-        return float(sum(self.points.values()))
+        """The linear layers' points: every submission is judged on them (other families score only
+        where a submission offers them)."""
+        return float(sum(w for p, w in self.points.items() if FAMILY_OF[p] == "linear"))
 
     def as_dict(self) -> dict:
         return {"points": dict(self.points), "required_variants": list(self.required), "source": self.source,
@@ -68,7 +71,7 @@ def load_weights(path: str | None = None) -> Weights:
         user = _read(path)
         unknown = set(user) - {"weights", "variants", "default_weight", "self_reported"}
         default = user.get("default_weight", default)
-        unknown_props = set(user.get("weights", {})) - set(SPEC)
+        unknown_props = set(user.get("weights", {})) - set(ALL_PROPERTIES)
         if unknown or unknown_props:
             raise WeightsError(f"--weights={path}: unknown {'keys' if unknown else 'properties'} "
                                f"{sorted(unknown or unknown_props)}; properties are {', '.join(SPEC)}")
@@ -85,13 +88,13 @@ def load_weights(path: str | None = None) -> Weights:
         if not isinstance(self_reported, list) or set(self_reported) - set(SPEC):
             raise WeightsError(f"--weights={path}: [self_reported] properties must be a list of properties")
     # a fact the candidate's process reports about itself can be forged from inside it: shown, never scored
-    return Weights({p: 0.0 if p in self_reported else float(points.get(p, default)) for p in SPEC},
+    return Weights({p: 0.0 if p in self_reported else float(points.get(p, default)) for p in ALL_PROPERTIES},
                    tuple(required), path or "default", tuple(self_reported))
 
 
 def _all(verdict: str, reason: str, weights: Weights) -> dict:
-    props = {p: {"verdict": verdict, "score": 0.0, "max": w, "reason": reason, "passed_variants": [],
-                 "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
+    props: dict[str, dict] = {p: {"verdict": verdict, "score": 0.0, "max": w if FAMILY_OF[p] == "linear" else 0.0, "reason": reason,
+                 "passed_variants": [], "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
     return {"total": 0.0, "max": weights.total, "why": reason, "properties": props, "beyond": {}, "failures": []}
 
 
@@ -124,8 +127,11 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     props = {}
     for prop, weight in weights.points.items():
         judged, passed, variants, worst = [], [], {}, None
-        for variant in VARIANT_NAMES:
-            cell = cells.get((prop, variant)) or {"verdict": missing_verdict, "reason": missing_reason}
+        for variant in VARIANTS_OF[prop]:
+            cell = cells.get((prop, variant))
+            if cell is None and variant not in VARIANT_NAMES:  # another family, not graded in this run
+                continue
+            cell = cell or {"verdict": missing_verdict, "reason": missing_reason}
             verdict = cell["verdict"]
             if verdict == "not-declared" and variant in required:
                 cell = {**cell, "reason": f"a required variant, not declared: {cell.get('reason')}"}
@@ -142,6 +148,8 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
             verdict, score = worst[0], 0.0
         elif not judged:
             verdict, score = "n/a", 0.0
+            if FAMILY_OF[prop] != "linear":
+                weight = 0.0  # a family the submission does not offer (or the run did not grade): no points either way
         else:
             score = round(weight * len(passed) / len(judged), 2)
             verdict = "pass" if len(passed) == len(judged) else "partial" if passed else (
@@ -156,7 +164,7 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     total = round(sum(p["score"] for p in props.values()), 2)
     zeroed = [p for p in props.values() if p["verdict"] in ZEROING]
     why = zeroed[0]["reason"] if zeroed else None
-    return {"total": total, "max": weights.total, "why": why, "properties": props,
+    return {"total": total, "max": round(sum(p["max"] for p in props.values()), 2), "why": why, "properties": props,
             "beyond": beyond_summary(result.get("cells", [])), "failures": result.get("failures", [])}
 
 

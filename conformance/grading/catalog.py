@@ -1,0 +1,30 @@
+"""What a grade is made of, over every family: the properties and the variants cells are named by.
+
+The linear family's variants keep their names (``row-sliced-input``); another family's are
+``family/variant`` (``primitives/copy_to``, ``mlp/any``). Sub-groups check the linear properties,
+so their cells are more variants of those properties (``subgroups/row-full-input``)."""
+
+from __future__ import annotations
+
+from conformance.families.registry import families
+
+
+def variant_name(family: str, variant) -> str:
+    v = "any" if variant is None else str(variant)
+    return v if family == "linear" else f"{family}/{v}"
+
+
+def _catalog() -> tuple[dict[str, list[str]], dict[str, str]]:
+    variants: dict[str, list[str]] = {}  # property -> the variant names it is judged on
+    family_of: dict[str, str] = {}  # property -> the family that defines it
+    for name, fam in families().items():
+        for prop in fam.properties:
+            family_of.setdefault(prop, name)
+            variants.setdefault(prop, []).extend(variant_name(name, v) for v in fam.variants())
+    return variants, family_of
+
+
+VARIANTS_OF, FAMILY_OF = _catalog()
+ALL_PROPERTIES = tuple(VARIANTS_OF)
+ALL_VARIANTS = tuple(dict.fromkeys(v for vs in VARIANTS_OF.values() for v in vs))
+LINEAR_VARIANTS = tuple(variant_name("linear", v) for v in families()["linear"].variants())

@@ -1,0 +1,76 @@
+"""Grading scores every family a submission offers: a submission offering the reference's families
+gets their points, a bug in one family loses that family's property (with a minimal example and a
+replay line of its own family), and a submission offering none is not marked down for them."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conformance.grading import bwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+UNSANDBOXED = [] if bwrap.unavailable() is None else ["--unsandboxed"]
+
+
+def _package(folder, name: str, base: str) -> None:
+    pkg = folder / name
+    (pkg / "layers").mkdir(parents=True)
+    (pkg / "tpconform.toml").write_text('impl = "layers.adapter:Impl"\n')
+    (pkg / "layers" / "__init__.py").write_text("")
+    (pkg / "layers" / "adapter.py").write_text(textwrap.dedent(f"""
+        from {base} import Impl as Base
+
+
+        class Impl(Base):
+            name = "{name}"
+    """))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    subs = tmp_path_factory.mktemp("families")
+    _package(subs, "all_families", "impls.reference")  # the reference's layers: every family offered
+    (subs / "all_families" / "layers" / "adapter.py").write_text(
+        "from impls.reference import ReferenceImpl\n\n\nclass Impl(ReferenceImpl):\n    name = 'all-families'\n")
+    _package(subs, "ce_local_max", "impls.zoo.ce_local_max")
+    (subs / "only_layers.py").write_text(open(os.path.join(ROOT, "tests/selftest/fixtures/simple_module_good.py")).read())
+    out = subs / "out"
+    r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(subs), "--out", str(out),
+                        "--world-sizes=1-2", "--dtypes=float32,bfloat16", "--examples=6", *UNSANDBOXED],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return {s["name"]: s for s in json.loads((out / "report.json").read_text())["submissions"]}
+
+
+FAMILY_PROPS = ("cross_entropy_loss_matches_the_dense_loss", "primitive_forward_matches_its_dense_meaning",
+                "mlp_output_matches_the_dense_mlp", "embedding_output_matches_the_dense_lookup",
+                "merged_column_matches_the_dense_layer", "sequence_parallel_output_matches_the_dense_layer")
+
+
+def test_a_submission_offering_every_family_gets_their_points(report):
+    sub = report["all_families"]
+    assert sub["total"] == sub["max"], {p: v["reason"] for p, v in sub["properties"].items() if v["score"] < v["max"]}
+    for prop in FAMILY_PROPS:
+        assert sub["properties"][prop]["max"] > 0 and sub["properties"][prop]["verdict"] == "pass", prop
+
+
+def test_a_bug_in_one_family_costs_that_familys_property_with_its_own_replay_line(report):
+    sub = report["ce_local_max"]
+    loss = sub["properties"]["cross_entropy_loss_matches_the_dense_loss"]
+    assert loss["verdict"] == "fail" and loss["score"] == 0 and loss["max"] > 0, loss
+    cell = loss["variants"]["cross_entropy/any"]
+    assert "python -m conformance replay" in cell["failure"] and "cross_entropy:" in cell["failure"], cell["failure"]
+    assert "its own max" in cell["failure"]  # the likely cause
+    lost = {p for p, v in sub["properties"].items() if v["score"] < v["max"]}
+    assert lost and all(p.startswith("cross_entropy_") for p in lost), lost  # nothing outside its family
+
+
+def test_a_submission_offering_no_family_is_not_marked_down_for_them(report):
+    sub = report["only_layers"]
+    assert sub["total"] == sub["max"]
+    for prop in FAMILY_PROPS:
+        assert sub["properties"][prop]["max"] == 0 and sub["properties"][prop]["verdict"] == "n/a", prop
