@@ -45,7 +45,9 @@ def property_test(family: str, prop: str):
 
     test.__name__ = test.__qualname__ = fam.test_name(prop)
     test.__doc__ = f"{fam.title}: {fam.properties[prop].doc}"
-    test = settings(profiles.active())(given(data=st.data())(test))
+    active = profiles.active()
+    budget = max(3, round(active.max_examples * fam.example_share))
+    test = settings(active, max_examples=budget)(given(data=st.data())(test))
     test = judges(family, prop)(test)
     return pytest.mark.parametrize("variant", fam.variants(), ids=lambda v: "any" if v is None else str(v))(test)
 

@@ -46,6 +46,7 @@ class Family:
     offered_by: str = ""  # the impl's optional method that builds the family's layers ("": always offered)
     properties: dict[str, Property] = {}
     stages: tuple[str, ...] = ()  # every worker stage a full example runs (() : the family has none)
+    example_share: float = 1.0  # of the profile's examples per test (a family whose examples cost a lot: less)
 
     # -- what is checked -----------------------------------------------------------------------
     def variants(self) -> Sequence[Any]:
