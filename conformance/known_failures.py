@@ -14,6 +14,8 @@ A known-failures file (TOML) lists entries::
     reason = "why it deviates, and who is wrong"
     upstream = "https://github.com/... (optional)"
     timeout_s = 3                             # optional: the deviation is a hang (see below)
+    repro = "module"                          # optional: its minimal script, impls/peers/repros/module.py
+                                              # (python -m conformance report-deviation ID prints it)
 
 ``when`` keys are :class:`~conformance.cases.LayerCase` fields or ``batch_dims``, ``batch_numel``,
 ``uneven``, ``features_per_rank`` (the split dim's size / world size); a value is matched by
@@ -61,7 +63,7 @@ _VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
         ">": operator.gt}
 _COMPARISON = re.compile(r"^\s*(<=|>=|!=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
-_KEYS = {"id", "impl", "property", "variant", "when", "message", "reason", "upstream", "test", "timeout_s"}
+_KEYS = {"id", "impl", "property", "variant", "when", "message", "reason", "upstream", "test", "timeout_s", "repro"}
 
 
 class KnownFailuresError(Exception):
@@ -106,6 +108,7 @@ class Entry:
     message: str = ""
     test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
     timeout_s: Optional[float] = None  # a hang: the bound for the examples it applies to (see the module doc)
+    repro: str = ""  # its minimal script, impls/peers/repros/REPRO.py (conformance/deviation_report.py)
     source: str = ""
     applicable: int = 0  # examples this entry applied to (impl, property, variant, when)
     matched: int = 0  # of those, how many failed in a way it explains

@@ -108,3 +108,13 @@ class Impl(TensorParallelImpl):
         output, output_bias = layer(x.reshape(-1, 1, x.shape[-1]))  # [seq=N, batch=1, hidden]
         assert output_bias is None  # skip_bias_add=False: the bias is already in the output
         return output.reshape(*batch, output.shape[-1])
+
+    def primitives(self, group):
+        """``megatron.core.tensor_parallel.mappings``' four tensor-model-parallel region functions on ``group``."""
+        _run_on_cpu()
+        return {
+            "copy_to": lambda x: mappings.copy_to_tensor_model_parallel_region(x, group),
+            "reduce_from": lambda x: mappings.reduce_from_tensor_model_parallel_region(x, group),
+            "scatter_to": lambda x: mappings.scatter_to_tensor_model_parallel_region(x, group),
+            "gather_from": lambda x: mappings.gather_from_tensor_model_parallel_region(x, group),
+        }
