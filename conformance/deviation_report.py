@@ -31,6 +31,7 @@ from conformance.known_failures import Entry, KnownFailures
 
 REPROS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "impls", "peers", "repros")
 DEVIATION_SHOWN = 1  # the script's exit code when it reproduced the deviation
+_VERDICTS = ("DEVIATION SHOWN", "not reproduced")  # the harness's last line
 
 HARNESS = '''
 
@@ -39,6 +40,7 @@ def _rank(rank, world_size, init_file, results):
     import datetime
     import os
 
+    import torch
     import torch.distributed as dist
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -75,7 +77,7 @@ if __name__ == "__main__":
         got[rank] = lines
     shown = False
     for rank in range(WORLD_SIZE):
-        lines = got.get(rank, ["no result (the process died or hung)"])
+        lines = got.get(rank, [f"no result (the process died or hung: exit code {procs[rank].exitcode})"])
         shown = shown or bool(lines)
         for line in lines or ["as expected"]:
             print(f"rank {rank}: {line}")
@@ -131,8 +133,10 @@ def run_script(text: str, timeout_s: float = 300.0) -> tuple[int, str]:
                                timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return -1, f"(the script did not finish within {timeout_s:g} s)"
-    errors = "" if r.returncode in (0, DEVIATION_SHOWN) else r.stderr[-3000:]
-    return r.returncode, (r.stdout + errors).rstrip()
+    if r.returncode in (0, DEVIATION_SHOWN) and "no result" not in r.stdout:  # the harness's lines only
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("rank ") or ln in _VERDICTS]
+        return r.returncode, "\n".join(lines)
+    return r.returncode, (r.stdout + r.stderr[-3000:]).rstrip()
 
 
 def report(entry: Entry, run: bool = True) -> str:
