@@ -10,7 +10,9 @@ A case is a :class:`~conformance.cases.LayerCase` whose ``batch_shape[0]`` is th
   its sequence shard of the dense output (reduce-scatter forward), bias included once;
 - on both, each weight shard's grad is its slice of the dense weight grad, and the bias grad is
   the dense one — for the row layer that is the *sum over ranks* of what each sequence shard
-  contributes: a bias grad left partial is a violation.
+  contributes: a bias grad left partial is a violation, unless the impl declares the finalisation
+  its library leaves to the training loop (``impl.finalize_grads``, applied by the worker after
+  backward and named in the report); the grads are then judged as it leaves them.
 
 Tolerances are :mod:`conformance.tolerance`'s single-layer bounds (a reduce-scatter adds the same
 ``world_size − 1`` roundings as an all-reduce), sliced like the expected values.
@@ -105,7 +107,9 @@ def check(suite, case: LayerCase, props: Sequence[str]) -> None:
     ev = evidence(suite, case)
     if ev is None:
         skip_not_offered(suite, f"sequence-parallel {case.kind} layer")
-    raise_if_violated(f"sequence-parallel {case.describe()} (sequence = dim 0)", props,
+    finalized = {r.get("grads_finalized_by") for r in ev.ranks} - {None}
+    declared = f"; grads judged after the impl's declared finalisation: {'; '.join(sorted(finalized))}" if finalized else ""
+    raise_if_violated(f"sequence-parallel {case.describe()} (sequence = dim 0){declared}", props,
                       lambda prop: violations(suite, case, prop, ev))
 
 

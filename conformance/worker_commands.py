@@ -115,15 +115,20 @@ def _matching_upstream_grad(result: dict, y: torch.Tensor, g: torch.Tensor) -> t
     return g
 
 
-def _forward_and_backward(impl, layer, x: torch.Tensor, g: torch.Tensor, result: dict) -> None:
+def _forward_and_backward(impl, layer, x: torch.Tensor, g: torch.Tensor, result: dict, group) -> None:
     """Run ``layer`` on ``x`` (made a leaf that requires grad) and back-propagate the upstream grad
-    ``g``; record the output, the input grad and the layer's shard grads in ``result``."""
+    ``g``; apply the grad finalisation the impl declares (``impl.finalize_grads``, on every rank);
+    record the output, the input grad and the layer's shard grads in ``result``."""
     x.requires_grad_(True)
     y = _as_tensor(impl.forward(layer, x), "the layer's output")
     result["output"] = y.detach().clone()
     g = _matching_upstream_grad(result, y, g)
     if y.requires_grad:
         y.backward(g)
+    finalize = getattr(impl, "finalize_grads", None)  # duck-typed impls may lack the optional method
+    finalized = finalize(layer, group) if finalize else None
+    if finalized:
+        result["grads_finalized_by"] = str(finalized)
     result["input_grad"] = _copy(x.grad, "the input grad")
     w, b = impl.shard_grads(layer)
     result["weight_grad"], result["bias_grad"] = _copy(w, "the weight grad"), _copy(b, "the bias grad")
@@ -248,7 +253,7 @@ def run_sequence_parallel(message: dict, impl) -> dict:
         x, g = d["x"].narrow(0, rank * n, n).clone(), d["grad_out"].narrow(-1, *features).clone()
     else:  # its feature slice of the full sequence in, its sequence shard out
         x, g = d["x"].narrow(-1, *features).clone(), d["grad_out"].narrow(0, rank * n, n).clone()
-    _forward_and_backward(impl, layer, worker_laid_out(x, case.layout), g, result)
+    _forward_and_backward(impl, layer, worker_laid_out(x, case.layout), g, result, group)
     return result
 
 
@@ -290,7 +295,7 @@ def run_merged(message: dict, impl) -> dict:
     x = _noncontiguous(d["x"].clone()) if case["noncontiguous"] else d["x"].clone()
     g = torch.cat([gb.narrow(-1, rank * (n // world), n // world) for gb, n in zip(d["grad_out"].split(blocks, -1),
                                                                                   blocks)], dim=-1)
-    _forward_and_backward(impl, layer, x, g, result)
+    _forward_and_backward(impl, layer, x, g, result, group)
     return result
 
 
