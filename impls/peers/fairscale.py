@@ -11,6 +11,10 @@ in, never re-created) and checked to be the group the suite gives. fairscale all
 parameters in the default dtype and zeroes the bias, so the adapter casts the layer to the example's
 dtype and then copies this rank's shards (``torch.tensor_split`` rows/columns, which equal fairscale's
 even split) and the bias into it.
+
+Primitives: ``fairscale.nn.model_parallel.mappings``' four ``*_model_parallel_region`` functions, on the
+global model-parallel group made the suite's (three library bugs, in ``known_deviations.toml``; its
+``reduce_from`` writes into its input and marks it dirty, which autograd refuses on a leaf).
 """
 
 from __future__ import annotations

@@ -17,9 +17,22 @@ How the protocol maps onto megatron-core:
   divisibility: ``uneven_shards=False``.
 - CPU: ``ModelParallelConfig(use_cpu_initialization=True, params_dtype=dtype)``, weights zero-
   initialised and then this rank's shards copied in. The all-gathers of the full-input row and the
-  gathered column allocate on ``torch.cuda.current_device()``; :func:`_run_on_cpu` redirects that
-  call to ``"cpu"`` inside megatron's ``tensor_parallel.mappings`` module only (its module-level
-  ``torch`` is replaced by a proxy), never in torch itself.
+  gathered column (and the sequence-parallel gather / reduce-scatter and megatron's global memory
+  buffer) allocate on ``torch.cuda.current_device()``; :func:`_run_on_cpu` redirects that call to
+  ``"cpu"`` inside megatron's ``tensor_parallel.mappings``, ``tensor_parallel.layers`` and
+  ``core.utils`` modules only (their module-level ``torch`` is replaced by a proxy), never in torch.
+- sequence parallel: the same layers with ``ModelParallelConfig(sequence_parallel=True)`` (column:
+  ``gather_output=False``; row: ``input_is_parallel=True``), the input ``[seq, *rest, in]`` fed as
+  ``[seq, prod(rest), in]``. At TP size 1 megatron's config refuses sequence parallelism and
+  Megatron-LM turns it off; the plain layer is then the sequence-parallel one. The global memory
+  buffer its all-gather writes into is made in :meth:`Impl.setup` (the one piece of
+  ``initialize_model_parallel`` the layers need). The row layer's bias grad is partial on each rank
+  by design (the bias is marked ``sequence_parallel``); megatron's ``finalize_model_grads`` sums it
+  over the TP group before the optimizer step: the adapter declares that step
+  (:meth:`Impl.finalize_grads`), so the suite judges the grad after it.
+- primitives: ``tensor_parallel.mappings``' ``copy_to`` / ``reduce_from`` / ``scatter_to`` /
+  ``gather_from_tensor_model_parallel_region`` on the group (three library bugs, in
+  ``known_deviations.toml``).
 """
 
 from __future__ import annotations
