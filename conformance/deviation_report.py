@@ -97,7 +97,7 @@ def script(entry: Entry) -> str:
         raise LookupError(f"{entry.id} has no reproduction script (no repro = ... in its entry, or no {path})")
     with open(path) as f:
         body = f.read()
-    head = f'"""{entry.id}: minimal reproduction (run it: python THIS_FILE; exit 1 = the deviation shows)."""\n'
+    head = f"# {entry.id}: minimal reproduction. Run it: python THIS_FILE (exit code 1: the deviation shows).\n"
     return head + body.rstrip("\n") + "\n" + HARNESS
 
 
