@@ -1,4 +1,5 @@
-"""Command line: ``python -m conformance replay --impl=SPEC CASE``, ``... list-impls``, ``... torchrun``.
+"""Command line: ``python -m conformance replay --impl=SPEC CASE``, ``... list-impls``, ``... torchrun``,
+``... report-deviation ID``.
 
 ``replay`` runs one case (the token printed in a failure report) and checks every property, or
 only ``--property=NAME``; it exits 1 when any property is violated.
@@ -57,7 +58,10 @@ def main(argv=None) -> int:
     dp.add_argument("--known-failures", action="append", default=[], metavar="FILE")
     dp.add_argument("--verbose", action="store_true", help="also print cases with only explained differences")
     dp.set_defaults(func=lambda args: importlib.import_module("conformance.cli.differential").main(args))
+    from conformance.cli.deviation_report import register as register_report
     from conformance.grading.cli import register as register_grade
+
+    register_report(sub)  # tpconform report-deviation ID: a known deviation as an upstream bug report
 
     register_grade(sub)  # tpconform grade SUBMISSIONS/ --out REPORT/ (docs/GRADING.md)
     args = parser.parse_args(argv)

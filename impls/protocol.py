@@ -114,6 +114,17 @@ class TensorParallelImpl:
         weight, bias = self.shards(layer)
         return weight.grad, (None if bias is None else bias.grad)
 
+    def finalize_grads(self, layer, group) -> Optional[str]:
+        """Optional: what the library's training loop does to the layer's grads after backward and
+        before the optimizer step, where the library leaves part of the gradient computation to it
+        (megatron-core's sequence-parallel row bias grad is partial on each rank by design; its
+        ``finalize_model_grads`` sums it over the TP group). Called by the suite on every rank of
+        ``group`` after each backward of the families that run one layer on the world (sequence
+        parallel, merged); the grads are judged as it leaves them. Returns one line saying what it
+        did (recorded with the result and shown in reports), or ``None``: nothing declared, and the
+        grads are judged as backward left them (a partial grad is then a violation)."""
+        return None
+
     def column_sequence_parallel(self, weight, bias, *, group):
         """Optional: a column layer whose input is this rank's shard of the sequence (dim 0; the
         length divides by the world size), all-gathered forward and reduce-scattered backward; the

@@ -15,6 +15,8 @@ A known-failures file (TOML) lists entries::
     reason = "why it deviates, and who is wrong"
     upstream = "https://github.com/... (optional)"
     timeout_s = 3                             # optional: the deviation is a hang (see below)
+    repro = "module"                          # optional: its minimal script, impls/peers/repros/module.py
+                                              # (python -m conformance report-deviation ID prints it)
 
 ``when`` keys are the family's case fields (linear and subgroups: :class:`~conformance.spec.cases.LayerCase`'s,
 and ``batch_dims``, ``batch_numel``, ``uneven``, ``features_per_rank``, the split dim's size / world
@@ -62,7 +64,8 @@ from conformance.families.registry import families, family_of
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
         ">": operator.gt}
 _COMPARISON = re.compile(r"^\s*(<=|>=|!=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
-_KEYS = {"id", "impl", "family", "property", "variant", "when", "message", "reason", "upstream", "test", "timeout_s"}
+_KEYS = {"id", "impl", "family", "property", "variant", "when", "message", "reason", "upstream", "test", "timeout_s",
+         "repro"}
 
 
 class KnownFailuresError(Exception):
@@ -100,6 +103,7 @@ class Entry:
     family: str = "linear"  # the family whose examples it is about (conformance/families/<name>)
     test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
     timeout_s: Optional[float] = None  # a hang: the bound for the examples it applies to (see the module doc)
+    repro: str = ""  # its minimal script, impls/peers/repros/REPRO.py (conformance/cli/deviation_report.py)
     source: str = ""
     applicable: int = 0  # examples this entry applied to (impl, property, variant, when)
     matched: int = 0  # of those, how many failed in a way it explains

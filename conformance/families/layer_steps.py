@@ -60,15 +60,20 @@ def matching_upstream_grad(result: dict, y: torch.Tensor, g: torch.Tensor) -> to
     return g
 
 
-def forward_and_backward(impl, layer, x: torch.Tensor, g: torch.Tensor, result: dict) -> None:
+def forward_and_backward(impl, layer, x: torch.Tensor, g: torch.Tensor, result: dict, group) -> None:
     """Run ``layer`` on ``x`` (made a leaf that requires grad) and back-propagate the upstream grad
-    ``g``; record the output, the input grad and the layer's shard grads in ``result``."""
+    ``g``; apply the grad finalisation the impl declares (``impl.finalize_grads``, on every rank);
+    record the output, the input grad and the layer's shard grads in ``result``."""
     x.requires_grad_(True)
     y = as_tensor(impl.forward(layer, x), "the layer's output")
     result["output"] = y.detach().clone()
     g = matching_upstream_grad(result, y, g)
     if y.requires_grad:
         y.backward(g)
+    finalize = getattr(impl, "finalize_grads", None)  # duck-typed impls may lack the optional method
+    finalized = finalize(layer, group) if finalize else None
+    if finalized:
+        result["grads_finalized_by"] = str(finalized)
     result["input_grad"] = copy_of(x.grad, "the input grad")
     w, b = impl.shard_grads(layer)
     result["weight_grad"], result["bias_grad"] = copy_of(w, "the weight grad"), copy_of(b, "the bias grad")

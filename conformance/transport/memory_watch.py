@@ -9,6 +9,13 @@ about 3 GB of address space before any work (and a GPU far more), which an addre
 (``RLIMIT_AS``) counted and a correct layer then failed for; none of it is resident memory the layer
 asked for.
 
+A library's first-use build is not the layer's memory: a compiler process (:data:`BUILD_TOOLS`)
+working in a torch-extensions build folder (``conformance.transport.stale_locks.extension_roots``), where
+``torch.utils.cpp_extension`` runs ninja, is left out of the count (its children are still
+walked). DeepSpeed's comm extension compiles in the first worker that initialises it: that tree
+peaked at 3.11 GiB here (the worker plus ``cc1plus`` on torch's headers), over the default 3 GiB;
+the watch killed the compile, which left its build lock behind and never finished.
+
 A tree over the limit is frozen and killed at once (``conformance.transport.proctree``); the group then reports
 the rank as killed, with :meth:`MemoryWatch.breach` saying how much it held. Between two readings a
 process can grow by what it touches in :data:`INTERVAL_S` (a few hundred MB at most on this kind of
@@ -56,16 +63,36 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+# what torch.utils.cpp_extension runs to build an extension (ninja, the compiler driver and its passes)
+BUILD_TOOLS = frozenset({"ninja", "c++", "g++", "gcc", "cc", "cc1plus", "cc1", "as", "ld", "collect2", "clang",
+                         "clang++", "nvcc"})
+
+
+def is_extension_build(pid: int) -> bool:
+    """``pid`` is a build tool working in a torch-extensions build folder."""
+    from conformance.transport.stale_locks import extension_roots
+
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            if fh.read().strip() not in BUILD_TOOLS:
+                return False
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return any(cwd.startswith(os.path.join(root, "")) for root in extension_roots())
+
+
 def tree_resident_bytes(pid: int) -> int:
     """Resident bytes of ``pid`` and all its descendants (workers are child subreapers, so a
-    daemonized grandchild stays below its worker)."""
+    daemonized grandchild stays below its worker), less the extension builds among them."""
     total, todo, seen = 0, [pid], set()
     while todo:
         p = todo.pop()
         if p in seen:
             continue
         seen.add(p)
-        total += resident_bytes(p)
+        if not is_extension_build(p):
+            total += resident_bytes(p)
         todo.extend(_children(p))
     return total
 

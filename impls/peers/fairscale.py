@@ -11,6 +11,10 @@ in, never re-created) and checked to be the group the suite gives. fairscale all
 parameters in the default dtype and zeroes the bias, so the adapter casts the layer to the example's
 dtype and then copies this rank's shards (``torch.tensor_split`` rows/columns, which equal fairscale's
 even split) and the bias into it.
+
+Primitives: ``fairscale.nn.model_parallel.mappings``' four ``*_model_parallel_region`` functions, on the
+global model-parallel group made the suite's (three library bugs, in ``known_deviations.toml``; its
+``reduce_from`` writes into its input and marks it dirty, which autograd refuses on a leaf).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from impls.protocol import Capabilities, TensorParallelImpl
 try:
     import fairscale
     from fairscale.nn.model_parallel import initialize as mpu
+    from fairscale.nn.model_parallel import mappings
     from fairscale.nn.model_parallel.layers import ColumnParallelLinear, RowParallelLinear
 except ImportError as exc:  # one clear line through registry.load
     raise ImportError(f"{exc}; install the peers extra: pip install -e '.[peers]'") from None
@@ -88,3 +93,14 @@ class Impl(TensorParallelImpl):
         layer = RowParallelLinear(in_features, out_features, bias=bias is not None,
                                   input_is_parallel=input_is_parallel, init_method=nn.init.zeros_)
         return _load(layer, weight, bias, dim=1)
+
+    def primitives(self, group):
+        """``fairscale.nn.model_parallel.mappings``' four region functions, on the global model-parallel
+        group made the given one."""
+        _ensure_model_parallel(group)
+        return {
+            "copy_to": mappings.copy_to_model_parallel_region,
+            "reduce_from": mappings.reduce_from_model_parallel_region,
+            "scatter_to": mappings.scatter_to_model_parallel_region,
+            "gather_from": mappings.gather_from_model_parallel_region,
+        }

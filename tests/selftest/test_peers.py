@@ -31,7 +31,8 @@ def pytest_run(*args, timeout=600):
 
 
 # fairscale, megatron-core and DeepSpeed run the complete default run, as a user runs it (no option: every property file,
-# world sizes 1-8, every dtype; ~15 s and ~45 s). DTensor runs a CI scope (shards and forward at world sizes 1-2,
+# world sizes 1-8, every dtype; ~60 s, ~120 s and ~50 s on a loaded 2-core machine, with their primitives and
+# megatron's sequence parallelism). DTensor runs a CI scope (shards and forward at world sizes 1-2,
 # ~40 s: each of its crashes restarts a group, and each example of its known hang costs the entry's timeout_s,
 # 4 s; this scope hits every entry it applies to, the hang 8 times, so none is stale); TPCONFORM_PEERS_FULL=1
 # runs it at the defaults too (~2-3.5 min).

@@ -26,7 +26,7 @@ def run_merged(message: dict, impl) -> dict:
     x = noncontiguous(d["x"].clone()) if case["noncontiguous"] else d["x"].clone()
     g = torch.cat([gb.narrow(-1, rank * (n // world), n // world) for gb, n in zip(d["grad_out"].split(blocks, -1),
                                                                                   blocks)], dim=-1)
-    forward_and_backward(impl, layer, x, g, result)
+    forward_and_backward(impl, layer, x, g, result, group)
     return result
 
 

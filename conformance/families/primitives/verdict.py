@@ -145,7 +145,9 @@ def primitive_leaves_its_inputs_untouched(ev: PrimitiveEvidence) -> list[Violati
     for r, res in enumerate(ev.ranks):
         for key, what in (("input_modified", "its input"), ("grad_modified", "the upstream grad")):
             if res.get(key):
-                out.append(Violation(name, f"rank {r}'s {ev.case.primitive} modified {what} in place", r, what))
+                note = res.get("input_modified_note") if key == "input_modified" else None
+                how = f" (on a leaf input that requires grad it raised {note})" if note else ""
+                out.append(Violation(name, f"rank {r}'s {ev.case.primitive} modified {what} in place{how}", r, what))
     return out
 
 

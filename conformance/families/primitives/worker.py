@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from conformance.families.layer_steps import copy_of, matching_upstream_grad
-from conformance.transport.worker_tools import as_tensor, exchange, offsets
+from conformance.transport.worker_tools import as_tensor, error_text, exchange, offsets
 from conformance.transport.worker_tools import laid_out as worker_laid_out
 
 
@@ -18,9 +18,19 @@ def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
     return worker_laid_out(t, layout)
 
 
+# autograd's refusal of an in-place write into a leaf that requires grad (``ctx.mark_dirty`` on it, or an
+# in-place op with grad mode on)
+LEAF_IN_PLACE = "leaf Variable that requires grad"
+
+
 def run_primitive(message: dict, impl) -> dict:
     """One collective autograd function on its own: forward ``x``, backward this rank's upstream grad
-    (for ``scatter_to``: its slice of the full grad, placed by the output widths of all ranks)."""
+    (for ``scatter_to``: its slice of the full grad, placed by the output widths of all ranks).
+
+    A primitive that writes into its input in place raises on the leaf input (autograd refuses it):
+    that is recorded as what it is (``input_modified_note``), and the example is run again, on every
+    rank, with the same values as a non-leaf (an activation, as a caller inside a model gives it), so
+    that its forward and backward are still judged."""
     case, d = message["case"], message["data"]
     group = dist.group.WORLD
     prims = impl.primitives(group)
@@ -29,8 +39,23 @@ def run_primitive(message: dict, impl) -> dict:
     x = laid_out(d["x"], case["layout"])
     x_sent = x.detach().clone()
     x.requires_grad_(True)
-    y = as_tensor(prims[case["primitive"]](x), f"{case['primitive']}'s output")
-    result: dict = {"output": y.detach().clone()}
+    leaf = x
+    result: dict = {}
+    try:
+        y = prims[case["primitive"]](x)
+        refused = 0
+    except RuntimeError as exc:  # an in-place write into its input, refused by autograd on a leaf
+        if LEAF_IN_PLACE not in str(exc):
+            raise
+        refused, result["input_modified_note"] = 1, error_text(exc).splitlines()[0]
+    if any(row[0] for row in exchange([refused], group)):  # every rank retries together (collectives match)
+        if not refused:
+            raise RuntimeError("another rank's primitive wrote into its leaf input in place; this rank's did not")
+        leaf = d["x"].clone().requires_grad_(True)  # the same values and layout, as a non-leaf activation
+        x = laid_out(leaf, case["layout"])
+        y = prims[case["primitive"]](x)
+    y = as_tensor(y, f"{case['primitive']}'s output")
+    result["output"] = y.detach().clone()
     g = d["g"]
     if case["primitive"] == "scatter_to":  # every rank joins, whatever its output
         widths = [w[0] for w in exchange([y.shape[-1] if y.dim() else -1], group)]
@@ -40,8 +65,8 @@ def run_primitive(message: dict, impl) -> dict:
     g_sent = g.detach().clone()
     if y.requires_grad:
         y.backward(g)
-    result["input_grad"] = copy_of(x.grad, "the input grad")
-    result["input_modified"] = not torch.equal(x.detach(), x_sent)
+    result["input_grad"] = copy_of(leaf.grad, "the input grad")
+    result["input_modified"] = bool(refused) or not torch.equal(x.detach(), x_sent)
     result["grad_modified"] = not torch.equal(g, g_sent)
     return result
 

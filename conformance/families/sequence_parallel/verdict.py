@@ -10,7 +10,9 @@ A case is a :class:`~conformance.spec.cases.LayerCase` whose ``batch_shape[0]`` 
   its sequence shard of the dense output (reduce-scatter forward), bias included once;
 - on both, each weight shard's grad is its slice of the dense weight grad, and the bias grad is
   the dense one — for the row layer that is the *sum over ranks* of what each sequence shard
-  contributes: a bias grad left partial is a violation.
+  contributes: a bias grad left partial is a violation, unless the impl declares the finalisation
+  its library leaves to the training loop (``impl.finalize_grads``, applied by the worker after
+  backward and named in the report); the grads are then judged as it leaves them.
 
 Tolerances are :mod:`conformance.spec.tolerance`'s single-layer bounds (a reduce-scatter adds the same
 ``world_size − 1`` roundings as an all-reduce), sliced like the expected values.

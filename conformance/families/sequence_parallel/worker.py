@@ -33,7 +33,7 @@ def run_sequence_parallel(message: dict, impl) -> dict:
         x, g = d["x"].narrow(0, rank * n, n).clone(), d["grad_out"].narrow(-1, *features).clone()
     else:  # its feature slice of the full sequence in, its sequence shard out
         x, g = d["x"].narrow(-1, *features).clone(), d["grad_out"].narrow(0, rank * n, n).clone()
-    forward_and_backward(impl, layer, worker_laid_out(x, case.layout), g, result)
+    forward_and_backward(impl, layer, worker_laid_out(x, case.layout), g, result, group)
     return result
 
 
