@@ -27,9 +27,10 @@ import tempfile
 from importlib import metadata
 from typing import Optional
 
+import impls.peers.repros
 from conformance.engine.known_failures import Entry, KnownFailures
 
-REPROS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "impls", "peers", "repros")
+REPROS = os.path.dirname(os.path.abspath(impls.peers.repros.__file__))
 DEVIATION_SHOWN = 1  # the script's exit code when it reproduced the deviation
 _VERDICTS = ("DEVIATION SHOWN", "not reproduced")  # the harness's last line
 

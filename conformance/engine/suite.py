@@ -164,5 +164,6 @@ def format_failure(ev, prop: str, found: list[Violation], impl_spec: str, fam: O
             lines.append(f"    likely cause: {cause}")
     if len(found) > 8:
         lines.append(f"  ... and {len(found) - 8} more")
+    lines += fam.report_notes(ev)
     lines.append(f"replay: {replay_command(impl_spec, ev.case, prop)}")
     return "\n".join(lines)

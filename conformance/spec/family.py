@@ -82,6 +82,10 @@ class Family:
     def likely_cause(self, ev, v: Violation) -> Optional[str]:
         return None
 
+    def report_notes(self, ev) -> list[str]:
+        """Lines a failure report adds about how the example was judged (e.g. a declared finalisation)."""
+        return []
+
     def stages_for(self, props: Sequence[str]) -> Optional[tuple[str, ...]]:
         """The stages ``props`` read, in run order (``None``: the family runs every example whole)."""
         if not self.stages:

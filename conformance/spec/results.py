@@ -15,7 +15,7 @@ _TENSORS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad",
             "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
             "step_bias_grad")
 _BOOLS = ("input_modified", "grad_modified")
-_STRS = ("construct_error", "upstream_grad_replaced", "train_step_error")
+_STRS = ("construct_error", "upstream_grad_replaced", "train_step_error", "grads_finalized_by")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class RankResult:
     input_modified: bool = False
     grad_modified: bool = False
     second_output: Optional[torch.Tensor] = None
+    grads_finalized_by: Optional[str] = None  # the finalisation the impl declares (impl.finalize_grads), applied
     # communication: floating-point elements this rank sent into collectives, and which calls
     collective_elements: Optional[int] = None
     collectives: list[str] = field(default_factory=list)

@@ -5,12 +5,12 @@ import pytest
 
 from conformance.engine.suite import Suite
 from conformance.families.sequence_parallel import verdict as sequence_parallel
-from conformance.spec.cases import LayerCase
+from conformance.families.sequence_parallel.case import SequenceParallelCase
 from impls.peers import missing
 
 FINALIZED = "tests.selftest.fixtures.sp_row_bias_grad_finalized:Impl"
 PROP = "sequence_parallel_grads_match_the_dense_layer"
-CASE = LayerCase(kind="row", world_size=2, in_features=4, out_features=3, batch_shape=(4, 2), dtype="float64",
+CASE = SequenceParallelCase(kind="row", world_size=2, in_features=4, out_features=3, batch_shape=(4, 2), dtype="float64",
                  bias=True, input_is_parallel=True)
 
 

@@ -24,6 +24,10 @@ class SequenceParallelFamily(ExtensionFamily):
     def variant_of(self, case: SequenceParallelCase) -> str:
         return case.kind
 
+    def report_notes(self, ev) -> list[str]:
+        finalized = sorted({r.get("grads_finalized_by") for r in ev.ranks} - {None})
+        return [f"grads judged after the impl's declared finalisation: {'; '.join(finalized)}"] if finalized else []
+
     def cases(self, suite, kind: str):
         return sequence_parallel_cases(kind, world_sizes=suite.world_sizes, dtypes=suite._dtypes())
 
