@@ -47,7 +47,9 @@ def build(run: dict, records: list[dict], weights) -> dict:
             "narrowed": result.get("narrowed"), "suspicious": result.get("suspicious", []),
         })
     return {"schema": SCHEMA, "run": run,
-            "properties": [{"name": p, "weight": w} for p, w in weights.points.items()],
+            "properties": [{"name": p, "weight": w} for p, w in weights.points.items()]
+            + [{"name": p, "weight": w} for p, w in weights.family_points.items()  # a family some submission offers
+               if any(s["properties"][p]["max"] > 0 for s in subs)],
             "variants": list(VARIANT_NAMES), "submissions": subs, "class_view": class_view(subs)}
 
 

@@ -10,7 +10,7 @@ scores 0 everywhere. Verdicts and the rules are documented in docs/GRADING.md.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 try:
     import tomllib
@@ -38,16 +38,17 @@ class Weights:
     required: tuple
     source: str
     self_reported: tuple = ()  # properties whose facts the candidate's own process measures: no points
+    family_points: dict = field(default_factory=dict)  # the other families' properties (scored where offered)
 
     @property
     def total(self) -> float:
         """The linear layers' points: every submission is judged on them (other families score only
         where a submission offers them)."""
-        return float(sum(w for p, w in self.points.items() if FAMILY_OF[p] == "linear"))
+        return float(sum(self.points.values()))
 
     def as_dict(self) -> dict:
         return {"points": dict(self.points), "required_variants": list(self.required), "source": self.source,
-                "self_reported": list(self.self_reported)}
+                "self_reported": list(self.self_reported), "family_points": dict(self.family_points)}
 
 
 def _read(path: str) -> dict:
@@ -88,13 +89,16 @@ def load_weights(path: str | None = None) -> Weights:
         if not isinstance(self_reported, list) or set(self_reported) - set(SPEC):
             raise WeightsError(f"--weights={path}: [self_reported] properties must be a list of properties")
     # a fact the candidate's process reports about itself can be forged from inside it: shown, never scored
-    return Weights({p: 0.0 if p in self_reported else float(points.get(p, default)) for p in ALL_PROPERTIES},
-                   tuple(required), path or "default", tuple(self_reported))
+    weight = {p: 0.0 if p in self_reported else float(points.get(p, default)) for p in ALL_PROPERTIES}
+    return Weights({p: w for p, w in weight.items() if FAMILY_OF[p] == "linear"}, tuple(required), path or "default",
+                   tuple(self_reported), {p: w for p, w in weight.items() if FAMILY_OF[p] != "linear"})
 
 
 def _all(verdict: str, reason: str, weights: Weights) -> dict:
-    props: dict[str, dict] = {p: {"verdict": verdict, "score": 0.0, "max": w if FAMILY_OF[p] == "linear" else 0.0, "reason": reason,
-                 "passed_variants": [], "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
+    props: dict[str, dict] = {p: {"verdict": verdict, "score": 0.0, "max": w, "reason": reason, "passed_variants": [],
+                                  "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
+    props.update({p: {"verdict": "n/a", "score": 0.0, "max": 0.0, "reason": reason, "passed_variants": [],
+                      "judged_variants": [], "variants": {}} for p in weights.family_points})
     return {"total": 0.0, "max": weights.total, "why": reason, "properties": props, "beyond": {}, "failures": []}
 
 
@@ -125,7 +129,7 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     cells = {(c["property"], c["variant"]): c for c in result.get("cells", []) if c.get("scope") != "beyond"}
     required = tuple(contract["variants"]) if contract else weights.required
     props = {}
-    for prop, weight in weights.points.items():
+    for prop, weight in {**weights.points, **weights.family_points}.items():
         judged, passed, variants, worst = [], [], {}, None
         for variant in VARIANTS_OF[prop]:
             cell = cells.get((prop, variant))

@@ -130,6 +130,8 @@ def test_a_crash_is_reported_once_as_what_left_the_properties_unjudged(graded):
     assert [f["kind"] for f in crashes] == ["crash"] and "exited" in crashes[0]["summary"]
     assert not _failures(sub, "beyond")  # the same crash beyond the contract is not listed again
     for prop, v in sub["properties"].items():
+        if v["max"] == 0 and v["verdict"] == "n/a":
+            continue  # a family the contract does not grade
         cell = v["variants"]["column-gathered"]
         assert cell["verdict"] == "crash" and cell["failures"] == [crashes[0]["id"]], (prop, cell)
         assert cell["reason"].startswith("not judged") and "failure" not in cell

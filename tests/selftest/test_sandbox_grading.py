@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conformance.grading import bwrap
+from conformance.grading.scoring import load_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "hostile_sandbox")
@@ -130,13 +131,18 @@ def _by_name(report):
 
 def test_no_attack_scores_above_a_do_nothing_layer_and_every_control_gets_full_marks(graded):
     subs = _by_name(graded["report"])
-    floor = subs[BASELINE]["total"]
-    assert floor < subs["control_reference"]["max"] / 2
+    weights = load_weights()
+
+    def on_the_layers(name: str) -> float:  # the linear layers' points (an attack package that subclasses the
+        return sum(subs[name]["properties"][p]["score"] for p in weights.points)  # reference earns its families')
+
+    floor = on_the_layers(BASELINE)
+    assert floor < weights.total / 2
     for name in CONTROLS:
         assert subs[name]["total"] == subs[name]["max"], (name, subs[name]["why"])
     attacks = [n for n in subs if n not in CONTROLS and n != BASELINE]
     assert len(attacks) >= 10 + len(BAD_FILES) - 1
-    over = {n: subs[n]["total"] for n in attacks if subs[n]["total"] > floor}
+    over = {n: on_the_layers(n) for n in attacks if on_the_layers(n) > floor}
     assert not over, f"scored above the do-nothing layer ({floor}): {over}"
 
 

@@ -51,8 +51,10 @@ def run_primitive(message: dict, impl) -> dict:
     if any(row[0] for row in exchange([refused], group)):  # every rank retries together (collectives match)
         if not refused:
             raise RuntimeError("another rank's primitive wrote into its leaf input in place; this rank's did not")
-        leaf = d["x"].clone().requires_grad_(True)  # the same values and layout, as a non-leaf activation
-        x = laid_out(leaf, case["layout"])
+        leaf = d["x"].clone().requires_grad_(True)
+        # the same values and layout, as a non-leaf activation (``mul(1)``: laid out, an empty or already
+        # contiguous tensor could otherwise come back as a view of the leaf itself)
+        x = laid_out(leaf.mul(1), case["layout"])
         y = prims[case["primitive"]](x)
     y = as_tensor(y, f"{case['primitive']}'s output")
     result["output"] = y.detach().clone()
