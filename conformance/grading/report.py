@@ -47,9 +47,11 @@ def build(run: dict, records: list[dict], weights) -> dict:
             "narrowed": result.get("narrowed"), "suspicious": result.get("suspicious", []),
         })
     return {"schema": SCHEMA, "run": run,
-            "properties": [{"name": p, "weight": w} for p, w in weights.points.items()]
-            + [{"name": p, "weight": w} for p, w in weights.family_points.items()  # a family some submission offers
-               if any(s["properties"][p]["max"] > 0 for s in subs)],
+            # the matrix: the linear layers' properties; another family's show in a submission's own
+            # section (and its total) where it offers that family
+            "properties": [{"name": p, "weight": w} for p, w in weights.points.items()],
+            "family_properties": [{"name": p, "weight": w} for p, w in weights.family_points.items()
+                                  if any(s["properties"][p]["max"] > 0 for s in subs)],
             "variants": list(VARIANT_NAMES), "submissions": subs, "class_view": class_view(subs)}
 
 
