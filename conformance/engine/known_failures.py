@@ -55,7 +55,7 @@ import operator
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import pytest
 
@@ -212,10 +212,12 @@ class KnownFailures:
     def for_impl(self, impl: str) -> "KnownFailures":
         return KnownFailures(e for e in self.entries if e.impl in ("*", impl))
 
-    def bound(self, impl: str, prop: str, case) -> Optional[Entry]:
-        """The hang entry (``timeout_s``) whose bound the example runs under, or ``None``: the
-        smallest bound among the entries that apply. Counts nothing (``triage`` does)."""
-        hangs = [e for e in self.entries if e.timeout_s and e.applies(impl, prop, case)]
+    def bound(self, impl: str, props: Union[str, Sequence[str]], case) -> Optional[Entry]:
+        """The hang entry (``timeout_s``) whose bound the example, judged on ``props`` (one or several),
+        runs under, or ``None``: the smallest bound among the entries that apply. Counts nothing
+        (``triage`` does)."""
+        props = [props] if isinstance(props, str) else props
+        hangs = [e for e in self.entries if e.timeout_s and any(e.applies(impl, p, case) for p in props)]
         return min(hangs, key=lambda e: e.timeout_s or 0.0) if hangs else None
 
     def triage(self, impl: str, prop: str, case, messages: list[str]) -> Optional[list[Entry]]:
@@ -283,8 +285,7 @@ class ExpectingSuite:
     def check_all(self, case, props) -> None:
         """``Suite.check_all``, each property's violations triaged as in :meth:`check`."""
         impl = self._suite.impl_spec
-        hangs = [e for e in (self.known.bound(impl, prop, case) for prop in props) if e is not None]
-        hang = min(hangs, key=lambda e: e.timeout_s or 0.0) if hangs else None
+        hang = self.known.bound(impl, props, case)
         with self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else ""):
             ev, found = self._suite.judged(case, props)
         from conformance.engine.suite import format_failure

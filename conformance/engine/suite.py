@@ -84,12 +84,8 @@ class Suite:
         a stage ``prop`` does not read crashes that run: the violation found stays the report.
         Raises :class:`NotOffered` when the impl offers no layer of the case's family."""
         fam = family_of(case)
-        if fam.name == "linear":
-            self.coverage.setdefault(prop, set()).update(classes_of(case))
         stages = fam.stages_for([prop])
-        ev = fam.run(self, case, stages)
-        if ev is None:
-            raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
+        ev = self._offered(fam, case, [prop], stages)
         found = fam.judge(ev, prop)
         if found and stages is not None and stages != fam.stages and not fam.did_not_complete(ev):
             full = fam.run(self, case)
@@ -102,13 +98,19 @@ class Suite:
         """The example run once with every stage, judged on each of ``props``: ``(evidence, {prop:
         violations})`` (cheaper than one run per property, for a fixed list of cases)."""
         fam = family_of(case)
+        ev = self._offered(fam, case, props)
+        return ev, {prop: fam.judge(ev, prop) for prop in props}
+
+    def _offered(self, fam: Family, case, props: Sequence[str], stages: Optional[Sequence[str]] = None):
+        """``case`` run (the ``stages`` named; all by default), its case classes counted for ``props``
+        (linear); :class:`NotOffered` when the impl offers no layer of the family."""
         if fam.name == "linear":
             for prop in props:
                 self.coverage.setdefault(prop, set()).update(classes_of(case))
-        ev = fam.run(self, case)
+        ev = fam.run(self, case, stages)
         if ev is None:
             raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
-        return ev, {prop: fam.judge(ev, prop) for prop in props}
+        return ev
 
     def check_all(self, case, props: Sequence[str]) -> None:
         """Run ``case`` once and raise one report naming every property of ``props`` it violates."""

@@ -9,7 +9,8 @@ An extension module defines its case, its properties and a few lines gluing thes
   complete, or a rank's construction raised);
 - :func:`compare_on_rank` / :func:`compare_fields`: one rank's reply against the dense expectation,
   within a bound, as violations;
-- :func:`split_sizes` / :func:`rank_slice`: the partition a layer chose, read from its shard shapes;
+- :func:`rank_slice`: a rank's slice of a dim split into the partition a layer chose (read from its
+  shard shapes by :func:`conformance.spec.cases.partition`);
 - :class:`ExtensionFamily`: a family whose verdict module has ``evidence`` and ``violations``.
 """
 
@@ -86,14 +87,6 @@ def compare_fields(prop: str, rank: int, reply: Any,
     by its key with spaces (``input_grad``: "input grad")."""
     return [v for key, expected, bound in checks
             for v in compare_on_rank(prop, rank, reply.get(key), expected, bound, key.replace("_", " "))]
-
-
-def split_sizes(sizes: list[int], total: int, world_size: int) -> list[int]:
-    """Each rank's share of a dim of ``total``, as read from its shard's shape (``-1``: unreadable),
-    or ``torch.tensor_split``'s shares when the ones read do not partition ``total``."""
-    if min(sizes) < 0 or sum(sizes) != total:
-        sizes = [len(s) for s in torch.tensor_split(torch.arange(total), world_size)]
-    return sizes
 
 
 def rank_slice(sizes: list[int], rank: int) -> slice:

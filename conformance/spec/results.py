@@ -1,8 +1,8 @@
 """What one rank reports for one layer example: a typed record instead of a dict of string keys.
 
-The worker (``families/linear/worker.py``) sends plain data; :meth:`RankResult.from_wire` reads it,
-checking each known field's type (a candidate may forge replies: a wrong type is a clean failure,
-never a crash of the verdict), and the properties read attributes."""
+The worker (``families/linear/worker.py``) sends plain data; ``Runner.request`` checks each known
+field's type (:func:`malformed`: a candidate may forge replies, and a wrong type is a clean failure,
+never a crash of the verdict), :meth:`RankResult.from_wire` reads it, and the properties read attributes."""
 
 from __future__ import annotations
 
@@ -59,11 +59,9 @@ class RankResult:
         return default if value is None else value
 
     @classmethod
-    def from_wire(cls, d: Any) -> "RankResult":
-        """The result a worker sent; ``ValueError`` (one line) when it is not what a worker sends."""
-        why = malformed(d)
-        if why:
-            raise ValueError(why)
+    def from_wire(cls, d: dict) -> "RankResult":
+        """The result a worker sent, already checked by :func:`malformed` (``Runner.request`` checks
+        every reply before anything reads it)."""
         return cls(**{k: v for k, v in d.items() if k in _FIELDS})
 
 

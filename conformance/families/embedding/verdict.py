@@ -25,10 +25,10 @@ from conformance.families.common import (
     preconditions,
     rank_slice,
     run_on_every_rank,
-    split_sizes,
 )
 from conformance.families.embedding.case import EmbeddingCase
 from conformance.spec import tolerance as tol
+from conformance.spec.cases import partition
 from conformance.spec.violations import Violation
 
 
@@ -68,7 +68,7 @@ class EmbeddingEvidence:
         form a partition)."""
         sizes = [int(res["weight_shard"].shape[0]) if res.get("weight_shard") is not None
                  and res["weight_shard"].dim() == 2 else -1 for res in self.ranks]
-        return rank_slice(split_sizes(sizes, self.case.vocab, self.case.world_size), r)
+        return rank_slice(partition(sizes, self.case.vocab, self.case.world_size), r)
 
 
 EMBEDDING_SPEC: dict = {}

@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from conformance.families.causes import ratio
 from conformance.families.linear.properties import Evidence, Violation, after_update
 from conformance.spec import tolerance as tol
 from conformance.spec.cases import LAYOUTS
@@ -22,15 +23,6 @@ from conformance.spec.dense import dense_linear
 _GRAD_KEYS = {"weight grad": "weight_grad", "input grad": "input_grad", "bias grad": "bias_grad"}
 
 
-def _ratio(actual: torch.Tensor, expected: torch.Tensor) -> float | None:
-    """The scalar ``k`` with ``actual ≈ k·expected``, if there is one."""
-    a, e = actual.double().flatten(), expected.double().flatten()
-    if e.numel() == 0 or float(e.abs().max()) == 0:
-        return None
-    k = float((a * e).sum() / (e * e).sum())
-    if float((a - k * e).abs().max()) <= 1e-2 * float(e.abs().max()) * max(abs(k), 1):
-        return k
-    return None
 
 
 def _within(actual, expected, bound) -> bool:
@@ -116,7 +108,7 @@ def _output_cause(ev: Evidence, r: int, out: torch.Tensor) -> str | None:
                     "the shards in the wrong rank order")
     bias = 0 if t.bias is None else t.bias.double()
     if t.bias is not None and case.kind == "row" and ws > 1:
-        k = _ratio(out.double() - expected, t.bias.double().expand_as(expected))
+        k = ratio(out.double() - expected, t.bias.double().expand_as(expected))
         if k is not None and abs(k - (ws - 1)) < 0.25:
             return f"the output is off by {ws - 1}× the bias: the bias is added on every rank, before the all-reduce"
     if case.kind == "row" and ws > 1:
@@ -131,7 +123,7 @@ def _output_cause(ev: Evidence, r: int, out: torch.Tensor) -> str | None:
                 return (f"the output is within {str(low)[6:]}'s rounding but not {case.dtype}'s: the math is done at "
                         "lower precision than the input")
     if case.kind == "row" and ws > 1:
-        k = _ratio(out.double() - bias, expected - bias)
+        k = ratio(out.double() - bias, expected - bias)
         if k is not None and abs(k - 1) > 0.05:
             return f"the output is ~{k:.2f}× the dense product: check the all-reduce"
     if case.noncontiguous:
@@ -186,7 +178,7 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
         expected = ev.dense.bias_grad[s] if case.kind == "column" else ev.dense.bias_grad
     if actual.shape != expected.shape:
         return None
-    k = _ratio(actual, expected)
+    k = ratio(actual, expected)
     if k is not None and ws > 1 and abs(k - ws) < 0.25:
         return f"the {v.quantity} is {ws}× too large: a backward sums across ranks where it should not"
     if k is not None and ws > 1 and abs(k * ws - 1) < 0.25:

@@ -38,7 +38,7 @@ import torch
 
 from conformance.engine.runner import Outcome
 from conformance.spec import tolerance as tol
-from conformance.spec.cases import STAGES, TRAIN_LR, LayerCase
+from conformance.spec.cases import STAGES, TRAIN_LR, LayerCase, partition
 from conformance.spec.compare import compare
 from conformance.spec.dense import DenseResult, dense_linear
 from conformance.spec.results import RankResult
@@ -73,9 +73,7 @@ class Evidence:
             for r in self.ranks:
                 w = r.weight_shard
                 sizes.append(int(w.shape[self.split_dim]) if w is not None and w.dim() == 2 else -1)
-            if min(sizes) < 0 or sum(sizes) != full:
-                sizes = [len(t) for t in torch.tensor_split(torch.arange(full), self.case.world_size)]
-            self._partition = sizes
+            self._partition = partition(sizes, full, self.case.world_size)
         return self._partition
 
     def rank_slice(self, rank: int) -> slice:

@@ -29,10 +29,10 @@ from conformance.families.common import (
     preconditions,
     rank_slice,
     run_on_every_rank,
-    split_sizes,
 )
 from conformance.families.mlp.bounds import mlp_bounds
 from conformance.families.mlp.case import MLPCase
+from conformance.spec.cases import partition
 from conformance.spec.violations import Violation
 
 
@@ -114,7 +114,7 @@ class MLPEvidence:
         for res in self.ranks:
             w = res.get(key)
             sizes.append(int(w.shape[dim]) if w is not None and w.dim() == 2 else -1)
-        return split_sizes(sizes, self.case.hidden, self.case.world_size)
+        return partition(sizes, self.case.hidden, self.case.world_size)
 
     def hidden_slice(self, key: str, dim: int, rank: int) -> slice:
         return rank_slice(self.partition(key, dim), rank)

@@ -31,10 +31,10 @@ from conformance.families.common import (
     not_offered,
     rank_slice,
     run_on_every_rank,
-    split_sizes,
 )
 from conformance.families.primitives.case import PrimitiveCase
 from conformance.spec import tolerance as tol
+from conformance.spec.cases import partition
 from conformance.spec.violations import Violation
 
 # the tensors that differ per rank; the rest are the same on every rank (replicated)
@@ -74,7 +74,7 @@ class PrimitiveEvidence:
     def scatter_slices(self) -> list[slice]:
         """Each rank's slice of the last dim, read from its ``scatter_to`` output's width."""
         widths = [int(r["output"].shape[-1]) if r["output"].dim() else -1 for r in self.ranks]
-        widths = split_sizes(widths, self.case.shape[-1], self.case.world_size)
+        widths = partition(widths, self.case.shape[-1], self.case.world_size)
         return [rank_slice(widths, r) for r in range(len(widths))]
 
 
