@@ -5,8 +5,9 @@ Grades ``--copies`` copies of a correct submission (and of a seeded bug, whose f
 and shrunk, which costs more) with ``tpconform grade --contract``, once sandboxed and once with
 ``--unsandboxed``, alternating the two modes ``--rounds`` times so machine load hits both alike, and
 prints each submission's own time (``seconds`` in the report: from starting its verdict process to
-its last record), the wall clock per submission and the CPU seconds per submission (every process
-of the run; unlike wall clock, other jobs' load hardly changes it).
+its last record), the wall clock per submission (the whole run / submissions: with ``--jobs 2`` the
+class's pace) and the CPU seconds per submission (the machine's busy time during the run: measure
+on an otherwise idle machine).
 
     python benchmarks/grading_speed.py [--contract conformance/grading/contracts/course.toml]
         [--copies 4] [--rounds 2] [--examples 15] [--jobs 1]
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -32,8 +32,13 @@ TASK = os.path.join(ROOT, "conformance", "grading", "contracts", "course.toml")
 
 
 def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    """The machine's busy CPU seconds so far (every process, from ``/proc/stat``): the grader kills a
+    verdict's process tree once its records end, so the run's processes are not all reaped children
+    and ``RUSAGE_CHILDREN`` would miss them. Measure on an otherwise idle machine."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def grade(folder: str, out: str, contract: str, examples: int, jobs: int, sandboxed: bool) -> tuple[float, float, list]:
@@ -56,7 +61,7 @@ def main() -> None:
     p.add_argument("--copies", type=int, default=4, help="copies of each submission per round (default: 4)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--examples", type=int, default=15, help="random examples per variant, after the anchors")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: 1, each one's own time)")
     p.add_argument("--with-bug", action="store_true", help="also grade copies of a seeded bug")
     a = p.parse_args()
     from conformance.grading import bwrap

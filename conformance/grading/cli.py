@@ -42,7 +42,9 @@ def register(sub) -> None:
                    help="seconds one submission may take in all (default: 900)")
     g.add_argument("--memory-mb", type=int, default=4096, help="resident memory per worker (with the processes it starts), MiB (default: 4096)")
     g.add_argument("--weights", default=None, help="a TOML weights file (default: conformance/grading/weights.toml)")
-    g.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: 1)")
+    g.add_argument("--jobs", type=int, default=None,
+                   help="submissions graded at once (default: one per CPU, at most 8 and one per 2 GiB of "
+                        "available memory: on 2 cores, one submission's start-up overlaps the other's examples)")
     g.add_argument("--gradescope", action="store_true", help="also write gradescope/NAME/results.json")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--unsandboxed", action="store_true",
@@ -54,6 +56,21 @@ def register(sub) -> None:
 
 class UsageProblem(Exception):
     pass
+
+
+def default_jobs() -> int:
+    """Submissions graded at once when ``--jobs`` is not given: one per usable CPU, at most 8, and at
+    most one per 2 GiB of available memory (a verdict with a 4-rank group holds about 1.5 GiB)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    available_gib = 2 * cpus
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available_gib = int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return max(1, min(cpus, 8, int(available_gib // 2)))
 
 
 def _options(args) -> dict:
@@ -77,6 +94,8 @@ def _options(args) -> dict:
         dtypes = [d.strip() for d in dtype_list.split(",") if d.strip()]
         if not dtypes or any(d not in DTYPES for d in dtypes):
             raise UsageProblem(f"--dtypes={dtype_list}: choose from {', '.join(DTYPES)}")
+    if args.jobs is None:
+        args.jobs = default_jobs()
     examples = args.examples
     if examples is None:
         examples = profiles.build(args.profile, "grading", db_root=tempfile.gettempdir()).max_examples

@@ -1,6 +1,6 @@
 """Run one submission's verdict process in isolation, and keep the suite it runs out of its reach.
 
-Each submission is graded by ``python -P -m conformance.grading.one`` started here:
+Each submission is graded by ``python -P -m conformance.grading.verdict`` started here:
 
 - inside a **bubblewrap sandbox** (:mod:`conformance.grading.bwrap`) unless the run was started with
   ``--unsandboxed``: its own user, PID, mount, IPC and network namespaces, a read-only view of the
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from conformance.grading.submissions import Submission
 
 SUITE_PACKAGES = ("conformance", "impls", "strategies")
+EXIT_GRACE_S = 2.0  # how long a verdict process that ended its records without "done" has to exit
 
 
 def suite_root() -> str:
@@ -227,7 +228,7 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
         read_fd, write_fd = os.pipe()
         # -P: neither the working directory (the submission) nor the script's folder goes on sys.path,
         # so a submission file named like a module the verdict imports is never imported by it
-        cmd = [sys.executable, "-P", "-m", "conformance.grading.one", f"--impl={spec}", f"--seed={seed}",
+        cmd = [sys.executable, "-P", "-m", "conformance.grading.verdict", f"--impl={spec}", f"--seed={seed}",
                f"--examples={examples}", f"--world-sizes={world_sizes}", f"--dtypes={dtypes}",
                f"--timeout={timeout_s}", f"--result-fd={write_fd}", f"--shown-as={sub.impl or sub.path}",
                f"--limit-seconds={limits.seconds}", f"--limit-memory-mb={limits.memory_mb}",
@@ -251,9 +252,15 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
         reader.start()
         status = "done"
         try:
-            proc.wait(timeout=limits.seconds)
+            # the records end when the verdict closes its end of the pipe (after its "done" record)
+            # or dies; its own tear-down after that is not waited for: the group is killed below
+            reader.join(timeout=limits.seconds)
+            if reader.is_alive():
+                status = "timeout"
+            elif not any(kind == "done" for kind, _ in got):
+                proc.wait(timeout=EXIT_GRACE_S)  # it died or closed the pipe early: keep its exit code
         except subprocess.TimeoutExpired:
-            status = "timeout"
+            pass
         finally:
             _kill_group(proc.pid)  # the whole tree: workers, forkserver, anything it left behind
             proc.wait()

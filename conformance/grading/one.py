@@ -1,7 +1,7 @@
 """The verdict process for one submission: every property × variant, streamed as JSON lines.
 
-Run by :mod:`conformance.grading.isolation` as ``python -m conformance.grading.one``, in its own
-session, clean environment and private temp dir. Like the pytest plugin, this process never imports
+Run in the verdict process (:mod:`conformance.grading.verdict`, started by
+:mod:`conformance.grading.isolation`), in its own session, clean environment and private temp dir. Like the pytest plugin, this process never imports
 candidate code: the submission runs only in the worker processes of its ``GroupPool``, and only
 plain tensors come back. Records go to the file descriptor ``--result-fd`` (not inherited by the
 workers), one JSON object a line, so a submission killed for its time limit keeps the cells it
@@ -34,11 +34,7 @@ already run are cached) and within :data:`SHRINK_SECONDS`, for its minimal faili
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -51,7 +47,6 @@ from conformance.families.linear import properties
 from conformance.families.linear.diagnosis import likely_cause
 from conformance.families.linear.properties import Violation
 from conformance.families.registry import families
-from conformance.grading import records
 from conformance.grading.catalog import variant_name
 from conformance.grading.contract import Contract
 from conformance.grading.failures import (
@@ -507,68 +502,3 @@ def _crash_cause(ev, kind: str) -> str:
     if cause:
         return cause
     return "an example did not finish in time" if kind == "hang" else ev.outcome.crash.splitlines()[0][:200]
-
-
-def _harden() -> None:
-    """Before any worker exists: no submission folder on ``sys.path`` (``-P`` already keeps the
-    working directory off it), not dumpable (no ptrace, no ``/proc/PID/mem``/``fd`` for the
-    candidate's processes), SIGINT ignored (the grader ends this process by SIGKILL)."""
-    import ctypes
-    import signal
-
-    cwd = os.getcwd()
-    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except (OSError, AttributeError):
-        pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m conformance.grading.one")
-    p.add_argument("--impl", required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--examples", type=int, required=True)
-    p.add_argument("--world-sizes", required=True)
-    p.add_argument("--dtypes", required=True)
-    p.add_argument("--timeout", type=float, required=True)
-    p.add_argument("--result-fd", type=int, required=True)
-    p.add_argument("--shown-as", default=None, help="the impl spec that replay commands name")
-    p.add_argument("--limit-seconds", type=float, default=None)
-    p.add_argument("--limit-memory-mb", type=int, default=None)
-    p.add_argument("--limit-file-mb", type=int, default=None)
-    p.add_argument("--contract-json", default=None, help="the grader's contract (Contract.as_dict), as JSON")
-    a = p.parse_args(argv)
-    _harden()
-    if a.limit_seconds is not None:
-        from conformance.grading.isolation import Limits
-
-        Limits(a.limit_seconds, a.limit_memory_mb, a.limit_file_mb).apply()
-    from conformance.pytest_plugin.plugin import parse_world_sizes
-
-    out = os.fdopen(a.result_fd, "w", buffering=1)
-
-    def emit(record: dict) -> None:
-        if "cell" in record:  # cut candidate text here already: the grader checks and cuts again
-            record = {"cell": records.cell(record["cell"])}
-        elif "failure" in record:
-            record = {"failure": records.failure(record["failure"])}
-        out.write(json.dumps(record) + "\n")
-
-    grader = Grader(a.impl, seed_value=a.seed, examples=a.examples, world_sizes=parse_world_sizes(a.world_sizes),
-                    dtypes=a.dtypes.split(","), timeout_s=a.timeout, emit=emit, shown_as=a.shown_as,
-                    memory_limit=a.limit_memory_mb * 2**20 if a.limit_memory_mb else DEFAULT_MEMORY_LIMIT,
-                    contract=Contract.from_dict(json.loads(a.contract_json)) if a.contract_json else None)
-    try:
-        grader.run()
-        emit({"done": True})
-    finally:
-        grader.suite.pool.close()
-        out.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,11 +16,8 @@ exits when the verdict does.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import multiprocessing as mp
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,7 +25,7 @@ from datetime import timedelta
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-from conformance.transport import proctree, wire
+from conformance.transport import forkserver, proctree, wire
 from conformance.transport.contract import (  # noqa: F401 - GroupFailure, cut_text: the transport's, imported from here
     MAX_MESSAGE_BYTES,
     GroupFailure,
@@ -69,7 +66,7 @@ class ProcessGroup:
               memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> "ProcessGroup":
         import torch.distributed as dist
 
-        ctx = _context()
+        ctx = forkserver.context()
         group = cls(world_size, timeout_s, memory_limit)
         group.tmpdir = tempfile.mkdtemp(prefix=f"tpconform-ws{world_size}-")
         group.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
@@ -86,7 +83,7 @@ class ProcessGroup:
                 name=f"tpconform-ws{world_size}-rank{rank}",
                 daemon=True,
             )
-            with _main_module_hidden():
+            with forkserver.main_module_hidden():
                 proc.start()
             child_end.close()
             life_child.close()
@@ -325,31 +322,7 @@ def _killpg_if_leader(pid: int) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _main_module_hidden():
-    """Start workers without re-importing the parent's ``__main__`` (a user script, stdin, …)."""
-    main = sys.modules["__main__"]
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-    main.__dict__.pop("__file__", None)
-    main.__spec__ = None
-    try:
-        yield
-    finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
-
-
 _live_groups: set = set()
-_ctx = None
-
-
-def _context():
-    global _ctx
-    if _ctx is None:
-        _ctx = mp.get_context("forkserver")
-        _ctx.set_forkserver_preload(["conformance.transport.forkserver_init", "conformance.transport.worker",
-                                       "conformance.families.linear.worker", "impls.reference"])
-    return _ctx
 
 
 @atexit.register

@@ -1,0 +1,96 @@
+"""The verdict process of one submission: ``python -P -m conformance.grading.verdict``.
+
+Started by :mod:`conformance.grading.isolation` (in the sandbox unless ``--unsandboxed``), it grades
+one submission with :class:`conformance.grading.one.Grader` and writes its records to
+``--result-fd``. In this order, before any candidate code can run:
+
+1. it hardens itself (:func:`harden`) and sets its resource limits, which every worker inherits;
+2. it starts the forkserver (:func:`conformance.transport.forkserver.start_early`), whose torch
+   import and warm-up then run beside this process's own imports instead of after them (on two
+   cores this takes about a second off every submission);
+3. it imports the grader (torch, Hypothesis, the suite) and grades.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def harden() -> None:
+    """Before any worker exists: no submission folder on ``sys.path`` (``-P`` already keeps the
+    working directory off it), not dumpable (no ptrace, no ``/proc/PID/mem``/``fd`` for the
+    candidate's processes), SIGINT ignored (the grader ends this process by SIGKILL)."""
+    import ctypes
+    import signal
+
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m conformance.grading.verdict")
+    p.add_argument("--impl", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--examples", type=int, required=True)
+    p.add_argument("--world-sizes", required=True)
+    p.add_argument("--dtypes", required=True)
+    p.add_argument("--timeout", type=float, required=True)
+    p.add_argument("--result-fd", type=int, required=True)
+    p.add_argument("--shown-as", default=None, help="the impl spec that replay commands name")
+    p.add_argument("--limit-seconds", type=float, default=None)
+    p.add_argument("--limit-memory-mb", type=int, default=None)
+    p.add_argument("--limit-file-mb", type=int, default=None)
+    p.add_argument("--contract-json", default=None, help="the grader's contract (Contract.as_dict), as JSON")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    a = parse(argv)
+    harden()
+    if a.limit_seconds is not None:
+        from conformance.grading.isolation import Limits
+
+        Limits(a.limit_seconds, a.limit_memory_mb, a.limit_file_mb).apply()
+    from conformance.transport import forkserver
+
+    forkserver.start_early()
+
+    from conformance.grading import records
+    from conformance.grading.contract import Contract
+    from conformance.grading.one import Grader
+    from conformance.pytest_plugin.plugin import parse_world_sizes
+    from conformance.transport.harness import DEFAULT_MEMORY_LIMIT
+
+    out = os.fdopen(a.result_fd, "w", buffering=1)
+
+    def emit(record: dict) -> None:
+        if "cell" in record:  # cut candidate text here already: the grader checks and cuts again
+            record = {"cell": records.cell(record["cell"])}
+        elif "failure" in record:
+            record = {"failure": records.failure(record["failure"])}
+        out.write(json.dumps(record) + "\n")
+
+    grader = Grader(a.impl, seed_value=a.seed, examples=a.examples, world_sizes=parse_world_sizes(a.world_sizes),
+                    dtypes=a.dtypes.split(","), timeout_s=a.timeout, emit=emit, shown_as=a.shown_as,
+                    memory_limit=a.limit_memory_mb * 2**20 if a.limit_memory_mb else DEFAULT_MEMORY_LIMIT,
+                    contract=Contract.from_dict(json.loads(a.contract_json)) if a.contract_json else None)
+    try:
+        grader.run()
+        emit({"done": True})
+    finally:
+        out.close()  # the end of the records: the grader kills this process tree from here on
+        grader.suite.pool.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
