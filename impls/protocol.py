@@ -28,7 +28,7 @@ weight.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
@@ -44,6 +44,19 @@ class Capabilities:
     ``accepts_group=False`` means: the layers cannot be given a process group (they take rank and
     world size from the default group, as in the simple-module convention); the checks that hand a
     layer a TP sub-group (``tests/properties/test_families.py``) do not apply and are skipped.
+
+    ``padded_shards=True`` means: the split dim is padded before it is split, so the shards may end
+    in rows that are not part of the layer (ColossalAI's ``VocabParallelEmbedding1D`` pads its
+    vocabulary to a multiple of 64 × the world size and splits the padded table evenly). The shards
+    are then reported as the layer holds them, padding included; in rank order their rows are the
+    real rows followed by padding, the real rows must rebuild the dense weight, and the padding rows
+    must get no gradient (a gradient there changes the model's grad norm, and so its clipping). Read
+    by the embedding family; a layer without it must hold exactly its rows.
+
+    ``families`` declares what differs for one family (by its folder's name under
+    ``conformance/families``): ``{"embedding": {"uneven_shards": True, "padded_shards": True}}`` for a
+    library whose linear layers raise on non-divisible dims while its embedding pads any vocabulary.
+    Each family is judged by :meth:`of` its name; a family may set the fields in :data:`OVERRIDABLE`.
     """
 
     column_gather_output: tuple[bool, ...] = (True, False)
@@ -51,6 +64,25 @@ class Capabilities:
     uneven_shards: bool = True
     dtypes: tuple[str, ...] = ALL_DTYPES
     accepts_group: bool = True
+    padded_shards: bool = False
+    families: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        for family, overrides in self.families.items():
+            if not isinstance(overrides, dict):
+                raise ValueError(f"capabilities for family {family!r}: expected a dict, got {type(overrides).__name__}")
+            unknown = sorted(set(overrides) - OVERRIDABLE)
+            if unknown:
+                raise ValueError(f"capabilities for family {family!r}: unknown {unknown} "
+                                 f"(a family may set {sorted(OVERRIDABLE)})")
+
+    def of(self, family: str) -> "Capabilities":
+        """The capabilities family ``family`` is judged by: these, with its own declarations over them."""
+        overrides = self.families.get(family)
+        if not overrides:
+            return self
+        d = {k: v for k, v in self.as_dict().items() if k != "families"}
+        return Capabilities.from_dict({**d, **overrides})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,17 +91,28 @@ class Capabilities:
             "uneven_shards": self.uneven_shards,
             "dtypes": list(self.dtypes),
             "accepts_group": self.accepts_group,
+            "padded_shards": self.padded_shards,
+            "families": {name: dict(o) for name, o in self.families.items()},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Capabilities":
+        families = d.get("families") or {}
+        if not isinstance(families, dict):
+            raise ValueError(f"capabilities 'families': expected a dict of family name -> dict, got {families!r}")
         return cls(
             column_gather_output=tuple(d["column_gather_output"]),
             row_input_is_parallel=tuple(d["row_input_is_parallel"]),
             uneven_shards=bool(d["uneven_shards"]),
             dtypes=tuple(d["dtypes"]),
             accepts_group=bool(d.get("accepts_group", True)),
+            padded_shards=bool(d.get("padded_shards", False)),
+            families={str(k): dict(v) if isinstance(v, dict) else v for k, v in families.items()},
         )
+
+
+# what a family may declare for itself (``Capabilities.families``)
+OVERRIDABLE = frozenset({"uneven_shards", "dtypes", "padded_shards", "accepts_group"})
 
 
 class TensorParallelImpl:

@@ -29,6 +29,8 @@ ENTRY_POINT_GROUP = "tpconform.impls"
 
 BUILTIN: tuple[Entry, ...] = (
     Entry("reference", "impls.reference:ReferenceImpl", "the built-in reference layers"),
+    Entry("reference-even-padded", "impls.padded:PaddedImpl",
+          "the reference with ColossalAI's shape: even-only linear layers, a padded embedding (declared per family)"),
     # peers: real libraries (impls/peers); fairscale and megatron need pip install -e '.[peers]'
     Entry("dtensor", "impls.peers.dtensor:Impl", "PyTorch DTensor TP: Colwise/RowwiseParallel on nn.Linear"),
     Entry("fairscale", "impls.peers.fairscale:Impl", "fairscale 0.4.13 model_parallel Column/RowParallelLinear"),

@@ -75,8 +75,13 @@ class SimpleModuleImpl(TensorParallelImpl):
         self.name = name
         overrides = getattr(module, "TP_CAPABILITIES", None)
         if isinstance(overrides, dict):
-            self.capabilities = Capabilities.from_dict({**self.capabilities.as_dict(), **overrides,
-                                                        "accepts_group": False})
+            try:
+                declared = Capabilities.from_dict({**self.capabilities.as_dict(), **overrides, "accepts_group": False})
+                families = {f: {k: v for k, v in o.items() if k != "accepts_group"}
+                            for f, o in declared.families.items()}
+                self.capabilities = Capabilities.from_dict({**declared.as_dict(), "families": families})
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ImplError(f"--impl={name}: TP_CAPABILITIES is malformed: {exc}") from None
         self.version = str(getattr(module, "__version__", ""))
 
     def _build(self, cls, weight, bias, group, kind: str):

@@ -34,8 +34,9 @@ class Suite:
         self.coverage: dict[str, set[str]] = {}  # linear property -> the case classes it was judged on
 
     # -- the run's options and the impl's declaration ---------------------------------------------
-    def _dtypes(self) -> list[str]:
-        return [d for d in self.dtypes if d in self.capabilities.dtypes]
+    def _dtypes(self, family: str = "linear") -> list[str]:
+        """The run's dtypes that family ``family`` is declared for."""
+        return [d for d in self.dtypes if d in self.capabilities.of(family).dtypes]
 
     def unsupported(self, variant: Variant) -> Optional[str]:
         """Why the impl does not declare the linear layer ``variant`` (``None`` when it does)."""

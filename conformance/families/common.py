@@ -100,6 +100,11 @@ class ExtensionFamily(Family):
 
     verdict: Any = None  # the family's verdict module
 
+    def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
+        if not suite._dtypes(self.name):
+            return f"{suite.impl_spec} declares {self.title} for none of the dtypes {list(suite.dtypes)}"
+        return None
+
     def run(self, suite, case, stages: Optional[Sequence[str]] = None):
         ev = self.verdict.evidence(suite, case)
         offered = getattr(ev, "provided", True)

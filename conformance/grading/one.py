@@ -79,8 +79,8 @@ class ContractSuite(Suite):
         super().__init__(*args, **kwargs)
         self.contract = contract
 
-    def _dtypes(self) -> list[str]:
-        return list(self.dtypes)
+    def _dtypes(self, family: str = "linear") -> list[str]:
+        return list(self.dtypes)  # the contract's, whatever the submission declares
 
     def narrowed(self) -> str | None:
         """What the declaration leaves out of the assignment (``None`` when nothing)."""

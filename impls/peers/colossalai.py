@@ -21,9 +21,9 @@ How the protocol maps onto ColossalAI (read from its source, 0.5.0):
   left sharded; row: reduce-scatter forward / all-gather backward, fed its feature slice.
 - vocab-parallel embedding: ``VocabParallelEmbedding1D.from_native_module(nn.Embedding, group)`` with
   its default ``make_vocab_size_divisible_by=64``: the table is padded to a multiple of 64 × TP size
-  and the padded table split evenly. :meth:`Impl.shards` reports each rank's *real* rows (its shard
-  without the padding rows, as ColossalAI's own ``state_dict`` does with ``to_unpadded_tensor``), and
-  their grads, so every vocabulary size is accepted.
+  and the padded table split evenly. The adapter declares that for the embedding family alone
+  (``Capabilities.families``: ``uneven_shards`` and ``padded_shards``), and its shards are reported as
+  held, padding included: the suite checks the real rows and that the padding rows get no gradient.
 - merged column: ``FusedLinear1D_Col.from_native_module(nn.Linear, group, split_sizes=blocks)``:
   each block split on its own, a rank's blocks concatenated in block order (its
   ``split_fused_qkv_in_gpt2_style``), output left sharded — the protocol's semantics. Every block
@@ -120,7 +120,10 @@ class Impl(TensorParallelImpl):
 
     name = "colossalai"
     version = str(colossalai.__version__)
-    capabilities = Capabilities(uneven_shards=False)
+    # the linear layers raise on non-divisible dims; the embedding pads any vocabulary (declared, so
+    # its padded shards are judged as such: real rows rebuild the table, padding rows get no grad)
+    capabilities = Capabilities(uneven_shards=False,
+                                families={"embedding": {"uneven_shards": True, "padded_shards": True}})
 
     def column(self, weight, bias, *, gather_output, group):
         return Linear1D_Col.from_native_module(dense_linear(weight, bias), process_group=group, gather_output=gather_output)
@@ -158,19 +161,3 @@ class Impl(TensorParallelImpl):
             "scatter_to": lambda x: ops.split_forward_gather_backward(x, -1, group),
             "gather_from": lambda x: ops.gather_forward_split_backward(x, -1, group),
         }
-
-    def shards(self, layer):
-        if isinstance(layer, VocabParallelEmbedding1D):
-            return layer.weight[:_real_rows(layer)], None
-        return layer.weight, getattr(layer, "bias", None)
-
-    def shard_grads(self, layer):
-        if isinstance(layer, VocabParallelEmbedding1D):
-            grad = layer.weight.grad
-            return (None if grad is None else grad[:_real_rows(layer)]), None
-        return super().shard_grads(layer)
-
-
-def _real_rows(layer) -> int:
-    """How many of this rank's table rows are vocabulary rows (the rest pad the table)."""
-    return max(0, min(layer.num_embeddings_per_partition, layer.old_num_embeddings - layer.vocab_start_index))

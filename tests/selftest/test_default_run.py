@@ -28,6 +28,7 @@ ADAPTER_PKG = os.path.join(FIXTURES, "grading", "adapter_pkg")
 # (id, --impl, extra PYTHONPATH entry): every correct impl the project ships
 CORRECT = [
     ("reference", "reference", None),
+    ("reference-even-padded", "reference-even-padded", None),  # per-family capabilities, padded shards
     ("simple-module-good", os.path.join(FIXTURES, "simple_module_good.py"), None),
     ("grading-reference-copy", os.path.join(FIXTURES, "grading", "reference_copy.py"), None),
     ("grading-adapter-package", "tplayers.adapter:Impl", ADAPTER_PKG),

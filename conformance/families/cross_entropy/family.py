@@ -78,7 +78,7 @@ class CrossEntropyFamily(ExtensionFamily):
     properties = {name: Property(name, fn) for name, fn in verdict.CROSS_ENTROPY_SPEC.items()}
 
     def cases(self, suite, variant):
-        return cross_entropy_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+        return cross_entropy_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name))
 
     def likely_cause(self, ev, v):
         return likely_cause(ev, v)

@@ -19,7 +19,7 @@ class EmbeddingFamily(ExtensionFamily):
     properties = {name: Property(name, fn) for name, fn in verdict.EMBEDDING_SPEC.items()}
 
     def cases(self, suite, variant):
-        return embedding_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+        return embedding_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name))
 
 
     def likely_cause(self, ev, v):

@@ -37,12 +37,12 @@ class LinearFamily(Family):
 
     def unsupported(self, suite, variant: Variant) -> Optional[str]:
         """Why the impl does not declare ``variant`` (``None`` when it does)."""
-        caps = suite.capabilities
+        caps = suite.capabilities.of(self.name)
         if variant.kind == "column" and variant.gather_output not in caps.column_gather_output:
             return f"{suite.impl_spec} does not declare gather_output={variant.gather_output}"
         if variant.kind == "row" and variant.input_is_parallel not in caps.row_input_is_parallel:
             return f"{suite.impl_spec} does not declare input_is_parallel={variant.input_is_parallel}"
-        if not suite._dtypes():
+        if not suite._dtypes(self.name):
             return f"{suite.impl_spec} declares none of the dtypes {list(suite.dtypes)}"
         return None
 
@@ -54,9 +54,9 @@ class LinearFamily(Family):
     def cases(self, suite, variant):
         # an impl that may reject non-divisible dims gets mostly divisible cases: an uneven case
         # only checks that it is rejected, and must not crowd out the cases that test the maths
-        uneven = True if suite.capabilities.uneven_shards else "rarely"
+        uneven = True if suite.capabilities.of(self.name).uneven_shards else "rarely"
         return layer_cases(variant=variant, world_sizes=world_sizes(allowed=suite.world_sizes),
-                           dtypes=suite._dtypes(), uneven=uneven)
+                           dtypes=suite._dtypes(self.name), uneven=uneven)
 
     def run(self, suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> Evidence:
         """Run ``case`` (the worker ``stages`` named, all by default) and pair what came back with the
@@ -65,7 +65,7 @@ class LinearFamily(Family):
         outcome = suite.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)))
         suite.examples += 1
         truth = dense[0] if dense else dense_linear(outcome.tensors)
-        return Evidence(case, outcome, truth, suite.capabilities.uneven_shards)
+        return Evidence(case, outcome, truth, suite.capabilities.of(self.name).uneven_shards)
 
     def judge(self, ev: Evidence, prop: str) -> list[Violation]:
         return properties.evaluate(ev, prop)

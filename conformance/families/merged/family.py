@@ -19,7 +19,7 @@ class MergedFamily(ExtensionFamily):
     properties = {name: Property(name, fn) for name, fn in verdict.MERGED_SPEC.items()}
 
     def cases(self, suite, variant):
-        return merged_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+        return merged_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name))
 
 
     def likely_cause(self, ev, v):

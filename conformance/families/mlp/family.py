@@ -20,14 +20,14 @@ class MLPFamily(ExtensionFamily):
     properties = {name: Property(name, fn) for name, fn in verdict.MLP_SPEC.items()}
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
-        caps = suite.capabilities
+        caps = suite.capabilities.of(self.name)
         if False not in caps.column_gather_output or True not in caps.row_input_is_parallel:
             return f"{suite.impl_spec} does not declare column gather_output=False and row input_is_parallel=True"
-        return None
+        return super().not_applicable(suite, variant, prop)
 
     def cases(self, suite, variant):
-        return mlp_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(),
-                         uneven=suite.capabilities.uneven_shards)
+        return mlp_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name),
+                         uneven=suite.capabilities.of(self.name).uneven_shards)
 
 
     def likely_cause(self, ev, v):

@@ -194,7 +194,7 @@ def evidence(suite, case: MLPCase) -> MLPEvidence:
     ranks, crash = run_on_every_rank(suite, case, "run_mlp", t.as_dict())
     dense = dense_mlp(t, case.activation)
     bounds = mlp_bounds(t, dense, case.activation, case.torch_dtype, case.world_size)
-    return MLPEvidence(case, t, ranks, crash, dense, bounds, suite.capabilities.uneven_shards)
+    return MLPEvidence(case, t, ranks, crash, dense, bounds, suite.capabilities.of("mlp").uneven_shards)
 
 
 def violations(suite, case: MLPCase, prop: str, ev: Optional[MLPEvidence] = None) -> list[Violation]:

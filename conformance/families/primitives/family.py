@@ -25,8 +25,8 @@ class PrimitivesFamily(ExtensionFamily):
         return case.primitive
 
     def cases(self, suite, primitive: str):
-        return primitive_cases(primitive, world_sizes=suite.world_sizes, dtypes=suite._dtypes(),
-                               uneven=suite.capabilities.uneven_shards)
+        return primitive_cases(primitive, world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name),
+                               uneven=suite.capabilities.of(self.name).uneven_shards)
 
 
     def likely_cause(self, ev, v):

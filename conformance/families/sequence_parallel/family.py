@@ -29,7 +29,7 @@ class SequenceParallelFamily(ExtensionFamily):
         return [f"grads judged after the impl's declared finalisation: {'; '.join(finalized)}"] if finalized else []
 
     def cases(self, suite, kind: str):
-        return sequence_parallel_cases(kind, world_sizes=suite.world_sizes, dtypes=suite._dtypes())
+        return sequence_parallel_cases(kind, world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name))
 
 
     def likely_cause(self, ev, v):

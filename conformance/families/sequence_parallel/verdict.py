@@ -89,7 +89,7 @@ def evidence(suite, case: LayerCase) -> Optional[Evidence]:
     if not_offered(ranks):
         return None
     outcome = Outcome(case, t, ranks=[RankResult.from_wire(res) for res in ranks], crash=crash)
-    return Evidence(case, outcome, dense_linear(t), suite.capabilities.uneven_shards)
+    return Evidence(case, outcome, dense_linear(t), suite.capabilities.of("sequence_parallel").uneven_shards)
 
 
 def violations(suite, case: LayerCase, prop: str, ev: Optional[Evidence] = None) -> list[Violation]:

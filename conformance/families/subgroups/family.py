@@ -56,7 +56,7 @@ class SubgroupsFamily(Family):
         return LINEAR.variant_of(case)
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
-        if not suite.capabilities.accepts_group:
+        if not suite.capabilities.of(self.name).accepts_group:
             convention = str(suite.description.get("convention") or "")[:40]
             who = f"the {convention} convention's layers" if convention else f"{suite.impl_spec}'s layers"
             return (f"not applicable: {who} take rank and world size from the default group and cannot be given "
@@ -66,7 +66,7 @@ class SubgroupsFamily(Family):
         return LINEAR.not_applicable(suite, variant, prop)
 
     def cases(self, suite, variant):
-        return tp_group_cases(variant, layouts=tp_layouts(suite.world_sizes), dtypes=suite._dtypes())
+        return tp_group_cases(variant, layouts=tp_layouts(suite.world_sizes), dtypes=suite._dtypes(self.name))
 
     def run(self, suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> GroupsEvidence:
         return GroupsEvidence(case, evidences(suite, case, stages))

@@ -68,5 +68,5 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
 def evidences(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[Evidence]:
     """One :class:`Evidence` per TP group, each reading like a single-group example."""
     suite.examples += 1
-    uneven_ok = suite.capabilities.uneven_shards
+    uneven_ok = suite.capabilities.of("subgroups").uneven_shards
     return [Evidence(oc.case, oc, dense_linear(oc.tensors), uneven_ok) for oc in run(suite, case, stages)]
