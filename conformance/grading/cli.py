@@ -62,7 +62,7 @@ def default_jobs() -> int:
     """Submissions graded at once when ``--jobs`` is not given: one per usable CPU, at most 8, and at
     most one per 2 GiB of available memory (a verdict with a 4-rank group holds about 1.5 GiB)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    available_gib = 2 * cpus
+    available_gib = 2.0 * cpus
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
