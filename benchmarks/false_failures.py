@@ -4,7 +4,10 @@ Runs the reference (and every other correct registry entry; the seeded bugs ``bu
 skipped) over ``--seeds`` different Hypothesis seeds, with the thorough profile's settings, on all
 dtypes, world sizes 1-8, non-divisible dims, and a second case family with long reductions
 (up to ``--long-features`` features and ``--long-rows`` batch rows) for bfloat16/float16. Every
-example is checked against every property of the spec; any violation is a false failure.
+example is checked against every property of the spec; any violation is a false failure. Then every
+other family the impl offers (``conformance/families``: sub-groups, MLP, primitives, sequence
+parallel, embedding, merged, cross entropy), ``--family-examples`` cases per seed and variant from
+the family's own strategy, each judged on every property of its family.
 
 It also reports, per dtype and quantity, the largest observed ``|error| / bound`` — how close a
 correct impl comes to the tolerance model's bound (must stay < 1; much smaller is expected, the
@@ -30,8 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hypothesis import HealthCheck, given, seed, settings
 
 from conformance.engine.runner import ImplUnusable
-from conformance.engine.suite import Suite
+from conformance.engine.suite import NotOffered, Suite
 from conformance.families.linear import properties
+from conformance.families.registry import families as all_families
 from conformance.pytest_plugin import profiles
 from conformance.spec import tolerance as tol
 from conformance.transport.harness import GroupPool
@@ -95,6 +99,24 @@ def _run_family(suite, impl, fam, strategy, hseed, base, n, record) -> None:
     run()
 
 
+def _run_other_family(suite, impl, fam, variant, hseed, base, n, record_family) -> None:
+    props = [p for p in fam.properties if not fam.not_applicable(suite, variant, p)]
+    if not props:
+        return
+
+    @seed(hseed)
+    @settings(base, max_examples=n, database=None, derandomize=False, suppress_health_check=list(HealthCheck))
+    @given(case=suite.cases(variant, fam.name))
+    def run(case):
+        try:
+            _, found = suite.judged(case, props)
+        except NotOffered:
+            return
+        record_family(impl, fam.name, case, found)
+
+    run()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
@@ -102,6 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--impls", default=None, help="comma-separated (default: every correct registry entry)")
     ap.add_argument("--long-features", type=int, default=768)
     ap.add_argument("--long-rows", type=int, default=24, help="max side of a 2-dim batch in the long family")
+    ap.add_argument("--family-examples", type=int, default=3,
+                    help="examples per seed and variant of each family beyond the single layer")
     ap.add_argument("--budget-s", type=float, default=1380.0, help="stop starting new seeds after this long")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--json", default=None, help="also write the summary here")
@@ -130,6 +154,15 @@ def main(argv=None) -> int:
             return
         for q, ratio in error_ratios(ev).items():
             worst[case.dtype][q] = max(worst[case.dtype][q], ratio)
+    def record_family(impl, fam_name, case, found):
+        nonlocal examples
+        examples += 1
+        per_family[fam_name] += 1
+        bad = {p: [v.message.splitlines()[0][:300] for v in vs][:3] for p, vs in found.items() if vs}
+        if bad:
+            failures.append({"impl": impl, "family": fam_name, "case": case.token(), "violations": bad})
+            print(f"FALSE FAILURE {impl}: {fam_name}:{case.token()}\n  {bad}", flush=True)
+
     try:
         for s in range(args.seeds):
             if time.monotonic() - started > args.budget_s:
@@ -157,6 +190,11 @@ def main(argv=None) -> int:
 
                     for fam, strategy in families.items():
                         _run_family(suite, impl, fam, strategy, s, base, args.examples, record)
+                for fam in all_families().values():
+                    if fam.name == "linear" or not args.family_examples:
+                        continue
+                    for variant in fam.variants():
+                        _run_other_family(suite, impl, fam, variant, s, base, args.family_examples, record_family)
             seeds_done += 1
             print(f"seed {s}: {examples} examples so far, {len(failures)} false failures, "
                   f"{time.monotonic() - started:.0f} s", flush=True)
