@@ -42,6 +42,7 @@ class PaddedVocabEmbedding(VocabParallelEmbedding):
         self.start, self.end = self.comm.rank * per_rank, (self.comm.rank + 1) * per_rank
         table = torch.zeros(per_rank * self.comm.world_size, dim, dtype=weight.dtype)
         table[:vocab] = weight
+        self.vocab = vocab
         self.weight = nn.Parameter(table[self.start:self.end].clone())
 
 

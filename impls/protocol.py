@@ -68,13 +68,28 @@ class Capabilities:
     families: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        for name in ("column_gather_output", "row_input_is_parallel", "dtypes"):
+            if isinstance(getattr(self, name), list):  # a list reads as well as a tuple
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("column_gather_output", "row_input_is_parallel"):
+            options = getattr(self, name)
+            if not isinstance(options, tuple) or not all(isinstance(b, bool) for b in options):
+                raise ValueError(f"capability {name}: expected a tuple of bools, got {options!r}")
+        if not isinstance(self.dtypes, tuple) or not all(d in ALL_DTYPES for d in self.dtypes):
+            raise ValueError(f"capability dtypes: expected names from {list(ALL_DTYPES)}, got {self.dtypes!r}")
+        for name in ("uneven_shards", "accepts_group", "padded_shards"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"capability {name}: expected True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.families, dict):
+            raise ValueError(f"capability families: expected a dict of family name -> dict, got {self.families!r}")
         for family, overrides in self.families.items():
-            if not isinstance(overrides, dict):
+            if not isinstance(family, str) or not isinstance(overrides, dict):
                 raise ValueError(f"capabilities for family {family!r}: expected a dict, got {type(overrides).__name__}")
             unknown = sorted(set(overrides) - OVERRIDABLE)
             if unknown:
                 raise ValueError(f"capabilities for family {family!r}: unknown {unknown} "
                                  f"(a family may set {sorted(OVERRIDABLE)})")
+            self.of(family)  # each family's own declaration must be well formed too
 
     def of(self, family: str) -> "Capabilities":
         """The capabilities family ``family`` is judged by: these, with its own declarations over them."""
@@ -97,17 +112,24 @@ class Capabilities:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Capabilities":
-        families = d.get("families") or {}
+        """The capabilities ``d`` (``as_dict``'s shape) describes; ``ValueError``/``KeyError``/``TypeError``
+        when it is malformed (a value of the wrong type is never coerced)."""
+        families = d.get("families", {})
         if not isinstance(families, dict):
-            raise ValueError(f"capabilities 'families': expected a dict of family name -> dict, got {families!r}")
+            raise ValueError(f"capability families: expected a dict of family name -> dict, got {families!r}")
+
+        def options(key: str) -> Any:
+            value = d[key]
+            return tuple(value) if isinstance(value, (list, tuple)) else value
+
         return cls(
-            column_gather_output=tuple(d["column_gather_output"]),
-            row_input_is_parallel=tuple(d["row_input_is_parallel"]),
-            uneven_shards=bool(d["uneven_shards"]),
-            dtypes=tuple(d["dtypes"]),
-            accepts_group=bool(d.get("accepts_group", True)),
-            padded_shards=bool(d.get("padded_shards", False)),
-            families={str(k): dict(v) if isinstance(v, dict) else v for k, v in families.items()},
+            column_gather_output=options("column_gather_output"),
+            row_input_is_parallel=options("row_input_is_parallel"),
+            uneven_shards=d["uneven_shards"],
+            dtypes=options("dtypes"),
+            accepts_group=d.get("accepts_group", True),
+            padded_shards=d.get("padded_shards", False),
+            families={k: dict(v) if isinstance(v, dict) else v for k, v in families.items()},
         )
 
 

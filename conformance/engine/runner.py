@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from conformance.families.registry import families
 from conformance.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
 from conformance.spec.results import RankResult, malformed
 from conformance.transport.contract import GroupFailure, Pool, cut_text
@@ -46,7 +47,10 @@ def _checked_description(d: Any, spec: str) -> dict:
     from impls.protocol import Capabilities
 
     try:
-        Capabilities.from_dict(d["capabilities"])
+        caps = Capabilities.from_dict(d["capabilities"])
+        unknown = sorted(set(caps.families) - set(families()))
+        if unknown:
+            raise ValueError(f"capabilities for unknown families {unknown} (the families: {sorted(families())})")
         if not isinstance(d.get("name"), str):
             raise TypeError("name is not a str")
         setup_s = d.get("setup_timeout_s", LOAD_TIMEOUT_S)

@@ -43,8 +43,9 @@ def register(sub) -> None:
     g.add_argument("--memory-mb", type=int, default=4096, help="resident memory per worker (with the processes it starts), MiB (default: 4096)")
     g.add_argument("--weights", default=None, help="a TOML weights file (default: conformance/grading/weights.toml)")
     g.add_argument("--jobs", type=int, default=None,
-                   help="submissions graded at once (default: one per CPU, at most 8 and one per 2 GiB of "
-                        "available memory: on 2 cores, one submission's start-up overlaps the other's examples)")
+                   help="submissions graded at once (default: one per CPU, at most 8, as many as the available memory "
+                        "holds for the world sizes graded: on 2 cores, one submission's start-up overlaps the other's "
+                        "examples)")
     g.add_argument("--gradescope", action="store_true", help="also write gradescope/NAME/results.json")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--unsandboxed", action="store_true",
@@ -58,19 +59,42 @@ class UsageProblem(Exception):
     pass
 
 
-def default_jobs() -> int:
-    """Submissions graded at once when ``--jobs`` is not given: one per usable CPU, at most 8, and at
-    most one per 2 GiB of available memory (a verdict with a 4-rank group holds about 1.5 GiB)."""
+WORKER_GIB = 0.25  # resident memory of one worker, or of a verdict process or its forkserver (measured: ~0.2)
+
+
+def default_jobs(world_sizes) -> int:
+    """Submissions graded at once when ``--jobs`` is not given: one per usable CPU, at most 8, and no
+    more than the available memory holds (a verdict keeps a group of each world size alive: its
+    forkserver, itself and ``sum(world_sizes)`` workers), under the container's limits if it has any."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    available_gib = 2.0 * cpus
+    quota = _cgroup("cpu.max")
+    if quota and quota[0] != "max":
+        cpus = min(cpus, max(1, int(int(quota[0]) / int(quota[1]))))
+    available = _meminfo_gib("MemAvailable") or 2.0 * cpus
+    limit = _cgroup("memory.max")
+    if limit and limit[0] != "max":
+        available = min(available, int(limit[0]) / 2**30)
+    per_job = WORKER_GIB * (sum(world_sizes) + 2)
+    return max(1, min(cpus, 8, int(available // per_job)))
+
+
+def _cgroup(name: str) -> list[str]:
+    try:
+        with open(os.path.join("/sys/fs/cgroup", name)) as fh:
+            return fh.read().split()
+    except OSError:
+        return []
+
+
+def _meminfo_gib(key: str) -> float:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
-                    available_gib = int(line.split()[1]) / 2**20
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 2**20
     except OSError:
         pass
-    return max(1, min(cpus, 8, int(available_gib // 2)))
+    return 0.0
 
 
 def _options(args) -> dict:
@@ -95,7 +119,7 @@ def _options(args) -> dict:
         if not dtypes or any(d not in DTYPES for d in dtypes):
             raise UsageProblem(f"--dtypes={dtype_list}: choose from {', '.join(DTYPES)}")
     if args.jobs is None:
-        args.jobs = default_jobs()
+        args.jobs = default_jobs(sizes)
     examples = args.examples
     if examples is None:
         examples = profiles.build(args.profile, "grading", db_root=tempfile.gettempdir()).max_examples

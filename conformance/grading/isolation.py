@@ -13,8 +13,9 @@ Each submission is graded by ``python -P -m conformance.grading.verdict`` starte
   private read-only folder that is also its working directory; ``-P`` keeps that folder off the
   verdict's ``sys.path``;
 - in a **clean environment** (``PATH``, ``PYTHONPATH`` = the snapshot, nothing inherited);
-- in **its own session / process group**, killed as a whole when it outlives its wall-clock limit
-  (in the sandbox, the PID namespace goes with it);
+- in **its own session / process group**; its whole process tree is killed as soon as its records
+  end (after its ``done`` record, or when it dies) or when it outlives its wall-clock limit (in the
+  sandbox, the PID namespace goes with it);
 - under **resource limits** (address space, CPU seconds, file size, no core dumps), set by the
   verdict process on itself before any candidate code starts, and inherited by its workers;
 - results come back over a **pipe** that only the verdict process holds, as JSON lines that
@@ -38,6 +39,7 @@ import time
 from dataclasses import dataclass
 
 from conformance.grading.submissions import Submission
+from conformance.transport import proctree
 
 SUITE_PACKAGES = ("conformance", "impls", "strategies")
 EXIT_GRACE_S = 2.0  # how long a verdict process that ended its records without "done" has to exit
@@ -262,7 +264,11 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
         except subprocess.TimeoutExpired:
             pass
         finally:
-            _kill_group(proc.pid)  # the whole tree: workers, forkserver, anything it left behind
+            # the whole tree, frozen from the root down, then killed: the verdict, its forkserver and
+            # its workers (each in a process group of its own, so killpg alone would miss them when
+            # there is no sandbox's PID namespace to end), then anything left in its process group
+            proctree.kill_tree([proc.pid])
+            _kill_group(proc.pid)
             proc.wait()
             _live.discard(proc.pid)
         reader.join(5.0)

@@ -62,6 +62,7 @@ from conformance.grading.failures import (
     unexplained,
     upstream_grad_note,
 )
+from conformance.transport.contract import cut_text
 from conformance.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 from strategies import VARIANTS, Variant
 from strategies.layers import anchor_cases
@@ -280,8 +281,12 @@ class Grader:
 
         try:
             search()
-        except Exception:  # noqa: BLE001, S110 - the failure searched for, or Hypothesis's report of a flaky one
-            pass
+        except AssertionError:
+            pass  # the failure searched for (or Hypothesis's report of a flaky one)
+        except Exception as exc:  # noqa: BLE001 - anything else ends the search: never a pass
+            if state["found"] is None and state["offered"]:
+                return {"verdict": "crash", "examples": state["examples"],
+                        "reason": cut_text(f"the search could not judge it: {type(exc).__name__}: {exc}")}
         if not state["offered"]:
             return {"verdict": "n/a", "reason": f"not offered ({fam.offered_by or fam.title}): no points either way",
                     "examples": state["examples"]}

@@ -87,9 +87,31 @@ def describe(d: Any) -> dict:
         raise Invalid("describe: bad dtypes")
     if not isinstance(caps.get("uneven_shards"), bool):
         raise Invalid("describe: bad uneven_shards")
+    kept = {"column_gather_output": list(cg), "row_input_is_parallel": list(rp),
+            "uneven_shards": caps["uneven_shards"], "dtypes": list(dtypes)}
+    for flag in ("accepts_group", "padded_shards"):
+        if isinstance(caps.get(flag), bool):
+            kept[flag] = caps[flag]
+    families = caps.get("families")
+    if isinstance(families, dict) and families:
+        kept["families"] = {_str(name, MAX_NAME): _family_declaration(o) for name, o in list(families.items())[:16]}
     return {"name": _str(d.get("name", ""), MAX_NAME), "version": _str(d.get("version", "") or "", MAX_NAME),
-            "capabilities": {"column_gather_output": list(cg), "row_input_is_parallel": list(rp),
-                             "uneven_shards": caps["uneven_shards"], "dtypes": list(dtypes)}}
+            "capabilities": kept}
+
+
+def _family_declaration(o: Any) -> dict:
+    """What one family declares for itself (``Capabilities.families``), kept for the report: known
+    keys with well-formed values only."""
+    if not isinstance(o, dict):
+        raise Invalid("describe: bad family capabilities")
+    out: dict = {}
+    for key in ("uneven_shards", "padded_shards", "accepts_group"):
+        if isinstance(o.get(key), bool):
+            out[key] = o[key]
+    dtypes = o.get("dtypes")
+    if isinstance(dtypes, list) and len(dtypes) <= 4 and all(x in DTYPE_NAMES for x in dtypes):
+        out["dtypes"] = list(dtypes)
+    return out
 
 
 def _example(m: Any) -> dict:

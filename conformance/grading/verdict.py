@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 
 
 def harden() -> None:
@@ -86,6 +87,10 @@ def main(argv=None) -> int:
     try:
         grader.run()
         emit({"done": True})
+    except BaseException:
+        traceback.print_exc()  # into the log the grader keeps, before it can end this process
+        sys.stderr.flush()
+        raise
     finally:
         out.close()  # the end of the records: the grader kills this process tree from here on
         grader.suite.pool.close()

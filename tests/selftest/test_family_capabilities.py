@@ -79,3 +79,29 @@ def test_a_simple_module_declares_per_family_too():
     module.TP_CAPABILITIES = {"families": {"embedding": {"pads": True}}}
     with pytest.raises(ImplError, match="TP_CAPABILITIES is malformed: .*unknown \\['pads'\\]"):
         SimpleModuleImpl(module)
+
+
+def test_a_padded_grad_reported_without_its_padding_rows_is_a_violation(tp_pool):
+    found = embedding.violations(Suite("tests.selftest.fixtures.padded_undeclared:TrimmedGrad", tp_pool),
+                                 UNEVEN_VOCAB, GRAD)
+    assert [v.rank for v in found] == [1, 2] and all("padding included" in v.message for v in found), found
+
+
+@pytest.mark.parametrize("declared, says", [
+    ({"embedding": {"dtypes": None}}, "capability dtypes"),
+    ({"embedding": {"dtypes": ["float8"]}}, "capability dtypes"),
+    ({"embedding": {"padded_shards": "yes"}}, "padded_shards: expected True or False"),
+    ({"embedding": ["padded_shards"]}, "expected a dict"),
+])
+def test_a_malformed_family_declaration_is_refused_whole(declared, says):
+    """Refused when the description is read, never later inside a family's run (where an error could
+    end a search without a verdict)."""
+    with pytest.raises(ValueError, match=says):
+        Capabilities.from_dict({**Capabilities().as_dict(), "families": declared})
+
+
+def test_a_declaration_for_a_family_that_does_not_exist_makes_the_impl_unusable(tp_pool):
+    from conformance.engine.runner import ImplUnusable
+
+    with pytest.raises(ImplUnusable, match="unknown families \\['embeddings'\\]"):
+        Suite("tests.selftest.fixtures.padded_undeclared:UnknownFamily", tp_pool).description

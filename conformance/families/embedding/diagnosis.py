@@ -24,8 +24,8 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
         if close(res.get("output"), clamped):
             return "ids outside a rank's rows are clamped into them instead of masked: every rank adds a wrong vector"
     if v.quantity == "padding grad":
-        return ("the padding rows took part in the lookup: ids this rank does not hold are looked up in a padding "
-                "row and masked outside autograd (through .data or in place), so their grads collect there")
+        return ("the padding rows take part in the lookup: perhaps ids this rank does not hold are looked up in a "
+                "padding row and masked outside autograd (through .data or in place), so their grads collect there")
     if v.quantity == "weight grad":
         rows, got = ev.rows(r), res.get("weight_grad")
         owned = (t.ids >= rows.start) & (t.ids < rows.stop)

@@ -124,7 +124,13 @@ def embedding_weight_grad_matches_the_dense_lookup(ev: EmbeddingEvidence) -> lis
                 or not torch.equal(shard[:real], t.weight[rows]):
             out.append(Violation(name, _shard_problem(ev, r, rows), r, "weight shard"))
             continue
-        if pad and isinstance(grad, torch.Tensor) and grad.shape == shard.shape:
+        if grad is None and real == 0:
+            continue  # no vocabulary row here: no gradient is the dense one (and none reached its padding)
+        if pad and isinstance(grad, torch.Tensor) and grad.shape != shard.shape:
+            out.append(Violation(name, f"rank {r}'s weight grad has shape {list(grad.shape)}, its shard (padding "
+                                       f"included) {list(shard.shape)}", r, "weight grad"))
+            continue
+        if pad and isinstance(grad, torch.Tensor):
             leaked = grad[real:].double().abs()
             if bool((leaked != 0).any()):
                 out.append(Violation(name, f"rank {r}'s {pad} padding row(s) (past the vocabulary of {c.vocab}) got "

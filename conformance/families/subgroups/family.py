@@ -61,6 +61,8 @@ class SubgroupsFamily(Family):
             who = f"the {convention} convention's layers" if convention else f"{suite.impl_spec}'s layers"
             return (f"not applicable: {who} take rank and world size from the default group and cannot be given "
                     "a TP sub-group (capability accepts_group=False)")
+        if not suite._dtypes(self.name):
+            return f"{suite.impl_spec} declares the layers on a sub-group for none of the dtypes {list(suite.dtypes)}"
         if not tp_layouts(suite.world_sizes):
             return f"--world-sizes {list(suite.world_sizes)} holds neither 4 nor 6"
         return LINEAR.not_applicable(suite, variant, prop)
