@@ -190,11 +190,11 @@ def main(argv=None) -> int:
 
                     for fam, strategy in families.items():
                         _run_family(suite, impl, fam, strategy, s, base, args.examples, record)
-                for fam in all_families().values():
-                    if fam.name == "linear" or not args.family_examples:
+                for other in all_families().values():
+                    if other.name == "linear" or not args.family_examples:
                         continue
-                    for variant in fam.variants():
-                        _run_other_family(suite, impl, fam, variant, s, base, args.family_examples, record_family)
+                    for variant in other.variants():
+                        _run_other_family(suite, impl, other, variant, s, base, args.family_examples, record_family)
             seeds_done += 1
             print(f"seed {s}: {examples} examples so far, {len(failures)} false failures, "
                   f"{time.monotonic() - started:.0f} s", flush=True)
