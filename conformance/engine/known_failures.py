@@ -18,9 +18,9 @@ A known-failures file (TOML) lists entries::
     repro = "module"                          # optional: its minimal script, impls/peers/repros/module.py
                                               # (python -m conformance report-deviation ID prints it)
 
-``when`` keys are the family's case fields (linear and subgroups: :class:`~conformance.spec.cases.LayerCase`'s,
-and ``batch_dims``, ``batch_numel``, ``uneven``, ``features_per_rank``, the split dim's size / world
-size); a value is matched by
+``when`` keys are the family's case fields and the facts it derives (``Family.derived_facts``; the
+layer families — linear, subgroups, sequence parallel: ``batch_dims``, ``batch_numel``, ``uneven``,
+``features_per_rank``, the split dim's size / world size); a value is matched by
 equality, a list by membership, and a string such as ``">1"``, ``"<=2"`` or ``"!=0"`` compares a
 number (``batch_shape`` takes a list of ints, or a list of them).
 
@@ -158,9 +158,7 @@ def _entry(raw: Any, where: str) -> Entry:
             raise KnownFailuresError(f"{where} ({e.id}): 'timeout_s' bounds examples; a whole-test entry "
                                      "('test') cannot set it")
         e.timeout_s = float(e.timeout_s)
-    fields = set(getattr(fam.case_type, "__dataclass_fields__", ())) | {"variant"}
-    if e.family in ("linear", "subgroups"):
-        fields |= {"batch_dims", "batch_numel", "uneven", "features_per_rank"}
+    fields = set(getattr(fam.case_type, "__dataclass_fields__", ())) | {"variant"} | set(fam.derived_facts)
     if set(e.when) - fields:
         raise KnownFailuresError(f"{where} ({e.id}): unknown 'when' key(s) {sorted(set(e.when) - fields)}")
     try:

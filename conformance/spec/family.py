@@ -47,6 +47,7 @@ class Family:
     properties: dict[str, Property] = {}
     stages: tuple[str, ...] = ()  # every worker stage a full example runs (() : the family has none)
     example_share: float = 1.0  # of the profile's examples per test (a family whose examples cost a lot: less)
+    derived_facts: tuple[str, ...] = ()  # what facts() adds to the case's fields, for known-failure ``when``s
 
     # -- what is checked -----------------------------------------------------------------------
     def variants(self) -> Sequence[Any]:

@@ -28,6 +28,7 @@ class LinearFamily(Family):
     case_type = LayerCase
     properties = {name: Property(name, fn, properties.NEEDS[name]) for name, fn in properties.SPEC.items()}
     stages = STAGES
+    derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
 
     def variants(self) -> Sequence[Variant]:
         return VARIANTS

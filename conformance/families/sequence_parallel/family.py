@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conformance.families.common import ExtensionFamily
+from conformance.families.linear.family import FAMILY as LINEAR
 from conformance.families.sequence_parallel import verdict
 from conformance.families.sequence_parallel.case import SequenceParallelCase
 from conformance.families.sequence_parallel.diagnosis import likely_cause
@@ -17,12 +18,16 @@ class SequenceParallelFamily(ExtensionFamily):
     offered_by = "column_sequence_parallel / row_sequence_parallel"
     verdict = verdict
     properties = {name: Property(name, fn) for name, fn in verdict.SP_SPEC.items()}
+    derived_facts = LINEAR.derived_facts  # its cases are layer cases
 
     def variants(self):
         return ("column", "row")
 
     def variant_of(self, case: SequenceParallelCase) -> str:
         return case.kind
+
+    def facts(self, case: SequenceParallelCase) -> dict:
+        return {**LINEAR.facts(case), "variant": self.variant_of(case)}
 
     def report_notes(self, ev) -> list[str]:
         finalized = sorted({r.get("grads_finalized_by") for r in ev.ranks} - {None})

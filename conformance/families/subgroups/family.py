@@ -48,6 +48,7 @@ class SubgroupsFamily(Family):
     # a world of 4 or 6 ranks per example, and six properties over the same kind of cases: a third of
     # the profile's examples per test (as many examples in all as its one test of every property had)
     example_share = 1 / 3
+    derived_facts = LINEAR.derived_facts
 
     def variants(self):
         return LINEAR.variants()
