@@ -74,3 +74,26 @@ def test_a_submission_offering_no_family_is_not_marked_down_for_them(report):
     assert sub["total"] == sub["max"]
     for prop in FAMILY_PROPS:
         assert sub["properties"][prop]["max"] == 0 and sub["properties"][prop]["verdict"] == "n/a", prop
+
+
+def test_a_family_search_that_errors_is_never_graded_a_pass():
+    """Whatever ends a family's search other than the failure it looks for (an error in the suite, a
+    declaration that breaks only inside the search) is a "crash" cell worth nothing, never a pass."""
+    from hypothesis import strategies as st
+
+    from conformance.families.embedding.case import EmbeddingCase
+    from conformance.families.registry import families
+    from conformance.grading.one import Grader
+
+    grader = Grader("reference", seed_value=0, examples=3, world_sizes=[2], dtypes=["float32"], timeout_s=10,
+                    emit=lambda record: None)
+    case = EmbeddingCase(world_size=2, vocab=3, dim=2, batch_shape=(2,), dtype="float32")
+    grader.suite.cases = lambda variant, family_name="linear": st.just(case)
+
+    def broken(case, prop):
+        raise TypeError("'NoneType' object is not iterable")
+
+    grader.suite.checked = broken
+    fam = families()["embedding"]
+    cell = grader._family_cell(fam, None, next(iter(fam.properties)))
+    assert cell["verdict"] == "crash" and "could not judge it: TypeError" in cell["reason"], cell
