@@ -8,7 +8,7 @@ On ``world_size`` ranks, an embedding built from the table ``W [vocab, dim]`` mu
 2. **weight grad**: give each table shard (its rows, in rank order, rebuilding ``W``) the matching
    rows of the dense grad — the upstream grad summed into the rows of the ids that were looked up,
    and nothing into the rows of ids another rank owns. A layer that declares ``padded_shards``
-   (the table padded, then split evenly) holds the real rows followed by padding rows, in rank
+   (the table padded, then split: any sizes) holds the real rows followed by padding rows, in rank
    order; the padding rows must get no gradient at all.
 
 Tolerances: :func:`conformance.spec.tolerance.bound` on the magnitude of each sum.
