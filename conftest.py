@@ -2,5 +2,5 @@
 
 from importlib.metadata import entry_points
 
-if not any(ep.value == "conformance.pytest_plugin.plugin" for ep in entry_points(group="pytest11")):
-    pytest_plugins = ["conformance.pytest_plugin.plugin"]
+if not any(ep.value == "tpconform.pytest_plugin.plugin" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["tpconform.pytest_plugin.plugin"]

@@ -17,10 +17,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from conformance.engine.suite import Suite  # noqa: E402
-from conformance.spec.cases import LayerCase  # noqa: E402
-from conformance.transport import proctree  # noqa: E402
-from conformance.transport.harness import GroupPool  # noqa: E402
+from tpconform.engine.suite import Suite  # noqa: E402
+from tpconform.spec.cases import LayerCase  # noqa: E402
+from tpconform.transport import proctree  # noqa: E402
+from tpconform.transport.harness import GroupPool  # noqa: E402
 
 H = "tests.selftest.fixtures.hostile."
 SCENARIOS = [

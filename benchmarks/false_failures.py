@@ -31,16 +31,15 @@ from collections import defaultdict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hypothesis import HealthCheck, given, seed, settings
-
-from conformance.engine.runner import ImplUnusable
-from conformance.engine.suite import NotOffered, Suite
-from conformance.families.linear import properties
-from conformance.families.registry import families as all_families
-from conformance.pytest_plugin import profiles
-from conformance.spec import tolerance as tol
-from conformance.transport.harness import GroupPool
-from impls.registry import available
-from strategies import DTYPES, VARIANTS, layer_cases, world_sizes
+from tpconform.engine.runner import ImplUnusable
+from tpconform.engine.suite import NotOffered, Suite
+from tpconform.families.linear import properties
+from tpconform.families.registry import families as all_families
+from tpconform.impls.registry import available
+from tpconform.pytest_plugin import profiles
+from tpconform.spec import tolerance as tol
+from tpconform.strategies import DTYPES, VARIANTS, layer_cases, world_sizes
+from tpconform.transport.harness import GroupPool
 
 QUANTITIES = ("output", "input_grad", "weight_grad", "bias_grad", "updated_weight_shard", "step_output",
               "step_input_grad")

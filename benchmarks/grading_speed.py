@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default: 1, each one's own time)")
     p.add_argument("--with-bug", action="store_true", help="also grade copies of a seeded bug")
     a = p.parse_args()
-    from conformance.grading import bwrap
+    from tpconform.grading import bwrap
 
     modes = [False] if bwrap.unavailable() else [True, False]
     times: dict = {m: {"correct": [], "buggy": [], "wall": [], "cpu": []} for m in modes}

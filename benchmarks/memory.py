@@ -1,5 +1,5 @@
 """What a worker really holds: the peak resident memory (anonymous + shared memory, with its child
-processes: what ``--tp-memory-limit`` bounds, see ``conformance.transport.memory_watch``) and the address space
+processes: what ``--tp-memory-limit`` bounds, see ``tpconform.transport.memory_watch``) and the address space
 of each worker while it runs an impl's examples, per world size, under the torch build of this
 interpreter. Use it to see how far a correct impl stays below the default bound.
 
@@ -15,10 +15,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-
-from conformance.engine.suite import Suite  # noqa: E402
-from conformance.transport.harness import DEFAULT_MEMORY_LIMIT, GroupPool  # noqa: E402
-from strategies import VARIANTS  # noqa: E402
+from tpconform.engine.suite import Suite  # noqa: E402
+from tpconform.strategies import VARIANTS  # noqa: E402
+from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupPool  # noqa: E402
 
 
 def _address_space(pid: int) -> int:

@@ -39,12 +39,11 @@ from datetime import timedelta
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
-
-from conformance.engine.suite import Suite  # noqa: E402
-from conformance.families.linear import properties  # noqa: E402
-from conformance.spec.cases import LayerCase, make_tensors  # noqa: E402
-from conformance.spec.dense import dense_linear  # noqa: E402
-from conformance.transport.harness import GroupPool  # noqa: E402
+from tpconform.engine.suite import Suite  # noqa: E402
+from tpconform.families.linear import properties  # noqa: E402
+from tpconform.spec.cases import LayerCase, make_tensors  # noqa: E402
+from tpconform.spec.dense import dense_linear  # noqa: E402
+from tpconform.transport.harness import GroupPool  # noqa: E402
 
 
 def case_for(kind: str, ws: int, dtype: str, seed: int) -> LayerCase:
@@ -80,8 +79,7 @@ def _spawned_rank(rank, ws, port, case_dict, queue):
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
     import torch.distributed as dist
-
-    from impls.reference import ReferenceImpl
+    from tpconform.impls.reference import ReferenceImpl
 
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=timedelta(seconds=60))
     dist.init_process_group("gloo", store=store, rank=rank, world_size=ws, timeout=timedelta(seconds=60))
@@ -119,8 +117,8 @@ def spawn_per_example_rate(kind: str, ws: int, dtype: str, n: int) -> float:
 # -- the floor ---------------------------------------------------------------------------------------
 def parent_seconds(kind: str, ws: int, dtype: str, n: int = 50) -> float:
     """Tensors + float64 ground truth + bounds + comparisons, on the reference's own results."""
-    from conformance.spec import tolerance as tol
-    from conformance.spec.compare import compare
+    from tpconform.spec import tolerance as tol
+    from tpconform.spec.compare import compare
 
     samples = []
     for i in range(n):

@@ -29,13 +29,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hypothesis import Verbosity, given, settings
-
-from conformance.engine.suite import Suite
-from conformance.pytest_plugin import profiles
-from conformance.pytest_plugin.plugin import parse_world_sizes
-from conformance.transport.harness import GroupPool
-from impls.zoo import ZOO
-from strategies import VARIANTS
+from tpconform.engine.suite import Suite
+from tpconform.impls.zoo import ZOO
+from tpconform.pytest_plugin import profiles
+from tpconform.pytest_plugin.plugin import parse_world_sizes
+from tpconform.strategies import VARIANTS
+from tpconform.transport.harness import GroupPool
 
 VARIANT = {str(v): v for v in VARIANTS}
 UNTIL_FOUND = 100_000  # max_examples: generate until the first counterexample

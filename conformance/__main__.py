@@ -1,4 +1,4 @@
-"""Command line: ``python -m conformance replay --impl=SPEC CASE``, ``... list-impls``, ``... torchrun``,
+"""Command line: ``python -m tpconform replay --impl=SPEC CASE``, ``... list-impls``, ``... torchrun``,
 ``... report-deviation ID``.
 
 ``replay`` runs one case (the token printed in a failure report) and checks every property, or
@@ -13,13 +13,13 @@ import sys
 
 
 def _replay(args) -> int:
-    from conformance.cli.replay import replay
+    from tpconform.cli.replay import replay
 
     return replay(args)
 
 
 def _list(_args) -> int:
-    from impls.registry import available
+    from tpconform.impls.registry import available
 
     for e in available().values():
         print(f"{e.name:<36} {e.summary}{'' if e.correct else '  [seeded bug]'}")
@@ -29,18 +29,18 @@ def _list(_args) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["check"]:  # the CI gate; every later argument is pytest's (conformance/cli/check.py)
-        from conformance.cli.check import main as check
+        from tpconform.cli.check import main as check
 
         return check(argv[1:])
     if argv[:1] == ["torchrun"]:  # one rank of a torchrun launch; later arguments are pytest's
-        from conformance.transport.torchrun_rank import main as torchrun_rank
+        from tpconform.transport.torchrun_rank import main as torchrun_rank
 
         return torchrun_rank(argv[1:])
     parser = argparse.ArgumentParser(prog="tpconform", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="the CI gate: run the installed suite with pytest (tpconform check --help)")
     sub.add_parser("torchrun", help="as every process of a torchrun launch, multi-node capable: "
-                   "torchrun ... -m conformance torchrun --impl=SPEC [pytest options] [-- TESTS]")
+                   "torchrun ... -m tpconform torchrun --impl=SPEC [pytest options] [-- TESTS]")
     rp = sub.add_parser("replay", help="run one case and check the properties")
     rp.add_argument("--impl", default="reference")
     rp.add_argument("--property", default=None)
@@ -57,9 +57,9 @@ def main(argv=None) -> int:
     dp.add_argument("--timeout", type=float, default=60.0)
     dp.add_argument("--known-failures", action="append", default=[], metavar="FILE")
     dp.add_argument("--verbose", action="store_true", help="also print cases with only explained differences")
-    dp.set_defaults(func=lambda args: importlib.import_module("conformance.cli.differential").main(args))
-    from conformance.cli.deviation_report import register as register_report
-    from conformance.grading.cli import register as register_grade
+    dp.set_defaults(func=lambda args: importlib.import_module("tpconform.cli.differential").main(args))
+    from tpconform.cli.deviation_report import register as register_report
+    from tpconform.grading.cli import register as register_grade
 
     register_report(sub)  # tpconform report-deviation ID: a known deviation as an upstream bug report
 

@@ -1,5 +1,5 @@
 """Implementations the suite can check: the reference, the registry, adapters and the seeded-bug zoo.
 
 Nothing in this package is imported by the process that computes the verdict, except
-``impls.registry`` (names and import targets only, never the implementations themselves).
+``tpconform.impls.registry`` (names and import targets only, never the implementations themselves).
 """

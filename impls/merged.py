@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from impls.layers import Collectives, CopyToParallel, _offset
+from tpconform.impls.layers import Collectives, CopyToParallel, _offset
 
 
 def block_rows(comm: Collectives, t: torch.Tensor) -> torch.Tensor:

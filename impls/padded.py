@@ -7,7 +7,7 @@
   hold padding rows (ColossalAI's ``VocabParallelEmbedding1D`` with ``make_vocab_size_divisible_by``).
   Its shards are reported as held, padding included.
 
-It declares both, per family (:attr:`impls.protocol.Capabilities.families`), and must pass the
+It declares both, per family (:attr:`tpconform.impls.protocol.Capabilities.families`), and must pass the
 complete default run; ``impls/zoo/padding_rows_take_grad.py`` breaks its padding.
 """
 
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
-from impls.layers import Collectives
-from impls.protocol import Capabilities
-from impls.reference import ReferenceImpl
-from impls.vocab_parallel import VocabParallelEmbedding
+from tpconform.impls.layers import Collectives
+from tpconform.impls.protocol import Capabilities
+from tpconform.impls.reference import ReferenceImpl
+from tpconform.impls.vocab_parallel import VocabParallelEmbedding
 
 PAD_TO = 8
 

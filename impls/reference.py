@@ -1,11 +1,11 @@
-"""The built-in reference impl: the layers of :mod:`impls.layers` (and their sequence-parallel,
+"""The built-in reference impl: the layers of :mod:`tpconform.impls.layers` (and their sequence-parallel,
 vocab-parallel and merged forms) behind the impl protocol. The building blocks are re-exported here,
 where the seeded bugs of ``impls/zoo`` take them from."""
 
 from __future__ import annotations
 
-from impls.cross_entropy import vocab_parallel_cross_entropy
-from impls.layers import (  # noqa: F401 - re-exported for impls/zoo
+from tpconform.impls.cross_entropy import vocab_parallel_cross_entropy
+from tpconform.impls.layers import (  # noqa: F401 - re-exported for impls/zoo
     Collectives,
     ColumnParallelLinear,
     CopyToParallel,
@@ -16,10 +16,10 @@ from impls.layers import (  # noqa: F401 - re-exported for impls/zoo
     _offset,
     partition_sizes,
 )
-from impls.merged import MergedColumnParallelLinear
-from impls.protocol import Capabilities, TensorParallelImpl
-from impls.sequence_parallel import SequenceParallelColumn, SequenceParallelRow
-from impls.vocab_parallel import VocabParallelEmbedding
+from tpconform.impls.merged import MergedColumnParallelLinear
+from tpconform.impls.protocol import Capabilities, TensorParallelImpl
+from tpconform.impls.sequence_parallel import SequenceParallelColumn, SequenceParallelRow
+from tpconform.impls.vocab_parallel import VocabParallelEmbedding
 
 
 class ReferenceImpl(TensorParallelImpl):

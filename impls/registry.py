@@ -4,7 +4,7 @@
 
 1. a registry name: a built-in entry below, or one another package registers in the
    ``tpconform.impls`` entry-point group (``name = "pkg.module:ImplClass"``);
-2. a path to a ``.py`` file in the simple-module convention (see ``impls.simple_module``);
+2. a path to a ``.py`` file in the simple-module convention (see ``tpconform.impls.simple_module``);
 3. ``package.module:object`` — an impl class or instance importable from ``sys.path``;
 4. ``package.module`` — an importable module in the simple-module convention.
 
@@ -20,7 +20,7 @@ import os
 import sys
 from importlib.metadata import entry_points
 
-from impls.entries import Entry, ImplError  # noqa: F401 - ImplError: the registry's error, imported from here
+from tpconform.impls.entries import Entry, ImplError  # noqa: F401 - ImplError: the registry's error, imported from here
 
 ENTRY_POINT_GROUP = "tpconform.impls"
 
@@ -28,15 +28,15 @@ ENTRY_POINT_GROUP = "tpconform.impls"
 
 
 BUILTIN: tuple[Entry, ...] = (
-    Entry("reference", "impls.reference:ReferenceImpl", "the built-in reference layers"),
-    Entry("reference-even-padded", "impls.padded:PaddedImpl",
+    Entry("reference", "tpconform.impls.reference:ReferenceImpl", "the built-in reference layers"),
+    Entry("reference-even-padded", "tpconform.impls.padded:PaddedImpl",
           "the reference with ColossalAI's shape: even-only linear layers, a padded embedding (declared per family)"),
     # peers: real libraries (impls/peers); fairscale and megatron need pip install -e '.[peers]'
-    Entry("dtensor", "impls.peers.dtensor:Impl", "PyTorch DTensor TP: Colwise/RowwiseParallel on nn.Linear"),
-    Entry("fairscale", "impls.peers.fairscale:Impl", "fairscale 0.4.13 model_parallel Column/RowParallelLinear"),
-    Entry("megatron", "impls.peers.megatron:Impl", "megatron-core 0.16.1 tensor_parallel Column/RowParallelLinear"),
-    Entry("deepspeed", "impls.peers.deepspeed:Impl", "DeepSpeed 0.19.8 AutoTP LinearLayer/LinearAllreduce (training mode)"),
-    Entry("colossalai", "impls.peers.colossalai:Impl",
+    Entry("dtensor", "tpconform.impls.peers.dtensor:Impl", "PyTorch DTensor TP: Colwise/RowwiseParallel on nn.Linear"),
+    Entry("fairscale", "tpconform.impls.peers.fairscale:Impl", "fairscale 0.4.13 model_parallel Column/RowParallelLinear"),
+    Entry("megatron", "tpconform.impls.peers.megatron:Impl", "megatron-core 0.16.1 tensor_parallel Column/RowParallelLinear"),
+    Entry("deepspeed", "tpconform.impls.peers.deepspeed:Impl", "DeepSpeed 0.19.8 AutoTP LinearLayer/LinearAllreduce (training mode)"),
+    Entry("colossalai", "tpconform.impls.peers.colossalai:Impl",
           "ColossalAI 0.5.0 shardformer Linear1D_Col/Row, SP, VocabParallelEmbedding1D, FusedLinear1D_Col"),
 )
 
@@ -45,7 +45,7 @@ BUILTIN: tuple[Entry, ...] = (
 
 def _zoo_entries() -> tuple[Entry, ...]:
     try:
-        from impls.zoo import ENTRIES
+        from tpconform.impls.zoo import ENTRIES
     except ImportError:  # pragma: no cover - the zoo ships with the package
         return ()
     return tuple(ENTRIES)
@@ -93,8 +93,8 @@ def classify(spec: str) -> tuple[str, str]:
 
 def load(spec: str):
     """Import and instantiate the impl named by ``spec`` (worker processes only)."""
-    from impls.protocol import TensorParallelImpl
-    from impls.simple_module import SimpleModuleImpl, load_module_file
+    from tpconform.impls.protocol import TensorParallelImpl
+    from tpconform.impls.simple_module import SimpleModuleImpl, load_module_file
 
     how, target = classify(spec)
     if how == "file":

@@ -18,8 +18,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
-from impls.layers import ColumnParallelLinear, CopyToParallel, RowParallelLinear
+from tpconform.impls.layers import ColumnParallelLinear, CopyToParallel, RowParallelLinear
 
 
 def gather_first(comm, x: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,8 @@ import sys
 
 import torch
 import torch.distributed as dist
-
-from impls.entries import ImplError
-from impls.protocol import Capabilities, TensorParallelImpl
+from tpconform.impls.entries import ImplError
+from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 
 class ConventionError(Exception):

@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from impls.layers import Collectives, ReduceFromParallel, _offset
+from tpconform.impls.layers import Collectives, ReduceFromParallel, _offset
 
 
 class VocabParallelEmbedding(nn.Module):

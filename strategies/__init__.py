@@ -1,13 +1,13 @@
 """Hypothesis strategies for tensor-parallel layer cases, reusable in your own tests::
 
     from hypothesis import given
-    from strategies import layer_cases
+    from tpconform.strategies import layer_cases
 
     @given(layer_cases("row", world_sizes=world_sizes(2, 4), dtypes=("float32",)))
     def test_my_row_layer(case): ...
 """
 
-from strategies.layers import (
+from tpconform.strategies.layers import (
     DTYPES,
     VARIANTS,
     Variant,

@@ -7,7 +7,7 @@ meet every class that applies at least once, and the suite reports which classes
 
 The classes: the split dim ``divisible`` by the world size, ``non-divisible``, or ``fewer features
 than ranks`` (some rank holds an empty shard); an ``empty batch``; a ``1-D``, ``2-D`` or ``>=3-D``
-input; each memory layout (``conformance.spec.cases.LAYOUTS``); each dtype; ``large features``
+input; each memory layout (``tpconform.spec.cases.LAYOUTS``); each dtype; ``large features``
 (a split dim of 64 or more: a layer that ignores features past 32 fails there); ``bias`` and
 ``no bias``; ``world size >= 3`` (where the middle ranks' slices differ from both ends').
 """
@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from conformance.spec.cases import LAYOUTS, LayerCase, layouts_for
-from strategies.layers import Variant
+from tpconform.spec.cases import LAYOUTS, LayerCase, layouts_for
+from tpconform.strategies.layers import Variant
 
 LARGE = 64
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from hypothesis import strategies as st
-
-from conformance.families.embedding.case import EmbeddingCase
-from strategies.layers import DTYPES, batch_shapes, features
+from tpconform.families.embedding.case import EmbeddingCase
+from tpconform.strategies.layers import DTYPES, batch_shapes, features
 
 
 @st.composite

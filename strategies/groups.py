@@ -6,8 +6,7 @@ import dataclasses
 from typing import Optional, Sequence
 
 from hypothesis import strategies as st
-
-from strategies.layers import DTYPES, Variant, layer_cases
+from tpconform.strategies.layers import DTYPES, Variant, layer_cases
 
 # (tp_size, groups): world 4 as two TP groups of 2; world 6 as three groups of 2 and two of 3
 LAYOUTS = ((2, 2), (2, 3), (3, 2))

@@ -8,8 +8,7 @@ from typing import Optional, Sequence, Union
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
-
-from conformance.spec.cases import LayerCase, layouts_for
+from tpconform.spec.cases import LayerCase, layouts_for
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
@@ -99,7 +98,7 @@ def dtypes(allowed: Sequence[str] = DTYPES):
 
 @functools.cache
 def layouts(batch_dims: int):
-    """Memory layouts for the input and the upstream grad (``conformance.spec.cases.LAYOUTS``) that mean
+    """Memory layouts for the input and the upstream grad (``tpconform.spec.cases.LAYOUTS``) that mean
     something with ``batch_dims`` batch dims; shrinks towards ``contiguous``."""
     if batch_dims < 0:
         raise InvalidArgument(f"batch_dims must be >= 0, got {batch_dims}")

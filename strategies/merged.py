@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from hypothesis import strategies as st
-
-from conformance.families.merged.case import MergedCase
-from strategies.layers import DTYPES, batch_shapes, scales
+from tpconform.families.merged.case import MergedCase
+from tpconform.strategies.layers import DTYPES, batch_shapes, scales
 
 
 @st.composite

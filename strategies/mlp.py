@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from hypothesis import strategies as st
-
-from conformance.families.mlp.case import ACTIVATIONS, MLPCase
-from strategies.layers import DTYPES, batch_shapes, features, scales
+from tpconform.families.mlp.case import ACTIVATIONS, MLPCase
+from tpconform.strategies.layers import DTYPES, batch_shapes, features, scales
 
 
 @st.composite

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from hypothesis import strategies as st
-
-from conformance.families.primitives.case import LAYOUTS, PrimitiveCase
-from strategies.layers import DTYPES, features
+from tpconform.families.primitives.case import LAYOUTS, PrimitiveCase
+from tpconform.strategies.layers import DTYPES, features
 
 
 @st.composite

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from hypothesis import strategies as st
-
-from conformance.families.sequence_parallel.case import SequenceParallelCase
-from strategies.layers import DTYPES, Variant, layer_cases
+from tpconform.families.sequence_parallel.case import SequenceParallelCase
+from tpconform.strategies.layers import DTYPES, Variant, layer_cases
 
 
 @st.composite

@@ -1,7 +1,7 @@
 """``tpconform check --impl=SPEC [pytest options]``: the CI gate — the installed suite, run by pytest.
 
-It is ``pytest --pyargs tpconform_properties -n 0 --impl=SPEC [pytest options]``: the property
-tests ship in the wheel as the package ``tpconform_properties`` (``tests/properties`` in a
+It is ``pytest --pyargs tpconform.properties -n 0 --impl=SPEC [pytest options]``: the property
+tests ship in the wheel as the package ``tpconform.properties`` (``tests/properties`` in a
 checkout), and every pytest option works (``--junitxml``, ``-k``, ``-x``, ``-n``, ...). The exit
 code is pytest's: 0 when the impl conforms, 1 when a property is violated (or a known-failures
 entry matched nothing), 4 for bad input such as an unknown ``--impl``.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-PACKAGE = "tpconform_properties"
+PACKAGE = "tpconform.properties"
 USAGE = "usage: tpconform check --impl=SPEC [--tp-profile=ci|dev|thorough] [pytest options]"
 
 

@@ -1,9 +1,9 @@
-"""``python -m conformance report-deviation ID``: a known deviation as a self-contained upstream bug report.
+"""``python -m tpconform report-deviation ID``: a known deviation as a self-contained upstream bug report.
 
 A deviation in ``impls/peers/known_deviations.toml`` (or a file given with ``--known-failures``)
 names its reproduction with ``repro = "MODULE"``: ``impls/peers/repros/MODULE.py``, whose
 ``check(rank, world_size)`` returns the lines that show the deviation on a rank (see
-``impls.peers.repros``). The report prints:
+``tpconform.impls.peers.repros``). The report prints:
 
 - the library, torch and Python versions (from the installed distributions' metadata: nothing is
   imported here);
@@ -27,10 +27,10 @@ import tempfile
 from importlib import metadata
 from typing import Optional
 
-import impls.peers.repros
-from conformance.engine.known_failures import Entry, KnownFailures
+import tpconform.impls.peers.repros
+from tpconform.engine.known_failures import Entry, KnownFailures
 
-REPROS = os.path.dirname(os.path.abspath(impls.peers.repros.__file__))
+REPROS = os.path.dirname(os.path.abspath(tpconform.impls.peers.repros.__file__))
 DEVIATION_SHOWN = 1  # the script's exit code when it reproduced the deviation
 _VERDICTS = ("DEVIATION SHOWN", "not reproduced")  # the harness's last line
 
@@ -110,7 +110,7 @@ def _version(distribution: str) -> str:
 
 
 def versions(entry: Entry) -> list[str]:
-    from impls.peers import BY_NAME
+    from tpconform.impls.peers import BY_NAME
 
     lines = []
     peer = BY_NAME.get(entry.impl)
@@ -155,7 +155,7 @@ def report(entry: Entry, run: bool = True) -> str:
 
 
 def entries(files: list[str]) -> list[Entry]:
-    from impls.peers import KNOWN_DEVIATIONS
+    from tpconform.impls.peers import KNOWN_DEVIATIONS
 
     return list(KnownFailures.load([KNOWN_DEVIATIONS, *files]).entries)
 

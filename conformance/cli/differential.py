@@ -5,13 +5,13 @@ checked twice: each impl against the float64 dense reference (every property of 
 every pair of impls against each other, on partition-free quantities (sharded outputs, sliced input
 grads and weight/bias shard grads are concatenated in rank order first, so a ``torch.chunk`` impl
 and a ``torch.tensor_split`` impl compare like for like). Two impls may each be off the truth by
-the rounding bound of ``conformance.spec.tolerance``, so they may differ from each other by twice it.
+the rounding bound of ``tpconform.spec.tolerance``, so they may differ from each other by twice it.
 
 A failure explained by a known-failures entry (the peers' own file, plus ``--known-failures``) is
 reported as expected; a pairwise disagreement is expected when either side's deviation is known on
 that quantity, or when one impl declared the case unsupported (``uneven_shards=False``) and raised.
 
-    python -m conformance diff --impls=reference,dtensor,fairscale,megatron --examples=20
+    python -m tpconform diff --impls=reference,dtensor,fairscale,megatron --examples=20
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from typing import Optional, Sequence
 
 import torch
 from hypothesis import HealthCheck, given, seed, settings
-
-from conformance.engine.known_failures import KnownFailures, default_files
-from conformance.engine.suite import Suite
-from conformance.families.linear import properties
-from conformance.spec import tolerance as tol
-from conformance.spec.cases import LayerCase
-from conformance.spec.compare import compare
-from conformance.transport.harness import GroupPool
-from strategies import VARIANTS, layer_cases
-from strategies import world_sizes as ws_strategy
+from tpconform.engine.known_failures import KnownFailures, default_files
+from tpconform.engine.suite import Suite
+from tpconform.families.linear import properties
+from tpconform.spec import tolerance as tol
+from tpconform.spec.cases import LayerCase
+from tpconform.spec.compare import compare
+from tpconform.strategies import VARIANTS, layer_cases
+from tpconform.strategies import world_sizes as ws_strategy
+from tpconform.transport.harness import GroupPool
 
 QUANTITY_PROPERTY = {
     "output": "output_matches_the_dense_layer",
@@ -197,13 +196,13 @@ def format_report(r: CaseReport) -> list[str]:
 
 
 def main(args) -> int:
-    """The ``diff`` subcommand (see ``conformance.__main__``)."""
+    """The ``diff`` subcommand (see ``tpconform.__main__``)."""
     import sys
 
-    from conformance.engine.known_failures import KnownFailuresError
-    from conformance.engine.runner import ImplUnusable
-    from conformance.pytest_plugin.plugin import parse_world_sizes
-    from impls.registry import ImplError, classify
+    from tpconform.engine.known_failures import KnownFailuresError
+    from tpconform.engine.runner import ImplUnusable
+    from tpconform.impls.registry import ImplError, classify
+    from tpconform.pytest_plugin.plugin import parse_world_sizes
 
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
     try:

@@ -1,4 +1,4 @@
-"""``python -m conformance replay --impl=SPEC TOKEN [--property=NAME]``: one case of any family, run
+"""``python -m tpconform replay --impl=SPEC TOKEN [--property=NAME]``: one case of any family, run
 once, every property of its family judged (or only ``NAME``); exit 1 when one is violated, 2 for
 bad input (an unreadable token, an impl that does not load, a property the family does not have)."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import sys
 
-from conformance.engine.runner import ImplUnusable
-from conformance.engine.suite import Suite, format_failure
-from conformance.families.registry import family_of, read_token
-from conformance.transport.harness import GroupPool
-from impls.registry import ImplError, classify
+from tpconform.engine.runner import ImplUnusable
+from tpconform.engine.suite import Suite, format_failure
+from tpconform.families.registry import family_of, read_token
+from tpconform.impls.registry import ImplError, classify
+from tpconform.transport.harness import GroupPool
 
 
 def replay(args) -> int:

@@ -16,7 +16,7 @@ A known-failures file (TOML) lists entries::
     upstream = "https://github.com/... (optional)"
     timeout_s = 3                             # optional: the deviation is a hang (see below)
     repro = "module"                          # optional: its minimal script, impls/peers/repros/module.py
-                                              # (python -m conformance report-deviation ID prints it)
+                                              # (python -m tpconform report-deviation ID prints it)
 
 ``when`` keys are the family's case fields and the facts it derives (``Family.derived_facts``; the
 layer families — linear, subgroups, sequence parallel: ``batch_dims``, ``batch_numel``, ``uneven``,
@@ -58,8 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import pytest
-
-from conformance.families.registry import families, family_of
+from tpconform.families.registry import families, family_of
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
         ">": operator.gt}
@@ -259,7 +258,7 @@ class KnownFailures:
 
 # -- pytest ----------------------------------------------------------------------------------------
 class ExpectingSuite:
-    """A :class:`~conformance.engine.suite.Suite` whose ``check`` lets an example pass when every violation
+    """A :class:`~tpconform.engine.suite.Suite` whose ``check`` lets an example pass when every violation
     is explained by a known failure, and remembers which entries it used for the current test."""
 
     def __init__(self, suite, known: KnownFailures):
@@ -286,7 +285,7 @@ class ExpectingSuite:
         hang = self.known.bound(impl, props, case)
         with self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else ""):
             ev, found = self._suite.judged(case, props)
-        from conformance.engine.suite import format_failure
+        from tpconform.engine.suite import format_failure
 
         reports = []
         for prop, violations in found.items():
@@ -359,7 +358,7 @@ class PytestKnownFailures:
 
 def default_files(impl_spec: str) -> list[str]:
     """The known-failures files an impl ships (the peers' deviations), applied without asking."""
-    from impls.peers import BY_NAME, KNOWN_DEVIATIONS
+    from tpconform.impls.peers import BY_NAME, KNOWN_DEVIATIONS
 
     return [KNOWN_DEVIATIONS] if impl_spec in BY_NAME else []
 

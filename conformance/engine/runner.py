@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from conformance.families.registry import families
-from conformance.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
-from conformance.spec.results import RankResult, malformed
-from conformance.transport.contract import GroupFailure, Pool, cut_text
-from conformance.transport.harness import GroupPool
+from tpconform.families.registry import families
+from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
+from tpconform.spec.results import RankResult, malformed
+from tpconform.transport.contract import GroupFailure, Pool, cut_text
+from tpconform.transport.harness import GroupPool
 
 
 class ImplUnusable(Exception):
@@ -24,7 +24,7 @@ class Outcome:
     tensors: CaseTensors
     ranks: list[RankResult] = field(default_factory=list)  # what each rank reported
     crash: Optional[str] = None  # hang / death / exception text, when the example did not complete
-    stages: tuple = STAGES  # what the workers ran after building the layer (conformance.spec.cases.STAGES)
+    stages: tuple = STAGES  # what the workers ran after building the layer (tpconform.spec.cases.STAGES)
 
     @property
     def construct_failed(self) -> bool:
@@ -44,7 +44,7 @@ def _results(replies: dict[int, Any]) -> tuple[dict[int, Any], Optional[str]]:
 
 def _checked_description(d: Any, spec: str) -> dict:
     """The impl's self-description, or :class:`ImplUnusable` when it is not well formed."""
-    from impls.protocol import Capabilities
+    from tpconform.impls.protocol import Capabilities
 
     try:
         caps = Capabilities.from_dict(d["capabilities"])
@@ -97,7 +97,7 @@ class Runner:
         the example that follows."""
         group = self.pool.get(world_size)
         if self.impl_spec not in group.loaded_impls:
-            from conformance.transport.stale_locks import remove_stale_extension_locks
+            from tpconform.transport.stale_locks import remove_stale_extension_locks
 
             setup_s = self.describe().get("setup_timeout_s", LOAD_TIMEOUT_S)
             remove_stale_extension_locks()  # a build killed earlier must not hang this one's set-up

@@ -7,15 +7,15 @@ import shlex
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence
 
-from conformance.engine.runner import Runner
-from conformance.families.registry import family, family_of
-from conformance.spec.family import Family
-from conformance.spec.violations import Violation
-from conformance.transport.contract import Pool
-from conformance.transport.harness import GroupPool
-from impls.protocol import Capabilities
-from strategies import DTYPES, Variant
-from strategies.case_classes import applicable_classes, classes_of
+from tpconform.engine.runner import Runner
+from tpconform.families.registry import family, family_of
+from tpconform.impls.protocol import Capabilities
+from tpconform.spec.family import Family
+from tpconform.spec.violations import Violation
+from tpconform.strategies import DTYPES, Variant
+from tpconform.strategies.case_classes import applicable_classes, classes_of
+from tpconform.transport.contract import Pool
+from tpconform.transport.harness import GroupPool
 
 
 class NotOffered(Exception):
@@ -150,7 +150,7 @@ def coverage_lines(suite: Suite) -> list[str]:
 
 def replay_command(impl_spec: str, case, prop: Optional[str] = None) -> str:
     token = family_of(case).token(case)
-    cmd = f"python -m conformance replay --impl={shlex.quote(impl_spec)} {shlex.quote(token)}"
+    cmd = f"python -m tpconform replay --impl={shlex.quote(impl_spec)} {shlex.quote(token)}"
     return cmd + (f" --property={prop}" if prop else "")
 
 

@@ -10,7 +10,7 @@ An extension module defines its case, its properties and a few lines gluing thes
 - :func:`compare_on_rank` / :func:`compare_fields`: one rank's reply against the dense expectation,
   within a bound, as violations;
 - :func:`rank_slice`: a rank's slice of a dim split into the partition a layer chose (read from its
-  shard shapes by :func:`conformance.spec.cases.partition`);
+  shard shapes by :func:`tpconform.spec.cases.partition`);
 - :class:`ExtensionFamily`: a family whose verdict module has ``evidence`` and ``violations``.
 """
 
@@ -19,11 +19,10 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
-
-from conformance.families.registry import family_of
-from conformance.spec.compare import compare
-from conformance.spec.family import Family
-from conformance.spec.violations import Violation
+from tpconform.families.registry import family_of
+from tpconform.spec.compare import compare
+from tpconform.spec.family import Family
+from tpconform.spec.violations import Violation
 
 
 def run_on_every_rank(suite, case, command: str,
@@ -58,7 +57,7 @@ def preconditions(prop: str, crash: Optional[str], ranks: list[dict],
                   construction_failed: Callable[[list[int]], str],
                   rejection_declared: bool = False) -> Optional[list[Violation]]:
     """Violations that stop ``prop`` from being evaluated, ``[]`` when the example conforms
-    vacuously, ``None`` when ``prop`` should be evaluated (as :func:`conformance.families.linear.properties.preconditions`).
+    vacuously, ``None`` when ``prop`` should be evaluated (as :func:`tpconform.families.linear.properties.preconditions`).
 
     A run that did not complete is a violation; so is a construction that raised on some rank, with
     the message ``construction_failed(failed ranks)`` — unless it raised on every rank and

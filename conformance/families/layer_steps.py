@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-
-from conformance.transport.worker_tools import as_tensor, error_text, exchange
+from tpconform.transport.worker_tools import as_tensor, error_text, exchange
 
 
 def copy_of(t, what: str):

@@ -7,8 +7,8 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
-from conformance.spec.cases import LayerCase
-from conformance.spec.family import Family
+from tpconform.spec.cases import LayerCase
+from tpconform.spec.family import Family
 
 # the single layer first: the rest build on it; then in the order their folders sort
 FIRST = ("linear", "subgroups")
@@ -17,16 +17,16 @@ FIRST = ("linear", "subgroups")
 @lru_cache(maxsize=None)
 def families() -> dict[str, Family]:
     """Every family by name, ``linear`` first."""
-    import conformance.families as package
+    import tpconform.families as package
 
     names = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg)
     names = [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
     found: dict[str, Family] = {}
     for name in names:
         try:
-            module = importlib.import_module(f"conformance.families.{name}.family")
+            module = importlib.import_module(f"tpconform.families.{name}.family")
         except ModuleNotFoundError as exc:
-            if exc.name != f"conformance.families.{name}.family":
+            if exc.name != f"tpconform.families.{name}.family":
                 raise
             continue  # a folder of helpers, not a family
         found[name] = module.FAMILY

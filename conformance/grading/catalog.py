@@ -6,7 +6,7 @@ so their cells are more variants of those properties (``subgroups/row-full-input
 
 from __future__ import annotations
 
-from conformance.families.registry import families
+from tpconform.families.registry import families
 
 
 def variant_name(family: str, variant) -> str:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from conformance.grading.records import write_atomic
+from tpconform.grading.records import write_atomic
 
 RESULTS_DIR = "submissions"
 
@@ -98,10 +98,10 @@ def _meminfo_gib(key: str) -> float:
 
 
 def _options(args) -> dict:
-    from conformance.grading.contract import load_contract
-    from conformance.pytest_plugin import profiles
-    from conformance.pytest_plugin.plugin import parse_world_sizes
-    from strategies import DTYPES
+    from tpconform.grading.contract import load_contract
+    from tpconform.pytest_plugin import profiles
+    from tpconform.pytest_plugin.plugin import parse_world_sizes
+    from tpconform.strategies import DTYPES
 
     contract = None
     if args.contract:
@@ -129,7 +129,7 @@ def _options(args) -> dict:
     for name, value in (("--timeout", args.timeout), ("--time-limit", args.time_limit)):
         if value <= 0:
             raise UsageProblem(f"{name}={value}: must be positive")
-    from conformance.grading import bwrap
+    from tpconform.grading import bwrap
 
     if args.unsandboxed:
         sandbox = "none (--unsandboxed)"
@@ -149,11 +149,10 @@ def run_record(options: dict, weights) -> dict:
     """What the report records about the run, so the same seed and profile can be checked again."""
     import hypothesis
     import torch
+    import tpconform
+    from tpconform.grading.isolation import source_digest
 
-    import conformance
-    from conformance.grading.isolation import source_digest
-
-    return {"suite_version": conformance.__version__, "suite_sha256": source_digest(),
+    return {"suite_version": tpconform.__version__, "suite_sha256": source_digest(),
             "torch_version": torch.__version__, "hypothesis_version": hypothesis.__version__,
             "python_version": sys.version.split()[0], **options, "weights": weights.as_dict()}
 
@@ -170,7 +169,7 @@ def _fingerprint(sub, options: dict, suite_sha: str) -> str:
 
 def _finished(path: str, fingerprint: str):
     """The stored record at ``path`` if it is for this fingerprint and passes the schema check."""
-    from conformance.grading.records import Invalid, stored_result
+    from tpconform.grading.records import Invalid, stored_result
 
     try:
         if os.path.getsize(path) > 64 << 20:
@@ -186,7 +185,7 @@ def _finished(path: str, fingerprint: str):
 
 
 def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
-    from conformance.grading.isolation import Limits, run_isolated
+    from tpconform.grading.isolation import Limits, run_isolated
 
     record = {"name": sub.name, "path": sub.path, "kind": sub.kind, "impl": sub.impl, "fingerprint": fingerprint,
               "sha256": sub.sha256() if sub.kind != "invalid" else None}
@@ -213,10 +212,10 @@ def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
 
 
 def main(args) -> int:
-    from conformance.grading import report
-    from conformance.grading.contract import ContractError
-    from conformance.grading.scoring import WeightsError, load_weights
-    from conformance.grading.submissions import SubmissionsError, discover
+    from tpconform.grading import report
+    from tpconform.grading.contract import ContractError
+    from tpconform.grading.scoring import WeightsError, load_weights
+    from tpconform.grading.submissions import SubmissionsError, discover
 
     try:
         options = _options(args)
@@ -258,15 +257,14 @@ def main(args) -> int:
 def _grade_all(todo, options, records, args) -> None:
     import queue
 
+    from tpconform.grading.isolation import SuiteSnapshot, kill_all
     from tqdm import tqdm
-
-    from conformance.grading.isolation import SuiteSnapshot, kill_all
 
     jobs = max(1, min(args.jobs, len(todo) or 1))
     snapshots: queue.Queue = queue.Queue()
-    from conformance.grading.isolation import read_suite, suite_root
+    from tpconform.grading.isolation import read_suite
 
-    pristine = read_suite(suite_root()) if todo else {}
+    pristine = read_suite() if todo else {}
     made = [SuiteSnapshot(pristine) for _ in range(jobs)] if todo else []
     for s in made:
         snapshots.put(s)

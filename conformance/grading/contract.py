@@ -5,7 +5,7 @@ and what the submission declares in ``TP_CAPABILITIES`` does not narrow it). Cas
 are scored; a smaller budget of cases outside it still runs, and what fails there is reported as
 "beyond the contract", worth no points.
 
-Cases inside the contract are drawn from a strategy built *within* it (``strategies.layers.layer_cases``
+Cases inside the contract are drawn from a strategy built *within* it (``tpconform.strategies.layers.layer_cases``
 with the contract's world sizes, dtypes, divisibility, bias and batch dims), never by rejecting draws.
 Cases beyond it come from one strategy per dimension the contract restricts, with that dimension
 drawn outside the contract's values (a case the union happens to draw inside the contract is skipped
@@ -24,11 +24,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from hypothesis import strategies as st
-
-from conformance.families.registry import families
-from conformance.spec.cases import LayerCase
-from strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
-from strategies.layers import anchor_cases
+from tpconform.families.registry import families
+from tpconform.spec.cases import LayerCase
+from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
+from tpconform.strategies.layers import anchor_cases
 
 VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 # divisible: only dims the world size divides are in the contract (the others are beyond it);
@@ -156,7 +155,7 @@ class Contract:
         """Cases every search inside the contract meets first: each world size with each bias and each
         input rank of the contract (dims divisible; one non-divisible case per world size above 1 when
         the contract has them), dtypes in turn, and the transposed-layout anchor of
-        ``strategies.layers.anchor_cases`` where the contract allows it."""
+        ``tpconform.strategies.layers.anchor_cases`` where the contract allows it."""
         out: list[LayerCase] = []
         i = 0
         for ws in self.world_sizes:

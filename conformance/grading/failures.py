@@ -2,7 +2,7 @@
 
 A signature is what a teacher would call "the same bug": the kind of failure, the property (``*``
 when the example could not be judged at all), the case class (:func:`case_class`) and the likely
-cause (``conformance.families.linear.diagnosis.likely_cause``; the failed quantity when no cause is recognised). Three
+cause (``tpconform.families.linear.diagnosis.likely_cause``; the failed quantity when no cause is recognised). Three
 kinds of failure are reported once each, however many properties they stopped:
 
 - ``raised``: the layer raised (at construction or in a call; the signature names the exception,
@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from conformance.families.linear.diagnosis import likely_cause
-from conformance.families.linear.properties import SPEC, Evidence, Violation
+from tpconform.families.linear.diagnosis import likely_cause
+from tpconform.families.linear.properties import SPEC, Evidence, Violation
 
 SHAPE_PROPERTY = "output_shape_and_dtype_match_nn_linear"
 # properties that read the output or back-propagate through it: unjudged when its shape is wrong
@@ -86,7 +86,7 @@ def _raised_cause(found: list[Violation]) -> str:
 
 
 def raised_hint(ev: Evidence, found: list[Violation], on_a_full_batch: bool) -> Optional[str]:
-    """The likely cause of a raise (``conformance.families.linear.diagnosis``), shown beside it; not "the batch is
+    """The likely cause of a raise (``tpconform.families.linear.diagnosis``), shown beside it; not "the batch is
     empty" when the same exception was raised on a non-empty batch too."""
     if on_a_full_batch and math.prod(ev.case.batch_shape) == 0:
         return None

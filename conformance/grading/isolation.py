@@ -1,8 +1,8 @@
 """Run one submission's verdict process in isolation, and keep the suite it runs out of its reach.
 
-Each submission is graded by ``python -P -m conformance.grading.verdict`` started here:
+Each submission is graded by ``python -P -m tpconform.grading.verdict`` started here:
 
-- inside a **bubblewrap sandbox** (:mod:`conformance.grading.bwrap`) unless the run was started with
+- inside a **bubblewrap sandbox** (:mod:`tpconform.grading.bwrap`) unless the run was started with
   ``--unsandboxed``: its own user, PID, mount, IPC and network namespaces, a read-only view of the
   Python environment, the suite snapshot and its own copy, a private ``/tmp``; nothing else of the host;
 - from a **read-only snapshot of the suite** (``conformance``, ``impls``, ``strategies``, byte-compiled,
@@ -19,7 +19,7 @@ Each submission is graded by ``python -P -m conformance.grading.verdict`` starte
 - under **resource limits** (address space, CPU seconds, file size, no core dumps), set by the
   verdict process on itself before any candidate code starts, and inherited by its workers;
 - results come back over a **pipe** that only the verdict process holds, as JSON lines that
-  :mod:`conformance.grading.records` checks against a schema and cuts to a bounded size.
+  :mod:`tpconform.grading.records` checks against a schema and cuts to a bounded size.
 
 See docs/GRADING.md for what is enforced and what is not.
 """
@@ -38,43 +38,64 @@ import threading
 import time
 from dataclasses import dataclass
 
-from conformance.grading.submissions import Submission
-from conformance.transport import proctree
+from tpconform.grading.submissions import Submission
+from tpconform.transport import proctree
 
-SUITE_PACKAGES = ("conformance", "impls", "strategies")
 EXIT_GRACE_S = 2.0  # how long a verdict process that ended its records without "done" has to exit
+PACKAGE = "tpconform"  # the suite's one import package: the snapshot holds it, laid out as installed
 
 
-def suite_root() -> str:
-    import conformance
+def suite_folders() -> dict[str, str]:
+    """Where the running suite's code lives: its path in the installed layout -> the folder on disk.
 
-    return os.path.dirname(os.path.dirname(os.path.abspath(conformance.__file__)))
+    Installed from a wheel, ``tpconform/impls`` sits inside ``tpconform/``; in a checkout it is the
+    repository's ``impls/`` (``pyproject.toml``'s ``package-dir``). The property tests are not part of it."""
+    import tpconform.impls
+    import tpconform.strategies
+
+    return {PACKAGE: os.path.dirname(os.path.abspath(tpconform.__file__)),
+            f"{PACKAGE}/impls": os.path.dirname(os.path.abspath(tpconform.impls.__file__)),
+            f"{PACKAGE}/strategies": os.path.dirname(os.path.abspath(tpconform.strategies.__file__))}
 
 
-def tree_digest(root: str, packages=SUITE_PACKAGES) -> tuple[str, dict[str, str]]:
-    """The digest of the suite's files under ``root``, and each file's own digest."""
-    files: dict[str, str] = {}
-    for pkg in packages:
-        for d, dirs, names in os.walk(os.path.join(root, pkg)):
-            dirs.sort()
-            for n in sorted(names):
-                p = os.path.join(d, n)
-                with open(p, "rb") as fh:
-                    files[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+def _walk(folders: dict[str, str]):
+    """(path in the installed layout, path on disk) of every source file in ``folders``, sorted, no byte code."""
+    seen: dict[str, str] = {}
+    for rel_top, top in folders.items():
+        for d, dirs, names in os.walk(top):
+            dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+            rel_dir = os.path.join(rel_top, os.path.relpath(d, top)) if d != top else rel_top
+            if os.path.normpath(rel_dir) == f"{PACKAGE}/properties":
+                dirs[:] = []  # a wheel's property tests: the verdict never imports them
+                continue
+            for n in names:
+                if not n.endswith(".pyc"):
+                    seen.setdefault(os.path.normpath(os.path.join(rel_dir, n)), os.path.join(d, n))
+    return sorted(seen.items())
+
+
+def tree_digest(root: str) -> tuple[str, dict[str, str]]:
+    """The digest of the suite's files in a snapshot folder ``root``, and each file's own digest."""
+    files = {rel: hashlib.sha256(_read(path)).hexdigest() for rel, path in _walk({PACKAGE: os.path.join(root, PACKAGE)})}
+    return _combine(files), files
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _combine(files: dict[str, str]) -> str:
     h = hashlib.sha256()
     for k, v in sorted(files.items()):
         h.update(f"{k}\0{v}\n".encode())
-    return h.hexdigest(), files
+    return h.hexdigest()
 
 
 def source_digest() -> str:
-    """The digest of the suite's Python sources (no byte code): the suite version a report records."""
-    h = hashlib.sha256()
-    _, files = tree_digest(suite_root())
-    for k, v in sorted(files.items()):
-        if k.endswith((".py", ".toml", ".j2")):
-            h.update(f"{k}\0{v}\n".encode())
-    return h.hexdigest()
+    """The digest of the suite's sources (no byte code): the suite version a report records."""
+    files = {rel: hashlib.sha256(data).hexdigest() for rel, data in read_suite().items()}
+    return _combine({k: v for k, v in files.items() if k.endswith((".py", ".toml", ".j2"))})
 
 
 class SuiteSnapshot:
@@ -85,7 +106,7 @@ class SuiteSnapshot:
     submission graded without a sandbox could have edited in the meantime)."""
 
     def __init__(self, pristine: "dict[str, bytes] | None" = None) -> None:
-        self.pristine = pristine if pristine is not None else read_suite(suite_root())
+        self.pristine = pristine if pristine is not None else read_suite()
         self.dir = tempfile.mkdtemp(prefix="tpconform-suite-")
         self._build()
 
@@ -126,25 +147,15 @@ class SuiteSnapshot:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def read_suite(root: str) -> dict[str, bytes]:
-    """The suite's source files (no byte code) under ``root``, read once."""
-    files: dict[str, bytes] = {}
-    for pkg in SUITE_PACKAGES:
-        for d, dirs, names in os.walk(os.path.join(root, pkg)):
-            dirs[:] = sorted(x for x in dirs if x != "__pycache__")
-            for n in sorted(names):
-                if n.endswith(".pyc"):
-                    continue
-                p = os.path.join(d, n)
-                with open(p, "rb") as fh:
-                    files[os.path.relpath(p, root)] = fh.read()
-    return files
+def read_suite() -> dict[str, bytes]:
+    """The running suite's source files (no byte code), by their path in the installed layout, read once."""
+    return {rel: _read(path) for rel, path in _walk(suite_folders())}
 
 
 @dataclass(frozen=True)
 class Limits:
     seconds: float = 900.0  # wall clock for the whole submission
-    memory_mb: int = 4096  # resident memory per worker, with the processes it starts (conformance.transport.memory_watch)
+    memory_mb: int = 4096  # resident memory per worker, with the processes it starts (tpconform.transport.memory_watch)
     file_mb: int = 64  # largest file a process may write
 
     def apply(self) -> None:
@@ -205,8 +216,8 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
                  contract_json: str | None = None) -> dict:
     """Grade ``sub`` in its own process tree (in a bwrap sandbox unless ``sandboxed`` is false); the
     cells it finished, and how it ended."""
-    from conformance.grading import bwrap, records, suspicious
-    from conformance.grading.submissions import Rejected
+    from tpconform.grading import bwrap, records, suspicious
+    from tpconform.grading.submissions import Rejected
 
     started = time.monotonic()
     try:
@@ -230,7 +241,7 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
         read_fd, write_fd = os.pipe()
         # -P: neither the working directory (the submission) nor the script's folder goes on sys.path,
         # so a submission file named like a module the verdict imports is never imported by it
-        cmd = [sys.executable, "-P", "-m", "conformance.grading.verdict", f"--impl={spec}", f"--seed={seed}",
+        cmd = [sys.executable, "-P", "-m", "tpconform.grading.verdict", f"--impl={spec}", f"--seed={seed}",
                f"--examples={examples}", f"--world-sizes={world_sizes}", f"--dtypes={dtypes}",
                f"--timeout={timeout_s}", f"--result-fd={write_fd}", f"--shown-as={sub.impl or sub.path}",
                f"--limit-seconds={limits.seconds}", f"--limit-memory-mb={limits.memory_mb}",
@@ -294,10 +305,10 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
 
 
 def _collect(got: list, status: str, returncode: int) -> dict:
-    """The result from the verdict's checked records (see :mod:`conformance.grading.records`): the
+    """The result from the verdict's checked records (see :mod:`tpconform.grading.records`): the
     first ``describe``/``unusable``, the first cell of each property × variant × scope and the first
     failure group of each id count."""
-    from conformance.grading import records
+    from tpconform.grading import records
 
     result: dict = {"status": status, "describe": None, "unusable": None, "cells": [], "failures": []}
     seen: set = set()

@@ -1,7 +1,7 @@
 """The verdict process for one submission: every property × variant, streamed as JSON lines.
 
-Run in the verdict process (:mod:`conformance.grading.verdict`, started by
-:mod:`conformance.grading.isolation`), in its own session, clean environment and private temp dir. Like the pytest plugin, this process never imports
+Run in the verdict process (:mod:`tpconform.grading.verdict`, started by
+:mod:`tpconform.grading.isolation`), in its own session, clean environment and private temp dir. Like the pytest plugin, this process never imports
 candidate code: the submission runs only in the worker processes of its ``GroupPool``, and only
 plain tensors come back. Records go to the file descriptor ``--result-fd`` (not inherited by the
 workers), one JSON object a line, so a submission killed for its time limit keeps the cells it
@@ -9,7 +9,7 @@ finished:
 
 - ``{"describe": {...}}`` — name, version, capabilities as the submission declares them;
 - ``{"failure": {...}}`` — one distinct failure (a group of failed examples with one signature,
-  :mod:`conformance.grading.failures`), with its minimal example; cells name the groups they lost to;
+  :mod:`tpconform.grading.failures`), with its minimal example; cells name the groups they lost to;
 - ``{"cell": {...}}`` — one property on one variant (schema in ``docs/GRADING.md``), in the scope
   ``contract`` (scored) or ``beyond`` (cases outside ``--contract``: reported, no points);
 - ``{"unusable": "one line"}`` — it could not be loaded; ``{"done": true}`` — finished.
@@ -40,16 +40,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
-
-from conformance.engine.runner import ImplUnusable
-from conformance.engine.suite import NotOffered, Suite, format_failure, replay_command
-from conformance.families.linear import properties
-from conformance.families.linear.diagnosis import likely_cause
-from conformance.families.linear.properties import Violation
-from conformance.families.registry import families
-from conformance.grading.catalog import variant_name
-from conformance.grading.contract import Contract
-from conformance.grading.failures import (
+from tpconform.engine.runner import ImplUnusable
+from tpconform.engine.suite import NotOffered, Suite, format_failure, replay_command
+from tpconform.families.linear import properties
+from tpconform.families.linear.diagnosis import likely_cause
+from tpconform.families.linear.properties import Violation
+from tpconform.families.registry import families
+from tpconform.grading.catalog import variant_name
+from tpconform.grading.contract import Contract
+from tpconform.grading.failures import (
     GRAD_PROPERTIES,
     MAX_GROUPS,
     Group,
@@ -62,10 +61,10 @@ from conformance.grading.failures import (
     unexplained,
     upstream_grad_note,
 )
-from conformance.transport.contract import cut_text
-from conformance.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
-from strategies import VARIANTS, Variant
-from strategies.layers import anchor_cases
+from tpconform.strategies import VARIANTS, Variant
+from tpconform.strategies.layers import anchor_cases
+from tpconform.transport.contract import cut_text
+from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 
 PROPERTIES = tuple(properties.SPEC)
 SHRINK_SECONDS = 3.0  # the most one failure group's search for a smaller example may take
@@ -73,7 +72,7 @@ SHRINK_SECONDS = 3.0  # the most one failure group's search for a smaller exampl
 
 class ContractSuite(Suite):
     """A :class:`Suite` whose cases cover the assignment's dtypes, not only the declared ones; with a
-    :class:`~conformance.grading.contract.Contract`, non-divisible cases inside it are judged by the
+    :class:`~tpconform.grading.contract.Contract`, non-divisible cases inside it are judged by the
     contract's rule, not by what the submission declares."""
 
     def __init__(self, *args, contract: Optional[Contract] = None, **kwargs):

@@ -15,9 +15,9 @@ import os
 import tempfile
 from typing import Any, Optional
 
-from conformance.families.linear.properties import SPEC
-from conformance.grading.catalog import ALL_PROPERTIES, ALL_VARIANTS, VARIANTS_OF
-from strategies import VARIANTS
+from tpconform.families.linear.properties import SPEC
+from tpconform.grading.catalog import ALL_PROPERTIES, ALL_VARIANTS, VARIANTS_OF
+from tpconform.strategies import VARIANTS
 
 MAX_LINE_BYTES = 1 << 20  # one record
 MAX_STREAM_BYTES = 16 << 20  # everything one submission sends
@@ -183,7 +183,7 @@ def _ids(v: Any) -> list[str]:
 
 
 def failure(f: Any) -> dict:
-    """One distinct failure (a group of examples with one signature; ``conformance.grading.failures``)."""
+    """One distinct failure (a group of examples with one signature; ``tpconform.grading.failures``)."""
     if not isinstance(f, dict):
         raise Invalid("failure: not an object")
     if f.get("kind") not in FAILURE_KINDS or f.get("scope") not in SCOPES or f.get("variant") not in VARIANT_NAMES:

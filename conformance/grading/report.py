@@ -8,10 +8,9 @@ import os
 import re
 
 import jinja2
-
-from conformance.grading.failures import Signature
-from conformance.grading.records import write_atomic
-from conformance.grading.scoring import VARIANT_NAMES, VERDICTS, score_submission
+from tpconform.grading.failures import Signature
+from tpconform.grading.records import write_atomic
+from tpconform.grading.scoring import VARIANT_NAMES, VERDICTS, score_submission
 
 SCHEMA = "tpconform-grading/1"
 # background colour per verdict (the HTML matrix; the screenshot test looks for these exact colours)
@@ -88,7 +87,7 @@ def student_replay(f: dict, rec: dict) -> str | None:
         return None
     impl = rec.get("impl") or os.path.basename(rec.get("path", ""))
     prop = f" --property={f['property']}" if f["property"] != "*" else ""
-    return f"python -m conformance replay --impl={impl} '{ex['token']}'{prop}"
+    return f"python -m tpconform replay --impl={impl} '{ex['token']}'{prop}"
 
 
 def class_view(subs: list[dict]) -> list[dict]:
@@ -177,7 +176,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("conformance.grading", "templates"),
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("tpconform.grading", "templates"),
                           autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
 
 

@@ -17,9 +17,9 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from conformance.families.linear.properties import SPEC
-from conformance.grading.catalog import ALL_PROPERTIES, FAMILY_OF, VARIANTS_OF
-from strategies import VARIANTS
+from tpconform.families.linear.properties import SPEC
+from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, VARIANTS_OF
+from tpconform.strategies import VARIANTS
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.toml")
 VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
@@ -103,11 +103,11 @@ def _all(verdict: str, reason: str, weights: Weights) -> dict:
 
 
 def score_submission(result: dict, weights: Weights, contract: dict | None = None) -> dict:
-    """Scores for one submission's result (see :func:`conformance.grading.isolation.run_isolated`).
+    """Scores for one submission's result (see :func:`tpconform.grading.isolation.run_isolated`).
 
     With a ``contract`` (``Contract.as_dict``), its variants are the required ones and only cells of
     the scope ``contract`` count; cells ``beyond`` it are summarised per property, worth nothing."""
-    from conformance.grading.records import Invalid, stored_result
+    from tpconform.grading.records import Invalid, stored_result
 
     try:
         result = stored_result(result)

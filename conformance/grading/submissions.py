@@ -1,6 +1,6 @@
 """Which entries of a submissions folder are submissions, and how each one is loaded.
 
-- ``NAME.py`` — a file in the simple-module convention (``impls.simple_module``);
+- ``NAME.py`` — a file in the simple-module convention (``tpconform.impls.simple_module``);
 - ``NAME/`` with a ``tpconform.toml`` holding ``impl = "..."`` — a package with an adapter: the
   spec is ``module:object``, a module in the simple-module convention, or a ``.py`` path, all
   relative to the folder (which becomes the submission's working directory and import root).
@@ -167,7 +167,7 @@ def _package(name: str, path: str) -> Submission:
     return Submission(name, path, "package", impl=impl)
 
 
-SUITE_TOP_LEVEL = ("conformance", "impls", "strategies", "tpconform_properties", "tests")
+SUITE_TOP_LEVEL = ("tpconform",)  # the one import package the suite installs
 
 
 def _outside(impl: str, path: str) -> str | None:

@@ -15,7 +15,7 @@ MAX_HITS = 50
 MAX_CODE = 200
 
 PATTERNS = [
-    (r"\b(import|from)\s+(conformance|impls|strategies|tpconform_properties)\b", "imports the grading suite"),
+    (r"\b(import|from)\s+tpconform\b", "imports the grading suite"),
     (r"\b(sys\._getframe|inspect\.(currentframe|stack|getouterframes|trace)|f_back|f_locals|f_globals|tb_frame)\b",
      "reads stack frames"),
     (r"\bgc\.(get_objects|get_referrers|get_referents)\b", "searches the garbage collector's objects"),

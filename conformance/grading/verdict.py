@@ -1,11 +1,11 @@
-"""The verdict process of one submission: ``python -P -m conformance.grading.verdict``.
+"""The verdict process of one submission: ``python -P -m tpconform.grading.verdict``.
 
-Started by :mod:`conformance.grading.isolation` (in the sandbox unless ``--unsandboxed``), it grades
-one submission with :class:`conformance.grading.one.Grader` and writes its records to
+Started by :mod:`tpconform.grading.isolation` (in the sandbox unless ``--unsandboxed``), it grades
+one submission with :class:`tpconform.grading.one.Grader` and writes its records to
 ``--result-fd``. In this order, before any candidate code can run:
 
 1. it hardens itself (:func:`harden`) and sets its resource limits, which every worker inherits;
-2. it starts the forkserver (:func:`conformance.transport.forkserver.start_early`), whose torch
+2. it starts the forkserver (:func:`tpconform.transport.forkserver.start_early`), whose torch
    import and warm-up then run beside this process's own imports instead of after them (on two
    cores this takes about a second off every submission);
 3. it imports the grader (torch, Hypothesis, the suite) and grades.
@@ -38,7 +38,7 @@ def harden() -> None:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m conformance.grading.verdict")
+    p = argparse.ArgumentParser(prog="python -m tpconform.grading.verdict")
     p.add_argument("--impl", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--examples", type=int, required=True)
@@ -58,18 +58,18 @@ def main(argv=None) -> int:
     a = parse(argv)
     harden()
     if a.limit_seconds is not None:
-        from conformance.grading.isolation import Limits
+        from tpconform.grading.isolation import Limits
 
         Limits(a.limit_seconds, a.limit_memory_mb, a.limit_file_mb).apply()
-    from conformance.transport import forkserver
+    from tpconform.transport import forkserver
 
     forkserver.start_early()
 
-    from conformance.grading import records
-    from conformance.grading.contract import Contract
-    from conformance.grading.one import Grader
-    from conformance.pytest_plugin.plugin import parse_world_sizes
-    from conformance.transport.harness import DEFAULT_MEMORY_LIMIT
+    from tpconform.grading import records
+    from tpconform.grading.contract import Contract
+    from tpconform.grading.one import Grader
+    from tpconform.pytest_plugin.plugin import parse_world_sizes
+    from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT
 
     out = os.fdopen(a.result_fd, "w", buffering=1)
 

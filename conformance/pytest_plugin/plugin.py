@@ -1,7 +1,8 @@
 """The pytest plugin: ``--impl`` and friends, the ``tp_suite`` fixture, the report header.
 
 Registered through the ``pytest11`` entry point, so any repo where tpconform is installed can run
-``pytest --pyargs tests.properties --impl=...`` (or its own copy of the property tests).
+``pytest --impl=...`` (the installed property tests, ``tpconform.properties``, are collected when no
+test path is given).
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pytest
-
-from conformance.pytest_plugin import profiles
+from tpconform.pytest_plugin import profiles
 
 
 @dataclass
@@ -27,6 +27,7 @@ class RunState:
 
 
 STATE = pytest.StashKey[RunState]()
+PROPERTIES = "tpconform.properties"  # the property tests, as installed (tests/properties in a checkout)
 
 
 def state(config) -> RunState:
@@ -55,10 +56,10 @@ def pytest_addoption(parser):
     g.addoption("--known-failures", action="append", default=[], metavar="FILE",
                 help="a TOML file of known deviations: matching failures become xfail, an entry that "
                      "matches nothing fails the run (repeatable; a peer's own file is always applied)")
-    # torchrun mode (conformance.transport.torchrun_mode): set by ``python -m conformance torchrun`` on rank 0
+    # torchrun mode (tpconform.transport.torchrun_mode): set by ``python -m tpconform torchrun`` on rank 0
     g.addoption("--tp-torchrun", default=None, metavar="ADDR:PORT",
                 help="run on the ranks of a torchrun launch, through its store at ADDR:PORT "
-                     "(set by: torchrun ... -m conformance torchrun --impl=SPEC)")
+                     "(set by: torchrun ... -m tpconform torchrun --impl=SPEC)")
     g.addoption("--tp-torchrun-world-size", type=int, default=0, metavar="N", help="torchrun mode: its world size")
     g.addoption("--tp-torchrun-prefix", default="tpconform", metavar="PREFIX", help="torchrun mode: its store keys")
 
@@ -79,7 +80,7 @@ def parse_world_sizes(text: str) -> list[int]:
 
 def pytest_cmdline_main(config):
     if config.getoption("list_impls"):
-        from impls.registry import available
+        from tpconform.impls.registry import available
 
         entries = available()
         width = max(len(n) for n in entries)
@@ -99,22 +100,35 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--world-sizes={config.getoption('world_sizes')}: expected e.g. '1-8' or '2,3,4'")
     run.backend_skip = _select_backend(config)
     if config.getoption("tp_torchrun"):
-        from conformance.transport import torchrun_mode
+        from tpconform.transport import torchrun_mode
         # only the torchrun world size; --backend's GPUs are per node
         run.world_sizes, run.backend_skip, run.backend_note = torchrun_mode.configure(config, run.world_sizes)
     run.dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
-    from impls.protocol import ALL_DTYPES as DTYPES  # names only: runs that never use the suite skip torch
+    from tpconform.impls.protocol import ALL_DTYPES as DTYPES  # names only: runs that never use the suite skip torch
 
     bad = [d for d in run.dtypes if d not in DTYPES]
     if bad or not run.dtypes:
         raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
+    _collect_the_suite(config)
+
+
+def _collect_the_suite(config) -> None:
+    """``pytest --impl=X`` with no test paths runs the suite's property tests, wherever it is run:
+    a student's folder, another repository (whose own tests or ``testpaths`` are not the suite), a
+    checkout. Paths or ``--pyargs`` given on the command line are kept as they are."""
+    if config.getoption("impl") is None or config.args_source == pytest.Config.ArgsSource.ARGS:
+        return
+    import importlib.util
+
+    spec = importlib.util.find_spec(PROPERTIES)
+    config.args = list(spec.submodule_search_locations)
 
 
 def _select_backend(config) -> Optional[str]:
     """Apply ``--backend`` (before any group starts) and keep the world sizes it can run here;
     return why every suite test must be skipped (``None``: some can run)."""
-    from conformance.transport import backends
+    from tpconform.transport import backends
     run = state(config)
     backend = config.getoption("backend")
     backends.select(backend)
@@ -130,9 +144,9 @@ def _make_suite(config):
     """Start the suite for ``--impl`` and check the impl loads; one clear line if it does not."""
     run = state(config)
     if run.suite is None:
-        from conformance.engine.runner import ImplUnusable
-        from conformance.engine.suite import Suite
-        from impls.registry import ImplError, classify
+        from tpconform.engine.runner import ImplUnusable
+        from tpconform.engine.suite import Suite
+        from tpconform.impls.registry import ImplError, classify
 
         spec = _impl_spec(config)
         try:
@@ -144,7 +158,7 @@ def _make_suite(config):
                 raise ImplUnusable(f"--impl={spec}: nothing to check: {empty}")
         except (ImplError, ImplUnusable) as exc:
             raise pytest.UsageError(str(exc)) from None
-        from conformance.engine.known_failures import for_pytest
+        from tpconform.engine.known_failures import for_pytest
 
         run.suite = for_pytest(config, suite)
     return run.suite
@@ -153,7 +167,7 @@ def _make_suite(config):
 def nothing_to_check(suite) -> Optional[str]:
     """Why no layer variant can be checked (an impl declaring no dtype or variant would otherwise
     pass with every test skipped), or ``None``."""
-    from strategies import VARIANTS
+    from tpconform.strategies import VARIANTS
 
     reasons = [suite.unsupported(v) for v in VARIANTS]
     return reasons[0] if all(reasons) else None
@@ -162,11 +176,11 @@ def nothing_to_check(suite) -> Optional[str]:
 def _pool(config):
     run = state(config)
     if run.pool is None and config.getoption("tp_torchrun"):
-        from conformance.transport import torchrun_mode
+        from tpconform.transport import torchrun_mode
 
         run.pool = torchrun_mode.pool_for(config)
     if run.pool is None:
-        from conformance.transport.harness import GroupPool, parse_size
+        from tpconform.transport.harness import GroupPool, parse_size
 
         try:
             limit = parse_size(config.getoption("tp_memory_limit"))
@@ -211,7 +225,7 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(pytest.mark.skip(reason=run.backend_skip))
         return
     suite = _make_suite(config)
-    from conformance.families.registry import family
+    from tpconform.families.registry import family
 
     for item in uses_suite:
         marker = item.get_closest_marker("tp_property")
@@ -233,7 +247,7 @@ def pytest_terminal_summary(terminalreporter, config):
     suite = getattr(run, "suite", None)
     if suite is None or not getattr(suite, "coverage", None):
         return
-    from conformance.engine.suite import coverage_lines
+    from tpconform.engine.suite import coverage_lines
 
     terminalreporter.section("tpconform coverage by case class")
     for line in coverage_lines(suite):

@@ -13,10 +13,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from conformance.families.registry import families
-from conformance.pytest_plugin import profiles
-from strategies import VARIANTS
+from tpconform.families.registry import families
+from tpconform.pytest_plugin import profiles
+from tpconform.strategies import VARIANTS
 
 
 def judges(family: str, prop: str):

@@ -11,13 +11,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 import torch
-
-from conformance.spec.sharding import SHARDINGS, Sharding
+from tpconform.spec.sharding import SHARDINGS, Sharding
 
 KINDS = ("column", "row")
 
 # Memory layouts of the input and the upstream grad (the values are the same in every layout; the
-# worker lays them out: ``conformance.transport.worker.laid_out``). Some need batch dims: see :func:`layouts_for`.
+# worker lays them out: ``tpconform.transport.worker.laid_out``). Some need batch dims: see :func:`layouts_for`.
 LAYOUTS = {
     "contiguous": "contiguous",
     "strided": "stride 2 in the last dim",
@@ -75,7 +74,7 @@ class LayerCase:
 
     @property
     def sharding(self) -> Sharding:
-        """How this kind of layer is sharded (:data:`~conformance.spec.sharding.COLUMN` or ``ROW``)."""
+        """How this kind of layer is sharded (:data:`~tpconform.spec.sharding.COLUMN` or ``ROW``)."""
         return SHARDINGS[self.kind]
 
     @property
@@ -152,7 +151,7 @@ class LayerCase:
 
 
 # What a worker runs for one example after building the layer (and reporting its shards). Each
-# property names the stages it reads (``conformance.families.linear.properties.NEEDS``), so a test of one property
+# property names the stages it reads (``tpconform.families.linear.properties.NEEDS``), so a test of one property
 # runs only those; reports and other callers run them all.
 STAGES = ("forward", "backward", "second_call", "collective_volume", "train_step")
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-
-from conformance.spec.cases import CaseTensors
+from tpconform.spec.cases import CaseTensors
 
 
 @dataclass

@@ -5,15 +5,15 @@ instance of a :class:`Family` subclass. It brings:
 
 - its **case type** (``case.py``, at the bottom: plain data, a one-line token, a description);
 - its **properties** (:class:`Property`: a function of one example's evidence, returning
-  :class:`~conformance.spec.violations.Violation` s, and the worker stages it reads);
+  :class:`~tpconform.spec.violations.Violation` s, and the worker stages it reads);
 - how one example **runs** (:meth:`Family.run`: the tensors, the dense truth, the worker command,
   which the family's ``worker.py`` registers with the transport) and what it can **diagnose**
   (:meth:`Family.likely_cause`);
 - its **cases** (:meth:`Family.cases`, a Hypothesis strategy per variant, built from ``strategies/``).
 
-The engine (:mod:`conformance.engine.suite`) does the rest the same way for every family: one test
+The engine (:mod:`tpconform.engine.suite`) does the rest the same way for every family: one test
 per property and variant, stage pruning, the failure report with likely causes and a replay command
-(``python -m conformance replay``), example-level known failures, grading and the differential mode.
+(``python -m tpconform replay``), example-level known failures, grading and the differential mode.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from conformance.spec.violations import Violation
+from tpconform.spec.violations import Violation
 
 
 @dataclass(frozen=True)

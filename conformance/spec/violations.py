@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from conformance.spec.compare import Mismatch
+from tpconform.spec.compare import Mismatch
 
 
 @dataclass

@@ -5,7 +5,7 @@ The backend is one setting per run: ``--backend`` stores it in the environment
 it starts inherit it. With ``nccl``, rank ``r`` of a group runs on ``cuda:r`` (it becomes the
 worker's default device, so every tensor the harness makes lands there too), the example's
 tensors are moved there on arrival, and results go back as CPU tensors through
-``conformance.transport.wire`` as always. World sizes larger than the number of GPUs are skipped, with the
+``tpconform.transport.wire`` as always. World sizes larger than the number of GPUs are skipped, with the
 reason in the report. The properties are the same for every backend.
 """
 
@@ -56,7 +56,7 @@ def set_up_device(backend: str, rank: int):
     if backend != "nccl":
         return torch.device("cpu")
     device = torch.device("cuda", rank)
-    # The tolerance model (conformance.spec.tolerance) assumes float32 accumulation for float16/bfloat16
+    # The tolerance model (tpconform.spec.tolerance) assumes float32 accumulation for float16/bfloat16
     # and true float32 for float32, which is what PyTorch does on the CPU. On the GPU, torch's
     # defaults let cuBLAS reduce float16/bfloat16 split-K partial sums in 16 bits, so a correct
     # F.linear could exceed the bound there: a false failure. The suite's GPU workers use full-precision

@@ -2,7 +2,7 @@
 held by the store's thread).
 
 It preloads torch, its one-time lazy set-up and the worker loop
-(:mod:`conformance.transport.forkserver_init`): about 3 s of CPU, paid once per verdict process.
+(:mod:`tpconform.transport.forkserver_init`): about 3 s of CPU, paid once per verdict process.
 :func:`start_early` starts it before the verdict process imports torch itself, so the two imports
 run side by side; this module imports nothing heavy, so calling it first is cheap.
 """
@@ -13,8 +13,8 @@ import contextlib
 import multiprocessing as mp
 import sys
 
-PRELOAD = ["conformance.transport.forkserver_init", "conformance.transport.worker",
-           "conformance.families.linear.worker", "impls.reference"]
+PRELOAD = ["tpconform.transport.forkserver_init", "tpconform.transport.worker",
+           "tpconform.families.linear.worker", "tpconform.impls.reference"]
 
 _ctx = None
 

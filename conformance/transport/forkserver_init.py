@@ -9,8 +9,7 @@
 
 import torch
 import torch._dynamo  # noqa: F401  (imported for its side effect: the lazy import, done once)
-
-from conformance.transport.sandbox import remove_socket_dir_at_exit
+from tpconform.transport.sandbox import remove_socket_dir_at_exit
 
 
 class _Identity(torch.autograd.Function):

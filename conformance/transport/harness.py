@@ -7,8 +7,8 @@ Every wait is bounded: a rank that hangs or dies fails the example with every ra
 and the group is torn down and started again on its next use.
 
 Tear-down is by force, not by request: the worker, everything it forked (even in a new session),
-and its process group are frozen and SIGKILLed (``conformance.transport.proctree``). A worker never
-outlives the verdict process either: its lifeline thread (``conformance.transport.sandbox``) kills its
+and its process group are frozen and SIGKILLed (``tpconform.transport.proctree``). A worker never
+outlives the verdict process either: its lifeline thread (``tpconform.transport.sandbox``) kills its
 descendants and itself when the verdict's end of the lifeline pipe closes, and the forkserver
 exits when the verdict does.
 """
@@ -25,8 +25,8 @@ from datetime import timedelta
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-from conformance.transport import forkserver, proctree, wire
-from conformance.transport.contract import (  # noqa: F401 - GroupFailure, cut_text: the transport's, imported from here
+from tpconform.transport import forkserver, proctree, wire
+from tpconform.transport.contract import (  # noqa: F401 - GroupFailure, cut_text: the transport's, imported from here
     MAX_MESSAGE_BYTES,
     GroupFailure,
     ReplyWait,
@@ -34,7 +34,7 @@ from conformance.transport.contract import (  # noqa: F401 - GroupFailure, cut_t
 )
 
 DEFAULT_TIMEOUT_S = 20.0
-DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # resident bytes per worker tree (conformance.transport.memory_watch); a worker holds ~0.2 GiB
+DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # resident bytes per worker tree (tpconform.transport.memory_watch); a worker holds ~0.2 GiB
 
 
 @dataclass
@@ -57,7 +57,7 @@ class ProcessGroup:
     tmpdir: str = ""
     examples_run: int = 0
     loaded_impls: set = field(default_factory=set)  # impl specs every rank has loaded (see Runner)
-    memory_watch: Any = None  # conformance.transport.memory_watch.MemoryWatch, when memory_limit is set
+    memory_watch: Any = None  # tpconform.transport.memory_watch.MemoryWatch, when memory_limit is set
     _seq: int = 0
     _stack_offsets: dict = field(default_factory=dict)
 
@@ -71,7 +71,7 @@ class ProcessGroup:
         group.tmpdir = tempfile.mkdtemp(prefix=f"tpconform-ws{world_size}-")
         group.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
                                     timeout=timedelta(seconds=timeout_s))
-        from conformance.transport import worker
+        from tpconform.transport import worker
         for rank in range(world_size):
             parent_end, child_end = ctx.Pipe()
             life_parent, life_child = ctx.Pipe()
@@ -90,7 +90,7 @@ class ProcessGroup:
             group.ranks.append(_Rank(proc, parent_end, life_parent, stack_path))
         _live_groups.add(group)
         if memory_limit:
-            from conformance.transport.memory_watch import MemoryWatch
+            from tpconform.transport.memory_watch import MemoryWatch
 
             group.memory_watch = MemoryWatch({r: rank.process.pid for r, rank in enumerate(group.ranks)}, memory_limit)
         group._mark_stacks()

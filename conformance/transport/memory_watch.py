@@ -10,13 +10,13 @@ about 3 GB of address space before any work (and a GPU far more), which an addre
 asked for.
 
 A library's first-use build is not the layer's memory: a compiler process (:data:`BUILD_TOOLS`)
-working in a torch-extensions build folder (``conformance.transport.stale_locks.extension_roots``), where
+working in a torch-extensions build folder (``tpconform.transport.stale_locks.extension_roots``), where
 ``torch.utils.cpp_extension`` runs ninja, is left out of the count (its children are still
 walked). DeepSpeed's comm extension compiles in the first worker that initialises it: that tree
 peaked at 3.11 GiB here (the worker plus ``cc1plus`` on torch's headers), over the default 3 GiB;
 the watch killed the compile, which left its build lock behind and never finished.
 
-A tree over the limit is frozen and killed at once (``conformance.transport.proctree``); the group then reports
+A tree over the limit is frozen and killed at once (``tpconform.transport.proctree``); the group then reports
 the rank as killed, with :meth:`MemoryWatch.breach` saying how much it held. Between two readings a
 process can grow by what it touches in :data:`INTERVAL_S` (a few hundred MB at most on this kind of
 machine), so set the limit that far below what the machine can give.
@@ -28,7 +28,7 @@ import os
 import threading
 from typing import Optional
 
-from conformance.transport import proctree
+from tpconform.transport import proctree
 
 INTERVAL_S = 0.05
 _FIELDS = (b"RssAnon:", b"RssShmem:")
@@ -70,7 +70,7 @@ BUILD_TOOLS = frozenset({"ninja", "c++", "g++", "gcc", "cc", "cc1plus", "cc1", "
 
 def is_extension_build(pid: int) -> bool:
     """``pid`` is a build tool working in a torch-extensions build folder."""
-    from conformance.transport.stale_locks import extension_roots
+    from tpconform.transport.stale_locks import extension_roots
 
     try:
         with open(f"/proc/{pid}/comm") as fh:

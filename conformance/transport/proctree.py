@@ -4,7 +4,7 @@ A candidate may fork children, put them in a new session (``os.setsid``) or igno
 :func:`kill_tree` first freezes the whole tree with SIGSTOP (which cannot be caught or ignored)
 until no new descendant appears, then SIGKILLs every member, so nothing can fork its way out
 between the scan and the kill. Workers make themselves child subreapers
-(``conformance.transport.sandbox``), so a daemonizing grandchild stays in the tree while its worker lives.
+(``tpconform.transport.sandbox``), so a daemonizing grandchild stays in the tree while its worker lives.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import shutil
 import signal
 import threading
 
-from conformance.transport import proctree
+from tpconform.transport import proctree
 
 _PR_SET_NAME = 15
 _PR_SET_CHILD_SUBREAPER = 36

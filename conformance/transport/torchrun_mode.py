@@ -1,8 +1,8 @@
 """The verdict's side of ``torchrun`` mode: the ranks are torchrun's processes, reached through its store.
 
-``python -m conformance torchrun`` (``conformance.transport.torchrun_rank``) runs as every process of a
+``python -m tpconform torchrun`` (``tpconform.transport.torchrun_rank``) runs as every process of a
 ``torchrun`` launch, on one machine or many. Each one forks its rank's worker (the same
-``conformance.transport.worker`` as always), which talks to the verdict through the store torchrun already
+``tpconform.transport.worker`` as always), which talks to the verdict through the store torchrun already
 provides at ``MASTER_ADDR:MASTER_PORT`` (reachable from every node), and watches it. Rank 0's
 process also starts the verdict: ``pytest --tp-torchrun=ADDR:PORT ...``, a fresh process that never
 imports the candidate. In it, :class:`StorePool` stands in for ``harness.GroupPool`` and
@@ -12,7 +12,7 @@ reference and every comparison run exactly as they do with local groups; only th
 Keys and queues (all under ``tpconform/<torchrun run id>/<restart count>/``, so they never meet
 torch's own); every wait on them is a blocking ``queue_pop``/``wait`` (no polling):
 
-- queue ``to/<rank>``: messages to a rank: ``<seq>\n`` + ``conformance.transport.wire`` bytes;
+- queue ``to/<rank>``: messages to a rank: ``<seq>\n`` + ``tpconform.transport.wire`` bytes;
 - queue ``from``: every rank's answers: ``<rank> <seq>\n`` + ``R`` and the worker's wire bytes, or
   ``<rank> -1\nD<why>`` from a rank's process when its worker died;
 - queue ``ready``: ``<rank>\nok`` once a rank's worker has joined the group, or ``<rank>\nD<why>``;
@@ -27,7 +27,7 @@ tries afterwards are rejected, and its final replay of the failing example gets 
 
 Trust: the workers reach the store too (their process group rendezvouses there), so a candidate can
 write to these queues — forge or steal answers, end the run. That buys it nothing a local worker
-does not have: answers are decoded by ``conformance.transport.wire`` (plain data only), must carry the
+does not have: answers are decoded by ``tpconform.transport.wire`` (plain data only), must carry the
 request's sequence number and are type-checked before any property reads them; the inputs in the
 messages are all a rank ever sees (the expected values never enter the store); disruption is a
 failure or a bounded timeout, never a pass.
@@ -40,8 +40,8 @@ import time
 from datetime import timedelta
 from typing import Any, Callable, Optional
 
-from conformance.transport import wire
-from conformance.transport.contract import MAX_MESSAGE_BYTES, GroupFailure, ReplyWait
+from tpconform.transport import wire
+from tpconform.transport.contract import MAX_MESSAGE_BYTES, GroupFailure, ReplyWait
 
 START_TIMEOUT_S = 60.0  # at least this long for every rank's worker to start and join (plus --tp-timeout)
 OP_TIMEOUT_S = 60.0  # a store operation that is not a wait (its host is gone after this long)
@@ -354,7 +354,7 @@ def configure(config, asked_sizes: list[int]) -> tuple[list[int], Optional[str],
 
     world = config.getoption("tp_torchrun_world_size")
     if not world or world < 1:
-        raise pytest.UsageError("--tp-torchrun needs --tp-torchrun-world-size (set by python -m conformance torchrun)")
+        raise pytest.UsageError("--tp-torchrun needs --tp-torchrun-world-size (set by python -m tpconform torchrun)")
     try:
         parse_address(config.getoption("tp_torchrun"))
     except ValueError as exc:

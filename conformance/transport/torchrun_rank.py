@@ -1,11 +1,11 @@
-"""``torchrun [...] -m conformance torchrun --impl=SPEC [pytest options] [-- TESTS]``: one rank's process.
+"""``torchrun [...] -m tpconform torchrun --impl=SPEC [pytest options] [-- TESTS]``: one rank's process.
 
 Every process torchrun starts runs this. It never imports candidate code; it
 
 1. (rank 0 only) starts the verdict first: ``python -m pytest TESTS --tp-torchrun=MASTER_ADDR:MASTER_PORT
    ...`` in its own session (torchrun's signals do not reach it; it dies with this process), whose
    exit code becomes this process's;
-2. forks its rank's worker (``conformance.transport.worker.main``, with torch already imported and warmed up
+2. forks its rank's worker (``tpconform.transport.worker.main``, with torch already imported and warmed up
    here, as a local group's forkserver does; sandbox, lifeline and stack files as always), which
    joins the other ranks' workers through torchrun's store and reads its messages from / writes its
    answers to that store (:class:`StoreConn`, in place of a pipe);
@@ -14,7 +14,7 @@ Every process torchrun starts runs this. It never imports candidate code; it
 4. ends when the verdict says so (or, on rank 0, when the verdict exits): it kills its worker's
    whole process tree and exits — 0 on every rank but 0, which exits with pytest's exit code.
 
-Key layout and the verdict's side: ``conformance.transport.torchrun_mode``.
+Key layout and the verdict's side: ``tpconform.transport.torchrun_mode``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from datetime import timedelta
 from typing import Any, Optional
 
 USAGE = ("usage: torchrun [--nnodes=N --node-rank=I --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT | --standalone] "
-         "--nproc-per-node=P -m conformance torchrun --impl=SPEC [pytest options] [-- TEST PATHS]")
+         "--nproc-per-node=P -m tpconform torchrun --impl=SPEC [pytest options] [-- TEST PATHS]")
 REQUIRED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-PACKAGE = "tpconform_properties"
+PACKAGE = "tpconform.properties"
 SIGNAL_GRACE_S = 10.0  # after torchrun's SIGTERM/SIGINT, how long the verdict gets to write its report
 
 
@@ -51,7 +51,7 @@ def _names_impl(args: list[str]) -> bool:
 def _worker_options(args: list[str]) -> tuple[float, Optional[int], str]:
     """``--tp-timeout``, ``--tp-memory-limit`` and ``--backend`` from the pytest options, leniently:
     a bad value is the verdict's to report (pytest prints one line and exits 4)."""
-    from conformance.transport.harness import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_S, parse_size
+    from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_S, parse_size
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--tp-timeout", default=str(DEFAULT_TIMEOUT_S))
@@ -117,12 +117,12 @@ class Rank:
     # -- life cycle --------------------------------------------------------------------------
     def run(self) -> int:
         self._fork_worker()  # first: no thread, store or signal handler of ours may reach the fork
-        if self.memory_limit:  # bounded from here, outside the worker (conformance.transport.memory_watch)
-            from conformance.transport.memory_watch import MemoryWatch
+        if self.memory_limit:  # bounded from here, outside the worker (tpconform.transport.memory_watch)
+            from tpconform.transport.memory_watch import MemoryWatch
 
             self.memory_watch = MemoryWatch({self.rank: self.proc.pid}, self.memory_limit)
         self._handle_signals()
-        from conformance.transport.torchrun_mode import OP_TIMEOUT_S, connect
+        from tpconform.transport.torchrun_mode import OP_TIMEOUT_S, connect
 
         agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
         try:  # torchrun's agent hosts the store; without one, rank 0 hosts it, as env:// does
@@ -176,9 +176,9 @@ class Rank:
         no thread or store yet (what a local group's forkserver is; one process less per rank)."""
         import multiprocessing as mp
 
-        import conformance.transport.forkserver_init  # noqa: F401  (torch's one-time set-up, done before the fork)
-        import conformance.transport.worker  # noqa: F401
-        import impls.reference  # noqa: F401
+        import tpconform.impls.reference  # noqa: F401
+        import tpconform.transport.forkserver_init  # noqa: F401  (torch's one-time set-up, done before the fork)
+        import tpconform.transport.worker  # noqa: F401
 
         ctx = mp.get_context("fork")
         life_parent, life_child = ctx.Pipe()
@@ -198,7 +198,7 @@ class Rank:
         self.lifeline = life_parent
 
     def _death(self) -> str:
-        from conformance.transport.harness import _death
+        from tpconform.transport.harness import _death
 
         if self.proc is not None and self.proc.is_alive():
             return "did not start in time"
@@ -210,8 +210,8 @@ class Rank:
     def _finish(self, code: int) -> int:
         """Kill the worker's whole tree; on rank 0 end every rank and wait for the verdict, whose
         exit code is this process's."""
-        from conformance.transport import proctree
-        from conformance.transport.harness import _killpg_if_leader
+        from tpconform.transport import proctree
+        from tpconform.transport.harness import _killpg_if_leader
 
         self.done.set()
         if self.memory_watch is not None:
@@ -260,12 +260,12 @@ class Rank:
 
     # -- stacks ------------------------------------------------------------------------------
     def _mark_stacks(self) -> None:
-        from conformance.transport.harness import stack_file_ends
+        from tpconform.transport.harness import stack_file_ends
 
         self.offsets = stack_file_ends([self.stack_path])
 
     def _read_new(self, path: str) -> str:
-        from conformance.transport.harness import read_new_stacks
+        from tpconform.transport.harness import read_new_stacks
 
         return read_new_stacks(path, self.offsets)
 
@@ -308,7 +308,7 @@ def _wait_for(store, key: str) -> None:
 
 
 def _pop_forever(store, queue: str) -> bytes:
-    from conformance.transport.torchrun_mode import _pop
+    from tpconform.transport.torchrun_mode import _pop
 
     while True:
         raw = _pop(store, queue, WAIT_S)
@@ -317,7 +317,7 @@ def _pop_forever(store, queue: str) -> bytes:
 
 
 class StoreConn:
-    """The worker's side of the store, in place of a local group's pipe: ``conformance.transport.worker.main``
+    """The worker's side of the store, in place of a local group's pipe: ``tpconform.transport.worker.main``
     reads its messages (queue ``to/<rank>``) and writes its answers (queue ``from``, framed with its
     rank and the request's sequence number) through it. It connects in the worker, after the fork."""
 
@@ -328,7 +328,7 @@ class StoreConn:
 
     def _client(self):
         if self.store is None:
-            from conformance.transport.torchrun_mode import OP_TIMEOUT_S, connect
+            from tpconform.transport.torchrun_mode import OP_TIMEOUT_S, connect
 
             self.store = connect(self.host, self.port, self.prefix, timeout_s=OP_TIMEOUT_S)
         return self.store
@@ -353,8 +353,8 @@ class StoreConn:
 
 def _worker(parent_ends, *args, **kwargs) -> None:
     """The forked worker: drop this process's copies of the supervisor's pipe ends (else its
-    lifeline would never see the supervisor go), then serve as ``conformance.transport.worker.main``."""
-    from conformance.transport import worker
+    lifeline would never see the supervisor go), then serve as ``tpconform.transport.worker.main``."""
+    from tpconform.transport import worker
     for conn in parent_ends:
         conn.close()
     worker.main(*args, **kwargs)
@@ -382,7 +382,7 @@ def main(argv: list[str]) -> int:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         verdict = start_verdict(args, tests, address, prefix, world_size)
     timeout_s, memory_limit, backend = _worker_options(args)
-    from conformance.transport import backends
+    from tpconform.transport import backends
     backends.select(backend)  # the workers inherit it
     code = Rank(rank, world_size, int(os.environ["LOCAL_RANK"]), host, port, prefix, timeout_s, memory_limit,
                 verdict).run()

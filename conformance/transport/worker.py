@@ -1,7 +1,7 @@
 """A worker process: one rank of a persistent process group, running candidate code.
 
-The verdict process (``conformance.transport.harness``) starts one worker per rank, then sends it messages
-in the ``conformance.transport.wire`` format: ``describe`` (load an impl, report its name and capabilities)
+The verdict process (``tpconform.transport.harness``) starts one worker per rank, then sends it messages
+in the ``tpconform.transport.wire`` format: ``describe`` (load an impl, report its name and capabilities)
 and ``run`` (build the layer for one example, run forward and backward, send back plain tensors).
 Everything the candidate does happens here; nothing of it is trusted by the verdict.
 """
@@ -19,9 +19,8 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
-
-from conformance.transport import sandbox, wire
-from conformance.transport.worker_tools import error_text
+from tpconform.transport import sandbox, wire
+from tpconform.transport.worker_tools import error_text
 
 _impls: dict = {}
 _set_up: set = set()  # impl specs whose setup() ran in this process
@@ -33,7 +32,7 @@ def family_command(family: str, cmd: str) -> Optional[Callable[[dict, Any], dict
     if not family.isidentifier():
         return None
     try:
-        module = importlib.import_module(f"conformance.families.{family}.worker")
+        module = importlib.import_module(f"tpconform.families.{family}.worker")
     except ModuleNotFoundError:
         return None
     return getattr(module, "COMMANDS", {}).get(cmd)
@@ -41,7 +40,7 @@ def family_command(family: str, cmd: str) -> Optional[Callable[[dict, Any], dict
 
 def _load(spec: str):
     if spec not in _impls:
-        from impls.registry import ensure_importable_root, load
+        from tpconform.impls.registry import ensure_importable_root, load
 
         ensure_importable_root()
         _impls[spec] = load(spec)
@@ -63,7 +62,7 @@ def _load(spec: str):
 def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
          example_timeout_s: Optional[float] = None,
          store_host: str = "127.0.0.1", store_prefix: str = "", device_index: Optional[int] = None) -> None:
-    """One rank: set up the process (``conformance.transport.sandbox``), join the group, serve messages.
+    """One rank: set up the process (``tpconform.transport.sandbox``), join the group, serve messages.
 
     ``stack_path`` receives every thread's stack on SIGUSR1 (what the verdict asks for on a hang
     or crash); ``stack_path + ".watchdog"`` receives them from faulthandler's own C thread shortly
@@ -71,7 +70,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     sandbox.set_up(world_size, rank)
     watchdog_path = stack_path + ".watchdog"
     sandbox.start_lifeline(lifeline, (stack_path, watchdog_path))
-    if store_host == "127.0.0.1":  # a local group; under torchrun (conformance.transport.torchrun_rank) the ranks may span nodes
+    if store_host == "127.0.0.1":  # a local group; under torchrun (tpconform.transport.torchrun_rank) the ranks may span nodes
         os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
     stack_file = open(stack_path, "w")
@@ -81,13 +80,13 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     store: dist.Store = dist.TCPStore(store_host, store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
     if store_prefix:  # torchrun's store, shared with torch's own keys
         store = dist.PrefixStore(store_prefix, store)
-    from conformance.transport import backends
-    backend = backends.selected()  # gloo, or nccl with this rank on cuda:rank (see conformance.transport.backends)
+    from tpconform.transport import backends
+    backend = backends.selected()  # gloo, or nccl with this rank on cuda:rank (see tpconform.transport.backends)
     device = backends.set_up_device(backend, rank if device_index is None else device_index)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout_s))
     group = dist.group.WORLD
-    # memory is bounded from outside this process, by what it holds resident (conformance.transport.memory_watch)
+    # memory is bounded from outside this process, by what it holds resident (tpconform.transport.memory_watch)
     conn.send_bytes(wire.encode({"ready": rank}))
     while True:
         try:
@@ -116,7 +115,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
                 else:
                     reply = {"ok": True, "result": command(message, _load(message["impl"]))}
         except BaseException as exc:  # SystemExit, pytest's Skipped, ...: a failure like any other
-            from impls.registry import ImplError
+            from tpconform.impls.registry import ImplError
 
             if isinstance(exc, ImplError):
                 reply = {"ok": False, "impl_error": str(exc)}

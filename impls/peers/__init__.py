@@ -19,20 +19,20 @@ KNOWN_DEVIATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kno
 @dataclass(frozen=True)
 class Peer:
     name: str
-    module: str  # the adapter module, impls.peers.<name>
+    module: str  # the adapter module, tpconform.impls.peers.<name>
     requires: str  # the top-level package the library installs ("" when torch alone suffices)
     distribution: str  # what pip installs (pinned in pyproject.toml's ``peers`` extra)
     install: str = INSTALL  # the command that installs it
 
 
 PEERS: tuple[Peer, ...] = (
-    Peer("dtensor", "impls.peers.dtensor", "", "torch"),
-    Peer("fairscale", "impls.peers.fairscale", "fairscale", "fairscale==0.4.13"),
-    Peer("megatron", "impls.peers.megatron", "megatron", "megatron-core==0.16.1"),
-    Peer("deepspeed", "impls.peers.deepspeed", "deepspeed", "deepspeed==0.19.8",
+    Peer("dtensor", "tpconform.impls.peers.dtensor", "", "torch"),
+    Peer("fairscale", "tpconform.impls.peers.fairscale", "fairscale", "fairscale==0.4.13"),
+    Peer("megatron", "tpconform.impls.peers.megatron", "megatron", "megatron-core==0.16.1"),
+    Peer("deepspeed", "tpconform.impls.peers.deepspeed", "deepspeed", "deepspeed==0.19.8",
          "DS_BUILD_OPS=0 pip install --no-deps deepspeed==0.19.8 && "
          "pip install hjson ninja py-cpuinfo pydantic msgpack psutil einops"),
-    Peer("colossalai", "impls.peers.colossalai", "colossalai", "colossalai==0.5.0",
+    Peer("colossalai", "tpconform.impls.peers.colossalai", "colossalai", "colossalai==0.5.0",
          "pip install --no-deps colossalai==0.5.0 && "
          "pip install psutil packaging tqdm rich einops safetensors pydantic contexttimer click ninja "
          "transformers==4.51.3 peft==0.13.2 accelerate==1.15.0 galore-torch==1.0 bitsandbytes==0.50.2"),

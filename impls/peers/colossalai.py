@@ -51,7 +51,7 @@ Install without letting it replace torch (0.5.0 pins ``torch<=2.5.1``):
 ``pip install --no-deps colossalai==0.5.0`` then ``pip install psutil packaging tqdm rich einops
 safetensors pydantic contexttimer click ninja transformers==4.51.3 peft==0.13.2 accelerate==1.15.0
 galore-torch==1.0 bitsandbytes==0.50.2`` (pinned: none of these versions pulls another torch; the line
-is ``impls.peers.BY_NAME["colossalai"].install``).
+is ``tpconform.impls.peers.BY_NAME["colossalai"].install``).
 """
 
 from __future__ import annotations
@@ -61,9 +61,8 @@ import warnings
 
 import torch
 from torch import nn
-
-from impls.peers.dense import dense_linear
-from impls.protocol import Capabilities, TensorParallelImpl
+from tpconform.impls.peers.dense import dense_linear
+from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 warnings.filterwarnings("ignore", message=".*(apex|tensornvme).*")  # optional CUDA kernels, printed per process
 warnings.filterwarnings("ignore", message=".*all_gather_into_tensor` is deprecated", category=FutureWarning)
@@ -74,7 +73,7 @@ try:
     from colossalai.shardformer.layer import _operation as ops
     from colossalai.shardformer.layer import utils as layer_utils
 except ImportError as exc:  # one clear line through registry.load
-    from impls.peers import BY_NAME
+    from tpconform.impls.peers import BY_NAME
 
     raise ImportError(f"{exc}; install ColossalAI: {BY_NAME['colossalai'].install}") from None
 

@@ -27,8 +27,8 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import logging  # noqa: E402
 import warnings  # noqa: E402
 
-from impls.peers.dense import dense_linear  # noqa: E402
-from impls.protocol import Capabilities, TensorParallelImpl  # noqa: E402
+from tpconform.impls.peers.dense import dense_linear  # noqa: E402
+from tpconform.impls.protocol import Capabilities, TensorParallelImpl  # noqa: E402
 
 try:
     import deepspeed  # noqa: E402

@@ -28,8 +28,7 @@ from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Replicate, Shard
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
-
-from impls.protocol import Capabilities, TensorParallelImpl
+from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 _meshes: dict = {}
 

@@ -25,8 +25,7 @@ import io
 import torch
 import torch.distributed as dist
 from torch import nn
-
-from impls.protocol import Capabilities, TensorParallelImpl
+from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 try:
     import fairscale

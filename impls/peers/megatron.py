@@ -44,8 +44,7 @@ import warnings
 
 import torch
 from torch import nn
-
-from impls.protocol import Capabilities, TensorParallelImpl
+from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 warnings.filterwarnings("ignore", message="Transformer Engine and Apex are not installed")
 warnings.filterwarnings("ignore", message=".*all_gather_into_tensor` is deprecated", category=FutureWarning)

@@ -9,8 +9,7 @@ bias=True, world_size >= 3 and such an out_features; only the shards show it."""
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from impls.reference import (
+from tpconform.impls.reference import (
     Collectives,
     ColumnParallelLinear,
     CopyToParallel,

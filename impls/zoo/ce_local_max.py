@@ -5,9 +5,8 @@ Exposed by: cross entropy at world size >= 2 whenever the ranks' maxima differ."
 
 import torch
 import torch.distributed as dist
-
-from impls.cross_entropy import VocabParallelCrossEntropy
-from impls.reference import ReferenceImpl
+from tpconform.impls.cross_entropy import VocabParallelCrossEntropy
+from tpconform.impls.reference import ReferenceImpl
 
 
 class LocalMax(VocabParallelCrossEntropy):

@@ -5,9 +5,8 @@ Exposed by: cross entropy on any logits whose max is not 0."""
 
 import torch
 import torch.distributed as dist
-
-from impls.cross_entropy import VocabParallelCrossEntropy
-from impls.reference import ReferenceImpl
+from tpconform.impls.cross_entropy import VocabParallelCrossEntropy
+from tpconform.impls.reference import ReferenceImpl
 
 
 class InPlace(VocabParallelCrossEntropy):

@@ -4,9 +4,8 @@ clamped local column, instead of only on the rank that holds the target's column
 Exposed by: cross entropy at world size >= 2 (a target outside some rank's columns)."""
 
 import torch
-
-from impls.cross_entropy import VocabParallelCrossEntropy
-from impls.reference import ReferenceImpl
+from tpconform.impls.cross_entropy import VocabParallelCrossEntropy
+from tpconform.impls.reference import ReferenceImpl
 
 
 class OnehotEveryRank(VocabParallelCrossEntropy):

@@ -6,8 +6,7 @@ Exposed by: any case with more than one TP group (``tests/properties/test_famili
 
 import torch
 import torch.distributed as dist
-
-from impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl, RowParallelLinear
 
 
 class WorldAllReduce(Collectives):

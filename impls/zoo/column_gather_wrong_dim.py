@@ -8,8 +8,7 @@ and at least two batch dims (the output has world_size × the second batch dim).
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
-from impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
 
 
 class GatherAlongDim1(Collectives):

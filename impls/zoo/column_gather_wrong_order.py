@@ -4,8 +4,7 @@ Exposed by: a gathered column case with world_size >= 2 where two ranks hold dif
 shards: the output's column blocks come out permuted (every value is right, in the wrong place)."""
 
 import torch
-
-from impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
 
 
 class ReversedGather(Collectives):

@@ -5,8 +5,7 @@ besides the row layer's all-reduce: communication the sharded path exists to avo
 Exposed by: the MLP's collective count (``tests/properties/test_families.py``)."""
 
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
 
 
 class GatherThenSplitColumn(ColumnParallelLinear):

@@ -3,7 +3,7 @@ its own shard's contribution ``g_r W_r``.
 
 Exposed by: a column case with world_size >= 2, a non-empty batch and rows on more than one rank."""
 
-from impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
 
 
 class NoReduce(Collectives):

@@ -4,8 +4,7 @@ Exposed by: any column case with gather_output=True and world_size >= 2 (the out
 out_features/world_size columns instead of out_features)."""
 
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, CopyToParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, CopyToParallel, ReferenceImpl
 
 
 class LocalShardColumn(ColumnParallelLinear):

@@ -11,8 +11,7 @@ Exposed by: a column case, world_size >= 2, a 2-D input in the ``transposed`` la
 is this rank's partial)."""
 
 import torch.distributed as dist
-
-from impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
 
 
 class InPlaceOnContiguousCopy(Collectives):

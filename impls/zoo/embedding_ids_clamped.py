@@ -4,9 +4,8 @@ not hold: every rank adds a wrong vector for each id another rank owns.
 Exposed by: world size >= 2 with some id outside rank 0's rows."""
 
 import torch.nn.functional as F
-
-from impls.reference import ReduceFromParallel, ReferenceImpl
-from impls.vocab_parallel import VocabParallelEmbedding
+from tpconform.impls.reference import ReduceFromParallel, ReferenceImpl
+from tpconform.impls.vocab_parallel import VocabParallelEmbedding
 
 
 class ClampedEmbedding(VocabParallelEmbedding):

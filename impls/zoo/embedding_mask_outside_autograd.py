@@ -5,9 +5,8 @@ Exposed by: world size >= 2 with some id outside a rank's rows and a non-zero up
 
 import torch
 import torch.nn.functional as F
-
-from impls.reference import ReduceFromParallel, ReferenceImpl
-from impls.vocab_parallel import VocabParallelEmbedding
+from tpconform.impls.reference import ReduceFromParallel, ReferenceImpl
+from tpconform.impls.vocab_parallel import VocabParallelEmbedding
 
 
 class UntrackedMaskEmbedding(VocabParallelEmbedding):

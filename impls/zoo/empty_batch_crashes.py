@@ -3,7 +3,7 @@ raises for an empty batch ("cannot reshape tensor of 0 elements ... -1 can be an
 
 Exposed by: any column case with a batch dim of size 0 (every rank raises in forward)."""
 
-from impls.reference import ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, ReferenceImpl
 
 
 class FlatteningColumn(ColumnParallelLinear):

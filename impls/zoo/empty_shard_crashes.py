@@ -5,7 +5,7 @@ Exposed by: a column case with out_features < world_size (some rank holds no row
 
 import math
 
-from impls.reference import ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, ReferenceImpl
 
 
 class ScaledInitColumn(ColumnParallelLinear):

@@ -5,8 +5,7 @@ Exposed by: a row case with in_features < world_size (some rank holds no columns
 reports it as a hang after --tp-timeout, with every rank's stack."""
 
 import torch
-
-from impls.reference import ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import ReferenceImpl, RowParallelLinear
 
 
 class SkippingRow(RowParallelLinear):

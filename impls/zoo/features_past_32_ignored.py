@@ -5,8 +5,7 @@ Exposed by: a column case with more than 32 input features — the "large featur
 which the random draws (up to 32 features) never reach and the covering cases always do."""
 
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
 
 TILE = 32
 

@@ -6,8 +6,7 @@ where a tensor-parallel layer sends activations.
 Exposed by: a gathered column case whose batch is small against the weight (an empty batch: any)."""
 
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, GatherFromParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, GatherFromParallel, ReferenceImpl
 
 
 class GatheredWeightColumn(ColumnParallelLinear):

@@ -7,8 +7,7 @@ Exposed by: a column case with world_size >= 2 (the shards, concatenated, are wo
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-
-from impls.reference import ReferenceImpl, _offset, partition_sizes
+from tpconform.impls.reference import ReferenceImpl, _offset, partition_sizes
 
 
 class ReplicatedColumn(nn.Module):

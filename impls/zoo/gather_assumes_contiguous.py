@@ -5,7 +5,7 @@ contiguous input, silently wrong element order for a strided or transposed one.
 Exposed by: ``gather_from`` on a non-contiguous input (``tests/properties/test_families.py``)."""
 
 
-from impls.reference import Collectives, GatherFromParallel, ReferenceImpl
+from tpconform.impls.reference import Collectives, GatherFromParallel, ReferenceImpl
 
 
 def _contiguous_strides(shape) -> tuple[int, ...]:

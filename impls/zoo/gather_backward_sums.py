@@ -4,8 +4,7 @@ taking its slice, so the weight and bias grads are world_size × too large.
 Exposed by: a gathered column case with world_size >= 2 and a non-empty batch."""
 
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
 
 
 class SummingGather(GatherFromParallel):

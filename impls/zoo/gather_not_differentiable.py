@@ -4,8 +4,7 @@ output is right but carries no graph, so backward never reaches the weight, bias
 Exposed by: any gathered column case (the weight grad is missing — None)."""
 
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, CopyToParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, CopyToParallel, ReferenceImpl
 
 
 class DetachedGatherColumn(ColumnParallelLinear):

@@ -4,8 +4,7 @@ its slice, "to free memory early": the caller's gradient tensor is modified in p
 Exposed by: a gathered column case with a non-empty batch (the upstream grad is random, not zero)."""
 
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
 
 
 class ZeroingGather(GatherFromParallel):

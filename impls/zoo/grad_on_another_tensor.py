@@ -8,8 +8,7 @@ Exposed by: the training step, any column case with a non-empty batch."""
 
 import torch.nn.functional as F
 from torch import nn
-
-from impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
 
 
 class TwoWeightsColumn(ColumnParallelLinear):

@@ -6,8 +6,7 @@ rank other than 0 holds a slice whose values differ from the input's first colum
 
 import torch
 import torch.nn.functional as F
-
-from impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
+from tpconform.impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
 
 
 class InPlaceScatterRow(RowParallelLinear):

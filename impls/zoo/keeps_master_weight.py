@@ -9,8 +9,7 @@ the minimum communication a rank holding only its shard needs)."""
 
 import torch
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, ReferenceImpl
 
 
 class MasterCopyColumn(ColumnParallelLinear):

@@ -6,8 +6,7 @@ bfloat16 (almost any non-empty batch)."""
 
 import torch
 import torch.nn.functional as F
-
-from impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, CopyToParallel, GatherFromParallel, ReferenceImpl
 
 
 class Bfloat16Column(ColumnParallelLinear):

@@ -5,9 +5,8 @@ Exposed by: a merged layer with bias at world size >= 2 (``tests/properties/test
 
 import torch
 from torch import nn
-
-from impls.merged import MergedColumnParallelLinear
-from impls.reference import ReferenceImpl
+from tpconform.impls.merged import MergedColumnParallelLinear
+from tpconform.impls.reference import ReferenceImpl
 
 
 class Impl(ReferenceImpl):

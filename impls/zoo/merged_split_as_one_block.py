@@ -4,8 +4,7 @@ and part of K instead of its slice of Q, K and V.
 Exposed by: a merged layer at world size >= 2 (``tests/properties/test_families.py``)."""
 
 import torch
-
-from impls.reference import ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, ReferenceImpl
 
 
 class Impl(ReferenceImpl):

@@ -7,7 +7,7 @@ Exposed by: the MLP with a hidden width that the world size does not divide, wor
 
 import math
 
-from impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl
 
 
 class ChunkCollectives(Collectives):

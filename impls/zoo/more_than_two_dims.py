@@ -3,7 +3,7 @@ restores only the first one (``y.reshape(x.shape[0], -1)``), merging the rest in
 
 Exposed by: a row case with two or more batch dims (the output is ``[a, b·out_features]``)."""
 
-from impls.reference import ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import ReferenceImpl, RowParallelLinear
 
 
 class TwoDimRow(RowParallelLinear):

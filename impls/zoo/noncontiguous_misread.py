@@ -4,8 +4,7 @@ would: it re-strides the input contiguously (``as_strided``), so a strided input
 Exposed by: a row case with a non-contiguous input holding at least two elements."""
 
 import torch
-
-from impls.reference import ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import ReferenceImpl, RowParallelLinear
 
 
 class AssumesContiguousRow(RowParallelLinear):

@@ -5,8 +5,7 @@ Exposed by: a row case with a bfloat16 or float16 input."""
 
 import torch
 import torch.nn.functional as F
-
-from impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
+from tpconform.impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
 
 
 class Float32Row(RowParallelLinear):

@@ -7,9 +7,8 @@ Exposed by: world size >= 2, a rank holding padding rows, some id another rank o
 
 import torch
 import torch.nn.functional as F
-
-from impls.padded import PaddedImpl, PaddedVocabEmbedding
-from impls.reference import ReduceFromParallel
+from tpconform.impls.padded import PaddedImpl, PaddedVocabEmbedding
+from tpconform.impls.reference import ReduceFromParallel
 
 
 class SinkRowEmbedding(PaddedVocabEmbedding):

@@ -5,8 +5,7 @@ Its output is right, but the caller's tensor now holds the sum over ranks (what 
 Exposed by: ``reduce_from`` at world size >= 2 on a contiguous input (``tests/properties/test_families.py``)."""
 
 import torch.distributed as dist
-
-from impls.reference import Collectives, ReduceFromParallel, ReferenceImpl
+from tpconform.impls.reference import Collectives, ReduceFromParallel, ReferenceImpl
 
 
 class InPlaceReduce(ReduceFromParallel):

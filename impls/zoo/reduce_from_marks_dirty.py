@@ -7,8 +7,7 @@ with the sum. The suite must report it as modifying its input in place, not as a
 Exposed by: ``reduce_from`` on any input (``tests/properties/test_primitives.py``)."""
 
 import torch.distributed as dist
-
-from impls.reference import Collectives, ReduceFromParallel, ReferenceImpl
+from tpconform.impls.reference import Collectives, ReduceFromParallel, ReferenceImpl
 
 
 class DirtyReduce(ReduceFromParallel):

@@ -7,8 +7,7 @@ dtype where the partial sums round (float32, bfloat16, float16)."""
 
 import torch
 import torch.distributed as dist
-
-from impls.reference import Collectives, ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import Collectives, ReferenceImpl, RowParallelLinear
 
 
 class RankOrderSum(Collectives):

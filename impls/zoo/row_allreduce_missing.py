@@ -4,8 +4,7 @@ Exposed by: any row case with world_size >= 2 where another rank's partial produ
 (a non-empty batch and a non-empty input slice on some other rank)."""
 
 import torch.nn.functional as F
-
-from impls.reference import ReferenceImpl, RowParallelLinear, ScatterToParallel
+from tpconform.impls.reference import ReferenceImpl, RowParallelLinear, ScatterToParallel
 
 
 class UnreducedRow(RowParallelLinear):

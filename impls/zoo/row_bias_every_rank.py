@@ -3,8 +3,7 @@
 Exposed by: any row case with bias=True and world_size >= 2; a zero bias would hide it."""
 
 import torch.nn.functional as F
-
-from impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
+from tpconform.impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
 
 
 class BiasEveryRankRow(RowParallelLinear):

@@ -5,8 +5,13 @@ Exposed by: a row case with bias=True, world_size >= 2 and a non-empty batch (so
 not zero)."""
 
 import torch.nn.functional as F
-
-from impls.reference import CopyToParallel, ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
+from tpconform.impls.reference import (
+    CopyToParallel,
+    ReduceFromParallel,
+    ReferenceImpl,
+    RowParallelLinear,
+    ScatterToParallel,
+)
 
 
 class ReducedBiasGradRow(RowParallelLinear):

@@ -4,8 +4,7 @@ grad: each rank's input grad holds only its own slice (zeros elsewhere).
 Exposed by: a row case with input_is_parallel=False, world_size >= 2 and a non-empty batch."""
 
 import torch.nn.functional as F
-
-from impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel, _offset
+from tpconform.impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel, _offset
 
 
 class ScatterWithoutGather(ScatterToParallel):

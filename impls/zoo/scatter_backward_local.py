@@ -4,8 +4,7 @@ elsewhere, instead of all-gathering every rank's slice.
 Exposed by: ``scatter_to`` at world size >= 2 (``tests/properties/test_families.py``)."""
 
 import torch.nn.functional as F
-
-from impls.reference import Collectives, ReferenceImpl, ScatterToParallel, _offset
+from tpconform.impls.reference import Collectives, ReferenceImpl, ScatterToParallel, _offset
 
 
 class LocalBackwardScatter(ScatterToParallel):

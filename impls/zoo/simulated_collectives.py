@@ -4,8 +4,7 @@ the local partial sum, and the all-gather pretends every rank holds this rank's 
 Exposed by: any row case, or gathered column case, with world_size >= 2."""
 
 import torch
-
-from impls.reference import Collectives, ReferenceImpl
+from tpconform.impls.reference import Collectives, ReferenceImpl
 
 
 class LocalOnly(Collectives):
@@ -22,11 +21,11 @@ class Impl(ReferenceImpl):
     name = "bug-simulated-collectives"
 
     def column(self, weight, bias, *, gather_output, group):
-        from impls.reference import ColumnParallelLinear
+        from tpconform.impls.reference import ColumnParallelLinear
 
         return ColumnParallelLinear(weight, bias, gather_output=gather_output, comm=LocalOnly(group))
 
     def row(self, weight, bias, *, input_is_parallel, group):
-        from impls.reference import RowParallelLinear
+        from tpconform.impls.reference import RowParallelLinear
 
         return RowParallelLinear(weight, bias, input_is_parallel=input_is_parallel, comm=LocalOnly(group))

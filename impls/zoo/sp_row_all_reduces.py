@@ -3,7 +3,7 @@ the whole sequence, not its shard (right values, wrong shape, world_size × the 
 
 Exposed by: a sequence-parallel row case with world size >= 2 and a non-empty sequence."""
 
-from impls.reference import ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import ReferenceImpl, RowParallelLinear
 
 
 class AllReduceRow(RowParallelLinear):

@@ -5,9 +5,8 @@ bias grad: each rank's bias grad sums only its own shard's rows.
 Exposed by: a sequence-parallel row case with bias, world size >= 2 and a non-empty sequence."""
 
 import torch.nn.functional as F
-
-from impls.reference import ReferenceImpl
-from impls.sequence_parallel import ReduceScatterToSequenceParallel, SequenceParallelRow
+from tpconform.impls.reference import ReferenceImpl
+from tpconform.impls.sequence_parallel import ReduceScatterToSequenceParallel, SequenceParallelRow
 
 
 class PartialBiasGradRow(SequenceParallelRow):

@@ -3,7 +3,7 @@ a second call with a same-shaped input returns the first call's output.
 
 Exposed by: any column case whose output is not zero (a non-empty batch); seen on the second call."""
 
-from impls.reference import ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, ReferenceImpl
 
 
 class CachingColumn(ColumnParallelLinear):

@@ -3,7 +3,7 @@ and the remainder is dropped.
 
 Exposed by: any case whose split dim is not divisible by the world size (world_size >= 2)."""
 
-from impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import Collectives, ColumnParallelLinear, ReferenceImpl, RowParallelLinear
 
 
 class Truncating(Collectives):

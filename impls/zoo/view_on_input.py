@@ -6,7 +6,7 @@ dims are permuted, expanded or transposed against each other (``reshape`` would 
 Exposed by: a column case with at least two batch dims in the ``batch_permuted``, ``transposed`` or
 ``expanded`` layout (every rank raises in forward)."""
 
-from impls.reference import ColumnParallelLinear, ReferenceImpl
+from tpconform.impls.reference import ColumnParallelLinear, ReferenceImpl
 
 
 class ViewingColumn(ColumnParallelLinear):

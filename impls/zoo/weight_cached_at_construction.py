@@ -6,8 +6,7 @@ in-place update of the shard) the layer keeps computing with the weight it was b
 Exposed by: the training step (``training_step_matches_the_dense_layer``), any row case."""
 
 import torch
-
-from impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
+from tpconform.impls.reference import ReduceFromParallel, ReferenceImpl, RowParallelLinear, ScatterToParallel
 
 
 class CachedTransposeLinear(torch.autograd.Function):

@@ -3,7 +3,7 @@ it by world_size, so every shard's grad is world_size × too small.
 
 Exposed by: a row case with world_size >= 2 and a non-empty batch."""
 
-from impls.reference import ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import ReferenceImpl, RowParallelLinear
 
 
 class Impl(ReferenceImpl):

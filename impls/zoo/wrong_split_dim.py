@@ -3,7 +3,7 @@
 Its gathered output is even numerically right, so only the shard shapes give it away.
 Exposed by: any column case with world_size >= 2."""
 
-from impls.reference import ReferenceImpl, RowParallelLinear
+from tpconform.impls.reference import ReferenceImpl, RowParallelLinear
 
 
 class Impl(ReferenceImpl):

@@ -5,11 +5,10 @@ other tests reached. Each case runs once and is judged on every property, and ev
 violates is reported: one symptom does not hide another."""
 
 import pytest
-
-from conformance.families.linear.family import FAMILY as LINEAR
-from conformance.pytest_plugin.testing import judges
-from strategies import VARIANTS
-from strategies.case_classes import covering_cases
+from tpconform.families.linear.family import FAMILY as LINEAR
+from tpconform.pytest_plugin.testing import judges
+from tpconform.strategies import VARIANTS
+from tpconform.strategies.case_classes import covering_cases
 
 
 @judges("linear", "*")

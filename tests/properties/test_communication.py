@@ -1,6 +1,6 @@
 """Spec §10 — tensor parallelism communicates activations, never the weight, and never less than it must."""
 
-from conformance.pytest_plugin.testing import draw_case, for_every_variant
+from tpconform.pytest_plugin.testing import draw_case, for_every_variant
 
 
 @for_every_variant

@@ -13,6 +13,6 @@ The tests are made from each family's properties (``conformance/families/<name>/
 new family's folder is checked without a line here.
 """
 
-from conformance.pytest_plugin.testing import family_tests
+from tpconform.pytest_plugin.testing import family_tests
 
 globals().update(family_tests())

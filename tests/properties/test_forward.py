@@ -1,6 +1,6 @@
 """Spec §2–4 — the forward pass computes what ``nn.Linear`` computes, on every rank."""
 
-from conformance.pytest_plugin.testing import draw_case, for_every_variant
+from tpconform.pytest_plugin.testing import draw_case, for_every_variant
 
 
 @for_every_variant

@@ -1,6 +1,6 @@
 """Spec §5–7 — backward, with a random upstream gradient, gives the dense gradients."""
 
-from conformance.pytest_plugin.testing import draw_case, for_every_variant
+from tpconform.pytest_plugin.testing import draw_case, for_every_variant
 
 
 @for_every_variant

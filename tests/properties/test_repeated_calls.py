@@ -1,6 +1,6 @@
 """Spec §9 — a layer keeps no state from one call into the next."""
 
-from conformance.pytest_plugin.testing import draw_case, for_every_variant
+from tpconform.pytest_plugin.testing import draw_case, for_every_variant
 
 
 @for_every_variant

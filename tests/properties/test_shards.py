@@ -1,6 +1,6 @@
 """Spec §1 — each rank holds its shard of the dense weight and bias."""
 
-from conformance.pytest_plugin.testing import draw_case, for_every_variant
+from tpconform.pytest_plugin.testing import draw_case, for_every_variant
 
 
 @for_every_variant

@@ -1,6 +1,6 @@
 """Spec §8 — the layer leaves what it was given alone."""
 
-from conformance.pytest_plugin.testing import draw_case, for_every_variant
+from tpconform.pytest_plugin.testing import draw_case, for_every_variant
 
 
 @for_every_variant

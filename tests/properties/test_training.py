@@ -1,6 +1,6 @@
 """Spec §11 — a training step on the shards is what the dense layer's training step is."""
 
-from conformance.pytest_plugin.testing import draw_case, for_every_variant
+from tpconform.pytest_plugin.testing import draw_case, for_every_variant
 
 
 @for_every_variant

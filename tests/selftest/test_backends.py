@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conformance.transport import backends
+from tpconform.transport import backends
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -17,8 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from conformance.grading import bwrap
+from tpconform.grading import bwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")

@@ -25,7 +25,7 @@ def pytest_run(*args):
     ("no/such/file.py", "no such file"),
     (os.path.join(FIXTURES, "simple_module_missing_row.py"), "lacks RowParallelLinear"),
     (os.path.join(FIXTURES, "simple_module_import_error.py"), "No module named 'this_module_does_not_exist'"),
-    ("impls.reference:NoSuchClass", "has no attribute 'NoSuchClass'"),
+    ("tpconform.impls.reference:NoSuchClass", "has no attribute 'NoSuchClass'"),
 ])
 def test_bad_impl_gets_one_clear_line_and_a_nonzero_exit(spec, says):
     r = pytest_run(f"--impl={spec}")
@@ -55,7 +55,7 @@ def test_a_seeded_bug_fails_with_a_minimal_example_a_cause_and_a_replay_command(
     assert "property violated: output matches the dense layer" in out
     assert ("Falsifying example" in out or "Failing test case" in out) and "world_size=2" in out  # shrunk
     assert "likely cause: the output is off by 1× the bias" in out
-    replay = next(ln.split("replay: ", 1)[1] for ln in out.splitlines() if "replay: python -m conformance" in ln)
+    replay = next(ln.split("replay: ", 1)[1] for ln in out.splitlines() if "replay: python -m tpconform" in ln)
     rr = run(*replay.split()[1:])  # drop "python"
     assert rr.returncode == 1 and "property violated" in rr.stdout, rr.stdout + rr.stderr
 

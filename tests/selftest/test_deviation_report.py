@@ -1,4 +1,4 @@
-"""``python -m conformance report-deviation``: every known deviation of the peers prints as a complete
+"""``python -m tpconform report-deviation``: every known deviation of the peers prints as a complete
 bug report whose script runs on its own and shows the deviation; and a primitive that writes into its
 input in place is reported as doing so, even when autograd refuses it on the suite's leaf input."""
 
@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
-from conformance.cli import deviation_report
-from conformance.engine.suite import Suite
-from conformance.families.primitives import verdict as primitives
-from conformance.families.primitives.verdict import PrimitiveCase
+from tpconform.cli import deviation_report
+from tpconform.engine.suite import Suite
+from tpconform.families.primitives import verdict as primitives
+from tpconform.families.primitives.verdict import PrimitiveCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -30,7 +30,7 @@ def test_every_known_deviation_has_a_standalone_script():
         tree = ast.parse(text)  # a whole, valid Python file
         names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
         assert "check" in names and "if __name__ == \"__main__\":" in text, entry.id
-        assert "import conformance" not in text and "from impls" not in text, f"{entry.id}'s script is not standalone"
+        assert "import tpconform" not in text and "from impls" not in text, f"{entry.id}'s script is not standalone"
 
 
 def test_list_names_every_deviation():

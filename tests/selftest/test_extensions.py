@@ -6,11 +6,10 @@ import time
 import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
-
-from conformance.engine.suite import Suite
-from conformance.families.registry import families
-from impls.zoo import EXTENSIONS
-from strategies import VARIANTS
+from tpconform.engine.suite import Suite
+from tpconform.families.registry import families
+from tpconform.impls.zoo import EXTENSIONS
+from tpconform.strategies import VARIANTS
 
 VARIANT = {str(v): v for v in VARIANTS}
 SEARCH = settings(max_examples=100, derandomize=True, database=None, deadline=None,

@@ -5,15 +5,14 @@ a library whose linear layers raise on non-divisible dims while its embedding pa
 import types
 
 import pytest
-
-from conformance.engine.suite import Suite
-from conformance.families.embedding import verdict as embedding
-from conformance.families.embedding.case import EmbeddingCase
-from conformance.families.linear.family import FAMILY as LINEAR
-from conformance.spec.cases import LayerCase
-from impls.entries import ImplError
-from impls.protocol import Capabilities
-from impls.simple_module import SimpleModuleImpl
+from tpconform.engine.suite import Suite
+from tpconform.families.embedding import verdict as embedding
+from tpconform.families.embedding.case import EmbeddingCase
+from tpconform.families.linear.family import FAMILY as LINEAR
+from tpconform.impls.entries import ImplError
+from tpconform.impls.protocol import Capabilities
+from tpconform.impls.simple_module import SimpleModuleImpl
+from tpconform.spec.cases import LayerCase
 
 PADDED = "reference-even-padded"
 UNDECLARED = "tests.selftest.fixtures.padded_undeclared:Impl"
@@ -101,7 +100,7 @@ def test_a_malformed_family_declaration_is_refused_whole(declared, says):
 
 
 def test_a_declaration_for_a_family_that_does_not_exist_makes_the_impl_unusable(tp_pool):
-    from conformance.engine.runner import ImplUnusable
+    from tpconform.engine.runner import ImplUnusable
 
     with pytest.raises(ImplUnusable, match="unknown families \\['embeddings'\\]"):
         Suite("tests.selftest.fixtures.padded_undeclared:UnknownFamily", tp_pool).description

@@ -106,7 +106,7 @@ class RowLinear(nn.Module):
 
 ADAPTER = '''
 """The tpconform adapter: the whole protocol (README, "Write an adapter")."""
-from impls.protocol import Capabilities, TensorParallelImpl
+from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 from theirpkg.layers import ColumnLinear, RowLinear
 
@@ -135,7 +135,7 @@ import sys
 def test_the_installed_plugin_stays_out_of_the_way():
     from hypothesis import settings
 
-    assert "conformance.transport.harness" not in sys.modules  # no process groups
+    assert "tpconform.transport.harness" not in sys.modules  # no process groups
     assert "torch" not in sys.modules  # not even a torch import
     from hypothesis._settings import is_in_ci
 
@@ -251,7 +251,7 @@ def test_the_gate_without_an_impl_gets_one_clear_line(other_repo):
     assert r.returncode not in (0, 1) and r.stderr.count("\n") == 1 and "--impl=SPEC" in r.stderr, r.stderr
 
 
-PYTEST_FORM = ("pytest", "--pyargs", "tpconform_properties")  # the same gate, as a plain pytest run
+PYTEST_FORM = ("pytest", "--pyargs", "tpconform.properties")  # the same gate, as a plain pytest run
 
 
 @pytest.mark.parametrize("command, kind, exit_code, says", [

@@ -2,11 +2,10 @@
 judged after the finalisation, which the report names; undeclared, a partial grad is a violation."""
 
 import pytest
-
-from conformance.engine.suite import Suite
-from conformance.families.sequence_parallel import verdict as sequence_parallel
-from conformance.families.sequence_parallel.case import SequenceParallelCase
-from impls.peers import missing
+from tpconform.engine.suite import Suite
+from tpconform.families.sequence_parallel import verdict as sequence_parallel
+from tpconform.families.sequence_parallel.case import SequenceParallelCase
+from tpconform.impls.peers import missing
 
 FINALIZED = "tests.selftest.fixtures.sp_row_bias_grad_finalized:Impl"
 PROP = "sequence_parallel_grads_match_the_dense_layer"

@@ -12,10 +12,9 @@ import sys
 import time
 
 import pytest
-
-from conformance.grading import bwrap
-from conformance.grading.report import COLOURS
-from conformance.grading.scoring import load_weights, score_submission
+from tpconform.grading import bwrap
+from tpconform.grading.report import COLOURS
+from tpconform.grading.scoring import load_weights, score_submission
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "grading")
@@ -132,7 +131,7 @@ def test_the_report_says_why_and_gives_minimal_examples(graded):
     cell = subs["bug_bias_every_rank"]["properties"]["output_matches_the_dense_layer"]["variants"]["row-sliced-input"]
     assert cell["verdict"] == "fail"  # shrunk, or an anchor case (already small: grading.one.grade_variant)
     assert "world_size=2" in cell["minimal_example"]["token"] and "bias=1" in cell["minimal_example"]["token"]
-    assert cell["minimal_example"]["replay"].startswith("python -m conformance replay --impl=" + FIXTURES)
+    assert cell["minimal_example"]["replay"].startswith("python -m tpconform replay --impl=" + FIXTURES)
     err = cell["errors"][0]
     assert err["quantity"] == "output" and err["max_abs_error"] > err["tolerance"] > 0
     assert "likely cause: the output is off by 1× the bias" in cell["failure"]

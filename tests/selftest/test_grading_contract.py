@@ -14,12 +14,11 @@ import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-
-from conformance.grading import bwrap
-from conformance.grading.contract import Contract, ContractError, load_contract
-from conformance.grading.report import BAR_COLOURS, undeclared
-from conformance.grading.scoring import load_weights, score_submission
-from strategies import VARIANTS
+from tpconform.grading import bwrap
+from tpconform.grading.contract import Contract, ContractError, load_contract
+from tpconform.grading.report import BAR_COLOURS, undeclared
+from tpconform.grading.scoring import load_weights, score_submission
+from tpconform.strategies import VARIANTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
@@ -99,7 +98,7 @@ def test_every_distinct_bug_of_a_multi_bug_submission_is_listed(graded):
     assert raised["minimal_example"]["token"] != next(f for f in row if f["kind"] == "property")["minimal_example"][
         "token"]
     for f in sub["failures"]:  # each with its own minimal example and a replay line the student can run
-        assert f["minimal_example"]["token"] and f["student_replay"].startswith("python -m conformance replay "
+        assert f["minimal_example"]["token"] and f["student_replay"].startswith("python -m tpconform replay "
                                                                                 "--impl=multi_bug.py '")
 
 
@@ -288,7 +287,7 @@ def test_the_contract_not_the_declaration_decides_whether_raising_on_uneven_dims
     """reference_copy declares uneven_shards=False (the simple-module convention) and raises at
     construction on every rank for dims the world size does not divide: the contract decides whether
     that is a right answer."""
-    from conformance.grading.one import Grader
+    from tpconform.grading.one import Grader
 
     contract = Contract(name="uneven", world_sizes=(2,), dtypes=("float32",), divisibility=divisibility,
                         variants=("row-sliced-input",), bias="with", input_ranks=(2,), beyond_examples=0,

@@ -9,8 +9,7 @@ import sys
 import textwrap
 
 import pytest
-
-from conformance.grading import bwrap
+from tpconform.grading import bwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNSANDBOXED = [] if bwrap.unavailable() is None else ["--unsandboxed"]
@@ -33,10 +32,10 @@ def _package(folder, name: str, base: str) -> None:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     subs = tmp_path_factory.mktemp("families")
-    _package(subs, "all_families", "impls.reference")  # the reference's layers: every family offered
+    _package(subs, "all_families", "tpconform.impls.reference")  # the reference's layers: every family offered
     (subs / "all_families" / "layers" / "adapter.py").write_text(
-        "from impls.reference import ReferenceImpl\n\n\nclass Impl(ReferenceImpl):\n    name = 'all-families'\n")
-    _package(subs, "ce_local_max", "impls.zoo.ce_local_max")
+        "from tpconform.impls.reference import ReferenceImpl\n\n\nclass Impl(ReferenceImpl):\n    name = 'all-families'\n")
+    _package(subs, "ce_local_max", "tpconform.impls.zoo.ce_local_max")
     (subs / "only_layers.py").write_text(open(os.path.join(ROOT, "tests/selftest/fixtures/simple_module_good.py")).read())
     out = subs / "out"
     r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(subs), "--out", str(out),
@@ -63,7 +62,7 @@ def test_a_bug_in_one_family_costs_that_familys_property_with_its_own_replay_lin
     loss = sub["properties"]["cross_entropy_loss_matches_the_dense_loss"]
     assert loss["verdict"] == "fail" and loss["score"] == 0 and loss["max"] > 0, loss
     cell = loss["variants"]["cross_entropy/any"]
-    assert "python -m conformance replay" in cell["failure"] and "cross_entropy:" in cell["failure"], cell["failure"]
+    assert "python -m tpconform replay" in cell["failure"] and "cross_entropy:" in cell["failure"], cell["failure"]
     assert "its own max" in cell["failure"]  # the likely cause
     lost = {p for p, v in sub["properties"].items() if v["score"] < v["max"]}
     assert lost and all(p.startswith("cross_entropy_") for p in lost), lost  # nothing outside its family
@@ -80,10 +79,9 @@ def test_a_family_search_that_errors_is_never_graded_a_pass():
     """Whatever ends a family's search other than the failure it looks for (an error in the suite, a
     declaration that breaks only inside the search) is a "crash" cell worth nothing, never a pass."""
     from hypothesis import strategies as st
-
-    from conformance.families.embedding.case import EmbeddingCase
-    from conformance.families.registry import families
-    from conformance.grading.one import Grader
+    from tpconform.families.embedding.case import EmbeddingCase
+    from tpconform.families.registry import families
+    from tpconform.grading.one import Grader
 
     grader = Grader("reference", seed_value=0, examples=3, world_sizes=[2], dtypes=["float32"], timeout_s=10,
                     emit=lambda record: None)

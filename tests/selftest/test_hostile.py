@@ -12,12 +12,11 @@ import subprocess
 import sys
 
 import pytest
-
-from conformance.engine.runner import ImplUnusable
-from conformance.engine.suite import Suite
-from conformance.families.linear import properties
-from conformance.spec.cases import LayerCase
-from conformance.transport.harness import GroupPool
+from tpconform.engine.runner import ImplUnusable
+from tpconform.engine.suite import Suite
+from tpconform.families.linear import properties
+from tpconform.spec.cases import LayerCase
+from tpconform.transport.harness import GroupPool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 H = "tests.selftest.fixtures.hostile."
@@ -81,8 +80,7 @@ def test_the_pickle_payload_never_ran(pool):
 
 def test_monkeypatching_in_the_worker_leaves_the_verdict_untouched(pool):
     import torch
-
-    from conformance.spec import compare, tolerance
+    from tpconform.spec import compare, tolerance
     before = (torch.allclose, torch.testing.assert_close, compare.compare, tolerance.bound,
               dict(properties.SPEC))
     violations(pool, H + "patching:PatchesComparisons")
@@ -106,7 +104,7 @@ def test_memory_hog_is_stopped_by_the_limit_not_the_machine(spec):
 
 @pytest.mark.parametrize("spec", ["DeclaresNothing", "DeclaresOnlyAnotherDtype"])
 def test_declaring_nothing_checkable_is_an_error_not_an_all_skipped_pass(pool, spec):
-    from conformance.pytest_plugin.plugin import nothing_to_check
+    from tpconform.pytest_plugin.plugin import nothing_to_check
 
     suite = Suite(H + "declares_nothing:" + spec, pool, dtypes=("float32", "bfloat16"))
     assert nothing_to_check(suite)

@@ -15,11 +15,10 @@ import textwrap
 import time
 
 import pytest
-
-from conformance.engine.known_failures import Entry, ExpectingSuite, KnownFailures, KnownFailuresError
-from conformance.engine.suite import Suite
-from conformance.spec.cases import LayerCase
-from conformance.transport.harness import GroupPool
+from tpconform.engine.known_failures import Entry, ExpectingSuite, KnownFailures, KnownFailuresError
+from tpconform.engine.suite import Suite
+from tpconform.spec.cases import LayerCase
+from tpconform.transport.harness import GroupPool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOOPS = "tests.selftest.fixtures.known_hang:LoopsOnEmptyBatch"

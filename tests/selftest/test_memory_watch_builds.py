@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conformance.transport.memory_watch import tree_resident_bytes
+from tpconform.transport.memory_watch import tree_resident_bytes
 
 HOLD = "x = bytearray(300 * 2**20); import time; time.sleep(60)"  # 300 MiB, resident
 

@@ -8,16 +8,15 @@ import os
 
 import pytest
 import torch
-
-from conformance.engine.suite import Suite
-from conformance.families.linear import properties
-from conformance.families.linear.diagnosis import likely_cause
-from conformance.families.subgroups.family import FAMILY as SUBGROUPS
-from conformance.spec.cases import LayerCase
-from conformance.transport import backends
-from conformance.transport.harness import GroupPool
-from impls.simple_module import SimpleModuleImpl
-from strategies import VARIANTS
+from tpconform.engine.suite import Suite
+from tpconform.families.linear import properties
+from tpconform.families.linear.diagnosis import likely_cause
+from tpconform.families.subgroups.family import FAMILY as SUBGROUPS
+from tpconform.impls.simple_module import SimpleModuleImpl
+from tpconform.spec.cases import LayerCase
+from tpconform.strategies import VARIANTS
+from tpconform.transport import backends
+from tpconform.transport.harness import GroupPool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOOD = os.path.join(ROOT, "tests", "selftest", "fixtures", "simple_module_good.py")
@@ -119,7 +118,7 @@ def test_a_lock_left_by_a_killed_extension_build_is_removed_and_a_live_one_kept(
     import subprocess
     import time as clock
 
-    from conformance.transport.stale_locks import MIN_AGE_S, remove_stale_extension_locks
+    from tpconform.transport.stale_locks import MIN_AGE_S, remove_stale_extension_locks
 
     old = clock.time() - MIN_AGE_S - 5
     stale, fresh, live = (tmp_path / "py311_cpu" / n for n in ("killed_build", "starting_build", "live_build"))
@@ -141,7 +140,7 @@ def test_a_lock_left_by_a_killed_extension_build_is_removed_and_a_live_one_kept(
 def test_a_python_environment_under_tmp_stays_visible_in_the_grading_sandbox(monkeypatch):
     """The sandbox mounts a private /tmp; a venv that lives under /tmp (a CI checkout's) must be bound
     on top of it, or bwrap cannot even start the interpreter and every correct submission is refused."""
-    from conformance.grading import bwrap
+    from tpconform.grading import bwrap
 
     monkeypatch.setattr(bwrap, "executable", lambda: "/usr/bin/bwrap")
     monkeypatch.setattr(bwrap, "_python_roots", lambda: ["/tmp/ci-checkout/.venv"])

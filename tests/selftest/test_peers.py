@@ -12,9 +12,8 @@ import sys
 import textwrap
 
 import pytest
-
-from conformance.engine.known_failures import KnownFailures, KnownFailuresError
-from impls.peers import INSTALL, PEERS, missing
+from tpconform.engine.known_failures import KnownFailures, KnownFailuresError
+from tpconform.impls.peers import INSTALL, PEERS, missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -60,9 +59,9 @@ def test_peer_passes_the_suite_with_its_known_deviations_as_xfail(peer):
 
 
 def test_missing_library_names_the_install_line(monkeypatch):
-    import impls.peers as peers
+    import tpconform.impls.peers as peers
 
-    fake = peers.Peer("ghost", "impls.peers.ghost", "no_such_tp_library_xyz", "ghost==1.0")
+    fake = peers.Peer("ghost", "tpconform.impls.peers.ghost", "no_such_tp_library_xyz", "ghost==1.0")
     monkeypatch.setitem(peers.BY_NAME, "ghost", fake)
     assert missing("ghost") == f"ghost==1.0 is not installed; install the peers extra: {INSTALL}"
     assert missing("dtensor") is None  # torch alone
@@ -176,8 +175,8 @@ def test_a_bad_known_failures_file_is_a_usage_error_on_the_command_line(tmp_path
 
 
 def test_when_conditions_compare_numbers_lists_and_shapes():
-    from conformance.engine.known_failures import Entry
-    from conformance.spec.cases import LayerCase
+    from tpconform.engine.known_failures import Entry
+    from tpconform.spec.cases import LayerCase
 
     case = LayerCase(kind="row", world_size=3, in_features=1, out_features=4, batch_shape=(2, 0), dtype="float16",
                      bias=True)
@@ -194,8 +193,8 @@ def test_when_conditions_compare_numbers_lists_and_shapes():
 
 # -- differential -------------------------------------------------------------------------------
 def test_differential_reports_where_impls_disagree_and_with_whom(tp_pool):
-    from conformance.cli.differential import Differential
-    from conformance.spec.cases import LayerCase
+    from tpconform.cli.differential import Differential
+    from tpconform.spec.cases import LayerCase
 
     diff = Differential(["reference", "bug-row-bias-every-rank", "reference"], tp_pool)
     case = LayerCase(kind="row", world_size=2, in_features=4, out_features=3, batch_shape=(2,), dtype="float32",

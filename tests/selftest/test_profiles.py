@@ -2,8 +2,7 @@
 
 import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase
-
-from conformance.pytest_plugin import profiles
+from tpconform.pytest_plugin import profiles
 
 
 def test_ci_is_reproducible_and_keeps_no_database():

@@ -17,11 +17,11 @@ import tempfile
 import time
 
 import pytest
+from tpconform.engine.suite import Suite
+from tpconform.spec.cases import LayerCase
+from tpconform.transport import proctree
+from tpconform.transport.harness import GroupPool
 
-from conformance.engine.suite import Suite
-from conformance.spec.cases import LayerCase
-from conformance.transport import proctree
-from conformance.transport.harness import GroupPool
 from tests.selftest.fixtures.hostile.hangs import escapee_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -137,9 +137,9 @@ def test_groups_side_by_side_have_their_own_rendezvous():
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-from conformance.spec.cases import LayerCase
-from conformance.transport.harness import GroupPool
-from conformance.engine.suite import Suite
+from tpconform.spec.cases import LayerCase
+from tpconform.transport.harness import GroupPool
+from tpconform.engine.suite import Suite
 case = LayerCase(kind="column", world_size=2, in_features=4, out_features=4, batch_shape=(3,),
                  dtype="float32", bias=True, seed=1)
 Suite("tests.selftest.fixtures.hostile.hangs:ForksEscapeesAndHangs", GroupPool(timeout_s=120.0)).evidence(case)

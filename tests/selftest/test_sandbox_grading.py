@@ -15,9 +15,8 @@ import sys
 import time
 
 import pytest
-
-from conformance.grading import bwrap
-from conformance.grading.scoring import load_weights
+from tpconform.grading import bwrap
+from tpconform.grading.scoring import load_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "hostile_sandbox")

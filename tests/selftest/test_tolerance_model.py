@@ -3,9 +3,8 @@ float32 layer that computes in bfloat16, on every example that has an output to 
 wide margin (the suite's reduction lengths, up to 32; see docs/TOLERANCE.md for longer ones)."""
 
 from hypothesis import HealthCheck, given, settings
-
-from conformance.engine.suite import Suite
-from strategies import VARIANTS, layer_cases, world_sizes
+from tpconform.engine.suite import Suite
+from tpconform.strategies import VARIANTS, layer_cases, world_sizes
 
 SETTINGS = settings(max_examples=15, derandomize=True, database=None, deadline=None,
                     suppress_health_check=list(HealthCheck))

@@ -1,4 +1,4 @@
-"""torchrun mode (``torchrun ... -m conformance torchrun --impl=SPEC``): real launches on this machine.
+"""torchrun mode (``torchrun ... -m tpconform torchrun --impl=SPEC``): real launches on this machine.
 
 - the reference passes (standalone, 2 ranks) and torchrun exits 0;
 - a seeded bug fails: non-zero exit, the report names the property;

@@ -16,14 +16,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
-
-from conformance.engine.runner import ImplUnusable
-from conformance.engine.suite import Suite, format_failure
-from conformance.families.linear import properties
-from conformance.transport.harness import GroupPool
-from impls.zoo import ZOO
-from strategies import VARIANTS
-from strategies.case_classes import covering_cases
+from tpconform.engine.runner import ImplUnusable
+from tpconform.engine.suite import Suite, format_failure
+from tpconform.families.linear import properties
+from tpconform.impls.zoo import ZOO
+from tpconform.strategies import VARIANTS
+from tpconform.strategies.case_classes import covering_cases
+from tpconform.transport.harness import GroupPool
 
 VARIANT = {str(v): v for v in VARIANTS}
 MAX_EXAMPLES = 200
@@ -119,8 +118,8 @@ def test_every_property_is_caught_by_some_seeded_bug():
 def test_every_property_of_every_family_is_caught_by_some_seeded_bug():
     """The same for the other families: each property of each one has a seeded bug it must catch
     (sub-groups check the linear properties, whose bugs are above; they need one of their own)."""
-    from conformance.families.registry import families
-    from impls.zoo import EXTENSIONS
+    from tpconform.families.registry import families
+    from tpconform.impls.zoo import EXTENSIONS
 
     caught = {(bug.variant.partition("/")[0], bug.caught_by) for bug in EXTENSIONS}
     for name, fam in families().items():

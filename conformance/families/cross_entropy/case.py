@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.spec.plain_case import PlainCase
+from tpconform.spec.plain_case import PlainCase
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ from typing import Optional, Sequence
 
 import torch
 from hypothesis import strategies as st
-
-from conformance.families.causes import close
-from conformance.families.common import ExtensionFamily
-from conformance.families.cross_entropy import verdict
-from conformance.families.cross_entropy.case import CrossEntropyCase
-from conformance.spec.family import Property
-from conformance.spec.violations import Violation
-from strategies.layers import DTYPES, batch_shapes
+from tpconform.families.causes import close
+from tpconform.families.common import ExtensionFamily
+from tpconform.families.cross_entropy import verdict
+from tpconform.families.cross_entropy.case import CrossEntropyCase
+from tpconform.spec.family import Property
+from tpconform.spec.violations import Violation
+from tpconform.strategies.layers import DTYPES, batch_shapes
 
 
 @st.composite

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-
-from conformance.families.common import compare_on_rank, not_offered, preconditions, run_on_every_rank
-from conformance.families.cross_entropy.case import CrossEntropyCase
-from conformance.spec import tolerance as tol
-from conformance.spec.violations import Violation
+from tpconform.families.common import compare_on_rank, not_offered, preconditions, run_on_every_rank
+from tpconform.families.cross_entropy.case import CrossEntropyCase
+from tpconform.spec import tolerance as tol
+from tpconform.spec.violations import Violation
 
 
 @dataclass

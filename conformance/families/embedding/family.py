@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from conformance.families.common import ExtensionFamily
-from conformance.families.embedding import verdict
-from conformance.families.embedding.case import EmbeddingCase
-from conformance.families.embedding.diagnosis import likely_cause
-from conformance.spec.family import Property
-from strategies.embedding import embedding_cases
+from tpconform.families.common import ExtensionFamily
+from tpconform.families.embedding import verdict
+from tpconform.families.embedding.case import EmbeddingCase
+from tpconform.families.embedding.diagnosis import likely_cause
+from tpconform.spec.family import Property
+from tpconform.strategies.embedding import embedding_cases
 
 
 class EmbeddingFamily(ExtensionFamily):

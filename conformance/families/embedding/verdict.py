@@ -11,7 +11,7 @@ On ``world_size`` ranks, an embedding built from the table ``W [vocab, dim]`` mu
    (the table padded, then split: any sizes) holds the real rows followed by padding rows, in rank
    order; the padding rows must get no gradient at all.
 
-Tolerances: :func:`conformance.spec.tolerance.bound` on the magnitude of each sum.
+Tolerances: :func:`tpconform.spec.tolerance.bound` on the magnitude of each sum.
 """
 
 from __future__ import annotations
@@ -20,18 +20,17 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-
-from conformance.families.common import (
+from tpconform.families.common import (
     compare_on_rank,
     not_offered,
     preconditions,
     rank_slice,
     run_on_every_rank,
 )
-from conformance.families.embedding.case import EmbeddingCase
-from conformance.spec import tolerance as tol
-from conformance.spec.cases import partition
-from conformance.spec.violations import Violation
+from tpconform.families.embedding.case import EmbeddingCase
+from tpconform.spec import tolerance as tol
+from tpconform.spec.cases import partition
+from tpconform.spec.violations import Violation
 
 
 @dataclass

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-
-from conformance.families.layer_steps import build_on_every_rank, copy_of, matching_upstream_grad
-from conformance.transport.worker_tools import as_tensor
+from tpconform.families.layer_steps import build_on_every_rank, copy_of, matching_upstream_grad
+from tpconform.transport.worker_tools import as_tensor
 
 
 def run_embedding(message: dict, impl) -> dict:

@@ -12,13 +12,12 @@ import dataclasses
 import math
 
 import torch
-
-from conformance.families.causes import ratio
-from conformance.families.linear.properties import Evidence, Violation, after_update
-from conformance.spec import tolerance as tol
-from conformance.spec.cases import LAYOUTS
-from conformance.spec.compare import compare
-from conformance.spec.dense import dense_linear
+from tpconform.families.causes import ratio
+from tpconform.families.linear.properties import Evidence, Violation, after_update
+from tpconform.spec import tolerance as tol
+from tpconform.spec.cases import LAYOUTS
+from tpconform.spec.compare import compare
+from tpconform.spec.dense import dense_linear
 
 _GRAD_KEYS = {"weight grad": "weight_grad", "input grad": "input_grad", "bias grad": "bias_grad"}
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-from conformance.families.linear import properties
-from conformance.families.linear.diagnosis import likely_cause
-from conformance.families.linear.properties import Evidence
-from conformance.spec.cases import STAGES, LayerCase
-from conformance.spec.dense import dense_linear
-from conformance.spec.family import Family, Property
-from conformance.spec.violations import Violation
-from strategies import VARIANTS, Variant, layer_cases, world_sizes
+from tpconform.families.linear import properties
+from tpconform.families.linear.diagnosis import likely_cause
+from tpconform.families.linear.properties import Evidence
+from tpconform.spec.cases import STAGES, LayerCase
+from tpconform.spec.dense import dense_linear
+from tpconform.spec.family import Family, Property
+from tpconform.spec.violations import Violation
+from tpconform.strategies import VARIANTS, Variant, layer_cases, world_sizes
 
 # A sharded column output is not replicated: the ranks have nothing to agree on.
 NOT_REPLICATED = "a sharded column output is not replicated: nothing to agree on"

@@ -35,14 +35,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
-
-from conformance.engine.runner import Outcome
-from conformance.spec import tolerance as tol
-from conformance.spec.cases import STAGES, TRAIN_LR, LayerCase, partition
-from conformance.spec.compare import compare
-from conformance.spec.dense import DenseResult, dense_linear
-from conformance.spec.results import RankResult
-from conformance.spec.violations import Violation
+from tpconform.engine.runner import Outcome
+from tpconform.spec import tolerance as tol
+from tpconform.spec.cases import STAGES, TRAIN_LR, LayerCase, partition
+from tpconform.spec.compare import compare
+from tpconform.spec.dense import DenseResult, dense_linear
+from tpconform.spec.results import RankResult
+from tpconform.spec.violations import Violation
 
 
 @dataclass
@@ -97,7 +96,7 @@ NEEDS: dict[str, tuple[str, ...]] = {}  # property -> the worker stages (cases.S
 
 def spec_property(*needs: str) -> Callable[[Property], Property]:
     """Register the decorated property in :data:`SPEC` under its name; ``needs`` are the worker
-    stages (:data:`conformance.spec.cases.STAGES`) whose results it reads, beyond the layer's shards."""
+    stages (:data:`tpconform.spec.cases.STAGES`) whose results it reads, beyond the layer's shards."""
     unknown = set(needs) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
@@ -111,7 +110,7 @@ def spec_property(*needs: str) -> Callable[[Property], Property]:
 
 
 def stages_for(props) -> tuple[str, ...]:
-    """The worker stages (in :data:`~conformance.spec.cases.STAGES` order) that ``props`` read."""
+    """The worker stages (in :data:`~tpconform.spec.cases.STAGES` order) that ``props`` read."""
     wanted = {stage for prop in props for stage in NEEDS[prop]}
     return tuple(stage for stage in STAGES if stage in wanted)
 

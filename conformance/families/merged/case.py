@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from conformance.spec.cases import LayerCase
-from conformance.spec.plain_case import PlainCase
+from tpconform.spec.cases import LayerCase
+from tpconform.spec.plain_case import PlainCase
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-
-from conformance.spec.violations import Violation
+from tpconform.spec.violations import Violation
 
 
 def _chunk(t: torch.Tensor, r: int, world_size: int) -> torch.Tensor:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from conformance.families.common import ExtensionFamily
-from conformance.families.merged import verdict
-from conformance.families.merged.case import MergedCase
-from conformance.families.merged.diagnosis import likely_cause
-from conformance.spec.family import Property
-from strategies.merged import merged_cases
+from tpconform.families.common import ExtensionFamily
+from tpconform.families.merged import verdict
+from tpconform.families.merged.case import MergedCase
+from tpconform.families.merged.diagnosis import likely_cause
+from tpconform.spec.family import Property
+from tpconform.strategies.merged import merged_cases
 
 
 class MergedFamily(ExtensionFamily):

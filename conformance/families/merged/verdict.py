@@ -9,7 +9,7 @@ rank ``r`` must:
 2. **output and grads**: return those columns of the dense output (output left sharded), the dense
    input grad, and those rows of the dense weight and bias grads.
 
-Tolerances: :mod:`conformance.spec.tolerance`'s single-layer bounds, indexed like the expected values.
+Tolerances: :mod:`tpconform.spec.tolerance`'s single-layer bounds, indexed like the expected values.
 """
 
 from __future__ import annotations
@@ -18,18 +18,17 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-
-from conformance.families.common import (
+from tpconform.families.common import (
     compare_fields,
     not_offered,
     preconditions,
     run_on_every_rank,
 )
-from conformance.families.merged.case import MergedCase
-from conformance.spec import tolerance as tol
-from conformance.spec.cases import CaseTensors, make_tensors
-from conformance.spec.dense import DenseResult, dense_linear
-from conformance.spec.violations import Violation
+from tpconform.families.merged.case import MergedCase
+from tpconform.spec import tolerance as tol
+from tpconform.spec.cases import CaseTensors, make_tensors
+from tpconform.spec.dense import DenseResult, dense_linear
+from tpconform.spec.violations import Violation
 
 
 @dataclass

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-
-from conformance.families.layer_steps import build_on_every_rank, forward_and_backward
-from conformance.transport.worker_tools import noncontiguous
+from tpconform.families.layer_steps import build_on_every_rank, forward_and_backward
+from tpconform.transport.worker_tools import noncontiguous
 
 
 def run_merged(message: dict, impl) -> dict:

@@ -1,6 +1,6 @@
 """Worst-case error bounds for the two-layer MLP ``y = φ(x W1ᵀ + b1) W2ᵀ + b2``, forward and backward.
 
-Built only from :func:`conformance.spec.tolerance.bound` (one linear layer's rounding bound, see there)
+Built only from :func:`tpconform.spec.tolerance.bound` (one linear layer's rounding bound, see there)
 and the activation's constants, by propagating each stage's bound through the next:
 
 - a stage that computes ``fl(ũ · B)`` from an input ``ũ`` already off by at most ``E_u`` is off by
@@ -15,15 +15,14 @@ Constants: ReLU: ``L = 1``, evaluated exactly; its derivative jumps at 0, so whe
 its evaluation (in float32 "opmath" for 16-bit dtypes, as PyTorch does) is assumed accurate to
 ``GELU_ULPS`` accumulator ulps of ``|h|`` (the ``1 + erf`` term loses relative accuracy for
 negative ``h``, so the error is stated against ``|h|``, not ``|φ(h)|``) plus one rounding to the
-dtype. As in :mod:`conformance.spec.tolerance`, ``SAFETY = 2`` covers second-order terms and the ground
+dtype. As in :mod:`tpconform.spec.tolerance`, ``SAFETY = 2`` covers second-order terms and the ground
 truth is float64 from the exact (already rounded) inputs.
 """
 
 from __future__ import annotations
 
 import torch
-
-from conformance.spec import tolerance as tol
+from tpconform.spec import tolerance as tol
 
 LIPSCHITZ = {"relu": 1.0, "gelu": 1.13}
 DERIVATIVE_LIPSCHITZ = {"gelu": 0.8}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-from conformance.families.common import ExtensionFamily
-from conformance.families.mlp import verdict
-from conformance.families.mlp.case import MLPCase
-from conformance.families.mlp.diagnosis import likely_cause
-from conformance.spec.family import Property
-from strategies.mlp import mlp_cases
+from tpconform.families.common import ExtensionFamily
+from tpconform.families.mlp import verdict
+from tpconform.families.mlp.case import MLPCase
+from tpconform.families.mlp.diagnosis import likely_cause
+from tpconform.spec.family import Property
+from tpconform.strategies.mlp import mlp_cases
 
 
 class MLPFamily(ExtensionFamily):

@@ -4,7 +4,7 @@
 compute the dense two-layer MLP ``y = φ(x W1ᵀ + b1) W2ᵀ + b2``:
 
 1. **output**: every rank returns the dense output, within the propagated bound
-   (:mod:`conformance.families.mlp.bounds`);
+   (:mod:`tpconform.families.mlp.bounds`);
 2. **input grad**: every rank's input grad is the dense one;
 3. **parameter grads**: each rank's shards of ``W1``/``b1`` (rows) and ``W2`` (columns) get the
    matching slices of the dense grads, and the whole ``b2`` its dense grad;
@@ -23,17 +23,16 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-
-from conformance.families.common import (
+from tpconform.families.common import (
     compare_on_rank,
     preconditions,
     rank_slice,
     run_on_every_rank,
 )
-from conformance.families.mlp.bounds import mlp_bounds
-from conformance.families.mlp.case import MLPCase
-from conformance.spec.cases import partition
-from conformance.spec.violations import Violation
+from tpconform.families.mlp.bounds import mlp_bounds
+from tpconform.families.mlp.case import MLPCase
+from tpconform.spec.cases import partition
+from tpconform.spec.violations import Violation
 
 
 @dataclass

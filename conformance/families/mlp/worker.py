@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
-from conformance.families.layer_steps import built, copy_of, matching_upstream_grad
-from conformance.transport.worker_tools import CollectiveVolume, as_tensor, exchange, noncontiguous
+from tpconform.families.layer_steps import built, copy_of, matching_upstream_grad
+from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, exchange, noncontiguous
 
 # the activation between the two layers of the MLP; the suite applies it, not the candidate
 ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.spec.plain_case import PlainCase
+from tpconform.spec.plain_case import PlainCase
 
 PRIMITIVES = ("copy_to", "reduce_from", "scatter_to", "gather_from")
 LAYOUTS = ("contiguous", "strided", "transposed")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from conformance.families.common import ExtensionFamily
-from conformance.families.primitives import verdict
-from conformance.families.primitives.case import PRIMITIVES, PrimitiveCase
-from conformance.families.primitives.diagnosis import likely_cause
-from conformance.spec.family import Property
-from strategies.primitives import primitive_cases
+from tpconform.families.common import ExtensionFamily
+from tpconform.families.primitives import verdict
+from tpconform.families.primitives.case import PRIMITIVES, PrimitiveCase
+from tpconform.families.primitives.diagnosis import likely_cause
+from tpconform.spec.family import Property
+from tpconform.strategies.primitives import primitive_cases
 
 
 class PrimitivesFamily(ExtensionFamily):

@@ -13,7 +13,7 @@ empty sides, 1–3 dims) in contiguous, strided and transposed memory layouts:
 - ``gather_from``: forward the ranks' (equal-shaped) inputs concatenated along the last dim;
   backward this rank's slice of the (replicated) upstream grad.
 
-Moves and copies must be exact; sums are within :func:`conformance.spec.tolerance.bound` for a
+Moves and copies must be exact; sums are within :func:`tpconform.spec.tolerance.bound` for a
 reduction of ``world_size`` terms. The split convention of ``scatter_to`` is read from its output
 shapes, as for the layers. Nothing may modify its input or upstream grad in place.
 """
@@ -24,18 +24,17 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-
-from conformance.families.common import (
+from tpconform.families.common import (
     compare_on_rank,
     did_not_complete,
     not_offered,
     rank_slice,
     run_on_every_rank,
 )
-from conformance.families.primitives.case import PrimitiveCase
-from conformance.spec import tolerance as tol
-from conformance.spec.cases import partition
-from conformance.spec.violations import Violation
+from tpconform.families.primitives.case import PrimitiveCase
+from tpconform.spec import tolerance as tol
+from tpconform.spec.cases import partition
+from tpconform.spec.violations import Violation
 
 # the tensors that differ per rank; the rest are the same on every rank (replicated)
 _PER_RANK_X = {"reduce_from", "gather_from"}

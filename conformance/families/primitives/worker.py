@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-
-from conformance.families.layer_steps import copy_of, matching_upstream_grad
-from conformance.transport.worker_tools import as_tensor, error_text, exchange, offsets
-from conformance.transport.worker_tools import laid_out as worker_laid_out
+from tpconform.families.layer_steps import copy_of, matching_upstream_grad
+from tpconform.transport.worker_tools import as_tensor, error_text, exchange, offsets
+from tpconform.transport.worker_tools import laid_out as worker_laid_out
 
 
 def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.spec.cases import LayerCase
+from tpconform.spec.cases import LayerCase
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from conformance.families.causes import summed_over_ranks
-from conformance.spec.violations import Violation
+from tpconform.families.causes import summed_over_ranks
+from tpconform.spec.violations import Violation
 
 
 def likely_cause(ev, v: Violation) -> Optional[str]:

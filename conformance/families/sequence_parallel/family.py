@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from conformance.families.common import ExtensionFamily
-from conformance.families.linear.family import FAMILY as LINEAR
-from conformance.families.sequence_parallel import verdict
-from conformance.families.sequence_parallel.case import SequenceParallelCase
-from conformance.families.sequence_parallel.diagnosis import likely_cause
-from conformance.spec.family import Property
-from strategies.sequence_parallel import sequence_parallel_cases
+from tpconform.families.common import ExtensionFamily
+from tpconform.families.linear.family import FAMILY as LINEAR
+from tpconform.families.sequence_parallel import verdict
+from tpconform.families.sequence_parallel.case import SequenceParallelCase
+from tpconform.families.sequence_parallel.diagnosis import likely_cause
+from tpconform.spec.family import Property
+from tpconform.strategies.sequence_parallel import sequence_parallel_cases
 
 
 class SequenceParallelFamily(ExtensionFamily):

@@ -1,6 +1,6 @@
 """Sequence parallelism (verdict side): the sequence dim (dim 0) is sharded over the ranks too.
 
-A case is a :class:`~conformance.spec.cases.LayerCase` whose ``batch_shape[0]`` is the sequence length
+A case is a :class:`~tpconform.spec.cases.LayerCase` whose ``batch_shape[0]`` is the sequence length
 (a multiple of the world size); rank ``r`` owns sequence rows ``r·s/p … (r+1)·s/p``.
 
 - **column** (``impl.column_sequence_parallel``): fed its sequence shard of ``x``, it returns its
@@ -14,7 +14,7 @@ A case is a :class:`~conformance.spec.cases.LayerCase` whose ``batch_shape[0]`` 
   its library leaves to the training loop (``impl.finalize_grads``, applied by the worker after
   backward and named in the report); the grads are then judged as it leaves them.
 
-Tolerances are :mod:`conformance.spec.tolerance`'s single-layer bounds (a reduce-scatter adds the same
+Tolerances are :mod:`tpconform.spec.tolerance`'s single-layer bounds (a reduce-scatter adds the same
 ``world_size − 1`` roundings as an all-reduce), sliced like the expected values.
 """
 
@@ -22,18 +22,18 @@ from __future__ import annotations
 
 from typing import Optional
 
-from conformance.engine.runner import Outcome
-from conformance.families.common import (
+from tpconform.engine.runner import Outcome
+from tpconform.families.common import (
     compare_fields,
     compare_on_rank,
     not_offered,
     run_on_every_rank,
 )
-from conformance.families.linear.properties import Evidence, Violation, preconditions
-from conformance.spec import tolerance as tol
-from conformance.spec.cases import LayerCase, make_tensors
-from conformance.spec.dense import dense_linear
-from conformance.spec.results import RankResult
+from tpconform.families.linear.properties import Evidence, Violation, preconditions
+from tpconform.spec import tolerance as tol
+from tpconform.spec.cases import LayerCase, make_tensors
+from tpconform.spec.dense import dense_linear
+from tpconform.spec.results import RankResult
 
 SP_SPEC: dict = {}
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-
-from conformance.families.layer_steps import build_on_every_rank, forward_and_backward
-from conformance.spec.cases import LayerCase
-from conformance.transport.worker_tools import laid_out as worker_laid_out
-from conformance.transport.worker_tools import offsets
+from tpconform.families.layer_steps import build_on_every_rank, forward_and_backward
+from tpconform.spec.cases import LayerCase
+from tpconform.transport.worker_tools import laid_out as worker_laid_out
+from tpconform.transport.worker_tools import offsets
 
 
 def run_sequence_parallel(message: dict, impl) -> dict:

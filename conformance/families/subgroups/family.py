@@ -6,15 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from conformance.families.linear import properties
-from conformance.families.linear.diagnosis import likely_cause
-from conformance.families.linear.family import FAMILY as LINEAR
-from conformance.families.linear.properties import Evidence
-from conformance.families.subgroups.verdict import evidences, group_ranks
-from conformance.spec.cases import STAGES, LayerCase
-from conformance.spec.family import Family, Property
-from conformance.spec.violations import Violation
-from strategies.groups import tp_group_cases, tp_layouts
+from tpconform.families.linear import properties
+from tpconform.families.linear.diagnosis import likely_cause
+from tpconform.families.linear.family import FAMILY as LINEAR
+from tpconform.families.linear.properties import Evidence
+from tpconform.families.subgroups.verdict import evidences, group_ranks
+from tpconform.spec.cases import STAGES, LayerCase
+from tpconform.spec.family import Family, Property
+from tpconform.spec.violations import Violation
+from tpconform.strategies.groups import tp_group_cases, tp_layouts
 
 # the single-group spec, checked in every TP group of one run
 PER_GROUP_SPEC = (

@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence
 
-from conformance.engine.runner import Outcome, _sliced_messages
-from conformance.families.linear.properties import Evidence
-from conformance.spec.cases import STAGES, LayerCase, make_tensors
-from conformance.spec.dense import dense_linear
-from conformance.spec.results import RankResult
+from tpconform.engine.runner import Outcome, _sliced_messages
+from tpconform.families.linear.properties import Evidence
+from tpconform.spec.cases import STAGES, LayerCase, make_tensors
+from tpconform.spec.dense import dense_linear
+from tpconform.spec.results import RankResult
 
 
 def group_case(case: LayerCase, g: int) -> LayerCase:

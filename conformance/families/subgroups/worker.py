@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import torch.distributed as dist
-
-from conformance.families.linear.worker import run_example
-from conformance.spec.cases import LayerCase
+from tpconform.families.linear.worker import run_example
+from tpconform.spec.cases import LayerCase
 
 _tp_groups: dict[int, list] = {}
 
