@@ -15,6 +15,7 @@ processes only; the verdict process uses :func:`available` and never calls :func
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -79,8 +80,8 @@ def classify(spec: str) -> tuple[str, str]:
     # Only the top-level package is looked up: finding ``a.b`` would import ``a`` (running candidate
     # code in the verdict process). A missing submodule is reported by the worker that loads it.
     top = module.split(".", 1)[0]
-    try:
-        found = importlib.util.find_spec(top)
+    try:  # on sys.path, or in the working directory, which the workers add (ensure_importable_root)
+        found = importlib.util.find_spec(top) or importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
     except (ImportError, ValueError):
         found = None
     if found is None:

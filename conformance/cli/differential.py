@@ -213,16 +213,26 @@ def main(args) -> int:
         known = KnownFailures.load(dict.fromkeys(paths))
     except (ValueError, ImplError, KnownFailuresError) as exc:
         print(f"diff: {exc}", file=sys.stderr)
-        return 2
+        return 4
     if len(impls) < 2:
         print("diff: name at least two impls, e.g. --impls=dtensor,fairscale", file=sys.stderr)
-        return 2
+        return 4
     pool = GroupPool(timeout_s=args.timeout)
     counts = {"cases": 0, "clean": 0, "disagreements": 0, "explained": 0, "unexpected": 0}
     try:
         diff = Differential(impls, pool, known)
-        for suite in diff.suites:
-            suite.description  # load each impl once, with a clear line if it cannot be used
+        usable = []
+        for suite in diff.suites:  # load each impl once; one that cannot be used is left out, with its line
+            try:
+                suite.description
+                usable.append(suite)
+            except (ImplError, ImplUnusable) as exc:
+                print(f"diff: left out: {exc}", file=sys.stderr)
+        diff.suites = usable
+        impls = [s.impl_spec for s in usable]
+        if len(usable) < 2:
+            print("diff: fewer than two of the impls can be used here", file=sys.stderr)
+            return 4
         for report in diff.generate(args.examples, sizes, args.dtypes.split(","), args.seed):
             counts["cases"] += 1
             counts["clean"] += report.clean
@@ -233,7 +243,7 @@ def main(args) -> int:
                 print("\n".join(format_report(report)))
     except (ImplError, ImplUnusable) as exc:
         print(f"diff: {exc}", file=sys.stderr)
-        return 2
+        return 4
     finally:
         pool.close()
     print(f"{counts['cases']} cases on {', '.join(impls)}: {counts['clean']} clean; "

@@ -24,7 +24,9 @@ RESULTS_DIR = "submissions"
 def register(sub) -> None:
     """Add the ``grade`` subcommand to the ``tpconform`` parser."""
     g = sub.add_parser("grade", help="score a folder of submissions, each in an isolated process tree",
-                       description=__doc__.splitlines()[0])
+                       description="Grades every submission in a folder (NAME.py files in the simple-module "
+                                   "convention, NAME/ packages with a tpconform.toml), each in its own sandbox, "
+                                   "and writes the class report; an interrupted run resumes. docs/GRADING.md.")
     g.add_argument("submissions", help="a folder of NAME.py files and NAME/ packages (with tpconform.toml)")
     g.add_argument("--out", required=True, help="the report folder (created; results in it are reused)")
     g.add_argument("--seed", type=int, default=0, help="Hypothesis seed: the same seed gives the same scores")

@@ -205,13 +205,17 @@ def pytest_report_header(config) -> Optional[list[str]]:
 
     d = suite.description
     caps = ", ".join(f"{k}={v}" for k, v in d["capabilities"].items())
+    declared = d["capabilities"].get("dtypes")
+    checked = [t for t in run.dtypes if declared is None or t in declared]
+    left_out = [t for t in run.dtypes if t not in checked]
     return [
         f"tpconform: impl={suite.impl_spec} ({d['name']} {d.get('version') or ''}".rstrip() + ")",
         f"tpconform: capabilities: {caps}",
         f"tpconform: torch {torch.__version__}, backend {config.getoption('backend')}"
         + (f" ({run.backend_note})" if run.backend_note else "")
         + f", world sizes {run.world_sizes}, "
-        f"dtypes {run.dtypes}, profile {profiles.active_name()}",
+        f"dtypes {checked}" + (f" (not declared by the impl: {left_out})" if left_out else "")
+        + f", profile {profiles.active_name()}",
     ]
 
 

@@ -34,6 +34,23 @@ from typing import Any, Optional
 
 USAGE = ("usage: torchrun [--nnodes=N --node-rank=I --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT | --standalone] "
          "--nproc-per-node=P -m tpconform torchrun --impl=SPEC [pytest options] [-- TEST PATHS]")
+HELP = USAGE + """
+
+Runs the conformance suite on the ranks of a torchrun launch (one process per rank, multi-node
+capable) instead of on process groups the suite starts itself. Every process torchrun starts runs
+this command; rank 0 also runs the verdict (pytest), whose exit code is the launch's: 0 the impl
+conforms, 1 a property is violated, 4 bad input.
+
+  --impl=SPEC         the implementation: path/to/layers.py, package.module:Object or a registry NAME
+  pytest options      any, e.g. --tp-timeout=60 --junitxml=tp-report.xml -k forward
+  -- TEST PATHS       test files to run instead of the whole installed suite
+
+Examples:
+  torchrun --standalone --nproc-per-node=4 -m tpconform torchrun --impl=mypkg.tp:MyImpl
+  torchrun --standalone --nproc-per-node=2 -m tpconform torchrun --impl=reference -k forward
+
+The world size is torchrun's (--nproc-per-node x nodes); every example runs at that size.
+How it works: docs/ARCHITECTURE.md (transport/torchrun_rank.py, torchrun_mode.py)."""
 REQUIRED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 PACKAGE = "tpconform.properties"
 SIGNAL_GRACE_S = 10.0  # after torchrun's SIGTERM/SIGINT, how long the verdict gets to write its report
@@ -362,7 +379,7 @@ def _worker(parent_ends, *args, **kwargs) -> None:
 
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv[: argv.index("--") if "--" in argv else len(argv)]):
-        print((__doc__ or "").strip() + "\n\n" + USAGE)
+        print(HELP)
         return 0
     missing = [k for k in REQUIRED_ENV if k not in os.environ]
     if missing:

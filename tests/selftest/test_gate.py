@@ -18,6 +18,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
+# a user's repository may have packages named like this repository's folders; the wheel installs only
+# ``tpconform``, so neither their folder nor their site-packages may shadow the suite
+USERS_OWN_PACKAGES = ("strategies", "impls", "conformance")
 # What the README's "Use it as a CI gate" runs, restricted to world sizes 1-3 to stay fast here, and
 # with a generous hang timeout: a busy CI machine must not turn a slow example into a failure.
 SLOW_OK = "--tp-timeout=120"
@@ -161,9 +165,12 @@ def test_the_wheel_lists_every_package():
         import tomli as tomllib
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
-    found = {os.path.relpath(d, ROOT).replace(os.sep, ".") for top in ("conformance", "impls", "strategies")
+    folders = {"conformance": "tpconform", "impls": "tpconform.impls", "strategies": "tpconform.strategies"}
+    found = {".".join(p for p in (name, os.path.relpath(d, os.path.join(ROOT, top)).replace(os.sep, ".")) if p != ".")
+             for top, name in folders.items()
              for d, _, files in os.walk(os.path.join(ROOT, top)) if "__init__.py" in files}
     assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+    assert {p.split(".")[0] for p in listed} == {"tpconform"}, "one import package: nothing else in site-packages"
 
 
 def _copy_source(dest: str) -> None:
@@ -198,8 +205,13 @@ def other_repo(tmp_path_factory):
         name = "theirpkg"
         version = "1.2.3"
         [tool.setuptools]
-        packages = ["theirpkg"]
+        packages = ["theirpkg", "strategies", "impls", "conformance"]
     """)
+    for own in USERS_OWN_PACKAGES:  # named like the repository's folders: in their folder and their site-packages
+        _write(os.path.join(repo, own, "__init__.py"), f'"""{own}: a package of the other repo."""\nX = 1\n')
+    shutil.copy(os.path.join(FIXTURES, "simple_module_good.py"), os.path.join(repo, "my_layer.py"))
+    shutil.copy(os.path.join(FIXTURES, "simple_module_good.py"), repo)  # what the buggy file imports
+    shutil.copy(os.path.join(FIXTURES, "simple_module_bias_every_rank.py"), os.path.join(repo, "my_buggy_layer.py"))
     _write(os.path.join(repo, "theirpkg", "__init__.py"), "")
     _write(os.path.join(repo, "theirpkg", "layers.py"), LAYERS)
     _write(os.path.join(repo, "theirpkg", "tp.py"), ADAPTER)
@@ -235,9 +247,36 @@ def test_a_broken_impl_fails_the_gate_naming_the_property(other_repo):
     r = run_in(other_repo, "tpconform", *GATE, "--impl=theirpkg.tp:BrokenAdapter", "-x", "-k",
                "not mlp and not case_class")
     assert r.returncode == 1, r.stdout[-4000:] + r.stderr[-2000:]
-    assert "property violated: output matches the dense layer" in r.stdout
+    assert "property violated: output matches the dense layer" in r.stdout, r.stdout[-6000:]
     failed = [c.get("name") for c in junit(other_repo[0]).iter("testcase") if c.find("failure") is not None]
     assert len(failed) == 1 and failed[0].startswith("test_output_matches_the_dense_layer[row-"), failed
+
+
+def test_a_students_file_checked_from_their_own_folder(other_repo):
+    """The README's headline command, run where the user is: their folder, beside their own packages
+    named ``strategies``/``impls``/``conformance``, the suite installed from the wheel. It runs the whole
+    suite (not "no tests ran"), and the exit code is the verdict."""
+    r = run_in(other_repo, "pytest", "--impl=my_layer.py", "--world-sizes=1-3", SLOW_OK)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    passed = int(re.search(r"(\d+) passed", r.stdout).group(1))
+    assert passed >= 20 and "tpconform: impl=my_layer.py" in r.stdout, r.stdout[-3000:]
+    assert "site-packages" not in r.stdout, "test ids name the installed suite, not the grader's paths"
+
+
+@pytest.mark.parametrize("command", [("pytest",), ("tpconform", "check")], ids=["pytest", "tpconform-check"])
+def test_a_buggy_students_file_fails_from_their_own_folder(other_repo, command):
+    r = run_in(other_repo, *command, "--impl=my_buggy_layer.py", "--world-sizes=2", SLOW_OK, "-x",
+               "-k", "output_matches and row-")
+    assert r.returncode == 1 and "property violated: output matches the dense layer" in r.stdout, \
+        r.stdout[-4000:] + r.stderr[-2000:]
+    assert "PytestAssertRewriteWarning" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("command", [("pytest",), ("tpconform", "check")], ids=["pytest", "tpconform-check"])
+def test_a_missing_file_is_one_line_and_exit_4(other_repo, command):
+    r = run_in(other_repo, *command, "--impl=no_such_layer.py")
+    assert r.returncode == 4, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "no_such_layer.py" in r.stderr and "Traceback" not in r.stdout + r.stderr, r.stderr
 
 
 def test_the_plugin_is_inert_in_the_other_repos_own_test_runs(other_repo):
