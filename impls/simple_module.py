@@ -103,7 +103,7 @@ class SimpleModuleImpl(TensorParallelImpl):
                     start = sum(sizes[:rank])
                     if start + sizes[rank] <= out_features:
                         layer.bias.copy_(bias[start : start + sizes[rank]])
-                else:
+                elif layer.bias is not None:  # a row bias may live on some ranks only (added once: judged)
                     layer.bias.copy_(bias)
         return layer
 

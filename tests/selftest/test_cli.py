@@ -47,6 +47,14 @@ def test_a_correct_simple_module_file_passes():
     assert "skipped" in r.stdout  # the convention has no sharded column output / full row input
 
 
+def test_a_row_bias_on_rank_0_only_conforms():
+    """The spec: a row bias may live on some ranks only, as long as it is added once. The file adapter
+    once wrote the bias into every rank's layer and failed construction ('NoneType' ... 'copy_')."""
+    r = pytest_run(f"--impl={os.path.join(FIXTURES, 'simple_module_bias_on_rank0.py')}", "-k", "row-",
+                   "--tp-timeout=120")
+    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+
+
 def test_a_seeded_bug_fails_with_a_minimal_example_a_cause_and_a_replay_command():
     r = pytest_run("--impl=bug-row-bias-every-rank", "tests/properties/test_forward.py",
                    "-k", "output_matches and row-full-input")
