@@ -127,9 +127,11 @@ class Runner:
         if bad:
             group.close(graceful=False)
             return {}, bad
-        raised = [isinstance(res, dict) and "train_step_error" in res for res in results.values()]
-        if any(raised) and not all(raised):
-            group.close()  # the training step raised on some ranks only: the group's state is unknown
+        for stage_error in ("train_step_error", "usage_error"):
+            raised = [isinstance(res, dict) and stage_error in res for res in results.values()]
+            if any(raised) and not all(raised):
+                group.close()  # a stage raised on some ranks only: the group's state is unknown
+                break
         return results, None
 
     def run(self, case: LayerCase, stages: Optional[Sequence[str]] = None,

@@ -153,7 +153,7 @@ class LayerCase:
 # What a worker runs for one example after building the layer (and reporting its shards). Each
 # property names the stages it reads (``tpconform.families.linear.properties.NEEDS``), so a test of one property
 # runs only those; reports and other callers run them all.
-STAGES = ("forward", "backward", "second_call", "collective_volume", "train_step")
+STAGES = ("forward", "backward", "second_call", "collective_volume", "train_step", "usage")
 
 # The learning rate of the training step: a power of two, so ``lr·grad`` is exact in every dtype
 # (barring underflow) and the step ``w − lr·grad`` costs one rounding.

@@ -13,9 +13,12 @@ import torch
 
 _TENSORS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output",
             "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
-            "step_bias_grad")
+            "step_bias_grad", *(f"usage_{k}" for k in (
+                "first_output", "second_output", "first_input_grad", "second_input_grad", "weight_grad", "bias_grad",
+                "frozen_weight_grad", "frozen_bias_grad", "inference_output", "after_inference_output",
+                "after_inference_input_grad", "after_inference_weight_grad", "after_inference_bias_grad")))
 _BOOLS = ("input_modified", "grad_modified")
-_STRS = ("construct_error", "upstream_grad_replaced", "train_step_error", "grads_finalized_by")
+_STRS = ("construct_error", "upstream_grad_replaced", "train_step_error", "grads_finalized_by", "usage_error")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,21 @@ class RankResult:
     step_input_grad: Optional[torch.Tensor] = None
     step_weight_grad: Optional[torch.Tensor] = None
     step_bias_grad: Optional[torch.Tensor] = None
+    # the layer as training loops use it (fresh layers; families/linear/worker.py, _usage)
+    usage_error: Optional[str] = None  # "protocol: error" for the first protocol that raised
+    usage_first_output: Optional[torch.Tensor] = None  # micro-batches: y1 = f(x), read after y2 = f(2x) ran
+    usage_second_output: Optional[torch.Tensor] = None
+    usage_first_input_grad: Optional[torch.Tensor] = None  # after y2's backward, then y1's
+    usage_second_input_grad: Optional[torch.Tensor] = None
+    usage_weight_grad: Optional[torch.Tensor] = None  # accumulated over both backwards: grad(x) + grad(2x)
+    usage_bias_grad: Optional[torch.Tensor] = None
+    usage_frozen_weight_grad: Optional[torch.Tensor] = None  # an input that does not require grad
+    usage_frozen_bias_grad: Optional[torch.Tensor] = None
+    usage_inference_output: Optional[torch.Tensor] = None  # under torch.inference_mode(), first call
+    usage_after_inference_output: Optional[torch.Tensor] = None  # the training call after it
+    usage_after_inference_input_grad: Optional[torch.Tensor] = None
+    usage_after_inference_weight_grad: Optional[torch.Tensor] = None
+    usage_after_inference_bias_grad: Optional[torch.Tensor] = None
 
     @property
     def construct_failed(self) -> bool:

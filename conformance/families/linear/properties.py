@@ -22,6 +22,10 @@ A dense layer computes ``y = x Wᵀ + b``. A tensor-parallel layer on ``world_si
 11. **training step**: after ``torch.optim.SGD`` steps every rank's shards with the grads just
     computed and a delta is added to them in place, compute what the dense layer with the same
     update applied to the full weight computes (output and grads, on a new input).
+12. **as training loops use it** (each on a fresh layer): two forwards before their backwards give
+    each input its own output and grad and accumulate the parameter grads (micro-batches); an input
+    that does not require grad still trains the layer; a call under ``torch.inference_mode()`` leaves
+    the training call after it unchanged.
 
 Non-divisible dims: raising at construction on every rank conforms when the impl declares
 ``uneven_shards=False``; a wrong result never does.
@@ -492,6 +496,123 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
             b_rows = case.sharding.bias_index(s)
             check("bias grad after the step", "step_bias_grad", r, after.bias_grad[b_rows],
                   after.bias_grad_bound[b_rows], "bias grad after the step")
+    return out
+
+
+# -- 12. the layer as training loops use it -----------------------------------------------------------
+def _usage_raised(ev: Evidence, name: str) -> list[Violation]:
+    failed = [r for r, res in enumerate(ev.ranks) if res.usage_error]
+    if not failed:
+        return []
+    errors = "; ".join(f"rank {r}: {ev.ranks[r].usage_error.splitlines()[0]}" for r in failed)
+    return [Violation(name, f"raised on rank(s) {failed}: {errors}", failed[0], "usage")]
+
+
+def _rank_checks(ev: Evidence, name: str, out: list[Violation]):
+    """``check(quantity, key, r, expected, bound)``: compare rank ``r``'s ``key`` and record a violation."""
+    def check(quantity: str, key: str, r: int, expected, bound) -> None:
+        m = compare(ev.ranks[r].get(key), expected, bound, f"rank {r} {quantity}")
+        if m:
+            out.append(Violation(name, str(m), r, quantity, m))
+    return check
+
+
+def _accumulated(bound: torch.Tensor, total: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The bound of a sum of grads accumulated in ``dtype``: each grad's bound, plus the additions'
+    roundings (one unit roundoff of the sum's magnitude each, doubled like every bound here)."""
+    return bound + tol.SAFETY * tol.unit_roundoff(dtype) * total.abs() + tol.smallest_subnormal(dtype)
+
+
+@spec_property("usage")
+def micro_batches_accumulate_like_the_dense_layer(ev: Evidence) -> list[Violation]:
+    """Two forwards before their backwards (micro-batches, a layer shared by two branches, activation
+    checkpointing's re-forward): ``y1 = f(x)`` and ``y2 = f(2x)``, each output read after the other
+    forward ran; then ``y2.backward()`` and ``y1.backward()`` with no ``zero_grad`` between. Each output
+    and input grad is the dense one for its own input, and the parameter grads accumulate: weight grad
+    ``grad(x) + grad(2x)``, bias grad twice the dense one. Catches an input kept on the module instead of
+    the autograd context, an output that is a view of a reused buffer, and a grad assigned instead of
+    accumulated."""
+    name = "micro_batches_accumulate_like_the_dense_layer"
+    out = _usage_raised(ev, name)
+    if out:
+        return out
+    t, case, dt = _tensors(ev), ev.case, ev.case.torch_dtype
+    second = dense_linear(dataclasses.replace(t, x=2 * t.x))
+    check = _rank_checks(ev, name, out)
+    g_bound = tol.input_grad_bound(t.grad_out, t.weight, dt, case.world_size)
+    w_bound = tol.weight_grad_bound(t.grad_out, t.x, dt, case.world_size)
+    w_total = ev.dense.weight_grad + second.weight_grad
+    for r, res in enumerate(ev.ranks):
+        y1, b1 = _expected_output(ev, r)
+        cols = ev.rank_slice(r) if ev.output_is_sharded else slice(None)
+        check("first output, read after the second forward", "usage_first_output", r, y1, b1)
+        check("second output", "usage_second_output", r, second.output[..., cols], 2 * b1)
+        ins = ev.rank_slice(r) if ev.input_is_sliced else slice(None)
+        for which in ("first", "second"):
+            check(f"{which} input's grad", f"usage_{which}_input_grad", r, ev.dense.input_grad[..., ins],
+                  g_bound[..., ins])
+        rows = case.sharding.weight_index(ev.rank_slice(r))
+        check("weight grad accumulated over both backwards", "usage_weight_grad", r, w_total[rows],
+              _accumulated(3 * w_bound[rows], w_total[rows], dt))
+        if t.bias is not None and res.bias_shard is not None:
+            b_rows = case.sharding.bias_index(ev.rank_slice(r))
+            b_bound = tol.bias_grad_bound(t.grad_out, dt, case.world_size)[b_rows]
+            b_total = 2 * ev.dense.bias_grad[b_rows]
+            check("bias grad accumulated over both backwards", "usage_bias_grad", r, b_total,
+                  _accumulated(2 * b_bound, b_total, dt))
+    return out
+
+
+@spec_property("usage")
+def a_frozen_input_still_trains_the_layer(ev: Evidence) -> list[Violation]:
+    """An input that does not require grad (the first layer after a frozen embedding, a probe on frozen
+    features): backward still gives the weight and bias their dense grads."""
+    name = "a_frozen_input_still_trains_the_layer"
+    out = _usage_raised(ev, name)
+    if out:
+        return out
+    t, case, dt = _tensors(ev), ev.case, ev.case.torch_dtype
+    check = _rank_checks(ev, name, out)
+    w_bound = tol.weight_grad_bound(t.grad_out, t.x, dt, case.world_size)
+    for r, res in enumerate(ev.ranks):
+        rows = case.sharding.weight_index(ev.rank_slice(r))
+        check("weight grad with a frozen input", "usage_frozen_weight_grad", r, ev.dense.weight_grad[rows],
+              w_bound[rows])
+        if t.bias is not None and res.bias_shard is not None:
+            b_rows = case.sharding.bias_index(ev.rank_slice(r))
+            check("bias grad with a frozen input", "usage_frozen_bias_grad", r, ev.dense.bias_grad[b_rows],
+                  tol.bias_grad_bound(t.grad_out, dt, case.world_size)[b_rows])
+    return out
+
+
+@spec_property("usage")
+def inference_calls_leave_training_unchanged(ev: Evidence) -> list[Violation]:
+    """A call under ``torch.inference_mode()`` (evaluation between training steps, serving from the
+    training process) returns the dense output, and the training call after it is unaffected: its
+    output and grads are the dense ones (a buffer cached under inference mode cannot be used by
+    autograd afterwards)."""
+    name = "inference_calls_leave_training_unchanged"
+    out = _usage_raised(ev, name)
+    if out:
+        return out
+    t, case, dt = _tensors(ev), ev.case, ev.case.torch_dtype
+    check = _rank_checks(ev, name, out)
+    g_bound = tol.input_grad_bound(t.grad_out, t.weight, dt, case.world_size)
+    w_bound = tol.weight_grad_bound(t.grad_out, t.x, dt, case.world_size)
+    for r, res in enumerate(ev.ranks):
+        y, b = _expected_output(ev, r)
+        check("output under inference_mode", "usage_inference_output", r, y, b)
+        check("output of the training call after it", "usage_after_inference_output", r, y, b)
+        ins = ev.rank_slice(r) if ev.input_is_sliced else slice(None)
+        check("input grad of the training call", "usage_after_inference_input_grad", r,
+              ev.dense.input_grad[..., ins], g_bound[..., ins])
+        rows = case.sharding.weight_index(ev.rank_slice(r))
+        check("weight grad of the training call", "usage_after_inference_weight_grad", r,
+              ev.dense.weight_grad[rows], w_bound[rows])
+        if t.bias is not None and res.bias_shard is not None:
+            b_rows = case.sharding.bias_index(ev.rank_slice(r))
+            check("bias grad of the training call", "usage_after_inference_bias_grad", r,
+                  ev.dense.bias_grad[b_rows], tol.bias_grad_bound(t.grad_out, dt, case.world_size)[b_rows])
     return out
 
 

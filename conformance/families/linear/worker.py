@@ -20,12 +20,7 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
 
     # 1. build; every rank joins the status exchange, even when its build raised
     try:
-        if case.kind == "column":
-            layer = impl.column(weight.clone(), None if bias is None else bias.clone(),
-                                gather_output=case.gather_output, group=group)
-        else:
-            layer = impl.row(weight.clone(), None if bias is None else bias.clone(),
-                             input_is_parallel=case.input_is_parallel, group=group)
+        layer = _build(impl, case, weight, bias, group)
         w_shard, b_shard = impl.shards(layer)
         w_shard = as_tensor(w_shard, "the weight shard")
         shape = list(w_shard.shape) if w_shard.dim() == 2 else [-1, -1]
@@ -65,8 +60,17 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
     if volume is not None:
         result["collective_elements"], result["collectives"] = volume.elements, volume.calls
     result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
-    if not backward:
-        return result
+    if backward:
+        _after_backward(impl, layer, case, data, group, table, rank, x_in, x_sent, g_in, g_sent, stages, result)
+    # 6. the layer as training loops use it: each protocol on a fresh layer built from the same weights
+    if "usage" in stages:
+        _usage(impl, case, data, group, table, rank, result)
+    return result
+
+
+def _after_backward(impl, layer, case: LayerCase, data: dict, group, table, rank: int, x_in, x_sent, g_in, g_sent,
+                    stages, result: dict) -> None:
+    """Stages 3 (the grads), 4 (a second call) and 5 (a training step), after the first backward."""
     result["input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
     w_grad, b_grad = impl.shard_grads(layer)
     result["weight_grad"] = None if w_grad is None else as_tensor(w_grad, "the weight grad").detach().clone()
@@ -88,7 +92,77 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
             _train_step(impl, layer, case, data["update"], table, rank, result, data.get("sliced"))
         except Exception as exc:
             result["train_step_error"] = error_text(exc)
-    return result
+
+
+def _build(impl, case: LayerCase, weight, bias, group):
+    if case.kind == "column":
+        return impl.column(weight.clone(), None if bias is None else bias.clone(),
+                           gather_output=case.gather_output, group=group)
+    return impl.row(weight.clone(), None if bias is None else bias.clone(),
+                    input_is_parallel=case.input_is_parallel, group=group)
+
+
+def _backward(output, grad) -> None:
+    """``output.backward(grad)``; zeros of the output's shape when the shapes differ (the ranks'
+    backward collectives stay matched: the shape property reports the difference)."""
+    if output.requires_grad:
+        output.backward(grad if output.shape == grad.shape else torch.zeros_like(output.detach()))
+
+
+def _grads(impl, layer, prefix: str, result: dict) -> None:
+    w_grad, b_grad = impl.shard_grads(layer)
+    result[f"{prefix}weight_grad"] = None if w_grad is None else as_tensor(w_grad, "the weight grad").detach().clone()
+    result[f"{prefix}bias_grad"] = None if b_grad is None else as_tensor(b_grad, "the bias grad").detach().clone()
+
+
+def _usage(impl, case: LayerCase, data: dict, group, table, rank: int, result: dict) -> None:
+    """Three protocols, each on a fresh layer (reported in ``usage_*``; the first that raises is named in
+    ``usage_error`` and ends the stage on this rank):
+
+    - micro-batches: two forwards (``x`` then ``2x``) before their backwards, which run in the other
+      order; each output is read after the other forward ran, and the grads accumulate (no
+      ``zero_grad`` between): weight grad ``grad(x) + grad(2x)``, bias grad twice the dense one;
+    - a frozen input (``requires_grad=False``): the weight and bias still get their grads;
+    - a call under ``torch.inference_mode()`` before a training call: the training call is unaffected."""
+    x, grad_out, sliced = data["x"], data["grad_out"], data.get("sliced")
+
+    def inputs(scale: float = 1.0, requires_grad: bool = True):
+        x_in, g_in = _rank_inputs(case, table, rank, x * scale, grad_out, sliced)
+        return x_in.requires_grad_(requires_grad), g_in
+
+    protocol = "micro-batches"
+    try:
+        layer = _build(impl, case, data["weight"], data["bias"], group)
+        (x1, g1), (x2, g2) = inputs(), inputs(2.0)
+        y1 = as_tensor(impl.forward(layer, x1), "the first micro-batch's output")
+        y2 = as_tensor(impl.forward(layer, x2), "the second micro-batch's output")
+        result["usage_first_output"], result["usage_second_output"] = y1.detach().clone(), y2.detach().clone()
+        _backward(y2, g2)
+        _backward(y1, g1)
+        result["usage_first_input_grad"] = None if x1.grad is None else x1.grad.detach().clone()
+        result["usage_second_input_grad"] = None if x2.grad is None else x2.grad.detach().clone()
+        _grads(impl, layer, "usage_", result)
+
+        protocol = "a frozen input"
+        layer = _build(impl, case, data["weight"], data["bias"], group)
+        x3, g3 = inputs(requires_grad=False)
+        _backward(as_tensor(impl.forward(layer, x3), "the output"), g3)
+        _grads(impl, layer, "usage_frozen_", result)
+
+        protocol = "inference_mode, then training"
+        layer = _build(impl, case, data["weight"], data["bias"], group)
+        x4, _ = inputs(requires_grad=False)
+        with torch.inference_mode():
+            y4 = as_tensor(impl.forward(layer, x4), "the inference call's output")
+        result["usage_inference_output"] = y4.clone()
+        x5, g5 = inputs()
+        y5 = as_tensor(impl.forward(layer, x5), "the training call's output")
+        result["usage_after_inference_output"] = y5.detach().clone()
+        _backward(y5, g5)
+        result["usage_after_inference_input_grad"] = None if x5.grad is None else x5.grad.detach().clone()
+        _grads(impl, layer, "usage_after_inference_", result)
+    except Exception as exc:
+        result["usage_error"] = f"{protocol}: {error_text(exc)}"
 
 
 def _partition(case: LayerCase, table: list[list[int]]) -> list[int]:
