@@ -67,8 +67,9 @@ from __future__ import annotations
 import operator
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import pytest
 from tpconform.families.registry import families, family_of
@@ -266,6 +267,19 @@ class KnownFailures:
             e.matched += 1
         return used
 
+    def misses(self, impl: str, prop: str, case, messages: list[str]) -> list[str]:
+        """For the report of an example that failed: each entry that applies to it, and the first of
+        its violations the entry's ``message`` does not match (the entry is about this case, but not
+        about this symptom: another bug, or a ``message`` to widen)."""
+        lines = []
+        for e in self.entries:
+            missed = next((m for m in messages if not e.explains(m)), None) if e.applies(impl, prop, case) else None
+            if missed is not None:
+                first = missed.strip().splitlines()[0] if missed.strip() else ""
+                lines.append(f"known failure {e.id} applies to this case, but its message /{e.message}/ does not "
+                             f"match: {first[:160]}")
+        return lines
+
     def stale(self) -> list[Entry]:
         """Entries whose cases ran but never failed as described: the run must fail."""
         return [e for e in self.entries if e.applicable and not e.matched]
@@ -294,18 +308,30 @@ class ExpectingSuite:
     def __init__(self, suite, known: KnownFailures):
         self._suite, self.known = suite, known
         self.used: list[Entry] = []
+        self._misses: list[str] = []  # the current example's entries that apply but do not explain it
 
     def __getattr__(self, name):
         return getattr(self._suite, name)
 
     def check(self, case, prop: str) -> None:
-        with self._bounded(prop, case):
+        with self._bounded(prop, case), self._noting_misses():
             self._suite.check(case, prop, self._explained)
 
     def check_all(self, case, props) -> None:
         """``Suite.check_all``, each property's violations triaged as in :meth:`check`."""
-        with self._bounded(props, case):
+        with self._bounded(props, case), self._noting_misses():
             self._suite.check_all(case, props, self._explained)
+
+    @contextmanager
+    def _noting_misses(self) -> Iterator[None]:
+        """A failure report gains a line per entry that applies to its example but does not explain it."""
+        self._misses = []
+        try:
+            yield
+        except AssertionError as exc:
+            if not self._misses:
+                raise
+            raise AssertionError("\n".join([str(exc), *dict.fromkeys(self._misses)])) from None
 
     def _bounded(self, props, case):
         """The example's run bounded by the known hang that applies to it, if any (``timeout_s``)."""
@@ -316,8 +342,10 @@ class ExpectingSuite:
         """Whether every violation of ``prop`` in this example (maybe none) is a known failure; the
         entries used are remembered for the test's xfail line. The suite asks this per example, so an
         expected violation never ends the search: only an unexplained one fails (and is shrunk)."""
-        used = self.known.triage(self._suite.impl_spec, prop, case, [v.message for v in violations])
+        messages = [v.message for v in violations]
+        used = self.known.triage(self._suite.impl_spec, prop, case, messages)
         if used is None:
+            self._misses += self.known.misses(self._suite.impl_spec, prop, case, messages)
             return False
         self.used.extend(e for e in used if e not in self.used)
         return True
