@@ -22,6 +22,9 @@ class NotOffered(Exception):
     """The impl offers none of a family's (optional) layers; the message is the skip line."""
 
 
+Explained = Callable[[str, Any, list[Violation]], bool]  # (property, case, its violations) -> all expected?
+
+
 class Suite:
     def __init__(self, impl_spec: str, pool: Optional[GroupPool] = None, *,
                  world_sizes: Sequence[int] = tuple(range(1, 9)), dtypes: Sequence[str] = DTYPES):
@@ -146,9 +149,6 @@ class Suite:
             _skip(exc)
         if not _accepted(explained, prop, case, found):
             raise AssertionError(format_failure(ev, prop, found, self.impl_spec))
-
-
-Explained = Callable[[str, Any, list[Violation]], bool]
 
 
 def _accepted(explained: Optional[Explained], prop: str, case, found: list[Violation]) -> bool:
