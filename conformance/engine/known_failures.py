@@ -5,11 +5,13 @@ A known-failures file (TOML) lists entries::
     [[deviation]]
     id = "dtensor-empty-inner-batch"          # unique, cited in reports
     impl = "dtensor"                          # the --impl spec it is about, or "*"
-    family = "linear"                         # the family (conformance/families/<name>; default linear)
+    family = "linear"                         # the family (conformance/families/<name>; default linear),
+                                              # or a list of them: ["linear", "subgroups"]
     property = "*"                            # one of the family's properties, a list of them, or "*"
-    variant = "*"                             # one of the family's variants (linear: column-gathered |
-                                              # column-sharded-output | row-full-input | row-sliced-input;
-                                              # primitives: copy_to | ...; sequence_parallel: column | row)
+    variant = "*"                             # one of the family's variants, a list of them, or "*"
+                                              # (linear, subgroups: column-gathered | column-sharded-output
+                                              # | row-full-input | row-sliced-input; primitives: copy_to |
+                                              # ...; sequence_parallel: column | row)
     when = { batch_numel = 0, batch_dims = ">=2" }   # conditions on the case (all must hold)
     message = "integer modulo by zero"        # a regex every explained violation's message matches
     reason = "why it deviates, and who is wrong"
@@ -24,8 +26,19 @@ layer families — linear, subgroups, sequence parallel: ``batch_dims``, ``batch
 equality, a list by membership, and a string such as ``">1"``, ``"<=2"`` or ``"!=0"`` compares a
 number (``batch_shape`` takes a list of ints, or a list of them).
 
+One bug usually shows under several properties (a wrong output also breaks repeated calls and the
+training step) and in every family built on the broken layer (a wrong row layer also breaks the
+sub-groups and the MLP): ``property = "*"`` covers every property, and ``family`` may list several
+families. Each ``variant`` and ``when`` key must mean something in every family listed (the MLP's
+cases have no ``kind``, for instance): an entry whose conditions do not fit one family is refused
+with one line naming it, and that family gets its own entry.
+
 Every family's examples are judged one property at a time through ``Suite.check``, so entries are
-per example for every family. An entry with ``test = "<test function name>"`` (plus ``message``, and
+per example for every family, and an expected violation never ends a test's search: an example
+whose every violation is explained passes, and Hypothesis goes on drawing examples; a later example
+with a violation no entry explains (another bug) fails the test, shrunk as usual. Keep ``when`` and
+``message`` as narrow as the deviation: within the examples an entry applies to, a violation it
+explains hides any other bug that shows with the same message. An entry with ``test = "<test function name>"`` (plus ``message``, and
 optionally ``variant``, which then names any parameter of the test) is about a whole test instead:
 its failure becomes xfail when the final (shrunk) report matches ``message``. That is coarser —
 Hypothesis may shrink another failure of the same test into the known one — so prefer
@@ -54,8 +67,9 @@ from __future__ import annotations
 import operator
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import pytest
 from tpconform.families.registry import families, family_of
@@ -99,7 +113,7 @@ class Entry:
     variant: str = "*"
     when: dict = field(default_factory=dict)
     message: str = ""
-    family: str = "linear"  # the family whose examples it is about (conformance/families/<name>)
+    family: Any = "linear"  # the family (conformance/families/<name>) whose examples it is about, or a list
     test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
     timeout_s: Optional[float] = None  # a hang: the bound for the examples it applies to (see the module doc)
     repro: str = ""  # its minimal script, impls/peers/repros/REPRO.py (conformance/cli/deviation_report.py)
@@ -108,12 +122,12 @@ class Entry:
     matched: int = 0  # of those, how many failed in a way it explains
 
     def applies(self, impl: str, prop: str, case) -> bool:
-        if self.test or self.family != family_of(case).name:
+        if self.test or family_of(case).name not in _listed(self.family):
             return False
         facts = case_facts(case)
-        props = self.property if isinstance(self.property, list) else [self.property]
+        props, variants = _listed(self.property), _listed(self.variant)
         return (self.impl in ("*", impl) and ("*" in props or prop in props)
-                and self.variant in ("*", facts["variant"])
+                and ("*" in variants or str(facts["variant"]) in variants)
                 and all(k in facts and _holds(facts[k], v) for k, v in self.when.items()))
 
     def explains(self, message: str) -> bool:
@@ -123,6 +137,19 @@ class Entry:
         up = f" [{self.upstream}]" if self.upstream else ""
         bound = f" (a hang, bounded at {self.timeout_s:g} s)" if self.timeout_s else ""
         return f"{self.id}{bound}: {self.reason}{up}"
+
+
+def _listed(value: Any) -> list:
+    """A key that takes one value or a list of them (``family``, ``property``, ``variant``), as a list."""
+    return value if isinstance(value, list) else [value]
+
+
+def _names(e: Entry, key: str, where: str) -> list[str]:
+    """``e.<key>`` as a non-empty list of strings, or one clear line."""
+    names = _listed(getattr(e, key))
+    if not names or not all(isinstance(n, str) for n in names):
+        raise KnownFailuresError(f"{where} ({e.id}): '{key}' is a name or a list of names")
+    return names
 
 
 def _entry(raw: Any, where: str) -> Entry:
@@ -135,19 +162,21 @@ def _entry(raw: Any, where: str) -> Entry:
         bad = f"unknown key(s) {sorted(unknown)}" if unknown else f"missing key(s) {sorted(missing)}"
         raise KnownFailuresError(f"{where}: {bad}; keys are {sorted(_KEYS)}")
     e = Entry(**{"property": "*", **{k: raw[k] for k in raw}}, source=where)
-    if e.family not in fams:
-        raise KnownFailuresError(f"{where} ({e.id}): unknown family {e.family!r}; one of {sorted(fams)}")
-    fam = fams[e.family]
-    for prop in e.property if isinstance(e.property, list) else [e.property]:
-        if prop != "*" and prop not in fam.properties:
-            raise KnownFailuresError(f"{where} ({e.id}): unknown property {prop!r} of family {e.family!r}")
-    variants = tuple(str(v) for v in fam.variants() if v is not None)
-    if e.variant not in ("*", *variants) and not e.test:
-        raise KnownFailuresError(f"{where} ({e.id}): unknown variant {e.variant!r}; one of {variants}")
-    if e.test and not (isinstance(e.variant, str)
-                       or (isinstance(e.variant, list) and e.variant and all(isinstance(v, str) for v in e.variant))):
-        raise KnownFailuresError(f"{where} ({e.id}): 'variant' of a whole-test entry is a parameter name or a "
-                                 "list of them")
+    named = _names(e, "family", where)
+    for name in named:
+        if name not in fams:
+            raise KnownFailuresError(f"{where} ({e.id}): unknown family {name!r}; one of {sorted(fams)}")
+    listed = [fams[name] for name in named]
+    for prop in _names(e, "property", where):
+        if prop != "*" and not any(prop in fam.properties for fam in listed):
+            raise KnownFailuresError(f"{where} ({e.id}): unknown property {prop!r} of family "
+                                     f"{' or '.join(map(repr, named))}")
+    for variant in _names(e, "variant", where):
+        for fam in listed:  # a variant (and a 'when' key) must mean something in every family named
+            variants = tuple(str(v) for v in fam.variants() if v is not None)
+            if variant not in ("*", *variants) and not e.test:
+                raise KnownFailuresError(f"{where} ({e.id}): unknown variant {variant!r} of family {fam.name!r}; "
+                                         f"one of {variants or '(none: it has one kind of case)'}")
     if not isinstance(e.when, dict):
         raise KnownFailuresError(f"{where} ({e.id}): 'when' must be a table")
     if e.timeout_s is not None:
@@ -157,9 +186,11 @@ def _entry(raw: Any, where: str) -> Entry:
             raise KnownFailuresError(f"{where} ({e.id}): 'timeout_s' bounds examples; a whole-test entry "
                                      "('test') cannot set it")
         e.timeout_s = float(e.timeout_s)
-    fields = set(getattr(fam.case_type, "__dataclass_fields__", ())) | {"variant"} | set(fam.derived_facts)
-    if set(e.when) - fields:
-        raise KnownFailuresError(f"{where} ({e.id}): unknown 'when' key(s) {sorted(set(e.when) - fields)}")
+    for fam in listed:
+        fields = set(getattr(fam.case_type, "__dataclass_fields__", ())) | {"variant"} | set(fam.derived_facts)
+        if set(e.when) - fields:
+            also = (f" of family {fam.name!r} (give it its own entry)" if len(listed) > 1 else "")
+            raise KnownFailuresError(f"{where} ({e.id}): unknown 'when' key(s) {sorted(set(e.when) - fields)}{also}")
     try:
         re.compile(e.message)
     except re.error as exc:
@@ -236,6 +267,19 @@ class KnownFailures:
             e.matched += 1
         return used
 
+    def misses(self, impl: str, prop: str, case, messages: list[str]) -> list[str]:
+        """For the report of an example that failed: each entry that applies to it, and the first of
+        its violations the entry's ``message`` does not match (the entry is about this case, but not
+        about this symptom: another bug, or a ``message`` to widen)."""
+        lines = []
+        for e in self.entries:
+            missed = next((m for m in messages if not e.explains(m)), None) if e.applies(impl, prop, case) else None
+            if missed is not None:
+                first = missed.strip().splitlines()[0] if missed.strip() else ""
+                lines.append(f"known failure {e.id} applies to this case, but its message /{e.message}/ does not "
+                             f"match: {first[:160]}")
+        return lines
+
     def stale(self) -> list[Entry]:
         """Entries whose cases ran but never failed as described: the run must fail."""
         return [e for e in self.entries if e.applicable and not e.matched]
@@ -264,38 +308,47 @@ class ExpectingSuite:
     def __init__(self, suite, known: KnownFailures):
         self._suite, self.known = suite, known
         self.used: list[Entry] = []
+        self._misses: list[str] = []  # the current example's entries that apply but do not explain it
 
     def __getattr__(self, name):
         return getattr(self._suite, name)
 
     def check(self, case, prop: str) -> None:
-        hang = self.known.bound(self._suite.impl_spec, prop, case)
-        with self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else ""):
-            found = self._suite.violations(case, prop)
-            used = self.known.triage(self._suite.impl_spec, prop, case, [v.message for v in found])
-            if used is None:
-                self._suite.check(case, prop)  # deterministic: re-runs the example to raise the full report
-                raise AssertionError("\n".join(v.message for v in found))
-        self.used.extend(e for e in used if e not in self.used)
-
+        with self._bounded(prop, case), self._noting_misses():
+            self._suite.check(case, prop, self._explained)
 
     def check_all(self, case, props) -> None:
         """``Suite.check_all``, each property's violations triaged as in :meth:`check`."""
-        impl = self._suite.impl_spec
-        hang = self.known.bound(impl, props, case)
-        with self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else ""):
-            ev, found = self._suite.judged(case, props)
-        from tpconform.engine.suite import format_failure
+        with self._bounded(props, case), self._noting_misses():
+            self._suite.check_all(case, props, self._explained)
 
-        reports = []
-        for prop, violations in found.items():
-            used = self.known.triage(impl, prop, case, [v.message for v in violations])
-            if used is None:
-                reports.append(format_failure(ev, prop, violations, impl))
-            else:
-                self.used.extend(e for e in used if e not in self.used)
-        if reports:
-            raise AssertionError("\n\n".join(reports))
+    @contextmanager
+    def _noting_misses(self) -> Iterator[None]:
+        """A failure report gains a line per entry that applies to its example but does not explain it."""
+        self._misses = []
+        try:
+            yield
+        except AssertionError as exc:
+            if not self._misses:
+                raise
+            raise AssertionError("\n".join([str(exc), *dict.fromkeys(self._misses)])) from None
+
+    def _bounded(self, props, case):
+        """The example's run bounded by the known hang that applies to it, if any (``timeout_s``)."""
+        hang = self.known.bound(self._suite.impl_spec, props, case)
+        return self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else "")
+
+    def _explained(self, prop: str, case, violations) -> bool:
+        """Whether every violation of ``prop`` in this example (maybe none) is a known failure; the
+        entries used are remembered for the test's xfail line. The suite asks this per example, so an
+        expected violation never ends the search: only an unexplained one fails (and is shrunk)."""
+        messages = [v.message for v in violations]
+        used = self.known.triage(self._suite.impl_spec, prop, case, messages)
+        if used is None:
+            self._misses += self.known.misses(self._suite.impl_spec, prop, case, messages)
+            return False
+        self.used.extend(e for e in used if e not in self.used)
+        return True
 
 
 class PytestKnownFailures:

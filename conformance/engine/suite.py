@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence
 
 from tpconform.engine.runner import Runner
 from tpconform.families.registry import family, family_of
@@ -20,6 +20,9 @@ from tpconform.transport.harness import GroupPool
 
 class NotOffered(Exception):
     """The impl offers none of a family's (optional) layers; the message is the skip line."""
+
+
+Explained = Callable[[str, Any, list[Violation]], bool]  # (property, case, its violations) -> all expected?
 
 
 class Suite:
@@ -113,28 +116,49 @@ class Suite:
             raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
         return ev
 
-    def check_all(self, case, props: Sequence[str]) -> None:
-        """Run ``case`` once and raise one report naming every property of ``props`` it violates."""
-        ev, found = self.judged(case, props)
-        reports = [format_failure(ev, prop, vs, self.impl_spec) for prop, vs in found.items() if vs]
+    def check_all(self, case, props: Sequence[str], explained: Optional[Explained] = None) -> None:
+        """Run ``case`` once and raise one report naming every property of ``props`` it violates
+        (``explained``: as in :meth:`check`, asked once per property)."""
+        try:
+            ev, found = self.judged(case, props)
+        except NotOffered as exc:
+            _skip(exc)
+        reports = [format_failure(ev, prop, vs, self.impl_spec) for prop, vs in found.items()
+                   if not _accepted(explained, prop, case, vs)]
         if reports:
             raise AssertionError("\n\n".join(reports))
 
     def violations(self, case, prop: str) -> list[Violation]:
+        """``prop``'s violations in ``case`` (``[]`` also when the impl does not offer its family: for
+        searches that only ask "does this case fail?"; a test goes through :meth:`check`, which skips)."""
         try:
             return self.checked(case, prop)[1]
         except NotOffered:
             return []
 
-    def check(self, case, prop: str) -> None:
+    def check(self, case, prop: str, explained: Optional[Explained] = None) -> None:
+        """Judge ``case`` on ``prop``: an ``AssertionError`` that reads as the failure report when it is
+        violated, a pytest skip when the impl does not offer the case's family (never a pass).
+
+        ``explained(prop, case, violations)`` (the known failures, ``engine/known_failures.py``) is
+        asked about every example judged, with its violations or none, and returns whether each of
+        them is an expected one: then the example passes and the search goes on to the next."""
         try:
             ev, found = self.checked(case, prop)
         except NotOffered as exc:
-            import pytest
-
-            pytest.skip(str(exc))
-        if found:
+            _skip(exc)
+        if not _accepted(explained, prop, case, found):
             raise AssertionError(format_failure(ev, prop, found, self.impl_spec))
+
+
+def _accepted(explained: Optional[Explained], prop: str, case, found: list[Violation]) -> bool:
+    return explained(prop, case, found) if explained is not None else not found
+
+
+def _skip(exc: NotOffered) -> NoReturn:
+    import pytest
+
+    pytest.skip(str(exc))
 
 
 def coverage_lines(suite: Suite) -> list[str]:

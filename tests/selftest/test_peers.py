@@ -101,6 +101,9 @@ def test_a_failure_the_entry_does_not_explain_still_fails(tmp_path):
     r = _forward_run(_file(tmp_path, ROW_BIAS.replace("{message}", "a message the bug never prints")))
     assert r.returncode == 1, r.stdout[-3000:]
     assert "property violated: output matches the dense layer" in r.stdout
+    # the report says which entry was about this case, and why it did not explain it
+    assert ("known failure row-bias-twice applies to this case, but its message /a message the bug never prints/ "
+            "does not match: rank ") in r.stdout, r.stdout[-3000:]
 
 
 def test_an_entry_that_matches_nothing_fails_the_run(tmp_path):

@@ -1,0 +1,154 @@
+"""Known failures (``--known-failures``, ``conformance/engine/known_failures.py``) against seeded bugs:
+an entry never turns a skip into a pass, an expected violation never hides another bug of the same
+test, and the README's accepted-deviation file makes the gate green on the bug it describes.
+(The mechanism's other self-tests: ``test_peers.py``, ``test_known_hangs.py``, ``test_gate.py``.)"""
+
+import os
+import re
+
+import pytest
+from tpconform.engine.known_failures import KnownFailures, KnownFailuresError
+
+from tests.selftest.test_peers import ROOT, pytest_run
+
+ROW_BIAS_ENTRY = """
+[[deviation]]
+id = "bias-added-per-rank"
+impl = "*"
+property = "output_matches_the_dense_layer"
+when = {{ kind = "row", bias = true, world_size = ">1" }}
+message = "outside tolerance"
+reason = "seeded: the row layer adds the bias on every rank"
+{more}"""
+
+
+def _known(tmp_path, more: str = "") -> str:
+    path = tmp_path / "known.toml"
+    path.write_text(ROW_BIAS_ENTRY.format(more=more))
+    return str(path)
+
+
+def test_a_known_failure_never_turns_a_not_offered_family_into_a_pass(tmp_path):
+    """A simple-module file offers no primitives: their tests skip, with or without a known-failures
+    file whose entry applies elsewhere (it used to make them pass: 12 passed)."""
+    impl = os.path.join("tests", "selftest", "fixtures", "simple_module_bias_every_rank.py")
+    r = pytest_run(f"--impl={impl}", f"--known-failures={_known(tmp_path)}", "--world-sizes=1-2",
+                   "--tp-timeout=120", "-k", "primitive", "-rs")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert re.search(r"\b12 skipped\b", r.stdout) and " passed" not in r.stdout, r.stdout[-3000:]
+    assert "offers no primitives (optional)" in r.stdout, r.stdout[-3000:]
+
+
+SECOND_BUG = """
+[[deviation]]
+id = "no-all-reduce-without-bias"
+impl = "*"
+property = "output_matches_the_dense_layer"
+when = { kind = "row", bias = false, world_size = ">1" }
+message = "outside tolerance"
+reason = "seeded: without a bias the partial outputs are never all-reduced"
+"""
+
+
+def _two_bugs(known: str):
+    return pytest_run("--impl=tests.selftest.fixtures.declared_bug_and_another:Impl", f"--known-failures={known}",
+                      "--world-sizes=1-3", "--tp-timeout=120", "tests/properties/test_forward.py",
+                      "-k", "output_matches and row-full-input")
+
+
+def test_a_known_deviation_does_not_hide_a_second_bug_in_the_same_test(tmp_path):
+    """The fixture's row layer has a declared bug (the bias on every rank) and a second one on other
+    cases (no all-reduce without a bias). The examples the entry explains pass and the search goes
+    on: the test fails on the second bug, shrunk, not xfail on the first."""
+    r = _two_bugs(_known(tmp_path))
+    out = r.stdout
+    assert r.returncode == 1 and "1 failed" in out and "xfailed" not in out, out[-4000:]
+    report = out[out.index("property violated"):]
+    assert "bias=False" in report.splitlines()[1], report[:2000]  # the case: the second bug's
+    assert "likely cause: the output is this rank's partial product" in report and "all-reduce is missing" in report
+    assert re.search(r"expected deviation bias-added-per-rank: [1-9]\d* of", out), out[-3000:]  # met, not the end
+    assert "STALE" not in out, out[-3000:]
+
+
+def test_a_test_whose_violations_are_all_explained_xfails_naming_each_entry(tmp_path):
+    r = _two_bugs(_known(tmp_path, SECOND_BUG))
+    assert r.returncode == 0 and "1 xfailed" in r.stdout, r.stdout[-3000:]
+    for entry in ("bias-added-per-rank", "no-all-reduce-without-bias"):
+        assert re.search(rf"expected deviation {entry}: [1-9]\d* of", r.stdout), r.stdout[-3000:]
+
+
+def readme_known_failures() -> str:
+    """The TOML example under "Accepted deviations" in the README, as a user copies it."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    after = text[text.index("**Accepted deviations.**"):]
+    return after[after.index("```toml\n") + len("```toml\n"):after.index("```\n", after.index("```toml"))]
+
+
+def test_the_readme_accepted_deviations_make_the_gate_green_on_their_bug(tmp_path):
+    """The README's file, its ``impl`` pointed at the registry's copy of the bug it describes (the row
+    bias added on every rank): every test the bug breaks, in every family, comes out xfail; exit 0."""
+    example = readme_known_failures()
+    assert example.count('impl = "theirpkg.tp:Adapter"') == example.count("impl =") >= 1, example
+    path = tmp_path / "known.toml"
+    path.write_text(example.replace('impl = "theirpkg.tp:Adapter"', 'impl = "bug-row-bias-every-rank"'))
+    r = pytest_run("--impl=bug-row-bias-every-rank", f"--known-failures={path}", "--world-sizes=1-3",
+                   "--tp-timeout=120", "-rx")
+    out = r.stdout
+    assert r.returncode == 0, out[-4000:]
+    assert "STALE" not in out and " failed" not in out, out[-4000:]
+    for test in ("test_output_matches_the_dense_layer", "test_repeated_calls_are_independent",
+                 "test_training_step_matches_the_dense_layer", "test_every_property_holds_in_every_case_class",
+                 "test_mlp_output_matches_the_dense_mlp"):
+        assert re.search(rf"XFAIL \S+::{test}\[", out), f"{test} should be xfail:\n{out[-4000:]}"
+
+
+def _load(tmp_path, body: str) -> KnownFailures:
+    path = tmp_path / "known.toml"
+    path.write_text(body)
+    return KnownFailures.load([str(path)])
+
+
+def test_one_entry_may_cover_several_families_and_variants(tmp_path):
+    import dataclasses
+
+    from tpconform.spec.cases import LayerCase
+
+    known = _load(tmp_path, """
+        [[deviation]]
+        id = "x"
+        impl = "*"
+        family = ["linear", "subgroups"]
+        variant = ["row-full-input", "row-sliced-input"]
+        property = "*"
+        when = { bias = true }
+        reason = "r"
+    """.replace("\n        ", "\n"))
+    entry = known.entries[0]
+    row = LayerCase(kind="row", world_size=2, in_features=4, out_features=3, batch_shape=(2,), dtype="float32",
+                    bias=True)
+    column = LayerCase(kind="column", world_size=2, in_features=4, out_features=3, batch_shape=(2,),
+                       dtype="float32", bias=True)
+    in_groups = dataclasses.replace(row, world_size=4, tp_size=2)  # the subgroups family: 2 TP groups of 2
+    assert entry.applies("i", "output_matches_the_dense_layer", row)
+    assert entry.applies("i", "output_matches_the_dense_layer", in_groups)
+    assert not entry.applies("i", "output_matches_the_dense_layer", column)
+    assert not entry.applies("i", "output_matches_the_dense_layer", dataclasses.replace(row, bias=False))
+    only_linear = dataclasses.replace(entry, family="linear")
+    assert not only_linear.applies("i", "output_matches_the_dense_layer", in_groups)
+
+
+@pytest.mark.parametrize("body, says", [
+    ('family = ["linear", "mlp"]\nwhen = { kind = "row" }',
+     "unknown 'when' key(s) ['kind'] of family 'mlp' (give it its own entry)"),
+    ('family = ["linear", "mlp"]\nvariant = "row-full-input"', "unknown variant 'row-full-input' of family 'mlp'"),
+    ('family = ["linear", "nope"]', "unknown family 'nope'"),
+    ('family = ["linear", "mlp"]\nproperty = "no_such_property"', "unknown property 'no_such_property'"),
+    ("family = []", "'family' is a name or a list of names"),
+    ("variant = [1]", "'variant' is a name or a list of names"),
+])
+def test_an_entry_whose_conditions_do_not_fit_a_family_it_names_gets_one_line(tmp_path, body, says):
+    with pytest.raises(KnownFailuresError) as exc:
+        prop = "" if "property" in body else "property = '*'\n"
+        _load(tmp_path, f"[[deviation]]\nid = 'x'\nimpl = '*'\n{prop}reason = 'r'\n{body}\n")
+    assert says in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
