@@ -285,17 +285,17 @@ class ExpectingSuite:
         hang = self.known.bound(impl, props, case)
         with self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else ""):
             ev, found = self._suite.judged(case, props)
-        from tpconform.engine.suite import format_failure
+        from tpconform.engine.report import PropertyViolated, format_case_failure
 
-        reports = []
+        reports = {}
         for prop, violations in found.items():
             used = self.known.triage(impl, prop, case, [v.message for v in violations])
             if used is None:
-                reports.append(format_failure(ev, prop, violations, impl))
+                reports[prop] = violations
             else:
                 self.used.extend(e for e in used if e not in self.used)
-        if reports:
-            raise AssertionError("\n\n".join(reports))
+        if any(reports.values()):
+            raise PropertyViolated(format_case_failure(ev, reports, impl))
 
 
 class PytestKnownFailures:

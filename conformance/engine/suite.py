@@ -3,10 +3,15 @@ property, and raise an ``AssertionError`` that reads as a complete failure repor
 
 from __future__ import annotations
 
-import shlex
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence
 
+from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_command: the suite's, imported from here
+    PropertyViolated,
+    format_case_failure,
+    format_failure,
+    replay_command,
+)
 from tpconform.engine.runner import Runner
 from tpconform.families.registry import family, family_of
 from tpconform.impls.protocol import Capabilities
@@ -116,9 +121,8 @@ class Suite:
     def check_all(self, case, props: Sequence[str]) -> None:
         """Run ``case`` once and raise one report naming every property of ``props`` it violates."""
         ev, found = self.judged(case, props)
-        reports = [format_failure(ev, prop, vs, self.impl_spec) for prop, vs in found.items() if vs]
-        if reports:
-            raise AssertionError("\n\n".join(reports))
+        if any(found.values()):
+            raise PropertyViolated(format_case_failure(ev, found, self.impl_spec))
 
     def violations(self, case, prop: str) -> list[Violation]:
         try:
@@ -134,7 +138,7 @@ class Suite:
 
             pytest.skip(str(exc))
         if found:
-            raise AssertionError(format_failure(ev, prop, found, self.impl_spec))
+            raise PropertyViolated(format_failure(ev, prop, found, self.impl_spec))
 
 
 def coverage_lines(suite: Suite) -> list[str]:
@@ -146,27 +150,3 @@ def coverage_lines(suite: Suite) -> list[str]:
         lines.append(f"{prop}: {len(wanted & met)}/{len(wanted)} case classes"
                      + (f"; not met: {', '.join(missing)}" if missing else ""))
     return lines
-
-
-def replay_command(impl_spec: str, case, prop: Optional[str] = None) -> str:
-    token = family_of(case).token(case)
-    cmd = f"python -m tpconform replay --impl={shlex.quote(impl_spec)} {shlex.quote(token)}"
-    return cmd + (f" --property={prop}" if prop else "")
-
-
-def format_failure(ev, prop: str, found: list[Violation], impl_spec: str, fam: Optional[Family] = None) -> str:
-    fam = fam or family_of(ev.case)
-    lines = [
-        f"property violated: {prop.replace('_', ' ')}",
-        f"case: {fam.describe(ev.case)}",
-    ]
-    for v in found[:8]:
-        lines.append(f"  - {v.message}")
-        cause = fam.likely_cause(ev, v)
-        if cause:
-            lines.append(f"    likely cause: {cause}")
-    if len(found) > 8:
-        lines.append(f"  ... and {len(found) - 8} more")
-    lines += fam.report_notes(ev)
-    lines.append(f"replay: {replay_command(impl_spec, ev.case, prop)}")
-    return "\n".join(lines)

@@ -250,8 +250,40 @@ def pytest_terminal_summary(terminalreporter, config):
     from tpconform.engine.suite import coverage_lines
 
     terminalreporter.section("tpconform coverage by case class")
-    for line in coverage_lines(suite):
+    lines = coverage_lines(suite)
+    if config.get_verbosity() <= 0:  # only the properties that missed a class (-v: every one's count)
+        lines = [line for line in lines if "not met" in line] or [
+            f"each of the {len(lines)} properties judged met every case class (-v: each one's count)"]
+    for line in lines:
         terminalreporter.write_line(line, yellow="not met" in line)
+    if terminalreporter.stats.get("failed") and config.get_verbosity() <= 0:
+        terminalreporter.write_line("each failure above is its shrunk case; pytest -v shows pytest's full traceback")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A violated property's report is the failure, alone: the shrunk case, its symptoms and the
+    replay line, without pytest's source listing or Hypothesis's notes about the suite's own code
+    (``-v`` keeps pytest's full report)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "call" and report.failed and call.excinfo is not None and item.config.get_verbosity() <= 0:
+        violated = _property_violated(call.excinfo.value)
+        if violated is not None:
+            report.longrepr = str(violated)
+
+
+def _property_violated(exc: BaseException):
+    """The :class:`~tpconform.engine.report.PropertyViolated` that ``exc`` is or holds, or ``None``."""
+    from tpconform.engine.report import PropertyViolated
+
+    if isinstance(exc, PropertyViolated):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):  # Hypothesis's group of distinct failures
+        found = _property_violated(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def pytest_runtest_setup(item):
