@@ -80,13 +80,11 @@ def format_case_failure(ev, found: dict[str, list[Violation]], impl_spec: str,
     return "\n".join(lines)
 
 
-def first_symptom(report: str, width: int = 220) -> str:
-    """A report's first symptom and its case, on one line of at most about ``width`` characters."""
+def first_symptom(report: str, width: int = 90) -> str:
+    """A report's case, whole, and its first symptom, cut to ``width`` characters: one line."""
     case = next((line[len("case: "):] for line in report.splitlines() if line.startswith("case: ")), "")
     symptom = next((line.strip()[2:] for line in report.splitlines() if line.startswith("  - ")), "")
-    symptom = symptom if len(symptom) <= 120 else symptom[:117] + "..."
-    text = f"{symptom} | case: {case}"
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return f"{case}: {symptom if len(symptom) <= width else symptom[: width - 3] + '...'}"
 
 
 def covering_report(reports: Sequence[str], verbose: bool = False) -> str:

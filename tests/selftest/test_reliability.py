@@ -69,7 +69,8 @@ def test_a_hang_fails_in_bounded_time_naming_the_ranks_with_every_stack(pool, sp
     assert says in text, text[:3000]
     if spec == "SleepsOnRank1":  # nobody finished: the full --tp-timeout applies
         assert "timed out after" in text and f"(limit {TIMEOUT:.1f} s, --tp-timeout)" in text, text[:3000]
-    assert "--- rank 0 stack:" in text and "--- rank 1 stack:" in text and in_stack in text, text
+    assert "--- rank 0 stack:" in text and in_stack in text, text
+    assert "--- rank 1 stack:" in text or "--- rank 1: idle in the worker loop" in text, text  # every rank named
     assert "hangs.py" in text or spec == "SkipsCollectiveOnRank1"
     assert seconds < TIMEOUT + 15.0, f"{seconds:.1f} s from the hang to the failure"  # generous: loaded CI
     starts = pool.starts
