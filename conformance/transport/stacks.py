@@ -24,10 +24,14 @@ def brief(stack: str) -> str:
     when all that is left is the loop waiting for a message."""
     kept = []
     for block in re.split(r"\n\s*\n", _THREAD_ID.sub(r"\1", stack.strip())):
-        frames = _frames(block)
-        if frames and any(_LIFELINE in f and "_watch" in f for f in frames):
-            continue
         lines = block.splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith(("Thread", "Current thread"))), len(lines))
+        if start:  # what precedes the first thread (e.g. "(no answer to SIGUSR1; its watchdog's dump ...)")
+            kept.append("\n".join(lines[:start]))
+            lines = lines[start:]
+        frames = _frames("\n".join(lines))
+        if not lines or frames and any(_LIFELINE in f and "_watch" in f for f in frames):
+            continue
         loop = next((i for i, line in enumerate(lines) if _WORKER_LOOP in line and " in main" in line), None)
         if loop is not None:
             above = [line for line in lines[1:loop] if line.lstrip().startswith("File ")]
