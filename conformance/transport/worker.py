@@ -72,7 +72,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     candidate's warnings) goes to ``stack_path + ".stderr"``, which the verdict reads when a rank dies."""
     sandbox.set_up(world_size, rank)
     watchdog_path = stack_path + ".watchdog"
-    cleanup = (stack_path, watchdog_path)
+    cleanup: tuple[str, ...] = (stack_path, watchdog_path)
     if capture_stderr:
         cleanup += (stack_path + ".stderr",)
         captured = os.open(cleanup[-1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
