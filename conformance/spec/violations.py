@@ -52,3 +52,10 @@ def fold_ranks(items: Sequence[tuple[Optional[int], str]]) -> list[str]:
             order.append((key, None))
         groups[key].append(rank)
     return [text if text is not None else rank_span(groups[key]) + key for key, text in order]
+
+
+def construction_raised(failed: Sequence[int], errors: dict[int, Any], why: str = "") -> str:
+    """``construction raised on rank(s) [0, 1]{why}`` and each rank's error (type, message, the frames of
+    the code under test), ranks whose errors are the same folded into one."""
+    lines = fold_ranks([(r, f"rank {r}: {str(e)[:4000]}") for r, e in sorted(errors.items()) if e])
+    return f"construction raised on rank(s) {sorted(failed)}{why}" + "".join(f"\n{line}" for line in lines)

@@ -98,7 +98,7 @@ def test_a_construction_error_shows_the_candidates_file_and_line_and_no_empty_ba
     suite = Suite(spec, pool)
     ev, found = suite.checked(case(batch_shape=(0, 3)), "output_matches_the_dense_layer")
     text = "\n".join(v.message for v in found)
-    assert "construction raised on rank 1" in text and "IndexError: tuple index out of range" in text, text
+    assert "construction raised on rank(s) [1]" in text and "IndexError: tuple index out of range" in text, text
     assert 'simple_module_construct_raises_on_rank1.py", line 13, in __init__' in text, text
     assert "ConventionError" not in text and "rank 0:" not in text, text
     assert all("batch is empty" not in (family_of(ev.case).likely_cause(ev, v) or "") for v in found)
