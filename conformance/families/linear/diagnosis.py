@@ -59,7 +59,7 @@ def _shards_cause(ev: Evidence, v: Violation) -> str | None:
         pieces = torch.split(t.weight, sizes, dim=d)
         if sorted(map(_key, pieces)) == sorted(map(_key, shards)):
             return "the shards are the right blocks in a different rank order"
-    return "the weight may be split along the wrong dim, or in a different rank order"
+    return None  # no recogniser's precondition holds: no guess
 
 
 def _key(t: torch.Tensor) -> bytes:
@@ -197,7 +197,6 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
             if _within(actual, partial, bound):
                 return ("the input grad is this rank's partial g_r·W_r: the backward all-reduce of the input grad is "
                         "missing")
-            return "column input grad: the backward all-reduce of the input grad may be missing"
     return None
 
 
