@@ -74,6 +74,8 @@ def test_a_case_reports_a_symptom_shared_by_its_properties_once(pool):
     assert text.count("replay: ") == 1 and "--property" not in text, text
     brief = covering_report([text, text.replace("seed=7", "seed=8")])
     assert brief.count("replay: ") == 1 and "also failing:" in brief and "seed=8" in brief, brief
+    whole = covering_report([text, text.replace("seed=7", "seed=8")], verbose=True)  # -v: every case in full
+    assert whole.count("replay: ") == 2 and "also failing:" not in whole, whole
 
 
 # -- what the candidate raised ----------------------------------------------------------------------
@@ -123,6 +125,25 @@ def test_a_collective_mismatch_is_named_with_the_backends_message(pool):
     assert "collective mismatch" in text, text
     assert "Received data size doesn't match expected size" in text, text  # Gloo's own words
     assert "a rank must never exit mid-example" not in text, text
+
+
+def test_a_dead_rank_is_reported_with_the_last_lines_it_wrote_to_stderr(pool):
+    suite = Suite(fixture("simple_module_exits_with_a_message.py"), pool)
+    _, found = suite.checked(case(kind="row", world_size=2), "output_matches_the_dense_layer")
+    text = "\n".join(v.message for v in found)
+    assert "rank 1 exited (exit code 3)" in text, text
+    assert "my_layer: giving up, the input slice is too small" in text, text
+
+
+def test_verbose_keeps_pytests_own_report():
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:randomly", "--world-sizes=1-3",
+                        "--impl=bug-row-bias-every-rank", "tests/properties/test_forward.py",
+                        "-k", "output_matches and row-full-input"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert "property violated: output matches the dense layer" in r.stdout
+    assert "Failing test case" in r.stdout or "Falsifying example" in r.stdout, r.stdout[-3000:]  # Hypothesis's notes
 
 
 # -- the whole report -------------------------------------------------------------------------------
