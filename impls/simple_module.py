@@ -26,10 +26,6 @@ from tpconform.impls.entries import ImplError
 from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 
-class ConventionError(Exception):
-    pass
-
-
 def load_module_file(path: str):
     name = "tpconform_candidate_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
     spec = importlib.util.spec_from_file_location(name, path)
@@ -95,16 +91,18 @@ class SimpleModuleImpl(TensorParallelImpl):
         if error is not None:
             raise error
         if any(s < 0 for s in sizes):
-            raise ConventionError("construction failed on another rank")
-        if bias is not None:
-            with torch.no_grad():
-                if kind == "column":
-                    rank = dist.get_rank(group)
-                    start = sum(sizes[:rank])
-                    if start + sizes[rank] <= out_features:
-                        layer.bias.copy_(bias[start : start + sizes[rank]])
-                elif layer.bias is not None:  # a row bias may live on some ranks only (added once: judged)
-                    layer.bias.copy_(bias)
+            return layer  # another rank's build raised: the suite's status exchange reports that rank's error
+        # the random bias, written where the layer's bias has the shape its weight rows imply; a bias
+        # of another shape (or none) is left as the layer made it, for the shards property to report
+        own = getattr(layer, "bias", None)
+        if bias is not None and isinstance(own, torch.Tensor):
+            if kind == "column":
+                rank = dist.get_rank(group)
+                start = sum(sizes[:rank])
+                bias = bias[start : start + sizes[rank]] if start + sizes[rank] <= out_features else None
+            if bias is not None and own.shape == bias.shape:
+                with torch.no_grad():
+                    own.copy_(bias)
         return layer
 
     def column(self, weight, bias, *, gather_output, group):

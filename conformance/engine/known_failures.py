@@ -331,7 +331,7 @@ class ExpectingSuite:
         except AssertionError as exc:
             if not self._misses:
                 raise
-            raise AssertionError("\n".join([str(exc), *dict.fromkeys(self._misses)])) from None
+            raise type(exc)("\n".join([str(exc), *dict.fromkeys(self._misses)])) from None  # a PropertyViolated stays one
 
     def _bounded(self, props, case):
         """The example's run bounded by the known hang that applies to it, if any (``timeout_s``)."""

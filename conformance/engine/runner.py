@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, Sequence
 from tpconform.families.registry import families
 from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
 from tpconform.spec.results import RankResult, malformed
+from tpconform.spec.violations import fold_ranks
 from tpconform.transport.contract import GroupFailure, Pool, cut_text
 from tpconform.transport.harness import GroupPool
 
@@ -121,8 +122,8 @@ class Runner:
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
         if errors:
             group.close()  # a rank raised mid-collective: the group's state is unknown
-            return {}, "\n".join(f"rank {r} raised: {cut_text(rep.get('impl_error') or rep.get('error'))}"
-                                  for r, rep in errors)
+            return {}, "\n".join(fold_ranks([(r, f"rank {r} raised: {cut_text(rep.get('impl_error') or rep.get('error'))}")
+                                              for r, rep in errors]))
         results, bad = _results(replies)
         if bad:
             group.close(graceful=False)

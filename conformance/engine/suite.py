@@ -3,10 +3,15 @@ property, and raise an ``AssertionError`` that reads as a complete failure repor
 
 from __future__ import annotations
 
-import shlex
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence
 
+from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_command: the suite's, imported from here
+    PropertyViolated,
+    format_case_failure,
+    format_failure,
+    replay_command,
+)
 from tpconform.engine.runner import Runner
 from tpconform.families.registry import family, family_of
 from tpconform.impls.protocol import Capabilities
@@ -123,10 +128,9 @@ class Suite:
             ev, found = self.judged(case, props)
         except NotOffered as exc:
             _skip(exc)
-        reports = [format_failure(ev, prop, vs, self.impl_spec) for prop, vs in found.items()
-                   if not _accepted(explained, prop, case, vs)]
-        if reports:
-            raise AssertionError("\n\n".join(reports))
+        unexplained = {prop: vs for prop, vs in found.items() if vs and not _accepted(explained, prop, case, vs)}
+        if unexplained:
+            raise PropertyViolated(format_case_failure(ev, unexplained, self.impl_spec))
 
     def violations(self, case, prop: str) -> list[Violation]:
         """``prop``'s violations in ``case`` (``[]`` also when the impl does not offer its family: for
@@ -148,7 +152,7 @@ class Suite:
         except NotOffered as exc:
             _skip(exc)
         if not _accepted(explained, prop, case, found):
-            raise AssertionError(format_failure(ev, prop, found, self.impl_spec))
+            raise PropertyViolated(format_failure(ev, prop, found, self.impl_spec))
 
 
 def _accepted(explained: Optional[Explained], prop: str, case, found: list[Violation]) -> bool:
@@ -170,27 +174,3 @@ def coverage_lines(suite: Suite) -> list[str]:
         lines.append(f"{prop}: {len(wanted & met)}/{len(wanted)} case classes"
                      + (f"; not met: {', '.join(missing)}" if missing else ""))
     return lines
-
-
-def replay_command(impl_spec: str, case, prop: Optional[str] = None) -> str:
-    token = family_of(case).token(case)
-    cmd = f"python -m tpconform replay --impl={shlex.quote(impl_spec)} {shlex.quote(token)}"
-    return cmd + (f" --property={prop}" if prop else "")
-
-
-def format_failure(ev, prop: str, found: list[Violation], impl_spec: str, fam: Optional[Family] = None) -> str:
-    fam = fam or family_of(ev.case)
-    lines = [
-        f"property violated: {prop.replace('_', ' ')}",
-        f"case: {fam.describe(ev.case)}",
-    ]
-    for v in found[:8]:
-        lines.append(f"  - {v.message}")
-        cause = fam.likely_cause(ev, v)
-        if cause:
-            lines.append(f"    likely cause: {cause}")
-    if len(found) > 8:
-        lines.append(f"  ... and {len(found) - 8} more")
-    lines += fam.report_notes(ev)
-    lines.append(f"replay: {replay_command(impl_spec, ev.case, prop)}")
-    return "\n".join(lines)

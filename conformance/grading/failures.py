@@ -71,8 +71,11 @@ def exception_line(text: str) -> str:
     """The line of a candidate's error that names it (``ValueError: ...``); :meth:`Signature.key`
     masks its numbers, so the same error on different shapes is one signature."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    named = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", ln)]
+    named = [m.group(1) for m in map(_NAMED.search, lines) if m]  # also after "rank 1 raised: " or "ranks 0-1: "
     return (named or lines or ["(no message)"])[-1][:200]
+
+
+_NAMED = re.compile(r"(?:^|: )([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b.*)")
 
 
 def _raised_cause(found: list[Violation]) -> str:

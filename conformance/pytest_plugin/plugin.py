@@ -111,6 +111,8 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
     _collect_the_suite(config)
+    if config.getoption("impl") is not None and config.option.reportchars == "fE" and config.get_verbosity() <= 0:
+        config.option.reportchars = "E"  # each failure's section already names its test: no second list of them
 
 
 def _collect_the_suite(config) -> None:
@@ -254,8 +256,56 @@ def pytest_terminal_summary(terminalreporter, config):
     from tpconform.engine.suite import coverage_lines
 
     terminalreporter.section("tpconform coverage by case class")
-    for line in coverage_lines(suite):
+    lines = coverage_lines(suite)
+    if config.get_verbosity() <= 0:  # only the properties that missed a class (-v: every one's count)
+        lines = [line for line in lines if "not met" in line] or [
+            f"each of the {len(lines)} properties judged met every case class (-v: each one's count)"]
+    for line in lines:
         terminalreporter.write_line(line, yellow="not met" in line)
+    if terminalreporter.stats.get("failed") and config.get_verbosity() <= 0:
+        terminalreporter.write_line("each failure above is its shrunk case; pytest -v shows pytest's full traceback")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A violated property's report is the failure, alone: the shrunk case, its symptoms and the
+    replay line, without pytest's source listing or Hypothesis's notes about the suite's own code
+    (``-v`` keeps pytest's full report)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "call" and report.failed and call.excinfo is not None and item.config.get_verbosity() <= 0:
+        violated = _property_violated(call.excinfo.value)
+        if violated is not None:
+            report.longrepr = _folded(item, str(violated))
+
+
+SHOWN = pytest.StashKey[dict]()  # a failure's case and symptoms -> the test whose report showed them
+
+
+def _folded(item, text: str) -> str:
+    """``text``, or, when an earlier test of this run failed on the same case with the same symptoms
+    (one crash seen by several properties), its first line, a pointer to that report and the replay line."""
+    lines = text.splitlines()
+    body = tuple(line for line in lines[1:] if not line.startswith("replay:"))
+    shown = item.config.stash.setdefault(SHOWN, {})
+    first = shown.setdefault(body, item.nodeid)
+    if first == item.nodeid or len(body) < 2:
+        return text
+    return "\n".join([lines[0], f"the same case and symptoms as {first} above",
+                      *(line for line in lines if line.startswith("replay:"))])
+
+
+def _property_violated(exc: BaseException):
+    """The :class:`~tpconform.engine.report.PropertyViolated` that ``exc`` is or holds, or ``None``."""
+    from tpconform.engine.report import PropertyViolated
+
+    if isinstance(exc, PropertyViolated):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):  # Hypothesis's group of distinct failures
+        found = _property_violated(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def pytest_runtest_setup(item):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 PROFILES = ("ci", "dev", "thorough")
@@ -28,8 +28,11 @@ def build(name: str, impl: str, db_root: str = ".hypothesis") -> settings:
     else:  # keyed per impl: one impl's saved failures never replay against another
         key = hashlib.sha1(impl.encode()).hexdigest()[:12]
         db = DirectoryBasedExampleDatabase(os.path.join(db_root, "tpconform", key))
+    # a failure reports its shrunk case and a replay line (tpconform.engine.report): no reproduce_failure
+    # blob, no "explain" phase (it names lines of the suite's code, not the candidate's), one bug per test
     return settings(max_examples=_EXAMPLES[name], derandomize=name == "ci", database=db, deadline=None,
-                    suppress_health_check=_SLOW_IS_FINE, print_blob=True)
+                    suppress_health_check=_SLOW_IS_FINE, print_blob=False, report_multiple_bugs=False,
+                    phases=[p for p in Phase if p is not Phase.explain])
 
 
 def activate(name: str, impl: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -25,7 +26,7 @@ from datetime import timedelta
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-from tpconform.transport import forkserver, proctree, wire
+from tpconform.transport import forkserver, proctree, stacks, wire
 from tpconform.transport.contract import (  # noqa: F401 - GroupFailure, cut_text: the transport's, imported from here
     MAX_MESSAGE_BYTES,
     GroupFailure,
@@ -80,6 +81,7 @@ class ProcessGroup:
                 target=worker.main,
                 args=(rank, world_size, group.store.port, child_end, life_child, stack_path,
                       timeout_s + 10.0, timeout_s),
+                kwargs={"capture_stderr": True},
                 name=f"tpconform-ws{world_size}-rank{rank}",
                 daemon=True,
             )
@@ -159,9 +161,20 @@ class ProcessGroup:
                     time.sleep(0.05)  # let other ranks finish dying or replying
                     if self._memory_breach(r):
                         self._fail(f"rank {r} {self._death_of(r)} during {what}", [r])
-                    self._fail(f"rank {r} {self._death_of(r)} during {what}; "
-                               "a rank must never exit mid-example, whatever its exit code", [r])
+                    self._fail(self._died(r, what), [r])
         return waiting.replies
+
+    def _died(self, r: int, what: str) -> str:
+        """Why rank ``r`` died mid-request: a collective mismatch, named with the backend's own
+        message, when its stderr says so; else its death, with the last lines it wrote to stderr."""
+        said = read_new_tail(self.ranks[r].stack_path + ".stderr", self._stack_offsets)
+        mismatch = collective_mismatch(said)
+        if mismatch:
+            return (f"collective mismatch: rank {r} {self._death_of(r)} during {what}, in a collective the ranks "
+                    f"did not call alike (different collectives, order or tensor sizes); the backend said: {mismatch}")
+        tail = "\n".join(said.splitlines()[-STDERR_LINES:])
+        return (f"rank {r} {self._death_of(r)} during {what}; a rank must never exit mid-example, whatever its "
+                "exit code" + (f"; the last lines it wrote to stderr:\n{tail}" if tail else ""))
 
     def _accept(self, r: int, reply: Any, waiting: ReplyWait) -> None:
         wrong = waiting.out_of_turn(r, reply)
@@ -200,18 +213,18 @@ class ProcessGroup:
             if all(self._read_new(self.ranks[r].stack_path) for r in live):
                 time.sleep(0.05)  # let the last writes finish
                 break
-        out = []
+        out = {}
         for r, rank in enumerate(self.ranks):
             if r not in live:
-                out.append(f"--- rank {r}: {self._death_of(r)}")
+                out[r] = f": {self._death_of(r)}"
                 continue
             text = self._read_new(rank.stack_path)
             if not text:
                 text = self._read_new(rank.stack_path + ".watchdog")
                 text = (f"(no answer to SIGUSR1; its watchdog's dump from just before the timeout:)\n{text}"
                         if text else "(no stack written: the rank ignores SIGUSR1 or is stuck outside Python)")
-            out.append(f"--- rank {r} stack:\n{text}")
-        return "\n".join(out)
+            out[r] = text
+        return stacks.folded(out)
 
     def _memory_breach(self, r: int) -> Optional[str]:
         """Why the memory watch killed rank ``r`` (``None``: it did not)."""
@@ -255,11 +268,11 @@ class ProcessGroup:
 
 
 def stack_file_ends(stack_paths: list[str]) -> dict[str, int]:
-    """Where each rank's stack files (``path`` and its watchdog's ``path.watchdog``) end now, so a
-    later dump shows only what was written since (:func:`read_new_stacks`)."""
+    """Where each rank's stack files (``path``, its watchdog's ``path.watchdog``, its captured
+    ``path.stderr``) end now, so a later dump shows only what was written since (:func:`read_new_stacks`)."""
     ends = {}
     for stack_path in stack_paths:
-        for path in (stack_path, stack_path + ".watchdog"):
+        for path in (stack_path, stack_path + ".watchdog", stack_path + ".stderr"):
             try:
                 ends[path] = os.path.getsize(path)
             except OSError:
@@ -275,6 +288,32 @@ def read_new_stacks(path: str, ends: dict[str, int]) -> str:
             return fh.read().strip()
     except OSError:
         return ""
+
+
+STDERR_LINES = 8  # the last lines of a dead rank's stderr that its report shows
+_MISMATCH = re.compile(r"[^\n]*(collective mismatch|doesn't match expected size|Mismatch between collectives)[^\n]*",
+                       re.IGNORECASE)
+
+
+def read_new_tail(path: str, ends: dict[str, int], limit: int = 16384) -> str:
+    """The last ``limit`` bytes of what ``path`` holds past its end in ``ends`` (``""``: none, or unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(ends.get(path, 0), end - limit))
+            return fh.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def collective_mismatch(stderr: str) -> Optional[str]:
+    """The backend's own line saying the ranks' collectives did not match (Gloo: "Received data size
+    doesn't match expected size. Is there a distributed collective mismatch in your code?"), or ``None``."""
+    m = _MISMATCH.search(stderr)
+    if m is None:
+        return None
+    line = m.group(0).strip()
+    return line.split("] ", 1)[-1] if line.startswith("what():") or "[enforce fail" in line else line
 
 
 def parse_size(text: str) -> Optional[int]:

@@ -61,15 +61,24 @@ def _load(spec: str):
 
 def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
          example_timeout_s: Optional[float] = None,
-         store_host: str = "127.0.0.1", store_prefix: str = "", device_index: Optional[int] = None) -> None:
+         store_host: str = "127.0.0.1", store_prefix: str = "", device_index: Optional[int] = None,
+         capture_stderr: bool = False) -> None:
     """One rank: set up the process (``tpconform.transport.sandbox``), join the group, serve messages.
 
     ``stack_path`` receives every thread's stack on SIGUSR1 (what the verdict asks for on a hang
     or crash); ``stack_path + ".watchdog"`` receives them from faulthandler's own C thread shortly
-    before ``example_timeout_s``, for a rank that ignores SIGUSR1 or holds the GIL."""
+    before ``example_timeout_s``, for a rank that ignores SIGUSR1 or holds the GIL. With
+    ``capture_stderr``, the process's stderr (the backend's own messages before it aborts, a
+    candidate's warnings) goes to ``stack_path + ".stderr"``, which the verdict reads when a rank dies."""
     sandbox.set_up(world_size, rank)
     watchdog_path = stack_path + ".watchdog"
-    sandbox.start_lifeline(lifeline, (stack_path, watchdog_path))
+    cleanup: tuple[str, ...] = (stack_path, watchdog_path)
+    if capture_stderr:
+        cleanup += (stack_path + ".stderr",)
+        captured = os.open(cleanup[-1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(captured, 2)  # fd 2 itself: what C++ (Gloo, c10d) writes before an abort lands there too
+        os.close(captured)
+    sandbox.start_lifeline(lifeline, cleanup)
     if store_host == "127.0.0.1":  # a local group; under torchrun (tpconform.transport.torchrun_rank) the ranks may span nodes
         os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
@@ -94,7 +103,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
         except (EOFError, OSError):
             # the verdict is gone: leave as the lifeline would (files removed, descendants killed),
             # whichever of the two threads sees it first
-            sandbox.die((stack_path, watchdog_path))
+            sandbox.die(cleanup)
         cmd = message["cmd"]
         if cmd == "stop":
             break

@@ -3,6 +3,8 @@ the status exchange among the ranks, memory layouts, the collective counter, err
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import traceback
 
 import torch
@@ -10,10 +12,30 @@ import torch.distributed as dist
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SUITE_DIRS = tuple(os.path.join(_ROOT, part) + os.sep for part in ("transport", "families", "engine", "spec"))
+_SUITE_FILES = tuple(os.path.abspath(spec.origin) for spec in map(importlib.util.find_spec, (
+    "tpconform.impls.protocol", "tpconform.impls.simple_module")) if spec is not None and spec.origin)  # the adapters'
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+_STDLIB_DIR = os.path.dirname(os.path.abspath(traceback.__file__)) + os.sep
+
+
+def _under_test(filename: str) -> bool:
+    """A frame of the code under test: not the suite's own, torch's or the standard library's."""
+    if filename.startswith(_SUITE_DIRS + (_TORCH_DIR,)) or filename in _SUITE_FILES:
+        return False
+    return not filename.startswith(_STDLIB_DIR) or "-packages" + os.sep in filename[len(_STDLIB_DIR):]
+
 
 def error_text(exc: BaseException) -> str:
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:])
+    """``Type: message`` and the frames of the code under test that raised it (file:line and source):
+    frames of the suite, torch and the standard library are left out; when none is left (the error
+    is torch's or the suite's own), its last three frames."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if _under_test(f.filename)]
+    lines = "".join(traceback.format_list(own[-6:] or frames[-3:])).splitlines()
+    shown = [line for line in lines if line.strip(" ^~")]  # not the lines of carets under the source
+    return "\n".join([f"{type(exc).__name__}: {exc}", *shown])
 
 
 def exchange(values: list[int], group) -> list[list[int]]:

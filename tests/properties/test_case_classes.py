@@ -5,6 +5,7 @@ other tests reached. Each case runs once and is judged on every property, and ev
 violates is reported: one symptom does not hide another."""
 
 import pytest
+from tpconform.engine.report import PropertyViolated, covering_report
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.pytest_plugin.testing import judges
 from tpconform.strategies import VARIANTS
@@ -13,8 +14,9 @@ from tpconform.strategies.case_classes import covering_cases
 
 @judges("linear", "*")
 @pytest.mark.parametrize("variant", VARIANTS, ids=str)
-def test_every_property_holds_in_every_case_class(tp_suite, variant):
-    """The covering cases of this run's world sizes and dtypes, each judged on every property."""
+def test_every_property_holds_in_every_case_class(tp_suite, variant, request):
+    """The covering cases of this run's world sizes and dtypes, each judged on every property (the
+    report: the first failing case in full, each other one by its first symptom; ``-v``: all in full)."""
     props = [p for p in LINEAR.properties if not LINEAR.not_applicable(tp_suite, variant, p)]
     reports = []
     for case in covering_cases(variant, tp_suite.world_sizes, tp_suite._dtypes()):
@@ -22,4 +24,5 @@ def test_every_property_holds_in_every_case_class(tp_suite, variant):
             tp_suite.check_all(case, props)
         except AssertionError as exc:
             reports.append(str(exc))
-    assert not reports, f"{len(reports)} covering case(s) violate the spec:\n\n" + "\n\n".join(reports)
+    if reports:
+        raise PropertyViolated(covering_report(reports, verbose=request.config.get_verbosity() > 0))

@@ -66,7 +66,8 @@ def test_a_known_deviation_does_not_hide_a_second_bug_in_the_same_test(tmp_path)
     report = out[out.index("property violated"):]
     assert "bias=False" in report.splitlines()[1], report[:2000]  # the case: the second bug's
     assert "likely cause: the output is this rank's partial product" in report and "all-reduce is missing" in report
-    assert re.search(r"expected deviation bias-added-per-rank: [1-9]\d* of", out), out[-3000:]  # met, not the end
+    # (whether the entry was met before the failing example depends on the draw order: with one bug
+    # reported per test, Hypothesis stops searching at the first unexplained example)
     assert "STALE" not in out, out[-3000:]
 
 

@@ -69,7 +69,8 @@ def test_a_hang_fails_in_bounded_time_naming_the_ranks_with_every_stack(pool, sp
     assert says in text, text[:3000]
     if spec == "SleepsOnRank1":  # nobody finished: the full --tp-timeout applies
         assert "timed out after" in text and f"(limit {TIMEOUT:.1f} s, --tp-timeout)" in text, text[:3000]
-    assert "--- rank 0 stack:" in text and "--- rank 1 stack:" in text and in_stack in text, text
+    assert "--- rank 0 stack:" in text and in_stack in text, text
+    assert "--- rank 1 stack:" in text or "--- rank 1: idle in the worker loop" in text, text  # every rank named
     assert "hangs.py" in text or spec == "SkipsCollectiveOnRank1"
     assert seconds < TIMEOUT + 15.0, f"{seconds:.1f} s from the hang to the failure"  # generous: loaded CI
     starts = pool.starts
@@ -80,7 +81,7 @@ def test_a_hang_fails_in_bounded_time_naming_the_ranks_with_every_stack(pool, sp
 def test_a_rank_that_raises_alone_fails_fast_with_its_error(patient_pool):
     outcome, seconds = run(patient_pool, H + "RaisesOnRank1")
     assert "rank(s) [1] raised" in outcome.crash and "rank 1 gave up" in outcome.crash, outcome.crash
-    assert "--- rank 0 stack:" in outcome.crash
+    assert "--- rank 0 stack:" in outcome.crash or "--- rank 0: idle in the worker loop" in outcome.crash
     assert seconds < PATIENT / 3, "the other ranks get a short grace, not the whole timeout"
     next_example_passes(patient_pool)
 
@@ -91,7 +92,7 @@ def test_a_rank_that_raises_alone_fails_fast_with_its_error(patient_pool):
 ])
 def test_a_crashed_rank_fails_at_once(patient_pool, spec, says):
     outcome, seconds = run(patient_pool, spec if ":" in spec else H + spec)
-    assert says in outcome.crash and "--- rank 0 stack:" in outcome.crash, outcome.crash
+    assert says in outcome.crash and "--- rank 0: idle in the worker loop" in outcome.crash, outcome.crash
     assert seconds < PATIENT / 3, "a dead rank is seen at once, not at the timeout"
     next_example_passes(patient_pool)
 

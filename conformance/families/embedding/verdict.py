@@ -30,7 +30,7 @@ from tpconform.families.common import (
 from tpconform.families.embedding.case import EmbeddingCase
 from tpconform.spec import tolerance as tol
 from tpconform.spec.cases import partition
-from tpconform.spec.violations import Violation
+from tpconform.spec.violations import Violation, construction_raised
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _shard_problem(ev: EmbeddingEvidence, r: int, rows: slice) -> str:
 
 
 def _construction_failed(ev: EmbeddingEvidence, failed: list[int]) -> str:
-    return f"construction raised on rank(s) {failed}: " + "; ".join(res.get("construct_error") or "" for res in ev.ranks)
+    return construction_raised(failed, {r: res.get("construct_error") for r, res in enumerate(ev.ranks)}, ":")
 
 
 def evidence(suite, case: EmbeddingCase) -> Optional[EmbeddingEvidence]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import torch
 from tpconform.families.causes import ratio
@@ -58,7 +59,7 @@ def _shards_cause(ev: Evidence, v: Violation) -> str | None:
         pieces = torch.split(t.weight, sizes, dim=d)
         if sorted(map(_key, pieces)) == sorted(map(_key, shards)):
             return "the shards are the right blocks in a different rank order"
-    return "the weight may be split along the wrong dim, or in a different rank order"
+    return None  # no recogniser's precondition holds: no guess
 
 
 def _key(t: torch.Tensor) -> bytes:
@@ -196,7 +197,6 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
             if _within(actual, partial, bound):
                 return ("the input grad is this rank's partial g_r·W_r: the backward all-reduce of the input grad is "
                         "missing")
-            return "column input grad: the backward all-reduce of the input grad may be missing"
     return None
 
 
@@ -204,8 +204,15 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
 def _communication_cause(ev: Evidence, r: int) -> str | None:
     res = ev.ranks[r]
     if ev.case.world_size > 1 and not res.collective_elements:
-        return ("it sent nothing, yet its output is the dense one: it computes the other ranks' part from weights it "
-                "should not hold (a hidden copy of the master weight), not tensor-parallel")
+        if ev.output_is_sharded:  # its forward needs nothing from the other ranks; its input grad does
+            return ("it sent nothing: a column layer with a sharded output needs no forward collective, but its "
+                    "input grad is the sum of every rank's partial g_r·W_r: the backward all-reduce is missing")
+        out = res.output
+        expected, bound = _expected(ev, r, ev.dense.output, ev.case.torch_dtype)
+        if isinstance(out, torch.Tensor) and out.shape == expected.shape and _within(out, expected, bound):
+            return ("it sent nothing, yet its output is the dense one: it computes the other ranks' part from weights "
+                    "it should not hold (a hidden copy of the master weight), not tensor-parallel")
+        return None
     shard = res.weight_shard
     sent = res.collective_elements or 0
     if shard is not None and shard.numel() and sent >= shard.numel():
@@ -284,9 +291,20 @@ def _crash_cause(ev: Evidence, v: Violation) -> str | None:
     if "ProcessGroupGloo::allgather: invalid tensor size" in v.message:
         return ("Gloo's all_gather needs every rank's tensor the same size (NCCL accepts uneven ones): pad each "
                 "shard to the largest and trim after the gather, or check an NCCL-only layer with --backend nccl")
-    if math.prod(case.batch_shape) == 0 and "raised" in v.message:
+    if v.quantity == "run" and math.prod(case.batch_shape) == 0 and _ZERO_SIZE.search(_raised_lines(v.message)):
         return "the batch is empty: the layer does not handle inputs with a zero-size batch dim"
     return None
+
+
+# what an error says when a zero size is its trouble (the empty-batch cause needs it: a layer that raises on
+# every batch also raises on an empty one)
+_ZERO_SIZE = re.compile(r"\b0 elements|\bsize 0\b|zero[- ]size|numel\(\) ?== ?0|ZeroDivisionError|division by zero"
+                        r"|\bempty\b", re.IGNORECASE)
+
+
+def _raised_lines(message: str) -> str:
+    """The ``... raised: Type: message`` lines of a crash, without the source lines of its traceback."""
+    return "\n".join(line for line in message.splitlines() if "raised:" in line)
 
 
 def likely_cause(ev: Evidence, v: Violation) -> str | None:

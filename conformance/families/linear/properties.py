@@ -45,7 +45,7 @@ from tpconform.spec.cases import STAGES, TRAIN_LR, LayerCase, partition
 from tpconform.spec.compare import compare
 from tpconform.spec.dense import DenseResult, dense_linear
 from tpconform.spec.results import RankResult
-from tpconform.spec.violations import Violation
+from tpconform.spec.violations import Violation, construction_raised
 
 
 @dataclass
@@ -625,17 +625,13 @@ def preconditions(ev: Evidence, prop_name: str) -> Optional[list[Violation]]:
         return [Violation(prop_name, f"the example did not complete: {oc.crash}", None, "run")]
     if oc.construct_failed:
         failed = oc.ranks[0].construct_failed_ranks
-        errors = "; ".join(
-            f"rank {r}: {(str(res.construct_error)[:4000].splitlines() or [''])[0]}" for r, res in enumerate(oc.ranks)
-            if res.construct_error is not None
-        )
         everywhere = len(failed) == ev.case.world_size
         if ev.case.uneven and not ev.uneven_shards_supported and everywhere:
             return []  # declared: non-divisible dims are rejected at construction
         why = ("it declares uneven_shards=True" if ev.case.uneven
                else "the dims divide evenly") if everywhere else "it raised on some ranks only"
-        return [Violation(prop_name, f"construction raised on rank(s) {failed} but {why}: {errors}",
-                          None, "construction")]
+        errors = {r: res.construct_error for r, res in enumerate(oc.ranks)}
+        return [Violation(prop_name, construction_raised(failed, errors, f" but {why}:"), None, "construction")]
     return None
 
 

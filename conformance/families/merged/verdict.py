@@ -28,7 +28,7 @@ from tpconform.families.merged.case import MergedCase
 from tpconform.spec import tolerance as tol
 from tpconform.spec.cases import CaseTensors, make_tensors
 from tpconform.spec.dense import DenseResult, dense_linear
-from tpconform.spec.violations import Violation
+from tpconform.spec.violations import Violation, construction_raised
 
 
 @dataclass
@@ -81,9 +81,8 @@ def merged_column_matches_the_dense_layer(ev: MergedEvidence) -> list[Violation]
 
 
 def _construction_failed(ev: MergedEvidence, failed: list[int]) -> str:
-    errors = "; ".join((res.get("construct_error") or "").splitlines()[0] for res in ev.ranks
-                       if res.get("construct_error"))
-    return f"construction raised on rank(s) {failed} although every block divides evenly: {errors}"
+    errors = {r: res.get("construct_error") for r, res in enumerate(ev.ranks)}
+    return construction_raised(failed, errors, " although every block divides evenly:")
 
 
 def evidence(suite, case: MergedCase) -> Optional[MergedEvidence]:

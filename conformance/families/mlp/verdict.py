@@ -32,7 +32,7 @@ from tpconform.families.common import (
 from tpconform.families.mlp.bounds import mlp_bounds
 from tpconform.families.mlp.case import MLPCase
 from tpconform.spec.cases import partition
-from tpconform.spec.violations import Violation
+from tpconform.spec.violations import Violation, construction_raised
 
 
 @dataclass
@@ -182,9 +182,7 @@ def mlp_forward_uses_one_all_reduce(ev: MLPEvidence) -> list[Violation]:
 
 
 def _construction_failed(ev: MLPEvidence, failed: list[int]) -> str:
-    errors = "; ".join(f"rank {r}: {res['construct_error'].splitlines()[0]}"
-                       for r, res in enumerate(ev.ranks) if "construct_error" in res)
-    return f"construction raised on rank(s) {failed}: {errors}"
+    return construction_raised(failed, {r: res.get("construct_error") for r, res in enumerate(ev.ranks)}, ":")
 
 
 def evidence(suite, case: MLPCase) -> MLPEvidence:
