@@ -111,8 +111,6 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
     _collect_the_suite(config)
-    if config.getoption("impl") is not None and config.option.reportchars == "fE" and config.get_verbosity() <= 0:
-        config.option.reportchars = "E"  # each failure's section already names its test: no second list of them
 
 
 def _collect_the_suite(config) -> None:
