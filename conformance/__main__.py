@@ -64,7 +64,12 @@ def main(argv=None) -> int:
     register_report(sub)  # tpconform report-deviation ID: a known deviation as an upstream bug report
 
     register_grade(sub)  # tpconform grade SUBMISSIONS/ --out REPORT/ (docs/GRADING.md)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's usage error: grade exits 4 for bad input, as check does
+        if argv[:1] == ["grade"] and exc.code == 2:
+            return 4
+        raise
     return args.func(args)
 
 

@@ -234,6 +234,14 @@ def _choice(path: str, key: str, value: Any, allowed: tuple) -> str:
     return value
 
 
+def default_variants() -> tuple[str, ...]:
+    """A contract's variants when it names none: the required variants of the default weights
+    (``conformance/grading/weights.toml``: the simple-module convention's two layers)."""
+    from tpconform.grading.scoring import load_weights
+
+    return tuple(load_weights().required)
+
+
 def load_contract(path: str) -> Contract:
     """The contract in the TOML file ``path``; raises :class:`ContractError` (one line) when it is unusable."""
     try:
@@ -246,7 +254,7 @@ def load_contract(path: str) -> Contract:
     unknown = set(data) - KEYS
     if unknown:
         raise ContractError(f"--contract={path}: unknown keys {sorted(unknown)}; keys are {', '.join(sorted(KEYS))}")
-    for key in ("world_sizes", "dtypes", "variants"):
+    for key in ("world_sizes", "dtypes"):
         if key not in data:
             raise ContractError(f"--contract={path}: {key} is missing (see docs/GRADING.md, 'Contracts')")
     name = data.get("name", path)
@@ -264,7 +272,7 @@ def load_contract(path: str) -> Contract:
     return Contract(
         name=name, world_sizes=sizes, dtypes=dtypes,
         divisibility=_choice(path, "divisibility", data.get("divisibility", "divisible"), DIVISIBILITY),
-        variants=_list(path, "variants", data["variants"], VARIANT_NAMES),
+        variants=_list(path, "variants", data.get("variants", list(default_variants())), VARIANT_NAMES),
         bias=_choice(path, "bias", data.get("bias", "both"), BIAS),
         input_ranks=tuple(sorted(_list(path, "input_ranks", data.get("input_ranks", list(INPUT_RANKS)), INPUT_RANKS,
                                        int))),

@@ -8,7 +8,10 @@ one submission with :class:`tpconform.grading.one.Grader` and writes its records
 2. it starts the forkserver (:func:`tpconform.transport.forkserver.start_early`), whose torch
    import and warm-up then run beside this process's own imports instead of after them (on two
    cores this takes about a second off every submission);
-3. it imports the grader (torch, Hypothesis, the suite) and grades.
+3. it checks that the impl can import (:mod:`tpconform.grading.preflight`): from its source first,
+   before step 2 (a syntax error, a missing module), then by loading it once in a process of its
+   own; one that does not import is recorded as unusable and this process ends, without step 4;
+4. it imports the grader (torch, Hypothesis, the suite) and grades.
 """
 
 from __future__ import annotations
@@ -61,9 +64,17 @@ def main(argv=None) -> int:
         from tpconform.grading.isolation import Limits
 
         Limits(a.limit_seconds, a.limit_memory_mb, a.limit_file_mb).apply()
+    from tpconform.grading import preflight
+
+    why = preflight.static_reason(a.impl)  # a syntax error, a missing module: told in milliseconds
+    if why:
+        with os.fdopen(a.result_fd, "w") as out:
+            out.write(json.dumps({"unusable": why[:2000]}) + "\n" + json.dumps({"done": True}) + "\n")
+        return 0
     from tpconform.transport import forkserver
 
     forkserver.start_early()
+    preflight.watch(a.impl, a.result_fd)  # one that fails to import in other ways ends this process in seconds
 
     from tpconform.grading import records
     from tpconform.grading.contract import Contract
