@@ -1,21 +1,15 @@
-"""Grade a submission that does not import in seconds: load it once, early, in a process of its own.
+"""Grade a submission that does not import in milliseconds: read its imports before anything heavy.
 
-First, before anything heavy is imported, :func:`static_reason` reads the entry file's leading
-imports without running them: a syntax error, or an unconditional top-level ``import`` of a module
-that exists neither in the environment nor in the submission, is what the worker would report, in
-its words, a few milliseconds in (on a loaded machine the torch import alone takes tens of seconds).
-It stops at the first statement that could change what later imports find (anything but an import
-of the environment's modules), so it never calls a file that imports unimportable.
-
-Then the verdict process (:mod:`tpconform.grading.verdict`) starts :func:`watch` right after the
-forkserver, before it imports the grader (torch, Hypothesis, the suite). One process forked from the
-forkserver (torch already imported there) loads the impl exactly as a worker does and answers in one
-line; the verdict never imports candidate code itself. When the candidate's own import raised an
-``ImportError`` or a ``SyntaxError`` — it does not import, whatever process group it runs in — the
-verdict records it as unusable and exits at once, without waiting for its own imports or starting
-any process group. Anything else (it imports, it fails in another way, it takes long) changes
-nothing: the grade goes on and the first worker's ``describe`` decides, as before, so a layer that
-needs its process group while being loaded is never failed here.
+The verdict process (:mod:`tpconform.grading.verdict`) calls :func:`static_reason` first, before it
+starts the forkserver or imports torch (on a loaded machine the torch import alone takes tens of
+seconds). It reads the entry file's leading imports without running them: a syntax error, or an
+unconditional top-level ``import`` of a module that exists neither in the environment nor in the
+submission, is what the first worker would report, in its words. It follows the submission's own
+modules (their leading imports too) and stops at the first statement that could change what later
+imports find — anything but a docstring or an import of the environment's modules — so it never
+calls a file unimportable that imports. Everything else (a missing name, an error the module raises
+while it runs) is left to the first worker's ``describe``, as before; candidate code never runs in
+the verdict process.
 """
 
 from __future__ import annotations
@@ -23,16 +17,9 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import importlib.util
-import json
 import os
 import sys
-import threading
-from typing import Callable, Optional
-
-PROBE_TIMEOUT_S = 60.0  # the longest the probe may take (the grade goes on beside it meanwhile)
-# what the candidate's import raises when it cannot import anywhere: no module, bad syntax
-NOT_IMPORTABLE = (ImportError, SyntaxError)
-
+from typing import Optional
 
 MAX_DEPTH = 8  # sibling modules followed, import within import
 
@@ -130,60 +117,3 @@ def _first_missing(path: str, search: list[str], depth: int) -> Optional[str]:
                 return _first_missing(local.origin, search, depth + 1)
             return None
     return None
-
-
-def probe(spec: str, conn) -> None:
-    """In a forkserver child: load ``spec`` as a worker would; send ``None`` (it loads, or fails in a
-    way the real workers must judge) or the one-line reason it does not import."""
-    from tpconform.transport import sandbox
-
-    sandbox.set_up(1, 0)
-    answer: Optional[str] = None
-    try:
-        from tpconform.impls.registry import ImplError, ensure_importable_root, load
-
-        ensure_importable_root()
-        load(spec)
-    except ImplError as exc:
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, NOT_IMPORTABLE):
-            answer = str(exc)
-    except BaseException:  # noqa: BLE001, S110 - anything else is for the workers to judge
-        pass
-    try:
-        conn.send(answer)
-    finally:
-        os._exit(0)
-
-
-def watch(spec: str, result_fd: int, on_unusable: Optional[Callable[[str], None]] = None) -> threading.Thread:
-    """Start the probe of ``spec`` in a daemon thread. When it finds the impl does not import, write
-    ``{"unusable": ...}`` and ``{"done": true}`` to ``result_fd`` and end this process (``on_unusable``,
-    by default ``os._exit(0)``) — whatever the main thread is doing."""
-
-    def run() -> None:
-        from tpconform.transport import forkserver
-
-        ctx = forkserver.context()
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=probe, args=(spec, child), daemon=True)
-        try:
-            proc.start()
-            child.close()
-            if not parent.poll(PROBE_TIMEOUT_S):
-                return
-            answer = parent.recv()
-        except (EOFError, OSError):
-            return  # the probe died (a crash at import is for the workers to report)
-        finally:
-            if proc.pid is not None:
-                proc.kill()
-                proc.join(1.0)
-        if answer:
-            line = json.dumps({"unusable": answer[:2000]}) + "\n" + json.dumps({"done": True}) + "\n"
-            os.write(result_fd, line.encode())
-            (on_unusable or (lambda _: os._exit(0)))(answer)
-
-    thread = threading.Thread(target=run, name="tpconform-preflight", daemon=True)
-    thread.start()
-    return thread

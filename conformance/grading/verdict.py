@@ -8,10 +8,11 @@ one submission with :class:`tpconform.grading.one.Grader` and writes its records
 2. it starts the forkserver (:func:`tpconform.transport.forkserver.start_early`), whose torch
    import and warm-up then run beside this process's own imports instead of after them (on two
    cores this takes about a second off every submission);
-3. it checks that the impl can import (:mod:`tpconform.grading.preflight`): from its source first,
-   before step 2 (a syntax error, a missing module), then by loading it once in a process of its
-   own; one that does not import is recorded as unusable and this process ends, without step 4;
-4. it imports the grader (torch, Hypothesis, the suite) and grades.
+3. it imports the grader (torch, Hypothesis, the suite) and grades.
+
+Before step 2, it reads the impl's leading imports (:mod:`tpconform.grading.preflight`, no candidate
+code runs): one that cannot import (a syntax error, a missing module) is recorded as unusable at
+once, with no forkserver, torch import or process group.
 """
 
 from __future__ import annotations
@@ -74,7 +75,6 @@ def main(argv=None) -> int:
     from tpconform.transport import forkserver
 
     forkserver.start_early()
-    preflight.watch(a.impl, a.result_fd)  # one that fails to import in other ways ends this process in seconds
 
     from tpconform.grading import records
     from tpconform.grading.contract import Contract
