@@ -254,8 +254,9 @@ class Grader:
         return [name for name in families() if name != "linear" and name in wanted]
 
     def grade_family(self, name: str) -> None:
-        """One cell per property and variant of family ``name``: a seeded search of its cases (a few,
-        a family being one part of a grade), the first violation shrunk for its minimal example."""
+        """One cell per property and variant of family ``name``: a seeded search of its cases (as many
+        as ``pytest`` draws for it: ``tpconform.pytest_plugin.testing.property_test``), the first
+        violation shrunk for its minimal example."""
         fam = families()[name]
         for variant in fam.variants():
             for prop in fam.properties:
@@ -270,7 +271,7 @@ class Grader:
         state: dict = {"examples": 0, "found": None, "offered": True}
         deadline = time.monotonic() + SHRINK_SECONDS * 2
 
-        @self._settings(max(3, self.examples // 3), shrink=True)
+        @self._settings(max(3, round(self.examples * fam.example_share)), shrink=True)  # pytest's budget
         @seed(self.seed)
         @given(case=self.suite.cases(variant, fam.name))
         def search(case):
