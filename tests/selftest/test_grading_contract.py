@@ -19,6 +19,7 @@ from tpconform.grading.contract import Contract, ContractError, load_contract
 from tpconform.grading.report import BAR_COLOURS, undeclared
 from tpconform.grading.scoring import load_weights, score_submission
 from tpconform.strategies import VARIANTS
+from tpconform.strategies.case_classes import covering_cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
@@ -251,6 +252,12 @@ def test_cases_are_drawn_inside_the_contract_and_beyond_it_outside(path):
     met = {(c.world_size, c.bias, min(len(c.batch_shape) + 1, 3)) for c in anchors}
     biases = {"both": (False, True), "with": (True,), "without": (False,)}[contract.bias]
     assert met >= {(w, b, r) for w in contract.world_sizes for b in biases for r in contract.input_ranks}
+    # pytest's covering cases at the contract's world sizes and dtypes: each met, inside it or first beyond it
+    beyond_anchors = contract.beyond_anchors(inside_variant)
+    assert beyond_anchors and not any(contract.contains(c) for c in beyond_anchors)
+    met_tokens = {c.token() for c in anchors + beyond_anchors}
+    assert all(c.token() in met_tokens for c in covering_cases(inside_variant, contract.world_sizes,
+                                                               list(contract.dtypes)))
     seen_outside: set = set()
 
     @settings(max_examples=60, database=None, suppress_health_check=list(HealthCheck), deadline=None)

@@ -20,7 +20,8 @@ import subprocess
 import sys
 
 import pytest
-from tpconform.impls.zoo import EXTENSIONS, ZOO
+from tpconform.grading.scoring import load_weights
+from tpconform.impls.zoo import BY_NAME, EXTENSIONS, ZOO
 
 from tests.selftest.test_grading_families import _package
 
@@ -33,6 +34,10 @@ SIMPLE_MODULE_BUGS = ("simple_module_bias_every_rank.py", "simple_module_missing
 # the zoo's bugs, one submission per module (two entries planting the same code grade the same)
 MODULES = {bug.module: bug.name for bug in reversed(ZOO + EXTENSIONS)}
 SCOPES = {"defaults": [], "course": [f"--contract={COURSE}"]}
+BUGS = {bug.replace("-", "_"): BY_NAME[bug] for bug in MODULES.values()}
+SELF_REPORTED = load_weights().self_reported
+# the families beyond the single layer (the course grades the linear layers only)
+FAMILIES = {bug.variant.split("/")[0] for bug in EXTENSIONS}
 
 
 def submissions(folder) -> list[str]:
@@ -63,8 +68,44 @@ def graded(request, tmp_path_factory):
 
 
 def test_no_seeded_bug_gets_full_marks(graded):
+    """Each seeded bug scores below full marks, except where the grade cannot take points by design:
+    a bug that only a self-reported property shows (worth 0: its facts are measured in the
+    candidate's own process, which can forge them) must be reported there; at a course's scope, a
+    bug outside the assignment (a family it does not grade; uneven dims, other dtypes, 1-D inputs or a
+    variant it does not require) must be reported beyond the contract."""
     scope, names, subs = graded
-    full = {n: subs[n]["status"] for n in names if subs[n]["total"] >= subs[n]["max"]}
-    assert not full, f"{scope}: full marks for seeded bugs {full}"
+    not_graded = {name for name, bug in BUGS.items() if scope == "course" and bug.variant.split("/")[0] in FAMILIES}
+    full = {}
     for name in names:
-        assert subs[name]["status"] == "done", (name, subs[name]["status"], subs[name].get("why"))
+        sub = subs[name]
+        assert sub["status"] == "done", (name, sub["status"], sub.get("why"))
+        if sub["total"] < sub["max"] or name in not_graded:
+            continue
+        failures = sub.get("failures") or []
+        if any(set(f["properties"]) <= set(SELF_REPORTED) for f in failures):
+            continue  # shown, worth 0 by design
+        if scope == "course" and any(f.get("scope") == "beyond" for f in failures):
+            continue  # outside the assignment: reported for no points
+        full[name] = [f["summary"][:100] for f in failures]
+    assert not full, f"{scope}: full marks for seeded bugs {full}"
+
+
+def test_without_a_contract_every_variant_first_meets_pytests_covering_cases():
+    """The cases every search of a default grade meets before its random draws: the anchors and all
+    the covering cases pytest runs for the same world sizes and dtypes (uneven dims included)."""
+    from tpconform.grading.one import Grader
+    from tpconform.strategies import DTYPES, VARIANTS
+    from tpconform.strategies.case_classes import covering_cases
+
+    sizes = tuple(range(1, 9))
+    grader = Grader("reference", seed_value=0, examples=1, world_sizes=sizes, dtypes=DTYPES, timeout_s=20,
+                    emit=lambda record: None)
+    try:
+        (scope,) = grader.scopes()
+        for variant in VARIANTS:
+            fixed = [case.token() for case in scope.anchors(variant)]
+            covering = [case.token() for case in covering_cases(variant, sizes, DTYPES)]
+            assert set(covering) <= set(fixed) and len(fixed) == len(set(fixed)), variant
+            assert any(case.uneven for case in covering_cases(variant, sizes, DTYPES))
+    finally:
+        grader.suite.pool.close()
