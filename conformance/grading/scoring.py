@@ -4,7 +4,8 @@ A property's score is ``weight × passed / judged`` over the variants it is judg
 submission declares (where the property applies), plus the required variants of the weights file,
 which count as failed when not declared. A hang, a crash, or a time-out on a variant costs that
 variant (it is judged and not passed), never the variants that ran to the end; a submission that
-could not be loaded, or changed the suite's files, scores 0 everywhere. Verdicts and the rules are documented in docs/GRADING.md.
+could not be loaded, or changed the suite's files, scores 0 everywhere. Verdicts and the rules are
+documented in docs/GRADING.md.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
             cell = cells.get((prop, variant))
             if cell is None and variant not in VARIANT_NAMES:  # another family, not graded in this run
                 continue
-            if cell is None and variant not in required and not _judged(prop, variant, result["describe"]):
-                continue  # never reached, and it would not have been judged (not declared, or n/a)
+            if cell is None and variant not in required and (contract or not _judged(prop, variant, result["describe"])):
+                continue  # never reached, and it would not have been judged (not declared, n/a, not in the contract)
             cell = cell or {"verdict": missing_verdict, "reason": missing_reason}
             verdict = cell["verdict"]
             if verdict == "not-declared" and variant in required:

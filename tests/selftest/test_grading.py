@@ -197,6 +197,10 @@ def test_scores_of_a_submission_that_ran_past_its_time_limit():
     assert {scored["properties"][p]["verdict"] for p in weights.points if weights.points[p]} == {"partial"}
     assert all(scored["properties"][p]["variants"]["row-sliced-input"]["verdict"] == "timeout" for p in weights.points)
     assert "time limit" in scored["why"]
+    # under a contract, a variant outside it never reached is not counted either (it is never scored)
+    contract = {"variants": ["column-gathered", "row-sliced-input"]}
+    wide = {**result, "describe": {"name": "x", "capabilities": {**caps, "column_gather_output": [True, False]}}}
+    assert score_submission(wide, weights, contract)["total"] == pytest.approx(weights.total / 2)
     result["cells"] = []  # nothing finished: every variant timed out
     assert {p["verdict"] for p in score_submission(result, weights)["properties"].values()} >= {"timeout"}
     assert score_submission(result, weights)["total"] == 0
