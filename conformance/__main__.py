@@ -34,7 +34,12 @@ def main(argv=None) -> int:
         from tpconform.transport.torchrun_rank import main as torchrun_rank
 
         return torchrun_rank(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's usage error: bad input exits 4, as check does
+        if exc.code == 2:
+            return 4
+        raise
     return args.func(args)
 
 

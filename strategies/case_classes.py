@@ -52,7 +52,9 @@ def applicable_classes(world_sizes: Sequence[int], dtypes: Sequence[str]) -> set
 
 
 def covering_cases(variant: Variant, world_sizes: Sequence[int], dtypes: Sequence[str]) -> list[LayerCase]:
-    """Nine cases that together meet every class :func:`applicable_classes` lists for this run."""
+    """Ten cases that together meet every class :func:`applicable_classes` lists for this run (and
+    the places where seeded bugs hide: the last one is a bias split unlike its weight, and a
+    non-contiguous input grad)."""
     sizes = sorted(set(world_sizes))
     big = sizes[-1]
     two = next((w for w in sizes if w >= 2), big)
@@ -68,6 +70,9 @@ def covering_cases(variant: Variant, world_sizes: Sequence[int], dtypes: Sequenc
         (three, 3 * three, 3, (3,), "offset", True),
         (two, 2 * two + 1, 3, (3, 2), "expanded", True),
         (big, 2 * big, 2, (2, 2), "batch_permuted", False),
+        # non-divisible with a bias (at 3 ranks chunk- and tensor_split-style splits differ: 3,3,1 / 3,2,2), a 2-D
+        # transposed input (autograd keeps its layout in the input grad: a non-contiguous tensor reaches the all-reduce)
+        (three, 2 * three + 1, 4, (3,), "transposed", True),
     ]
     out = []
     for i, (ws, split, other, batch, layout, bias) in enumerate(plan):

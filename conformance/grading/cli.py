@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from tpconform.grading.records import write_atomic
 
 RESULTS_DIR = "submissions"
+BAD_INPUT = 4  # the exit code for bad input, as ``tpconform check`` (pytest's usage error)
 
 
 def register(sub) -> None:
@@ -226,10 +227,10 @@ def main(args) -> int:
         os.makedirs(os.path.join(args.out, RESULTS_DIR), exist_ok=True)
     except (UsageProblem, WeightsError, SubmissionsError, ContractError) as exc:
         print(f"grade: {exc}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except OSError as exc:
         print(f"grade: --out={args.out}: cannot create it: {exc.strerror}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     started = time.time()
     record = run_record(options, weights)
     records, todo = {}, []

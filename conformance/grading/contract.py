@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from tpconform.families.registry import families
 from tpconform.spec.cases import LayerCase
 from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
+from tpconform.strategies.case_classes import covering_cases
 from tpconform.strategies.layers import anchor_cases
 
 VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
@@ -154,8 +155,10 @@ class Contract:
     def anchors(self, variant: Variant) -> list[LayerCase]:
         """Cases every search inside the contract meets first: each world size with each bias and each
         input rank of the contract (dims divisible; one non-divisible case per world size above 1 when
-        the contract has them), dtypes in turn, and the transposed-layout anchor of
-        ``tpconform.strategies.layers.anchor_cases`` where the contract allows it."""
+        the contract has them), dtypes in turn, the transposed-layout anchor of
+        ``tpconform.strategies.layers.anchor_cases`` where the contract allows it, then the covering
+        cases ``pytest`` runs at the contract's world sizes and dtypes
+        (``tpconform.strategies.case_classes.covering_cases``) that lie inside it."""
         out: list[LayerCase] = []
         i = 0
         for ws in self.world_sizes:
@@ -180,7 +183,18 @@ class Contract:
                 case = replace(case, bias=self._biases()[-1])
                 if self.contains(case):
                     out.append(case)
-        return out
+        out += [case for case in self.covering(variant) if self.contains(case)]
+        return unique(out)
+
+    def covering(self, variant: Variant) -> list[LayerCase]:
+        """The covering cases ``pytest`` runs (``tests/properties/test_case_classes.py``) at the contract's
+        world sizes and dtypes, then at the ``[beyond]`` ones: inside the contract or beyond it."""
+        return unique(covering_cases(variant, self.world_sizes, list(self.dtypes))
+                      + covering_cases(variant, self.beyond_world_sizes, list(self.beyond_dtypes)))
+
+    def beyond_anchors(self, variant: Variant) -> list[LayerCase]:
+        """Cases every search beyond the contract meets first: the covering cases outside it."""
+        return [case for case in self.covering(variant) if not self.contains(case)]
 
     def as_dict(self) -> dict:
         return {"name": self.name, "source": self.source, "world_sizes": list(self.world_sizes),
@@ -210,6 +224,11 @@ class Contract:
                 f"{', '.join(self.dtypes)}; {uneven}; {bias}; {ranks} inputs")
 
 
+def unique(cases: list[LayerCase]) -> list[LayerCase]:
+    """``cases`` without repeats (by token), in their order."""
+    return list({case.token(): case for case in reversed(cases)}.values())[::-1]
+
+
 def _list(path: str, key: str, value: Any, allowed: Optional[tuple] = None, kind: type = str) -> tuple:
     if not isinstance(value, list) or not value or not all(isinstance(v, kind) and not isinstance(v, bool)
                                                            for v in value):
@@ -234,6 +253,14 @@ def _choice(path: str, key: str, value: Any, allowed: tuple) -> str:
     return value
 
 
+def default_variants() -> tuple[str, ...]:
+    """A contract's variants when it names none: the required variants of the default weights
+    (``conformance/grading/weights.toml``: the simple-module convention's two layers)."""
+    from tpconform.grading.scoring import load_weights
+
+    return tuple(load_weights().required)
+
+
 def load_contract(path: str) -> Contract:
     """The contract in the TOML file ``path``; raises :class:`ContractError` (one line) when it is unusable."""
     try:
@@ -246,7 +273,7 @@ def load_contract(path: str) -> Contract:
     unknown = set(data) - KEYS
     if unknown:
         raise ContractError(f"--contract={path}: unknown keys {sorted(unknown)}; keys are {', '.join(sorted(KEYS))}")
-    for key in ("world_sizes", "dtypes", "variants"):
+    for key in ("world_sizes", "dtypes"):
         if key not in data:
             raise ContractError(f"--contract={path}: {key} is missing (see docs/GRADING.md, 'Contracts')")
     name = data.get("name", path)
@@ -264,7 +291,7 @@ def load_contract(path: str) -> Contract:
     return Contract(
         name=name, world_sizes=sizes, dtypes=dtypes,
         divisibility=_choice(path, "divisibility", data.get("divisibility", "divisible"), DIVISIBILITY),
-        variants=_list(path, "variants", data["variants"], VARIANT_NAMES),
+        variants=_list(path, "variants", data.get("variants", list(default_variants())), VARIANT_NAMES),
         bias=_choice(path, "bias", data.get("bias", "both"), BIAS),
         input_ranks=tuple(sorted(_list(path, "input_ranks", data.get("input_ranks", list(INPUT_RANKS)), INPUT_RANKS,
                                        int))),

@@ -2,9 +2,10 @@
 
 A property's score is ``weight × passed / judged`` over the variants it is judged on: those the
 submission declares (where the property applies), plus the required variants of the weights file,
-which count as failed when not declared. A hang, a crash, or a time-out on any variant of a property
-scores the whole property 0; a submission that could not be loaded, or changed the suite's files,
-scores 0 everywhere. Verdicts and the rules are documented in docs/GRADING.md.
+which count as failed when not declared. A hang, a crash, or a time-out on a variant costs that
+variant (it is judged and not passed), never the variants that ran to the end; a submission that
+could not be loaded, or changed the suite's files, scores 0 everywhere. Verdicts and the rules are
+documented in docs/GRADING.md.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weig
 VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 # every verdict a property (or a cell) can have; the report colours them
 VERDICTS = ("pass", "partial", "fail", "not-declared", "crash", "hang", "timeout", "cheat", "error", "n/a")
-ZEROING = ("crash", "hang", "timeout")  # on any variant: the property scores 0
+ZEROING = ("crash", "hang", "timeout")  # a variant that did not run to the end: it scores 0 (the others keep theirs)
 
 
 class WeightsError(Exception):
@@ -135,6 +136,8 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
             cell = cells.get((prop, variant))
             if cell is None and variant not in VARIANT_NAMES:  # another family, not graded in this run
                 continue
+            if cell is None and variant not in required and (contract or not _judged(prop, variant, result["describe"])):
+                continue  # never reached, and it would not have been judged (not declared, n/a, not in the contract)
             cell = cell or {"verdict": missing_verdict, "reason": missing_reason}
             verdict = cell["verdict"]
             if verdict == "not-declared" and variant in required:
@@ -148,16 +151,16 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
                 passed.append(variant)
             elif worst is None or (verdict in ZEROING and worst[0] not in ZEROING):
                 worst = (verdict, f"{variant}: {cell.get('reason')}")
-        if worst and worst[0] in ZEROING:
-            verdict, score = worst[0], 0.0
-        elif not judged:
+        if not judged:
             verdict, score = "n/a", 0.0
             if FAMILY_OF[prop] != "linear":
                 weight = 0.0  # a family the submission does not offer (or the run did not grade): no points either way
         else:
+            # a crash, hang or time-out costs its own variant only: the variants that ran keep their points
             score = round(weight * len(passed) / len(judged), 2)
             verdict = "pass" if len(passed) == len(judged) else "partial" if passed else (
-                "not-declared" if worst and worst[0] == "not-declared" and not passed and all(
+                worst[0] if worst and worst[0] in ZEROING else
+                "not-declared" if worst and worst[0] == "not-declared" and all(
                     variants[v]["verdict"] == "not-declared" for v in judged) else "fail")
         reason = None if verdict == "pass" else (worst[1] if worst else "no variant applies")
         if prop in weights.self_reported:
@@ -166,10 +169,24 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
         props[prop] = {"verdict": verdict, "score": score, "max": weight, "reason": reason,
                        "passed_variants": passed, "judged_variants": judged, "variants": variants}
     total = round(sum(p["score"] for p in props.values()), 2)
-    zeroed = [p for p in props.values() if p["verdict"] in ZEROING]
-    why = zeroed[0]["reason"] if zeroed else None
+    # why points were lost to a variant that did not run to the end (the first such property's reason)
+    stopped = [p for p in props.values() if any(c.get("verdict") in ZEROING for c in p["variants"].values())]
+    why = stopped[0]["reason"] if stopped else None
     return {"total": total, "max": round(sum(p["max"] for p in props.values()), 2), "why": why, "properties": props,
             "beyond": beyond_summary(result.get("cells", [])), "failures": result.get("failures", [])}
+
+
+def _judged(prop: str, variant: str, describe) -> bool:
+    """Would ``prop`` be judged on the linear ``variant`` of a submission that describes itself as
+    ``describe`` (declared, and the property applies)? For the cells a run never reached."""
+    caps = (describe or {}).get("capabilities") or {}
+    if variant == "column-sharded-output" and prop == "ranks_agree_on_the_output":
+        return False  # a sharded output is not replicated: nothing to agree on
+    kind, option = {"column-gathered": ("column_gather_output", True),
+                    "column-sharded-output": ("column_gather_output", False),
+                    "row-full-input": ("row_input_is_parallel", False),
+                    "row-sliced-input": ("row_input_is_parallel", True)}[variant]
+    return option in (caps.get(kind) or ())
 
 
 def beyond_summary(cells: list) -> dict:

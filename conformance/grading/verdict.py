@@ -9,6 +9,10 @@ one submission with :class:`tpconform.grading.one.Grader` and writes its records
    import and warm-up then run beside this process's own imports instead of after them (on two
    cores this takes about a second off every submission);
 3. it imports the grader (torch, Hypothesis, the suite) and grades.
+
+Before step 2, it reads the impl's leading imports (:mod:`tpconform.grading.preflight`, no candidate
+code runs): one that cannot import (a syntax error, a missing module) is recorded as unusable at
+once, with no forkserver, torch import or process group.
 """
 
 from __future__ import annotations
@@ -61,6 +65,13 @@ def main(argv=None) -> int:
         from tpconform.grading.isolation import Limits
 
         Limits(a.limit_seconds, a.limit_memory_mb, a.limit_file_mb).apply()
+    from tpconform.grading import preflight
+
+    why = preflight.static_reason(a.impl)  # a syntax error, a missing module: told in milliseconds
+    if why:
+        with os.fdopen(a.result_fd, "w") as out:
+            out.write(json.dumps({"unusable": why[:2000]}) + "\n" + json.dumps({"done": True}) + "\n")
+        return 0
     from tpconform.transport import forkserver
 
     forkserver.start_early()

@@ -1,4 +1,4 @@
-"""Every case class, met by every property — the nine covering cases of ``strategies/case_classes.py``
+"""Every case class, met by every property — the ten covering cases of ``strategies/case_classes.py``
 (divisible, non-divisible and fewer features than ranks; empty, 1-D, 2-D and >=3-D inputs; every
 memory layout and dtype; large features; with and without bias), whatever the random draws of the
 other tests reached. Each case runs once and is judged on every property, and every property it

@@ -39,8 +39,9 @@ EXPECTED = {
                                                     "weight_grad_matches_the_dense_layer",
                                                     "bias_grad_matches_the_dense_layer")},
     "hostile_memory_hog": {p: "partial" for p in CORE},  # the column layer raises MemoryError, the row layer is right
-    "hostile_exit": {p: "crash" for p in CORE},
-    "hostile_hang": {p: "hang" for p in CORE},
+    # a crash or hang costs its own variant only: the other layer is right and keeps its points
+    "hostile_exit": {p: "partial" for p in CORE},
+    "hostile_hang": {p: "partial" for p in CORE},
     "hostile_tamper": {p: "cheat" for p in CORE},
     "notes.txt": {p: "error" for p in CORE},
 }
@@ -118,8 +119,15 @@ def test_every_fixture_gets_its_expected_score(graded, name):
     assert sub["total"] == pytest.approx(sum(p["score"] for p in sub["properties"].values()))
     if name in ("reference_copy", "adapter_pkg"):
         assert sub["total"] == sub["max"]
-    if any(v in ("crash", "hang", "cheat", "error") for v in EXPECTED[name].values()):
+    if any(v in ("cheat", "error") for v in EXPECTED[name].values()):
         assert sub["total"] == 0 and sub["why"]
+    if name in ("hostile_exit", "hostile_hang"):  # the variant that stopped is named, and costs only itself
+        stopped = "column-gathered" if name == "hostile_exit" else "row-sliced-input"
+        for prop in CORE:
+            got = sub["properties"][prop]
+            assert got["variants"][stopped]["verdict"] == ("crash" if name == "hostile_exit" else "hang"), got
+            assert got["reason"].startswith(stopped) and got["passed_variants"], got
+        assert 0 < sub["total"] < sub["max"] and sub["why"]
 
 
 def test_the_report_says_why_and_gives_minimal_examples(graded):
@@ -179,13 +187,46 @@ def test_a_submission_past_its_time_limit_is_killed_and_scores_0(tmp_path):
 
 
 def test_scores_of_a_submission_that_ran_past_its_time_limit():
+    """The variants it finished keep their points; the one it never reached scores 0 (time-out)."""
     weights = load_weights()
     cells = [{"property": p, "variant": "column-gathered", "verdict": "pass", "reason": None} for p in weights.points]
     caps = {"column_gather_output": [True], "row_input_is_parallel": [True], "uneven_shards": True, "dtypes": ["float32"]}
     result = {"status": "timeout", "describe": {"name": "x", "capabilities": caps}, "cells": cells}
     scored = score_submission(result, weights)
-    assert scored["total"] == 0
-    assert {scored["properties"][p]["verdict"] for p in weights.points} == {"timeout"}
+    assert scored["total"] == pytest.approx(weights.total / 2)
+    assert {scored["properties"][p]["verdict"] for p in weights.points if weights.points[p]} == {"partial"}
+    assert all(scored["properties"][p]["variants"]["row-sliced-input"]["verdict"] == "timeout" for p in weights.points)
+    assert "time limit" in scored["why"]
+    # under a contract, a variant outside it never reached is not counted either (it is never scored)
+    contract = {"variants": ["column-gathered", "row-sliced-input"]}
+    wide = {**result, "describe": {"name": "x", "capabilities": {**caps, "column_gather_output": [True, False]}}}
+    assert score_submission(wide, weights, contract)["total"] == pytest.approx(weights.total / 2)
+    result["cells"] = []  # nothing finished: every variant timed out
+    assert {p["verdict"] for p in score_submission(result, weights)["properties"].values()} >= {"timeout"}
+    assert score_submission(result, weights)["total"] == 0
+
+
+@pytest.mark.parametrize("stopped", ["crash", "hang"])
+def test_a_crash_or_hang_in_one_variant_costs_that_variant_only(stopped):
+    """A row layer that crashed (or hung) does not take the column layer's points with it: each
+    property scores weight x passed / judged, the stopped variant judged and not passed."""
+    weights = load_weights()
+    cells = [{"property": p, "variant": "column-gathered", "verdict": "pass", "reason": None} for p in weights.points]
+    cells += [{"property": p, "variant": "row-sliced-input", "verdict": stopped, "reason": "rank 1 died"}
+              for p in weights.points]
+    caps = {"column_gather_output": [True], "row_input_is_parallel": [True], "uneven_shards": True, "dtypes": ["float32"]}
+    scored = score_submission({"status": "done", "describe": {"name": "x", "capabilities": caps}, "cells": cells},
+                              weights)
+    assert scored["total"] == pytest.approx(weights.total / 2)
+    for prop, w in weights.points.items():
+        got = scored["properties"][prop]
+        assert got["score"] == pytest.approx(w / 2) and got["verdict"] == "partial", got
+        assert got["reason"].startswith("row-sliced-input: rank 1 died"), got
+    assert scored["why"] == "row-sliced-input: rank 1 died"
+    both = [{**c, "verdict": stopped} for c in cells]  # every variant stopped: nothing to keep
+    scored = score_submission({"status": "done", "describe": {"name": "x", "capabilities": caps}, "cells": both},
+                              weights)
+    assert scored["total"] == 0 and {p["verdict"] for p in scored["properties"].values()} >= {stopped}
 
 
 @pytest.mark.parametrize("args, says", [
@@ -197,7 +238,7 @@ def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(args, says):
     r = subprocess.run([sys.executable, "-m", "conformance", "grade", *args], cwd=ROOT, capture_output=True, check=False,
                        text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
+    assert r.returncode == 4 and len(lines) == 1 and says in lines[0], r.stderr
 
 
 def _chromium():

@@ -19,6 +19,7 @@ from tpconform.grading.contract import Contract, ContractError, load_contract
 from tpconform.grading.report import BAR_COLOURS, undeclared
 from tpconform.grading.scoring import load_weights, score_submission
 from tpconform.strategies import VARIANTS
+from tpconform.strategies.case_classes import covering_cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
@@ -199,7 +200,7 @@ def test_the_class_view_and_the_student_pages_render_in_a_real_browser(graded, t
 # -- without a grading run: the contract file, its strategies, its scoring -------------------------------
 MALFORMED = [
     ("world_sizes = [1, 2]\ndtypes = ['float32']\nvariants = ['column-gathered'\n", "not valid TOML"),
-    ("world_sizes = [1, 2]\ndtypes = ['float32']\n", "variants is missing"),
+    ("dtypes = ['float32']\nvariants = ['column-gathered']\n", "world_sizes is missing"),
     ("world_sizes = [0]\ndtypes = ['float32']\nvariants = ['column-gathered']\n", "world sizes are 1 to"),
     ("world_sizes = [2]\ndtypes = ['float8']\nvariants = ['column-gathered']\n", "unknown ['float8']"),
     ("world_sizes = [2]\ndtypes = ['float32']\nvariants = ['column-gathered']\ndivisibility = 'maybe'\n",
@@ -219,15 +220,23 @@ def test_a_malformed_contract_is_refused_with_one_line_saying_why(tmp_path, text
     assert says in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_grade_with_a_malformed_contract_prints_one_line_and_exits_2(tmp_path):
+def test_grade_with_a_malformed_contract_prints_one_line_and_exits_4(tmp_path):
     path = tmp_path / "contract.toml"
     path.write_text(MALFORMED[0][0])
     r = subprocess.run([sys.executable, "-m", "conformance", "grade", os.path.join(FIXTURES, "grading"), "--out",
                         str(tmp_path / "out"), f"--contract={path}"], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": ROOT}, timeout=120, check=False)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "not valid TOML" in lines[0], r.stderr
+    assert r.returncode == 4 and len(lines) == 1 and "not valid TOML" in lines[0], r.stderr
     assert not (tmp_path / "out").exists()  # nothing graded, nothing written
+
+
+def test_a_contract_without_variants_grades_the_default_required_ones(tmp_path):
+    """``variants`` may be left out: the required variants of weights.toml (the simple-module convention's)."""
+    path = tmp_path / "contract.toml"
+    path.write_text("world_sizes = [1, 2]\ndtypes = ['float32']\n")
+    assert load_contract(str(path)).variants == ("column-gathered", "row-sliced-input")
+    assert load_contract(str(path)).variants == load_weights().required
 
 
 @pytest.mark.parametrize("path", [CONTRACT, os.path.join(ROOT, "conformance", "grading", "contracts", "course.toml"),
@@ -243,6 +252,12 @@ def test_cases_are_drawn_inside_the_contract_and_beyond_it_outside(path):
     met = {(c.world_size, c.bias, min(len(c.batch_shape) + 1, 3)) for c in anchors}
     biases = {"both": (False, True), "with": (True,), "without": (False,)}[contract.bias]
     assert met >= {(w, b, r) for w in contract.world_sizes for b in biases for r in contract.input_ranks}
+    # pytest's covering cases at the contract's world sizes and dtypes: each met, inside it or first beyond it
+    beyond_anchors = contract.beyond_anchors(inside_variant)
+    assert beyond_anchors and not any(contract.contains(c) for c in beyond_anchors)
+    met_tokens = {c.token() for c in anchors + beyond_anchors}
+    assert all(c.token() in met_tokens for c in covering_cases(inside_variant, contract.world_sizes,
+                                                               list(contract.dtypes)))
     seen_outside: set = set()
 
     @settings(max_examples=60, database=None, suppress_health_check=list(HealthCheck), deadline=None)

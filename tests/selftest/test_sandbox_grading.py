@@ -224,7 +224,7 @@ def test_without_a_sandbox_grade_refuses_unless_told(tmp_path, monkeypatch):
     cmd = [sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(tmp_path / "out"),
            "--world-sizes=2", "--examples=2", "--no-progress"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert r.returncode == 2 and "refusing to run untrusted code" in r.stderr and "--unsandboxed" in r.stderr
+    assert r.returncode == 4 and "refusing to run untrusted code" in r.stderr and "--unsandboxed" in r.stderr
     r = subprocess.run([*cmd, "--unsandboxed"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
                        check=False)
     assert r.returncode == 0, r.stderr[-3000:]
