@@ -7,13 +7,13 @@ import shlex
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence
 
+from tpconform.engine.coverage import Coverage
 from tpconform.engine.runner import Runner
 from tpconform.families.registry import family, family_of
 from tpconform.impls.protocol import Capabilities
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation
 from tpconform.strategies import DTYPES, Variant
-from tpconform.strategies.case_classes import applicable_classes, classes_of
 from tpconform.transport.contract import Pool
 from tpconform.transport.harness import GroupPool
 
@@ -31,7 +31,7 @@ class Suite:
         self.dtypes = tuple(dtypes)
         self.examples = 0
         self._strategies: dict = {}
-        self.coverage: dict[str, set[str]] = {}  # linear property -> the case classes it was judged on
+        self.coverage = Coverage()  # the case classes and their pairs each linear property was judged on
 
     # -- the run's options and the impl's declaration ---------------------------------------------
     def _dtypes(self, family: str = "linear") -> list[str]:
@@ -103,11 +103,10 @@ class Suite:
         return ev, {prop: fam.judge(ev, prop) for prop in props}
 
     def _offered(self, fam: Family, case, props: Sequence[str], stages: Optional[Sequence[str]] = None):
-        """``case`` run (the ``stages`` named; all by default), its case classes counted for ``props``
-        (linear); :class:`NotOffered` when the impl offers no layer of the family."""
+        """``case`` run (the ``stages`` named; all by default), its case classes and their pairs counted
+        for ``props`` (linear); :class:`NotOffered` when the impl offers no layer of the family."""
         if fam.name == "linear":
-            for prop in props:
-                self.coverage.setdefault(prop, set()).update(classes_of(case))
+            self.coverage.count(case, props)
         ev = fam.run(self, case, stages)
         if ev is None:
             raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
@@ -138,14 +137,8 @@ class Suite:
 
 
 def coverage_lines(suite: Suite) -> list[str]:
-    """Per linear property, the case classes it was judged on, of those the run's options allow."""
-    wanted = applicable_classes(suite.world_sizes, suite._dtypes() or list(suite.dtypes))
-    lines = []
-    for prop, met in sorted(suite.coverage.items()):
-        missing = sorted(wanted - met)
-        lines.append(f"{prop}: {len(wanted & met)}/{len(wanted)} case classes"
-                     + (f"; not met: {', '.join(missing)}" if missing else ""))
-    return lines
+    """Per linear property, the case classes and pairs of classes it was judged on (``Coverage.lines``)."""
+    return suite.coverage.lines(suite.world_sizes, suite._dtypes() or list(suite.dtypes))
 
 
 def replay_command(impl_spec: str, case, prop: Optional[str] = None) -> str:

@@ -241,15 +241,15 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """Which case classes each property met (strategies/case_classes.py): a class no example reached
-    is a place a bug could still hide."""
+    """Which case classes and pairs of classes each property met (strategies/case_classes.py): a class
+    or a pair no example reached is a place a bug could still hide."""
     run = config.stash.get(STATE, None)
     suite = getattr(run, "suite", None)
     if suite is None or not getattr(suite, "coverage", None):
         return
     from tpconform.engine.suite import coverage_lines
 
-    terminalreporter.section("tpconform coverage by case class")
+    terminalreporter.section("tpconform coverage by case class and by pairs of classes")
     for line in coverage_lines(suite):
         terminalreporter.write_line(line, yellow="not met" in line)
 
