@@ -20,9 +20,11 @@ class TiledRow(RowParallelLinear):
             x = ScatterToParallel.apply(x, self.comm)
         rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
         n = rows.shape[0]
-        whole = n if n <= TILE else n - n % TILE
-        tiles = [F.linear(rows[i:i + TILE], self.weight) for i in range(0, whole, TILE)]
-        tiles.append(rows.new_zeros(n - whole, self.weight.shape[0]))  # the tail: never computed
+        if n <= TILE:  # one partial tile
+            tiles = [F.linear(rows, self.weight)]
+        else:  # whole tiles only: the tail is never computed
+            tiles = [F.linear(rows[i:i + TILE], self.weight) for i in range(0, n - n % TILE, TILE)]
+            tiles.append(rows.new_zeros(n % TILE, self.weight.shape[0]))
         y = torch.cat(tiles).reshape(*x.shape[:-1], self.weight.shape[0])
         y = ReduceFromParallel.apply(y, self.comm)
         return y if self.bias is None else y + self.bias
