@@ -36,16 +36,17 @@ from tpconform.strategies.pairwise import Pair, Row, all_pairs, allowed_pairs, p
 LARGE = 64
 TILES = (32, 64, 128)
 TAILS = {32: 40, 64: 100, 128: 150}  # past each tile, below the next, with a partial tile left over
-SCALES = {1.0: "scale 1", 2.0**-6: "scale 2^-6", 2.0**6: "scale 2^6"}
-_INPUT = {0: "1-D input", 1: "2-D input"}
-_LAYOUT_NEEDS = {f"layout {name}": {"1-D input"} if need == 1 else {"1-D input", "2-D input"}
-                 for name, need in (("transposed", 1), ("expanded", 1), ("batch_permuted", 2))}
-# pairs no case can hold: a layout needing more batch dims, an empty 1-D input (it has no batch),
-# float16 inputs scaled up (a sum could overflow), a stride-0 layout of an empty batch (nothing to expand)
-_FORBIDDEN = {frozenset((layout, rank)) for layout, ranks in _LAYOUT_NEEDS.items() for rank in ranks} | {
+SCALES = {1.0: "scale 1", 2.0**-6: "scale 2^-6", 2.0**6: "scale 2^6"}  # strategies.layers.scales' values
+_BATCH_DIMS = {"1-D input": 0, "2-D input": 1, ">=3-D input": 2}
+# pairs no case can hold: a layout its input has too few batch dims for, an empty 1-D input (it has
+# no batch), float16 scaled up (a sum could overflow), a stride-0 layout of an empty batch (nothing
+# to expand), and at world size 1 a split dim that is not divisible
+_FORBIDDEN = {frozenset((f"layout {name}", rank)) for rank, dims in _BATCH_DIMS.items()
+              for name in LAYOUTS if name not in layouts_for(dims)} | {
     frozenset(("empty batch", "1-D input")), frozenset(("dtype float16", "scale 2^6")),
     frozenset(("empty batch", "layout expanded")),
     frozenset(("world size 1", "non-divisible")), frozenset(("world size 1", "fewer features than ranks"))}
+DIMENSION_ORDER = ("variant", "world size", "split", "input", "batch", "layout", "dtype", "scale", "bias")
 
 
 def _world_size_class(ws: int) -> str:
@@ -68,7 +69,7 @@ def values_of(case: LayerCase) -> Row:
         "variant": str(Variant(case.kind, case.gather_output, case.input_is_parallel)),
         "world size": _world_size_class(ws),
         "split": "fewer features than ranks" if split < ws else "divisible" if split % ws == 0 else "non-divisible",
-        "input": _INPUT.get(len(case.batch_shape), ">=3-D input"),
+        "input": {0: "1-D input", 1: "2-D input"}.get(len(case.batch_shape), ">=3-D input"),
         "batch": "empty batch" if case.batch_shape and math.prod(case.batch_shape) == 0 else "non-empty batch",
         "layout": f"layout {case.layout}",
         "dtype": f"dtype {case.dtype}",
@@ -92,9 +93,6 @@ def classes_of(case: LayerCase) -> set[str]:
 def pairs_met(case: LayerCase) -> set[Pair]:
     """The pairs of dimension values ``case`` meets."""
     return pairs_of(values_of(case), DIMENSION_ORDER)
-
-
-DIMENSION_ORDER = ("variant", "world size", "split", "input", "batch", "layout", "dtype", "scale", "bias")
 
 
 def dimensions(world_sizes: Sequence[int], dtypes: Sequence[str],
