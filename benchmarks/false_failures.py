@@ -3,11 +3,12 @@
 Runs the reference (and every other correct registry entry; the seeded bugs ``bug-*`` are
 skipped) over ``--seeds`` different Hypothesis seeds, with the thorough profile's settings, on all
 dtypes, world sizes 1-8, non-divisible dims, and a second case family with long reductions
-(up to ``--long-features`` features and ``--long-rows`` batch rows) for bfloat16/float16. Every
-example is checked against every property of the spec; any violation is a false failure. Then every
-other family the impl offers (``conformance/families``: sub-groups, MLP, primitives, sequence
-parallel, embedding, merged, cross entropy), ``--family-examples`` cases per seed and variant from
-the family's own strategy, each judged on every property of its family.
+(up to ``--long-features`` features and ``--long-rows`` batch rows) for bfloat16/float16, and the
+covering cases of every case class and pair (``strategies/case_classes.py``; per seed, on new
+tensors). Every example is checked against every property of the spec; any violation is a false
+failure. Then every other family the impl offers (``conformance/families``: sub-groups, MLP,
+primitives, sequence parallel, embedding, merged, cross entropy), ``--family-examples`` cases per
+seed and variant from the family's own strategy, each judged on every property of its family.
 
 It also reports, per dtype and quantity, the largest observed ``|error| / bound`` — how close a
 correct impl comes to the tolerance model's bound (must stay < 1; much smaller is expected, the
@@ -27,6 +28,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,6 +41,7 @@ from tpconform.impls.registry import available
 from tpconform.pytest_plugin import profiles
 from tpconform.spec import tolerance as tol
 from tpconform.strategies import DTYPES, VARIANTS, layer_cases, world_sizes
+from tpconform.strategies.case_classes import covering_cases
 from tpconform.transport.harness import GroupPool
 
 QUANTITIES = ("output", "input_grad", "weight_grad", "bias_grad", "updated_weight_shard", "step_output",
@@ -189,6 +192,9 @@ def main(argv=None) -> int:
 
                     for fam, strategy in families.items():
                         _run_family(suite, impl, fam, strategy, s, base, args.examples, record)
+                    for case in covering_cases(variant, range(1, 9), dts):  # the fixed cases, on new tensors
+                        case = replace(case, seed=case.seed + 1000 * s)
+                        record(impl, "covering", case, suite.evidence(case))
                 for other in all_families().values():
                     if other.name == "linear" or not args.family_examples:
                         continue

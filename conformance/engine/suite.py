@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence
 
+from tpconform.engine.coverage import Coverage
 from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_command: the suite's, imported from here
     PropertyViolated,
     format_case_failure,
@@ -18,7 +19,6 @@ from tpconform.impls.protocol import Capabilities
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation
 from tpconform.strategies import DTYPES, Variant
-from tpconform.strategies.case_classes import applicable_classes, classes_of
 from tpconform.transport.contract import Pool
 from tpconform.transport.harness import GroupPool
 
@@ -39,7 +39,7 @@ class Suite:
         self.dtypes = tuple(dtypes)
         self.examples = 0
         self._strategies: dict = {}
-        self.coverage: dict[str, set[str]] = {}  # linear property -> the case classes it was judged on
+        self.coverage = Coverage()  # the case classes and their pairs each linear property was judged on
 
     # -- the run's options and the impl's declaration ---------------------------------------------
     def _dtypes(self, family: str = "linear") -> list[str]:
@@ -111,11 +111,10 @@ class Suite:
         return ev, {prop: fam.judge(ev, prop) for prop in props}
 
     def _offered(self, fam: Family, case, props: Sequence[str], stages: Optional[Sequence[str]] = None):
-        """``case`` run (the ``stages`` named; all by default), its case classes counted for ``props``
-        (linear); :class:`NotOffered` when the impl offers no layer of the family."""
+        """``case`` run (the ``stages`` named; all by default), its case classes and their pairs counted
+        for ``props`` (linear); :class:`NotOffered` when the impl offers no layer of the family."""
         if fam.name == "linear":
-            for prop in props:
-                self.coverage.setdefault(prop, set()).update(classes_of(case))
+            self.coverage.count(case, props)
         ev = fam.run(self, case, stages)
         if ev is None:
             raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
@@ -166,11 +165,5 @@ def _skip(exc: NotOffered) -> NoReturn:
 
 
 def coverage_lines(suite: Suite) -> list[str]:
-    """Per linear property, the case classes it was judged on, of those the run's options allow."""
-    wanted = applicable_classes(suite.world_sizes, suite._dtypes() or list(suite.dtypes))
-    lines = []
-    for prop, met in sorted(suite.coverage.items()):
-        missing = sorted(wanted - met)
-        lines.append(f"{prop}: {len(wanted & met)}/{len(wanted)} case classes"
-                     + (f"; not met: {', '.join(missing)}" if missing else ""))
-    return lines
+    """Per linear property, the case classes and pairs of classes it was judged on (``Coverage.lines``)."""
+    return suite.coverage.lines(suite.world_sizes, suite._dtypes() or list(suite.dtypes))

@@ -245,19 +245,19 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """Which case classes each property met (strategies/case_classes.py): a class no example reached
-    is a place a bug could still hide."""
+    """Which case classes and pairs of classes each property met (strategies/case_classes.py): a class
+    or a pair no example reached is a place a bug could still hide."""
     run = config.stash.get(STATE, None)
     suite = getattr(run, "suite", None)
     if suite is None or not getattr(suite, "coverage", None):
         return
     from tpconform.engine.suite import coverage_lines
 
-    terminalreporter.section("tpconform coverage by case class")
+    terminalreporter.section("tpconform coverage by case class and by pairs of classes")
     lines = coverage_lines(suite)
-    if config.get_verbosity() <= 0:  # only the properties that missed a class (-v: every one's count)
+    if config.get_verbosity() <= 0:  # only the properties that missed something (-v: every one's count)
         lines = [line for line in lines if "not met" in line] or [
-            f"each of the {len(lines)} properties judged met every case class (-v: each one's count)"]
+            f"each of the {len(lines)} properties judged met every case class and pair (-v: each one's count)"]
     for line in lines:
         terminalreporter.write_line(line, yellow="not met" in line)
     if terminalreporter.stats.get("failed") and config.get_verbosity() <= 0:

@@ -1,8 +1,9 @@
-"""Every case class, met by every property — the ten covering cases of ``strategies/case_classes.py``
-(divisible, non-divisible and fewer features than ranks; empty, 1-D, 2-D and >=3-D inputs; every
-memory layout and dtype; large features; with and without bias), whatever the random draws of the
-other tests reached. Each case runs once and is judged on every property, and every property it
-violates is reported: one symptom does not hide another."""
+"""Every case class and every pair of case classes, met by every property — the covering cases of
+``strategies/case_classes.py`` (an all-pairs set over the variant, world size, split, input rank,
+empty batch, layout, dtype, scale and bias; one case per tile-tail class: rows and per-shard features
+past 32, 64 and 128), whatever the random draws of the other tests reached. Each case runs once and
+is judged on every property, and every property it violates is reported: one symptom does not hide
+another."""
 
 import pytest
 from tpconform.engine.report import PropertyViolated, covering_report

@@ -106,6 +106,11 @@ def _output_cause(ev: Evidence, r: int, out: torch.Tensor) -> str | None:
         if wrong_place:
             return ("the output's columns are the right values in the wrong places: the all-gather concatenates "
                     "the shards in the wrong rank order")
+    tail = _first_of_wrong_tail(out.double(), expected, bound)
+    if tail is not None:
+        n = math.prod(case.batch_shape)
+        return (f"batch rows 0-{tail - 1} are right and rows {tail}-{n - 1} all wrong: a tile or chunk loop "
+                "drops the rows past its last whole tile")
     bias = 0 if t.bias is None else t.bias.double()
     if t.bias is not None and case.kind == "row" and ws > 1:
         k = ratio(out.double() - expected, t.bias.double().expand_as(expected))
@@ -130,6 +135,17 @@ def _output_cause(ev: Evidence, r: int, out: torch.Tensor) -> str | None:
         return (f"this case's input and upstream grad are laid out as {LAYOUTS[case.layout]}; if it passes with "
                 "layout=contiguous, the layer reads non-contiguous inputs as if they were contiguous")
     return None
+
+
+def _first_of_wrong_tail(out: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor) -> int | None:
+    """The first batch row of a wrong tail — every row before it right, every row from it on wrong —
+    when it starts at a multiple of 16 rows (a tile's size); ``None`` otherwise."""
+    n = expected.shape[-1]
+    wrong = ((out - expected).abs() > bound).reshape(-1, n).any(dim=1)
+    if not n or not bool(wrong.any()):
+        return None
+    first = int(wrong.nonzero()[0])
+    return first if first > 0 and first % 16 == 0 and bool(wrong[first:].all()) else None
 
 
 def _columns_permuted(out: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor) -> bool:
