@@ -10,6 +10,8 @@ so nothing a submission printed is rendered as Markdown or HTML.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from tpconform.grading.catalog import FAMILY_OF
 
 KIND_WORDS = {"property": "wrong result", "raised": "the layer raised", "shape": "wrong output shape",
@@ -37,6 +39,9 @@ def results(sub: dict) -> dict:
         if f.get("student_replay"):
             output += f"\nreplay: {f['student_replay']}"
     if not_applicable:
-        output += "\n\nNot applicable to this submission (no test, no points): " + ", ".join(not_applicable)
+        families = Counter(FAMILY_OF.get(p, "linear") for p in not_applicable)
+        output += ("\n\nNot applicable to this submission (no tests, no points): the properties of "
+                   + ", ".join(f"{family} ({n})" for family, n in families.items()) + ": "
+                   + ", ".join(not_applicable))
     return {"score": sub["total"], "output": output, "output_format": "text", "test_output_format": "text",
             "tests": tests}
