@@ -63,6 +63,16 @@ def test_every_replay_line_is_one_line_that_bash_reads_back_as_the_same_argument
     assert not os.path.exists(tmp_path / "PWNED")
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("name", [n.replace("/", "∕") for n in NASTY if n.endswith(".py")])  # a file name has no "/"
+def test_the_student_replay_line_names_their_file_and_runs_nothing(name, tmp_path):
+    failure = {"property": "output_matches_the_dense_layer", "minimal_example": {"token": "kind=row,seed=1"}}
+    line = report.student_replay(failure, {"path": "/home/teacher/subs/" + name, "kind": "file", "impl": ""})
+    assert _bash_words(line.replace("python -m tpconform replay", "", 1), tmp_path) == [
+        f"--impl={name}", "kind=row,seed=1", "--property=output_matches_the_dense_layer"]
+    assert not os.path.exists(tmp_path / "PWNED")
+
+
 def _bash_words(words: str, cwd) -> list:
     out = subprocess.run(["bash", "-c", f"printf '%s\\0' {words}"], cwd=cwd, capture_output=True, timeout=30,
                          check=True).stdout
