@@ -282,3 +282,19 @@ def test_the_matrix_tells_load_failures_apart_and_greys_out_properties_worth_not
     cells = re.findall(r'<td class="cell ([^"]+)" data-verdict="([^"]+)"[^>]*>([^<]*)</td>', rows["alice.py"])
     assert sum("nopoints" in c for c, _, _ in cells) == len(free)
     assert all(text == verdict for c, verdict, text in cells if "nopoints" in c)  # "pass", not a green "0"
+
+
+def test_the_teacher_page_does_not_scroll_sideways_at_1400_px(graded, tmp_path):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium); the layout check needs a real browser")
+    with open(graded["out"] / "index.html") as fh:
+        page = fh.read()
+    probe = tmp_path / "index.html"  # the page, and a script that writes its widths into the DOM
+    probe.write_text(page.replace("</body>", "<script>document.body.dataset.widths = document.documentElement"
+                                             ".scrollWidth + ' ' + document.documentElement.clientWidth</script></body>"))
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000", "--dump-dom",
+                          f"file://{probe}"], capture_output=True, text=True, timeout=120, check=False).stdout
+    scroll, client = map(int, re.search(r'data-widths="(\d+) (\d+)"', dom).groups())
+    assert scroll <= client, (scroll, client)
