@@ -23,6 +23,7 @@ from tpconform.grading.gradescope import KIND_WORDS
 from tpconform.grading.logs import without_noise
 from tpconform.grading.markdown_safe import code as md_code
 from tpconform.grading.markdown_safe import text as md
+from tpconform.grading.markdown_safe import visible
 from tpconform.grading.records import write_atomic
 from tpconform.grading.scoring import VARIANT_NAMES, VERDICTS, score_submission
 
@@ -254,6 +255,8 @@ def matrix_cell(s: dict, prop: str) -> str:
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("tpconform.grading", "templates"),
                           autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+# a name with a newline or a right-to-left override shows them as escapes (\n, \u202e), not as a line break
+_ENV.filters["visible"] = visible
 
 
 def html(report: dict) -> str:
