@@ -7,11 +7,13 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, NoReturn, Optional, Sequence
 
 from tpconform.engine.coverage import Coverage
-from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_command: the suite's, imported from here
+from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_command, replay_line: imported from here
     PropertyViolated,
     format_case_failure,
     format_failure,
     replay_command,
+    replay_line,
+    shell_word,
 )
 from tpconform.engine.runner import Runner
 from tpconform.families.registry import family, family_of

@@ -1,6 +1,6 @@
 """``tpconform grade SUBMISSIONS/ --out REPORT/``: grade every submission, resumably, and report.
 
-Each submission's result is written atomically to ``REPORT/submissions/NAME.json`` as soon as it is
+Each submission's result is written atomically to ``REPORT/submissions/KEY.json`` as soon as it is
 graded; a re-run with the same options skips the submissions already graded (a changed submission,
 seed, profile or suite is graded again). Scores and reports are rebuilt from those results on every
 run, so ``--weights`` can change without re-grading.
@@ -49,7 +49,7 @@ def register(sub) -> None:
                    help="submissions graded at once (default: one per CPU, at most 8, as many as the available memory "
                         "holds for the world sizes graded: on 2 cores, one submission's start-up overlaps the other's "
                         "examples)")
-    g.add_argument("--gradescope", action="store_true", help="also write gradescope/NAME/results.json")
+    g.add_argument("--gradescope", action="store_true", help="also write gradescope/KEY/results.json")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--unsandboxed", action="store_true",
                    help="grade without the bubblewrap sandbox (only for code you trust: a submission can then "
@@ -170,8 +170,9 @@ def _fingerprint(sub, options: dict, suite_sha: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _finished(path: str, fingerprint: str):
-    """The stored record at ``path`` if it is for this fingerprint and passes the schema check."""
+def _finished(path: str, fingerprint: str, sub):
+    """The stored record at ``path`` if it is ``sub``'s (its key), for this fingerprint, and passes
+    the schema check; with ``sub``'s name and path as they are now."""
     from tpconform.grading.records import Invalid, stored_result
 
     try:
@@ -181,7 +182,10 @@ def _finished(path: str, fingerprint: str):
             data = json.load(fh)
         if not isinstance(data, dict) or data.get("fingerprint") != fingerprint:
             return None
+        if data.get("key") != sub.key:
+            return None  # another submission's (or from before keys): never reported as this one
         data["result"] = stored_result(data.get("result"))
+        data.update(name=sub.name, path=sub.path)
     except (OSError, ValueError, RecursionError, Invalid):
         return None  # damaged or forged: graded again
     return data
@@ -190,8 +194,8 @@ def _finished(path: str, fingerprint: str):
 def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
     from tpconform.grading.isolation import Limits, run_isolated
 
-    record = {"name": sub.name, "path": sub.path, "kind": sub.kind, "impl": sub.impl, "fingerprint": fingerprint,
-              "sha256": sub.sha256() if sub.kind != "invalid" else None}
+    record = {"name": sub.name, "key": sub.key, "path": sub.path, "kind": sub.kind, "impl": sub.impl,
+              "fingerprint": fingerprint, "sha256": sub.sha256() if sub.kind != "invalid" else None}
     if sub.kind == "invalid":
         record["result"] = {"problem": sub.problem}
     else:
@@ -235,11 +239,11 @@ def main(args) -> int:
     record = run_record(options, weights)
     records, todo = {}, []
     for sub in subs:
-        path = os.path.join(args.out, RESULTS_DIR, f"{sub.name}.json")
+        path = os.path.join(args.out, RESULTS_DIR, f"{sub.key}.json")
         fp = _fingerprint(sub, options, record["suite_sha256"])
-        done = _finished(path, fp)
+        done = _finished(path, fp, sub)
         if done:
-            records[sub.name] = done
+            records[sub.key] = done
         else:
             todo.append((sub, fp, path))
     reused = len(records)
@@ -250,7 +254,7 @@ def main(args) -> int:
               "run the same command again to resume", file=sys.stderr)
         return 130
     record["seconds_grading"] = round(time.time() - started, 2)
-    ordered = [records[s.name] for s in subs]
+    ordered = [records[s.key] for s in subs]
     paths = report.write_all(args.out, record, ordered, weights, gradescope_files=args.gradescope)
     print(f"graded {len(todo)} submission(s), reused {reused} finished earlier, in {record['seconds_grading']:.1f} s; "
           f"report: {paths['html']}")
@@ -277,8 +281,8 @@ def _grade_all(todo, options, records, args) -> None:
         futures = {pool.submit(_grade, sub, options, snapshots, fp, path): sub for sub, fp, path in todo}
         for fut in as_completed(futures):
             rec = fut.result()
-            records[rec["name"]] = rec
-            bar.set_postfix_str(rec["name"])
+            records[rec["key"]] = rec
+            bar.set_postfix_str(rec["key"])
             bar.update()
     except BaseException:
         kill_all()

@@ -216,7 +216,7 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
                  contract_json: str | None = None) -> dict:
     """Grade ``sub`` in its own process tree (in a bwrap sandbox unless ``sandboxed`` is false); the
     cells it finished, and how it ended."""
-    from tpconform.grading import bwrap, records, suspicious
+    from tpconform.grading import bwrap, logs, records, suspicious
     from tpconform.grading.submissions import Rejected
 
     started = time.monotonic()
@@ -291,7 +291,7 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
             result["exit_code"] = proc.returncode
         result["dropped_records"] = stats.get("dropped", 0) + (1 if stats.get("overflow") else 0)
         result["seconds"] = round(time.monotonic() - started, 2)
-        result["log_tail"] = records.cut(_tail(log_path), 4000)
+        result["log_tail"] = records.cut(logs.tail(log_path), 4000)
         result["sandbox"] = bwrap.version() if sandboxed else "none (--unsandboxed)"
         result["suspicious"] = suspicious.scan(files)
         return result
@@ -331,11 +331,3 @@ def _collect(got: list, status: str, returncode: int) -> dict:
         result["exit_code"] = returncode
     return result
 
-
-def _tail(path: str, size: int = 4000) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(os.fstat(fh.fileno()).st_size - size, 0))
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""

@@ -7,13 +7,20 @@
 
 Anything else (other files, folders without ``tpconform.toml``) is listed as not a submission, with
 the reason, so a grader sees it in the report instead of losing it silently.
+
+Each submission has a ``name`` (what the reports show: the stem, or the whole entry name where two
+entries share a stem, as ``alice.py`` and ``alice/`` do) and a ``key`` (what its files in the report
+folder are called: the name where it is plain, else a plain form of it and a digest of the entry's
+name). Both are unique within a run: two entries are never graded, stored or reported as one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass
 
@@ -41,6 +48,7 @@ class Submission:
     kind: str  # "file" | "package" | "invalid"
     impl: str = ""  # for a package: the spec from its manifest
     problem: str | None = None  # for "invalid": why it cannot be graded
+    key: str = ""  # unique in the run; names its files in the report folder (see :func:`with_keys`)
 
     def files(self) -> dict[str, bytes]:
         """Every file of the submission, by path relative to it (a file submission: its name), read
@@ -189,13 +197,47 @@ def _outside(impl: str, path: str) -> str | None:
     return None
 
 
+def _shown(name: str) -> str:
+    """``name`` as text every report can hold: a byte that is not UTF-8 (kept by ``os.listdir`` as a
+    lone surrogate) as ``\\xHH``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+PLAIN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def with_keys(subs: list[Submission]) -> list[Submission]:
+    """``subs`` with unique names and keys. A name several entries share (``alice.py`` and ``alice/``
+    are both "alice") becomes each one's entry name, which its folder makes unique; a key is the name
+    where it is plain (letters, digits, ``._-``, at most 100 characters), else a plain form of it,
+    ``~`` and a digest of the entry name (no plain key holds a ``~``, so the two kinds never meet)."""
+    raw = [os.path.basename(s.path) for s in subs]
+    entries = [_shown(e) for e in raw]
+    names = [_shown(s.name) for s in subs]
+    for _ in subs:  # each round turns the names several entries share into their entry names
+        shared = {n for n in names if names.count(n) > 1}
+        names = [e if n in shared else n for n, e in zip(names, entries)]
+    keys = []
+    for name, entry in zip(names, raw):
+        if PLAIN_KEY.fullmatch(name):
+            keys.append(name)
+        else:
+            plain = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "submission"
+            digest = hashlib.sha256(entry.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+            keys.append(f"{plain}~{digest}")
+    if len(set(keys)) != len(keys):  # not reachable with distinct entry names; never merge if it were
+        raise SubmissionsError("two submissions would be stored under one name; rename one of them")
+    return [dataclasses.replace(s, name=n, key=k) for s, n, k in zip(subs, names, keys)]
+
+
 def discover(folder: str) -> list[Submission]:
-    """The submissions in ``folder`` (or ``folder`` itself, when it is one ``.py`` file), by name."""
+    """The submissions in ``folder`` (or ``folder`` itself, when it is one ``.py`` file), in the
+    order of their entry names, each with a unique name and key (:func:`with_keys`)."""
     folder = os.path.abspath(folder)
     if os.path.isfile(folder):
         if not folder.endswith(".py"):
             raise SubmissionsError(f"{folder}: not a folder of submissions or a .py submission")
-        return [Submission(os.path.basename(folder)[:-3], folder, "file")]
+        return with_keys([Submission(os.path.basename(folder)[:-3], folder, "file")])
     if not os.path.isdir(folder):
         raise SubmissionsError(f"{folder}: no such folder")
     found = []
@@ -215,4 +257,4 @@ def discover(folder: str) -> list[Submission]:
             found.append(Submission(entry, path, "invalid", problem="not a .py file or a folder"))
     if not any(s.kind != "invalid" for s in found):
         raise SubmissionsError(f"{folder}: no submissions in it (expected NAME.py files or folders with {MANIFEST})")
-    return found
+    return with_keys(found)

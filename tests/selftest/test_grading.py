@@ -150,7 +150,10 @@ def test_the_report_says_why_and_gives_minimal_examples(graded):
     assert "| bug_bias_every_rank |" in summary and "## Where points were lost" in summary
     with open(os.path.join(graded["out"], "gradescope", "bug_bias_every_rank", "results.json")) as fh:
         gs = json.load(fh)
-    assert gs["score"] == subs["bug_bias_every_rank"]["total"] and len(gs["tests"]) == len(subs["reference_copy"]["properties"])
+    applicable = [p for p, v in subs["bug_bias_every_rank"]["properties"].items() if v["verdict"] != "n/a" or v["max"]]
+    assert gs["score"] == subs["bug_bias_every_rank"]["total"] and sorted(t["name"] for t in gs["tests"]) == sorted(applicable)
+    assert all(t["status"] == ("passed" if subs["bug_bias_every_rank"]["properties"][t["name"]]["verdict"] == "pass"
+                               else "failed") for t in gs["tests"])
 
 
 def test_the_same_seed_gives_the_same_scores_and_weights_need_no_regrading(graded, tmp_path):
@@ -268,14 +271,16 @@ def test_the_html_matrix_renders_in_a_real_browser(graded, tmp_path):
     assert [name for name, _ in rows] == [s["name"] for s in report["submissions"]]
     for (name, row), sub in zip(rows, report["submissions"]):
         assert re.findall(r'data-verdict="([^"]+)"', row) == [sub["properties"][p]["verdict"] for p in props], name
-    # and the screenshot shows each verdict's colour over whole cells (a cell is at least 70×40 px)
+    # and the screenshot shows each verdict's colour over whole cells (a cell is at least 70×40 px); a
+    # property worth no points is greyed out instead (its verdict as a word, never a coloured "0")
     image = pil.open(shot).convert("RGB")
     counts = {}
     for count, rgb in image.getcolors(maxcolors=1 << 20):
         counts[rgb] = counts.get(rgb, 0) + count
-    shown = {s["properties"][p]["verdict"] for s in report["submissions"] for p in props}
+    scored = [p for p, w in zip(props, report["properties"]) if w["weight"]]
+    shown = {s["properties"][p]["verdict"] for s in report["submissions"] for p in scored}
     assert {"pass", "partial", "fail", "crash", "hang", "error"} <= shown
     for verdict in shown:
-        cells = sum(s["properties"][p]["verdict"] == verdict for s in report["submissions"] for p in props)
+        cells = sum(s["properties"][p]["verdict"] == verdict for s in report["submissions"] for p in scored)
         rgb = tuple(int(COLOURS[verdict][i:i + 2], 16) for i in (1, 3, 5))
         assert counts.get(rgb, 0) >= cells * 70 * 40 * 0.6, (verdict, COLOURS[verdict], counts.get(rgb, 0))

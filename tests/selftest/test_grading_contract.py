@@ -8,6 +8,7 @@ reads that one report; the HTML is rendered in headless chromium."""
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -99,8 +100,8 @@ def test_every_distinct_bug_of_a_multi_bug_submission_is_listed(graded):
     assert raised["minimal_example"]["token"] != next(f for f in row if f["kind"] == "property")["minimal_example"][
         "token"]
     for f in sub["failures"]:  # each with its own minimal example and a replay line the student can run
-        assert f["minimal_example"]["token"] and f["student_replay"].startswith("python -m tpconform replay "
-                                                                                "--impl=multi_bug.py '")
+        assert f["minimal_example"]["token"] and f["student_replay"].startswith(
+            f"python -m tpconform replay --impl=multi_bug.py {shlex.quote(f['minimal_example']['token'])}")
 
 
 def test_the_contract_is_the_graders_not_the_submissions(graded):
