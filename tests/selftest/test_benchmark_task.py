@@ -58,7 +58,7 @@ def verdicts(tmp_path_factory):
         shutil.copy(os.path.join(FIXTURES, rel), folder / os.path.basename(rel))
     with ThreadPoolExecutor(max_workers=2) as pool:
         verifier = dict(zip(FILES, pool.map(_verifier_passes, FILES)))
-    r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(base / "report"),
+    r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(base / "report"),
                         f"--contract={CONTRACT}", "--seed=0", "--no-progress", *UNSANDBOXED],
                        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=900,
                        check=False)

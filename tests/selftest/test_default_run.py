@@ -87,7 +87,7 @@ def test_grading_gives_every_correct_submission_full_marks(tmp_path):
     shutil.copy(os.path.join(FIXTURES, "grading", "reference_copy.py"), folder / "reference_copy.py")
     shutil.copytree(ADAPTER_PKG, folder / "adapter_pkg", ignore=shutil.ignore_patterns("__pycache__"))
     started = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(out), "--no-progress"],
+    r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(out), "--no-progress"],
                        cwd=ROOT, env=_env(None), capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     with open(out / "report.json") as fh:

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def cli(*args, timeout=300):
     env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "conformance", "report-deviation", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "tpconform", "report-deviation", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -59,7 +59,7 @@ def _tamper_verdict():
 def grade(suite, out, *extra, interrupt_after_first=False):
     """Run ``tpconform grade`` on the fixtures from ``suite``, a private copy of the suite (so edits to
     the checkout while the test runs do not look like a new suite version to the resume check)."""
-    cmd = [sys.executable, "-m", "conformance", "grade", FIXTURES, "--out", out, *OPTIONS, *UNSANDBOXED, *extra]
+    cmd = [sys.executable, "-m", "tpconform", "grade", FIXTURES, "--out", out, *OPTIONS, *UNSANDBOXED, *extra]
     env = {**os.environ, "PYTHONPATH": suite}
     if not interrupt_after_first:
         return subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -173,12 +173,12 @@ def test_the_same_seed_gives_the_same_scores_and_weights_need_no_regrading(grade
     assert again["bug_bias_every_rank"]["properties"]["output_matches_the_dense_layer"]["score"] == 20.0
 
 
-def test_a_submission_past_its_time_limit_is_killed_and_scores_0(tmp_path):
+def test_a_submission_past_its_time_limit_is_killed_and_loses_what_it_did_not_finish(tmp_path):
     folder = tmp_path / "subs"
     folder.mkdir()
     shutil.copy(os.path.join(FIXTURES, "hostile_hang.py"), folder)
     started = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(tmp_path / "out"),
+    r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(tmp_path / "out"),
                         "--world-sizes=2", "--examples=2", "--timeout=60", "--time-limit=8", "--no-progress", *UNSANDBOXED],
                        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
                        timeout=120, check=False)
@@ -186,7 +186,8 @@ def test_a_submission_past_its_time_limit_is_killed_and_scores_0(tmp_path):
     assert time.monotonic() - started < 60  # killed at its 8 s limit, not at the 60 s example timeout
     with open(tmp_path / "out" / "report.json") as fh:
         sub = json.load(fh)["submissions"][0]
-    assert sub["status"] == "timeout" and sub["total"] == 0 and "time limit" in sub["why"]
+    # a variant finished before the limit keeps its points (a crash or hang costs its own variant only)
+    assert sub["status"] == "timeout" and sub["total"] < sub["max"] and "time limit" in sub["why"], sub
 
 
 def test_scores_of_a_submission_that_ran_past_its_time_limit():
@@ -238,7 +239,7 @@ def test_a_crash_or_hang_in_one_variant_costs_that_variant_only(stopped):
     ([FIXTURES, "--out", "/tmp/x", "--world-sizes", "0"], "--world-sizes=0"),
 ])
 def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(args, says):
-    r = subprocess.run([sys.executable, "-m", "conformance", "grade", *args], cwd=ROOT, capture_output=True, check=False,
+    r = subprocess.run([sys.executable, "-m", "tpconform", "grade", *args], cwd=ROOT, capture_output=True, check=False,
                        text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 4 and len(lines) == 1 and says in lines[0], r.stderr
@@ -279,7 +280,8 @@ def test_the_html_matrix_renders_in_a_real_browser(graded, tmp_path):
         counts[rgb] = counts.get(rgb, 0) + count
     scored = [p for p, w in zip(props, report["properties"]) if w["weight"]]
     shown = {s["properties"][p]["verdict"] for s in report["submissions"] for p in scored}
-    assert {"pass", "partial", "fail", "crash", "hang", "error"} <= shown
+    # (a crash or hang costs its own variant only: the fixtures that crash or hang in one variant show partial)
+    assert {"pass", "partial", "fail", "error"} <= shown
     for verdict in shown:
         cells = sum(s["properties"][p]["verdict"] == verdict for s in report["submissions"] for p in scored)
         rgb = tuple(int(COLOURS[verdict][i:i + 2], 16) for i in (1, 3, 5))

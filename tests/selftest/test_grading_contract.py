@@ -41,7 +41,7 @@ UNSANDBOXED = [] if bwrap.unavailable() is None else ["--unsandboxed"]
 
 
 def _grade(folder, out, *extra):
-    cmd = [sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(out), "--examples=10",
+    cmd = [sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(out), "--examples=10",
            "--timeout=15", "--seed=0", "--jobs=2", "--no-progress", *UNSANDBOXED, *extra]
     return subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
                           timeout=900, check=False)
@@ -224,7 +224,7 @@ def test_a_malformed_contract_is_refused_with_one_line_saying_why(tmp_path, text
 def test_grade_with_a_malformed_contract_prints_one_line_and_exits_4(tmp_path):
     path = tmp_path / "contract.toml"
     path.write_text(MALFORMED[0][0])
-    r = subprocess.run([sys.executable, "-m", "conformance", "grade", os.path.join(FIXTURES, "grading"), "--out",
+    r = subprocess.run([sys.executable, "-m", "tpconform", "grade", os.path.join(FIXTURES, "grading"), "--out",
                         str(tmp_path / "out"), f"--contract={path}"], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": ROOT}, timeout=120, check=False)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]

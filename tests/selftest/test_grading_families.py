@@ -38,7 +38,7 @@ def report(tmp_path_factory):
     _package(subs, "ce_local_max", "tpconform.impls.zoo.ce_local_max")
     (subs / "only_layers.py").write_text(open(os.path.join(ROOT, "tests/selftest/fixtures/simple_module_good.py")).read())
     out = subs / "out"
-    r = subprocess.run([sys.executable, "-m", "conformance", "grade", str(subs), "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(subs), "--out", str(out),
                         "--world-sizes=1-2", "--dtypes=float32,bfloat16", "--examples=6", *UNSANDBOXED],
                        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

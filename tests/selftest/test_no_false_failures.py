@@ -91,7 +91,7 @@ def test_replaying_a_sub_group_case_on_a_simple_module_says_it_does_not_apply():
 
     case = LayerCase(kind="row", world_size=4, in_features=2, out_features=2, batch_shape=(2,), dtype="float32",
                      bias=True, input_is_parallel=True, seed=0, tp_size=2)
-    r = subprocess.run([sys.executable, "-m", "conformance", "replay", f"--impl={GOOD}", case.token()], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "tpconform", "replay", f"--impl={GOOD}", case.token()], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().startswith("replay: not applicable: the simple-module"), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

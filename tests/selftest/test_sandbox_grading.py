@@ -100,7 +100,7 @@ def _make_bad_files(folder):
 
 
 def _grade(subs, out):
-    cmd = [sys.executable, "-m", "conformance", "grade", subs, "--out", out, *OPTIONS]
+    cmd = [sys.executable, "-m", "tpconform", "grade", subs, "--out", out, *OPTIONS]
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
 
@@ -221,7 +221,7 @@ def test_without_a_sandbox_grade_refuses_unless_told(tmp_path, monkeypatch):
     folder.mkdir()
     shutil.copy(os.path.join(FIXTURES, "donothing.py"), folder)
     env = {**os.environ, "PYTHONPATH": ROOT, "PATH": str(tmp_path / "nobin")}  # no bwrap on PATH
-    cmd = [sys.executable, "-m", "conformance", "grade", str(folder), "--out", str(tmp_path / "out"),
+    cmd = [sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(tmp_path / "out"),
            "--world-sizes=2", "--examples=2", "--no-progress"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 4 and "refusing to run untrusted code" in r.stderr and "--unsandboxed" in r.stderr

@@ -94,7 +94,7 @@ class Launch:
 
 
 def _suite(impl: str, *pytest_args: str) -> list[str]:
-    return ["-m", "conformance", "torchrun", f"--impl={impl}", *pytest_args, "--", FORWARD]
+    return ["-m", "tpconform", "torchrun", f"--impl={impl}", *pytest_args, "--", FORWARD]
 
 
 def _free_port() -> int:
@@ -189,7 +189,7 @@ def test_a_hanging_rank_fails_with_every_stack_and_ends_the_run(launches):
 def test_bad_input_is_one_line_and_exit_code_4(env, args, message):
     base = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                             "MASTER_PORT")}
-    proc = subprocess.run([sys.executable, "-m", "conformance", "torchrun", *args], cwd=ROOT, env={**base, **env},
+    proc = subprocess.run([sys.executable, "-m", "tpconform", "torchrun", *args], cwd=ROOT, env={**base, **env},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 4, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
