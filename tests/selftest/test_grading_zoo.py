@@ -13,9 +13,8 @@ budget (15 examples at the ``ci`` profile), so the grades here run at the defaul
 The whole zoo is slow (two grades of 56 submissions; on a loaded 2-core machine ~45 min each with one
 random example a variant, more at the default 15): ``TPCONFORM_ZOO_GRADE=all pytest
 tests/selftest/test_grading_zoo.py``. CI grades the bugs a default grade once gave full marks to while
-pytest caught them (remainder rows dropped, a bias split unlike its weight, an empty-shard rank that
-skips its collective), one random example a variant, at world sizes
-1-4: what the covering cases alone must catch.
+pytest caught them (remainder rows dropped, a bias split unlike its weight), one random example a variant, at world sizes
+1-3: what the covering cases alone must catch.
 """
 
 import json
@@ -40,11 +39,13 @@ SIMPLE_MODULE_BUGS = ("simple_module_bias_every_rank.py", "simple_module_missing
 MODULES = {bug.module: bug.name for bug in reversed(ZOO + EXTENSIONS)}
 WHOLE_ZOO = os.environ.get("TPCONFORM_ZOO_GRADE") == "all"
 # by default (CI): the regressions pytest caught and a default grade did not, graded by the covering cases
-CI_BUGS = ("bug-uneven-truncated", "bug-bias-split-differs", "bug-empty-shard-skips-collective")
+# (bug-empty-shard-skips-collective, the third, hangs the other ranks: each of its examples costs the
+# example timeout, so it is graded with the whole zoo only)
+CI_BUGS = ("bug-uneven-truncated", "bug-bias-split-differs")
 if not WHOLE_ZOO:
     MODULES = {module: name for module, name in MODULES.items() if name in CI_BUGS}
     SIMPLE_MODULE_BUGS = ()
-CI_SCOPE = [] if WHOLE_ZOO else ["--world-sizes=1-4", "--examples=1"]
+CI_SCOPE = [] if WHOLE_ZOO else ["--world-sizes=1-3", "--examples=1"]
 SCOPES = {"defaults": [], "course": [f"--contract={COURSE}"]} if WHOLE_ZOO else {"defaults": []}
 BUGS = {bug.replace("-", "_"): BY_NAME[bug] for bug in MODULES.values()}
 SELF_REPORTED = load_weights().self_reported
