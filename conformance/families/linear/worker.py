@@ -61,20 +61,18 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
         result["collective_elements"], result["collectives"] = volume.elements, volume.calls
     result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
     if backward:
-        _after_backward(impl, layer, case, data, group, table, rank, x_in, x_sent, g_in, g_sent, stages, result)
+        _after_backward(impl, layer, case, data, table, rank, x_in, x_sent, g_in, g_sent, stages, result)
     # 6. the layer as training loops use it: each protocol on a fresh layer built from the same weights
     if "usage" in stages:
         _usage(impl, case, data, group, table, rank, result)
     return result
 
 
-def _after_backward(impl, layer, case: LayerCase, data: dict, group, table, rank: int, x_in, x_sent, g_in, g_sent,
+def _after_backward(impl, layer, case: LayerCase, data: dict, table, rank: int, x_in, x_sent, g_in, g_sent,
                     stages, result: dict) -> None:
     """Stages 3 (the grads), 4 (a second call) and 5 (a training step), after the first backward."""
     result["input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
-    w_grad, b_grad = impl.shard_grads(layer)
-    result["weight_grad"] = None if w_grad is None else as_tensor(w_grad, "the weight grad").detach().clone()
-    result["bias_grad"] = None if b_grad is None else as_tensor(b_grad, "the bias grad").detach().clone()
+    _grads(impl, layer, "", result)
     result["grad_modified"] = not torch.equal(g_in, g_sent)
 
     # 4. a second call, on the negated input: nothing from the first call may leak into it
@@ -110,6 +108,7 @@ def _backward(output, grad) -> None:
 
 
 def _grads(impl, layer, prefix: str, result: dict) -> None:
+    """The shards' grads as ``impl.shard_grads`` reports them, into ``{prefix}weight_grad`` / ``{prefix}bias_grad``."""
     w_grad, b_grad = impl.shard_grads(layer)
     result[f"{prefix}weight_grad"] = None if w_grad is None else as_tensor(w_grad, "the weight grad").detach().clone()
     result[f"{prefix}bias_grad"] = None if b_grad is None else as_tensor(b_grad, "the bias grad").detach().clone()
@@ -218,9 +217,7 @@ def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, re
     if output.requires_grad:
         output.backward(g_in)
     result["step_input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
-    w_grad, b_grad = impl.shard_grads(layer)
-    result["step_weight_grad"] = None if w_grad is None else as_tensor(w_grad, "the weight grad").detach().clone()
-    result["step_bias_grad"] = None if b_grad is None else as_tensor(b_grad, "the bias grad").detach().clone()
+    _grads(impl, layer, "step_", result)
 
 
 
