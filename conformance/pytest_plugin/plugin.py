@@ -94,6 +94,9 @@ def pytest_cmdline_main(config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "tp_property(family, property): the test judges that property of that family")
     run = config.stash[STATE] = RunState()
+    if config.get_verbosity() < 2 and hasattr(config.option, "force_short_summary"):
+        # a report is many lines; on CI (CI=true) pytest would repeat each in full in the short summary
+        config.option.force_short_summary = True
     try:
         run.world_sizes = parse_world_sizes(config.getoption("world_sizes"))
     except ValueError:

@@ -152,6 +152,7 @@ def test_a_first_attempt_with_two_bugs_reports_in_under_200_lines(tmp_path):
     never added), the headline command: every failure's report in under 200 lines in all."""
     shutil.copy(fixture("simple_module_two_bugs.py"), tmp_path / "my_layer.py")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["CI"] = "true"  # where a gate runs; pytest then prints each failure's message in full in its summary
     # world sizes 1-4 (CI time): the same failures as at the defaults, fewer examples to run
     r = subprocess.run([sys.executable, "-m", "pytest", "--impl=my_layer.py", "--world-sizes=1-4", "--tp-timeout=120",
                         "-p", "no:cacheprovider"],
