@@ -14,17 +14,20 @@ def variant_name(family: str, variant) -> str:
     return v if family == "linear" else f"{family}/{v}"
 
 
-def _catalog() -> tuple[dict[str, list[str]], dict[str, str]]:
+def _catalog() -> tuple[dict[str, list[str]], dict[str, str], tuple[str, ...]]:
     variants: dict[str, list[str]] = {}  # property -> the variant names it is judged on
     family_of: dict[str, str] = {}  # property -> the family that defines it
+    self_reported: dict[str, None] = {}  # properties that declare their evidence measured in the candidate's process
     for name, fam in families().items():
-        for prop in fam.properties:
+        for prop, declared in fam.properties.items():
             family_of.setdefault(prop, name)
             variants.setdefault(prop, []).extend(variant_name(name, v) for v in fam.variants())
-    return variants, family_of
+            if declared.self_reported:
+                self_reported[prop] = None
+    return variants, family_of, tuple(self_reported)
 
 
-VARIANTS_OF, FAMILY_OF = _catalog()
+VARIANTS_OF, FAMILY_OF, SELF_REPORTED = _catalog()
 ALL_PROPERTIES = tuple(VARIANTS_OF)
 ALL_VARIANTS = tuple(dict.fromkeys(v for vs in VARIANTS_OF.values() for v in vs))
 LINEAR_VARIANTS = tuple(variant_name("linear", v) for v in families()["linear"].variants())

@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from tpconform.families.linear.properties import SPEC
-from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, VARIANTS_OF
+from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, SELF_REPORTED, VARIANTS_OF
 from tpconform.strategies import VARIANTS
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.toml")
@@ -39,17 +39,29 @@ class Weights:
     required: tuple
     source: str
     self_reported: tuple = ()  # properties whose facts the candidate's own process measures: no points
-    family_points: dict = field(default_factory=dict)  # the other families' properties (scored where offered)
+    family_points: dict = field(default_factory=dict)  # the other families' properties
+    families: tuple = ("linear",)  # the families scored without a contract (with one: the contract's ``families``)
 
     @property
     def total(self) -> float:
-        """The linear layers' points: every submission is judged on them (other families score only
-        where a submission offers them)."""
+        """The linear layers' points (the maximum when only the linear family is scored)."""
         return float(sum(self.points.values()))
+
+    def scored(self, contract: dict | None = None) -> tuple:
+        """The families whose points make up every submission's maximum: the contract's ``families``,
+        else ``[families] scored``; the linear layers always."""
+        names = (contract or {}).get("families") if contract else self.families
+        return tuple(dict.fromkeys(("linear", *(names or ()))))
+
+    def maximum(self, contract: dict | None = None) -> float:
+        """The most a submission can score: fixed by the grader, whatever a submission offers."""
+        scored = self.scored(contract)
+        return round(self.total + sum(w for p, w in self.family_points.items() if FAMILY_OF[p] in scored), 2)
 
     def as_dict(self) -> dict:
         return {"points": dict(self.points), "required_variants": list(self.required), "source": self.source,
-                "self_reported": list(self.self_reported), "family_points": dict(self.family_points)}
+                "self_reported": list(self.self_reported), "family_points": dict(self.family_points),
+                "families": list(self.families)}
 
 
 def _read(path: str) -> dict:
@@ -69,9 +81,10 @@ def load_weights(path: str | None = None) -> Weights:
     default = base["default_weight"]
     required = list(base["variants"]["required"])
     self_reported = list(base.get("self_reported", {}).get("properties", []))
+    scored = list(base.get("families", {}).get("scored", ["linear"]))
     if path:
         user = _read(path)
-        unknown = set(user) - {"weights", "variants", "default_weight", "self_reported"}
+        unknown = set(user) - {"weights", "variants", "default_weight", "self_reported", "families"}
         default = user.get("default_weight", default)
         unknown_props = set(user.get("weights", {})) - set(ALL_PROPERTIES)
         if unknown or unknown_props:
@@ -87,20 +100,31 @@ def load_weights(path: str | None = None) -> Weights:
             raise WeightsError(f"--weights={path}: unknown required variant(s) {bad}; "
                                f"variants are {', '.join(VARIANT_NAMES)}")
         self_reported = user.get("self_reported", {}).get("properties", self_reported)
-        if not isinstance(self_reported, list) or set(self_reported) - set(SPEC):
+        if not isinstance(self_reported, list) or set(self_reported) - set(ALL_PROPERTIES):
             raise WeightsError(f"--weights={path}: [self_reported] properties must be a list of properties")
-    # a fact the candidate's process reports about itself can be forged from inside it: shown, never scored
+        scored = user.get("families", {}).get("scored", scored)
+        if not isinstance(scored, list) or set(scored) - set(FAMILY_OF.values()):
+            raise WeightsError(f"--weights={path}: [families] scored must be a list of families from "
+                               f"{', '.join(sorted(set(FAMILY_OF.values())))}")
+    # a fact the candidate's process reports about itself can be forged from inside it: shown, never scored.
+    # Which facts those are is each property's own declaration (spec.family.Property.self_reported); a
+    # weights file may add to them, never take one away.
+    self_reported = list(dict.fromkeys([*SELF_REPORTED, *self_reported]))
     weight = {p: 0.0 if p in self_reported else float(points.get(p, default)) for p in ALL_PROPERTIES}
     return Weights({p: w for p, w in weight.items() if FAMILY_OF[p] == "linear"}, tuple(required), path or "default",
-                   tuple(self_reported), {p: w for p, w in weight.items() if FAMILY_OF[p] != "linear"})
+                   tuple(self_reported), {p: w for p, w in weight.items() if FAMILY_OF[p] != "linear"},
+                   tuple(dict.fromkeys(["linear", *scored])))
 
 
-def _all(verdict: str, reason: str, weights: Weights) -> dict:
+def _all(verdict: str, reason: str, weights: Weights, contract: dict | None = None) -> dict:
+    scored = weights.scored(contract)
     props: dict[str, dict] = {p: {"verdict": verdict, "score": 0.0, "max": w, "reason": reason, "passed_variants": [],
                                   "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
-    props.update({p: {"verdict": "n/a", "score": 0.0, "max": 0.0, "reason": reason, "passed_variants": [],
-                      "judged_variants": [], "variants": {}} for p in weights.family_points})
-    return {"total": 0.0, "max": weights.total, "why": reason, "properties": props, "beyond": {}, "failures": []}
+    props.update({p: {"verdict": verdict if FAMILY_OF[p] in scored else "n/a", "score": 0.0,
+                      "max": w if FAMILY_OF[p] in scored else 0.0, "reason": reason, "passed_variants": [],
+                      "judged_variants": [], "variants": {}} for p, w in weights.family_points.items()})
+    return {"total": 0.0, "max": weights.maximum(contract), "why": reason, "properties": props, "beyond": {},
+            "failures": []}
 
 
 def score_submission(result: dict, weights: Weights, contract: dict | None = None) -> dict:
@@ -113,28 +137,41 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     try:
         result = stored_result(result)
     except Invalid as exc:
-        return _all("error", f"its stored result is malformed ({exc}): grade it again", weights)
+        return _all("error", f"its stored result is malformed ({exc}): grade it again", weights, contract)
     if result.get("problem"):
-        return _all("error", f"not graded: {result['problem']}", weights)
+        return _all("error", f"not graded: {result['problem']}", weights, contract)
     if result.get("tampered"):
-        return _all("cheat", "it changed the suite's files: " + ", ".join(result["tampered"][:5]), weights)
+        return _all("cheat", "it changed the suite's files: " + ", ".join(result["tampered"][:5]), weights, contract)
     if result.get("unusable"):
-        return _all("error", f"it could not be loaded: {result['unusable']}", weights)
+        return _all("error", f"it could not be loaded: {result['unusable']}", weights, contract)
     missing_verdict, missing_reason = {
         "timeout": ("timeout", "the submission ran past its time limit before this was checked"),
         "crashed": ("crash", (f"the grading process died (exit code {result.get('exit_code')}) before this was "
                               "checked")),
     }.get(result.get("status"), ("crash", "no result came back for this"))
     if result.get("status") != "done" and result.get("describe") is None:
-        return _all(missing_verdict, missing_reason.replace("before this was checked", "while loading it"), weights)
+        return _all(missing_verdict, missing_reason.replace("before this was checked", "while loading it"), weights, contract)
     cells = {(c["property"], c["variant"]): c for c in result.get("cells", []) if c.get("scope") != "beyond"}
     required = tuple(contract["variants"]) if contract else weights.required
+    scored = weights.scored(contract)
     props = {}
     for prop, weight in {**weights.points, **weights.family_points}.items():
         judged, passed, variants, worst = [], [], {}, None
+        family = FAMILY_OF[prop]
+        if family not in scored:
+            weight = 0.0  # graded and shown, worth nothing: not a family this grade scores
         for variant in VARIANTS_OF[prop]:
             cell = cells.get((prop, variant))
-            if cell is None and variant not in VARIANT_NAMES:  # another family, not graded in this run
+            if cell is None and variant not in VARIANT_NAMES and family not in scored:
+                continue  # another family, not graded in this run and worth nothing in it
+            if family != "linear" and family in scored and (cell is None or cell["verdict"] == "n/a"):
+                # a scored family's variant the submission does not offer (or the run never reached)
+                # costs its share: the maximum is the grader's, never shrunk by what is offered
+                cell = {**(cell or {}), "verdict": "not-declared",
+                        "reason": f"a scored family, not offered: {(cell or {}).get('reason') or missing_reason}"}
+                variants[variant] = cell
+                judged.append(variant)
+                worst = worst or ("not-declared", f"{variant}: {cell['reason']}")
                 continue
             if cell is None and variant not in required and (contract or not _judged(prop, variant, result["describe"])):
                 continue  # never reached, and it would not have been judged (not declared, n/a, not in the contract)
@@ -153,8 +190,6 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
                 worst = (verdict, f"{variant}: {cell.get('reason')}")
         if not judged:
             verdict, score = "n/a", 0.0
-            if FAMILY_OF[prop] != "linear":
-                weight = 0.0  # a family the submission does not offer (or the run did not grade): no points either way
         else:
             # a crash, hang or time-out costs its own variant only: the variants that ran keep their points
             score = round(weight * len(passed) / len(judged), 2)
@@ -166,13 +201,16 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
         if prop in weights.self_reported:
             reason = (reason + "; " if reason else "") + ("self-reported: measured inside the candidate's own "
                                                           "process, which can forge it; no points")
+        elif family not in scored and judged:
+            reason = (reason + "; " if reason else "") + (f"the {family} family is not scored in this grade "
+                                                          "(the contract's families, or [families] scored): no points")
         props[prop] = {"verdict": verdict, "score": score, "max": weight, "reason": reason,
                        "passed_variants": passed, "judged_variants": judged, "variants": variants}
     total = round(sum(p["score"] for p in props.values()), 2)
     # why points were lost to a variant that did not run to the end (the first such property's reason)
     stopped = [p for p in props.values() if any(c.get("verdict") in ZEROING for c in p["variants"].values())]
     why = stopped[0]["reason"] if stopped else None
-    return {"total": total, "max": round(sum(p["max"] for p in props.values()), 2), "why": why, "properties": props,
+    return {"total": total, "max": weights.maximum(contract), "why": why, "properties": props,
             "beyond": beyond_summary(result.get("cells", [])), "failures": result.get("failures", [])}
 
 

@@ -31,6 +31,10 @@ class Property:
     name: str
     judge: Callable[[Any], list[Violation]]
     stages: tuple[str, ...] = ()  # the worker stages whose results it reads (families with stages)
+    # Its evidence is a fact measured inside the candidate's own process (an in-place flag, a count of
+    # collectives): the candidate can forge it, so it is reported and worth 0 points in grading, whatever
+    # a weights file says (tpconform.grading.scoring; tests/selftest/test_self_reported.py walks every family).
+    self_reported: bool = False
 
     @property
     def doc(self) -> str:

@@ -1,6 +1,7 @@
-"""Grading scores every family a submission offers: a submission offering the reference's families
-gets their points, a bug in one family loses that family's property (with a minimal example and a
-replay line of its own family), and a submission offering none is not marked down for them."""
+"""Grading scores the families the grader names (here every one, by a weights file's ``[families]
+scored``): a submission offering the reference's families gets their points, a bug in one family loses
+that family's property (with a minimal example and a replay line of its own family), and a submission
+offering none scores 0 of their points out of the same maximum (it never shrinks with what is offered)."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import textwrap
 
 import pytest
 from tpconform.grading import bwrap
+from tpconform.grading.catalog import FAMILY_OF
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNSANDBOXED = [] if bwrap.unavailable() is None else ["--unsandboxed"]
@@ -38,8 +40,13 @@ def report(tmp_path_factory):
     _package(subs, "ce_local_max", "tpconform.impls.zoo.ce_local_max")
     (subs / "only_layers.py").write_text(open(os.path.join(ROOT, "tests/selftest/fixtures/simple_module_good.py")).read())
     out = subs / "out"
+    weights = tmp_path_factory.mktemp("weights") / "every_family.toml"
+    from tpconform.families.registry import families
+
+    weights.write_text(f"[families]\nscored = {sorted(families())!r}\n".replace("'", '"'))
     r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(subs), "--out", str(out),
-                        "--world-sizes=1-2", "--dtypes=float32,bfloat16", "--examples=6", *UNSANDBOXED],
+                        "--world-sizes=1-2", "--dtypes=float32,bfloat16", "--examples=6", f"--weights={weights}",
+                        *UNSANDBOXED],
                        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return {s["name"]: s for s in json.loads((out / "report.json").read_text())["submissions"]}
@@ -68,11 +75,13 @@ def test_a_bug_in_one_family_costs_that_familys_property_with_its_own_replay_lin
     assert lost and all(p.startswith("cross_entropy_") for p in lost), lost  # nothing outside its family
 
 
-def test_a_submission_offering_no_family_is_not_marked_down_for_them(report):
-    sub = report["only_layers"]
-    assert sub["total"] == sub["max"]
+def test_a_submission_offering_no_family_scores_none_of_their_points_out_of_the_same_maximum(report):
+    sub, full = report["only_layers"], report["all_families"]
+    assert sub["max"] == full["max"] and sub["total"] == sum(v["max"] for p, v in sub["properties"].items()
+                                                             if p not in FAMILY_OF or FAMILY_OF[p] == "linear")
     for prop in FAMILY_PROPS:
-        assert sub["properties"][prop]["max"] == 0 and sub["properties"][prop]["verdict"] == "n/a", prop
+        assert sub["properties"][prop]["max"] > 0 and sub["properties"][prop]["score"] == 0, prop
+        assert sub["properties"][prop]["verdict"] == "not-declared", sub["properties"][prop]
 
 
 def test_a_family_search_that_errors_is_never_graded_a_pass():

@@ -74,7 +74,8 @@ class CrossEntropyFamily(ExtensionFamily):
     case_type = CrossEntropyCase
     offered_by = "vocab_parallel_cross_entropy"
     verdict = verdict
-    properties = {name: Property(name, fn) for name, fn in verdict.CROSS_ENTROPY_SPEC.items()}
+    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED)
+                  for name, fn in verdict.CROSS_ENTROPY_SPEC.items()}
 
     def cases(self, suite, variant):
         return cross_entropy_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name))

@@ -81,6 +81,8 @@ class CrossEntropyEvidence:
 
 
 CROSS_ENTROPY_SPEC: dict = {}
+# evidence measured inside the candidate's process (in-place flags its worker sets): no points
+SELF_REPORTED = frozenset({"cross_entropy_leaves_its_logits_untouched"})
 
 
 def cross_entropy_property(fn):

@@ -26,7 +26,8 @@ class LinearFamily(Family):
     name = "linear"
     title = "column- and row-parallel linear layers"
     case_type = LayerCase
-    properties = {name: Property(name, fn, properties.NEEDS[name]) for name, fn in properties.SPEC.items()}
+    properties = {name: Property(name, fn, properties.NEEDS[name], name in properties.SELF_REPORTED)
+                  for name, fn in properties.SPEC.items()}
     stages = STAGES
     derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
 

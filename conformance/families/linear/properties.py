@@ -96,11 +96,13 @@ class Evidence:
 Property = Callable[[Evidence], list[Violation]]
 SPEC: dict[str, Property] = {}
 NEEDS: dict[str, tuple[str, ...]] = {}  # property -> the worker stages (cases.STAGES) its evidence needs
+SELF_REPORTED: set[str] = set()  # properties whose evidence the candidate's own process measures (no points)
 
 
-def spec_property(*needs: str) -> Callable[[Property], Property]:
+def spec_property(*needs: str, self_reported: bool = False) -> Callable[[Property], Property]:
     """Register the decorated property in :data:`SPEC` under its name; ``needs`` are the worker
-    stages (:data:`tpconform.spec.cases.STAGES`) whose results it reads, beyond the layer's shards."""
+    stages (:data:`tpconform.spec.cases.STAGES`) whose results it reads, beyond the layer's shards;
+    ``self_reported``: its evidence is measured inside the candidate's process (see ``spec.family.Property``)."""
     unknown = set(needs) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
@@ -108,6 +110,8 @@ def spec_property(*needs: str) -> Callable[[Property], Property]:
     def register(fn: Property) -> Property:
         SPEC[fn.__name__] = fn
         NEEDS[fn.__name__] = tuple(needs)
+        if self_reported:
+            SELF_REPORTED.add(fn.__name__)
         return fn
 
     return register
@@ -296,7 +300,7 @@ def bias_grad_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
 
 
 # -- 8. no side effects ----------------------------------------------------------------------------
-@spec_property("forward", "backward")
+@spec_property("forward", "backward", self_reported=True)  # in-place flags the worker measures
 def inputs_are_left_untouched(ev: Evidence) -> list[Violation]:
     name = "inputs_are_left_untouched"
     out = []
@@ -332,7 +336,7 @@ def activation_elements(case: LayerCase) -> int:
     return 2 * math.prod(case.batch_shape) * (case.in_features + case.out_features)
 
 
-@spec_property("forward", "backward", "collective_volume")
+@spec_property("forward", "backward", "collective_volume", self_reported=True)  # counted in the worker
 def communicates_activations_not_weights(ev: Evidence) -> list[Violation]:
     """Tensor parallelism moves activations, never the weight: per rank, the floating-point elements
     sent into collectives during forward and backward are at most :func:`activation_elements`.
@@ -381,7 +385,7 @@ def least_exchange(case: LayerCase, shard: int) -> int:
     return shard * min(b, other) if case.sharding.weight_dim == 0 else other * min(b, shard)
 
 
-@spec_property("forward", "backward", "collective_volume")
+@spec_property("forward", "backward", "collective_volume", self_reported=True)  # counted in the worker
 def communicates_what_the_other_ranks_need(ev: Evidence) -> list[Violation]:
     """Tensor parallelism must communicate: at world size >= 2 a rank holding only its shard cannot
     produce the dense result without the other ranks' contributions, so per rank the floating-point

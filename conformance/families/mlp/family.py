@@ -17,7 +17,8 @@ class MLPFamily(ExtensionFamily):
     title = "the MLP built from the two layers"
     case_type = MLPCase
     verdict = verdict
-    properties = {name: Property(name, fn) for name, fn in verdict.MLP_SPEC.items()}
+    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED)
+                  for name, fn in verdict.MLP_SPEC.items()}
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
         caps = suite.capabilities.of(self.name)

@@ -16,7 +16,8 @@ class PrimitivesFamily(ExtensionFamily):
     case_type = PrimitiveCase
     offered_by = "primitives"
     verdict = verdict
-    properties = {name: Property(name, fn) for name, fn in verdict.PRIMITIVE_SPEC.items()}
+    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED)
+                  for name, fn in verdict.PRIMITIVE_SPEC.items()}
 
     def variants(self):
         return PRIMITIVES

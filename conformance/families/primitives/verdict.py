@@ -110,6 +110,8 @@ def expected_backward(ev: PrimitiveEvidence, r: int) -> tuple[torch.Tensor, torc
 
 PrimitiveProperty = Callable[[PrimitiveEvidence], list[Violation]]
 PRIMITIVE_SPEC: dict[str, PrimitiveProperty] = {}
+# evidence measured inside the candidate's process (in-place flags its worker sets): no points
+SELF_REPORTED = frozenset({"primitive_leaves_its_inputs_untouched"})
 
 
 def primitive_property(fn: PrimitiveProperty) -> PrimitiveProperty:

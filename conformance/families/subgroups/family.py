@@ -43,7 +43,8 @@ class SubgroupsFamily(Family):
     name = "subgroups"
     title = "layers given a TP sub-group of the world"
     case_type = LayerCase
-    properties = {name: Property(name, properties.SPEC[name], properties.NEEDS[name]) for name in PER_GROUP_SPEC}
+    properties = {name: Property(name, properties.SPEC[name], properties.NEEDS[name], name in properties.SELF_REPORTED)
+                  for name in PER_GROUP_SPEC}
     stages = STAGES
     # a world of 4 or 6 ranks per example, and six properties over the same kind of cases: a third of
     # the profile's examples per test (as many examples in all as its one test of every property had)
