@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from tpconform.families.registry import families
-from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
+from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, for_workers, make_tensors, partition
 from tpconform.spec.results import RankResult, malformed
 from tpconform.spec.violations import fold_ranks
 from tpconform.transport.contract import GroupFailure, Pool, cut_text
@@ -142,15 +142,17 @@ class Runner:
         stages = tuple(STAGES if stages is None else stages)
         tensors = make_tensors(case, update="train_step" in stages)
         outcome = Outcome(case, tensors, stages=stages)
-        message = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
+        message = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
         messages = {r: message for r in range(case.world_size)}
-        if case.sharding.sliced_tensor(case) and outcome.stages:
+        if case.sharding.sliced_tensor(case) and not outcome.stages:
+            messages = {r: build_only(message) for r in range(case.world_size)}  # the shards alone are read
+        elif case.sharding.sliced_tensor(case):
             # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad
             # (column, sharded output), never the whole tensor it could read out of the harness's frames
-            # instead of communicating: first the layer is built for its shard shapes alone, then each
-            # rank is sent its slice along the partition those shapes imply.
-            first, outcome.crash = self.request(case.world_size, {r: {**message, "stages": []}
+            # instead of communicating: first the layer is built for its shard shapes alone (sent the
+            # weight and bias only), then each rank is sent its slice along the partition those shapes imply.
+            first, outcome.crash = self.request(case.world_size, {r: build_only(message)
                                                                   for r in range(case.world_size)})
             if outcome.crash is not None:
                 return outcome
@@ -163,6 +165,14 @@ class Runner:
         if outcome.crash is None:
             outcome.ranks = [RankResult.from_wire(results[r]) for r in range(case.world_size)]
         return outcome
+
+
+def build_only(message: dict) -> dict:
+    """``message`` for the round that only builds the layer: the weight and bias, no input, no upstream grad
+    (a layer's constructor may keep whatever it is sent for the calls that follow)."""
+    data = message["data"]
+    return {**message, "stages": [], "data": {"weight": data["weight"], "bias": data["bias"], "x": None,
+                                               "grad_out": None}}
 
 
 def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shards: list) -> dict[int, dict]:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from tpconform.families.registry import family_of
+from tpconform.spec.cases import for_workers
 from tpconform.spec.compare import compare
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation
@@ -28,16 +29,18 @@ from tpconform.spec.violations import Violation
 def run_on_every_rank(suite, case, command: str,
                       data: Union[dict, Callable[[int], dict]]) -> tuple[list[dict], Optional[str]]:
     """Send the worker ``command`` for ``case`` to each of its ``world_size`` ranks, with ``data``
-    (the same for every rank: one message, encoded once) or ``data(rank)``, and count the example.
+    (the same for every rank: one message, encoded once) or ``data(rank)``, and count the example. The
+    case goes without its seed (:func:`tpconform.spec.cases.for_workers`): a tensor a rank is sent a slice
+    of is sent as that slice, never whole.
 
     Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
     not complete (``None`` when it did)."""
     ws, family = case.world_size, family_of(case).name
     if callable(data):
-        messages = {r: {"cmd": command, "family": family, "impl": suite.impl_spec, "case": case.as_dict(),
+        messages = {r: {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case),
                         "data": data(r)} for r in range(ws)}
     else:
-        message = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": case.as_dict(), "data": data}
+        message = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case), "data": data}
         messages = {r: message for r in range(ws)}
     results, crash = suite.runner.request(ws, messages)
     suite.examples += 1

@@ -191,6 +191,15 @@ class CaseTensors:
         return d
 
 
+def for_workers(case) -> dict:
+    """``case`` as a worker is sent it: every field but its ``seed``. A rank learns only what its rank may
+    know: from the seed it could regenerate every tensor of the example (the whole input of a sliced
+    variant among them) instead of communicating. Replay lines are written by the verdict, which keeps it."""
+    d = case.as_dict()
+    d.pop("seed", None)
+    return d
+
+
 def make_tensors(case: LayerCase, update: bool = False) -> CaseTensors:
     """Weight, non-zero bias, input and a random (not all-ones) upstream gradient for ``case``;
     with ``update``, the training step's tensors too (their own random stream: the others do not

@@ -88,7 +88,14 @@ def _construction_failed(ev: MergedEvidence, failed: list[int]) -> str:
 def evidence(suite, case: MergedCase) -> Optional[MergedEvidence]:
     """Run ``case``; ``None`` when the impl offers no merged column layer."""
     t = make_tensors(case.layer_case())
-    ranks, crash = run_on_every_rank(suite, case, "run_merged", t.as_dict())
+    data = t.as_dict()
+
+    def rank_data(r: int) -> dict:  # this rank's slice of every block of the upstream grad, never the whole of it
+        ws, blocks = case.world_size, list(case.blocks)
+        mine = [g.narrow(-1, r * (n // ws), n // ws) for g, n in zip(t.grad_out.split(blocks, -1), blocks)]
+        return {**data, "grad_out": torch.cat(mine, dim=-1).clone()}
+
+    ranks, crash = run_on_every_rank(suite, case, "run_merged", rank_data)
     if not_offered(ranks):
         return None
     return MergedEvidence(case, t, ranks, crash, dense_linear(t))

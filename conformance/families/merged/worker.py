@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.distributed as dist
 from tpconform.families.layer_steps import build_on_every_rank, forward_and_backward
 from tpconform.transport.worker_tools import noncontiguous
@@ -10,10 +9,9 @@ from tpconform.transport.worker_tools import noncontiguous
 
 def run_merged(message: dict, impl) -> dict:
     """A merged column layer: the weight is cut into ``case["blocks"]`` row blocks; the upstream grad
-    of this rank is its slice of every block (a block of ``n`` rows over ``p`` ranks: ``n/p`` each)."""
+    this rank is sent is its slice of every block (a block of ``n`` rows over ``p`` ranks: ``n/p`` each)."""
     case, d = message["case"], message["data"]
     group = dist.group.WORLD
-    rank, world = dist.get_rank(group), dist.get_world_size(group)
     blocks = list(case["blocks"])
     weights = [w.clone() for w in d["weight"].split(blocks)]
     biases = None if d["bias"] is None else [b.clone() for b in d["bias"].split(blocks)]
@@ -23,8 +21,7 @@ def run_merged(message: dict, impl) -> dict:
         return result
     result["weight_shard"], result["bias_shard"] = shards
     x = noncontiguous(d["x"].clone()) if case["noncontiguous"] else d["x"].clone()
-    g = torch.cat([gb.narrow(-1, rank * (n // world), n // world) for gb, n in zip(d["grad_out"].split(blocks, -1),
-                                                                                  blocks)], dim=-1)
+    g = d["grad_out"].clone()
     forward_and_backward(impl, layer, x, g, result, group)
     return result
 

@@ -85,7 +85,13 @@ def sequence_parallel_grads_match_the_dense_layer(ev: Evidence) -> list[Violatio
 def evidence(suite, case: LayerCase) -> Optional[Evidence]:
     """Run ``case``; ``None`` when the impl offers no sequence-parallel layer of that kind."""
     t = make_tensors(case)
-    ranks, crash = run_on_every_rank(suite, case, "run_sequence_parallel", t.as_dict())
+    data, n = t.as_dict(), case.batch_shape[0] // case.world_size
+    key = "x" if case.kind == "column" else "grad_out"  # the column's input, the row's upstream grad
+
+    def rank_data(r: int) -> dict:  # this rank's sequence shard of it, never the whole sequence
+        return {**data, key: data[key].narrow(0, r * n, n).clone()}
+
+    ranks, crash = run_on_every_rank(suite, case, "run_sequence_parallel", rank_data)
     if not_offered(ranks):
         return None
     outcome = Outcome(case, t, ranks=[RankResult.from_wire(res) for res in ranks], crash=crash)

@@ -22,16 +22,16 @@ def run_sequence_parallel(message: dict, impl) -> dict:
     if layer is None:
         return result
     result["weight_shard"], result["bias_shard"] = shards
-    n = case.batch_shape[0] // world
     split = [row_[1] if case.kind == "column" else row_[2] for row_ in table]
     full = case.out_features if case.kind == "column" else case.in_features
     if min(split) < 0 or sum(split) != full:
         split = [t.shape[0] for t in torch.tensor_split(torch.empty(full), world)]
     features = (offsets(split)[rank], split[rank])
+    # the sequence shard (column: of the input; row: of the upstream grad) is sent as this rank's alone
     if case.kind == "column":  # this rank's sequence shard in, its feature slice of the full sequence out
-        x, g = d["x"].narrow(0, rank * n, n).clone(), d["grad_out"].narrow(-1, *features).clone()
+        x, g = d["x"].clone(), d["grad_out"].narrow(-1, *features).clone()
     else:  # its feature slice of the full sequence in, its sequence shard out
-        x, g = d["x"].narrow(-1, *features).clone(), d["grad_out"].narrow(0, rank * n, n).clone()
+        x, g = d["x"].narrow(-1, *features).clone(), d["grad_out"].clone()
     forward_and_backward(impl, layer, worker_laid_out(x, case.layout), g, result, group)
     return result
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence
 
-from tpconform.engine.runner import Outcome, _sliced_messages
+from tpconform.engine.runner import Outcome, _sliced_messages, build_only
 from tpconform.families.linear.properties import Evidence
-from tpconform.spec.cases import STAGES, LayerCase, make_tensors
+from tpconform.spec.cases import STAGES, LayerCase, for_workers, make_tensors
 from tpconform.spec.dense import dense_linear
 from tpconform.spec.results import RankResult
 
@@ -38,12 +38,14 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
     stages = tuple(STAGES if stages is None else stages)
     outcomes = [Outcome(c, make_tensors(c, update="train_step" in stages), stages=stages) for c in cases]
     messages = {
-        r: {"cmd": "run_tp_group", "family": "subgroups", "impl": suite.impl_spec, "case": case.as_dict(),
+        r: {"cmd": "run_tp_group", "family": "subgroups", "impl": suite.impl_spec, "case": for_workers(case),
             "data": outcomes[g].tensors.as_dict(), "stages": list(stages)}
         for g in range(case.tp_groups) for r in group_ranks(case, g)
     }
-    if case.sharding.sliced_tensor(case) and stages:  # each rank gets only its slice, as in Runner.run
-        first, crash = suite.runner.request(case.world_size, {r: {**m, "stages": []} for r, m in messages.items()})
+    if case.sharding.sliced_tensor(case) and not stages:  # the shards alone are read, as in Runner.run
+        messages = {r: build_only(m) for r, m in messages.items()}
+    elif case.sharding.sliced_tensor(case):  # each rank gets only its slice, as in Runner.run
+        first, crash = suite.runner.request(case.world_size, {r: build_only(m) for r, m in messages.items()})
         if crash is None and not any(res.get("construct_failed_ranks") for res in first.values()):
             for g in range(case.tp_groups):
                 ranks = list(group_ranks(case, g))
