@@ -162,8 +162,8 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
             weight = 0.0  # graded and shown, worth nothing: not a family this grade scores
         for variant in VARIANTS_OF[prop]:
             cell = cells.get((prop, variant))
-            if cell is None and variant not in VARIANT_NAMES and family not in scored:
-                continue  # another family, not graded in this run and worth nothing in it
+            if cell is None and variant not in VARIANT_NAMES and (family == "linear" or family not in scored):
+                continue  # another family's variant (sub-groups'), or a family not scored: not graded in this run
             if family != "linear" and family in scored and (cell is None or cell["verdict"] == "n/a"):
                 # a scored family's variant the submission does not offer (or the run never reached)
                 # costs its share: the maximum is the grader's, never shrunk by what is offered
