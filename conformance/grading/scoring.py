@@ -19,6 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from tpconform.families.linear.properties import SPEC
+from tpconform.families.registry import families
 from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, SELF_REPORTED, VARIANTS_OF
 from tpconform.strategies import VARIANTS
 
@@ -103,9 +104,9 @@ def load_weights(path: str | None = None) -> Weights:
         if not isinstance(self_reported, list) or set(self_reported) - set(ALL_PROPERTIES):
             raise WeightsError(f"--weights={path}: [self_reported] properties must be a list of properties")
         scored = user.get("families", {}).get("scored", scored)
-        if not isinstance(scored, list) or set(scored) - set(FAMILY_OF.values()):
+        if not isinstance(scored, list) or set(scored) - set(families()):
             raise WeightsError(f"--weights={path}: [families] scored must be a list of families from "
-                               f"{', '.join(sorted(set(FAMILY_OF.values())))}")
+                               f"{', '.join(sorted(families()))}")
     # a fact the candidate's process reports about itself can be forged from inside it: shown, never scored.
     # Which facts those are is each property's own declaration (spec.family.Property.self_reported); a
     # weights file may add to them, never take one away.
