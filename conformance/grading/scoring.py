@@ -118,6 +118,8 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
         return _all("error", f"not graded: {result['problem']}", weights)
     if result.get("tampered"):
         return _all("cheat", "it changed the suite's files: " + ", ".join(result["tampered"][:5]), weights)
+    if result.get("over_budget"):  # the whole sandbox's memory: nothing a correct layer comes near
+        return _all("crash", result["over_budget"], weights)
     if result.get("unusable"):
         return _all("error", f"it could not be loaded: {result['unusable']}", weights)
     missing_verdict, missing_reason = {
