@@ -34,17 +34,37 @@ INTERVAL_S = 0.05
 _FIELDS = (b"RssAnon:", b"RssShmem:")
 
 
-def resident_bytes(pid: int) -> int:
-    """The anonymous and shared-memory resident bytes of one process (0 when it is gone)."""
-    total = 0
+def _status_bytes(path: str) -> Optional[int]:
+    """``RssAnon`` + ``RssShmem`` from one ``status`` file (``None``: it has neither, or is gone)."""
+    total, found = 0, False
     try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
+        with open(path, "rb") as fh:
             for line in fh:
                 if line.startswith(_FIELDS):
                     total += int(line.split()[1]) * 1024  # kB
+                    found = True
     except (OSError, ValueError, IndexError):
+        return None
+    return total if found else None
+
+
+def resident_bytes(pid: int) -> int:
+    """The anonymous and shared-memory resident bytes of one process (0 when it is gone).
+
+    A process whose first thread has exited (``pthread_exit`` in the main thread) shows no memory in
+    ``/proc/PID/status`` while its other threads hold all of it: then a live thread's status is read."""
+    own = _status_bytes(f"/proc/{pid}/status")
+    if own is not None:
+        return own
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return 0
-    return total
+    for tid in tasks:
+        got = _status_bytes(f"/proc/{pid}/task/{tid}/status")
+        if got is not None:
+            return got
+    return 0
 
 
 def _children(pid: int) -> list[int]:
