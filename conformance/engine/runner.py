@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from tpconform.families.registry import families
-from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, make_tensors, partition
+from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, conversion_for, make_tensors, partition
 from tpconform.spec.results import RankResult, malformed
 from tpconform.spec.violations import fold_ranks
 from tpconform.transport.contract import GroupFailure, Pool, cut_text
@@ -26,6 +26,8 @@ class Outcome:
     ranks: list[RankResult] = field(default_factory=list)  # what each rank reported
     crash: Optional[str] = None  # hang / death / exception text, when the example did not complete
     stages: tuple = STAGES  # what the workers ran after building the layer (tpconform.spec.cases.STAGES)
+    # stage "conversion": (build dtype, method) the verdict chose (cases.conversion_for); None: not run
+    conversion: Optional[tuple[str, str]] = None
 
     @property
     def construct_failed(self) -> bool:
@@ -90,6 +92,14 @@ class Runner:
             self._description = _checked_description(reply.get("describe"), self.impl_spec)
         return self._description
 
+    def conversion(self, case: LayerCase) -> Optional[tuple[str, str]]:
+        """How the conversion stage builds and converts ``case``'s layer (``cases.conversion_for``, from
+        the dtypes the impl declares for the linear family); ``None``: no other dtype is declared."""
+        from tpconform.impls.protocol import Capabilities
+
+        declared = Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
+        return conversion_for(case.dtype, declared)
+
     def _group(self, world_size: int):
         """The group for ``world_size``, with the impl already loaded on every rank.
 
@@ -128,7 +138,7 @@ class Runner:
         if bad:
             group.close(graceful=False)
             return {}, bad
-        for stage_error in ("train_step_error", "usage_error"):
+        for stage_error in ("train_step_error", "usage_error", "conversion_error", "state_dict_error"):
             raised = [isinstance(res, dict) and stage_error in res for res in results.values()]
             if any(raised) and not all(raised):
                 group.close()  # a stage raised on some ranks only: the group's state is unknown
@@ -144,6 +154,9 @@ class Runner:
         outcome = Outcome(case, tensors, stages=stages)
         message = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": case.as_dict(), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
+        if "conversion" in stages:
+            outcome.conversion = self.conversion(case)
+            message["conversion"] = outcome.conversion and list(outcome.conversion)
         messages = {r: message for r in range(case.world_size)}
         if case.sharding.sliced_tensor(case) and outcome.stages:
             # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad

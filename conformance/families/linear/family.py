@@ -66,7 +66,8 @@ class LinearFamily(Family):
         outcome = suite.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)))
         suite.examples += 1
         truth = dense[0] if dense else dense_linear(outcome.tensors)
-        return Evidence(case, outcome, truth, suite.capabilities.of(self.name).uneven_shards)
+        return Evidence(case, outcome, truth, suite.capabilities.of(self.name).uneven_shards,
+                        str(suite.description.get("convention") or ""))
 
     def judge(self, ev: Evidence, prop: str) -> list[Violation]:
         return properties.evaluate(ev, prop)
