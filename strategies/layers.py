@@ -201,15 +201,17 @@ def parallelism_features(world_size: int) -> int:
 def parallelism_cases(variant: Variant, world_sizes, dtypes, *, batch_dims: int = 1,
                       bias: bool = True) -> list[LayerCase]:
     """Cases where the weight is far larger than the activations (one batch row,
-    :func:`parallelism_features` each way), one per world size above 1, in float32 when ``dtypes``
+    :func:`parallelism_features` each way), in float32 when ``dtypes``
     has it: there the grading's parallelism check (``really_tensor_parallel``) separates a layer that
-    moves activations from one that moves its weight. Gathering the weight once costs (ranks − 1) × n²
+    moves activations from one that moves its weight. World sizes: the two smallest above 1 and the
+    largest, as :func:`anchor_cases` picks them. Gathering the weight once costs (ranks − 1) × n²
     elements; the allowance for a whole example's activations (8 passes) is 2.5-13 times less
     (``tpconform.families.linear.properties.loopback_allowance``). ``batch_dims``: how many batch dims
     the input has (0: a 1-D input), as a contract allows them."""
     dtype = "float32" if "float32" in dtypes else list(dtypes)[0]
+    parallel = [w for w in sorted(set(int(w) for w in world_sizes)) if w >= 2]
     out = []
-    for i, ws in enumerate(w for w in sorted(set(int(w) for w in world_sizes)) if w >= 2):
+    for i, ws in enumerate(dict.fromkeys(parallel[:2] + parallel[-1:])):  # as anchor_cases picks them
         n = parallelism_features(ws)
         out.append(LayerCase(kind=variant.kind, world_size=ws, in_features=n, out_features=n,
                              batch_shape=(1,) * batch_dims, dtype=dtype, bias=bias, gather_output=variant.gather_output,

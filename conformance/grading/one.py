@@ -64,7 +64,7 @@ from tpconform.grading.failures import (
 )
 from tpconform.strategies import VARIANTS, Variant
 from tpconform.strategies.case_classes import covering_cases
-from tpconform.strategies.layers import anchor_cases
+from tpconform.strategies.layers import anchor_cases, parallelism_cases
 from tpconform.transport import loopback
 from tpconform.transport.contract import cut_text
 from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
@@ -229,7 +229,10 @@ class Grader:
         c = self.contract
         if c is None:
             return [Scope("contract", self.suite.cases, self.fixed_cases, self.examples)]
-        inside = Scope("contract", lambda v: c.cases(v) if str(v) in c.variants else None, c.anchors, self.examples)
+        def anchors(v):
+            return c.anchors(v, parallelism=self.suite.runner.traffic is not None)
+
+        inside = Scope("contract", lambda v: c.cases(v) if str(v) in c.variants else None, anchors, self.examples)
         if not c.beyond_examples:
             return [inside]
         return [inside, Scope("beyond", c.beyond_cases, c.beyond_anchors, c.beyond_examples,
@@ -241,7 +244,13 @@ class Grader:
         features than ranks, empty batches, every layout: ``tests/properties/test_case_classes.py``),
         judged as pytest judges them (by what the submission declares)."""
         sizes, dtypes = self.suite.world_sizes, self.suite._dtypes()
-        return unique(anchor_cases(variant, sizes, dtypes) + covering_cases(variant, sizes, dtypes))
+        return unique(anchor_cases(variant, sizes, dtypes) + self.parallelism_cases(variant, sizes, dtypes)
+                      + covering_cases(variant, sizes, dtypes))
+
+    def parallelism_cases(self, variant, sizes, dtypes) -> list:
+        """Where the weight dwarfs the activations, so the loopback's byte count separates moving one from
+        moving the other (``really_tensor_parallel``); only where that count is measured."""
+        return parallelism_cases(variant, sizes, dtypes) if self.suite.runner.traffic is not None else []
 
     def run(self) -> None:
         try:
