@@ -28,6 +28,9 @@ class Outcome:
     stages: tuple = STAGES  # what the workers ran after building the layer (tpconform.spec.cases.STAGES)
     # stage "conversion": (build dtype, method) the verdict chose (cases.conversion_for); None: not run
     conversion: Optional[tuple[str, str]] = None
+    # bytes the network namespace's loopback carried while the ranks built and ran it, read by this
+    # process from the kernel (Runner.traffic); None where no private count exists (outside the sandbox)
+    loopback_bytes: Optional[int] = None
 
     @property
     def construct_failed(self) -> bool:
@@ -76,6 +79,9 @@ class Runner:
         self.pool: Pool = pool or GroupPool()
         self._description: Optional[dict] = None
         self.example_timeout: Optional[tuple[float, str]] = None  # (s, why): instead of --tp-timeout (Suite.bounded)
+        # the kernel's byte count of a loopback no one else shares (tpconform.transport.loopback), read
+        # around every request of an example; None: not measured
+        self.traffic: Optional[Callable[[], int]] = None
 
     def describe(self) -> dict[str, Any]:
         """Name, version and capabilities, as the impl declares them (loaded in a worker)."""
@@ -119,14 +125,21 @@ class Runner:
         return group
 
     def request(self, world_size: int, messages: dict[int, dict],
-                while_waiting: Optional[Callable[[], None]] = None) -> tuple[dict[int, Any], Optional[str]]:
+                while_waiting: Optional[Callable[[], None]] = None,
+                sent: Optional[list[int]] = None) -> tuple[dict[int, Any], Optional[str]]:
         """Send one message per rank (each may differ), run ``while_waiting`` while the ranks work,
         and collect every rank's ``result``: ``(results, None)``, or ``({}, why)`` when the example
-        did not complete on every rank."""
+        did not complete on every rank. With :attr:`traffic`, the loopback bytes of the request alone
+        (not the group's start or the impl's loading) are added to ``sent[0]``."""
         bound = self.example_timeout
         try:
             group = self._group(world_size)
-            replies = group.request(messages, timeout_s=bound[0] if bound else None, while_waiting=while_waiting)
+            before = self.traffic() if self.traffic is not None and sent is not None else None
+            try:
+                replies = group.request(messages, timeout_s=bound[0] if bound else None, while_waiting=while_waiting)
+            finally:
+                if before is not None and self.traffic is not None and sent is not None:
+                    sent[0] += self.traffic() - before
         except GroupFailure as exc:
             return {}, (f"(example bounded at {bound[0]:g} s by {bound[1]}, not --tp-timeout) " if bound else "") + str(exc)
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
@@ -158,21 +171,29 @@ class Runner:
             outcome.conversion = self.conversion(case)
             message["conversion"] = outcome.conversion and list(outcome.conversion)
         messages = {r: message for r in range(case.world_size)}
-        if case.sharding.sliced_tensor(case) and outcome.stages:
+        sent = [0]
+        private_update = "train_step" in outcome.stages and case.world_size >= 2
+        if (case.sharding.sliced_tensor(case) or private_update) and outcome.stages:
             # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad
             # (column, sharded output), never the whole tensor it could read out of the harness's frames
-            # instead of communicating: first the layer is built for its shard shapes alone, then each
-            # rank is sent its slice along the partition those shapes imply.
-            first, outcome.crash = self.request(case.world_size, {r: {**message, "stages": []}
-                                                                  for r in range(case.world_size)})
+            # instead of communicating, and only its own slice of the training step's delta (an update
+            # no other rank is sent: matching the dense layer after it needs the others' partial
+            # results): first the layer is built for its shard shapes alone, then each rank is sent its
+            # slices along the partition those shapes imply.
+            build = {**message, "stages": [], "data": {"weight": tensors.weight, "bias": tensors.bias, "x": None,
+                                                      "grad_out": None}}  # what building needs, nothing more
+            first, outcome.crash = self.request(case.world_size, {r: build for r in range(case.world_size)}, sent=sent)
             if outcome.crash is not None:
                 return outcome
             if any(res.get("construct_failed_ranks") for res in first.values()):
                 outcome.ranks = [RankResult.from_wire(first[r]) for r in range(case.world_size)]
+                outcome.loopback_bytes = sent[0] if self.traffic is not None else None
                 return outcome
             messages = _sliced_messages(case, message, tensors, [first[r] for r in range(case.world_size)])
         results, outcome.crash = self.request(case.world_size, messages,
-                                              None if while_waiting is None else lambda: while_waiting(tensors))
+                                              None if while_waiting is None else lambda: while_waiting(tensors), sent)
+        if self.traffic is not None:
+            outcome.loopback_bytes = sent[0]
         if outcome.crash is None:
             outcome.ranks = [RankResult.from_wire(results[r]) for r in range(case.world_size)]
         return outcome
@@ -190,10 +211,19 @@ def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shard
     out, start = {}, 0
     update = data.get("update")
     for r, n in enumerate(parts):
-        piece = data[key].narrow(-1, start, n).clone()
-        sent = {**data, key: piece}
-        if update is not None:  # the training step's own input and upstream grad: sliced the same way
-            sent["update"] = {**update, key: update[key].narrow(-1, start, n).clone()}
+        sent = dict(data)
+        if key:
+            sent[key] = data[key].narrow(-1, start, n).clone()
+        if update is not None:
+            u = dict(update)
+            if key:  # the training step's own input and upstream grad: sliced the same way
+                u[key] = update[key].narrow(-1, start, n).clone()
+            # the delta: this rank's slice only (the worker adds it to its shards as it is)
+            u["delta_weight"] = update["delta_weight"].narrow(sharding.weight_dim, start, n).clone()
+            if update["delta_bias"] is not None and sharding.bias_sharded:
+                u["delta_bias"] = update["delta_bias"].narrow(0, start, n).clone()
+            u["delta_sliced"] = True
+            sent["update"] = u
         start += n
-        out[r] = {**message, "data": sent, "sliced": key}
+        out[r] = {**message, "data": sent, "sliced": key} if key else {**message, "data": sent}
     return out

@@ -253,6 +253,8 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
                f"--limit-file-mb={limits.file_mb}"]
         if contract_json:
             cmd.append(f"--contract-json={contract_json}")
+        if sandboxed:  # its own network namespace: the loopback's byte count is the submission's alone
+            cmd.append("--private-network")
         log_path = os.path.join(private, "log.txt")
         with open(log_path, "wb") as log:
             if sandboxed:

@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from tpconform.families.linear.properties import SPEC
+from tpconform.families.linear.properties import MEASURED_OUTSIDE, SPEC
 from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, VARIANTS_OF
 from tpconform.strategies import VARIANTS
 
@@ -155,8 +155,10 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
                 worst = (verdict, f"{variant}: {cell.get('reason')}")
         if not judged:
             verdict, score = "n/a", 0.0
-            if FAMILY_OF[prop] != "linear":
-                weight = 0.0  # a family the submission does not offer (or the run did not grade): no points either way
+            if FAMILY_OF[prop] != "linear" or prop in MEASURED_OUTSIDE:
+                # a family the submission does not offer (or the run did not grade), or a check this run
+                # could not measure (unsandboxed: no private loopback): no points either way
+                weight = 0.0
         else:
             # a crash, hang or time-out costs its own variant only: the variants that ran keep their points
             score = round(weight * len(passed) / len(judged), 2)

@@ -780,6 +780,102 @@ def a_converted_layer_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
             b_rows = case.sharding.bias_index(s)
             check("bias grad", "converted_bias_grad", r, dense.bias_grad[b_rows],
                   tol.bias_grad_bound(t.grad_out, dt, ws)[b_rows])
+
+
+# -- 16. really tensor parallel: measured outside the candidate ---------------------------------------
+# Properties whose evidence the candidate's processes cannot forge because the verdict measures it from
+# outside them (the kernel's byte count of a loopback the sandbox gives the submission alone). Where no
+# such count exists (pytest --impl, grading --unsandboxed) they are not available: skipped, never guessed.
+MEASURED_OUTSIDE = ("really_tensor_parallel",)
+
+# One pass = one forward and its backward, each stage's share (tpconform.families.linear.worker): the
+# first call, a second call (forward only), the training step's call, and the usage protocols' five
+# calls (two micro-batches, a frozen input, an inference call, the training call after it); the reloaded
+# layer's call (state_dict) and the converted layer's (conversion); the layer as built runs none.
+PASSES = {"forward": 1, "backward": 0, "second_call": 1, "collective_volume": 0, "train_step": 1, "usage": 5,
+          "as_built": 0, "state_dict": 1, "conversion": 1}
+# What one pass may put on the wire, in elements: every rank may send every other rank all of its
+# activations (activation_elements: the input, the output and their grads), at 4 bytes an element or
+# the dtype's size when larger. The reference sends far less (an all-gather or all-reduce of one
+# activation each way); the margin admits a layer that all-gathers partial results where an
+# all-reduce would do, and Gloo's algorithms.
+# Bytes per pass per pair of ranks that are not payload: TCP/IP headers (66 bytes a segment on lo),
+# acknowledgements, Gloo's own headers, the harness's status exchange. Measured with the reference
+# (benchmarks/parallelism_bytes.py): 1.0-2.3 KiB at 2-8 ranks; this is about twice that.
+OVERHEAD_PER_PASS_PAIR = 4 * 1024
+OVERHEAD_FIXED = 32 * 1024  # per example: anything once per example (the build-only round trip's exchange)
+
+
+def passes(stages) -> int:
+    return sum(PASSES.get(s, 0) for s in stages)
+
+
+def loopback_allowance(case: LayerCase, stages) -> int:
+    """The most bytes a tensor-parallel layer moves between its ranks over the loopback in one example
+    that ran ``stages``: per pass, every rank may send each other rank all its activations
+    (:func:`activation_elements`), plus :data:`OVERHEAD_PER_PASS_PAIR` per pair of ranks; plus
+    :data:`OVERHEAD_FIXED`. A layer that moves its weight instead sends (ranks − 1) × out × in elements per
+    gather: far more as soon as the weight is large against the activations (few batch rows, wide
+    features: the grading's parallelism cases, ``tpconform.strategies.layers.parallelism_cases``)."""
+    ws = case.tp_size or case.world_size
+    if ws < 2:
+        return OVERHEAD_FIXED
+    pairs = ws * (ws - 1)
+    element = max(4, torch.empty((), dtype=case.torch_dtype).element_size())
+    n = max(1, passes(stages))
+    return n * pairs * (activation_elements(case) * element + OVERHEAD_PER_PASS_PAIR) + OVERHEAD_FIXED
+
+
+@spec_property("forward", "backward", "train_step")
+def really_tensor_parallel(ev: Evidence) -> list[Violation]:
+    """Measured outside the candidate's processes, so it cannot be forged from inside them:
+
+    - **at most activations cross**: the bytes the submission's own loopback carried while the ranks
+      built and ran the example (the kernel's count, read by the verdict before and after; a rank can
+      add bytes to it, never remove them) are at most :func:`loopback_allowance`: no rank gathers the
+      weight;
+    - **partial results must cross**: at world size >= 2 every rank is sent only its own slice of the
+      training step's delta, an update no other rank sees; after it, the output and input grad match
+      the dense layer with every rank's update only if the ranks exchanged their partial results. A
+      layer computing from a private full copy of the weight (and no exchange) cannot.
+
+    Not available (skipped) where no private count exists: ``pytest --impl`` and ``--unsandboxed``."""
+    name = "really_tensor_parallel"
+    sent = ev.outcome.loopback_bytes
+    if sent is None:
+        return []  # not measured: the check is not available here (Family.not_applicable says so)
+    case, out = ev.case, []
+    limit = loopback_allowance(case, ev.outcome.stages)
+    if sent > limit:
+        ws = case.tp_size or case.world_size
+        weight = case.out_features * case.in_features * max(4, torch.empty((), dtype=case.torch_dtype).element_size())
+        out.append(Violation(name, f"the ranks sent {sent} bytes over the loopback (the kernel's count); moving "
+                                   f"activations takes at most {limit} here, while gathering the weight once "
+                                   f"takes {(ws - 1) * weight}: a rank sends weights, not partial results", None,
+                             "loopback bytes"))
+    if (case.tp_size or case.world_size) < 2 or "train_step" not in ev.outcome.stages:
+        return out
+    failed = [r for r, res in enumerate(ev.ranks) if res.train_step_error]
+    if failed:
+        out.append(Violation(name, f"the training step raised on rank(s) {failed}: nothing shows the ranks "
+                                   "exchange their partial results", failed[0], "after a private update"))
+        return out
+    after = after_update(ev)
+    for r, res in enumerate(ev.ranks):
+        out_rows = ev.rank_slice(r) if ev.output_is_sharded else slice(None)
+        in_rows = ev.rank_slice(r) if ev.input_is_sliced else slice(None)
+        for quantity, key, expected, bound in (
+                ("output after a private update", "step_output", after.output[..., out_rows],
+                 after.output_bound[..., out_rows]),
+                ("input grad after a private update", "step_input_grad", after.input_grad[..., in_rows],
+                 after.input_grad_bound[..., in_rows])):
+            m = compare(res.get(key), expected, bound, f"rank {r} {quantity.split(' after')[0]} after every rank "
+                                                       "added a delta only it was sent")
+            if m:
+                out.append(Violation(name, f"{m}\n(matching the dense layer here needs the other ranks' partial "
+                                           "results: a rank that computes from its own copy of the weight misses "
+                                           "their updates)", r, quantity, m))
+                break
     return out
 
 

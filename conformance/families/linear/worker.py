@@ -251,7 +251,7 @@ def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, re
                 sliced: str | None = None) -> None:
     """SGD (``torch.optim.SGD``, the grads just computed) on this rank's parameters (``impl.parameters``:
     the shards ``impl.shards`` returns, unless an adapter says otherwise), then this rank's slice of
-    the delta added to the shards in place; then forward and backward on the
+    the delta (at world size >= 2 the only slice the verdict sends it) added to the shards in place; then forward and backward on the
     update's own input and upstream grad. The layer must compute from its shards as they are now."""
     optimizer = torch.optim.SGD(impl.parameters(layer), lr=update["lr"])
     optimizer.step()
@@ -260,10 +260,13 @@ def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, re
     sizes = _partition(case, table)
     start, n = offsets(sizes)[rank], sizes[rank]
     dw, db = update["delta_weight"], update["delta_bias"]
+    if not update.get("delta_sliced"):  # the whole delta (one rank); else the verdict sent this rank's slice
+        dw = dw.narrow(case.sharding.weight_dim, start, n)
+        db = db.narrow(0, start, n) if db is not None and case.sharding.bias_sharded else db
     with torch.no_grad():
-        w.add_(dw.narrow(case.sharding.weight_dim, start, n))
+        w.add_(dw)
         if b is not None and db is not None:
-            b.add_(db.narrow(0, start, n) if case.sharding.bias_sharded else db)
+            b.add_(db)
     result["updated_weight_shard"] = as_tensor(w, "the weight shard").detach().clone()
     result["updated_bias_shard"] = None if b is None else as_tensor(b, "the bias shard").detach().clone()
     x_in, g_in = _rank_inputs(case, table, rank, update["x"], update["grad_out"], sliced)
