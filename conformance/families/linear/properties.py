@@ -780,6 +780,7 @@ def a_converted_layer_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
             b_rows = case.sharding.bias_index(s)
             check("bias grad", "converted_bias_grad", r, dense.bias_grad[b_rows],
                   tol.bias_grad_bound(t.grad_out, dt, ws)[b_rows])
+    return out
 
 
 # -- 16. really tensor parallel: measured outside the candidate ---------------------------------------
