@@ -168,6 +168,14 @@ class TensorParallelImpl:
         """This rank's weight shard and bias (shard), as the parameters autograd fills."""
         return layer.weight, getattr(layer, "bias", None)
 
+    def as_built(self, layer) -> tuple[Any, Optional[Any]]:
+        """This rank's weight shard and bias as the builder made them, before the suite wrote anything
+        into them. This protocol's builders are given the values (the shards of the weight and bias
+        passed in), so by default what :meth:`shards` reads; an adapter that writes into a layer after
+        building it (the simple-module convention's bias starts at zero, then the suite writes a random
+        one) returns what was there before."""
+        return self.shards(layer)
+
     def parameters(self, layer) -> list[Any]:
         """The tensors an optimizer steps for this rank's shards (the training step runs
         ``torch.optim.SGD`` over them): by default the shards themselves, which must then be leaf

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -78,6 +79,7 @@ class SimpleModuleImpl(TensorParallelImpl):
             except (TypeError, ValueError, KeyError) as exc:
                 raise ImplError(f"--impl={name}: TP_CAPABILITIES is malformed: {exc}") from None
         self.version = str(getattr(module, "__version__", ""))
+        self._bias_as_built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _build(self, cls, weight, bias, group, kind: str):
         out_features, in_features = weight.shape
@@ -95,6 +97,11 @@ class SimpleModuleImpl(TensorParallelImpl):
         # the random bias, written where the layer's bias has the shape its weight rows imply; a bias
         # of another shape (or none) is left as the layer made it, for the shards property to report
         own = getattr(layer, "bias", None)
+        if isinstance(own, torch.Tensor):  # the convention's bias as built (zero), before the suite's is written
+            try:
+                self._bias_as_built[layer] = own.detach().clone()
+            except TypeError:  # a layer that cannot be weakly referenced: its bias as built is not kept
+                pass
         if bias is not None and isinstance(own, torch.Tensor):
             if kind == "column":
                 rank = dist.get_rank(group)
@@ -104,6 +111,11 @@ class SimpleModuleImpl(TensorParallelImpl):
                 with torch.no_grad():
                     own.copy_(bias)
         return layer
+
+    def as_built(self, layer):
+        """The weight as built (the suite writes only the bias) and the bias before the suite wrote its own."""
+        weight, bias = self.shards(layer)
+        return weight, self._bias_as_built.get(layer, bias)
 
     def column(self, weight, bias, *, gather_output, group):
         return self._build(self.module.ColumnParallelLinear, weight, bias, group, "column")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from tpconform.families.registry import families
-from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, for_workers, make_tensors, partition
+from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, conversion_for, for_workers, make_tensors, partition
 from tpconform.spec.results import RankResult, malformed
 from tpconform.spec.violations import fold_ranks
 from tpconform.transport.contract import GroupFailure, Pool, cut_text
@@ -26,6 +26,11 @@ class Outcome:
     ranks: list[RankResult] = field(default_factory=list)  # what each rank reported
     crash: Optional[str] = None  # hang / death / exception text, when the example did not complete
     stages: tuple = STAGES  # what the workers ran after building the layer (tpconform.spec.cases.STAGES)
+    # stage "conversion": (build dtype, method) the verdict chose (cases.conversion_for); None: not run
+    conversion: Optional[tuple[str, str]] = None
+    # bytes the network namespace's loopback carried while the ranks built and ran it, read by this
+    # process from the kernel (Runner.traffic); None where no private count exists (outside the sandbox)
+    loopback_bytes: Optional[int] = None
 
     @property
     def construct_failed(self) -> bool:
@@ -74,6 +79,9 @@ class Runner:
         self.pool: Pool = pool or GroupPool()
         self._description: Optional[dict] = None
         self.example_timeout: Optional[tuple[float, str]] = None  # (s, why): instead of --tp-timeout (Suite.bounded)
+        # the kernel's byte count of a loopback no one else shares (tpconform.transport.loopback), read
+        # around every request of an example; None: not measured
+        self.traffic: Optional[Callable[[], int]] = None
 
     def describe(self) -> dict[str, Any]:
         """Name, version and capabilities, as the impl declares them (loaded in a worker)."""
@@ -89,6 +97,14 @@ class Runner:
                 raise ImplUnusable(cut_text(reply.get("impl_error") or str(reply.get("error", "unknown error")).splitlines()[0]))
             self._description = _checked_description(reply.get("describe"), self.impl_spec)
         return self._description
+
+    def conversion(self, case: LayerCase) -> Optional[tuple[str, str]]:
+        """How the conversion stage builds and converts ``case``'s layer (``cases.conversion_for``, from
+        the dtypes the impl declares for the linear family); ``None``: no other dtype is declared."""
+        from tpconform.impls.protocol import Capabilities
+
+        declared = Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
+        return conversion_for(case.dtype, declared)
 
     def _group(self, world_size: int):
         """The group for ``world_size``, with the impl already loaded on every rank.
@@ -109,14 +125,21 @@ class Runner:
         return group
 
     def request(self, world_size: int, messages: dict[int, dict],
-                while_waiting: Optional[Callable[[], None]] = None) -> tuple[dict[int, Any], Optional[str]]:
+                while_waiting: Optional[Callable[[], None]] = None,
+                sent: Optional[list[int]] = None) -> tuple[dict[int, Any], Optional[str]]:
         """Send one message per rank (each may differ), run ``while_waiting`` while the ranks work,
         and collect every rank's ``result``: ``(results, None)``, or ``({}, why)`` when the example
-        did not complete on every rank."""
+        did not complete on every rank. With :attr:`traffic`, the loopback bytes of the request alone
+        (not the group's start or the impl's loading) are added to ``sent[0]``."""
         bound = self.example_timeout
         try:
             group = self._group(world_size)
-            replies = group.request(messages, timeout_s=bound[0] if bound else None, while_waiting=while_waiting)
+            before = self.traffic() if self.traffic is not None and sent is not None else None
+            try:
+                replies = group.request(messages, timeout_s=bound[0] if bound else None, while_waiting=while_waiting)
+            finally:
+                if before is not None and self.traffic is not None and sent is not None:
+                    sent[0] += self.traffic() - before
         except GroupFailure as exc:
             return {}, (f"(example bounded at {bound[0]:g} s by {bound[1]}, not --tp-timeout) " if bound else "") + str(exc)
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
@@ -128,7 +151,7 @@ class Runner:
         if bad:
             group.close(graceful=False)
             return {}, bad
-        for stage_error in ("train_step_error", "usage_error"):
+        for stage_error in ("train_step_error", "usage_error", "conversion_error", "state_dict_error"):
             raised = [isinstance(res, dict) and stage_error in res for res in results.values()]
             if any(raised) and not all(raised):
                 group.close()  # a stage raised on some ranks only: the group's state is unknown
@@ -144,24 +167,34 @@ class Runner:
         outcome = Outcome(case, tensors, stages=stages)
         message = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case), "data": tensors.as_dict(),
                    "stages": list(outcome.stages)}
+        if "conversion" in stages:
+            outcome.conversion = self.conversion(case)
+            message["conversion"] = outcome.conversion and list(outcome.conversion)
         messages = {r: message for r in range(case.world_size)}
+        sent = [0]
+        private_update = "train_step" in outcome.stages and case.world_size >= 2
         if case.sharding.sliced_tensor(case) and not outcome.stages:
             messages = {r: build_only(message) for r in range(case.world_size)}  # the shards alone are read
-        elif case.sharding.sliced_tensor(case):
+        elif case.sharding.sliced_tensor(case) or private_update:
             # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad
             # (column, sharded output), never the whole tensor it could read out of the harness's frames
-            # instead of communicating: first the layer is built for its shard shapes alone (sent the
-            # weight and bias only), then each rank is sent its slice along the partition those shapes imply.
+            # instead of communicating, and only its own slice of the training step's delta (an update
+            # no other rank is sent: matching the dense layer after it needs the others' partial
+            # results): first the layer is built for its shard shapes alone (sent the weight and bias
+            # only), then each rank is sent its slices along the partition those shapes imply.
             first, outcome.crash = self.request(case.world_size, {r: build_only(message)
-                                                                  for r in range(case.world_size)})
+                                                                  for r in range(case.world_size)}, sent=sent)
             if outcome.crash is not None:
                 return outcome
             if any(res.get("construct_failed_ranks") for res in first.values()):
                 outcome.ranks = [RankResult.from_wire(first[r]) for r in range(case.world_size)]
+                outcome.loopback_bytes = sent[0] if self.traffic is not None else None
                 return outcome
             messages = _sliced_messages(case, message, tensors, [first[r] for r in range(case.world_size)])
         results, outcome.crash = self.request(case.world_size, messages,
-                                              None if while_waiting is None else lambda: while_waiting(tensors))
+                                              None if while_waiting is None else lambda: while_waiting(tensors), sent)
+        if self.traffic is not None:
+            outcome.loopback_bytes = sent[0]
         if outcome.crash is None:
             outcome.ranks = [RankResult.from_wire(results[r]) for r in range(case.world_size)]
         return outcome
@@ -187,10 +220,19 @@ def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shard
     out, start = {}, 0
     update = data.get("update")
     for r, n in enumerate(parts):
-        piece = data[key].narrow(-1, start, n).clone()
-        sent = {**data, key: piece}
-        if update is not None:  # the training step's own input and upstream grad: sliced the same way
-            sent["update"] = {**update, key: update[key].narrow(-1, start, n).clone()}
+        sent = dict(data)
+        if key:
+            sent[key] = data[key].narrow(-1, start, n).clone()
+        if update is not None:
+            u = dict(update)
+            if key:  # the training step's own input and upstream grad: sliced the same way
+                u[key] = update[key].narrow(-1, start, n).clone()
+            # the delta: this rank's slice only (the worker adds it to its shards as it is)
+            u["delta_weight"] = update["delta_weight"].narrow(sharding.weight_dim, start, n).clone()
+            if update["delta_bias"] is not None and sharding.bias_sharded:
+                u["delta_bias"] = update["delta_bias"].narrow(0, start, n).clone()
+            u["delta_sliced"] = True
+            sent["update"] = u
         start += n
-        out[r] = {**message, "data": sent, "sliced": key}
+        out[r] = {**message, "data": sent, "sliced": key} if key else {**message, "data": sent}
     return out

@@ -9,7 +9,9 @@ verdict process tree.
 - a root file system that holds only: the Python environment (``/usr``, the interpreter's prefix,
   the virtual environment) read-only, the suite snapshot read-only, the submission's copy
   read-only, a private ``/tmp`` and ``/dev/shm`` (tmpfs, size-capped), a fresh ``/proc`` and a
-  minimal ``/dev``. The checkout, the grader's ``--out``, the submissions folder and ``HOME`` are
+  minimal ``/dev``. The root itself (bwrap's tmpfs, which has no size cap: ``/opt``, ``/etc``,
+  ``/root`` would be host memory without a bound) and ``/dev`` (another tmpfs) are remounted
+  read-only once everything is in place, so ``/tmp`` and ``/dev/shm`` are the only places to write. The checkout, the grader's ``--out``, the submissions folder and ``HOME`` are
   not there at all;
 - every process it starts inside the PID namespace, which the kernel kills as a whole when its
   first process (bwrap's reaper) ends: ``--die-with-parent`` ends it with the grader, and the
@@ -75,7 +77,10 @@ def command(inner: list[str], *, suite_dir: str, submission_dir: str, cwd: str, 
     # after the tmpfs mounts: an environment that lives under /tmp (a CI checkout's venv) stays visible
     for root in _python_roots():
         argv += ["--ro-bind", root, root]
-    argv += ["--ro-bind", suite_dir, SUITE_MOUNT, "--ro-bind", submission_dir, SUBMISSION_MOUNT, "--chdir", cwd]
+    argv += ["--ro-bind", suite_dir, SUITE_MOUNT, "--ro-bind", submission_dir, SUBMISSION_MOUNT]
+    # last: bwrap's root and /dev are tmpfs without a size cap; read-only, nothing can fill them (the
+    # size-capped /tmp and /dev/shm are mounts of their own and stay writable)
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", cwd]
     for k, v in env.items():
         argv += ["--setenv", k, v]
     return argv + ["--", *inner]

@@ -44,6 +44,11 @@ def register(sub) -> None:
     g.add_argument("--time-limit", type=float, default=900.0,
                    help="seconds one submission may take in all (default: 900)")
     g.add_argument("--memory-mb", type=int, default=4096, help="resident memory per worker (with the processes it starts), MiB (default: 4096)")
+    g.add_argument("--sandbox-memory-mb", type=int, default=None,
+                   help="memory one submission may hold in all: every process in its sandbox (the verdict's and any a "
+                        "worker detached included) with its files in /tmp and /dev/shm, MiB (default: --memory-mb "
+                        f"plus {SANDBOX_MIB_PER_PROCESS} per process a correct submission keeps: the verdict, its "
+                        "forkserver and a worker per rank of each world size)")
     g.add_argument("--weights", default=None, help="a TOML weights file (default: conformance/grading/weights.toml)")
     g.add_argument("--jobs", type=int, default=None,
                    help="submissions graded at once (default: one per CPU, at most 8, as many as the available memory "
@@ -63,6 +68,14 @@ class UsageProblem(Exception):
 
 
 WORKER_GIB = 0.25  # resident memory of one worker, or of a verdict process or its forkserver (measured: ~0.2)
+SANDBOX_MIB_PER_PROCESS = 512  # the whole sandbox's default bound, per process it keeps (twice WORKER_GIB)
+
+
+def default_sandbox_memory_mb(memory_mb: int, world_sizes) -> int:
+    """The whole sandbox's memory bound when ``--sandbox-memory-mb`` is not given: one worker at its own
+    bound (``--memory-mb``) and every other process a correct submission keeps (the verdict, its forkserver
+    and ``sum(world_sizes)`` workers) at twice what one holds."""
+    return memory_mb + SANDBOX_MIB_PER_PROCESS * (sum(world_sizes) + 2)
 
 
 def default_jobs(world_sizes) -> int:
@@ -126,7 +139,11 @@ def _options(args) -> dict:
     examples = args.examples
     if examples is None:
         examples = profiles.build(args.profile, "grading", db_root=tempfile.gettempdir()).max_examples
-    for name, value in (("--examples", examples), ("--jobs", args.jobs), ("--memory-mb", args.memory_mb)):
+    sandbox_memory_mb = args.sandbox_memory_mb
+    if sandbox_memory_mb is None:
+        sandbox_memory_mb = default_sandbox_memory_mb(args.memory_mb, sizes)
+    for name, value in (("--examples", examples), ("--jobs", args.jobs), ("--memory-mb", args.memory_mb),
+                        ("--sandbox-memory-mb", sandbox_memory_mb)):
         if value < 1:
             raise UsageProblem(f"{name}={value}: must be at least 1")
     for name, value in (("--timeout", args.timeout), ("--time-limit", args.time_limit)):
@@ -144,7 +161,7 @@ def _options(args) -> dict:
         sandbox = bwrap.version()
     return {"sandbox": sandbox, "seed": args.seed, "profile": args.profile, "examples": examples,
             "world_sizes": ",".join(map(str, sizes)), "dtypes": ",".join(dtypes), "timeout_s": args.timeout,
-            "time_limit_s": args.time_limit, "memory_mb": args.memory_mb,
+            "time_limit_s": args.time_limit, "memory_mb": args.memory_mb, "sandbox_memory_mb": sandbox_memory_mb,
             "contract": contract.as_dict() if contract else None}
 
 
@@ -162,7 +179,7 @@ def run_record(options: dict, weights) -> dict:
 
 def _fingerprint(sub, options: dict, suite_sha: str) -> str:
     keep = {k: options[k] for k in ("seed", "examples", "world_sizes", "dtypes", "timeout_s", "time_limit_s",
-                                    "memory_mb", "sandbox", "contract")}
+                                    "memory_mb", "sandbox_memory_mb", "sandbox", "contract")}
     if keep["contract"]:  # the file's place does not change a grade; what it says does
         keep["contract"] = {k: v for k, v in keep["contract"].items() if k != "source"}
     blob = json.dumps([sub.kind, sub.impl, sub.sha256() if sub.kind != "invalid" else sub.problem, keep, suite_sha],
@@ -204,7 +221,8 @@ def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
             result = run_isolated(sub, snapshot, seed=options["seed"], examples=options["examples"],
                                   world_sizes=options["world_sizes"], dtypes=options["dtypes"],
                                   timeout_s=options["timeout_s"],
-                                  limits=Limits(options["time_limit_s"], options["memory_mb"]),
+                                  limits=Limits(options["time_limit_s"], options["memory_mb"],
+                                                sandbox_memory_mb=options.get("sandbox_memory_mb")),
                                   sandboxed=not options["sandbox"].startswith("none"),
                                   contract_json=json.dumps(options["contract"]) if options["contract"] else None)
             changed = snapshot.changed()

@@ -28,7 +28,7 @@ from tpconform.families.registry import families
 from tpconform.spec.cases import LayerCase
 from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
 from tpconform.strategies.case_classes import covering_cases
-from tpconform.strategies.layers import anchor_cases
+from tpconform.strategies.layers import anchor_cases, parallelism_cases
 
 VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 # divisible: only dims the world size divides are in the contract (the others are beyond it);
@@ -152,12 +152,14 @@ class Contract:
                                      batch_dims=other_dims))
         return st.one_of(*parts) if parts else None
 
-    def anchors(self, variant: Variant) -> list[LayerCase]:
+    def anchors(self, variant: Variant, parallelism: bool = False) -> list[LayerCase]:
         """Cases every search inside the contract meets first: each world size with each bias and each
         input rank of the contract (dims divisible; one non-divisible case per world size above 1 when
         the contract has them), dtypes in turn, the transposed-layout anchor of
-        ``tpconform.strategies.layers.anchor_cases`` where the contract allows it, then the covering
-        cases ``pytest`` runs at the contract's world sizes and dtypes
+        ``tpconform.strategies.layers.anchor_cases`` where the contract allows it, with ``parallelism``
+        (where the grading measures the loopback's bytes) the parallelism cases
+        (``tpconform.strategies.layers.parallelism_cases``: wide, one batch row) inside it, then the
+        covering cases ``pytest`` runs at the contract's world sizes and dtypes
         (``tpconform.strategies.case_classes.covering_cases``) that lie inside it."""
         out: list[LayerCase] = []
         i = 0
@@ -183,6 +185,11 @@ class Contract:
                 case = replace(case, bias=self._biases()[-1])
                 if self.contains(case):
                     out.append(case)
+        if parallelism:
+            rank = min(self.input_ranks)
+            out += [case for case in parallelism_cases(variant, self.world_sizes, list(self.dtypes),
+                                                       batch_dims=rank - 1, bias=self._biases()[-1])
+                    if self.contains(case)]
         out += [case for case in self.covering(variant) if self.contains(case)]
         return unique(out)
 

@@ -16,8 +16,12 @@ Each submission is graded by ``python -P -m tpconform.grading.verdict`` started 
 - in **its own session / process group**; its whole process tree is killed as soon as its records
   end (after its ``done`` record, or when it dies) or when it outlives its wall-clock limit (in the
   sandbox, the PID namespace goes with it);
-- under **resource limits** (address space, CPU seconds, file size, no core dumps), set by the
-  verdict process on itself before any candidate code starts, and inherited by its workers;
+- under **resource limits** (CPU seconds, file size, no core dumps), set by the verdict process on
+  itself before any candidate code starts, and inherited by its workers;
+- under **one memory bound for the whole sandbox** (``Limits.sandbox_memory_mb``), measured here,
+  outside it (:class:`tpconform.transport.memory_watch.SandboxWatch`): every process in it, the verdict
+  and any process a worker detached included, with the files in its ``/tmp`` and ``/dev/shm``; over
+  the bound, the whole tree is killed and the submission scores 0 with the reason;
 - results come back over a **pipe** that only the verdict process holds, as JSON lines that
   :mod:`tpconform.grading.records` checks against a schema and cuts to a bounded size.
 
@@ -157,6 +161,7 @@ class Limits:
     seconds: float = 900.0  # wall clock for the whole submission
     memory_mb: int = 4096  # resident memory per worker, with the processes it starts (tpconform.transport.memory_watch)
     file_mb: int = 64  # largest file a process may write
+    sandbox_memory_mb: int | None = None  # every process of the submission together, with its tmpfs files (None: no bound)
 
     def apply(self) -> None:
         """Set this process's limits (inherited by every process it starts). Memory is not one of
@@ -248,6 +253,8 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
                f"--limit-file-mb={limits.file_mb}"]
         if contract_json:
             cmd.append(f"--contract-json={contract_json}")
+        if sandboxed:  # its own network namespace: the loopback's byte count is the submission's alone
+            cmd.append("--private-network")
         log_path = os.path.join(private, "log.txt")
         with open(log_path, "wb") as log:
             if sandboxed:
@@ -259,6 +266,12 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
                                         pass_fds=(write_fd,), start_new_session=True)
         _live.add(proc.pid)
         os.close(write_fd)
+        watch = None
+        if limits.sandbox_memory_mb:
+            from tpconform.transport.memory_watch import SandboxWatch
+
+            watch = SandboxWatch(proc.pid, limits.sandbox_memory_mb * 2**20,
+                                 tmpfs=("/tmp", "/dev/shm") if sandboxed else ())
         got: list = []
         stats: dict = {}
         reader = threading.Thread(target=records.read_stream, args=(read_fd, got, stats), daemon=True)
@@ -278,6 +291,8 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
             # the whole tree, frozen from the root down, then killed: the verdict, its forkserver and
             # its workers (each in a process group of its own, so killpg alone would miss them when
             # there is no sandbox's PID namespace to end), then anything left in its process group
+            if watch is not None:
+                watch.stop()
             proctree.kill_tree([proc.pid])
             _kill_group(proc.pid)
             proc.wait()
@@ -290,6 +305,12 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
             result["status"] = "crashed"
             result["exit_code"] = proc.returncode
         result["dropped_records"] = stats.get("dropped", 0) + (1 if stats.get("overflow") else 0)
+        if watch is not None:
+            result["peak_memory_mb"] = round(watch.peak / 2**20)
+            if watch.breach:
+                result["over_budget"] = watch.breach
+                result["status"] = "crashed"
+                result["exit_code"] = proc.returncode
         result["seconds"] = round(time.monotonic() - started, 2)
         result["log_tail"] = records.cut(logs.tail(log_path), 4000)
         result["sandbox"] = bwrap.version() if sandboxed else "none (--unsandboxed)"

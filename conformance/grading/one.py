@@ -44,6 +44,7 @@ from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite, format_failure, replay_command
 from tpconform.families.linear import properties
 from tpconform.families.linear.diagnosis import likely_cause
+from tpconform.families.linear.family import NOT_MEASURED
 from tpconform.families.linear.properties import Violation
 from tpconform.families.registry import families
 from tpconform.grading.catalog import variant_name
@@ -63,7 +64,8 @@ from tpconform.grading.failures import (
 )
 from tpconform.strategies import VARIANTS, Variant
 from tpconform.strategies.case_classes import covering_cases
-from tpconform.strategies.layers import anchor_cases
+from tpconform.strategies.layers import anchor_cases, parallelism_cases
+from tpconform.transport import loopback
 from tpconform.transport.contract import cut_text
 from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 
@@ -79,6 +81,7 @@ class ContractSuite(Suite):
     def __init__(self, *args, contract: Optional[Contract] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.contract = contract
+        self.unmeasured: Optional[str] = None  # why the loopback's byte count is not available (None: it is)
 
     def _dtypes(self, family: str = "linear") -> list[str]:
         return list(self.dtypes)  # the contract's, whatever the submission declares
@@ -128,6 +131,8 @@ def not_applicable(suite: Suite, variant, prop: str) -> tuple[str, str] | None:
         return "not-declared", reason
     if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
         return "n/a", "a sharded column output is not replicated: nothing to agree on"
+    if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
+        return "n/a", getattr(suite, "unmeasured", None) or NOT_MEASURED
     return None
 
 
@@ -162,7 +167,7 @@ class Scope:
 class Grader:
     def __init__(self, impl: str, *, seed_value: int, examples: int, world_sizes, dtypes, timeout_s: float, emit,
                  shown_as: str | None = None, memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
-                 contract: Optional[Contract] = None):
+                 contract: Optional[Contract] = None, private_network: bool = False):
         self.impl = shown_as or impl  # what failure reports and replay commands name
         self.seed = seed_value
         self.examples = examples
@@ -171,6 +176,16 @@ class Grader:
             world_sizes, dtypes = contract.world_sizes, contract.dtypes
         self.suite = ContractSuite(impl, GroupPool(timeout_s=timeout_s, memory_limit=memory_limit),
                                    world_sizes=world_sizes, dtypes=dtypes, contract=contract)
+        # the parallelism check's byte count (properties.really_tensor_parallel): only in the sandbox's
+        # own network namespace, read here, in the verdict, never by the candidate's processes
+        if private_network:
+            self.suite.runner.traffic = loopback.private_counter()
+            if self.suite.runner.traffic is None:
+                self.suite.unmeasured = ("not available: the sandbox's network namespace has interfaces other "
+                                         "than its own loopback, so its byte count is not the submission's alone")
+        else:
+            self.suite.unmeasured = ("not available: graded without the sandbox (--unsandboxed), where the "
+                                     "loopback's byte count is shared with every process of the machine")
         self.emit = emit
         self.memo: dict[str, object] = {}
         self.found: dict[str, dict] = {}
@@ -214,7 +229,10 @@ class Grader:
         c = self.contract
         if c is None:
             return [Scope("contract", self.suite.cases, self.fixed_cases, self.examples)]
-        inside = Scope("contract", lambda v: c.cases(v) if str(v) in c.variants else None, c.anchors, self.examples)
+        def anchors(v):
+            return c.anchors(v, parallelism=self.suite.runner.traffic is not None)
+
+        inside = Scope("contract", lambda v: c.cases(v) if str(v) in c.variants else None, anchors, self.examples)
         if not c.beyond_examples:
             return [inside]
         return [inside, Scope("beyond", c.beyond_cases, c.beyond_anchors, c.beyond_examples,
@@ -226,7 +244,13 @@ class Grader:
         features than ranks, empty batches, every layout: ``tests/properties/test_case_classes.py``),
         judged as pytest judges them (by what the submission declares)."""
         sizes, dtypes = self.suite.world_sizes, self.suite._dtypes()
-        return unique(anchor_cases(variant, sizes, dtypes) + covering_cases(variant, sizes, dtypes))
+        return unique(anchor_cases(variant, sizes, dtypes) + self.parallelism_cases(variant, sizes, dtypes)
+                      + covering_cases(variant, sizes, dtypes))
+
+    def parallelism_cases(self, variant, sizes, dtypes) -> list:
+        """Where the weight dwarfs the activations, so the loopback's byte count separates moving one from
+        moving the other (``really_tensor_parallel``); only where that count is measured."""
+        return parallelism_cases(variant, sizes, dtypes) if self.suite.runner.traffic is not None else []
 
     def run(self) -> None:
         try:

@@ -297,6 +297,10 @@ def stored_result(result: Any) -> dict:
         if not isinstance(tampered, list):
             raise Invalid("result: bad tampered")
         out["tampered"] = [_str(t, MAX_NAME) for t in tampered[:50]]
+    if result.get("over_budget") is not None:
+        out["over_budget"] = _str(result["over_budget"], MAX_NAME * 2)
+    if result.get("peak_memory_mb") is not None:
+        out["peak_memory_mb"] = _int(result["peak_memory_mb"], 0, 10**9)
     for k in ("sandbox", "dropped_records"):
         if k in result:
             out[k] = _str(result[k], MAX_NAME) if k == "sandbox" else _int(result[k], 0, 10**12)

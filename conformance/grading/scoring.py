@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from tpconform.families.linear.properties import SPEC
+from tpconform.families.linear.properties import MEASURED_OUTSIDE, SPEC
 from tpconform.families.registry import families
 from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, SELF_REPORTED, VARIANTS_OF
 from tpconform.strategies import VARIANTS
@@ -143,6 +143,8 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
         return _all("error", f"not graded: {result['problem']}", weights, contract)
     if result.get("tampered"):
         return _all("cheat", "it changed the suite's files: " + ", ".join(result["tampered"][:5]), weights, contract)
+    if result.get("over_budget"):  # the whole sandbox's memory: nothing a correct layer comes near
+        return _all("crash", result["over_budget"], weights, contract)
     if result.get("unusable"):
         return _all("error", f"it could not be loaded: {result['unusable']}", weights, contract)
     missing_verdict, missing_reason = {
@@ -156,6 +158,7 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     required = tuple(contract["variants"]) if contract else weights.required
     scored = weights.scored(contract)
     props = {}
+    unmeasured = 0.0  # the points of checks this run could not measure: out of the maximum too
     for prop, weight in {**weights.points, **weights.family_points}.items():
         judged, passed, variants, worst = [], [], {}, None
         family = FAMILY_OF[prop]
@@ -191,6 +194,10 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
                 worst = (verdict, f"{variant}: {cell.get('reason')}")
         if not judged:
             verdict, score = "n/a", 0.0
+            if prop in MEASURED_OUTSIDE:
+                # a check this run could not measure (unsandboxed: no private loopback): no points either way
+                unmeasured += weight
+                weight = 0.0
         else:
             # a crash, hang or time-out costs its own variant only: the variants that ran keep their points
             score = round(weight * len(passed) / len(judged), 2)
@@ -211,7 +218,7 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     # why points were lost to a variant that did not run to the end (the first such property's reason)
     stopped = [p for p in props.values() if any(c.get("verdict") in ZEROING for c in p["variants"].values())]
     why = stopped[0]["reason"] if stopped else None
-    return {"total": total, "max": weights.maximum(contract), "why": why, "properties": props,
+    return {"total": total, "max": round(weights.maximum(contract) - unmeasured, 2), "why": why, "properties": props,
             "beyond": beyond_summary(result.get("cells", [])), "failures": result.get("failures", [])}
 
 

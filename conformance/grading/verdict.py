@@ -55,6 +55,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--limit-memory-mb", type=int, default=None)
     p.add_argument("--limit-file-mb", type=int, default=None)
     p.add_argument("--contract-json", default=None, help="the grader's contract (Contract.as_dict), as JSON")
+    p.add_argument("--private-network", action="store_true",
+                   help="the sandbox gave this process a network namespace of its own (bwrap --unshare-all): its "
+                        "loopback's byte count measures the submission's traffic (tpconform.transport.loopback)")
     return p.parse_args(argv)
 
 
@@ -94,7 +97,8 @@ def main(argv=None) -> int:
     grader = Grader(a.impl, seed_value=a.seed, examples=a.examples, world_sizes=parse_world_sizes(a.world_sizes),
                     dtypes=a.dtypes.split(","), timeout_s=a.timeout, emit=emit, shown_as=a.shown_as,
                     memory_limit=a.limit_memory_mb * 2**20 if a.limit_memory_mb else DEFAULT_MEMORY_LIMIT,
-                    contract=Contract.from_dict(json.loads(a.contract_json)) if a.contract_json else None)
+                    contract=Contract.from_dict(json.loads(a.contract_json)) if a.contract_json else None,
+                    private_network=a.private_network)
     try:
         grader.run()
         emit({"done": True})

@@ -153,7 +153,28 @@ class LayerCase:
 # What a worker runs for one example after building the layer (and reporting its shards). Each
 # property names the stages it reads (``tpconform.families.linear.properties.NEEDS``), so a test of one property
 # runs only those; reports and other callers run them all.
-STAGES = ("forward", "backward", "second_call", "collective_volume", "train_step", "usage")
+STAGES = ("as_built", "forward", "backward", "second_call", "collective_volume", "train_step", "state_dict",
+          "usage", "conversion")
+
+# The module converted after construction (stage ``conversion``): built in another dtype, then converted
+# to the case's with the method users call. Built in a narrower dtype where one is declared (a reduction
+# kept in the construction dtype then loses precision the case's bound sees), else a wider one.
+CONVERSIONS = {
+    "float64": (("float32", "bfloat16", "float16"), "double"),
+    "float32": (("bfloat16", "float16", "float64"), "to"),
+    "bfloat16": (("float32", "float64", "float16"), "to"),
+    "float16": (("float32", "float64", "bfloat16"), "half"),
+}
+
+
+def conversion_for(dtype: str, declared) -> Optional[tuple[str, str]]:
+    """``(build dtype, method)`` for a case of ``dtype``: the layer is built in the first of the
+    preferred dtypes the impl declares (``declared``) and converted by ``method`` — ``double``/``half``
+    (``layer.double()``, ``layer.half()``) or ``to`` (``layer.to(dtype)``); ``None`` when the impl
+    declares no other dtype."""
+    preferred, method = CONVERSIONS[dtype]
+    build = next((d for d in preferred if d in declared), None)
+    return None if build is None else (build, method)
 
 # The learning rate of the training step: a power of two, so ``lr·grad`` is exact in every dtype
 # (barring underflow) and the step ``w − lr·grad`` costs one rounding.

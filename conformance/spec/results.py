@@ -16,9 +16,13 @@ _TENSORS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad",
             "step_bias_grad", *(f"usage_{k}" for k in (
                 "first_output", "second_output", "first_input_grad", "second_input_grad", "weight_grad", "bias_grad",
                 "frozen_weight_grad", "frozen_bias_grad", "inference_output", "after_inference_output",
-                "after_inference_input_grad", "after_inference_weight_grad", "after_inference_bias_grad")))
+                "after_inference_input_grad", "after_inference_weight_grad", "after_inference_bias_grad")),
+            "built_weight_shard", "built_bias_shard",
+            *(f"{prefix}_{k}" for prefix in ("converted", "reloaded") for k in (
+                "weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad")))
 _BOOLS = ("input_modified", "grad_modified")
-_STRS = ("construct_error", "upstream_grad_replaced", "train_step_error", "grads_finalized_by", "usage_error")
+_STRS = ("construct_error", "upstream_grad_replaced", "train_step_error", "grads_finalized_by", "usage_error",
+         "conversion_error", "state_dict_error")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,27 @@ class RankResult:
     usage_after_inference_input_grad: Optional[torch.Tensor] = None
     usage_after_inference_weight_grad: Optional[torch.Tensor] = None
     usage_after_inference_bias_grad: Optional[torch.Tensor] = None
+    # the layer as built: the shards as the builder made them, before the suite wrote into them (impl.as_built)
+    built_weight_shard: Optional[torch.Tensor] = None
+    built_bias_shard: Optional[torch.Tensor] = None
+    # the module converted after construction (a fresh layer built in another dtype, then .double() /
+    # .half() / .to(dtype)): its shards, and its forward and backward on the example's input
+    conversion_error: Optional[str] = None
+    converted_weight_shard: Optional[torch.Tensor] = None
+    converted_bias_shard: Optional[torch.Tensor] = None
+    converted_output: Optional[torch.Tensor] = None
+    converted_input_grad: Optional[torch.Tensor] = None
+    converted_weight_grad: Optional[torch.Tensor] = None
+    converted_bias_grad: Optional[torch.Tensor] = None
+    # state_dict() of the layer after the training step, loaded into a fresh layer: its shards, and its
+    # forward and backward on the training step's input
+    state_dict_error: Optional[str] = None
+    reloaded_weight_shard: Optional[torch.Tensor] = None
+    reloaded_bias_shard: Optional[torch.Tensor] = None
+    reloaded_output: Optional[torch.Tensor] = None
+    reloaded_input_grad: Optional[torch.Tensor] = None
+    reloaded_weight_grad: Optional[torch.Tensor] = None
+    reloaded_bias_grad: Optional[torch.Tensor] = None
 
     @property
     def construct_failed(self) -> bool:

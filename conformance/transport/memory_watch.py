@@ -34,17 +34,37 @@ INTERVAL_S = 0.05
 _FIELDS = (b"RssAnon:", b"RssShmem:")
 
 
-def resident_bytes(pid: int) -> int:
-    """The anonymous and shared-memory resident bytes of one process (0 when it is gone)."""
-    total = 0
+def _status_bytes(path: str) -> Optional[int]:
+    """``RssAnon`` + ``RssShmem`` from one ``status`` file (``None``: it has neither, or is gone)."""
+    total, found = 0, False
     try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
+        with open(path, "rb") as fh:
             for line in fh:
                 if line.startswith(_FIELDS):
                     total += int(line.split()[1]) * 1024  # kB
+                    found = True
     except (OSError, ValueError, IndexError):
+        return None
+    return total if found else None
+
+
+def resident_bytes(pid: int) -> int:
+    """The anonymous and shared-memory resident bytes of one process (0 when it is gone).
+
+    A process whose first thread has exited (``pthread_exit`` in the main thread) shows no memory in
+    ``/proc/PID/status`` while its other threads hold all of it: then a live thread's status is read."""
+    own = _status_bytes(f"/proc/{pid}/status")
+    if own is not None:
+        return own
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return 0
-    return total
+    for tid in tasks:
+        got = _status_bytes(f"/proc/{pid}/task/{tid}/status")
+        if got is not None:
+            return got
+    return 0
 
 
 def _children(pid: int) -> list[int]:
@@ -137,3 +157,74 @@ class MemoryWatch:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(1.0)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def _statvfs_used(path: str) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+class SandboxWatch:
+    """One memory bound for a whole sandbox, enforced from outside it (by the grader).
+
+    Every process of a PID namespace descends from its first process, so the tree below ``root`` (the
+    ``bwrap`` process the grader started) holds all of them: the verdict (PID 1 inside), its forkserver,
+    every worker, and any process a worker detached (a cleared subreaper flag, a double fork and
+    ``setsid`` re-parent it to PID 1, outside every worker's tree). Their resident bytes
+    (:func:`resident_bytes`) are summed every ``interval_s`` with the files held in the sandbox's
+    ``tmpfs`` mounts (read through ``/proc/PID/root`` of its first process), with no exemption
+    (an extension build is counted: inside the sandbox its name and folder are the candidate's to
+    choose); over ``limit``, the whole tree is frozen and killed (:func:`proctree.kill_tree`) and
+    :attr:`breach` says why."""
+
+    def __init__(self, root: int, limit: int, tmpfs: tuple[str, ...] = (), interval_s: float = INTERVAL_S):
+        self.root, self.limit, self.tmpfs, self.interval_s = int(root), int(limit), tmpfs, interval_s
+        self.peak = 0
+        self.breach: Optional[str] = None
+        self._inside: Optional[int] = None  # the sandbox's first process (its /proc/PID/root is the sandbox's)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tpconform-sandbox-watch", daemon=True)
+        self._thread.start()
+
+    def measure(self) -> tuple[int, int]:
+        """(resident bytes of every process below ``root``, bytes of files in the sandbox's tmpfs mounts)."""
+        procs, todo, seen = 0, [self.root], set()
+        while todo:
+            p = todo.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            procs += resident_bytes(p)
+            todo.extend(_children(p))
+        files = 0
+        if self.tmpfs:
+            if self._inside is None:
+                kids = _children(self.root)
+                self._inside = kids[0] if kids else None
+            if self._inside is not None:
+                files = sum(_statvfs_used(f"/proc/{self._inside}/root{m}") for m in self.tmpfs)
+        return procs, files
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            procs, files = self.measure()
+            self.peak = max(self.peak, procs + files)
+            if procs + files > self.limit:
+                self.breach = (f"killed: its sandbox held {_mib(procs + files)} of memory, over the {_mib(self.limit)} "
+                               "one submission may hold (--sandbox-memory-mb), every process in it counted, the "
+                               f"verdict's and any it left behind ({_mib(procs)} resident"
+                               + (f", {_mib(files)} of files in {' and '.join(self.tmpfs)})" if self.tmpfs else ")"))
+                proctree.kill_tree([self.root])
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(2.0)

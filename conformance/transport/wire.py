@@ -4,6 +4,11 @@ Only plain data crosses: ``None``, bools, numbers, strings, bytes, lists/tuples/
 and tensors, which travel as ``(dtype name, shape, raw bytes)`` and are rebuilt as plain
 ``torch.Tensor``s. Decoding uses an unpickler that refuses every global, so a hostile worker
 cannot make the verdict process run code, build a tensor subclass or import the candidate.
+
+What a message decodes to is bounded before it is built: pickle's memo lets a small message refer to
+one object many times (one 1 MiB tensor 1,024 times is a ~1 MiB message), and rebuilding copies every
+reference, so :func:`decode` counts the bytes it is about to build (:data:`MAX_DECODED_BYTES`) and
+refuses the message before the piece that would pass the cap is allocated.
 """
 
 from __future__ import annotations
@@ -21,8 +26,34 @@ _DTYPES = {
 }
 
 
+MAX_DECODED_BYTES = 256 * 1024**2  # what one message may decode to (as the 256 MiB message cap, contract.py)
+MAX_DECODED_ITEMS = 1_000_000  # values one message may hold, leaves included (its data travels in tensors)
+_OBJECT_BYTES = 64  # counted per container or tensor built, besides its slots (8 bytes each) or its data
+
+
 class WireError(Exception):
     """A message that is not in the wire format."""
+
+
+class _Budget:
+    """The bytes a message's rebuilding has allocated so far; refuses a piece past ``limit``."""
+
+    __slots__ = ("limit", "used", "items")
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used, self.items = limit, 0, 0
+
+    def visit(self) -> None:
+        self.items += 1
+        if self.items > MAX_DECODED_ITEMS:
+            raise WireError(f"the message would decode to more than {MAX_DECODED_ITEMS:,} values (it refers to the "
+                            "same data many times); refused before it was built")
+
+    def take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise WireError(f"the message would decode to more than {self.limit >> 20} MiB (it refers to the same "
+                            "data many times); refused before it was built")
 
 
 def _flatten(obj: Any) -> Any:
@@ -45,7 +76,8 @@ def _flatten(obj: Any) -> Any:
     raise WireError(f"{type(obj).__name__} cannot cross the wire")
 
 
-def _rebuild(obj: Any) -> Any:
+def _rebuild(obj: Any, budget: _Budget) -> Any:
+    budget.visit()
     if isinstance(obj, tuple) and len(obj) == 4 and obj[0] == _TENSOR:
         _, name, shape, raw = obj
         if name not in _DTYPES or not isinstance(raw, bytes):
@@ -58,13 +90,16 @@ def _rebuild(obj: Any) -> Any:
         itemsize = torch.empty((), dtype=dtype).element_size()
         if len(raw) != n * itemsize:
             raise WireError("tensor byte count does not match its shape")
+        budget.take(_OBJECT_BYTES + len(raw))  # before the copy below: a shared reference is copied again
         if n == 0:
             return torch.empty(shape, dtype=dtype)
         return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape)
     if isinstance(obj, dict):
-        return {k: _rebuild(v) for k, v in obj.items()}
+        budget.take(_OBJECT_BYTES + 16 * len(obj))
+        return {k: _rebuild(v, budget) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_rebuild(v) for v in obj]
+        budget.take(_OBJECT_BYTES + 8 * len(obj))
+        return [_rebuild(v, budget) for v in obj]
     return obj
 
 
@@ -78,9 +113,11 @@ class _NoGlobals(pickle.Unpickler):
         raise WireError(f"refused to load global {module}.{name}")
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes, max_decoded: int = MAX_DECODED_BYTES) -> Any:
+    """The message ``data`` rebuilt; :class:`WireError` for anything outside the wire format, or a
+    message that would decode to more than ``max_decoded`` bytes (refused before it is built)."""
     try:
-        return _rebuild(_NoGlobals(io.BytesIO(data)).load())
+        return _rebuild(_NoGlobals(io.BytesIO(data)).load(), _Budget(max_decoded))
     except WireError:
         raise
     except Exception as exc:  # malformed pickle: treat as a protocol violation, never a crash

@@ -153,6 +153,18 @@ ZOO: tuple[SeededBug, ...] = (
     SeededBug("bug-inference-mode-buffer", "tpconform.impls.zoo.inference_mode_buffer",
               "column caches its transposed weight on first use: made under inference_mode, training raises",
               "inference_calls_leave_training_unchanged", "column-sharded-output", world_sizes=(1, 2, 3)),
+    # -- the layer as built, reloaded, converted ---------------------------------------------------
+    SeededBug("bug-bias-initialised-like-nn-linear", "tpconform.impls.zoo.bias_initialised_like_nn_linear",
+              "simple-module layers initialise their bias like nn.Linear (random per rank), not at zero",
+              "the_layer_as_built_follows_the_convention", "row-sliced-input", cause="like nn.Linear",
+              world_sizes=(1, 2, 3)),
+    SeededBug("bug-first-call-restores-built-weight", "tpconform.impls.zoo.first_call_restores_built_weight",
+              "column keeps its shard as built in a plain attribute and copies it in at its first call "
+              "(a loaded state_dict is overwritten)",
+              "a_state_dict_reloads_the_trained_layer", "column-gathered", world_sizes=(1, 2, 3)),
+    SeededBug("bug-reduce-dtype-fixed-at-construction", "tpconform.impls.zoo.reduce_dtype_fixed_at_construction",
+              "row fixes its all-reduce dtype at construction (wrong after layer.double() / .to(dtype))",
+              "a_converted_layer_matches_the_dense_layer", "row-full-input", world_sizes=(1, 2, 3)),
     # -- crashes and hangs -------------------------------------------------------------------------
     SeededBug("bug-empty-shard-crashes", "tpconform.impls.zoo.empty_shard_crashes",
               "column construction divides by the local shard size (an empty shard raises on one rank)",

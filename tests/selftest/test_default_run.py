@@ -25,9 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
 ADAPTER_PKG = os.path.join(FIXTURES, "grading", "adapter_pkg")
 
-# (id, --impl, extra PYTHONPATH entry): every correct impl the project ships
+# (id, --impl, extra PYTHONPATH entry): every correct impl the project ships. The reference's own default
+# run is tests/properties in this very run (`pytest tests`: no --impl is --impl=reference, at the defaults)
 CORRECT = [
-    ("reference", "reference", None),
     ("reference-even-padded", "reference-even-padded", None),  # per-family capabilities, padded shards
     ("simple-module-good", os.path.join(FIXTURES, "simple_module_good.py"), None),
     ("grading-reference-copy", os.path.join(FIXTURES, "grading", "reference_copy.py"), None),

@@ -110,8 +110,10 @@ def test_correct_impl_passes_every_property(impl, pool):
 
 
 def test_every_property_is_caught_by_some_seeded_bug():
-    """The other half of the mutation score: no property of the spec goes unshown to fail."""
-    unshown = set(properties.SPEC) - {bug.caught_by for bug in ONE_LAYER_BUGS}
+    """The other half of the mutation score: no property of the spec goes unshown to fail. A property
+    measured outside the candidate (``MEASURED_OUTSIDE``: the sandbox's loopback) is not available
+    here; the grading fixtures that fail it are in ``test_parallelism_grading.py``."""
+    unshown = set(properties.SPEC) - {bug.caught_by for bug in ONE_LAYER_BUGS} - set(properties.MEASURED_OUTSIDE)
     assert not unshown, f"no seeded bug in impls/zoo is caught by {sorted(unshown)}"
 
 

@@ -291,6 +291,22 @@ def _train_cause(ev: Evidence, v: Violation, r: int) -> str | None:
     return None
 
 
+# -- the layer as built -------------------------------------------------------------------------------
+def _as_built_cause(ev: Evidence) -> str | None:
+    """A bias as built that is not zero, within ``nn.Linear``'s init range (uniform in ±1/√in_features)
+    on every rank holding one: it was initialised the way ``nn.Linear`` initialises its bias."""
+    held = [res.built_bias_shard for res in ev.ranks if res.built_bias_shard is not None]
+    held = [b.double() for b in held if b.numel()]
+    limit = 1 / math.sqrt(max(ev.case.in_features, 1))
+    if not held or not all(bool(b.ne(0).any()) and float(b.abs().max()) <= limit for b in held):
+        return None
+    differ = not ev.case.sharding.bias_sharded and any(b.shape != held[0].shape or not torch.equal(b, held[0])
+                                                       for b in held[1:])
+    return (f"the bias is initialised like nn.Linear's (uniform in ±1/√in_features = ±{limit:.3g})"
+            + (", from a different random stream on each rank" if differ else "")
+            + ": a layer built from given weights starts with the convention's bias")
+
+
 # -- crashes and hangs -------------------------------------------------------------------------------
 def _crash_cause(ev: Evidence, v: Violation) -> str | None:
     case = ev.case
@@ -339,6 +355,8 @@ def likely_cause(ev: Evidence, v: Violation) -> str | None:
         return _communication_cause(ev, r)
     if v.property == "training_step_matches_the_dense_layer":
         return _train_cause(ev, v, r)
+    if v.property == "the_layer_as_built_follows_the_convention":
+        return _as_built_cause(ev)
     if v.property == "ranks_agree_on_the_output":
         return _agree_cause(ev, r)
     if v.quantity == "output" and res.output is not None:

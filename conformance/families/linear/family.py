@@ -16,6 +16,9 @@ from tpconform.strategies import VARIANTS, Variant, layer_cases, world_sizes
 
 # A sharded column output is not replicated: the ranks have nothing to agree on.
 NOT_REPLICATED = "a sharded column output is not replicated: nothing to agree on"
+# really_tensor_parallel reads the kernel's byte count of a loopback only the submission uses
+NOT_MEASURED = ("not available here: it reads the kernel's byte count of a loopback no other process shares, which "
+                "only the grading sandbox has (tpconform grade, without --unsandboxed)")
 
 
 def variant_of(case: LayerCase) -> Variant:
@@ -51,6 +54,8 @@ class LinearFamily(Family):
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
         if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
             return NOT_REPLICATED
+        if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
+            return NOT_MEASURED
         return self.unsupported(suite, variant)
 
     def cases(self, suite, variant):
@@ -67,7 +72,8 @@ class LinearFamily(Family):
         outcome = suite.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)))
         suite.examples += 1
         truth = dense[0] if dense else dense_linear(outcome.tensors)
-        return Evidence(case, outcome, truth, suite.capabilities.of(self.name).uneven_shards)
+        return Evidence(case, outcome, truth, suite.capabilities.of(self.name).uneven_shards,
+                        str(suite.description.get("convention") or ""))
 
     def judge(self, ev: Evidence, prop: str) -> list[Violation]:
         return properties.evaluate(ev, prop)

@@ -26,6 +26,12 @@ A dense layer computes ``y = x Wᵀ + b``. A tensor-parallel layer on ``world_si
     each input its own output and grad and accumulate the parameter grads (micro-batches); an input
     that does not require grad still trains the layer; a call under ``torch.inference_mode()`` leaves
     the training call after it unchanged.
+13. **as built**: before the suite writes into it, the layer's bias is the convention's (the given
+    bias's slice; zero in the simple-module convention), and a replicated bias is the same on every rank;
+14. **state_dict**: the trained layer's ``state_dict()``, loaded into a freshly built layer, gives that
+    layer the trained shards, outputs and grads;
+15. **converted**: a layer built in another dtype and converted (``.double()``, ``.half()``,
+    ``.to(dtype)``) computes what the dense layer computes in the dtype it was converted to.
 
 Non-divisible dims: raising at construction on every rank conforms when the impl declares
 ``uneven_shards=False``; a wrong result never does.
@@ -54,6 +60,7 @@ class Evidence:
     outcome: Outcome
     dense: DenseResult
     uneven_shards_supported: bool = True
+    convention: str = ""  # the impl's declared convention ("simple-module"; "": this protocol's builders)
     _partition: Optional[list[int]] = field(default=None, repr=False)
 
     @property
@@ -467,7 +474,7 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     weight cached (pre-transposed) at construction, a hidden full copy of the weight, and grads placed
     on another tensor than the parameter the optimizer steps."""
     name = "training_step_matches_the_dense_layer"
-    after, case = after_update(ev), ev.case
+    after = after_update(ev)
     out: list[Violation] = []
     failed = [r for r, res in enumerate(ev.ranks) if res.train_step_error]
     if failed:
@@ -479,28 +486,48 @@ def training_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
         if m:
             out.append(Violation(name, str(m), r, quantity, m))
 
+    _check_after_update(ev, after, check, STEP_KEYS)
+    return out
+
+
+# what each rank reports of the layer after the update — the training step's own layer; a fresh one that
+# loaded its state_dict — as (quantity, result field, what): its shards, then its output and grads on
+# the update's input and upstream grad
+STEP_KEYS = (("updated weight shard", "updated_weight_shard", "weight shard after the step"),
+             ("updated bias shard", "updated_bias_shard", "bias after the step"),
+             ("output after the step", "step_output", "output after the step"),
+             ("input grad after the step", "step_input_grad", "input grad after the step"),
+             ("weight grad after the step", "step_weight_grad", "weight grad after the step"),
+             ("bias grad after the step", "step_bias_grad", "bias grad after the step"))
+RELOADED_KEYS = tuple((f"{q} of the reloaded layer", f"reloaded_{k}", f"{q} of the reloaded layer")
+                      for q, k in (("weight shard", "weight_shard"), ("bias", "bias_shard"), ("output", "output"),
+                                   ("input grad", "input_grad"), ("weight grad", "weight_grad"),
+                                   ("bias grad", "bias_grad")))
+
+
+def _check_after_update(ev: Evidence, after: AfterUpdate, check, keys) -> None:
+    """``check(quantity, key, r, expected, bound, what)`` each rank's shards, output and grads (``keys``,
+    in :data:`STEP_KEYS` order) against the dense layer after the update."""
+    case = ev.case
+    weight, bias, output, input_grad, weight_grad, bias_grad = keys
     for r, res in enumerate(ev.ranks):
         s = ev.rank_slice(r)
         rows = case.sharding.weight_index(s)
-        check("updated weight shard", "updated_weight_shard", r, after.weight[rows], after.weight_error[rows],
-              "weight shard after the step")
-        if after.bias is not None and after.bias_error is not None and res.bias_shard is not None:
+        with_bias = res.bias_shard is not None
+        check(weight[0], weight[1], r, after.weight[rows], after.weight_error[rows], weight[2])
+        if after.bias is not None and after.bias_error is not None and with_bias:
             b_rows = case.sharding.bias_index(s)
-            check("updated bias shard", "updated_bias_shard", r, after.bias[b_rows], after.bias_error[b_rows],
-                  "bias after the step")
+            check(bias[0], bias[1], r, after.bias[b_rows], after.bias_error[b_rows], bias[2])
         out_rows = s if ev.output_is_sharded else slice(None)
-        check("output after the step", "step_output", r, after.output[..., out_rows],
-              after.output_bound[..., out_rows], "output after the step")
+        check(output[0], output[1], r, after.output[..., out_rows], after.output_bound[..., out_rows], output[2])
         in_rows = s if ev.input_is_sliced else slice(None)
-        check("input grad after the step", "step_input_grad", r, after.input_grad[..., in_rows],
-              after.input_grad_bound[..., in_rows], "input grad after the step")
-        check("weight grad after the step", "step_weight_grad", r, after.weight_grad[rows],
-              after.weight_grad_bound[rows], "weight grad after the step")
-        if after.bias_grad is not None and after.bias_grad_bound is not None and res.bias_shard is not None:
+        check(input_grad[0], input_grad[1], r, after.input_grad[..., in_rows], after.input_grad_bound[..., in_rows],
+              input_grad[2])
+        check(weight_grad[0], weight_grad[1], r, after.weight_grad[rows], after.weight_grad_bound[rows],
+              weight_grad[2])
+        if after.bias_grad is not None and after.bias_grad_bound is not None and with_bias:
             b_rows = case.sharding.bias_index(s)
-            check("bias grad after the step", "step_bias_grad", r, after.bias_grad[b_rows],
-                  after.bias_grad_bound[b_rows], "bias grad after the step")
-    return out
+            check(bias_grad[0], bias_grad[1], r, after.bias_grad[b_rows], after.bias_grad_bound[b_rows], bias_grad[2])
 
 
 # -- 12. the layer as training loops use it -----------------------------------------------------------
@@ -617,6 +644,243 @@ def inference_calls_leave_training_unchanged(ev: Evidence) -> list[Violation]:
             b_rows = case.sharding.bias_index(ev.rank_slice(r))
             check("bias grad of the training call", "usage_after_inference_bias_grad", r,
                   ev.dense.bias_grad[b_rows], tol.bias_grad_bound(t.grad_out, dt, case.world_size)[b_rows])
+    return out
+
+
+# -- 13. the layer as built ---------------------------------------------------------------------------
+# what each convention says a layer's bias is when its builder returns it (before the suite writes into it)
+BIAS_AS_BUILT = {"simple-module": "zero"}  # any other convention: this protocol's, the given bias's slice
+
+
+@spec_property("as_built")
+def the_layer_as_built_follows_the_convention(ev: Evidence) -> list[Violation]:
+    """The layer as its builder returned it, before the suite writes anything into it (``impl.as_built``):
+    its bias is what the convention says it starts as — this protocol's builders are given the bias, so
+    their slice of it (none: zero); the simple-module convention's starts at zero, and the suite then
+    writes a random one — in the layer's dtype; and a replicated (row) bias is identical on every rank
+    that holds one. The suite overwrites the bias of every layer it then checks, so a bias initialised
+    like ``nn.Linear``'s (random, and different per rank) shows nowhere else. (The weight as built is
+    the shards property's: the suite never writes it before that check.)"""
+    name = "the_layer_as_built_follows_the_convention"
+    t, case, out = _tensors(ev), ev.case, []
+    zero = BIAS_AS_BUILT.get(ev.convention) == "zero" or t.bias is None
+    convention = f"the {ev.convention} convention's" if ev.convention else "this protocol's"
+    for r, res in enumerate(ev.ranks):
+        b = res.built_bias_shard
+        if b is None:
+            continue  # no bias, or a row bias on some ranks only: where it lives is the shards property's
+        if b.dtype != case.torch_dtype:
+            out.append(Violation(name, f"rank {r}'s bias as built is {b.dtype}, the layer's dtype is "
+                                       f"{case.torch_dtype}", r, "bias as built"))
+            continue
+        if zero:
+            if bool(b.ne(0).any()):
+                why = "the builder was given no bias" if t.bias is None else f"{convention} bias starts at zero"
+                out.append(Violation(name, f"rank {r}'s bias as built is not zero (max |b| = "
+                                           f"{float(b.double().abs().max()):.3g}): {why}", r, "bias as built"))
+            continue
+        expected = t.bias[case.sharding.bias_index(ev.rank_slice(r))]
+        if b.shape != expected.shape or not torch.equal(b, expected):
+            what = "its slice of the bias" if case.sharding.bias_sharded else "the whole bias"
+            out.append(Violation(name, f"rank {r}'s bias as built (shape {list(b.shape)}) is not {what} its builder "
+                                       f"was given (shape {list(expected.shape)})", r, "bias as built"))
+    if not case.sharding.bias_sharded:
+        held = [(r, res.built_bias_shard) for r, res in enumerate(ev.ranks) if res.built_bias_shard is not None]
+        for r, b in held[1:]:
+            first, b0 = held[0]
+            if b.shape != b0.shape or b.dtype != b0.dtype or not torch.equal(b, b0):
+                out.append(Violation(name, f"rank {r}'s row bias as built differs from rank {first}'s: a replicated "
+                                           "bias must start identical on every rank that holds it", r,
+                                     "replicated bias as built"))
+    return out
+
+
+# -- 14. state_dict ------------------------------------------------------------------------------------
+@spec_property("forward", "backward", "train_step", "state_dict")
+def a_state_dict_reloads_the_trained_layer(ev: Evidence) -> list[Violation]:
+    """After the training step, ``state_dict()`` of the trained layer loaded (``load_state_dict``, strict)
+    into a freshly built one (built from the weights before the step): the fresh layer holds the trained
+    shards and computes, on the step's input and upstream grad, the output and grads of the dense layer
+    after the update — a checkpoint restores the layer. Catches a shard or a copy of it kept outside
+    the state_dict (a plain attribute), which a reloaded layer computes from or restores at its first call."""
+    name = "a_state_dict_reloads_the_trained_layer"
+    for field_, what in (("train_step_error", "the training step"), ("state_dict_error", "reloading the state_dict")):
+        failed = [r for r, res in enumerate(ev.ranks) if res.get(field_)]
+        if failed:
+            errors = "; ".join(f"rank {r}: {ev.ranks[r].get(field_).splitlines()[0]}" for r in failed)
+            return [Violation(name, f"{what} raised on rank(s) {failed}: {errors}", failed[0], "state_dict")]
+    out: list[Violation] = []
+
+    def check(quantity: str, key: str, r: int, expected, bound, what: str) -> None:
+        m = compare(ev.ranks[r].get(key), expected, bound, f"rank {r} {what}")
+        if m:
+            out.append(Violation(name, str(m), r, quantity, m))
+
+    _check_after_update(ev, after_update(ev), check, RELOADED_KEYS)
+    return out
+
+
+# -- 15. the module converted after construction ----------------------------------------------------------
+def conversion_text(conversion: tuple[str, str], dtype: str) -> str:
+    build, method = conversion
+    call = f"layer.{method}()" if method != "to" else f"layer.to(torch.{dtype})"
+    return f"built in {build}, then {call}"
+
+
+@spec_property("conversion")
+def a_converted_layer_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    """A layer built in another dtype (the case's weights rounded to it) and converted to the case's as
+    users do — ``layer.double()``, ``layer.half()``, ``layer.to(dtype)`` (``cases.conversion_for``) —
+    holds its shards in the case's dtype and computes what the dense layer with those weights computes
+    in that dtype: output (and its dtype), input, weight and bias grads, within the case's bound. Catches
+    a collective's dtype, a buffer or a cast fixed at construction."""
+    name = "a_converted_layer_matches_the_dense_layer"
+    conversion = ev.outcome.conversion
+    if conversion is None:
+        return []  # the impl declares no other dtype to build in
+    how = conversion_text(conversion, ev.case.dtype)
+    failed = [r for r, res in enumerate(ev.ranks) if res.conversion_error]
+    if failed:
+        errors = "; ".join(f"rank {r}: {ev.ranks[r].conversion_error.splitlines()[0]}" for r in failed)
+        return [Violation(name, f"the layer {how} raised on rank(s) {failed}: {errors}", failed[0], "conversion")]
+    t, case, dt, ws = _tensors(ev), ev.case, ev.case.torch_dtype, ev.case.world_size
+    build = getattr(torch, conversion[0])
+    weight = t.weight.to(build).to(dt)  # what the converted layer holds: conversion is rounding, and exact back
+    bias = None if t.bias is None else t.bias.to(build).to(dt)
+    dense = dense_linear(dataclasses.replace(t, weight=weight, bias=bias, update=None))
+    out: list[Violation] = []
+
+    def check(what: str, key: str, r: int, expected, bound) -> None:
+        m = compare(ev.ranks[r].get(key), expected, bound, f"rank {r} {what} of the converted layer")
+        if m:
+            out.append(Violation(name, f"{m} (the layer {how})", r, f"{what} of the converted layer", m))
+
+    y_bound = tol.output_bound(t.x, weight, bias, dt, ws)
+    g_bound = tol.input_grad_bound(t.grad_out, weight, dt, ws)
+    w_bound = tol.weight_grad_bound(t.grad_out, t.x, dt, ws)
+    for r, res in enumerate(ev.ranks):
+        s = ev.rank_slice(r)
+        rows = case.sharding.weight_index(s)
+        shards = [("weight shard", res.converted_weight_shard, weight[rows])]
+        if bias is not None and res.converted_bias_shard is not None:
+            shards.append(("bias", res.converted_bias_shard, bias[case.sharding.bias_index(s)]))
+        for what, got, expected in shards:
+            if got is None or got.dtype != dt or got.shape != expected.shape or not torch.equal(got, expected):
+                found = "none" if got is None else f"{got.dtype} {list(got.shape)}"
+                out.append(Violation(name, f"rank {r}'s {what} of the layer {how} is {found}, not the {dt} "
+                                           f"{list(expected.shape)} the conversion gives", r,
+                                     f"{what} of the converted layer"))
+        o = res.converted_output
+        if o is not None and o.dtype != dt:
+            out.append(Violation(name, f"rank {r}'s output of the layer {how} is {o.dtype}, the input was {dt}", r,
+                                 "output of the converted layer"))
+        cols = s if ev.output_is_sharded else slice(None)
+        check("output", "converted_output", r, dense.output[..., cols], y_bound[..., cols])
+        ins = s if ev.input_is_sliced else slice(None)
+        check("input grad", "converted_input_grad", r, dense.input_grad[..., ins],
+              g_bound[..., ins])
+        check("weight grad", "converted_weight_grad", r, dense.weight_grad[rows], w_bound[rows])
+        if dense.bias_grad is not None and res.converted_bias_shard is not None:
+            b_rows = case.sharding.bias_index(s)
+            check("bias grad", "converted_bias_grad", r, dense.bias_grad[b_rows],
+                  tol.bias_grad_bound(t.grad_out, dt, ws)[b_rows])
+    return out
+
+
+# -- 16. really tensor parallel: measured outside the candidate ---------------------------------------
+# Properties whose evidence the candidate's processes cannot forge because the verdict measures it from
+# outside them (the kernel's byte count of a loopback the sandbox gives the submission alone). Where no
+# such count exists (pytest --impl, grading --unsandboxed) they are not available: skipped, never guessed.
+MEASURED_OUTSIDE = ("really_tensor_parallel",)
+
+# One pass = one forward and its backward, each stage's share (tpconform.families.linear.worker): the
+# first call, a second call (forward only), the training step's call, and the usage protocols' five
+# calls (two micro-batches, a frozen input, an inference call, the training call after it); the reloaded
+# layer's call (state_dict) and the converted layer's (conversion); the layer as built runs none.
+PASSES = {"forward": 1, "backward": 0, "second_call": 1, "collective_volume": 0, "train_step": 1, "usage": 5,
+          "as_built": 0, "state_dict": 1, "conversion": 1}
+# What one pass may put on the wire, in elements: every rank may send every other rank all of its
+# activations (activation_elements: the input, the output and their grads), at 4 bytes an element or
+# the dtype's size when larger. The reference sends far less (an all-gather or all-reduce of one
+# activation each way); the margin admits a layer that all-gathers partial results where an
+# all-reduce would do, and Gloo's algorithms.
+# Bytes per pass per pair of ranks that are not payload: TCP/IP headers (66 bytes a segment on lo),
+# acknowledgements, Gloo's own headers, the harness's status exchange. Measured with the reference
+# (benchmarks/parallelism_bytes.py): 1.0-2.3 KiB at 2-8 ranks; this is about twice that.
+OVERHEAD_PER_PASS_PAIR = 4 * 1024
+OVERHEAD_FIXED = 32 * 1024  # per example: anything once per example (the build-only round trip's exchange)
+
+
+def passes(stages) -> int:
+    return sum(PASSES.get(s, 0) for s in stages)
+
+
+def loopback_allowance(case: LayerCase, stages) -> int:
+    """The most bytes a tensor-parallel layer moves between its ranks over the loopback in one example
+    that ran ``stages``: per pass, every rank may send each other rank all its activations
+    (:func:`activation_elements`), plus :data:`OVERHEAD_PER_PASS_PAIR` per pair of ranks; plus
+    :data:`OVERHEAD_FIXED`. A layer that moves its weight instead sends (ranks − 1) × out × in elements per
+    gather: far more as soon as the weight is large against the activations (few batch rows, wide
+    features: the grading's parallelism cases, ``tpconform.strategies.layers.parallelism_cases``)."""
+    ws = case.tp_size or case.world_size
+    if ws < 2:
+        return OVERHEAD_FIXED
+    pairs = ws * (ws - 1)
+    element = max(4, torch.empty((), dtype=case.torch_dtype).element_size())
+    n = max(1, passes(stages))
+    return n * pairs * (activation_elements(case) * element + OVERHEAD_PER_PASS_PAIR) + OVERHEAD_FIXED
+
+
+@spec_property("forward", "backward", "train_step")
+def really_tensor_parallel(ev: Evidence) -> list[Violation]:
+    """Measured outside the candidate's processes, so it cannot be forged from inside them:
+
+    - **at most activations cross**: the bytes the submission's own loopback carried while the ranks
+      built and ran the example (the kernel's count, read by the verdict before and after; a rank can
+      add bytes to it, never remove them) are at most :func:`loopback_allowance`: no rank gathers the
+      weight;
+    - **partial results must cross**: at world size >= 2 every rank is sent only its own slice of the
+      training step's delta, an update no other rank sees; after it, the output and input grad match
+      the dense layer with every rank's update only if the ranks exchanged their partial results. A
+      layer computing from a private full copy of the weight (and no exchange) cannot.
+
+    Not available (skipped) where no private count exists: ``pytest --impl`` and ``--unsandboxed``."""
+    name = "really_tensor_parallel"
+    sent = ev.outcome.loopback_bytes
+    if sent is None:
+        return []  # not measured: the check is not available here (Family.not_applicable says so)
+    case, out = ev.case, []
+    limit = loopback_allowance(case, ev.outcome.stages)
+    if sent > limit:
+        ws = case.tp_size or case.world_size
+        weight = case.out_features * case.in_features * max(4, torch.empty((), dtype=case.torch_dtype).element_size())
+        out.append(Violation(name, f"the ranks sent {sent} bytes over the loopback (the kernel's count); moving "
+                                   f"activations takes at most {limit} here, while gathering the weight once "
+                                   f"takes {(ws - 1) * weight}: a rank sends weights, not partial results", None,
+                             "loopback bytes"))
+    if (case.tp_size or case.world_size) < 2 or "train_step" not in ev.outcome.stages:
+        return out
+    failed = [r for r, res in enumerate(ev.ranks) if res.train_step_error]
+    if failed:
+        out.append(Violation(name, f"the training step raised on rank(s) {failed}: nothing shows the ranks "
+                                   "exchange their partial results", failed[0], "after a private update"))
+        return out
+    after = after_update(ev)
+    for r, res in enumerate(ev.ranks):
+        out_rows = ev.rank_slice(r) if ev.output_is_sharded else slice(None)
+        in_rows = ev.rank_slice(r) if ev.input_is_sliced else slice(None)
+        for quantity, key, expected, bound in (
+                ("output after a private update", "step_output", after.output[..., out_rows],
+                 after.output_bound[..., out_rows]),
+                ("input grad after a private update", "step_input_grad", after.input_grad[..., in_rows],
+                 after.input_grad_bound[..., in_rows])):
+            m = compare(res.get(key), expected, bound, f"rank {r} {quantity.split(' after')[0]} after every rank "
+                                                       "added a delta only it was sent")
+            if m:
+                out.append(Violation(name, f"{m}\n(matching the dense layer here needs the other ranks' partial "
+                                           "results: a rank that computes from its own copy of the weight misses "
+                                           "their updates)", r, quantity, m))
+                break
     return out
 
 

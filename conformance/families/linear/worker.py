@@ -27,6 +27,11 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
         status = [1, *shape]
         result["weight_shard"] = w_shard.detach().clone()
         result["bias_shard"] = None if b_shard is None else as_tensor(b_shard, "the bias shard").detach().clone()
+        if "as_built" in stages:  # the shards as the builder made them, before the suite wrote into them
+            w_built, b_built = getattr(impl, "as_built", impl.shards)(layer)
+            result["built_weight_shard"] = as_tensor(w_built, "the weight shard as built").detach().clone()
+            result["built_bias_shard"] = (None if b_built is None
+                                          else as_tensor(b_built, "the bias as built").detach().clone())
     except Exception as exc:
         status = [0, -1, -1]
         result["construct_error"] = error_text(exc)
@@ -61,16 +66,23 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
         result["collective_elements"], result["collectives"] = volume.elements, volume.calls
     result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
     if backward:
-        _after_backward(impl, layer, case, data, table, rank, x_in, x_sent, g_in, g_sent, stages, result)
+        _after_backward(impl, layer, case, data, group, table, rank, x_in, x_sent, g_in, g_sent, stages, result)
     # 6. the layer as training loops use it: each protocol on a fresh layer built from the same weights
     if "usage" in stages:
         _usage(impl, case, data, group, table, rank, result)
+    # 7. the module converted after construction: a fresh layer built in another dtype, then converted
+    if "conversion" in stages and data.get("conversion"):
+        try:
+            _converted(impl, case, data, group, table, rank, result)
+        except Exception as exc:
+            result["conversion_error"] = error_text(exc)
     return result
 
 
-def _after_backward(impl, layer, case: LayerCase, data: dict, table, rank: int, x_in, x_sent, g_in, g_sent,
+def _after_backward(impl, layer, case: LayerCase, data: dict, group, table, rank: int, x_in, x_sent, g_in, g_sent,
                     stages, result: dict) -> None:
-    """Stages 3 (the grads), 4 (a second call) and 5 (a training step), after the first backward."""
+    """Stages 3 (the grads), 4 (a second call) and 5 (a training step, then its state_dict reloaded),
+    after the first backward."""
     result["input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
     _grads(impl, layer, "", result)
     result["grad_modified"] = not torch.equal(g_in, g_sent)
@@ -90,6 +102,13 @@ def _after_backward(impl, layer, case: LayerCase, data: dict, table, rank: int, 
             _train_step(impl, layer, case, data["update"], table, rank, result, data.get("sliced"))
         except Exception as exc:
             result["train_step_error"] = error_text(exc)
+        else:
+            # 5b. the trained layer's state_dict() loaded into a fresh layer, which then computes as it does
+            if "state_dict" in stages:
+                try:
+                    _reloaded(impl, layer, case, data, group, table, rank, result)
+                except Exception as exc:
+                    result["state_dict_error"] = error_text(exc)
 
 
 def _build(impl, case: LayerCase, weight, bias, group):
@@ -164,6 +183,45 @@ def _usage(impl, case: LayerCase, data: dict, group, table, rank: int, result: d
         result["usage_error"] = f"{protocol}: {error_text(exc)}"
 
 
+def _forward_backward(impl, layer, case: LayerCase, table, rank: int, x, grad_out, sliced, prefix: str,
+                      result: dict) -> None:
+    """The shards, then forward and backward on ``x`` / ``grad_out`` (this rank's part of them), into
+    ``{prefix}weight_shard``, ``{prefix}output``, ``{prefix}input_grad``, ``{prefix}weight_grad``..."""
+    w, b = impl.shards(layer)
+    result[f"{prefix}weight_shard"] = as_tensor(w, "the weight shard").detach().clone()
+    result[f"{prefix}bias_shard"] = None if b is None else as_tensor(b, "the bias shard").detach().clone()
+    x_in, g_in = _rank_inputs(case, table, rank, x, grad_out, sliced)
+    x_in.requires_grad_(True)
+    output = as_tensor(impl.forward(layer, x_in), "the layer's output")
+    result[f"{prefix}output"] = output.detach().clone()
+    _backward(output, g_in)
+    result[f"{prefix}input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
+    _grads(impl, layer, prefix, result)
+
+
+def _converted(impl, case: LayerCase, data: dict, group, table, rank: int, result: dict) -> None:
+    """A fresh layer built from the weights in ``data["conversion"]``'s dtype (the case's weights rounded
+    to it), converted to the case's dtype as users do (``layer.double()``, ``layer.half()``,
+    ``layer.to(dtype)``), then run forward and backward on the example's input and upstream grad."""
+    build, method = data["conversion"]
+    weight, bias = data["weight"].to(getattr(torch, build)), data["bias"]
+    layer = _build(impl, case, weight, None if bias is None else bias.to(weight.dtype), group)
+    layer = getattr(layer, method)() if method != "to" else layer.to(case.torch_dtype)
+    _forward_backward(impl, layer, case, table, rank, data["x"], data["grad_out"], data.get("sliced"),
+                      "converted_", result)
+
+
+def _reloaded(impl, trained, case: LayerCase, data: dict, group, table, rank: int, result: dict) -> None:
+    """``trained.state_dict()`` (the layer after the training step) loaded into a freshly built layer
+    (``load_state_dict``, strict), which then runs forward and backward on the step's own input."""
+    state = trained.state_dict()
+    layer = _build(impl, case, data["weight"], data["bias"], group)
+    layer.load_state_dict(state)
+    update = data["update"]
+    _forward_backward(impl, layer, case, table, rank, update["x"], update["grad_out"], data.get("sliced"),
+                      "reloaded_", result)
+
+
 def _partition(case: LayerCase, table: list[list[int]]) -> list[int]:
     """Each rank's share of the split dim, read from the shard shapes every rank reported
     (``torch.tensor_split``'s when they do not form a partition: the shards property says why)."""
@@ -193,7 +251,7 @@ def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, re
                 sliced: str | None = None) -> None:
     """SGD (``torch.optim.SGD``, the grads just computed) on this rank's parameters (``impl.parameters``:
     the shards ``impl.shards`` returns, unless an adapter says otherwise), then this rank's slice of
-    the delta added to the shards in place; then forward and backward on the
+    the delta (at world size >= 2 the only slice the verdict sends it) added to the shards in place; then forward and backward on the
     update's own input and upstream grad. The layer must compute from its shards as they are now."""
     optimizer = torch.optim.SGD(impl.parameters(layer), lr=update["lr"])
     optimizer.step()
@@ -202,10 +260,13 @@ def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, re
     sizes = _partition(case, table)
     start, n = offsets(sizes)[rank], sizes[rank]
     dw, db = update["delta_weight"], update["delta_bias"]
+    if not update.get("delta_sliced"):  # the whole delta (one rank); else the verdict sent this rank's slice
+        dw = dw.narrow(case.sharding.weight_dim, start, n)
+        db = db.narrow(0, start, n) if db is not None and case.sharding.bias_sharded else db
     with torch.no_grad():
-        w.add_(dw.narrow(case.sharding.weight_dim, start, n))
+        w.add_(dw)
         if b is not None and db is not None:
-            b.add_(db.narrow(0, start, n) if case.sharding.bias_sharded else db)
+            b.add_(db)
     result["updated_weight_shard"] = as_tensor(w, "the weight shard").detach().clone()
     result["updated_bias_shard"] = None if b is None else as_tensor(b, "the bias shard").detach().clone()
     x_in, g_in = _rank_inputs(case, table, rank, update["x"], update["grad_out"], sliced)
@@ -227,6 +288,8 @@ def run(message: dict, impl) -> dict:
     data = message["data"]
     if message.get("sliced"):
         data = {**data, "sliced": message["sliced"]}
+    if message.get("conversion"):
+        data = {**data, "conversion": message["conversion"]}
     return run_example(impl, case, data, dist.group.WORLD, message.get("stages"))
 
 
