@@ -33,7 +33,10 @@ class Recording(Runner):
         super().__init__("reference", pool=None)
         self.sent: list[dict] = []
 
-    def request(self, world_size, messages, while_waiting=None):
+    def conversion(self, case):
+        return ("float64", "to") if case.dtype != "float64" else ("float32", "double")  # no impl to ask
+
+    def request(self, world_size, messages, while_waiting=None, sent=None):
         self.sent += list(messages.values())
         first = next(iter(messages.values()))
         if first.get("stages") == [] and first["cmd"] in ("run", "run_tp_group"):

@@ -2,8 +2,10 @@
 grader's: each property declares whether its evidence is measured in the candidate's process
 (``spec.family.Property.self_reported``); these walk every family's properties (in-process, no workers)."""
 
+import ast
 import inspect
 import re
+import textwrap
 
 import pytest
 from tpconform.families.registry import families
@@ -14,6 +16,15 @@ from tpconform.grading.scoring import Weights, load_weights, score_submission
 # collective counts of ``worker_tools.CollectiveVolume``): a property whose judge reads one is self-reported
 MEASURED_IN_THE_CANDIDATES_PROCESS = re.compile(r"_modified|collective")
 EVERY_FAMILY = {"families": sorted(families())}
+
+
+def code_of(judge) -> str:
+    """The judge's code without its docstring (prose may name a collective without reading a count)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(judge)))
+    fn = tree.body[0]
+    if fn.body and isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant):
+        fn.body = fn.body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
 
 
 def every_property():
@@ -29,7 +40,7 @@ def weighted_self_reports(weights: Weights) -> list[str]:
 
 def test_a_property_that_reads_an_in_process_measurement_declares_it():
     undeclared = [f"{family}: {prop.name}" for family, prop in every_property()
-                  if MEASURED_IN_THE_CANDIDATES_PROCESS.search(inspect.getsource(prop.judge)) and not prop.self_reported]
+                  if MEASURED_IN_THE_CANDIDATES_PROCESS.search(code_of(prop.judge)) and not prop.self_reported]
     assert not undeclared, f"reads a fact the candidate's process measures, not declared self_reported: {undeclared}"
     # the known ones, in every family that has one (a check that finds none would prove nothing)
     declared = {prop.name for _, prop in every_property() if prop.self_reported}
