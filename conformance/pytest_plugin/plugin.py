@@ -285,15 +285,14 @@ SHOWN = pytest.StashKey[dict]()  # a failure's case and symptoms -> the test who
 
 def _folded(item, text: str) -> str:
     """``text``, or, when an earlier test of this run failed on the same case with the same symptoms
-    (one crash seen by several properties), its first line, a pointer to that report and the replay line."""
+    (one crash seen by several properties), one line: its first line and a pointer to that report."""
     lines = text.splitlines()
     body = tuple(line for line in lines[1:] if not line.startswith("replay:"))
     shown = item.config.stash.setdefault(SHOWN, {})
     first = shown.setdefault(body, item.nodeid)
     if first == item.nodeid or len(body) < 2:
         return text
-    return "\n".join([lines[0], f"the same case and symptoms as {first} above",
-                      *(line for line in lines if line.startswith("replay:"))])
+    return f"{lines[0]}: the same case and symptoms as {first} above (its replay line, with --property)"
 
 
 def _property_violated(exc: BaseException):

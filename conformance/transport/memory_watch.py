@@ -171,6 +171,29 @@ def _statvfs_used(path: str) -> int:
     return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
+def _host_devices() -> set[int]:
+    devices = set()
+    for path in ("/", "/tmp", "/dev/shm"):
+        try:
+            devices.add(os.stat(path).st_dev)
+        except OSError:
+            pass
+    return devices
+
+
+def _sandbox_mount_used(path: str) -> int:
+    """The bytes used on the sandbox's own mount at ``path`` (``/proc/PID/root/MOUNT``), or 0 while that
+    path is still one of the host's file systems (bwrap has not yet mounted the sandbox's tmpfs or moved
+    into its root: the host's disk usage is not the submission's)."""
+    try:
+        device = os.stat(path).st_dev
+    except OSError:
+        return 0
+    if device in _host_devices():
+        return 0
+    return _statvfs_used(path)
+
+
 class SandboxWatch:
     """One memory bound for a whole sandbox, enforced from outside it (by the grader).
 
@@ -209,7 +232,7 @@ class SandboxWatch:
                 kids = _children(self.root)
                 self._inside = kids[0] if kids else None
             if self._inside is not None:
-                files = sum(_statvfs_used(f"/proc/{self._inside}/root{m}") for m in self.tmpfs)
+                files = sum(_sandbox_mount_used(f"/proc/{self._inside}/root{m}") for m in self.tmpfs)
         return procs, files
 
     def _run(self) -> None:
