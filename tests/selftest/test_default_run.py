@@ -26,13 +26,14 @@ FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
 ADAPTER_PKG = os.path.join(FIXTURES, "grading", "adapter_pkg")
 
 # (id, --impl, extra PYTHONPATH entry): every correct impl the project ships. The reference's own default
-# run is tests/properties in this very run (`pytest tests`: no --impl is --impl=reference, at the defaults)
+# run is tests/properties in this very run (`pytest tests`: no --impl is --impl=reference, at the defaults).
+# One of each kind (CI time): a simple-module file (grading's reference_copy.py, the same convention, is
+# graded at the defaults below), an adapter package (the README's adapter example: tests/selftest/test_gate.py,
+# at world sizes 1-3), per-family capabilities with padded shards.
 CORRECT = [
     ("reference-even-padded", "reference-even-padded", None),  # per-family capabilities, padded shards
     ("simple-module-good", os.path.join(FIXTURES, "simple_module_good.py"), None),
-    ("grading-reference-copy", os.path.join(FIXTURES, "grading", "reference_copy.py"), None),
     ("grading-adapter-package", "tplayers.adapter:Impl", ADAPTER_PKG),
-    ("gate-example-adapter", "theirpkg.tp:Adapter", "GATE_EXAMPLE"),
 ]
 TIMES: dict[str, float] = {}
 
