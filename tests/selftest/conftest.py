@@ -32,16 +32,3 @@ def pytest_terminal_summary(terminalreporter):
         for name in sorted(_score["missed"]):
             terminalreporter.write_line(f"  missed: {name}")
 
-
-# With pytest-xdist (`pytest tests -n 2 --dist loadgroup`, what CI runs): a module's tests stay on one worker,
-# so its module fixtures (a whole grading run, a wheel) are built once; the modules that grade in the
-# sandbox, or look for processes a sandbox left behind, share one worker, so none sees another's processes.
-SANDBOX_MODULES = {"test_sandbox_grading", "test_sandbox_budget", "test_hostile", "test_parallelism_grading",
-                   "test_sandbox_watch", "test_known_hangs", "test_reliability"}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else item.nodeid
-        group = "sandbox" if module in SANDBOX_MODULES else module
-        item.add_marker(pytest.mark.xdist_group(group))

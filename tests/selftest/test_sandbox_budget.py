@@ -33,7 +33,7 @@ def _orphans() -> list[int]:
     for pid in os.listdir("/proc"):
         try:
             with open(f"/proc/{pid}/comm", "rb") as fh:
-                if fh.read().strip() == b"tpc-orphan":
+                if fh.read().strip() == b"tpc-budget-hog":
                     left.append(int(pid))
         except OSError:
             continue
