@@ -181,7 +181,7 @@ def _host_devices() -> set[int]:
     return devices
 
 
-def _sandbox_mount_used(path: str) -> int:
+def _sandbox_mount_used(path: str, host: set[int]) -> int:
     """The bytes used on the sandbox's own mount at ``path`` (``/proc/PID/root/MOUNT``), or 0 while that
     path is still one of the host's file systems (bwrap has not yet mounted the sandbox's tmpfs or moved
     into its root: the host's disk usage is not the submission's)."""
@@ -189,7 +189,7 @@ def _sandbox_mount_used(path: str) -> int:
         device = os.stat(path).st_dev
     except OSError:
         return 0
-    if device in _host_devices():
+    if device in host:
         return 0
     return _statvfs_used(path)
 
@@ -212,6 +212,7 @@ class SandboxWatch:
         self.peak = 0
         self.breach: Optional[str] = None
         self._inside: Optional[int] = None  # the sandbox's first process (its /proc/PID/root is the sandbox's)
+        self._host = _host_devices()  # the host's own file systems: never the sandbox's tmpfs
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tpconform-sandbox-watch", daemon=True)
         self._thread.start()
@@ -232,7 +233,7 @@ class SandboxWatch:
                 kids = _children(self.root)
                 self._inside = kids[0] if kids else None
             if self._inside is not None:
-                files = sum(_sandbox_mount_used(f"/proc/{self._inside}/root{m}") for m in self.tmpfs)
+                files = sum(_sandbox_mount_used(f"/proc/{self._inside}/root{m}", self._host) for m in self.tmpfs)
         return procs, files
 
     def _run(self) -> None:
