@@ -20,7 +20,7 @@ from tpconform.grading.scoring import load_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "hostile_sandbox")
-OPTIONS = ["--world-sizes=2", "--examples=4", "--timeout=15", "--time-limit=60", "--seed=0", "--jobs=2",
+OPTIONS = ["--world-sizes=2", "--examples=4", "--timeout=15", "--time-limit=300", "--seed=0", "--jobs=2",
            "--no-progress"]
 CONTROLS = ("control_reference", "control_adapter_pkg")
 BASELINE = "donothing"
@@ -35,7 +35,8 @@ pytestmark = pytest.mark.skipif(bwrap.unavailable() is not None,
                                 reason=f"no sandbox here: {bwrap.unavailable()}")
 
 
-def _digest_tree(root, skip=("__pycache__", ".venv", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache")):
+def _digest_tree(root, skip=("__pycache__", ".venv", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+                                   ".hypothesis")):
     h = {}
     for d, dirs, names in os.walk(root):
         dirs[:] = sorted(x for x in dirs if x not in skip)
