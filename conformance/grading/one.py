@@ -59,7 +59,6 @@ from tpconform.grading.failures import (
     merge_repeats,
     raised_hint,
     signatures,
-    unexplained,
     upstream_grad_note,
 )
 from tpconform.strategies import VARIANTS, Variant
@@ -209,14 +208,12 @@ class Grader:
                     found = properties.evaluate(ev, prop)
                     if not found:
                         continue
-                    for sig, v in signatures(ev, prop, found):
+                    for sig, covered in signatures(ev, prop, found):
                         entry = out.setdefault(sig.key(), (sig, [], []))
                         if prop not in entry[1]:
                             entry[1].append(prop)
-                        if sig.kind == "property":
-                            entry[2].extend(x for x in found if x is v or _same_cause(ev, x, sig))
-                        elif not entry[2]:
-                            entry[2].extend(found)
+                        if sig.kind == "property" or not entry[2]:
+                            entry[2].extend(covered)
             self.found[key] = merge_repeats(out)
         return self.found[key]
 
@@ -528,10 +525,6 @@ class Grader:
     def _example(self, case, prop: str | None, *, shrunk: bool) -> dict:
         return {"token": case.token(), "description": case.describe(), "shrunk": shrunk,
                 "replay": replay_command(self.impl, case, prop)}
-
-
-def _same_cause(ev, v, sig: Signature) -> bool:
-    return (likely_cause(ev, v) or unexplained(v)) == sig.cause
 
 
 def _crash_cause(ev, kind: str) -> str:
