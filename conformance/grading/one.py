@@ -44,6 +44,7 @@ from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite, format_failure, replay_command
 from tpconform.families.linear import properties
 from tpconform.families.linear.diagnosis import likely_cause
+from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.linear.family import NOT_MEASURED
 from tpconform.families.linear.properties import Violation
 from tpconform.families.registry import families
@@ -126,8 +127,8 @@ def crash_kind(crash: str | None) -> str | None:
 
 
 def not_applicable(suite: Suite, variant, prop: str) -> tuple[str, str] | None:
-    reason = suite.unsupported(variant)
-    if reason:
+    reason = suite.unsupported(variant) or LINEAR.not_declared(suite, variant, prop)
+    if reason:  # a variant, or a property (a forward-only layer's gradients), the submission does not declare
         return "not-declared", reason
     if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
         return "n/a", "a sharded column output is not replicated: nothing to agree on"
@@ -285,6 +286,10 @@ class Grader:
         for variant in fam.variants():
             for prop in fam.properties:
                 cell = {"property": prop, "variant": variant_name(name, variant), "examples": 0}
+                undeclared = fam.not_declared(self.suite, variant, prop)
+                if undeclared:  # outside what the submission declares: never a pass (scoring: 0 of its share)
+                    self.emit({"cell": {**cell, "verdict": "not-declared", "reason": undeclared}})
+                    continue
                 why = fam.not_applicable(self.suite, variant, prop)
                 if why:
                     self.emit({"cell": {**cell, "verdict": "n/a", "reason": why}})
