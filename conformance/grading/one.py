@@ -127,14 +127,17 @@ def crash_kind(crash: str | None) -> str | None:
 
 
 def not_applicable(suite: Suite, variant, prop: str) -> tuple[str, str] | None:
-    reason = suite.unsupported(variant) or LINEAR.not_declared(suite, variant, prop)
-    if reason:  # a variant, or a property (a forward-only layer's gradients), the submission does not declare
+    reason = suite.unsupported(variant)
+    if reason:
         return "not-declared", reason
     if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
         return "n/a", "a sharded column output is not replicated: nothing to agree on"
     if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
         return "n/a", getattr(suite, "unmeasured", None) or NOT_MEASURED
-    return None
+    # a property the submission's capabilities leave out (a forward-only layer's gradients): after the two
+    # above, which hold for every submission alike (the maximum never depends on what one declares)
+    reason = LINEAR.not_declared(suite, variant, prop)
+    return ("not-declared", reason) if reason else None
 
 
 def _finite(x: float):

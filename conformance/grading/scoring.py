@@ -181,7 +181,7 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
                 continue  # never reached, and it would not have been judged (not declared, n/a, not in the contract)
             cell = cell or {"verdict": missing_verdict, "reason": missing_reason}
             verdict = cell["verdict"]
-            if verdict == "not-declared" and _judged(prop, variant, result["describe"]):
+            if verdict == "not-declared" and variant in VARIANT_NAMES and _judged(prop, variant, result["describe"]):
                 pass  # a declared variant, a property its capabilities leave out (forward-only: the grads): 0 points
             elif verdict == "not-declared" and variant in required:
                 cell = {**cell, "reason": f"a required variant, not declared: {cell.get('reason')}"}

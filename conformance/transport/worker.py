@@ -124,7 +124,8 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
                     reply = {"ok": False, "error": f"unknown command {cmd!r} of family {message.get('family')!r}"}
                 else:
                     # a family the impl declares forward-only (capability backward=False) runs as inference
-                    # does: no autograd graph, so no backward is asked of it (every backward is skipped)
+                    # does, under no_grad: the family workers then make no input require grad and run no
+                    # backward (they read torch.is_grad_enabled())
                     with torch.no_grad() if message.get("forward_only") else contextlib.nullcontext():
                         reply = {"ok": True, "result": command(message, _load(message["impl"]))}
         except BaseException as exc:  # SystemExit, pytest's Skipped, ...: a failure like any other

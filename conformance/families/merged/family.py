@@ -16,7 +16,7 @@ class MergedFamily(ExtensionFamily):
     case_type = MergedCase
     offered_by = "merged_column"
     verdict = verdict
-    properties = {name: Property(name, fn, reads_backward=name != "merged_column_shards_hold_each_blocks_slice") for name, fn in verdict.MERGED_SPEC.items()}
+    properties = {name: Property(name, fn, reads_backward=name not in verdict.FORWARD) for name, fn in verdict.MERGED_SPEC.items()}
 
     def cases(self, suite, variant):
         return merged_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name),
