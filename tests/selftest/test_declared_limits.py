@@ -7,7 +7,6 @@ correct impls of ``impls/limited.py`` pass; a layer that declares everything sti
 
 import pytest
 from hypothesis import HealthCheck, find, given, settings
-from hypothesis import strategies as st
 from tpconform.engine.suite import NotDeclared, Suite, declared_limits
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.merged.case import MergedCase
