@@ -182,6 +182,7 @@ def _cells(props_and_variants, verdict_of) -> list[dict]:
 
 def test_grading_scores_what_is_not_declared_as_zero_out_of_the_same_maximum():
     from tpconform.grading.catalog import FAMILY_OF, VARIANTS_OF
+    from tpconform.grading.report import not_checked, undeclared
     from tpconform.grading.scoring import load_weights, score_submission
 
     weights = load_weights()
@@ -204,6 +205,8 @@ def test_grading_scores_what_is_not_declared_as_zero_out_of_the_same_maximum():
                 assert v["max"] == (weights.points | weights.family_points)[prop], (prop, v)  # in the maximum
         lost = sum(v["max"] - v["score"] for v in scored["properties"].values())
         assert scored["total"] == pytest.approx(scored["max"] - lost) and lost > 0
+        # the report says what was not checked, and never calls a declared variant undeclared
+        assert undeclared(scored) == [] and INPUT_GRAD in not_checked(scored) and OUTPUT not in not_checked(scored)
     # two of the four primitives offered: half of each primitive property's points, the rest "not-declared"
     offered = ("copy_to", "reduce_from")
     cells = _cells([(p, v) for p in weights.family_points for v in VARIANTS_OF[p]],
@@ -213,6 +216,8 @@ def test_grading_scores_what_is_not_declared_as_zero_out_of_the_same_maximum():
     prop = scored["properties"]["primitive_forward_matches_its_dense_meaning"]
     assert prop["verdict"] == "partial" and prop["max"] > 0 and prop["score"] == pytest.approx(prop["max"] / 2), prop
     assert prop["variants"]["primitives/scatter_to"]["verdict"] == "not-declared", prop
+    assert not_checked(scored)["primitive_forward_matches_its_dense_meaning"] == ["primitives/scatter_to",
+                                                                                  "primitives/gather_from"]
 
 
 def test_the_grader_emits_not_declared_cells(monkeypatch):
