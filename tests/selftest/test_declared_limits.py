@@ -236,3 +236,26 @@ def test_the_grader_emits_not_declared_cells(monkeypatch):
                               timeout_s=20, emit=lambda record: None)
     assert one.not_applicable(forward_only.suite, VARIANTS[0], INPUT_GRAD)[0] == "not-declared"
     assert one.not_applicable(forward_only.suite, VARIANTS[0], OUTPUT) is None
+
+
+# -- replay and the differential mode ---------------------------------------------------------------------
+def test_replay_judges_a_forward_only_layer_on_its_forward_alone():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-m", "tpconform", "replay", f"--impl={FORWARD_ONLY}", ONE_TOKEN.token()],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "6 passed, 0 failed" in r.stdout, r.stdout + r.stderr
+    assert f"not checked: {FORWARD_ONLY} declares its linear layers forward-only" in r.stdout
+
+
+def test_the_differential_mode_compares_a_forward_only_layer_on_its_forward_alone(tp_pool):
+    from tpconform.cli.differential import Differential
+
+    report = Differential(["reference", FORWARD_ONLY, "bug-inference-decode-skips-all-reduce"], tp_pool).run_case(
+        ONE_TOKEN)
+    assert report.verdicts[1].unexpected == {} and OUTPUT in report.verdicts[2].unexpected, report.verdicts
+    assert not set(report.verdicts[2].unexpected) - set(_forward(LINEAR)), report.verdicts[2].unexpected
+    assert len(report.disagreements) == 2 and all(m.startswith("output") for m in report.disagreements), report
