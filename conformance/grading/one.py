@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from tpconform.engine.runner import ImplUnusable
-from tpconform.engine.suite import NotOffered, Suite, format_failure, replay_command
+from tpconform.engine.suite import NotOffered, Suite, declared_limits, format_failure, replay_command
 from tpconform.families.linear import properties
 from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.family import FAMILY as LINEAR
@@ -90,7 +90,10 @@ class ContractSuite(Suite):
     def narrowed(self) -> str | None:
         """What the declaration leaves out of the assignment (``None`` when nothing)."""
         missing = [d for d in self.dtypes if d not in self.capabilities.dtypes]
-        return f"declares dtypes {list(self.capabilities.dtypes)}; judged on {missing} as well" if missing else None
+        parts = [f"declares dtypes {list(self.capabilities.dtypes)}; judged on {missing} as well"] if missing else []
+        # what its capabilities leave out (forward-only, equal merged blocks, primitives not offered): 0 points
+        parts += [f"not checked, as declared: {line}" for line in declared_limits(self)]
+        return "; ".join(parts) or None
 
     def evidence(self, case, stages=None):
         ev = super().evidence(case, stages)

@@ -236,6 +236,8 @@ def test_the_grader_emits_not_declared_cells(monkeypatch):
                               timeout_s=20, emit=lambda record: None)
     assert one.not_applicable(forward_only.suite, VARIANTS[0], INPUT_GRAD)[0] == "not-declared"
     assert one.not_applicable(forward_only.suite, VARIANTS[0], OUTPUT) is None
+    assert "not checked, as declared: linear: forward-only (backward=False)" in forward_only.suite.narrowed()
+    assert grader.suite.narrowed().startswith("not checked, as declared: primitives: offers copy_to, reduce_from")
 
 
 # -- replay and the differential mode ---------------------------------------------------------------------
