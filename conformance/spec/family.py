@@ -85,9 +85,8 @@ class Family:
         if caps.backward:
             return []
         skipped = [p for p, prop in self.properties.items() if prop.reads_backward]
-        checked = [p for p, prop in self.properties.items() if not prop.reads_backward]
-        return [f"{self.name}: forward-only (backward=False): {len(checked)} forward properties checked, "
-                f"{len(skipped)} that read a backward pass not checked ({', '.join(skipped)})"] if skipped else []
+        return [f"{self.name}: forward-only (backward=False): {len(skipped)} of its {len(self.properties)} properties "
+                f"read a backward pass, not checked: {', '.join(skipped)}"] if skipped else []
 
     def cases(self, suite, variant):
         """The Hypothesis strategy of this family's cases for ``variant`` within the run's options."""
