@@ -176,8 +176,8 @@ class Runner:
         stages = declared_stages(stages, forward_only)
         tensors = make_tensors(case, update="train_step" in stages)
         outcome = Outcome(case, tensors, stages=stages)
-        message: dict[str, Any] = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case), "data": tensors.as_dict(),
-                   "stages": list(outcome.stages)}
+        message: dict[str, Any] = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case),
+                                   "data": tensors.as_dict(), "stages": list(outcome.stages)}
         if forward_only:
             message["forward_only"] = True
         if "conversion" in stages:

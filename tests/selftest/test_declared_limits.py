@@ -5,6 +5,8 @@ rest is skipped with its reason in pytest and scores 0 in grading (never a pass,
 maximum); each limit's seeded bug (``impls/zoo``) is found once declared, and hidden without it; the
 correct impls of ``impls/limited.py`` pass; a layer that declares everything still gets every check."""
 
+import types
+
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 from tpconform.engine.suite import NotDeclared, Suite, declared_limits
@@ -13,12 +15,14 @@ from tpconform.families.merged.case import MergedCase
 from tpconform.families.registry import families
 from tpconform.impls.limited import ForwardOnlyImpl, TwoPrimitivesImpl
 from tpconform.impls.protocol import OVERRIDABLE, Capabilities
+from tpconform.impls.simple_module import SimpleModuleImpl
 from tpconform.spec.cases import FORWARD_STAGES, LayerCase
 from tpconform.strategies import VARIANTS
 from tpconform.strategies.merged import merged_cases
 
 FIXTURE = "tests.selftest.fixtures.limits_undeclared"
-FORWARD_ONLY, EQUAL_BLOCKS, TWO_PRIMITIVES = "reference-forward-only", "reference-equal-blocks", "reference-two-primitives"
+FORWARD_ONLY, EQUAL_BLOCKS = "reference-forward-only", "reference-equal-blocks"
+TWO_PRIMITIVES = "reference-two-primitives"
 OUTPUT, INPUT_GRAD = "output_matches_the_dense_layer", "input_grad_matches_the_dense_layer"
 SHARDS = "merged_column_shards_hold_each_blocks_slice"
 FEW = settings(max_examples=4, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
@@ -40,6 +44,10 @@ def test_the_limits_are_declared_per_family_and_refused_when_malformed():
     assert Capabilities.from_dict(caps.as_dict()) == caps and {"backward", "equal_blocks", "primitives"} <= OVERRIDABLE
     older = {k: v for k, v in Capabilities().as_dict().items() if k not in ("backward", "equal_blocks", "primitives")}
     assert Capabilities.from_dict(older) == Capabilities()  # a description without them declares everything
+    module = types.SimpleNamespace(ColumnParallelLinear=object, RowParallelLinear=object,
+                                   TP_CAPABILITIES={"backward": False, "families": {"merged": {"equal_blocks": True}}})
+    declared = SimpleModuleImpl(module).capabilities  # a simple-module file declares them the same way
+    assert not declared.backward and declared.of("merged").equal_blocks and not declared.of("mlp").backward
     for bad, says in (({"primitives": ()}, "primitives"), ({"primitives": ("copy",)}, "primitives"),
                       ({"backward": "no"}, "backward: expected True or False"),
                       ({"families": {"merged": {"equal_blocks": 1}}}, "equal_blocks: expected True or False")):
@@ -210,7 +218,8 @@ def test_grading_scores_what_is_not_declared_as_zero_out_of_the_same_maximum():
     # two of the four primitives offered: half of each primitive property's points, the rest "not-declared"
     offered = ("copy_to", "reduce_from")
     cells = _cells([(p, v) for p in weights.family_points for v in VARIANTS_OF[p]],
-                   lambda p, v: "pass" if FAMILY_OF[p] != "primitives" or v.split("/")[1] in offered else "not-declared")
+                   lambda p, v: "not-declared" if FAMILY_OF[p] == "primitives" and v.split("/")[1] not in offered
+                   else "pass")
     scored = score_submission({"status": "done", "describe": TwoPrimitivesImpl().describe(), "cells": cells},
                               weights, contract)
     prop = scored["properties"]["primitive_forward_matches_its_dense_meaning"]

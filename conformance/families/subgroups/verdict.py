@@ -40,7 +40,8 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
     outcomes = [Outcome(c, make_tensors(c, update="train_step" in stages), stages=stages) for c in cases]
     messages = {
         r: {"cmd": "run_tp_group", "family": "subgroups", "impl": suite.impl_spec, "case": for_workers(case),
-            "data": outcomes[g].tensors.as_dict(), "stages": list(stages), **({"forward_only": True} if forward_only else {})}
+            "data": outcomes[g].tensors.as_dict(), "stages": list(stages),
+            **({"forward_only": True} if forward_only else {})}  # under no_grad (transport/worker.py)
         for g in range(case.tp_groups) for r in group_ranks(case, g)
     }
     if case.sharding.sliced_tensor(case) and not stages:  # the shards alone are read, as in Runner.run
