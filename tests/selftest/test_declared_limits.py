@@ -270,3 +270,41 @@ def test_the_differential_mode_compares_a_forward_only_layer_on_its_forward_alon
     assert report.verdicts[1].unexpected == {} and OUTPUT in report.verdicts[2].unexpected, report.verdicts
     assert not set(report.verdicts[2].unexpected) - set(_forward(LINEAR)), report.verdicts[2].unexpected
     assert len(report.disagreements) == 2 and all(m.startswith("output") for m in report.disagreements), report
+
+
+def test_a_forward_only_submission_is_graded_0_for_its_gradients_and_the_report_says_why(tmp_path):
+    """The whole grade of one forward-only submission (a package, as a student hands it in): its forward
+    properties pass, every gradient property is "not-declared" for 0 of its points, the maximum is a
+    full submission's, and the summary and the student page say what was not checked."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tpconform.grading.scoring import load_weights
+
+    pkg = tmp_path / "subs" / "fwd"
+    (pkg / "layers").mkdir(parents=True)
+    (pkg / "tpconform.toml").write_text('impl = "layers.adapter:Impl"\n')
+    (pkg / "layers" / "__init__.py").write_text("")
+    (pkg / "layers" / "adapter.py").write_text(
+        "from tpconform.impls.limited import ForwardOnlyImpl\n\n\nclass Impl(ForwardOnlyImpl):\n    name = 'fwd'\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(tmp_path / "subs"), "--out", str(out),
+                        "--world-sizes=1-2", "--dtypes=float32", "--examples=1", "--unsandboxed", "--no-progress"],
+                       cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (sub,) = json.loads((out / "report.json").read_text())["submissions"]
+    weights = load_weights()
+    assert sub["max"] == weights.maximum() - weights.points["really_tensor_parallel"]  # unsandboxed: unmeasured
+    for prop in weights.points:
+        v = sub["properties"][prop]
+        if prop in _forward(LINEAR):
+            assert v["verdict"] == "pass", (prop, v)
+        elif prop != "really_tensor_parallel":
+            assert v["verdict"] == "not-declared" and v["score"] == 0 and v["max"] == weights.points[prop], (prop, v)
+    assert sub["total"] == sum(weights.points[p] for p in _forward(LINEAR)) and sub["undeclared"] == []
+    assert set(sub["not_checked"]) == set(LINEAR.properties) - set(_forward(LINEAR)) - {"really_tensor_parallel"}
+    assert "not checked, as its capabilities declare" in (out / "summary.md").read_text()
+    assert "Not checked, as it declares" in (out / "students" / "fwd.html").read_text()
