@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from tpconform.families.registry import families
-from tpconform.spec.cases import STAGES, CaseTensors, LayerCase, conversion_for, for_workers, make_tensors, partition
+from tpconform.spec.cases import (
+    STAGES,
+    CaseTensors,
+    LayerCase,
+    conversion_for,
+    declared_stages,
+    for_workers,
+    make_tensors,
+    partition,
+)
 from tpconform.spec.results import RankResult, malformed
 from tpconform.spec.violations import fold_ranks
 from tpconform.transport.contract import GroupFailure, Pool, cut_text
@@ -159,14 +168,18 @@ class Runner:
         return results, None
 
     def run(self, case: LayerCase, stages: Optional[Sequence[str]] = None,
-            while_waiting: Optional[Callable[[CaseTensors], None]] = None) -> Outcome:
+            while_waiting: Optional[Callable[[CaseTensors], None]] = None, forward_only: bool = False) -> Outcome:
         """Run ``case`` on every rank: build the layer, then the worker ``stages`` (all by default).
-        ``while_waiting(tensors)`` runs in this process while the ranks work."""
-        stages = tuple(STAGES if stages is None else stages)
+        ``while_waiting(tensors)`` runs in this process while the ranks work. ``forward_only``: the layer
+        declares no backward (capability ``backward=False``): only the forward stages run, under
+        ``torch.no_grad()``."""
+        stages = declared_stages(stages, forward_only)
         tensors = make_tensors(case, update="train_step" in stages)
         outcome = Outcome(case, tensors, stages=stages)
-        message = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case), "data": tensors.as_dict(),
-                   "stages": list(outcome.stages)}
+        message: dict[str, Any] = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case),
+                                   "data": tensors.as_dict(), "stages": list(outcome.stages)}
+        if forward_only:
+            message["forward_only"] = True
         if "conversion" in stages:
             outcome.conversion = self.conversion(case)
             message["conversion"] = outcome.conversion and list(outcome.conversion)
