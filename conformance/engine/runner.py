@@ -6,8 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from tpconform.families.registry import families
-from tpconform.spec.cases import (STAGES, CaseTensors, LayerCase, conversion_for, for_workers, make_tensors,
-                                  mixed_precision_for, partition)
+from tpconform.spec.cases import (
+    STAGES,
+    CaseTensors,
+    LayerCase,
+    conversion_for,
+    for_workers,
+    make_tensors,
+    mixed_precision_for,
+    partition,
+)
 from tpconform.spec.results import RankResult, malformed
 from tpconform.spec.violations import fold_ranks
 from tpconform.transport.contract import GroupFailure, Pool, cut_text
