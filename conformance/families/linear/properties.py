@@ -830,8 +830,9 @@ def a_mixed_precision_step_matches_the_dense_layer(ev: Evidence) -> list[Violati
     update and its output and grads are the dense layer's after the update, within the compute dtype's
     bound plus the cast of the updated parameters to it (``tolerance.cast_error``). A reduction in the
     compute dtype (a row layer's all-reduce of 16-bit partial outputs) is within the bound, as for a
-    16-bit case. Catches a low-precision copy of the weight cast once and reused: stale after the
-    optimizer step. Not run (holds) when the impl does not declare float32 and a 16-bit dtype."""
+    16-bit case. The step is judged once the layer is right before it (an error before it carries into
+    it). Catches a low-precision copy of the weight cast once and reused: stale after the optimizer step.
+    Not run (holds) when the impl does not declare float32 and a 16-bit dtype."""
     name = "a_mixed_precision_step_matches_the_dense_layer"
     mixed = ev.outcome.mixed_precision
     if mixed is None:
@@ -868,6 +869,8 @@ def a_mixed_precision_step_matches_the_dense_layer(ev: Evidence) -> list[Violati
             b_rows = case.sharding.bias_index(s)
             check("bias grad under autocast", "mixed_bias_grad", r, dense.bias_grad[b_rows],
                   tol.bias_grad_bound(t.grad_out, compute, ws)[b_rows])
+    if out:
+        return out  # wrong before the step: the step's results carry the same error (reported once)
     _check_after_update(ev, updated(t, dense, ws, param, compute), check, MIXED_STEP_KEYS)
     return out
 
