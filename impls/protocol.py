@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
+# the collective primitives an impl's ``primitives()`` may offer (the primitives family's variants)
+ALL_PRIMITIVES = ("copy_to", "reduce_from", "scatter_to", "gather_from")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,21 @@ class Capabilities:
     must get no gradient (a gradient there changes the model's grad norm, and so its clipping). Read
     by the embedding family; a layer without it must hold exactly its rows.
 
+    ``backward=False`` means: the layers are forward-only (inference: vLLM's layers, a ``no_grad``
+    path) and their backward is not supported. The suite runs each example's forward under
+    ``torch.no_grad()`` and checks only the forward properties (output, ranks agree, shape and dtype,
+    shards, repeated calls, the layer as built); every property that reads a backward pass (grads,
+    training, usage, communication volume, conversion) is skipped with that reason, never passed, and
+    in grading it scores 0 (its points stay in the maximum).
+
+    ``equal_blocks=True`` means: the merged (QKV, gate-up) layers can only express blocks of equal
+    size (a packed or strided layout, ``[n_blocks, rows, in]``); the merged strategies then draw equal
+    blocks only. Read by the merged family (``families={"merged": {"equal_blocks": True}}``).
+
+    ``primitives`` names the collective primitives ``primitives()`` offers (transformers' TP has
+    ``("copy_to", "reduce_from")``); only those are drawn and checked, the others are reported as not
+    offered (skipped, never passed; in grading, 0 points). Read by the primitives family.
+
     ``families`` declares what differs for one family (by its folder's name under
     ``conformance/families``): ``{"embedding": {"uneven_shards": True, "padded_shards": True}}`` for a
     library whose linear layers raise on non-divisible dims while its embedding pads any vocabulary.
@@ -65,10 +82,13 @@ class Capabilities:
     dtypes: tuple[str, ...] = ALL_DTYPES
     accepts_group: bool = True
     padded_shards: bool = False
+    backward: bool = True
+    equal_blocks: bool = False
+    primitives: tuple[str, ...] = ALL_PRIMITIVES
     families: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        for name in ("column_gather_output", "row_input_is_parallel", "dtypes"):
+        for name in ("column_gather_output", "row_input_is_parallel", "dtypes", "primitives"):
             if isinstance(getattr(self, name), list):  # a list reads as well as a tuple
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("column_gather_output", "row_input_is_parallel"):
@@ -77,7 +97,12 @@ class Capabilities:
                 raise ValueError(f"capability {name}: expected a tuple of bools, got {options!r}")
         if not isinstance(self.dtypes, tuple) or not all(d in ALL_DTYPES for d in self.dtypes):
             raise ValueError(f"capability dtypes: expected names from {list(ALL_DTYPES)}, got {self.dtypes!r}")
-        for name in ("uneven_shards", "accepts_group", "padded_shards"):
+        if (not isinstance(self.primitives, tuple) or not self.primitives
+                or not all(isinstance(p, str) and p in ALL_PRIMITIVES for p in self.primitives)
+                or len(set(self.primitives)) != len(self.primitives)):
+            raise ValueError(f"capability primitives: expected one or more distinct names from {list(ALL_PRIMITIVES)}, "
+                             f"got {self.primitives!r}")
+        for name in ("uneven_shards", "accepts_group", "padded_shards", "backward", "equal_blocks"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"capability {name}: expected True or False, got {getattr(self, name)!r}")
         if not isinstance(self.families, dict):
@@ -107,6 +132,9 @@ class Capabilities:
             "dtypes": list(self.dtypes),
             "accepts_group": self.accepts_group,
             "padded_shards": self.padded_shards,
+            "backward": self.backward,
+            "equal_blocks": self.equal_blocks,
+            "primitives": list(self.primitives),
             "families": {name: dict(o) for name, o in self.families.items()},
         }
 
@@ -129,12 +157,16 @@ class Capabilities:
             dtypes=options("dtypes"),
             accepts_group=d.get("accepts_group", True),
             padded_shards=d.get("padded_shards", False),
+            backward=d.get("backward", True),
+            equal_blocks=d.get("equal_blocks", False),
+            primitives=options("primitives") if "primitives" in d else ALL_PRIMITIVES,
             families={k: dict(v) if isinstance(v, dict) else v for k, v in families.items()},
         )
 
 
 # what a family may declare for itself (``Capabilities.families``)
-OVERRIDABLE = frozenset({"uneven_shards", "dtypes", "padded_shards", "accepts_group"})
+OVERRIDABLE = frozenset({"uneven_shards", "dtypes", "padded_shards", "accepts_group", "backward", "equal_blocks",
+                         "primitives"})
 
 
 class TensorParallelImpl:

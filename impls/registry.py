@@ -32,6 +32,13 @@ BUILTIN: tuple[Entry, ...] = (
     Entry("reference", "tpconform.impls.reference:ReferenceImpl", "the built-in reference layers"),
     Entry("reference-even-padded", "tpconform.impls.padded:PaddedImpl",
           "the reference with ColossalAI's shape: even-only linear layers, a padded embedding (declared per family)"),
+    # the reference under a declared limit (impls/limited.py): each passes what it declares
+    Entry("reference-forward-only", "tpconform.impls.limited:ForwardOnlyImpl",
+          "the reference as inference layers: no backward (backward=False), as vLLM's"),
+    Entry("reference-equal-blocks", "tpconform.impls.limited:EqualBlocksImpl",
+          "the reference with a packed merged layer that takes equal blocks only (equal_blocks, merged)"),
+    Entry("reference-two-primitives", "tpconform.impls.limited:TwoPrimitivesImpl",
+          "the reference offering copy-to and reduce-from only (primitives), as transformers' TP"),
     # peers: real libraries (impls/peers); fairscale and megatron need pip install -e '.[peers]'
     Entry("dtensor", "tpconform.impls.peers.dtensor:Impl", "PyTorch DTensor TP: Colwise/RowwiseParallel on nn.Linear"),
     Entry("fairscale", "tpconform.impls.peers.fairscale:Impl", "fairscale 0.4.13 model_parallel Column/RowParallelLinear"),

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from tpconform.engine.known_failures import KnownFailures, default_files
 from tpconform.engine.suite import Suite
 from tpconform.families.linear import properties
+from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.spec import tolerance as tol
 from tpconform.spec.cases import LayerCase
 from tpconform.spec.compare import compare
@@ -46,6 +47,7 @@ class Verdict:
 
     impl: str
     evidence: properties.Evidence
+    backward: bool = True  # its linear layers declare a backward (capability backward)
     unexpected: dict[str, list[str]] = field(default_factory=dict)  # property -> messages
     expected: dict[str, list[str]] = field(default_factory=dict)  # property -> entry ids
 
@@ -102,8 +104,11 @@ def compare_pair(a: Verdict, b: Verdict) -> list[tuple[str, str]]:
     if a.status != "ran":
         return []
     out = []
+    forward_only = not (a.backward and b.backward)  # one declares no backward: its forward alone compares
     for quantity in QUANTITY_PROPERTY:
         if quantity == "bias grad" and a.evidence.outcome.tensors.bias is None:
+            continue
+        if forward_only and quantity != "output":
             continue
         x, y = _whole(a.evidence, quantity), _whole(b.evidence, quantity)
         if x is None or y is None:
@@ -129,9 +134,11 @@ class Differential:
 
     def verdict(self, suite: Suite, case: LayerCase) -> Verdict:
         ev = suite.evidence(case)
-        v = Verdict(suite.impl_spec, ev)
+        v = Verdict(suite.impl_spec, ev, backward=suite.capabilities.of("linear").backward)
         for prop in properties.SPEC:
             if prop == "ranks_agree_on_the_output" and ev.output_is_sharded:
+                continue
+            if LINEAR.not_declared(suite, None, prop):  # left out by its capabilities (forward-only: the grads)
                 continue
             found = properties.evaluate(ev, prop)
             used = self.known.triage(suite.impl_spec, prop, case, [f.message for f in found])

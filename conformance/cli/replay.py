@@ -32,11 +32,18 @@ def replay(args) -> int:
         if why_not:
             print(f"replay: {why_not}", file=sys.stderr)
             return 2
+        names = [args.property] if args.property else list(fam.properties)
+        for name in list(names):  # left out by its capabilities (forward-only: the grads; a primitive not offered)
+            why = fam.not_declared(suite, fam.variant_of(case), name)
+            if why:
+                print(f"not checked: {why}")
+                names.remove(name)
+        if not names:
+            return 0
         ev = suite.evidence(case)
         if ev is None:
             print(f"replay: {args.impl} offers no {fam.offered_by or fam.title}", file=sys.stderr)
             return 2
-        names = [args.property] if args.property else list(fam.properties)
         failed = 0
         for name in names:
             found = fam.judge(ev, name)

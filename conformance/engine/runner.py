@@ -11,6 +11,7 @@ from tpconform.spec.cases import (
     CaseTensors,
     LayerCase,
     conversion_for,
+    declared_stages,
     for_workers,
     make_tensors,
     mixed_precision_for,
@@ -179,15 +180,19 @@ class Runner:
         return results, None
 
     def run(self, case: LayerCase, stages: Optional[Sequence[str]] = None,
-            while_waiting: Optional[Callable[[CaseTensors], None]] = None) -> Outcome:
+            while_waiting: Optional[Callable[[CaseTensors], None]] = None, forward_only: bool = False) -> Outcome:
         """Run ``case`` on every rank: build the layer, then the worker ``stages`` (all by default).
-        ``while_waiting(tensors)`` runs in this process while the ranks work."""
-        stages = tuple(STAGES if stages is None else stages)
+        ``while_waiting(tensors)`` runs in this process while the ranks work. ``forward_only``: the layer
+        declares no backward (capability ``backward=False``): only the forward stages run, under
+        ``torch.no_grad()``."""
+        stages = declared_stages(stages, forward_only)
         steps = bool({"train_step", "mixed_precision"} & set(stages))  # the stages that run a training step
         tensors = make_tensors(case, update=steps)
         outcome = Outcome(case, tensors, stages=stages)
-        message = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case), "data": tensors.as_dict(),
-                   "stages": list(outcome.stages)}
+        message: dict[str, Any] = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case),
+                                   "data": tensors.as_dict(), "stages": list(outcome.stages)}
+        if forward_only:
+            message["forward_only"] = True
         if "conversion" in stages:
             outcome.conversion = self.conversion(case)
             message["conversion"] = outcome.conversion and list(outcome.conversion)

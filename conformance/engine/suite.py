@@ -16,7 +16,7 @@ from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_com
     shell_word,
 )
 from tpconform.engine.runner import Runner
-from tpconform.families.registry import family, family_of
+from tpconform.families.registry import families, family, family_of
 from tpconform.impls.protocol import Capabilities
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation
@@ -27,6 +27,11 @@ from tpconform.transport.harness import GroupPool
 
 class NotOffered(Exception):
     """The impl offers none of a family's (optional) layers; the message is the skip line."""
+
+
+class NotDeclared(NotOffered):
+    """The impl's capabilities leave the property (or the case's variant) unchecked: a forward-only
+    layer's gradient properties, a primitive it does not offer (``Family.not_declared``). Never a pass."""
 
 
 Explained = Callable[[str, Any, list[Violation]], bool]  # (property, case, its violations) -> all expected?
@@ -95,6 +100,7 @@ class Suite:
         a stage ``prop`` does not read crashes that run: the violation found stays the report.
         Raises :class:`NotOffered` when the impl offers no layer of the case's family."""
         fam = family_of(case)
+        self._declared(fam, case, [prop])
         stages = fam.stages_for([prop])
         ev = self._offered(fam, case, [prop], stages)
         found = fam.judge(ev, prop)
@@ -109,8 +115,16 @@ class Suite:
         """The example run once with every stage, judged on each of ``props``: ``(evidence, {prop:
         violations})`` (cheaper than one run per property, for a fixed list of cases)."""
         fam = family_of(case)
+        self._declared(fam, case, props)
         ev = self._offered(fam, case, props)
         return ev, {prop: fam.judge(ev, prop) for prop in props}
+
+    def _declared(self, fam: Family, case, props: Sequence[str]) -> None:
+        """:class:`NotDeclared` when the impl's capabilities leave one of ``props`` on ``case`` unchecked."""
+        for prop in props:
+            why = fam.not_declared(self, fam.variant_of(case), prop)
+            if why:
+                raise NotDeclared(why)
 
     def _offered(self, fam: Family, case, props: Sequence[str], stages: Optional[Sequence[str]] = None):
         """``case`` run (the ``stages`` named; all by default), its case classes and their pairs counted
@@ -164,6 +178,12 @@ def _skip(exc: NotOffered) -> NoReturn:
     import pytest
 
     pytest.skip(str(exc))
+
+
+def declared_limits(suite: Suite) -> list[str]:
+    """What the impl's capabilities leave unchecked, one line per family and reason (``Family.declared_limits``:
+    a forward-only family's gradient properties, equal merged blocks only, primitives not offered)."""
+    return [line for fam in families().values() for line in fam.declared_limits(suite)]
 
 
 def coverage_lines(suite: Suite) -> list[str]:

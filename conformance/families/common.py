@@ -36,11 +36,13 @@ def run_on_every_rank(suite, case, command: str,
     Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
     not complete (``None`` when it did)."""
     ws, family = case.world_size, family_of(case).name
+    head = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case)}
+    if not suite.capabilities.of(family).backward:
+        head["forward_only"] = True  # run under torch.no_grad() (transport/worker.py): no backward asked
     if callable(data):
-        messages = {r: {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case),
-                        "data": data(r)} for r in range(ws)}
+        messages = {r: {**head, "data": data(r)} for r in range(ws)}
     else:
-        message = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case), "data": data}
+        message = {**head, "data": data}
         messages = {r: message for r in range(ws)}
     results, crash = suite.runner.request(ws, messages)
     suite.examples += 1
@@ -103,6 +105,9 @@ class ExtensionFamily(Family):
     verdict: Any = None  # the family's verdict module
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
+        undeclared = self.not_declared(suite, variant, prop)
+        if undeclared:
+            return undeclared
         if not suite._dtypes(self.name):
             return f"{suite.impl_spec} declares {self.title} for none of the dtypes {list(suite.dtypes)}"
         return None

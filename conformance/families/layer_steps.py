@@ -63,7 +63,7 @@ def forward_and_backward(impl, layer, x: torch.Tensor, g: torch.Tensor, result: 
     """Run ``layer`` on ``x`` (made a leaf that requires grad) and back-propagate the upstream grad
     ``g``; apply the grad finalisation the impl declares (``impl.finalize_grads``, on every rank);
     record the output, the input grad and the layer's shard grads in ``result``."""
-    x.requires_grad_(True)
+    x.requires_grad_(torch.is_grad_enabled())  # off: declared forward-only (transport/worker.py)
     y = as_tensor(impl.forward(layer, x), "the layer's output")
     result["output"] = y.detach().clone()
     g = matching_upstream_grad(result, y, g)

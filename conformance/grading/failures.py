@@ -123,17 +123,19 @@ def upstream_grad_note(ev: Evidence) -> str:
             + (", each rank its slice)" if ev.output_is_sharded else ")"))
 
 
-def signatures(ev: Evidence, prop: str, found: list[Violation]) -> list[tuple[Signature, Violation]]:
-    """The signature(s) of ``prop``'s violations ``found`` on one example: one per distinct cause."""
+def signatures(ev: Evidence, prop: str, found: list[Violation]) -> list[tuple[Signature, list[Violation]]]:
+    """The signature(s) of ``prop``'s violations ``found`` on one example, one per distinct cause, each
+    with the violations it covers (a raised or wrong-shape example: one signature covering them all).
+    Each violation's cause is worked out once (a do-nothing layer's example has hundreds)."""
     cls = case_class(ev.case)
     if found[0].quantity in ("run", "construction"):
-        return [(Signature("raised", "*", cls, _raised_cause(found)), found[0])]
+        return [(Signature("raised", "*", cls, _raised_cause(found)), list(found))]
     if prop in SHAPE_DEPENDENT + (SHAPE_PROPERTY,) and _shape_error(ev):
-        return [(Signature("shape", "*", cls, shape_cause(ev)), found[0])]
-    out: dict[str, tuple[Signature, Violation]] = {}
+        return [(Signature("shape", "*", cls, shape_cause(ev)), list(found))]
+    out: dict[str, tuple[Signature, list[Violation]]] = {}
     for v in found:
         cause = likely_cause(ev, v) or unexplained(v)
-        out.setdefault(cause, (Signature("property", prop, cls, cause), v))
+        out.setdefault(cause, (Signature("property", prop, cls, cause), []))[1].append(v)
     return list(out.values())
 
 

@@ -41,9 +41,10 @@ from typing import Any, Callable, Optional
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from tpconform.engine.runner import ImplUnusable
-from tpconform.engine.suite import NotOffered, Suite, format_failure, replay_command
+from tpconform.engine.suite import NotOffered, Suite, declared_limits, format_failure, replay_command
 from tpconform.families.linear import properties
 from tpconform.families.linear.diagnosis import likely_cause
+from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.linear.family import NOT_MEASURED
 from tpconform.families.linear.properties import Violation
 from tpconform.families.registry import families
@@ -59,7 +60,6 @@ from tpconform.grading.failures import (
     merge_repeats,
     raised_hint,
     signatures,
-    unexplained,
     upstream_grad_note,
 )
 from tpconform.strategies import VARIANTS, Variant
@@ -89,7 +89,10 @@ class ContractSuite(Suite):
     def narrowed(self) -> str | None:
         """What the declaration leaves out of the assignment (``None`` when nothing)."""
         missing = [d for d in self.dtypes if d not in self.capabilities.dtypes]
-        return f"declares dtypes {list(self.capabilities.dtypes)}; judged on {missing} as well" if missing else None
+        parts = [f"declares dtypes {list(self.capabilities.dtypes)}; judged on {missing} as well"] if missing else []
+        # what its capabilities leave out (forward-only, equal merged blocks, primitives not offered): 0 points
+        parts += [f"not checked, as declared: {line}" for line in declared_limits(self)]
+        return "; ".join(parts) or None
 
     def evidence(self, case, stages=None):
         ev = super().evidence(case, stages)
@@ -133,7 +136,10 @@ def not_applicable(suite: Suite, variant, prop: str) -> tuple[str, str] | None:
         return "n/a", "a sharded column output is not replicated: nothing to agree on"
     if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
         return "n/a", getattr(suite, "unmeasured", None) or NOT_MEASURED
-    return None
+    # a property the submission's capabilities leave out (a forward-only layer's gradients): after the two
+    # above, which hold for every submission alike (the maximum never depends on what one declares)
+    reason = LINEAR.not_declared(suite, variant, prop)
+    return ("not-declared", reason) if reason else None
 
 
 def _finite(x: float):
@@ -209,14 +215,12 @@ class Grader:
                     found = properties.evaluate(ev, prop)
                     if not found:
                         continue
-                    for sig, v in signatures(ev, prop, found):
+                    for sig, covered in signatures(ev, prop, found):
                         entry = out.setdefault(sig.key(), (sig, [], []))
                         if prop not in entry[1]:
                             entry[1].append(prop)
-                        if sig.kind == "property":
-                            entry[2].extend(x for x in found if x is v or _same_cause(ev, x, sig))
-                        elif not entry[2]:
-                            entry[2].extend(found)
+                        if sig.kind == "property" or not entry[2]:
+                            entry[2].extend(covered)
             self.found[key] = merge_repeats(out)
         return self.found[key]
 
@@ -285,6 +289,10 @@ class Grader:
         for variant in fam.variants():
             for prop in fam.properties:
                 cell = {"property": prop, "variant": variant_name(name, variant), "examples": 0}
+                undeclared = fam.not_declared(self.suite, variant, prop)
+                if undeclared:  # outside what the submission declares: never a pass (scoring: 0 of its share)
+                    self.emit({"cell": {**cell, "verdict": "not-declared", "reason": undeclared}})
+                    continue
                 why = fam.not_applicable(self.suite, variant, prop)
                 if why:
                     self.emit({"cell": {**cell, "verdict": "n/a", "reason": why}})
@@ -528,10 +536,6 @@ class Grader:
     def _example(self, case, prop: str | None, *, shrunk: bool) -> dict:
         return {"token": case.token(), "description": case.describe(), "shrunk": shrunk,
                 "replay": replay_command(self.impl, case, prop)}
-
-
-def _same_cause(ev, v, sig: Signature) -> bool:
-    return (likely_cause(ev, v) or unexplained(v)) == sig.cause
 
 
 def _crash_cause(ev, kind: str) -> str:

@@ -32,6 +32,7 @@ FAILURE_KINDS = ("property", "raised", "shape", "crash", "hang")
 MAX_FAILURES = 200  # failure groups per submission
 MAX_GROUP_ID = 12
 DTYPE_NAMES = ("float64", "float32", "bfloat16", "float16")
+PRIMITIVE_NAMES = ("copy_to", "reduce_from", "scatter_to", "gather_from")  # impls.protocol.ALL_PRIMITIVES
 
 
 class Invalid(ValueError):
@@ -89,14 +90,22 @@ def describe(d: Any) -> dict:
         raise Invalid("describe: bad uneven_shards")
     kept = {"column_gather_output": list(cg), "row_input_is_parallel": list(rp),
             "uneven_shards": caps["uneven_shards"], "dtypes": list(dtypes)}
-    for flag in ("accepts_group", "padded_shards"):
+    for flag in ("accepts_group", "padded_shards", "backward", "equal_blocks"):
         if isinstance(caps.get(flag), bool):
             kept[flag] = caps[flag]
+    if _primitive_names(caps.get("primitives")):
+        kept["primitives"] = list(caps["primitives"])
     families = caps.get("families")
     if isinstance(families, dict) and families:
         kept["families"] = {_str(name, MAX_NAME): _family_declaration(o) for name, o in list(families.items())[:16]}
     return {"name": _str(d.get("name", ""), MAX_NAME), "version": _str(d.get("version", "") or "", MAX_NAME),
             "capabilities": kept}
+
+
+def _primitive_names(names: Any) -> bool:
+    """A well-formed ``primitives`` declaration: a list of the four primitives' names (a report shows it)."""
+    return (isinstance(names, list) and 0 < len(names) <= len(PRIMITIVE_NAMES)
+            and all(isinstance(p, str) and p in PRIMITIVE_NAMES for p in names))
 
 
 def _family_declaration(o: Any) -> dict:
@@ -105,9 +114,11 @@ def _family_declaration(o: Any) -> dict:
     if not isinstance(o, dict):
         raise Invalid("describe: bad family capabilities")
     out: dict = {}
-    for key in ("uneven_shards", "padded_shards", "accepts_group"):
+    for key in ("uneven_shards", "padded_shards", "accepts_group", "backward", "equal_blocks"):
         if isinstance(o.get(key), bool):
             out[key] = o[key]
+    if _primitive_names(o.get("primitives")):
+        out["primitives"] = list(o["primitives"])
     dtypes = o.get("dtypes")
     if isinstance(dtypes, list) and len(dtypes) <= 4 and all(x in DTYPE_NAMES for x in dtypes):
         out["dtypes"] = list(dtypes)

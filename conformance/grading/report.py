@@ -83,7 +83,7 @@ def build(run: dict, records: list[dict], weights) -> dict:
             "sha256": rec.get("sha256"), "status": result.get("status", "not-run"),
             "seconds": result.get("seconds"), "declared": result.get("describe"), **scored,
             "load_problem": load_problem(result),
-            "undeclared": undeclared(scored), "coverage": coverage(scored),
+            "undeclared": undeclared(scored), "not_checked": not_checked(scored), "coverage": coverage(scored),
             "log_tail": without_noise(result.get("log_tail", "")), "sandbox": result.get("sandbox"),
             "narrowed": result.get("narrowed"), "suspicious": result.get("suspicious", []),
         })
@@ -112,9 +112,18 @@ def undeclared(scored: dict) -> list[str]:
     out = []
     for v in scored["properties"].values():
         for variant, cell in v["variants"].items():
-            if cell.get("verdict") == "not-declared" and variant in v["judged_variants"] and variant not in out:
+            if cell.get("verdict") == "not-declared" and variant in v["judged_variants"] and variant not in out \
+                    and not cell.get("declared_limit"):
                 out.append(variant)
     return out
+
+
+def not_checked(scored: dict) -> dict[str, list[str]]:
+    """Per property, the variants the submission's capabilities leave out (a forward-only layer's
+    gradient properties, primitives not offered): each judged and not passed, 0 of its share."""
+    return {p: [variant for variant, cell in v["variants"].items() if cell.get("declared_limit")]
+            for p, v in scored["properties"].items()
+            if any(cell.get("declared_limit") for cell in v["variants"].values())}
 
 
 def signature_key(f: dict) -> str:
@@ -216,12 +225,15 @@ def markdown(report: dict) -> str:
         lines.append("")
     lines += ["## Every distinct failure", ""]
     for s in report["submissions"]:
-        if not s["failures"] and not s["undeclared"]:
+        if not s["failures"] and not s["undeclared"] and not s.get("not_checked"):
             continue
         lines.append(f"### {md(s['name'])}")
         if s["undeclared"]:
             lines.append(f"- required variants not declared (every property counts as failed on them): "
                          f"{md(', '.join(s['undeclared']))}")
+        if s.get("not_checked"):
+            lines.append(f"- not checked, as its capabilities declare (0 of their points, kept in the maximum): "
+                         f"{md(', '.join(s['not_checked']))}")
         for f in s["failures"]:
             where = "beyond the contract (no points)" if f["scope"] == "beyond" else "in the contract"
             lines.append(f"- **{md(f['id'])}** {md(f['variant'])}, {where}: {KIND_WORDS[f['kind']]} — {md(f['cause'])} "

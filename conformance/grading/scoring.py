@@ -168,10 +168,11 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
             cell = cells.get((prop, variant))
             if cell is None and variant not in VARIANT_NAMES and (family == "linear" or family not in scored):
                 continue  # another family's variant (sub-groups'), or a family not scored: not graded in this run
-            if family != "linear" and family in scored and (cell is None or cell["verdict"] == "n/a"):
+            if family != "linear" and family in scored and (cell is None or cell["verdict"] in ("n/a", "not-declared")):
                 # a scored family's variant the submission does not offer (or the run never reached)
                 # costs its share: the maximum is the grader's, never shrunk by what is offered
-                cell = {**(cell or {}), "verdict": "not-declared",
+                limit = {"declared_limit": True} if cell is not None and cell["verdict"] == "not-declared" else {}
+                cell = {**(cell or {}), "verdict": "not-declared", **limit,  # limit: left out by its capabilities
                         "reason": f"a scored family, not offered: {(cell or {}).get('reason') or missing_reason}"}
                 variants[variant] = cell
                 judged.append(variant)
@@ -181,7 +182,10 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
                 continue  # never reached, and it would not have been judged (not declared, n/a, not in the contract)
             cell = cell or {"verdict": missing_verdict, "reason": missing_reason}
             verdict = cell["verdict"]
-            if verdict == "not-declared" and variant in required:
+            if verdict == "not-declared" and variant in VARIANT_NAMES and _judged(prop, variant, result["describe"]):
+                # a declared variant, a property its capabilities leave out (forward-only: the grads): 0 points
+                cell = {**cell, "declared_limit": True}
+            elif verdict == "not-declared" and variant in required:
                 cell = {**cell, "reason": f"a required variant, not declared: {cell.get('reason')}"}
             elif verdict in ("not-declared", "n/a"):
                 variants[variant] = cell

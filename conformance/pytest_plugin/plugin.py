@@ -211,9 +211,12 @@ def pytest_report_header(config) -> Optional[list[str]]:
     declared = d["capabilities"].get("dtypes")
     checked = [t for t in run.dtypes if declared is None or t in declared]
     left_out = [t for t in run.dtypes if t not in checked]
+    from tpconform.engine.suite import declared_limits
+
+    limits = [f"tpconform: not checked, as declared: {line}" for line in declared_limits(suite)]
     return [
         f"tpconform: impl={suite.impl_spec} ({d['name']} {d.get('version') or ''}".rstrip() + ")",
-        f"tpconform: capabilities: {caps}",
+        f"tpconform: capabilities: {caps}", *limits,
         f"tpconform: torch {torch.__version__}, backend {config.getoption('backend')}"
         + (f" ({run.backend_note})" if run.backend_note else "")
         + f", world sizes {run.world_sizes}, "

@@ -155,6 +155,14 @@ class LayerCase:
 # runs only those; reports and other callers run them all.
 STAGES = ("as_built", "forward", "backward", "second_call", "collective_volume", "train_step", "state_dict",
           "usage", "conversion", "mixed_precision")
+# the stages a forward-only layer (capability backward=False) runs: the second call follows the forward
+FORWARD_STAGES = ("as_built", "forward", "second_call")
+
+
+def declared_stages(stages, forward_only: bool) -> tuple[str, ...]:
+    """``stages`` (all when ``None``), less those a forward-only layer cannot run."""
+    stages = tuple(STAGES if stages is None else stages)
+    return tuple(s for s in stages if s in FORWARD_STAGES) if forward_only else stages
 
 # The module converted after construction (stage ``conversion``): built in another dtype, then converted
 # to the case's with the method users call. Built in a narrower dtype where one is declared (a reduction

@@ -35,6 +35,9 @@ class Property:
     # collectives): the candidate can forge it, so it is reported and worth 0 points in grading, whatever
     # a weights file says (tpconform.grading.scoring; tests/selftest/test_self_reported.py walks every family).
     self_reported: bool = False
+    # It judges what a backward pass left (grads, a training step, a backward's collectives): not checked
+    # for a family declared forward-only (capability ``backward=False``: :meth:`Family.not_declared`).
+    reads_backward: bool = False
 
     @property
     def doc(self) -> str:
@@ -65,6 +68,25 @@ class Family:
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
         """Why ``prop`` on ``variant`` cannot be checked for the impl under test (a skip line)."""
         return None
+
+    def not_declared(self, suite, variant, prop: str) -> Optional[str]:
+        """Why ``prop`` on ``variant`` is outside what the impl declares for this family (its capabilities,
+        ``suite.capabilities.of(name)``), or ``None``: a skip line in pytest, 0 points in grading (never
+        a pass). Here: a property that reads a backward pass, for a family declared forward-only."""
+        caps = suite.capabilities.of(self.name)
+        if not caps.backward and self.properties[prop].reads_backward:
+            return (f"{suite.impl_spec} declares its {self.name} layers forward-only (capability backward=False): "
+                    f"{prop} reads a backward pass, not checked")
+        return None
+
+    def declared_limits(self, suite) -> list[str]:
+        """One line per thing the impl's declaration leaves unchecked in this family (the report header)."""
+        caps = suite.capabilities.of(self.name)
+        if caps.backward:
+            return []
+        skipped = [p for p, prop in self.properties.items() if prop.reads_backward]
+        return [f"{self.name}: forward-only (backward=False): {len(skipped)} of its {len(self.properties)} properties "
+                f"read a backward pass, not checked: {', '.join(skipped)}"] if skipped else []
 
     def cases(self, suite, variant):
         """The Hypothesis strategy of this family's cases for ``variant`` within the run's options."""

@@ -8,6 +8,7 @@ Everything the candidate does happens here; nothing of it is trusted by the verd
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import importlib
 import os
@@ -122,7 +123,11 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
                 if command is None:
                     reply = {"ok": False, "error": f"unknown command {cmd!r} of family {message.get('family')!r}"}
                 else:
-                    reply = {"ok": True, "result": command(message, _load(message["impl"]))}
+                    # a family the impl declares forward-only (capability backward=False) runs as inference
+                    # does, under no_grad: the family workers then make no input require grad and run no
+                    # backward (they read torch.is_grad_enabled())
+                    with torch.no_grad() if message.get("forward_only") else contextlib.nullcontext():
+                        reply = {"ok": True, "result": command(message, _load(message["impl"]))}
         except BaseException as exc:  # SystemExit, pytest's Skipped, ...: a failure like any other
             from tpconform.impls.registry import ImplError
 

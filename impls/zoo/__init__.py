@@ -180,6 +180,10 @@ ZOO: tuple[SeededBug, ...] = (
     SeededBug("bug-empty-batch-crashes", "tpconform.impls.zoo.empty_batch_crashes",
               "column reshape raises on an empty batch",
               "output_matches_the_dense_layer", "column-sharded-output", symptom="crash", cause="batch is empty"),
+    # -- forward-only layers (declared: backward=False; impls/limited.py) --------------------------------
+    SeededBug("bug-inference-decode-skips-all-reduce", "tpconform.impls.zoo.inference_decode_skips_all_reduce",
+              "forward-only row layer (declared) skips the all-reduce on its one-token decode path",
+              "output_matches_the_dense_layer", "row-full-input", cause="all-reduce is missing"),
 )
 
 # Bugs beyond one layer on the whole world (TP sub-groups, compositions, primitives), each caught by
@@ -200,6 +204,17 @@ EXTENSIONS: tuple[SeededBug, ...] = (
     SeededBug("bug-scatter-backward-local", "tpconform.impls.zoo.scatter_backward_local",
               "scatter-to primitive's backward keeps only this rank's grad slice (no all-gather)",
               "primitive_backward_matches_its_dense_meaning", "primitives/scatter_to", cause="all-gather the grad slices"),
+    # bugs that only a declared capability lets the suite reach (impls/limited.py: their correct peers)
+    SeededBug("bug-merged-packed-rows-strided", "tpconform.impls.zoo.merged_packed_rows_strided",
+              "packed merged column, equal blocks only (declared): each rank takes every world_size-th row of a block",
+              "merged_column_shards_hold_each_blocks_slice", "merged/", cause="strided split"),
+    SeededBug("bug-inference-merged-bias-first-block-only",
+              "tpconform.impls.zoo.inference_merged_bias_first_block_only",
+              "forward-only merged QKV column (declared) adds the bias of its first block only",
+              "merged_column_output_matches_the_dense_layer", "merged/"),
+    SeededBug("bug-copy-to-grad-not-reduced", "tpconform.impls.zoo.copy_to_grad_not_reduced",
+              "copy-to and reduce-from only (declared): copy-to's backward does not all-reduce",
+              "primitive_backward_matches_its_dense_meaning", "primitives/copy_to", cause="copy-to's backward"),
     SeededBug("bug-reduce-from-in-place", "tpconform.impls.zoo.reduce_from_in_place",
               "reduce-from primitive all-reduces its input tensor in place",
               "primitive_leaves_its_inputs_untouched", "primitives/reduce_from", cause="in place"),

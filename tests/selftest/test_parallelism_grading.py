@@ -31,7 +31,7 @@ from tpconform.grading import bwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "parallelism")
 CONTROL = os.path.join(ROOT, "tests", "selftest", "fixtures", "grading", "reference_copy.py")
-OPTIONS = ["--examples=1", "--timeout=20", "--time-limit=120", "--seed=0", "--jobs=2", "--no-progress"]
+OPTIONS = ["--examples=1", "--timeout=20", "--time-limit=300", "--seed=0", "--jobs=2", "--no-progress"]
 # world sizes 1-2, float32, the linear layers alone: the parallelism case at 2 ranks, few others
 CONTRACT = """name = "parallelism check"
 families = ["linear"]

@@ -74,7 +74,8 @@ class CrossEntropyFamily(ExtensionFamily):
     case_type = CrossEntropyCase
     offered_by = "vocab_parallel_cross_entropy"
     verdict = verdict
-    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED)
+    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
+                                 reads_backward=name != "cross_entropy_loss_matches_the_dense_loss")
                   for name, fn in verdict.CROSS_ENTROPY_SPEC.items()}
 
     def cases(self, suite, variant):

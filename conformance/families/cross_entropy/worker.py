@@ -16,7 +16,7 @@ def run_cross_entropy(message: dict, impl) -> dict:
         return {"not_provided": True}
     logits, target, g = d["logits"].clone(), d["target"].clone(), d["grad_out"].clone()
     logits_sent, g_sent = logits.clone(), g.clone()
-    logits.requires_grad_(True)
+    logits.requires_grad_(torch.is_grad_enabled())  # off: declared forward-only (transport/worker.py)
     loss = as_tensor(loss_fn(logits, target), "the loss")
     result: dict = {"output": loss.detach().clone()}
     g = matching_upstream_grad(result, loss, g)

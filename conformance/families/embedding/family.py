@@ -16,7 +16,8 @@ class EmbeddingFamily(ExtensionFamily):
     case_type = EmbeddingCase
     offered_by = "vocab_parallel_embedding"
     verdict = verdict
-    properties = {name: Property(name, fn) for name, fn in verdict.EMBEDDING_SPEC.items()}
+    properties = {name: Property(name, fn, reads_backward=name != "embedding_output_matches_the_dense_lookup")
+                  for name, fn in verdict.EMBEDDING_SPEC.items()}
 
     def cases(self, suite, variant):
         return embedding_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name))

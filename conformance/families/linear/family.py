@@ -29,7 +29,8 @@ class LinearFamily(Family):
     name = "linear"
     title = "column- and row-parallel linear layers"
     case_type = LayerCase
-    properties = {name: Property(name, fn, properties.NEEDS[name], name in properties.SELF_REPORTED)
+    properties = {name: Property(name, fn, properties.NEEDS[name], name in properties.SELF_REPORTED,
+                                 reads_backward=name not in properties.FORWARD)
                   for name, fn in properties.SPEC.items()}
     stages = STAGES
     derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
@@ -52,6 +53,9 @@ class LinearFamily(Family):
         return None
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
+        undeclared = self.not_declared(suite, variant, prop)
+        if undeclared:
+            return undeclared
         if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
             return NOT_REPLICATED
         if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
@@ -69,7 +73,8 @@ class LinearFamily(Family):
         """Run ``case`` (the worker ``stages`` named, all by default) and pair what came back with the
         float64 ground truth, which the verdict computes while the ranks run."""
         dense: list = []
-        outcome = suite.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)))
+        outcome = suite.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)),
+                                   forward_only=not suite.capabilities.of(self.name).backward)
         suite.examples += 1
         truth = dense[0] if dense else dense_linear(outcome.tensors)
         return Evidence(case, outcome, truth, suite.capabilities.of(self.name).uneven_shards,

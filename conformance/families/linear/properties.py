@@ -881,6 +881,14 @@ def a_mixed_precision_step_matches_the_dense_layer(ev: Evidence) -> list[Violati
 # such count exists (pytest --impl, grading --unsandboxed) they are not available: skipped, never guessed.
 MEASURED_OUTSIDE = ("really_tensor_parallel",)
 
+# -- a forward-only layer (capability backward=False) ------------------------------------------------
+# What is judged of a layer whose backward is not supported: its shards, its forward and a second call;
+# every other property reads a backward pass (grads, a training step, the usage protocols, the
+# collectives of a backward, a converted layer's grads) and is not checked (spec.family.Family.not_declared).
+FORWARD = ("shards_rebuild_the_dense_weight", "output_matches_the_dense_layer", "ranks_agree_on_the_output",
+           "output_shape_and_dtype_match_nn_linear", "repeated_calls_are_independent",
+           "the_layer_as_built_follows_the_convention")
+
 # One pass = one forward and its backward, each stage's share (tpconform.families.linear.worker): the
 # first call, a second call (forward only), the training step's call, and the usage protocols' five
 # calls (two micro-batches, a frozen input, an inference call, the training call after it); the reloaded

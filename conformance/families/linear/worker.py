@@ -47,7 +47,8 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
     sliced = data.get("sliced")  # the verdict sent only this rank's slice of "x" or "grad_out" (runner.run)
     x_in, g_in = _rank_inputs(case, table, rank, x, grad_out, sliced)
     x_sent, g_sent = x_in.detach().clone(), g_in.detach().clone()  # contiguous copies: the values
-    backward = bool(stages & {"backward", "second_call", "collective_volume", "train_step"})
+    # (a forward-only layer, capability backward=False, is sent none of these: its second call follows the forward)
+    backward = bool(stages & {"backward", "collective_volume", "train_step"})
     x_in.requires_grad_(backward)
 
     # 3. forward (and backward), counting what this rank sends through collectives when asked to
@@ -67,6 +68,8 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
     result["input_modified"] = not torch.equal(x_in.detach(), x_sent)
     if backward:
         _after_backward(impl, layer, case, data, group, table, rank, x_in, x_sent, g_in, g_sent, stages, result)
+    elif "second_call" in stages:
+        _second_call(impl, layer, case, x_sent, result)
     # 6. the layer as training loops use it: each protocol on a fresh layer built from the same weights
     if "usage" in stages:
         _usage(impl, case, data, group, table, rank, result)
@@ -95,10 +98,7 @@ def _after_backward(impl, layer, case: LayerCase, data: dict, group, table, rank
 
     # 4. a second call, on the negated input: nothing from the first call may leak into it
     if "second_call" in stages:
-        with torch.no_grad():
-            x_again = laid_out(-x_sent, case.layout)
-            again = as_tensor(impl.forward(layer, x_again), "the second call's output")
-        result["second_output"] = again.detach().clone()
+        _second_call(impl, layer, case, x_sent, result)
 
     # 5. a training step on the shards, then forward and backward again (tpconform.spec.cases.UpdateTensors)
     #    (its failure is its own: what the earlier stages found stands; no harness collective follows,
@@ -115,6 +115,14 @@ def _after_backward(impl, layer, case: LayerCase, data: dict, group, table, rank
                     _reloaded(impl, layer, case, data, group, table, rank, result)
                 except Exception as exc:
                     result["state_dict_error"] = error_text(exc)
+
+
+def _second_call(impl, layer, case: LayerCase, x_sent, result: dict) -> None:
+    """A second call, on the negated input (``second_output``)."""
+    with torch.no_grad():
+        x_again = laid_out(-x_sent, case.layout)
+        again = as_tensor(impl.forward(layer, x_again), "the second call's output")
+    result["second_output"] = again.detach().clone()
 
 
 def _build(impl, case: LayerCase, weight, bias, group):

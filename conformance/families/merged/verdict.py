@@ -6,8 +6,9 @@ rank ``r`` must:
 
 1. **shards**: hold rows ``r·n_b/p … (r+1)·n_b/p`` of *every* block ``b``, in block order — not
    the ``r``-th contiguous chunk of the stacked weight;
-2. **output and grads**: return those columns of the dense output (output left sharded), the dense
-   input grad, and those rows of the dense weight and bias grads.
+2. **output** (``merged_column_output_matches_the_dense_layer``: all that is judged of a layer declared
+   forward-only) **and grads**: return those columns of the dense output (output left sharded), the
+   dense input grad, and those rows of the dense weight and bias grads.
 
 Tolerances: :mod:`tpconform.spec.tolerance`'s single-layer bounds, indexed like the expected values.
 """
@@ -62,6 +63,19 @@ def merged_column_shards_hold_each_blocks_slice(ev: MergedEvidence) -> list[Viol
 
 
 @merged_property
+def merged_column_output_matches_the_dense_layer(ev: MergedEvidence) -> list[Violation]:
+    """Each rank's output is its columns of the dense output (its slice of every block): the forward
+    alone, all that is judged of a layer declared forward-only (capability ``backward=False``)."""
+    name, t, c = "merged_column_output_matches_the_dense_layer", ev.tensors, ev.case
+    y_b = tol.output_bound(t.x, t.weight, t.bias, c.torch_dtype, c.world_size)
+    out = []
+    for r, res in enumerate(ev.ranks):
+        i = c.rows(r)
+        out += compare_fields(name, r, res, [("output", ev.dense.output[..., i], y_b[..., i])])
+    return out
+
+
+@merged_property
 def merged_column_matches_the_dense_layer(ev: MergedEvidence) -> list[Violation]:
     name, t, dn, c = "merged_column_matches_the_dense_layer", ev.tensors, ev.dense, ev.case
     dt, ws = c.torch_dtype, c.world_size
@@ -107,3 +121,7 @@ def violations(suite, case: MergedCase, prop: str, ev: Optional[MergedEvidence] 
         return []
     pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed))
     return pre if pre is not None else MERGED_SPEC[prop](ev)
+
+
+# judged of a forward-only merged layer (capability backward=False); the rest read a backward pass
+FORWARD = ("merged_column_shards_hold_each_blocks_slice", "merged_column_output_matches_the_dense_layer")

@@ -17,7 +17,8 @@ class MLPFamily(ExtensionFamily):
     title = "the MLP built from the two layers"
     case_type = MLPCase
     verdict = verdict
-    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED)
+    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
+                                 reads_backward=name not in verdict.FORWARD)
                   for name, fn in verdict.MLP_SPEC.items()}
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:

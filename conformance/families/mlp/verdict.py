@@ -201,3 +201,7 @@ def violations(suite, case: MLPCase, prop: str, ev: Optional[MLPEvidence] = None
     pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed),
                         rejection_declared=ev.case.uneven and not ev.uneven_shards_supported)
     return pre if pre is not None else MLP_SPEC[prop](ev)
+
+
+# judged of a forward-only MLP (capability backward=False); the rest read a backward pass
+FORWARD = ("mlp_output_matches_the_dense_mlp", "mlp_forward_uses_one_all_reduce")

@@ -31,7 +31,7 @@ def run_mlp(message: dict, impl) -> dict:
     (result["w1_shard"], result["b1_shard"]), (result["w2_shard"], result["b2_shard"]) = col_shards, row_shards
 
     x = noncontiguous(d["x"].clone()) if case["noncontiguous"] else d["x"].clone()
-    x.requires_grad_(True)
+    x.requires_grad_(torch.is_grad_enabled())  # off: declared forward-only (transport/worker.py)
     with CollectiveVolume() as forward:
         y = as_tensor(impl.forward(column, x), "the column layer's output")
         y = as_tensor(impl.forward(row, ACTIVATIONS[case["activation"]](y)), "the row layer's output")

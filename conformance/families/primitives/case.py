@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tpconform.impls.protocol import ALL_PRIMITIVES
 from tpconform.spec.plain_case import PlainCase
 
-PRIMITIVES = ("copy_to", "reduce_from", "scatter_to", "gather_from")
+PRIMITIVES = ALL_PRIMITIVES  # one list: what an impl may declare (capability primitives) is what is checked
 LAYOUTS = ("contiguous", "strided", "transposed")
 
 

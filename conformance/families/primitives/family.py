@@ -16,7 +16,8 @@ class PrimitivesFamily(ExtensionFamily):
     case_type = PrimitiveCase
     offered_by = "primitives"
     verdict = verdict
-    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED)
+    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
+                                 reads_backward=name != "primitive_forward_matches_its_dense_meaning")
                   for name, fn in verdict.PRIMITIVE_SPEC.items()}
 
     def variants(self):
@@ -24,6 +25,22 @@ class PrimitivesFamily(ExtensionFamily):
 
     def variant_of(self, case: PrimitiveCase) -> str:
         return case.primitive
+
+    def not_declared(self, suite, variant, prop: str):
+        """Also: a primitive the impl does not offer (capability ``primitives``: transformers' TP has
+        copy-to and reduce-from only) is not checked."""
+        offered = suite.capabilities.of(self.name).primitives
+        if variant is not None and str(variant) not in offered:
+            return (f"not offered: {suite.impl_spec} declares the primitives {', '.join(offered)} only "
+                    f"(capability primitives): {variant} is not checked")
+        return super().not_declared(suite, variant, prop)
+
+    def declared_limits(self, suite) -> list[str]:
+        offered = suite.capabilities.of(self.name).primitives
+        missing = [p for p in PRIMITIVES if p not in offered]
+        lines = [f"{self.name}: offers {', '.join(offered)} only (capability primitives): "
+                 f"{', '.join(missing)} not offered, not checked"] if missing else []
+        return lines + super().declared_limits(suite)
 
     def cases(self, suite, primitive: str):
         return primitive_cases(primitive, world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name),

@@ -37,7 +37,7 @@ def run_primitive(message: dict, impl) -> dict:
         return {"not_provided": True}
     x = laid_out(d["x"], case["layout"])
     x_sent = x.detach().clone()
-    x.requires_grad_(True)
+    x.requires_grad_(torch.is_grad_enabled())  # off: declared forward-only (transport/worker.py)
     leaf = x
     result: dict = {}
     try:

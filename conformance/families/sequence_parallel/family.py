@@ -17,7 +17,8 @@ class SequenceParallelFamily(ExtensionFamily):
     case_type = SequenceParallelCase
     offered_by = "column_sequence_parallel / row_sequence_parallel"
     verdict = verdict
-    properties = {name: Property(name, fn) for name, fn in verdict.SP_SPEC.items()}
+    properties = {name: Property(name, fn, reads_backward=name != "sequence_parallel_output_matches_the_dense_layer")
+                  for name, fn in verdict.SP_SPEC.items()}
     derived_facts = LINEAR.derived_facts  # its cases are layer cases
 
     def variants(self):

@@ -43,7 +43,8 @@ class SubgroupsFamily(Family):
     name = "subgroups"
     title = "layers given a TP sub-group of the world"
     case_type = LayerCase
-    properties = {name: Property(name, properties.SPEC[name], properties.NEEDS[name], name in properties.SELF_REPORTED)
+    properties = {name: Property(name, properties.SPEC[name], properties.NEEDS[name], name in properties.SELF_REPORTED,
+                                 reads_backward=name not in properties.FORWARD)
                   for name in PER_GROUP_SPEC}
     stages = STAGES
     # a world of 4 or 6 ranks per example, and six properties over the same kind of cases: a third of
@@ -63,6 +64,9 @@ class SubgroupsFamily(Family):
             who = f"the {convention} convention's layers" if convention else f"{suite.impl_spec}'s layers"
             return (f"not applicable: {who} take rank and world size from the default group and cannot be given "
                     "a TP sub-group (capability accepts_group=False)")
+        undeclared = self.not_declared(suite, variant, prop)
+        if undeclared:
+            return undeclared
         if not suite._dtypes(self.name):
             return f"{suite.impl_spec} declares the layers on a sub-group for none of the dtypes {list(suite.dtypes)}"
         if not tp_layouts(suite.world_sizes):

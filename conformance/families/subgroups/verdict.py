@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from tpconform.engine.runner import Outcome, _sliced_messages, build_only
 from tpconform.families.linear.properties import Evidence
-from tpconform.spec.cases import STAGES, LayerCase, for_workers, make_tensors
+from tpconform.spec.cases import LayerCase, declared_stages, for_workers, make_tensors
 from tpconform.spec.dense import dense_linear
 from tpconform.spec.results import RankResult
 
@@ -35,11 +35,13 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
     """Run every TP group's example at once on one world (the worker ``stages`` named, all by
     default); one :class:`Outcome` per TP group."""
     cases = [group_case(case, g) for g in range(case.tp_groups)]
-    stages = tuple(STAGES if stages is None else stages)
+    forward_only = not suite.capabilities.of("subgroups").backward
+    stages = declared_stages(stages, forward_only)
     outcomes = [Outcome(c, make_tensors(c, update="train_step" in stages), stages=stages) for c in cases]
     messages = {
         r: {"cmd": "run_tp_group", "family": "subgroups", "impl": suite.impl_spec, "case": for_workers(case),
-            "data": outcomes[g].tensors.as_dict(), "stages": list(stages)}
+            "data": outcomes[g].tensors.as_dict(), "stages": list(stages),
+            **({"forward_only": True} if forward_only else {})}  # under no_grad (transport/worker.py)
         for g in range(case.tp_groups) for r in group_ranks(case, g)
     }
     if case.sharding.sliced_tensor(case) and not stages:  # the shards alone are read, as in Runner.run
