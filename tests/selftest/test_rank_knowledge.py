@@ -57,6 +57,7 @@ class Capabilities:
         return self
 
     uneven_shards = padded_shards = False
+    backward = True  # the capability main added (a forward-only layer runs the forward stages only)
 
 
 class Suite:
