@@ -64,7 +64,9 @@ class ProcessGroup:
 
     @classmethod
     def start(cls, world_size: int, timeout_s: float,
-              memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> "ProcessGroup":
+              memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT, walls: bool = False) -> "ProcessGroup":
+        """``walls``: each rank walls itself off from the others before it runs candidate code
+        (``tpconform.transport.rank_walls``; grading in the sandbox)."""
         import torch.distributed as dist
 
         ctx = forkserver.context()
@@ -81,7 +83,7 @@ class ProcessGroup:
                 target=worker.main,
                 args=(rank, world_size, group.store.port, child_end, life_child, stack_path,
                       timeout_s + 10.0, timeout_s),
-                kwargs={"capture_stderr": True},
+                kwargs={"capture_stderr": True, "walls": walls},
                 name=f"tpconform-ws{world_size}-rank{rank}",
                 daemon=True,
             )
@@ -384,13 +386,14 @@ class GroupPool:
         self.memory_limit = memory_limit
         self.groups: dict[int, ProcessGroup] = {}
         self.starts = 0
+        self.walls = False  # the ranks of its groups walled apart (tpconform.transport.rank_walls)
 
     def get(self, world_size: int) -> ProcessGroup:
         group = self.groups.get(world_size)
         if group is None or not group.healthy:
             if group is not None:
                 group.close(graceful=False)
-            group = ProcessGroup.start(world_size, self.timeout_s, self.memory_limit)
+            group = ProcessGroup.start(world_size, self.timeout_s, self.memory_limit, walls=self.walls)
             self.starts += 1
             self.groups[world_size] = group
         return group
