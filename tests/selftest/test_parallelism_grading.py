@@ -12,6 +12,11 @@ forge the in-process collective counters lose the check's points (and the second
 
 ``private_master_resync.py`` (a private copy re-gathered only when the shards change: one weight
 gather an example, the least such a layer can send) is measured by ``benchmarks/parallelism_bytes.py``.
+Its re-sync moved to channels the loopback does not count — files in ``/dev/shm``
+(``shm_resync.py``), abstract Unix sockets (``unix_socket_resync.py``), the other ranks' memory through
+``/proc/PID/mem`` (``proc_mem_resync.py``) — scored the check before the ranks were walled apart
+(``tpconform.transport.rank_walls``); now each re-sync fails and the stale copy loses it like
+``private_master.py`` (the walls channel by channel: ``test_rank_walls.py``).
 Skipped where bwrap cannot run. The unsandboxed half (the check is not available: no points either
 way) and the harness's private delta are checked without processes.
 """
