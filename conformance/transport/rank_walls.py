@@ -19,11 +19,13 @@ can undo, so a wall must be one the kernel keeps even against the process that r
   ``AF_INET``/``AF_INET6`` (whose traffic between ranks crosses the counted ``lo``) and route netlink;
   no ``socketpair``; no SysV shared memory, semaphores or message queues, no POSIX message queues (the
   sandbox's IPC namespace is shared by the ranks), no key rings, no ``io_uring`` (it makes sockets
-  without the ``socket`` call), no ``ptrace``/``process_vm_*``/``pidfd_getfd``. Another architecture's
-  calls (x32, i386 through ``int 0x80``) are refused.
+  without the ``socket`` call), no ``ptrace``/``process_vm_*``/``pidfd_getfd``, no extended attributes
+  set (another rank could read them by path: Landlock does not mediate ``getxattr``). Another
+  architecture's calls (x32, i386 through ``int 0x80``) are refused.
 
-What remains (documented in ``docs/GRADING.md``): metadata any process may read in ``/proc`` (a rank's
-name, its CPU times: a few bytes, no weight), CPU timing, and the loopback itself (counted).
+What remains (documented in ``docs/GRADING.md``): what Landlock does not mediate, path metadata
+(``stat`` of a file in another rank's folder: its size and times, which its owner sets), what any process
+may read of another in ``/proc`` (its name, its command line), CPU timing, and the loopback (counted).
 """
 
 from __future__ import annotations
@@ -58,11 +60,13 @@ _ARCHES = {
     "x86_64": (0xC000003E, {"socket": 41, "socketpair": 53, "shmget": 29, "shmat": 30, "semget": 64,
                             "msgget": 68, "mq_open": 240, "ptrace": 101, "process_vm_readv": 310,
                             "process_vm_writev": 311, "add_key": 248, "request_key": 249, "keyctl": 250,
-                            "io_uring_setup": 425, "pidfd_getfd": 438}),
+                            "io_uring_setup": 425, "pidfd_getfd": 438, "setxattr": 188, "lsetxattr": 189,
+                            "fsetxattr": 190, "setxattrat": 463}),
     "aarch64": (0xC00000B7, {"socket": 198, "socketpair": 199, "shmget": 194, "shmat": 196, "semget": 190,
                              "msgget": 186, "mq_open": 180, "ptrace": 117, "process_vm_readv": 270,
                              "process_vm_writev": 271, "add_key": 217, "request_key": 218, "keyctl": 219,
-                             "io_uring_setup": 425, "pidfd_getfd": 438}),
+                             "io_uring_setup": 425, "pidfd_getfd": 438, "setxattr": 5, "lsetxattr": 6,
+                             "fsetxattr": 7, "setxattrat": 463}),
 }
 _X32_BIT = 0x40000000
 
@@ -216,7 +220,8 @@ def raise_walls(private_dir: str) -> None:
         raise WallError(f"raised with {len(threads)} threads running: only the first would be walled")
     os.makedirs(private_dir, mode=0o700, exist_ok=True)
     private_dir = os.path.realpath(private_dir)
-    os.environ["TMPDIR"] = private_dir
+    for name in ("TMPDIR", "HOME", "XDG_CACHE_HOME"):  # temporary files, a library's caches and builds
+        os.environ[name] = private_dir
     tempfile.tempdir = None
     assert _libc is not None
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:

@@ -53,6 +53,7 @@ if first == 0:  # rank 0: walled, publishes everything, then waits
            "abstract_unix": attempt(lambda: socket.socket(socket.AF_UNIX).bind("\0tpconform-walls")),
            "socketpair": attempt(lambda: socket.socketpair()),
            "sysv_shm": "ok" if libc.shmget(0, 4096, 0o1600) >= 0 else "EPERM",
+           "xattr": attempt(lambda: os.setxattr(os.path.join(mine, "w.bin"), "user.w", secret[:4096])),
            "dev_null": attempt(lambda: open("/dev/null", "w").write("x")),
            "stdlib": attempt(lambda: __import__("json.tool"))}
     os.write(w, json.dumps(out).encode() + b"\n")
@@ -94,6 +95,7 @@ if second == 0:  # rank 1: walled, tries to reach rank 0
     got = probes()
     got["tcp"] = attempt(tcp)
     got["own_tmp"] = attempt(lambda: tempfile.NamedTemporaryFile().write(b"x"))
+    got["stat"] = attempt(lambda: os.stat(published["file"]))  # metadata: not mediated (GRADING.md)
     got["abstract_unix_connect"] = attempt(lambda: socket.socket(socket.AF_UNIX).connect("\0tpconform-walls"))
     print(json.dumps({"rank0": published, "unwalled": unwalled, "rank1": got}), flush=True)
     os._exit(0)
@@ -116,11 +118,13 @@ def test_a_walled_rank_cannot_reach_another_ranks_files_sockets_or_memory(tmp_pa
     # what a correct layer needs still works
     assert rank0["dev_null"] == rank0["stdlib"] == rank1["tcp"] == rank1["own_tmp"] == "ok", got
     # rank 0 can leave nothing in a shared place
-    for channel in ("shared_tmp", "dev_shm", "abstract_unix", "socketpair", "sysv_shm"):
+    for channel in ("shared_tmp", "dev_shm", "abstract_unix", "socketpair", "sysv_shm", "xattr"):
         assert rank0[channel] != "ok", (channel, rank0[channel])
     # rank 1 reaches nothing of rank 0's
     for channel in ("file", "proc_mem", "process_vm_readv", "proc_fd", "abstract_unix_connect"):
         assert rank1[channel] != "ok", (channel, rank1[channel])
+    # what stays open (docs/GRADING.md, "Its limits"): the metadata of a path in another rank's folder
+    assert rank1["stat"] == "ok"
     if rank_walls.landlock_abi() >= 6:
         assert rank1["signal"] != "ok"
     assert sorted(os.listdir(shared)) == ["rank0.private", "rank1.private"]  # nothing else landed there
