@@ -61,6 +61,7 @@ class ProcessGroup:
     memory_watch: Any = None  # tpconform.transport.memory_watch.MemoryWatch, when memory_limit is set
     _seq: int = 0
     _stack_offsets: dict = field(default_factory=dict)
+    _held_fds: list = field(default_factory=list)  # descriptors of walled ranks' file folders
 
     @classmethod
     def start(cls, world_size: int, timeout_s: float,
@@ -78,10 +79,12 @@ class ProcessGroup:
         for rank in range(world_size):
             parent_end, child_end = ctx.Pipe()
             life_parent, life_child = ctx.Pipe()
-            stack_path = os.path.join(group.tmpdir, f"rank{rank}.stack")
+            stack_path = worker_stack_path = os.path.join(group.tmpdir, f"rank{rank}.stack")
+            if walls:  # the rank's files behind a folder it locks (rank_walls.locked_layout); read here through a descriptor
+                worker_stack_path, stack_path = group._locked_files(rank)
             proc = ctx.Process(
                 target=worker.main,
-                args=(rank, world_size, group.store.port, child_end, life_child, stack_path,
+                args=(rank, world_size, group.store.port, child_end, life_child, worker_stack_path,
                       timeout_s + 10.0, timeout_s),
                 kwargs={"capture_stderr": True, "walls": walls},
                 name=f"tpconform-ws{world_size}-rank{rank}",
@@ -102,6 +105,17 @@ class ProcessGroup:
         return group
 
     # -- messaging ---------------------------------------------------------------------------
+    def _locked_files(self, rank: int) -> tuple[str, str]:
+        """A walled rank's stack files: the path the worker opens them by (before it locks the folder
+        above them, ``rank_walls.raise_walls``), and the path this process reads them by (through a
+        descriptor of their own folder, held here, which reaches them without crossing the locked one)."""
+        from tpconform.transport import rank_walls
+
+        files = rank_walls.locked_layout(os.path.join(self.tmpdir, f"rank{rank}"))
+        fd = os.open(files, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._held_fds.append(fd)
+        return os.path.join(files, f"rank{rank}.stack"), f"/proc/self/fd/{fd}/rank{rank}.stack"
+
     def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None,
                 what: str = "the example", synchronized: bool = True,
                 while_waiting: Optional[Callable[[], None]] = None) -> dict[int, Any]:
@@ -260,7 +274,14 @@ class ProcessGroup:
                     pass
         self.ranks = []
         self.store = None
+        for fd in self._held_fds:
+            os.close(fd)
+        self._held_fds = []
         if self.tmpdir:
+            for entry in (os.listdir(self.tmpdir) if os.path.isdir(self.tmpdir) else ()):
+                path = os.path.join(self.tmpdir, entry)  # a folder a walled rank locked (mode 0): open again
+                if os.path.isdir(path) and not os.path.islink(path):
+                    os.chmod(path, 0o700)
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = ""
         _live_groups.discard(self)

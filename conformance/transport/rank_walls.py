@@ -20,12 +20,19 @@ can undo, so a wall must be one the kernel keeps even against the process that r
   no ``socketpair``; no SysV shared memory, semaphores or message queues, no POSIX message queues (the
   sandbox's IPC namespace is shared by the ranks), no key rings, no ``io_uring`` (it makes sockets
   without the ``socket`` call), no ``ptrace``/``process_vm_*``/``pidfd_getfd``, no extended attributes
-  set (another rank could read them by path: Landlock does not mediate ``getxattr``). Another
-  architecture's calls (x32, i386 through ``int 0x80``) are refused.
+  set, no ``chmod`` (which would unlock the rank's folder). Another architecture's calls (x32, i386
+  through ``int 0x80``) are refused.
+- **a locked folder**: Landlock does not mediate metadata (``stat``: a file's size and times, which its
+  owner sets at will; ``getxattr``), so a rank's own files live below a folder of mode 0, which no
+  process without capabilities can look a name up in (the rank reaches its files through a descriptor
+  it opened before, ``/proc/self/fd/N``; the verdict through its own): no other rank can name them.
+- ``/proc``: a rank reads what is not a process, and its own process; not another rank's command line
+  (which its owner can rewrite in its memory: a channel of a few hundred bytes a read).
 
-What remains (documented in ``docs/GRADING.md``): what Landlock does not mediate, path metadata
-(``stat`` of a file in another rank's folder: its size and times, which its owner sets), what any process
-may read of another in ``/proc`` (its name, its command line), CPU timing, and the loopback (counted).
+What remains (documented in ``docs/GRADING.md``): the shared file systems' totals (``statvfs`` of
+``/tmp``: free blocks and inodes, which a rank moves by writing its own files), the machine's counters
+(``/proc/meminfo``, load), CPU timing: covert channels of a few kilobytes a second at most; and the
+loopback (counted).
 """
 
 from __future__ import annotations
@@ -61,12 +68,14 @@ _ARCHES = {
                             "msgget": 68, "mq_open": 240, "ptrace": 101, "process_vm_readv": 310,
                             "process_vm_writev": 311, "add_key": 248, "request_key": 249, "keyctl": 250,
                             "io_uring_setup": 425, "pidfd_getfd": 438, "setxattr": 188, "lsetxattr": 189,
-                            "fsetxattr": 190, "setxattrat": 463}),
+                            "fsetxattr": 190, "setxattrat": 463, "chmod": 90, "fchmod": 91,
+                            "fchmodat": 268, "fchmodat2": 452}),
     "aarch64": (0xC00000B7, {"socket": 198, "socketpair": 199, "shmget": 194, "shmat": 196, "semget": 190,
                              "msgget": 186, "mq_open": 180, "ptrace": 117, "process_vm_readv": 270,
                              "process_vm_writev": 271, "add_key": 217, "request_key": 218, "keyctl": 219,
                              "io_uring_setup": 425, "pidfd_getfd": 438, "setxattr": 5, "lsetxattr": 6,
-                             "fsetxattr": 7, "setxattrat": 463}),
+                             "fsetxattr": 7, "setxattrat": 463, "fchmod": 52, "fchmodat": 53,
+                             "fchmodat2": 452}),
 }
 _X32_BIT = 0x40000000
 
@@ -133,9 +142,12 @@ def _allow(ruleset: int, path: str, rights: int) -> None:
 
 
 def _readable_roots(private_dir: str) -> list[str]:
-    """What a rank may read: every top-level entry but ``/tmp`` and ``/dev`` (``/proc`` included), and
-    the Python environment wherever it lives (a CI checkout's may be under ``/tmp``)."""
-    roots = [os.path.join("/", e) for e in sorted(os.listdir("/")) if e not in ("tmp", "dev")]
+    """What a rank may read: every top-level entry but ``/tmp``, ``/dev`` and ``/proc``; of ``/proc``,
+    what is not a process, and its own process; the Python environment wherever it lives (a CI
+    checkout's may be under ``/tmp``)."""
+    roots = [os.path.join("/", e) for e in sorted(os.listdir("/")) if e not in ("tmp", "dev", "proc")]
+    roots += [os.path.join("/proc", e) for e in sorted(os.listdir("/proc")) if not e.isdigit()]
+    roots.append(f"/proc/{os.getpid()}")
     for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
               *[p for p in sys.path if p and os.path.isabs(p)]):
         p = os.path.realpath(p)
@@ -206,10 +218,21 @@ def _seccomp() -> None:
         raise WallError(f"seccomp: {os.strerror(ctypes.get_errno())}")
 
 
-def raise_walls(private_dir: str) -> None:
-    """Wall this process (and everything it starts) off from every other rank: a private ``TMPDIR``
-    (``private_dir``, made here), Landlock, seccomp. Irreversible; raises :class:`WallError` (the rank
-    must then not run candidate code) when any of it fails."""
+def locked_layout(lock_dir: str) -> str:
+    """Make a rank's folders: ``lock_dir`` (which :func:`raise_walls` locks) and, inside it, the folder
+    of the rank's own files (returned; the harness puts the rank's stack files there)."""
+    files = os.path.join(lock_dir, "files")
+    os.makedirs(files, mode=0o700, exist_ok=True)
+    return files
+
+
+def raise_walls(lock_dir: str) -> None:
+    """Wall this process (and everything it starts) off from every other rank: its own files only in
+    ``lock_dir/files`` (:func:`locked_layout`), its ``TMPDIR`` (and ``HOME``) in there, reached through a
+    descriptor; ``lock_dir`` then locked (mode 0: no process without capabilities, this one included,
+    can look a name up in it, so no other rank can even ``stat`` what lies below); Landlock; seccomp
+    (which also forbids ``chmod`` from then on). Irreversible; raises :class:`WallError` (the rank must
+    then not run candidate code) when any of it fails."""
     why = unavailable()
     if why:
         raise WallError(why)
@@ -218,13 +241,21 @@ def raise_walls(private_dir: str) -> None:
     threads = os.listdir(f"/proc/{os.getpid()}/task")
     if len(threads) != 1:
         raise WallError(f"raised with {len(threads)} threads running: only the first would be walled")
+    lock_dir = os.path.realpath(lock_dir)
+    files = locked_layout(lock_dir)
+    private_dir = os.path.join(files, "tmp")
     os.makedirs(private_dir, mode=0o700, exist_ok=True)
-    private_dir = os.path.realpath(private_dir)
-    for name in ("TMPDIR", "HOME", "XDG_CACHE_HOME"):  # temporary files, a library's caches and builds
-        os.environ[name] = private_dir
+    held = os.open(files, os.O_PATH | os.O_DIRECTORY)
+    os.set_inheritable(held, True)  # its children reach their TMPDIR the same way
+    # temporary files, a library's caches and builds (named, so that no library takes the real path,
+    # which crosses the locked folder)
+    for name in ("TMPDIR", "HOME", "XDG_CACHE_HOME", "TORCH_EXTENSIONS_DIR", "TORCHINDUCTOR_CACHE_DIR",
+                 "TRITON_CACHE_DIR"):
+        os.environ[name] = f"/proc/self/fd/{held}/tmp"
     tempfile.tempdir = None
     assert _libc is not None
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise WallError(f"no_new_privs: {os.strerror(ctypes.get_errno())}")
     _landlock(private_dir)
+    os.chmod(lock_dir, 0)
     _seccomp()

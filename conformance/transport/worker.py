@@ -83,7 +83,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     stack_file = open(stack_path, "w")
     watchdog_file = open(watchdog_path, "w")
     if walls:  # before any thread (the lifeline's, the store's, the backend's) and any candidate code
-        rank_walls.raise_walls(stack_path + ".private")
+        rank_walls.raise_walls(os.path.dirname(os.path.dirname(stack_path)))  # the layout of rank_walls.locked_layout
     sandbox.start_lifeline(lifeline, cleanup)
     if store_host == "127.0.0.1":  # a local group; under torchrun (tpconform.transport.torchrun_rank) the ranks may span nodes
         os.environ["GLOO_SOCKET_IFNAME"] = "lo"
