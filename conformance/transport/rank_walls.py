@@ -31,7 +31,7 @@ can undo, so a wall must be one the kernel keeps even against the process that r
 
 What remains (documented in ``docs/GRADING.md``): the shared file systems' totals (``statvfs`` of
 ``/tmp``: free blocks and inodes, which a rank moves by writing its own files), the machine's counters
-(``/proc/meminfo``, load), CPU timing: covert channels of a few kilobytes a second at most; and the
+(``/proc/meminfo``, load), CPU timing: covert channels of, by estimate, kilobytes a second; and the
 loopback (counted).
 """
 
