@@ -109,11 +109,12 @@ class ProcessGroup:
         """A walled rank's stack files: the path the worker opens them by (before it locks the folder
         above them, ``rank_walls.raise_walls``), and the path this process reads them by (through a
         descriptor of their own folder, held here, which reaches them without crossing the locked one)."""
-        from tpconform.transport import rank_walls
+        from tpconform.transport import rank_walls, stale_locks
 
         files = rank_walls.locked_layout(os.path.join(self.tmpdir, f"rank{rank}"))
         fd = os.open(files, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self._held_fds.append(fd)
+        stale_locks.walled_roots.add(rank_walls.extension_folder(files))  # its builds, for the memory watch
         return os.path.join(files, f"rank{rank}.stack"), f"/proc/self/fd/{fd}/rank{rank}.stack"
 
     def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None,
@@ -278,6 +279,9 @@ class ProcessGroup:
             os.close(fd)
         self._held_fds = []
         if self.tmpdir:
+            from tpconform.transport import stale_locks
+
+            stale_locks.walled_roots -= {r for r in stale_locks.walled_roots if r.startswith(os.path.join(self.tmpdir, ""))}
             for entry in (os.listdir(self.tmpdir) if os.path.isdir(self.tmpdir) else ()):
                 path = os.path.join(self.tmpdir, entry)  # a folder a walled rank locked (mode 0): open again
                 if os.path.isdir(path) and not os.path.islink(path):

@@ -218,6 +218,15 @@ def _seccomp() -> None:
         raise WallError(f"seccomp: {os.strerror(ctypes.get_errno())}")
 
 
+EXTENSIONS = "torch_extensions"
+
+
+def extension_folder(files: str) -> str:
+    """Where a walled rank whose own files are in ``files`` builds torch extensions (its
+    ``TORCH_EXTENSIONS_DIR``), as the verdict sees it (``tpconform.transport.stale_locks``)."""
+    return os.path.join(files, "tmp", EXTENSIONS)
+
+
 def locked_layout(lock_dir: str) -> str:
     """Make a rank's folders: ``lock_dir`` (which :func:`raise_walls` locks) and, inside it, the folder
     of the rank's own files (returned; the harness puts the rank's stack files there)."""
@@ -249,9 +258,10 @@ def raise_walls(lock_dir: str) -> None:
     os.set_inheritable(held, True)  # its children reach their TMPDIR the same way
     # temporary files, a library's caches and builds (named, so that no library takes the real path,
     # which crosses the locked folder)
-    for name in ("TMPDIR", "HOME", "XDG_CACHE_HOME", "TORCH_EXTENSIONS_DIR", "TORCHINDUCTOR_CACHE_DIR",
-                 "TRITON_CACHE_DIR"):
+    for name in ("TMPDIR", "HOME", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         os.environ[name] = f"/proc/self/fd/{held}/tmp"
+    # where the verdict's memory watch knows a build by its folder (extension_folder)
+    os.environ["TORCH_EXTENSIONS_DIR"] = f"/proc/self/fd/{held}/tmp/{EXTENSIONS}"
     tempfile.tempdir = None
     assert _libc is not None
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
