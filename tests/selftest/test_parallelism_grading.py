@@ -12,6 +12,11 @@ forge the in-process collective counters lose the check's points (and the second
 
 ``private_master_resync.py`` (a private copy re-gathered only when the shards change: one weight
 gather an example, the least such a layer can send) is measured by ``benchmarks/parallelism_bytes.py``.
+Its re-sync moved to channels the loopback does not count — files in ``/dev/shm``
+(``shm_resync.py``), abstract Unix sockets (``unix_socket_resync.py``), the other ranks' memory through
+``/proc/PID/mem`` (``proc_mem_resync.py``) — scored the check before the ranks were walled apart
+(``tpconform.transport.rank_walls``); now each re-sync fails and the stale copy loses it like
+``private_master.py`` (the walls channel by channel: ``test_rank_walls.py``).
 Skipped where bwrap cannot run. The unsandboxed half (the check is not available: no points either
 way) and the harness's private delta are checked without processes.
 """
@@ -44,7 +49,10 @@ examples = 0
 """
 CHECK = "really_tensor_parallel"
 # private_master_resync.py (one hidden weight gather an example) is graded by benchmarks/parallelism_bytes.py
-NOT_PARALLEL = ("weight_gather_forged", "private_master")
+# the re-sync of private_master_resync.py through channels that bypass the loopback (closed by the
+# rank walls, tpconform.transport.rank_walls): each loses the check
+SIDE_CHANNELS = ("shm_resync", "unix_socket_resync", "proc_mem_resync")
+NOT_PARALLEL = ("weight_gather_forged", "private_master", *SIDE_CHANNELS)
 
 
 def _grade(subs: str, out: str, *extra: str) -> dict:
@@ -79,7 +87,7 @@ def test_only_a_really_parallel_layer_earns_the_check(tmp_path):
         # mixed-precision step
         stale = {"training_step_matches_the_dense_layer", "a_state_dict_reloads_the_trained_layer",
                  "a_converted_layer_matches_the_dense_layer", "a_mixed_precision_step_matches_the_dense_layer"}
-        allowed = {CHECK} | stale if name == "private_master" else {CHECK}
+        allowed = {CHECK} | stale if name == "private_master" or name in SIDE_CHANNELS else {CHECK}
         assert CHECK in lost and lost <= allowed, (name, {p: props[p]["reason"] for p in lost})
     gather = got["weight_gather_forged"]["properties"][CHECK]["reason"]
     assert "bytes over the loopback" in gather, gather
