@@ -91,6 +91,9 @@ class Runner:
         self.pool: Pool = pool or GroupPool()
         self._description: Optional[dict] = None
         self.example_timeout: Optional[tuple[float, str]] = None  # (s, why): instead of --tp-timeout (Suite.bounded)
+        # the dtypes the conversion and mixed-precision stages draw from, whatever the impl declares (a grade
+        # judges every dtype it grades: a narrower declaration must not skip a stage for free); None: declared
+        self.judged_dtypes: Optional[tuple[str, ...]] = None
         # the kernel's byte count of a loopback no one else shares (tpconform.transport.loopback), read
         # around every request of an example; None: not measured
         self.traffic: Optional[Callable[[], int]] = None
@@ -115,7 +118,7 @@ class Runner:
         the dtypes the impl declares for the linear family); ``None``: no other dtype is declared."""
         from tpconform.impls.protocol import Capabilities
 
-        declared = Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
+        declared = self.judged_dtypes or Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
         return conversion_for(case.dtype, declared)
 
     def mixed_precision(self, case: LayerCase) -> Optional[tuple[str, str]]:
@@ -123,7 +126,7 @@ class Runner:
         from the dtypes the impl declares for the linear family); ``None``: it declares no such pair."""
         from tpconform.impls.protocol import Capabilities
 
-        declared = Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
+        declared = self.judged_dtypes or Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
         return mixed_precision_for(case.dtype, declared)
 
     def _group(self, world_size: int):

@@ -82,6 +82,7 @@ class ContractSuite(Suite):
         super().__init__(*args, **kwargs)
         self.contract = contract
         self.unmeasured: Optional[str] = None  # why the loopback's byte count is not available (None: it is)
+        self.runner.judged_dtypes = tuple(self.dtypes)  # the conversion and mixed-precision stages too
 
     def _dtypes(self, family: str = "linear") -> list[str]:
         return list(self.dtypes)  # the contract's, whatever the submission declares

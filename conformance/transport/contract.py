@@ -14,6 +14,10 @@ import time
 from typing import Any, Callable, Optional, Protocol
 
 ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
+# ... when its error says a peer's connection went away (that rank died or is dying: a crash's stack dump
+# under load takes seconds), so the report names the crash instead of "did not reply"; crashes only
+PEER_GONE_GRACE_S = 5.0
+PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
 DONE_GRACE_MIN_S = 2.0  # once one rank has finished, the others get at least this long
 DONE_GRACE_FACTOR = 4.0  # ... or this many times the time the first rank took
 MAX_MESSAGE_BYTES = 256 * 1024**2  # a reply larger than this is refused, not read into memory
@@ -77,6 +81,7 @@ class ReplyWait:
         self.started = time.monotonic()
         self.deadline = self.started + timeout_s
         self.replies: dict[int, Any] = {}
+        self.grace = ERROR_GRACE_S  # what the others get once a rank has raised
 
     @property
     def done(self) -> bool:
@@ -100,7 +105,10 @@ class ReplyWait:
         """Rank ``r``'s reply; the deadline of the others shortens by the grace rules."""
         self.replies[r] = reply
         if isinstance(reply, dict) and reply.get("ok") is False:
-            self.deadline = min(self.deadline, time.monotonic() + ERROR_GRACE_S)
+            said = f"{reply.get('impl_error') or ''} {reply.get('error') or ''}"
+            gone = any(text in said for text in PEER_GONE)
+            self.grace = PEER_GONE_GRACE_S if gone else ERROR_GRACE_S
+            self.deadline = min(self.deadline, time.monotonic() + self.grace)
         elif len(self.replies) == 1 and self.synchronized:  # not for work without collectives (loading)
             # Ranks leave their last collective together, so once one rank is done the rest are close
             # behind; a rank far behind is waiting in a collective that a finished rank skipped.
@@ -114,7 +122,7 @@ class ReplyWait:
         raised = {r: rep for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is False}
         if raised:
             return (f"rank(s) {sorted(raised)} raised during {self.what}; rank(s) {pending} did not reply "
-                    f"within {ERROR_GRACE_S:.1f} s after (likely waiting in a collective the "
+                    f"within {self.grace:.1f} s after (likely waiting in a collective the "
                     "failed rank never joined)" + raised_text(raised))
         finished = [r for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is not False]
         elapsed = time.monotonic() - self.started

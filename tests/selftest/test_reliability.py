@@ -154,13 +154,33 @@ def _shm():
     return {f for f in os.listdir("/dev/shm") if f.startswith(SHM_PREFIXES)}
 
 
+def _in_use_elsewhere(names, tree) -> set:
+    """The /dev/shm files among ``names`` that a live process outside ``tree`` has mapped: another test's
+    (the other xdist worker runs its own groups at the same time), not this run's leftovers."""
+    if not names:
+        return set()
+    mine, used = {int(p) for p in tree}, set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) in mine:
+            continue
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                maps = fh.read()
+        except OSError:
+            continue
+        used.update(n for n in names if f"/dev/shm/{n}" in maps)
+    return used
+
+
 def _leftovers(tree, tmp, shm_before, deadline_s=15.0):
     """Processes of the run's tree still alive (zombies excluded: they hold nothing, not even a
     port) and files left in its TMPDIR or /dev/shm, once they stop changing or time is up."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         alive = [p for p in tree if proctree.alive(p)]
-        files = [f for f in os.listdir(tmp) if not f.startswith("torchinductor")] + sorted(_shm() - shm_before)
+        new_shm = _shm() - shm_before
+        files = [f for f in os.listdir(tmp) if not f.startswith("torchinductor")] + sorted(
+            new_shm - _in_use_elsewhere(new_shm, tree))
         if not alive and not files:
             break
         time.sleep(0.1)
