@@ -30,7 +30,7 @@ from tpconform.families.linear import properties
 from tpconform.strategies import VARIANTS
 from tpconform.strategies.layers import parallelism_cases
 from tpconform.spec.cases import LayerCase
-from tpconform.transport import loopback
+from tpconform.transport import loopback, rank_walls
 from tpconform.transport.harness import GroupPool
 
 impl, sizes, small = sys.argv[1], [int(w) for w in sys.argv[2].split(",")], int(sys.argv[3])
@@ -38,6 +38,7 @@ pool = GroupPool(timeout_s=60)
 suite = Suite(impl, pool, world_sizes=sizes)
 suite.runner.traffic = loopback.private_counter()
 assert suite.runner.traffic is not None, "not in a private network namespace"
+pool.walls = rank_walls.unavailable() is None  # as the verdict: the ranks walled apart where the kernel can
 for v in VARIANTS:
     if suite.unsupported(v):
         continue

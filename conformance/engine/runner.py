@@ -14,6 +14,7 @@ from tpconform.spec.cases import (
     declared_stages,
     for_workers,
     make_tensors,
+    mixed_precision_for,
     partition,
 )
 from tpconform.spec.results import RankResult, malformed
@@ -37,6 +38,8 @@ class Outcome:
     stages: tuple = STAGES  # what the workers ran after building the layer (tpconform.spec.cases.STAGES)
     # stage "conversion": (build dtype, method) the verdict chose (cases.conversion_for); None: not run
     conversion: Optional[tuple[str, str]] = None
+    # stage "mixed_precision": (parameter dtype, compute dtype) the verdict chose (cases.mixed_precision_for)
+    mixed_precision: Optional[tuple[str, str]] = None
     # bytes the network namespace's loopback carried while the ranks built and ran it, read by this
     # process from the kernel (Runner.traffic); None where no private count exists (outside the sandbox)
     loopback_bytes: Optional[int] = None
@@ -115,6 +118,14 @@ class Runner:
         declared = Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
         return conversion_for(case.dtype, declared)
 
+    def mixed_precision(self, case: LayerCase) -> Optional[tuple[str, str]]:
+        """The mixed-precision stage's parameter and compute dtypes for ``case`` (``cases.mixed_precision_for``,
+        from the dtypes the impl declares for the linear family); ``None``: it declares no such pair."""
+        from tpconform.impls.protocol import Capabilities
+
+        declared = Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
+        return mixed_precision_for(case.dtype, declared)
+
     def _group(self, world_size: int):
         """The group for ``world_size``, with the impl already loaded on every rank.
 
@@ -160,7 +171,8 @@ class Runner:
         if bad:
             group.close(graceful=False)
             return {}, bad
-        for stage_error in ("train_step_error", "usage_error", "conversion_error", "state_dict_error"):
+        for stage_error in ("train_step_error", "usage_error", "conversion_error", "state_dict_error",
+                            "mixed_precision_error"):
             raised = [isinstance(res, dict) and stage_error in res for res in results.values()]
             if any(raised) and not all(raised):
                 group.close()  # a stage raised on some ranks only: the group's state is unknown
@@ -174,7 +186,8 @@ class Runner:
         declares no backward (capability ``backward=False``): only the forward stages run, under
         ``torch.no_grad()``."""
         stages = declared_stages(stages, forward_only)
-        tensors = make_tensors(case, update="train_step" in stages)
+        steps = bool({"train_step", "mixed_precision"} & set(stages))  # the stages that run a training step
+        tensors = make_tensors(case, update=steps)
         outcome = Outcome(case, tensors, stages=stages)
         message: dict[str, Any] = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case),
                                    "data": tensors.as_dict(), "stages": list(outcome.stages)}
@@ -183,9 +196,12 @@ class Runner:
         if "conversion" in stages:
             outcome.conversion = self.conversion(case)
             message["conversion"] = outcome.conversion and list(outcome.conversion)
+        if "mixed_precision" in stages:
+            outcome.mixed_precision = self.mixed_precision(case)
+            message["mixed_precision"] = outcome.mixed_precision and list(outcome.mixed_precision)
         messages = {r: message for r in range(case.world_size)}
         sent = [0]
-        private_update = "train_step" in outcome.stages and case.world_size >= 2
+        private_update = steps and case.world_size >= 2
         if case.sharding.sliced_tensor(case) and not outcome.stages:
             messages = {r: build_only(message) for r in range(case.world_size)}  # the shards alone are read
         elif case.sharding.sliced_tensor(case) or private_update:

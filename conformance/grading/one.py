@@ -65,7 +65,7 @@ from tpconform.grading.failures import (
 from tpconform.strategies import VARIANTS, Variant
 from tpconform.strategies.case_classes import covering_cases
 from tpconform.strategies.layers import anchor_cases, parallelism_cases
-from tpconform.transport import loopback
+from tpconform.transport import loopback, rank_walls
 from tpconform.transport.contract import cut_text
 from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 
@@ -180,15 +180,24 @@ class Grader:
         self.contract = contract
         if contract is not None:
             world_sizes, dtypes = contract.world_sizes, contract.dtypes
-        self.suite = ContractSuite(impl, GroupPool(timeout_s=timeout_s, memory_limit=memory_limit),
-                                   world_sizes=world_sizes, dtypes=dtypes, contract=contract)
+        pool = GroupPool(timeout_s=timeout_s, memory_limit=memory_limit)
+        self.suite = ContractSuite(impl, pool, world_sizes=world_sizes, dtypes=dtypes, contract=contract)
         # the parallelism check's byte count (properties.really_tensor_parallel): only in the sandbox's
         # own network namespace, read here, in the verdict, never by the candidate's processes
         if private_network:
             self.suite.runner.traffic = loopback.private_counter()
+            walls = rank_walls.unavailable()
             if self.suite.runner.traffic is None:
                 self.suite.unmeasured = ("not available: the sandbox's network namespace has interfaces other "
                                          "than its own loopback, so its byte count is not the submission's alone")
+            elif walls is not None:
+                # files, Unix sockets, shared memory, another rank's memory: ways between the ranks the
+                # loopback does not see, which only the kernel's walls shut
+                self.suite.runner.traffic = None
+                self.suite.unmeasured = (f"not available: the ranks cannot be walled apart here ({walls}), so "
+                                         "they could exchange weights where the loopback's byte count does not see")
+            else:
+                pool.walls = True
         else:
             self.suite.unmeasured = ("not available: graded without the sandbox (--unsandboxed), where the "
                                      "loopback's byte count is shared with every process of the machine")

@@ -154,7 +154,7 @@ class LayerCase:
 # property names the stages it reads (``tpconform.families.linear.properties.NEEDS``), so a test of one property
 # runs only those; reports and other callers run them all.
 STAGES = ("as_built", "forward", "backward", "second_call", "collective_volume", "train_step", "state_dict",
-          "usage", "conversion")
+          "usage", "conversion", "mixed_precision")
 # the stages a forward-only layer (capability backward=False) runs: the second call follows the forward
 FORWARD_STAGES = ("as_built", "forward", "second_call")
 
@@ -183,6 +183,38 @@ def conversion_for(dtype: str, declared) -> Optional[tuple[str, str]]:
     preferred, method = CONVERSIONS[dtype]
     build = next((d for d in preferred if d in declared), None)
     return None if build is None else (build, method)
+
+# Mixed precision (stage ``mixed_precision``): float32 parameters (the master weights) and the layer called
+# under ``torch.autocast("cpu", dtype=compute)`` on an input in the compute dtype (the output of the layer
+# before it in the autocast region), as training loops with automatic mixed precision run it. The compute
+# dtype is the case's when it is a 16-bit one, else bfloat16 (float16 where only that is declared).
+LOW_PRECISION = ("bfloat16", "float16")
+MASTER_DTYPE = "float32"
+
+
+def mixed_precision_for(dtype: str, declared) -> Optional[tuple[str, str]]:
+    """``(parameter dtype, compute dtype)`` of the mixed-precision stage for a case of ``dtype``: float32
+    parameters, computing in the case's dtype when it is 16-bit, else in the first 16-bit dtype the impl
+    declares (``declared``); ``None`` when the impl does not declare float32 or any 16-bit dtype (it does
+    not claim to run mixed precision). The stage's tensors are the case's rounded to the compute dtype
+    (:func:`rounded_to`): exact in both dtypes, so autocast's casts of them are exact."""
+    if MASTER_DTYPE not in declared:
+        return None
+    preferred = (dtype,) if dtype in LOW_PRECISION else LOW_PRECISION
+    compute = next((d for d in preferred if d in declared), None)
+    return None if compute is None else (MASTER_DTYPE, compute)
+
+
+def rounded_to(t: "CaseTensors", dtype: torch.dtype) -> "CaseTensors":
+    """``t`` with every tensor (the training step's too) rounded to ``dtype``, kept in float32 (exact)."""
+    def r(x):
+        return None if x is None else x.to(dtype).to(torch.float32)
+
+    u = t.update
+    update = None if u is None else UpdateTensors(delta_weight=r(u.delta_weight), delta_bias=r(u.delta_bias),
+                                                  x=r(u.x), grad_out=r(u.grad_out))
+    return CaseTensors(weight=r(t.weight), bias=r(t.bias), x=r(t.x), grad_out=r(t.grad_out), update=update)
+
 
 # The learning rate of the training step: a power of two, so ``lr·grad`` is exact in every dtype
 # (barring underflow) and the step ``w − lr·grad`` costs one rounding.

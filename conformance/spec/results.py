@@ -19,10 +19,13 @@ _TENSORS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad",
                 "after_inference_input_grad", "after_inference_weight_grad", "after_inference_bias_grad")),
             "built_weight_shard", "built_bias_shard",
             *(f"{prefix}_{k}" for prefix in ("converted", "reloaded") for k in (
-                "weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad")))
+                "weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad")),
+            *(f"mixed_{k}" for k in ("output", "input_grad", "weight_grad", "bias_grad", "updated_weight_shard",
+                                     "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
+                                     "step_bias_grad")))
 _BOOLS = ("input_modified", "grad_modified")
 _STRS = ("construct_error", "upstream_grad_replaced", "train_step_error", "grads_finalized_by", "usage_error",
-         "conversion_error", "state_dict_error")
+         "conversion_error", "state_dict_error", "mixed_precision_error")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,19 @@ class RankResult:
     reloaded_input_grad: Optional[torch.Tensor] = None
     reloaded_weight_grad: Optional[torch.Tensor] = None
     reloaded_bias_grad: Optional[torch.Tensor] = None
+    # mixed precision (a fresh layer, float32 parameters, called under torch.autocast on a 16-bit input): its
+    # output and grads, then SGD and the delta on its shards, then its output and grads on the step's input
+    mixed_precision_error: Optional[str] = None
+    mixed_output: Optional[torch.Tensor] = None
+    mixed_input_grad: Optional[torch.Tensor] = None
+    mixed_weight_grad: Optional[torch.Tensor] = None
+    mixed_bias_grad: Optional[torch.Tensor] = None
+    mixed_updated_weight_shard: Optional[torch.Tensor] = None
+    mixed_updated_bias_shard: Optional[torch.Tensor] = None
+    mixed_step_output: Optional[torch.Tensor] = None
+    mixed_step_input_grad: Optional[torch.Tensor] = None
+    mixed_step_weight_grad: Optional[torch.Tensor] = None
+    mixed_step_bias_grad: Optional[torch.Tensor] = None
 
     @property
     def construct_failed(self) -> bool:

@@ -101,3 +101,17 @@ def update_error(weight, lr: float, grad, grad_bound, delta, dtype) -> torch.Ten
     grad_bound = grad_bound.double()
     magnitude = weight.double().abs() + lr * (grad.double().abs() + grad_bound) + delta.double().abs()
     return lr * grad_bound + SAFETY * 3 * u * magnitude + 3 * smallest_subnormal(dtype)
+
+
+def cast_error(magnitude: torch.Tensor, other_abs_sum, dtype: torch.dtype) -> torch.Tensor:
+    """Per-element bound on what rounding one operand of every product to ``dtype`` does to a sum of
+    products — autocast casting a float32 parameter that the training step moved off the ``dtype`` grid
+    to the compute dtype before the matmul. A rounded operand is ``fl(a) = a·(1 + δ) + η`` with
+    ``|δ| ≤ u`` and ``|η| ≤ tiny / 2`` (the subnormal range), so::
+
+        |Σₖ fl(aₖ)·bₖ − Σₖ aₖ·bₖ| ≤ u·Σₖ |aₖ·bₖ| + tiny·Σₖ |bₖ|/2  ≤  SAFETY·u·M + tiny·Σₖ |bₖ|
+
+    ``magnitude`` is ``M`` (with the rounded operands' magnitudes), ``other_abs_sum`` is ``Σₖ |bₖ|`` per
+    element (the other factor's, unrounded); ``SAFETY`` covers the second-order terms. It adds to the bound
+    of the sum computed in ``dtype`` from the rounded operands (:func:`bound`)."""
+    return SAFETY * unit_roundoff(dtype) * magnitude.double() + smallest_subnormal(dtype) * other_abs_sum

@@ -61,10 +61,13 @@ class ProcessGroup:
     memory_watch: Any = None  # tpconform.transport.memory_watch.MemoryWatch, when memory_limit is set
     _seq: int = 0
     _stack_offsets: dict = field(default_factory=dict)
+    _held_fds: list = field(default_factory=list)  # descriptors of walled ranks' file folders
 
     @classmethod
     def start(cls, world_size: int, timeout_s: float,
-              memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT) -> "ProcessGroup":
+              memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT, walls: bool = False) -> "ProcessGroup":
+        """``walls``: each rank walls itself off from the others before it runs candidate code
+        (``tpconform.transport.rank_walls``; grading in the sandbox)."""
         import torch.distributed as dist
 
         ctx = forkserver.context()
@@ -76,12 +79,14 @@ class ProcessGroup:
         for rank in range(world_size):
             parent_end, child_end = ctx.Pipe()
             life_parent, life_child = ctx.Pipe()
-            stack_path = os.path.join(group.tmpdir, f"rank{rank}.stack")
+            stack_path = worker_stack_path = os.path.join(group.tmpdir, f"rank{rank}.stack")
+            if walls:  # the rank's files behind a folder it locks (rank_walls.locked_layout); read here through a descriptor
+                worker_stack_path, stack_path = group._locked_files(rank)
             proc = ctx.Process(
                 target=worker.main,
-                args=(rank, world_size, group.store.port, child_end, life_child, stack_path,
+                args=(rank, world_size, group.store.port, child_end, life_child, worker_stack_path,
                       timeout_s + 10.0, timeout_s),
-                kwargs={"capture_stderr": True},
+                kwargs={"capture_stderr": True, "walls": walls},
                 name=f"tpconform-ws{world_size}-rank{rank}",
                 daemon=True,
             )
@@ -100,6 +105,18 @@ class ProcessGroup:
         return group
 
     # -- messaging ---------------------------------------------------------------------------
+    def _locked_files(self, rank: int) -> tuple[str, str]:
+        """A walled rank's stack files: the path the worker opens them by (before it locks the folder
+        above them, ``rank_walls.raise_walls``), and the path this process reads them by (through a
+        descriptor of their own folder, held here, which reaches them without crossing the locked one)."""
+        from tpconform.transport import rank_walls, stale_locks
+
+        files = rank_walls.locked_layout(os.path.join(self.tmpdir, f"rank{rank}"))
+        fd = os.open(files, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._held_fds.append(fd)
+        stale_locks.walled_roots.add(rank_walls.extension_folder(files))  # its builds, for the memory watch
+        return os.path.join(files, f"rank{rank}.stack"), f"/proc/self/fd/{fd}/rank{rank}.stack"
+
     def request(self, messages: dict[int, dict], timeout_s: Optional[float] = None,
                 what: str = "the example", synchronized: bool = True,
                 while_waiting: Optional[Callable[[], None]] = None) -> dict[int, Any]:
@@ -258,7 +275,17 @@ class ProcessGroup:
                     pass
         self.ranks = []
         self.store = None
+        for fd in self._held_fds:
+            os.close(fd)
+        self._held_fds = []
         if self.tmpdir:
+            from tpconform.transport import stale_locks
+
+            stale_locks.walled_roots -= {r for r in stale_locks.walled_roots if r.startswith(os.path.join(self.tmpdir, ""))}
+            for entry in (os.listdir(self.tmpdir) if os.path.isdir(self.tmpdir) else ()):
+                path = os.path.join(self.tmpdir, entry)  # a folder a walled rank locked (mode 0): open again
+                if os.path.isdir(path) and not os.path.islink(path):
+                    os.chmod(path, 0o700)
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.tmpdir = ""
         _live_groups.discard(self)
@@ -384,13 +411,14 @@ class GroupPool:
         self.memory_limit = memory_limit
         self.groups: dict[int, ProcessGroup] = {}
         self.starts = 0
+        self.walls = False  # the ranks of its groups walled apart (tpconform.transport.rank_walls)
 
     def get(self, world_size: int) -> ProcessGroup:
         group = self.groups.get(world_size)
         if group is None or not group.healthy:
             if group is not None:
                 group.close(graceful=False)
-            group = ProcessGroup.start(world_size, self.timeout_s, self.memory_limit)
+            group = ProcessGroup.start(world_size, self.timeout_s, self.memory_limit, walls=self.walls)
             self.starts += 1
             self.groups[world_size] = group
         return group

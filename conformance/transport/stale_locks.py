@@ -21,12 +21,17 @@ import time
 MIN_AGE_S = 15.0
 
 
+# the extension folders of walled ranks (tpconform.transport.rank_walls.extension_folder), each in the
+# rank's own folder: registered by the harness while their group lives
+walled_roots: set[str] = set()
+
+
 def extension_roots() -> list[str]:
     root = os.environ.get("TORCH_EXTENSIONS_DIR")
     if root:
-        return [root]
+        return [root, *sorted(walled_roots)]
     base = os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions")
-    return [base]
+    return [base, *sorted(walled_roots)]
 
 
 def _busy_folders() -> set[str]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
-from tpconform.transport import sandbox, wire
+from tpconform.transport import rank_walls, sandbox, wire
 from tpconform.transport.worker_tools import error_text
 
 _impls: dict = {}
@@ -63,14 +63,16 @@ def _load(spec: str):
 def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
          example_timeout_s: Optional[float] = None,
          store_host: str = "127.0.0.1", store_prefix: str = "", device_index: Optional[int] = None,
-         capture_stderr: bool = False) -> None:
+         capture_stderr: bool = False, walls: bool = False) -> None:
     """One rank: set up the process (``tpconform.transport.sandbox``), join the group, serve messages.
 
     ``stack_path`` receives every thread's stack on SIGUSR1 (what the verdict asks for on a hang
     or crash); ``stack_path + ".watchdog"`` receives them from faulthandler's own C thread shortly
     before ``example_timeout_s``, for a rank that ignores SIGUSR1 or holds the GIL. With
     ``capture_stderr``, the process's stderr (the backend's own messages before it aborts, a
-    candidate's warnings) goes to ``stack_path + ".stderr"``, which the verdict reads when a rank dies."""
+    candidate's warnings) goes to ``stack_path + ".stderr"``, which the verdict reads when a rank dies.
+    With ``walls`` (grading in the sandbox), the rank is walled off from the others by the kernel
+    (``tpconform.transport.rank_walls``) while it is still one thread, before anything else starts."""
     sandbox.set_up(world_size, rank)
     watchdog_path = stack_path + ".watchdog"
     cleanup: tuple[str, ...] = (stack_path, watchdog_path)
@@ -79,12 +81,14 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
         captured = os.open(cleanup[-1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(captured, 2)  # fd 2 itself: what C++ (Gloo, c10d) writes before an abort lands there too
         os.close(captured)
+    stack_file = open(stack_path, "w")
+    watchdog_file = open(watchdog_path, "w")
+    if walls:  # before any thread (the lifeline's, the store's, the backend's) and any candidate code
+        rank_walls.raise_walls(os.path.dirname(os.path.dirname(stack_path)))  # the layout of rank_walls.locked_layout
     sandbox.start_lifeline(lifeline, cleanup)
     if store_host == "127.0.0.1":  # a local group; under torchrun (tpconform.transport.torchrun_rank) the ranks may span nodes
         os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
-    stack_file = open(stack_path, "w")
-    watchdog_file = open(watchdog_path, "w")
     faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
     watchdog_s = None if not example_timeout_s else max(example_timeout_s - 0.5, example_timeout_s * 0.8)
     store: dist.Store = dist.TCPStore(store_host, store_port, is_master=False, timeout=timedelta(seconds=timeout_s))

@@ -165,6 +165,11 @@ ZOO: tuple[SeededBug, ...] = (
     SeededBug("bug-reduce-dtype-fixed-at-construction", "tpconform.impls.zoo.reduce_dtype_fixed_at_construction",
               "row fixes its all-reduce dtype at construction (wrong after layer.double() / .to(dtype))",
               "a_converted_layer_matches_the_dense_layer", "row-full-input", world_sizes=(1, 2, 3)),
+    SeededBug("bug-cast-weight-cached-once", "tpconform.impls.zoo.cast_weight_cached_once",
+              "column casts its float32 weight to a 16-bit input's dtype once and reuses the copy "
+              "(stale after the optimizer step)",
+              "a_mixed_precision_step_matches_the_dense_layer", "column-gathered", cause="cast once",
+              world_sizes=(1, 2, 3)),
     # -- crashes and hangs -------------------------------------------------------------------------
     SeededBug("bug-empty-shard-crashes", "tpconform.impls.zoo.empty_shard_crashes",
               "column construction divides by the local shard size (an empty shard raises on one rank)",

@@ -1,4 +1,4 @@
-"""Spec §13-15 — the layer as built, reloaded from a checkpoint, and converted to another dtype."""
+"""Spec §13-16 — the layer as built, reloaded from a checkpoint, converted to another dtype, and trained in mixed precision."""
 
 from tpconform.pytest_plugin.testing import draw_case, for_every_variant
 
@@ -22,3 +22,11 @@ def test_a_converted_layer_matches_the_dense_layer(tp_suite, variant, data):
     """Built in another dtype, then .double() / .half() / .to(dtype): the dense layer's results in the
     dtype it was converted to."""
     tp_suite.check(draw_case(data, tp_suite, variant), "a_converted_layer_matches_the_dense_layer")
+
+
+@for_every_variant
+def test_a_mixed_precision_step_matches_the_dense_layer(tp_suite, variant, data):
+    """float32 parameters, called under torch.autocast on a 16-bit input, trained one SGD step and called
+    again: the dense layer's results within the 16-bit compute dtype's bound (the cast of the updated
+    parameters included)."""
+    tp_suite.check(draw_case(data, tp_suite, variant), "a_mixed_precision_step_matches_the_dense_layer")

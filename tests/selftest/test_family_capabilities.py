@@ -104,3 +104,21 @@ def test_a_declaration_for_a_family_that_does_not_exist_makes_the_impl_unusable(
 
     with pytest.raises(ImplUnusable, match="unknown families \\['embeddings'\\]"):
         Suite("tests.selftest.fixtures.padded_undeclared:UnknownFamily", tp_pool).description
+
+
+def test_mixed_precision_runs_only_in_dtypes_the_impl_declares(tp_pool):
+    """float32 parameters with a 16-bit compute dtype: the case's when 16-bit, else bfloat16, else float16,
+    each only where declared; an impl that declares no float32 is not run in mixed precision (holds)."""
+    from tpconform.spec.cases import mixed_precision_for
+
+    every = ("float64", "float32", "bfloat16", "float16")
+    assert mixed_precision_for("float16", every) == ("float32", "float16")
+    assert mixed_precision_for("float64", every) == ("float32", "bfloat16")
+    assert mixed_precision_for("float32", ("float32", "float16")) == ("float32", "float16")
+    assert mixed_precision_for("float32", ("float32", "float64")) is None
+    assert mixed_precision_for("bfloat16", ("bfloat16", "float64")) is None
+    suite = Suite("tests.selftest.fixtures.precision:NoFloat32", tp_pool)
+    case = LayerCase("column", 2, 4, 6, (3,), "bfloat16", True, seed=5)
+    ev, found = suite.checked(case, "a_mixed_precision_step_matches_the_dense_layer")
+    assert found == [] and ev.outcome.mixed_precision is None
+    assert all(res.mixed_precision_error is None and res.mixed_output is None for res in ev.ranks)

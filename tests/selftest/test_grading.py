@@ -19,7 +19,7 @@ from tpconform.grading.scoring import load_weights, score_submission
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "grading")
-OPTIONS = ["--world-sizes=2", "--examples=15", "--timeout=15", "--seed=0", "--jobs=2", "--no-progress"]
+OPTIONS = ["--world-sizes=2", "--examples=6", "--timeout=15", "--seed=0", "--jobs=2", "--no-progress"]
 CORE = ("shards_rebuild_the_dense_weight", "output_matches_the_dense_layer", "ranks_agree_on_the_output",
         "output_shape_and_dtype_match_nn_linear", "input_grad_matches_the_dense_layer",
         "weight_grad_matches_the_dense_layer", "bias_grad_matches_the_dense_layer", "inputs_are_left_untouched")
@@ -72,7 +72,7 @@ def grade(suite, out, *extra, interrupt_after_first=False):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=300)  # seconds under no load; a loaded machine's margin
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
@@ -190,11 +190,12 @@ def test_a_submission_past_its_time_limit_is_killed_and_loses_what_it_did_not_fi
     shutil.copy(os.path.join(FIXTURES, "hostile_hang.py"), folder)
     started = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(tmp_path / "out"),
-                        "--world-sizes=2", "--examples=2", "--timeout=60", "--time-limit=8", "--no-progress", *UNSANDBOXED],
+                        "--world-sizes=2", "--examples=2", "--timeout=400", "--time-limit=8", "--no-progress", *UNSANDBOXED],
                        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
-                       timeout=120, check=False)
+                       timeout=600, check=False)
     assert r.returncode == 0, r.stderr
-    assert time.monotonic() - started < 60  # killed at its 8 s limit, not at the 60 s example timeout
+    # killed at its 8 s limit, not at the 400 s example timeout (the margin is for a loaded machine)
+    assert time.monotonic() - started < 200
     with open(tmp_path / "out" / "report.json") as fh:
         sub = json.load(fh)["submissions"][0]
     # a variant finished before the limit keeps its points (a crash or hang costs its own variant only)

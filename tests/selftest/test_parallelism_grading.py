@@ -12,6 +12,11 @@ forge the in-process collective counters lose the check's points (and the second
 
 ``private_master_resync.py`` (a private copy re-gathered only when the shards change: one weight
 gather an example, the least such a layer can send) is measured by ``benchmarks/parallelism_bytes.py``.
+Its re-sync moved to channels the loopback does not count — files in ``/dev/shm``
+(``shm_resync.py``), abstract Unix sockets (``unix_socket_resync.py``), the other ranks' memory through
+``/proc/PID/mem`` (``proc_mem_resync.py``) — scored the check before the ranks were walled apart
+(``tpconform.transport.rank_walls``); now each re-sync fails and the stale copy loses it like
+``private_master.py`` (the walls channel by channel: ``test_rank_walls.py``).
 Skipped where bwrap cannot run. The unsandboxed half (the check is not available: no points either
 way) and the harness's private delta are checked without processes.
 """
@@ -31,7 +36,7 @@ from tpconform.grading import bwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "parallelism")
 CONTROL = os.path.join(ROOT, "tests", "selftest", "fixtures", "grading", "reference_copy.py")
-OPTIONS = ["--examples=1", "--timeout=20", "--time-limit=120", "--seed=0", "--jobs=2", "--no-progress"]
+OPTIONS = ["--examples=1", "--timeout=20", "--time-limit=300", "--seed=0", "--jobs=2", "--no-progress"]
 # world sizes 1-2, float32, the linear layers alone: the parallelism case at 2 ranks, few others
 CONTRACT = """name = "parallelism check"
 families = ["linear"]
@@ -44,7 +49,10 @@ examples = 0
 """
 CHECK = "really_tensor_parallel"
 # private_master_resync.py (one hidden weight gather an example) is graded by benchmarks/parallelism_bytes.py
-NOT_PARALLEL = ("weight_gather_forged", "private_master")
+# the re-sync of private_master_resync.py through channels that bypass the loopback (closed by the
+# rank walls, tpconform.transport.rank_walls): each loses the check
+SIDE_CHANNELS = ("shm_resync", "unix_socket_resync", "proc_mem_resync")
+NOT_PARALLEL = ("weight_gather_forged", "private_master", *SIDE_CHANNELS)
 
 
 def _grade(subs: str, out: str, *extra: str) -> dict:
@@ -75,10 +83,11 @@ def test_only_a_really_parallel_layer_earns_the_check(tmp_path):
         assert props["communicates_activations_not_weights"]["verdict"] == "pass", (name, props)
         assert props["communicates_what_the_other_ranks_need"]["verdict"] == "pass", (name, props)
         lost = {p for p, v in props.items() if v["score"] < v["max"]}
-        # a private copy that is never re-synced is also stale after the step, a reload and a conversion
+        # a private copy that is never re-synced is also stale after the step, a reload, a conversion and a
+        # mixed-precision step
         stale = {"training_step_matches_the_dense_layer", "a_state_dict_reloads_the_trained_layer",
-                 "a_converted_layer_matches_the_dense_layer"}
-        allowed = {CHECK} | stale if name == "private_master" else {CHECK}
+                 "a_converted_layer_matches_the_dense_layer", "a_mixed_precision_step_matches_the_dense_layer"}
+        allowed = {CHECK} | stale if name == "private_master" or name in SIDE_CHANNELS else {CHECK}
         assert CHECK in lost and lost <= allowed, (name, {p: props[p]["reason"] for p in lost})
     gather = got["weight_gather_forged"]["properties"][CHECK]["reason"]
     assert "bytes over the loopback" in gather, gather

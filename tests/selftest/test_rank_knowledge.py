@@ -36,6 +36,9 @@ class Recording(Runner):
     def conversion(self, case):
         return ("float64", "to") if case.dtype != "float64" else ("float32", "double")  # no impl to ask
 
+    def mixed_precision(self, case):
+        return ("float32", "bfloat16")  # no impl to ask
+
     def request(self, world_size, messages, while_waiting=None, sent=None):
         self.sent += list(messages.values())
         first = next(iter(messages.values()))
@@ -54,6 +57,7 @@ class Capabilities:
         return self
 
     uneven_shards = padded_shards = False
+    backward = True  # the capability main added (a forward-only layer runs the forward stages only)
 
 
 class Suite:

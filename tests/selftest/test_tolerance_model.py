@@ -2,8 +2,11 @@
 float32 layer that computes in bfloat16, on every example that has an output to compare, by a
 wide margin (the suite's reduction lengths, up to 32; see docs/TOLERANCE.md for longer ones)."""
 
+import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from tpconform.engine.suite import Suite
+from tpconform.spec import tolerance as tol
 from tpconform.strategies import VARIANTS, layer_cases, world_sizes
 
 SETTINGS = settings(max_examples=15, derandomize=True, database=None, deadline=None,
@@ -30,3 +33,36 @@ def test_a_float32_layer_computing_in_bfloat16_fails_on_every_example(tp_pool):
         assert ref.violations(case, PROP) == [], case
 
     caught()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_the_cast_error_bounds_a_float32_factor_rounded_to_16_bits(dtype):
+    """``tolerance.cast_error``: a float32 matrix off the 16-bit grid (magnitudes down to the subnormal
+    range), rounded to ``dtype`` as autocast does, changes ``x @ wᵀ`` by no more than the bound."""
+    gen = torch.Generator().manual_seed(0)
+    for scale in (1.0, 2.0**-20):
+        w = (torch.randn(64, 48, generator=gen, dtype=torch.float64) * scale).float()
+        x = torch.randn(16, 48, generator=gen, dtype=torch.float64).to(dtype).double()
+        exact, cast = x @ w.double().T, x @ w.to(dtype).double().T
+        bound = tol.cast_error(x.abs() @ w.double().abs().T, x.abs().sum(-1, keepdim=True), dtype)
+        assert bool(((cast - exact).abs() <= bound).all())
+        assert float(((cast - exact).abs() / bound).max()) > 0.05  # the rounding is there, and the bound not vacuous
+
+
+MIXED = "a_mixed_precision_step_matches_the_dense_layer"
+
+
+def test_a_row_layer_all_reducing_in_16_or_32_bits_passes_mixed_precision(tp_pool):
+    """Under autocast the reference's row layer all-reduces its 16-bit partial outputs; a layer that
+    reduces them in float32 is as correct: the compute dtype's bound holds for both."""
+    suites = [Suite("reference", tp_pool), Suite("tests.selftest.fixtures.precision:ReducesInFloat32", tp_pool)]
+    cases = layer_cases(variant=VARIANTS[2], world_sizes=world_sizes(allowed=(2, 3)),
+                        dtypes=("float32", "bfloat16", "float16"), max_batch_dims=2)
+
+    @settings(SETTINGS, max_examples=6)
+    @given(case=cases)
+    def holds(case):
+        for suite in suites:
+            assert suite.violations(case, MIXED) == [], (suite.impl_spec, case)
+
+    holds()

@@ -14,9 +14,9 @@ import re
 
 import torch
 from tpconform.families.causes import ratio
-from tpconform.families.linear.properties import Evidence, Violation, after_update
+from tpconform.families.linear.properties import Evidence, Violation, after_update, updated
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import LAYOUTS
+from tpconform.spec.cases import LAYOUTS, rounded_to
 from tpconform.spec.compare import compare
 from tpconform.spec.dense import dense_linear
 
@@ -291,6 +291,32 @@ def _train_cause(ev: Evidence, v: Violation, r: int) -> str | None:
     return None
 
 
+# -- mixed precision ----------------------------------------------------------------------------------
+def _mixed_cause(ev: Evidence, v: Violation, r: int) -> str | None:
+    """The output after the optimizer step, under autocast, is the one of the weight before the step."""
+    res, mixed = ev.ranks[r], ev.outcome.mixed_precision
+    out = res.mixed_step_output
+    if v.quantity != "output after the step under autocast" or out is None or mixed is None:
+        return None
+    param, compute = (getattr(torch, d) for d in mixed)
+    t = rounded_to(ev.outcome.tensors, compute)
+    u = t.update
+    if u is None:
+        return None
+    dense = dense_linear(dataclasses.replace(t, update=None))
+    after = updated(t, dense, ev.case.world_size, param, compute)
+    cols = ev.rank_slice(r) if ev.output_is_sharded else slice(None)
+    bound = after.output_bound[..., cols]
+    if out.shape != bound.shape or not out.numel():
+        return None
+    for bias in ([t.bias] if after.bias is None else [t.bias, after.bias]):  # the bias cast once, or at each call
+        stale = dense_linear(dataclasses.replace(t, x=u.x, grad_out=u.grad_out, update=None, bias=bias)).output
+        if _within(out, stale[..., cols], bound):
+            return ("the output after the optimizer step is the one of the weight before it: the layer computes from "
+                    f"a {mixed[1]} copy of its {mixed[0]} weight cast once and never refreshed after the update")
+    return None
+
+
 # -- the layer as built -------------------------------------------------------------------------------
 def _as_built_cause(ev: Evidence) -> str | None:
     """A bias as built that is not zero, within ``nn.Linear``'s init range (uniform in ±1/√in_features)
@@ -357,6 +383,8 @@ def likely_cause(ev: Evidence, v: Violation) -> str | None:
         return _train_cause(ev, v, r)
     if v.property == "the_layer_as_built_follows_the_convention":
         return _as_built_cause(ev)
+    if v.property == "a_mixed_precision_step_matches_the_dense_layer":
+        return _mixed_cause(ev, v, r)
     if v.property == "ranks_agree_on_the_output":
         return _agree_cause(ev, r)
     if v.quantity == "output" and res.output is not None:

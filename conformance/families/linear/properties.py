@@ -32,6 +32,9 @@ A dense layer computes ``y = x Wᵀ + b``. A tensor-parallel layer on ``world_si
     layer the trained shards, outputs and grads;
 15. **converted**: a layer built in another dtype and converted (``.double()``, ``.half()``,
     ``.to(dtype)``) computes what the dense layer computes in the dtype it was converted to.
+16. **mixed precision**: with float32 parameters, called under ``torch.autocast`` on a 16-bit input,
+    trained one step (SGD on the float32 parameters) and called again, computes what the dense layer
+    computes, within the 16-bit compute dtype's bound.
 
 Non-divisible dims: raising at construction on every rank conforms when the impl declares
 ``uneven_shards=False``; a wrong result never does.
@@ -47,7 +50,7 @@ from typing import Callable, Optional
 import torch
 from tpconform.engine.runner import Outcome
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import STAGES, TRAIN_LR, LayerCase, partition
+from tpconform.spec.cases import STAGES, TRAIN_LR, LayerCase, partition, rounded_to
 from tpconform.spec.compare import compare
 from tpconform.spec.dense import DenseResult, dense_linear
 from tpconform.spec.results import RankResult
@@ -437,31 +440,44 @@ class AfterUpdate:
 
 
 def after_update(ev: Evidence) -> AfterUpdate:
-    t, case, d = _tensors(ev), ev.case, ev.dense
+    return updated(_tensors(ev), ev.dense, ev.case.world_size, ev.case.torch_dtype)
+
+
+def updated(t, d: DenseResult, ws: int, dt: torch.dtype, compute: Optional[torch.dtype] = None) -> AfterUpdate:
+    """The dense layer after the training step on ``t`` (whose dense results before it are ``d``), for a layer
+    on ``ws`` ranks whose parameters are ``dt``; ``compute``: the dtype it computes in when that is not
+    ``dt`` (mixed precision: its grads are ``compute``'s, the step rounds in ``dt``, and autocast casts the
+    updated parameters, now off ``compute``'s grid, to ``compute`` in the forward: ``tolerance.cast_error``)."""
     u = t.update
     if u is None:
-        raise ValueError("the example ran without the train_step stage's tensors")
-    dt, ws, lr = case.torch_dtype, case.world_size, TRAIN_LR
-    w_err = tol.update_error(t.weight, lr, d.weight_grad, tol.weight_grad_bound(t.grad_out, t.x, dt, ws),
+        raise ValueError("the example ran without the training step's tensors")
+    lr = TRAIN_LR
+    cd = compute or dt
+    w_err = tol.update_error(t.weight, lr, d.weight_grad, tol.weight_grad_bound(t.grad_out, t.x, cd, ws),
                              u.delta_weight, dt)
     weight = t.weight.double() - lr * d.weight_grad + u.delta_weight.double()
     bias = b_err = None
     if t.bias is not None and d.bias_grad is not None and u.delta_bias is not None:
-        b_err = tol.update_error(t.bias, lr, d.bias_grad, tol.bias_grad_bound(t.grad_out, dt, ws), u.delta_bias, dt)
+        b_err = tol.update_error(t.bias, lr, d.bias_grad, tol.bias_grad_bound(t.grad_out, cd, ws), u.delta_bias, dt)
         bias = t.bias.double() - lr * d.bias_grad + u.delta_bias.double()
     after = dense_linear(dataclasses.replace(t, weight=weight, bias=bias, x=u.x, grad_out=u.grad_out, update=None))
     # a correct layer computes with parameters within the errors of these: bound its rounding by their
     # magnitude, and add what the parameters' own errors do to the result
     x, g = u.x.double(), u.grad_out.double()
-    out_bound = tol.output_bound(x, weight.abs() + w_err, None if bias is None else bias.abs() + b_err, dt, ws)
+    w_abs, b_abs = weight.abs() + w_err, None if bias is None else bias.abs() + b_err
+    out_bound = tol.output_bound(x, w_abs, b_abs, cd, ws)
     out_bound = out_bound + x.abs() @ w_err.T + (0 if b_err is None else b_err)
-    in_bound = tol.input_grad_bound(g, weight.abs() + w_err, dt, ws) + g.abs() @ w_err
+    in_bound = tol.input_grad_bound(g, w_abs, cd, ws) + g.abs() @ w_err
+    if cd != dt:  # the forward's cast of each parameter to the compute dtype: one more rounding of one factor
+        out_bound = out_bound + tol.cast_error(x.abs() @ w_abs.T + (0 if b_abs is None else b_abs),
+                                               x.abs().sum(-1, keepdim=True) + (0 if bias is None else 1), cd)
+        in_bound = in_bound + tol.cast_error(g.abs() @ w_abs, g.abs().sum(-1, keepdim=True), cd)
     return AfterUpdate(
         weight=weight, bias=bias, weight_error=w_err, bias_error=b_err,
         output=after.output, output_bound=out_bound, input_grad=after.input_grad, input_grad_bound=in_bound,
-        weight_grad=after.weight_grad, weight_grad_bound=tol.weight_grad_bound(u.grad_out, u.x, dt, ws),
+        weight_grad=after.weight_grad, weight_grad_bound=tol.weight_grad_bound(u.grad_out, u.x, cd, ws),
         bias_grad=after.bias_grad,
-        bias_grad_bound=None if bias is None else tol.bias_grad_bound(u.grad_out, dt, ws),
+        bias_grad_bound=None if bias is None else tol.bias_grad_bound(u.grad_out, cd, ws),
     )
 
 
@@ -787,7 +803,79 @@ def a_converted_layer_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
     return out
 
 
-# -- 16. really tensor parallel: measured outside the candidate ---------------------------------------
+# -- 16. mixed precision ---------------------------------------------------------------------------------
+MIXED_STEP_KEYS = tuple((f"{q} under autocast", f"mixed_{k}", f"{q} under autocast")
+                        for q, k in (("weight shard after the step", "updated_weight_shard"),
+                                     ("bias after the step", "updated_bias_shard"),
+                                     ("output after the step", "step_output"),
+                                     ("input grad after the step", "step_input_grad"),
+                                     ("weight grad after the step", "step_weight_grad"),
+                                     ("bias grad after the step", "step_bias_grad")))
+
+
+def mixed_precision_text(mixed: tuple[str, str]) -> str:
+    param, compute = mixed
+    return f"{param} parameters, torch.autocast('cpu', dtype=torch.{compute}), a {compute} input"
+
+
+@spec_property("mixed_precision")
+def a_mixed_precision_step_matches_the_dense_layer(ev: Evidence) -> list[Violation]:
+    """Automatic mixed precision as training loops run it (``cases.mixed_precision_for``): a fresh layer
+    whose parameters are float32 (the master weights) is called under ``torch.autocast`` with a 16-bit
+    compute dtype — the case's when it is 16-bit, else bfloat16 — on an input in that dtype (what the
+    layer before it in the autocast region returns); backward runs outside autocast, ``torch.optim.SGD``
+    steps the float32 parameters, the delta is added, and the layer is called again under autocast.
+    Before the step its output and grads are the dense layer's within the compute dtype's bound (the
+    tensors are rounded to it, so autocast's casts are exact); after it, its float32 shards hold the dense
+    update and its output and grads are the dense layer's after the update, within the compute dtype's
+    bound plus the cast of the updated parameters to it (``tolerance.cast_error``). A reduction in the
+    compute dtype (a row layer's all-reduce of 16-bit partial outputs) is within the bound, as for a
+    16-bit case. The step is judged once the layer is right before it (an error before it carries into
+    it). Catches a low-precision copy of the weight cast once and reused: stale after the optimizer step.
+    Not run (holds) when the impl does not declare float32 and a 16-bit dtype."""
+    name = "a_mixed_precision_step_matches_the_dense_layer"
+    mixed = ev.outcome.mixed_precision
+    if mixed is None:
+        return []  # the impl declares no float32 parameters with a 16-bit compute dtype
+    how = mixed_precision_text(mixed)
+    failed = [r for r, res in enumerate(ev.ranks) if res.mixed_precision_error]
+    if failed:
+        errors = "; ".join(f"rank {r}: {ev.ranks[r].mixed_precision_error.splitlines()[0]}" for r in failed)
+        return [Violation(name, f"mixed precision ({how}) raised on rank(s) {failed}: {errors}", failed[0],
+                          "mixed precision")]
+    param, compute = (getattr(torch, d) for d in mixed)
+    case, ws = ev.case, ev.case.world_size
+    t = rounded_to(_tensors(ev), compute)
+    dense = dense_linear(dataclasses.replace(t, update=None))
+    out: list[Violation] = []
+
+    def check(quantity: str, key: str, r: int, expected, bound, what: Optional[str] = None) -> None:
+        m = compare(ev.ranks[r].get(key), expected, bound, f"rank {r} {what or quantity}")
+        if m:
+            out.append(Violation(name, f"{m} ({how})", r, quantity, m))
+
+    y_bound = tol.output_bound(t.x, t.weight, t.bias, compute, ws)
+    g_bound = tol.input_grad_bound(t.grad_out, t.weight, compute, ws)
+    w_bound = tol.weight_grad_bound(t.grad_out, t.x, compute, ws)
+    for r, res in enumerate(ev.ranks):
+        s = ev.rank_slice(r)
+        cols = s if ev.output_is_sharded else slice(None)
+        check("output under autocast", "mixed_output", r, dense.output[..., cols], y_bound[..., cols])
+        ins = s if ev.input_is_sliced else slice(None)
+        check("input grad under autocast", "mixed_input_grad", r, dense.input_grad[..., ins], g_bound[..., ins])
+        rows = case.sharding.weight_index(s)
+        check("weight grad under autocast", "mixed_weight_grad", r, dense.weight_grad[rows], w_bound[rows])
+        if dense.bias_grad is not None and res.bias_shard is not None:
+            b_rows = case.sharding.bias_index(s)
+            check("bias grad under autocast", "mixed_bias_grad", r, dense.bias_grad[b_rows],
+                  tol.bias_grad_bound(t.grad_out, compute, ws)[b_rows])
+    if out:
+        return out  # wrong before the step: the step's results carry the same error (reported once)
+    _check_after_update(ev, updated(t, dense, ws, param, compute), check, MIXED_STEP_KEYS)
+    return out
+
+
+# -- 17. really tensor parallel: measured outside the candidate ---------------------------------------
 # Properties whose evidence the candidate's processes cannot forge because the verdict measures it from
 # outside them (the kernel's byte count of a loopback the sandbox gives the submission alone). Where no
 # such count exists (pytest --impl, grading --unsandboxed) they are not available: skipped, never guessed.
@@ -804,9 +892,10 @@ FORWARD = ("shards_rebuild_the_dense_weight", "output_matches_the_dense_layer", 
 # One pass = one forward and its backward, each stage's share (tpconform.families.linear.worker): the
 # first call, a second call (forward only), the training step's call, and the usage protocols' five
 # calls (two micro-batches, a frozen input, an inference call, the training call after it); the reloaded
-# layer's call (state_dict) and the converted layer's (conversion); the layer as built runs none.
+# layer's call (state_dict) and the converted layer's (conversion); the mixed-precision layer's two calls
+# (before and after its step); the layer as built runs none.
 PASSES = {"forward": 1, "backward": 0, "second_call": 1, "collective_volume": 0, "train_step": 1, "usage": 5,
-          "as_built": 0, "state_dict": 1, "conversion": 1}
+          "as_built": 0, "state_dict": 1, "conversion": 1, "mixed_precision": 2}
 # What one pass may put on the wire, in elements: every rank may send every other rank all of its
 # activations (activation_elements: the input, the output and their grads), at 4 bytes an element or
 # the dtype's size when larger. The reference sends far less (an all-gather or all-reduce of one

@@ -79,6 +79,12 @@ def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict
             _converted(impl, case, data, group, table, rank, result)
         except Exception as exc:
             result["conversion_error"] = error_text(exc)
+    # 8. mixed precision: a fresh layer with float32 parameters, called under autocast, trained one step
+    if "mixed_precision" in stages and data.get("mixed_precision"):
+        try:
+            _mixed_precision(impl, case, data, group, table, rank, result)
+        except Exception as exc:
+            result["mixed_precision_error"] = error_text(exc)
     return result
 
 
@@ -192,15 +198,17 @@ def _usage(impl, case: LayerCase, data: dict, group, table, rank: int, result: d
 
 
 def _forward_backward(impl, layer, case: LayerCase, table, rank: int, x, grad_out, sliced, prefix: str,
-                      result: dict) -> None:
-    """The shards, then forward and backward on ``x`` / ``grad_out`` (this rank's part of them), into
-    ``{prefix}weight_shard``, ``{prefix}output``, ``{prefix}input_grad``, ``{prefix}weight_grad``..."""
+                      result: dict, forward_context=contextlib.nullcontext) -> None:
+    """The shards, then forward (inside ``forward_context()``) and backward on ``x`` / ``grad_out`` (this
+    rank's part of them), into ``{prefix}weight_shard``, ``{prefix}output``, ``{prefix}input_grad``,
+    ``{prefix}weight_grad``..."""
     w, b = impl.shards(layer)
     result[f"{prefix}weight_shard"] = as_tensor(w, "the weight shard").detach().clone()
     result[f"{prefix}bias_shard"] = None if b is None else as_tensor(b, "the bias shard").detach().clone()
     x_in, g_in = _rank_inputs(case, table, rank, x, grad_out, sliced)
     x_in.requires_grad_(True)
-    output = as_tensor(impl.forward(layer, x_in), "the layer's output")
+    with forward_context():
+        output = as_tensor(impl.forward(layer, x_in), "the layer's output")
     result[f"{prefix}output"] = output.detach().clone()
     _backward(output, g_in)
     result[f"{prefix}input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
@@ -230,6 +238,34 @@ def _reloaded(impl, trained, case: LayerCase, data: dict, group, table, rank: in
                       "reloaded_", result)
 
 
+def _mixed_precision(impl, case: LayerCase, data: dict, group, table, rank: int, result: dict) -> None:
+    """Automatic mixed precision as training loops run it: a fresh layer whose parameters are float32 (the
+    master weights: the case's weights rounded to the compute dtype, so exact in both), each forward under
+    ``torch.autocast("cpu", dtype=compute)`` on an input in the compute dtype (what the layer before it in
+    the autocast region returns), each backward outside it (``loss.backward()``); between them
+    ``torch.optim.SGD`` steps the float32 parameters and the delta is added (:func:`_train_step`). Results
+    in ``mixed_output`` ... ``mixed_step_bias_grad``."""
+    param, compute = (getattr(torch, d) for d in data["mixed_precision"])
+
+    def master(t):
+        return None if t is None else t.to(compute).to(param)
+
+    def low(t):
+        return None if t is None else t.to(compute)
+
+    def amp():
+        return torch.autocast("cpu", dtype=compute)
+
+    sliced = data.get("sliced")
+    layer = _build(impl, case, master(data["weight"]), master(data["bias"]), group)
+    _forward_backward(impl, layer, case, table, rank, low(data["x"]), low(data["grad_out"]), sliced, "mixed_",
+                      result, amp)
+    u = data["update"]
+    update = {**u, "delta_weight": master(u["delta_weight"]), "delta_bias": master(u["delta_bias"]),
+              "x": low(u["x"]), "grad_out": low(u["grad_out"])}
+    _train_step(impl, layer, case, update, table, rank, result, sliced, prefix="mixed_", forward_context=amp)
+
+
 def _partition(case: LayerCase, table: list[list[int]]) -> list[int]:
     """Each rank's share of the split dim, read from the shard shapes every rank reported
     (``torch.tensor_split``'s when they do not form a partition: the shards property says why)."""
@@ -256,11 +292,12 @@ def _rank_inputs(case: LayerCase, table, rank: int, x: torch.Tensor, grad_out: t
 
 
 def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, result: dict,
-                sliced: str | None = None) -> None:
+                sliced: str | None = None, prefix: str = "", forward_context=contextlib.nullcontext) -> None:
     """SGD (``torch.optim.SGD``, the grads just computed) on this rank's parameters (``impl.parameters``:
     the shards ``impl.shards`` returns, unless an adapter says otherwise), then this rank's slice of
     the delta (at world size >= 2 the only slice the verdict sends it) added to the shards in place; then forward and backward on the
-    update's own input and upstream grad. The layer must compute from its shards as they are now."""
+    update's own input and upstream grad (the forward inside ``forward_context()``). The layer must compute from its
+    shards as they are now. Results go to ``{prefix}updated_weight_shard``, ``{prefix}step_output``..."""
     optimizer = torch.optim.SGD(impl.parameters(layer), lr=update["lr"])
     optimizer.step()
     optimizer.zero_grad()
@@ -275,18 +312,19 @@ def _train_step(impl, layer, case: LayerCase, update: dict, table, rank: int, re
         w.add_(dw)
         if b is not None and db is not None:
             b.add_(db)
-    result["updated_weight_shard"] = as_tensor(w, "the weight shard").detach().clone()
-    result["updated_bias_shard"] = None if b is None else as_tensor(b, "the bias shard").detach().clone()
+    result[f"{prefix}updated_weight_shard"] = as_tensor(w, "the weight shard").detach().clone()
+    result[f"{prefix}updated_bias_shard"] = None if b is None else as_tensor(b, "the bias shard").detach().clone()
     x_in, g_in = _rank_inputs(case, table, rank, update["x"], update["grad_out"], sliced)
     x_in.requires_grad_(True)
-    output = as_tensor(impl.forward(layer, x_in), "the layer's output after the update")
-    result["step_output"] = output.detach().clone()
+    with forward_context():
+        output = as_tensor(impl.forward(layer, x_in), "the layer's output after the update")
+    result[f"{prefix}step_output"] = output.detach().clone()
     if output.shape != g_in.shape:  # keep the ranks' backward collectives matched
         g_in = torch.zeros_like(output.detach())
     if output.requires_grad:
         output.backward(g_in)
-    result["step_input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
-    _grads(impl, layer, "step_", result)
+    result[f"{prefix}step_input_grad"] = None if x_in.grad is None else x_in.grad.detach().clone()
+    _grads(impl, layer, f"{prefix}step_", result)
 
 
 
@@ -296,8 +334,9 @@ def run(message: dict, impl) -> dict:
     data = message["data"]
     if message.get("sliced"):
         data = {**data, "sliced": message["sliced"]}
-    if message.get("conversion"):
-        data = {**data, "conversion": message["conversion"]}
+    for option in ("conversion", "mixed_precision"):
+        if message.get(option):
+            data = {**data, option: message[option]}
     return run_example(impl, case, data, dist.group.WORLD, message.get("stages"))
 
 
