@@ -22,7 +22,8 @@ A known-failures file (TOML) lists entries::
 
 ``when`` keys are the family's case fields and the facts it derives (``Family.derived_facts``; the
 layer families — linear, subgroups, sequence parallel: ``batch_dims``, ``batch_numel``, ``uneven``,
-``features_per_rank``, the split dim's size / world size); a value is matched by
+``features_per_rank``, the split dim's size / world size; the MLP: the same, its split dim the hidden
+width); a value is matched by
 equality, a list by membership, and a string such as ``">1"``, ``"<=2"`` or ``"!=0"`` compares a
 number (``batch_shape`` takes a list of ints, or a list of them).
 

@@ -1,4 +1,4 @@
-"""PyTorch DTensor tensor parallelism as a peer: ``parallelize_module`` on a dense ``nn.Linear``.
+"""PyTorch DTensor tensor parallelism as a peer: ``parallelize_module`` on a dense ``nn.Linear`` / ``nn.Embedding``.
 
 How the protocol maps onto DTensor TP (torch.distributed.tensor.parallel.style):
 
@@ -6,6 +6,26 @@ How the protocol maps onto DTensor TP (torch.distributed.tensor.parallel.style):
 - column, ``gather_output=False`` -> ``ColwiseParallel()`` (output ``Shard(-1)``, returned local)
 - row, ``input_is_parallel=False`` -> ``RowwiseParallel(input_layouts=Replicate())``
 - row, ``input_is_parallel=True``  -> ``RowwiseParallel()`` (input ``Shard(-1)``)
+- sequence-parallel column -> ``ColwiseParallel(input_layouts=Shard(0))`` (the sequence shard is
+  all-gathered forward, its grad reduce-scattered backward; output ``Shard(-1)``, returned local)
+- sequence-parallel row    -> ``RowwiseParallel(output_layouts=Shard(0))`` (input ``Shard(-1)``; the
+  partial outputs reduce-scattered along the sequence)
+  These are torch's documented sequence-parallel pairing (its docs use ``Shard(1)`` for
+  ``[batch, seq, hidden]``; the protocol's sequence is dim 0). The ``SequenceParallel`` style itself
+  is for norms and dropout (replicated parameters, activations sharded on the sequence): no family
+  of the protocol is such a layer, so it is not used.
+- vocab-parallel embedding -> ``RowwiseParallel(input_layouts=Replicate())`` on ``nn.Embedding``
+  (torch's documented embedding sharding: the table's rows ``Shard(0)``, the ids replicated, the
+  partial lookups all-reduced; ``torch.chunk`` shards, so any vocabulary size)
+- the MLP family is the column (``gather_output=False``) and row (``input_is_parallel=True``) layers
+  above, as torch's docs pair Colwise and Rowwise for a feed-forward block.
+
+Not offered: the primitives (torch has no copy-to / reduce-from / scatter-to / gather-from autograd
+functions; DTensor expresses them as redistributions inside its layers, and
+``torch.distributed.nn.functional.all_reduce``'s backward is an all-reduce, not reduce-from's
+identity), merged column layers (no style shards several output blocks on their own), the vocab-parallel
+cross entropy (``loss_parallel()`` must be active around the backward too, which the protocol's loss
+function does not run).
 
 The reference weights are loaded into a dense ``nn.Linear`` in the example's dtype, which
 ``parallelize_module`` then shards over a 1-D CPU (Gloo) device mesh of the group it is given
@@ -63,7 +83,7 @@ class Impl(TensorParallelImpl):
 
     name = "dtensor"
     version = str(torch.__version__)
-    capabilities = Capabilities(uneven_shards=True)
+    capabilities = Capabilities(uneven_shards=True)  # every family: torch.chunk shards
 
     def _dense(self, weight, bias):
         layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
@@ -83,6 +103,20 @@ class Impl(TensorParallelImpl):
         layer.tp_sliced_input = input_is_parallel
         return layer
 
+    def column_sequence_parallel(self, weight, bias, *, group):
+        return parallelize_module(self._dense(weight, bias), _mesh(group), ColwiseParallel(input_layouts=Shard(0)))
+
+    def row_sequence_parallel(self, weight, bias, *, group):
+        layer = parallelize_module(self._dense(weight, bias), _mesh(group), RowwiseParallel(output_layouts=Shard(0)))
+        layer.tp_sliced_input = True
+        return layer
+
+    def vocab_parallel_embedding(self, weight, *, group):
+        embedding = nn.Embedding(weight.shape[0], weight.shape[1], dtype=weight.dtype)
+        with torch.no_grad():
+            embedding.weight.copy_(weight)
+        return parallelize_module(embedding, _mesh(group), RowwiseParallel(input_layouts=Replicate()))
+
     def forward(self, layer, x):
         if getattr(layer, "tp_sliced_input", False):
             shape = torch.Size([*x.shape[:-1], layer.in_features])
@@ -91,10 +125,12 @@ class Impl(TensorParallelImpl):
         return layer(x)
 
     def shards(self, layer):
-        return _local(layer.weight), (None if layer.bias is None else _local(layer.bias))
+        bias = getattr(layer, "bias", None)  # nn.Embedding has none
+        return _local(layer.weight), (None if bias is None else _local(bias))
 
     def parameters(self, layer):
-        return [p for p in (layer.weight, layer.bias) if p is not None]  # the DTensors; shards() are local views
+        return [p for p in (layer.weight, getattr(layer, "bias", None)) if p is not None]  # DTensors; shards() are local views
 
     def shard_grads(self, layer):
-        return _local(layer.weight.grad), (None if layer.bias is None else _local(layer.bias.grad))
+        bias = getattr(layer, "bias", None)
+        return _local(layer.weight.grad), (None if bias is None else _local(bias.grad))

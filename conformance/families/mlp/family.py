@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 from tpconform.families.common import ExtensionFamily
@@ -20,6 +21,16 @@ class MLPFamily(ExtensionFamily):
     properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
                                  reads_backward=name not in verdict.FORWARD)
                   for name, fn in verdict.MLP_SPEC.items()}
+
+    # known-failure ``when`` keys beyond the case's fields; ``features_per_rank`` means what it means for the
+    # layer families, the split dim's size / world size (here the hidden width both layers split): < 1, a
+    # rank holds no hidden units
+    # rank holds no hidden units; ``batch_dims`` and ``batch_numel`` are the input's, as there
+    derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
+
+    def facts(self, case: MLPCase) -> dict:
+        return {**super().facts(case), "batch_dims": len(case.batch_shape), "batch_numel": math.prod(case.batch_shape),
+                "uneven": case.uneven, "features_per_rank": case.hidden / case.world_size}
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
         caps = suite.capabilities.of(self.name)

@@ -167,6 +167,11 @@ def _kind(call: str) -> str:
     return call.split("(", 1)[0]
 
 
+def _is_all_reduce(call: str) -> bool:
+    """c10d's ``allreduce_`` or the functional collectives' ``all_reduce`` (DTensor's)."""
+    return _kind(call).startswith(("allreduce", "all_reduce"))
+
+
 @mlp_property
 def mlp_forward_uses_one_all_reduce(ev: MLPEvidence) -> list[Violation]:
     name = "mlp_forward_uses_one_all_reduce"
@@ -174,8 +179,8 @@ def mlp_forward_uses_one_all_reduce(ev: MLPEvidence) -> list[Violation]:
     out = []
     for r, res in enumerate(ev.ranks):
         calls = res.get("forward_collectives") or []
-        reduces = [c for c in calls if _kind(c).startswith("allreduce")]
-        others = [c for c in calls if not _kind(c).startswith("allreduce")]
+        reduces = [c for c in calls if _is_all_reduce(c)]
+        others = [c for c in calls if not _is_all_reduce(c)]
         if others or len(reduces) > 1 or (not reduces and not may_skip):
             out.append(Violation(name, f"rank {r}'s forward ran {len(calls)} collective(s) {calls} "
                                        "(elements sent in parentheses); the MLP needs exactly one all-reduce",
