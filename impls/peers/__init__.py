@@ -36,6 +36,9 @@ PEERS: tuple[Peer, ...] = (
          "pip install --no-deps colossalai==0.5.0 && "
          "pip install psutil packaging tqdm rich einops safetensors pydantic contexttimer click ninja "
          "transformers==4.51.3 peft==0.13.2 accelerate==1.15.0 galore-torch==1.0 bitsandbytes==0.50.2"),
+    Peer("transformers", "tpconform.impls.peers.transformers", "transformers", "transformers==5.25.0",
+         "pip install --no-deps transformers==5.25.0 && pip install --no-deps regex huggingface_hub httpx2 httpcore2 "
+         "h11 idna truststore pyyaml 'safetensors>=0.8.0' tokenizers tqdm filelock packaging"),
 )
 BY_NAME = {p.name: p for p in PEERS}
 
