@@ -65,6 +65,11 @@ def test_missing_library_names_the_install_line(monkeypatch):
     monkeypatch.setitem(peers.BY_NAME, "ghost", fake)
     assert missing("ghost") == f"ghost==1.0 is not installed; install the peers extra: {INSTALL}"
     assert missing("dtensor") is None  # torch alone
+    # installed, but not the release series the adapter needs (ColossalAI's line installs transformers 4.x)
+    old = peers.Peer("old", "tpconform.impls.peers.old", "torch", "torch==99.0", "pip install torch==99.0", series="99.")
+    monkeypatch.setitem(peers.BY_NAME, "old", old)
+    why = missing("old")
+    assert why.startswith("torch 2.") and "the adapter needs 99.x; install it: pip install torch==99.0" in why
 
 
 # -- known failures -----------------------------------------------------------------------------
