@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from importlib import metadata
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Optional
 
 INSTALL = "pip install -e '.[peers]'"

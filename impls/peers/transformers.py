@@ -44,6 +44,7 @@ tqdm filelock packaging`` (what importing its tensor-parallel module needs; the 
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import torch
 from torch import nn
@@ -54,7 +55,7 @@ from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 warnings.filterwarnings("ignore", message=".*PyTorch was not found.*")
 try:
     import transformers
-    from torch.distributed.tensor import Shard
+    from torch.distributed.tensor import DTensor, Shard
     from transformers.distributed.parallel_utils import _AllReduceBackward, _AllReduceForward
     from transformers.distributed.sharding_utils import DtensorShardOperation, _dtensor_from_local_like
     from transformers.integrations.tensor_parallel import (
@@ -76,7 +77,7 @@ def _parallelize(module: nn.Module, style, group) -> nn.Module:
     mesh = _mesh(group)
     for name, full in list(module.named_parameters(recurse=False)):
         style.shard_param(module, name, mesh)
-        ref = module._parameters[name]
+        ref = cast(DTensor, module._parameters[name])  # the placeholder shard_param made
         local = DtensorShardOperation(ref).shard_tensor(full.detach())
         module._parameters[name] = nn.Parameter(_dtensor_from_local_like(local, ref), requires_grad=True)
     return style.install_forward(module, mesh)
