@@ -46,6 +46,8 @@ BUILTIN: tuple[Entry, ...] = (
     Entry("deepspeed", "tpconform.impls.peers.deepspeed:Impl", "DeepSpeed 0.19.8 AutoTP LinearLayer/LinearAllreduce (training mode)"),
     Entry("colossalai", "tpconform.impls.peers.colossalai:Impl",
           "ColossalAI 0.5.0 shardformer Linear1D_Col/Row, SP, VocabParallelEmbedding1D, FusedLinear1D_Col"),
+    Entry("transformers", "tpconform.impls.peers.transformers:Impl",
+          "HF transformers 5.25.0 TP styles: colwise/rowwise, SP, embedding_rowwise, packed_colwise, 2 primitives"),
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Optional
 
 INSTALL = "pip install -e '.[peers]'"
@@ -23,6 +24,7 @@ class Peer:
     requires: str  # the top-level package the library installs ("" when torch alone suffices)
     distribution: str  # what pip installs (pinned in pyproject.toml's ``peers`` extra)
     install: str = INSTALL  # the command that installs it
+    series: str = ""  # the release series the adapter needs ("5."), where an older one installs the same package
 
 
 PEERS: tuple[Peer, ...] = (
@@ -36,6 +38,9 @@ PEERS: tuple[Peer, ...] = (
          "pip install --no-deps colossalai==0.5.0 && "
          "pip install psutil packaging tqdm rich einops safetensors pydantic contexttimer click ninja "
          "transformers==4.51.3 peft==0.13.2 accelerate==1.15.0 galore-torch==1.0 bitsandbytes==0.50.2"),
+    Peer("transformers", "tpconform.impls.peers.transformers", "transformers", "transformers==5.25.0",
+         "pip install --no-deps transformers==5.25.0 && pip install --no-deps regex huggingface_hub httpx2 httpcore2 "
+         "h11 idna truststore pyyaml 'safetensors>=0.8.0' tokenizers tqdm filelock packaging", series="5."),
 )
 BY_NAME = {p.name: p for p in PEERS}
 
@@ -43,9 +48,20 @@ BY_NAME = {p.name: p for p in PEERS}
 def missing(name: str) -> Optional[str]:
     """One line saying how to install peer ``name``'s library, or ``None`` when it is importable.
 
-    Uses ``find_spec`` on the top-level package, which locates it without importing it."""
+    Uses ``find_spec`` on the top-level package, which locates it without importing it, and the installed
+    distribution's metadata for a peer that needs a release series (ColossalAI's line installs transformers 4.x;
+    the transformers peer needs 5.x)."""
     peer = BY_NAME[name]
-    if not peer.requires or importlib.util.find_spec(peer.requires) is not None:
-        return None
     how = f"install the peers extra: {INSTALL}" if peer.install == INSTALL else f"install it: {peer.install}"
+    if not peer.requires or importlib.util.find_spec(peer.requires) is not None:
+        if not peer.series:
+            return None
+        dist_name = peer.distribution.split("==")[0]
+        try:
+            installed = metadata.version(dist_name)
+        except metadata.PackageNotFoundError:
+            installed = "unknown"
+        if installed.startswith(peer.series):
+            return None
+        return f"{dist_name} {installed} is installed, the adapter needs {peer.series}x; {how}"
     return f"{peer.distribution} is not installed; {how}"

@@ -42,7 +42,11 @@ SCOPE = {"dtensor": ["--world-sizes=1-2", "--tp-timeout=20", "tests/properties/t
          # target (its import costs ~5 s per worker and each crashing deviation restarts a group; the default run
          # took ~15 min). A forward-only scope makes colossalai-column-1d-input STALE: the 1-D column input
          # fails only in backward, so the scope needs a gradient test.
-         "colossalai": ["--world-sizes=1-2", "tests/properties/test_shards.py", "tests/properties/test_gradients.py"]}
+         "colossalai": ["--world-sizes=1-2", "tests/properties/test_shards.py", "tests/properties/test_gradients.py"],
+         # transformers 5.x (not installed by CI): its own four deviations' families, the packed (merged) column and
+         # its two primitives, at world sizes 1-3 (~10 s); its colwise / rowwise / embedding / sequence-parallel
+         # styles are DTensor ones, whose inherited entries the default run (TPCONFORM_PEERS_FULL=1) checks.
+         "transformers": ["--world-sizes=1-3", "tests/properties/test_families.py", "-k", "primitive or merged"]}
 
 
 @pytest.mark.parametrize("peer", [p.name for p in PEERS])
@@ -65,6 +69,11 @@ def test_missing_library_names_the_install_line(monkeypatch):
     monkeypatch.setitem(peers.BY_NAME, "ghost", fake)
     assert missing("ghost") == f"ghost==1.0 is not installed; install the peers extra: {INSTALL}"
     assert missing("dtensor") is None  # torch alone
+    # installed, but not the release series the adapter needs (ColossalAI's line installs transformers 4.x)
+    old = peers.Peer("old", "tpconform.impls.peers.old", "torch", "torch==99.0", "pip install torch==99.0", series="99.")
+    monkeypatch.setitem(peers.BY_NAME, "old", old)
+    why = missing("old")
+    assert why.startswith("torch 2.") and "the adapter needs 99.x; install it: pip install torch==99.0" in why
 
 
 # -- known failures -----------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""transformers 5.25.0: RowwiseParallel (the "rowwise" style: input this rank's slice of the last dim) in training
+mode wraps a plain local input with DTensor.from_local(local, mesh, [Shard(-1)], shape=..., stride=<the
+contiguous stride of the global shape>) (TensorParallelLayer._from_local_last_dim_shard). For a non-contiguous
+local input (batch dims permuted in memory, or the last two dims transposed) that stride misdescribes the
+tensor, and DTensor's view of it fails: RuntimeError 'view size is not compatible with input tensor's size and
+stride'. nn.Linear, and torch's own RowwiseParallel fed the same local input, are exact."""
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor.parallel import RowwiseParallel as TorchRowwise
+from torch.distributed.tensor.parallel import parallelize_module
+from transformers.distributed.sharding_utils import DtensorShardOperation, _dtensor_from_local_like
+from transformers.integrations.tensor_parallel import RowwiseParallel
+
+WORLD_SIZE = 2
+
+
+def _hf_rowwise(dense, mesh):
+    layer = nn.Linear(dense.in_features, dense.out_features, dtype=dense.weight.dtype)
+    style = RowwiseParallel()
+    for name, full in list(dense.named_parameters()):  # apply_tensor_parallelism's shard_param, then the loader
+        style.shard_param(layer, name, mesh)
+        ref = layer._parameters[name]
+        local = DtensorShardOperation(ref).shard_tensor(full.detach())
+        layer._parameters[name] = nn.Parameter(_dtensor_from_local_like(local, ref))
+    return style.install_forward(layer, mesh)
+
+
+def check(rank: int, world_size: int) -> list[str]:
+    mesh = DeviceMesh.from_group(dist.group.WORLD, "cpu")
+    torch.manual_seed(0)
+    dense = nn.Linear(2 * world_size, 3, dtype=torch.float64)
+    x = torch.randn(3, 2, 2 * world_size, dtype=torch.float64)
+    expected = dense(x)
+    mine = x[..., 2 * rank:2 * rank + 2]
+    inputs = {"batch dims permuted in memory": mine.permute(1, 0, 2).contiguous().permute(1, 0, 2),
+              "last two dims transposed in memory": mine.transpose(-1, -2).contiguous().transpose(-1, -2)}
+    lines = []
+    for what, local in inputs.items():
+        try:
+            y = _hf_rowwise(dense, mesh)(local.clone().requires_grad_())
+            if not torch.allclose(y, expected):
+                lines.append(f"transformers rowwise, {what}: wrong output, max error {(y - expected).abs().max():g}")
+        except RuntimeError as exc:
+            torch_layer = parallelize_module(nn.Linear(2 * world_size, 3, dtype=torch.float64), mesh, TorchRowwise())
+            with torch.no_grad():
+                torch_layer.weight.to_local().copy_(dense.weight[:, 2 * rank:2 * rank + 2])
+                torch_layer.bias.to_local().copy_(dense.bias)
+            y = torch_layer(local.clone().requires_grad_())
+            same = torch.allclose(y, expected)
+            lines.append(f"transformers rowwise, {what}: expected the dense output (torch's RowwiseParallel on the "
+                         f"same input: {'exact' if same else 'wrong too'}), got RuntimeError: {str(exc).splitlines()[0]}")
+    return lines
