@@ -32,6 +32,7 @@ import sys
 import pytest
 import torch
 from tpconform.grading import bwrap
+from tpconform.transport import rank_walls
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures", "parallelism")
@@ -64,6 +65,8 @@ def _grade(subs: str, out: str, *extra: str) -> dict:
 
 
 @pytest.mark.skipif(bwrap.unavailable() is not None, reason=f"no sandbox here: {bwrap.unavailable()}")
+@pytest.mark.skipif(rank_walls.unavailable() is not None,
+                    reason=f"the check is n/a without rank walls: {rank_walls.unavailable()}")
 def test_only_a_really_parallel_layer_earns_the_check(tmp_path):
     subs = tmp_path / "subs"
     os.makedirs(subs)
