@@ -41,7 +41,7 @@ UNSANDBOXED = [] if bwrap.unavailable() is None else ["--unsandboxed"]
 
 
 def _grade(folder, out, *extra):
-    cmd = [sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(out), "--examples=10",
+    cmd = [sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(out), "--examples=4",
            "--timeout=15", "--seed=0", "--jobs=2", "--no-progress", *UNSANDBOXED, *extra]
     return subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
                           timeout=900, check=False)
