@@ -116,18 +116,19 @@ class Runner:
     def conversion(self, case: LayerCase) -> Optional[tuple[str, str]]:
         """How the conversion stage builds and converts ``case``'s layer (``cases.conversion_for``, from
         the dtypes the impl declares for the linear family); ``None``: no other dtype is declared."""
-        from tpconform.impls.protocol import Capabilities
-
-        declared = self.judged_dtypes or Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
-        return conversion_for(case.dtype, declared)
+        return conversion_for(case.dtype, self._stage_dtypes())
 
     def mixed_precision(self, case: LayerCase) -> Optional[tuple[str, str]]:
         """The mixed-precision stage's parameter and compute dtypes for ``case`` (``cases.mixed_precision_for``,
         from the dtypes the impl declares for the linear family); ``None``: it declares no such pair."""
+        return mixed_precision_for(case.dtype, self._stage_dtypes())
+
+    def _stage_dtypes(self) -> tuple[str, ...]:
+        """The dtypes the conversion and mixed-precision stages choose from: :attr:`judged_dtypes` where a
+        grade sets them, else those the impl declares for the linear family."""
         from tpconform.impls.protocol import Capabilities
 
-        declared = self.judged_dtypes or Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
-        return mixed_precision_for(case.dtype, declared)
+        return self.judged_dtypes or Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
 
     def _group(self, world_size: int):
         """The group for ``world_size``, with the impl already loaded on every rank.
