@@ -39,6 +39,20 @@ def family_command(family: str, cmd: str) -> Optional[Callable[[dict, Any], dict
     return getattr(module, "COMMANDS", {}).get(cmd)
 
 
+PROFILE_DIR = "TPCONFORM_PROFILE_DIR"  # set: each rank profiles its message loop into that folder (benchmarks/profile_example.py)
+
+
+def _profiler():
+    """A running ``cProfile.Profile`` when ``TPCONFORM_PROFILE_DIR`` names a folder, else ``None``."""
+    if not os.environ.get(PROFILE_DIR):
+        return None
+    import cProfile  # only when profiling: the worker's start-up stays as it was
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
 def _load(spec: str):
     if spec not in _impls:
         from tpconform.impls.registry import ensure_importable_root, load
@@ -46,18 +60,6 @@ def _load(spec: str):
         ensure_importable_root()
         _impls[spec] = load(spec)
     return _impls[spec]
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
@@ -102,6 +104,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     group = dist.group.WORLD
     # memory is bounded from outside this process, by what it holds resident (tpconform.transport.memory_watch)
     conn.send_bytes(wire.encode({"ready": rank}))
+    profiler = _profiler()
     while True:
         try:
             message = backends.to_device(wire.decode(conn.recv_bytes()), device)
@@ -148,6 +151,9 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
         except Exception as exc:  # the result holds something that cannot cross the wire
             conn.send_bytes(wire.encode({"ok": False, "error": f"result could not be sent: {exc}",
                                          "seq": message.get("seq")}))
+        if profiler is not None:  # after every message: the verdict kills its ranks, it never stops them
+            profiler.dump_stats(os.path.join(os.environ[PROFILE_DIR], f"rank{rank}.pid{os.getpid()}.prof"))
+            profiler.enable()  # dump_stats disabled it; the dump's own time stays out of the profile
     try:
         dist.destroy_process_group()
     except Exception:
