@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from tpconform.spec.options import DEFAULT_DTYPES
+
 
 def _replay(args) -> int:
     from tpconform.cli.replay import replay
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated impl specs, e.g. dtensor,fairscale,megatron")
     dp.add_argument("--examples", type=int, default=10, metavar="N", help="generated cases per variant (default: 10)")
     dp.add_argument("--world-sizes", default="1-4", metavar="LIST", help="e.g. 1-4 or 2,3 (default: 1-4)")
-    dp.add_argument("--dtypes", default="float32,float64,bfloat16,float16", metavar="LIST",
+    dp.add_argument("--dtypes", default=DEFAULT_DTYPES, metavar="LIST",
                     help="comma-separated dtypes (default: all four)")
     dp.add_argument("--seed", type=int, default=0, help="the generator's seed: the same seed, the same cases (default: 0)")
     dp.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
