@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pytest
-from tpconform.pytest_plugin import profiles
+from tpconform.engine import profiles
+from tpconform.spec import options
 
 
 @dataclass
@@ -41,9 +42,9 @@ def pytest_addoption(parser):
                      "(default: reference)")
     g.addoption("--list-impls", action="store_true", help="list the registry's implementations and exit")
     g.addoption("--tp-profile", default="ci", choices=profiles.PROFILES, help="Hypothesis profile (default: ci)")
-    g.addoption("--world-sizes", default="1-8", metavar="LIST",
+    g.addoption("--world-sizes", default=options.DEFAULT_WORLD_SIZES, metavar="LIST",
                 help="world sizes to draw from, e.g. '1-8' or '2,3,4' (default: 1-8)")
-    g.addoption("--dtypes", default="float32,float64,bfloat16,float16", metavar="LIST",
+    g.addoption("--dtypes", default=options.DEFAULT_DTYPES, metavar="LIST",
                 help="dtypes to draw from (comma-separated)")
     g.addoption("--tp-timeout", type=float, default=20.0, metavar="SECONDS",
                 help="seconds an example may take before it fails as a hang (default: 20)")
@@ -62,20 +63,6 @@ def pytest_addoption(parser):
                      "(set by: torchrun ... -m tpconform torchrun --impl=SPEC)")
     g.addoption("--tp-torchrun-world-size", type=int, default=0, metavar="N", help="torchrun mode: its world size")
     g.addoption("--tp-torchrun-prefix", default="tpconform", metavar="PREFIX", help="torchrun mode: its store keys")
-
-
-def parse_world_sizes(text: str) -> list[int]:
-    sizes: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            sizes.update(range(int(lo), int(hi) + 1))
-        elif part:
-            sizes.add(int(part))
-    if not sizes or min(sizes) < 1:
-        raise ValueError(text)
-    return sorted(sizes)
 
 
 def pytest_cmdline_main(config):
@@ -98,20 +85,16 @@ def pytest_configure(config):
         # a report is many lines; on CI (CI=true) pytest would repeat each in full in the short summary
         config.option.force_short_summary = True
     try:
-        run.world_sizes = parse_world_sizes(config.getoption("world_sizes"))
-    except ValueError:
-        raise pytest.UsageError(f"--world-sizes={config.getoption('world_sizes')}: expected e.g. '1-8' or '2,3,4'")
+        run.world_sizes = options.parse_world_sizes(config.getoption("world_sizes"))
+        run.dtypes = options.parse_dtypes(config.getoption("dtypes"))
+    except options.OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
     run.backend_skip = _select_backend(config)
     if config.getoption("tp_torchrun"):
-        from tpconform.transport import torchrun_mode
-        # only the torchrun world size; --backend's GPUs are per node
-        run.world_sizes, run.backend_skip, run.backend_note = torchrun_mode.configure(config, run.world_sizes)
-    run.dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
-    from tpconform.impls.protocol import ALL_DTYPES as DTYPES  # names only: runs that never use the suite skip torch
+        from tpconform.pytest_plugin import torchrun  # lazy: imports torch (see the module doc)
 
-    bad = [d for d in run.dtypes if d not in DTYPES]
-    if bad or not run.dtypes:
-        raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
+        # only the torchrun world size; --backend's GPUs are per node
+        run.world_sizes, run.backend_skip, run.backend_note = torchrun.configure(config, run.world_sizes)
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
     _collect_the_suite(config)
 
@@ -161,7 +144,7 @@ def _make_suite(config):
                 raise ImplUnusable(f"--impl={spec}: nothing to check: {empty}")
         except (ImplError, ImplUnusable) as exc:
             raise pytest.UsageError(str(exc)) from None
-        from tpconform.engine.known_failures import for_pytest
+        from tpconform.pytest_plugin.known_failures import for_pytest
 
         run.suite = for_pytest(config, suite)
     return run.suite
@@ -179,9 +162,9 @@ def nothing_to_check(suite) -> Optional[str]:
 def _pool(config):
     run = state(config)
     if run.pool is None and config.getoption("tp_torchrun"):
-        from tpconform.transport import torchrun_mode
+        from tpconform.pytest_plugin import torchrun  # lazy: imports torch
 
-        run.pool = torchrun_mode.pool_for(config)
+        run.pool = torchrun.pool_for(config)
     if run.pool is None:
         from tpconform.transport.harness import GroupPool, parse_size
 

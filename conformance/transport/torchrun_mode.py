@@ -46,7 +46,6 @@ from tpconform.transport.contract import MAX_MESSAGE_BYTES, GroupFailure, ReplyW
 START_TIMEOUT_S = 60.0  # at least this long for every rank's worker to start and join (plus --tp-timeout)
 OP_TIMEOUT_S = 60.0  # a store operation that is not a wait (its host is gone after this long)
 STACK_WAIT_S = 3.0  # how long a stack dump waits for the ranks' answers
-DEFAULT_WORLD_SIZES = "1-8"  # the plugin's --world-sizes default: in torchrun mode it means "the torchrun world"
 ENDED_NOTE = "torchrun: the ranks cannot be restarted, so the run ends with this example"
 
 
@@ -344,39 +343,3 @@ class StorePool:
     def close(self) -> None:
         if self.group is not None:
             self.group.shutdown()
-
-
-# -- the plugin's side ---------------------------------------------------------------------------
-def configure(config, asked_sizes: list[int]) -> tuple[list[int], Optional[str], str]:
-    """``pytest_configure`` in torchrun mode: draw only the torchrun world size. Returns the world
-    sizes to draw, why every suite test is skipped (``None``: they run), and the header's note."""
-    import pytest
-
-    world = config.getoption("tp_torchrun_world_size")
-    if not world or world < 1:
-        raise pytest.UsageError("--tp-torchrun needs --tp-torchrun-world-size (set by python -m tpconform torchrun)")
-    try:
-        parse_address(config.getoption("tp_torchrun"))
-    except ValueError as exc:
-        raise pytest.UsageError(f"--tp-torchrun: {exc}") from None
-    asked = config.getoption("world_sizes")
-    skip = None  # each node's GPUs serve its own ranks: the local count does not matter
-    if asked != DEFAULT_WORLD_SIZES and world not in asked_sizes:
-        skip = (f"the torchrun world has {world} ranks, and --world-sizes={asked} does not "
-                "include it (under torchrun every example uses the whole world)")
-    return [world], skip, f"torchrun, {world} ranks"
-
-
-def pool_for(config) -> StorePool:
-    """The pool of the torchrun world, connected: every rank has started (or one clear line)."""
-    import pytest
-
-    host, port = parse_address(config.getoption("tp_torchrun"))
-    pool = StorePool(host, port, config.getoption("tp_torchrun_prefix"), config.getoption("tp_torchrun_world_size"),
-                     config.getoption("tp_timeout"))
-    try:
-        pool.get(pool.world_size)
-    except GroupFailure as exc:
-        pool.close()
-        raise pytest.UsageError(f"torchrun: {str(exc).splitlines()[0]}") from None
-    return pool
