@@ -13,13 +13,13 @@ from tpconform.spec.options import DEFAULT_DTYPES
 
 
 def _replay(args) -> int:
-    from tpconform.cli.replay import replay
+    from tpconform.cli.replay import replay  # lazy: only the subcommand's
 
     return replay(args)
 
 
 def _list(_args) -> int:
-    from tpconform.impls.registry import available
+    from tpconform.impls.registry import available  # lazy: only the subcommand's
 
     for e in available().values():
         print(f"{e.name:<36} {e.summary}{'' if e.correct else '  [seeded bug]'}")
@@ -29,11 +29,11 @@ def _list(_args) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["check"]:  # the CI gate; every later argument is pytest's (conformance/cli/check.py)
-        from tpconform.cli.check import main as check
+        from tpconform.cli.check import main as check  # lazy: only the subcommand's
 
         return check(argv[1:])
     if argv[:1] == ["torchrun"]:  # one rank of a torchrun launch; later arguments are pytest's
-        from tpconform.transport.torchrun_rank import main as torchrun_rank
+        from tpconform.transport.torchrun_rank import main as torchrun_rank  # lazy: only the subcommand's
 
         return torchrun_rank(argv[1:])
     try:
@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a TOML file of known deviations: differences it explains are reported as such (repeatable)")
     dp.add_argument("--verbose", action="store_true", help="also print cases with only explained differences")
     dp.set_defaults(func=lambda args: importlib.import_module("tpconform.cli.differential").main(args))
-    from tpconform.cli.deviation_report import register as register_report
-    from tpconform.grading.cli import register as register_grade
+    from tpconform.cli.deviation_report import register as register_report  # lazy: only the subcommand's
+    from tpconform.grading.cli import register as register_grade  # lazy: only the subcommand's
 
     register_report(sub)  # tpconform report-deviation ID: a known deviation as an upstream bug report
 

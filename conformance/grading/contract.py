@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from hypothesis import strategies as st
 from tpconform.families.registry import families
+from tpconform.grading.scoring import load_weights
 from tpconform.spec.cases import LayerCase
 from tpconform.spec.options import OptionError, read_toml
 from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
@@ -259,8 +260,6 @@ def _choice(path: str, key: str, value: Any, allowed: tuple) -> str:
 def default_variants() -> tuple[str, ...]:
     """A contract's variants when it names none: the required variants of the default weights
     (``conformance/grading/weights.toml``: the simple-module convention's two layers)."""
-    from tpconform.grading.scoring import load_weights
-
     return tuple(load_weights().required)
 
 

@@ -3,16 +3,22 @@
 Registered through the ``pytest11`` entry point, so any repo where tpconform is installed can run
 ``pytest --impl=...`` (the installed property tests, ``tpconform.properties``, are collected when no
 test path is given).
+
+Imports that load torch (the engine, the transport's groups, the strategies) stay in the hooks that
+need them: the entry point loads this module in every pytest run where tpconform is installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pytest
 from tpconform.engine import profiles
+from tpconform.impls.registry import ImplError, available, classify
 from tpconform.spec import options
+from tpconform.transport import backends
 
 
 @dataclass
@@ -67,8 +73,6 @@ def pytest_addoption(parser):
 
 def pytest_cmdline_main(config):
     if config.getoption("list_impls"):
-        from tpconform.impls.registry import available
-
         entries = available()
         width = max(len(n) for n in entries)
         for e in entries.values():
@@ -105,7 +109,6 @@ def _collect_the_suite(config) -> None:
     checkout. Paths or ``--pyargs`` given on the command line are kept as they are."""
     if config.getoption("impl") is None or config.args_source == pytest.Config.ArgsSource.ARGS:
         return
-    import importlib.util
 
     spec = importlib.util.find_spec(PROPERTIES)
     config.args = list(spec.submodule_search_locations)
@@ -114,7 +117,6 @@ def _collect_the_suite(config) -> None:
 def _select_backend(config) -> Optional[str]:
     """Apply ``--backend`` (before any group starts) and keep the world sizes it can run here;
     return why every suite test must be skipped (``None``: some can run)."""
-    from tpconform.transport import backends
     run = state(config)
     backend = config.getoption("backend")
     backends.select(backend)
@@ -130,9 +132,8 @@ def _make_suite(config):
     """Start the suite for ``--impl`` and check the impl loads; one clear line if it does not."""
     run = state(config)
     if run.suite is None:
-        from tpconform.engine.runner import ImplUnusable
-        from tpconform.engine.suite import Suite
-        from tpconform.impls.registry import ImplError, classify
+        from tpconform.engine.runner import ImplUnusable  # lazy: torch (see the module doc)
+        from tpconform.engine.suite import Suite  # lazy: torch (see the module doc)
 
         spec = _impl_spec(config)
         try:
@@ -144,7 +145,7 @@ def _make_suite(config):
                 raise ImplUnusable(f"--impl={spec}: nothing to check: {empty}")
         except (ImplError, ImplUnusable) as exc:
             raise pytest.UsageError(str(exc)) from None
-        from tpconform.pytest_plugin.known_failures import for_pytest
+        from tpconform.pytest_plugin.known_failures import for_pytest  # lazy: torch (see the module doc)
 
         run.suite = for_pytest(config, suite)
     return run.suite
@@ -153,7 +154,7 @@ def _make_suite(config):
 def nothing_to_check(suite) -> Optional[str]:
     """Why no layer variant can be checked (an impl declaring no dtype or variant would otherwise
     pass with every test skipped), or ``None``."""
-    from tpconform.strategies import VARIANTS
+    from tpconform.strategies import VARIANTS  # lazy: torch (see the module doc)
 
     reasons = [suite.unsupported(v) for v in VARIANTS]
     return reasons[0] if all(reasons) else None
@@ -166,7 +167,7 @@ def _pool(config):
 
         run.pool = torchrun.pool_for(config)
     if run.pool is None:
-        from tpconform.transport.harness import GroupPool, parse_size
+        from tpconform.transport.harness import GroupPool, parse_size  # lazy: torch (see the module doc)
 
         try:
             limit = parse_size(config.getoption("tp_memory_limit"))
@@ -187,14 +188,14 @@ def pytest_report_header(config) -> Optional[list[str]]:
     suite = run.suite
     if suite is None:
         return None
-    import torch
+    import torch  # lazy: torch (see the module doc)
 
     d = suite.description
     caps = ", ".join(f"{k}={v}" for k, v in d["capabilities"].items())
     declared = d["capabilities"].get("dtypes")
     checked = [t for t in run.dtypes if declared is None or t in declared]
     left_out = [t for t in run.dtypes if t not in checked]
-    from tpconform.engine.suite import declared_limits
+    from tpconform.engine.suite import declared_limits  # lazy: torch (see the module doc)
 
     limits = [f"tpconform: not checked, as declared: {line}" for line in declared_limits(suite)]
     return [
@@ -218,7 +219,7 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(pytest.mark.skip(reason=run.backend_skip))
         return
     suite = _make_suite(config)
-    from tpconform.families.registry import family
+    from tpconform.families.registry import family  # lazy: torch (see the module doc)
 
     for item in uses_suite:
         marker = item.get_closest_marker("tp_property")
@@ -240,7 +241,7 @@ def pytest_terminal_summary(terminalreporter, config):
     suite = getattr(run, "suite", None)
     if suite is None or not getattr(suite, "coverage", None):
         return
-    from tpconform.engine.suite import coverage_lines
+    from tpconform.engine.suite import coverage_lines  # lazy: torch (see the module doc)
 
     terminalreporter.section("tpconform coverage by case class and by pairs of classes")
     lines = coverage_lines(suite)
@@ -283,7 +284,7 @@ def _folded(item, text: str) -> str:
 
 def _property_violated(exc: BaseException):
     """The :class:`~tpconform.engine.report.PropertyViolated` that ``exc`` is or holds, or ``None``."""
-    from tpconform.engine.report import PropertyViolated
+    from tpconform.engine.report import PropertyViolated  # lazy: torch (see the module doc)
 
     if isinstance(exc, PropertyViolated):
         return exc

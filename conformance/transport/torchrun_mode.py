@@ -40,6 +40,8 @@ import time
 from datetime import timedelta
 from typing import Any, Callable, Optional
 
+import torch
+import torch.distributed as dist
 from tpconform.transport import wire
 from tpconform.transport.contract import MAX_MESSAGE_BYTES, GroupFailure, ReplyWait
 
@@ -59,8 +61,6 @@ def parse_address(text: str) -> tuple[str, int]:
 
 def connect(host: str, port: int, prefix: str, timeout_s: float, is_master: bool = False):
     """A client of the store at ``host:port`` (or its host), seeing only the keys under ``prefix``."""
-    import torch.distributed as dist
-
     store = dist.TCPStore(host, port, is_master=is_master, wait_for_workers=False,
                           timeout=timedelta(seconds=timeout_s))
     return dist.PrefixStore(prefix, store)
@@ -69,8 +69,6 @@ def connect(host: str, port: int, prefix: str, timeout_s: float, is_master: bool
 def _pop(store, queue: str, timeout_s: float) -> Optional[bytes]:
     """The next item of ``queue``, waiting at most ``timeout_s``; ``None`` when none came. (An item
     pushed after a timed-out pop stays in the queue.)"""
-    import torch.distributed as dist
-
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -107,7 +105,7 @@ def _framed(raw: bytes, fields: int) -> tuple[int, int, bytes]:
 
 def _in_hypothesis() -> bool:
     try:
-        from hypothesis.control import currently_in_test_context
+        from hypothesis.control import currently_in_test_context  # lazy: the verdict's; the ranks run without it
 
         return currently_in_test_context()
     except Exception:
@@ -248,7 +246,7 @@ class StoreGroup:
             if self._lost_outcome is not None:
                 return self._lost_outcome
         if _in_hypothesis():  # Hypothesis shrinking: this example cannot be run; try no other
-            from hypothesis import reject
+            from hypothesis import reject  # lazy: the verdict's; the ranks run without it
 
             reject()
         raise GroupFailure(f"the torchrun group was lost earlier ({self.lost}); {ENDED_NOTE}")
@@ -310,8 +308,6 @@ class StorePool:
     """``harness.GroupPool`` for torchrun mode: one group, of the torchrun world size, never rebuilt."""
 
     def __init__(self, host: str, port: int, prefix: str, world_size: int, timeout_s: float):
-        import torch
-
         torch.set_num_threads(1)  # as GroupPool: the verdict's tensors are small, its cores the ranks'
         self.host, self.port, self.prefix = host, port, prefix
         self.world_size = world_size
