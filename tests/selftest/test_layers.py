@@ -138,6 +138,17 @@ def test_every_file_is_in_a_layer():
         layer_of_file(rel)  # raises, naming the file, for a folder in no layer
 
 
+def test_the_layers_are_the_drawings():
+    """docs/ARCHITECTURE.md's picture names the same layers, top to bottom, as LAYERS."""
+    doc = (ROOT.parent / "docs" / "ARCHITECTURE.md").read_text()
+    drawn = [line.split()[0] for line in doc.split("```")[1].splitlines()
+             if line[:1] == " " and line[1:2] != " " and line.split()[0] in ("front-ends", *LAYERS)]
+    assert drawn == ["front-ends", "engine", "families", "transport", "spec"], drawn
+    by_rank = sorted((n for n in LAYERS if n not in FRONT_ENDS), key=LAYERS.__getitem__, reverse=True)
+    assert by_rank == drawn[1:]
+    assert all(f"{name}/" in doc or f"{name}.py" in doc for name in FRONT_ENDS)
+
+
 def test_the_worker_loop_finds_families_by_name_only():
     """transport/worker.py imports no family: it finds ``families/<name>/worker.py`` from the message."""
     imports = module_map()["transport/worker.py"]
