@@ -33,12 +33,12 @@ from dataclasses import replace
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hypothesis import HealthCheck, given, seed, settings
+from tpconform.engine import profiles
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite
 from tpconform.families.linear import properties
 from tpconform.families.registry import families as all_families
 from tpconform.impls.registry import available
-from tpconform.pytest_plugin import profiles
 from tpconform.spec import tolerance as tol
 from tpconform.strategies import DTYPES, VARIANTS, layer_cases, world_sizes
 from tpconform.strategies.case_classes import covering_cases

@@ -9,8 +9,7 @@ from typing import Optional, Sequence, Union
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from tpconform.spec.cases import LayerCase, layouts_for
-
-DTYPES = ("float32", "float64", "bfloat16", "float16")
+from tpconform.spec.dtypes import DTYPES
 
 
 @dataclass(frozen=True)

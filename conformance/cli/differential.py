@@ -17,18 +17,22 @@ that quantity, or when one impl declared the case unsupported (``uneven_shards=F
 from __future__ import annotations
 
 import itertools
+import sys
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
 from hypothesis import HealthCheck, given, seed, settings
-from tpconform.engine.known_failures import KnownFailures, default_files
+from tpconform.engine.known_failures import KnownFailures, KnownFailuresError, default_files
+from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import Suite
 from tpconform.families.linear import properties
 from tpconform.families.linear.family import FAMILY as LINEAR
+from tpconform.impls.registry import ImplError, classify
 from tpconform.spec import tolerance as tol
 from tpconform.spec.cases import LayerCase
 from tpconform.spec.compare import compare
+from tpconform.spec.options import parse_dtypes, parse_world_sizes
 from tpconform.strategies import VARIANTS, layer_cases
 from tpconform.strategies import world_sizes as ws_strategy
 from tpconform.transport.harness import GroupPool
@@ -204,16 +208,10 @@ def format_report(r: CaseReport) -> list[str]:
 
 def main(args) -> int:
     """The ``diff`` subcommand (see ``tpconform.__main__``)."""
-    import sys
-
-    from tpconform.engine.known_failures import KnownFailuresError
-    from tpconform.engine.runner import ImplUnusable
-    from tpconform.impls.registry import ImplError, classify
-    from tpconform.pytest_plugin.plugin import parse_world_sizes
-
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
     try:
         sizes = parse_world_sizes(args.world_sizes)
+        dtypes = parse_dtypes(args.dtypes)
         for spec in impls:
             classify(spec)
         paths = list(args.known_failures) + [p for spec in impls for p in default_files(spec)]
@@ -240,7 +238,7 @@ def main(args) -> int:
         if len(usable) < 2:
             print("diff: fewer than two of the impls can be used here", file=sys.stderr)
             return 4
-        for report in diff.generate(args.examples, sizes, args.dtypes.split(","), args.seed):
+        for report in diff.generate(args.examples, sizes, dtypes, args.seed):
             counts["cases"] += 1
             counts["clean"] += report.clean
             counts["disagreements"] += len(report.disagreements)

@@ -7,6 +7,7 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
+import tpconform.families as package
 from tpconform.spec.cases import LayerCase
 from tpconform.spec.family import Family
 
@@ -17,8 +18,6 @@ FIRST = ("linear", "subgroups")
 @lru_cache(maxsize=None)
 def families() -> dict[str, Family]:
     """Every family by name, ``linear`` first."""
-    import tpconform.families as package
-
     names = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg)
     names = [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
     found: dict[str, Family] = {}

@@ -18,14 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from hypothesis import strategies as st
 from tpconform.families.registry import families
+from tpconform.grading.scoring import load_weights
 from tpconform.spec.cases import LayerCase
+from tpconform.spec.options import OptionError, read_toml
 from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
 from tpconform.strategies.case_classes import covering_cases
 from tpconform.strategies.layers import anchor_cases, parallelism_cases
@@ -263,20 +260,15 @@ def _choice(path: str, key: str, value: Any, allowed: tuple) -> str:
 def default_variants() -> tuple[str, ...]:
     """A contract's variants when it names none: the required variants of the default weights
     (``conformance/grading/weights.toml``: the simple-module convention's two layers)."""
-    from tpconform.grading.scoring import load_weights
-
     return tuple(load_weights().required)
 
 
 def load_contract(path: str) -> Contract:
     """The contract in the TOML file ``path``; raises :class:`ContractError` (one line) when it is unusable."""
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ContractError(f"--contract={path}: cannot read it: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ContractError(f"--contract={path}: not valid TOML: {exc}") from None
+        data = read_toml(path, f"--contract={path}")
+    except OptionError as exc:
+        raise ContractError(str(exc)) from None
     unknown = set(data) - KEYS
     if unknown:
         raise ContractError(f"--contract={path}: unknown keys {sorted(unknown)}; keys are {', '.join(sorted(KEYS))}")

@@ -13,14 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from tpconform.families.linear.properties import MEASURED_OUTSIDE, SPEC
 from tpconform.families.registry import families
 from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, SELF_REPORTED, VARIANTS_OF
+from tpconform.spec.options import OptionError, read_toml
 from tpconform.strategies import VARIANTS
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.toml")
@@ -67,12 +63,9 @@ class Weights:
 
 def _read(path: str) -> dict:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise WeightsError(f"--weights={path}: cannot read it: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise WeightsError(f"--weights={path}: not valid TOML: {exc}") from None
+        return read_toml(path, f"--weights={path}")
+    except OptionError as exc:
+        raise WeightsError(str(exc)) from None
 
 
 def load_weights(path: str | None = None) -> Weights:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tpconform.engine import profiles
 from tpconform.families.registry import families
-from tpconform.pytest_plugin import profiles
 from tpconform.strategies import VARIANTS
 
 

@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
-from tpconform.transport import rank_walls, sandbox, wire
+from tpconform.impls.registry import ImplError, ensure_importable_root, load
+from tpconform.transport import backends, rank_walls, sandbox, wire
 from tpconform.transport.worker_tools import error_text
 
 _impls: dict = {}
@@ -55,8 +56,6 @@ def _profiler():
 
 def _load(spec: str):
     if spec not in _impls:
-        from tpconform.impls.registry import ensure_importable_root, load
-
         ensure_importable_root()
         _impls[spec] = load(spec)
     return _impls[spec]
@@ -96,7 +95,6 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     store: dist.Store = dist.TCPStore(store_host, store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
     if store_prefix:  # torchrun's store, shared with torch's own keys
         store = dist.PrefixStore(store_prefix, store)
-    from tpconform.transport import backends
     backend = backends.selected()  # gloo, or nccl with this rank on cuda:rank (see tpconform.transport.backends)
     device = backends.set_up_device(backend, rank if device_index is None else device_index)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
@@ -136,8 +134,6 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
                     with torch.no_grad() if message.get("forward_only") else contextlib.nullcontext():
                         reply = {"ok": True, "result": command(message, _load(message["impl"]))}
         except BaseException as exc:  # SystemExit, pytest's Skipped, ...: a failure like any other
-            from tpconform.impls.registry import ImplError
-
             if isinstance(exc, ImplError):
                 reply = {"ok": False, "impl_error": str(exc)}
             else:

@@ -15,7 +15,8 @@ import textwrap
 import time
 
 import pytest
-from tpconform.engine.known_failures import Entry, ExpectingSuite, KnownFailures, KnownFailuresError
+from tpconform.engine.expecting import ExpectingSuite
+from tpconform.engine.known_failures import Entry, KnownFailures, KnownFailuresError
 from tpconform.engine.suite import Suite
 from tpconform.spec.cases import LayerCase
 from tpconform.transport.harness import GroupPool
