@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear.case import LayerCase
 from tpconform.spec.family import Family
 
 # the single layer first: the rest build on it; then in the order their folders sort

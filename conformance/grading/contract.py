@@ -24,8 +24,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from hypothesis import strategies as st
+from tpconform.families.linear.case import LayerCase
 from tpconform.families.registry import families
-from tpconform.spec.cases import LayerCase
 from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
 from tpconform.strategies.case_classes import covering_cases
 from tpconform.strategies.layers import anchor_cases, parallelism_cases

@@ -42,11 +42,11 @@ from typing import Any, Callable, Optional
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite, declared_limits, format_failure, replay_command
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
 from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.linear.family import NOT_MEASURED
-from tpconform.families.linear.properties import Violation
+from tpconform.families.linear.verdict import Violation
 from tpconform.families.registry import families
 from tpconform.grading.catalog import variant_name
 from tpconform.grading.contract import Contract, unique
@@ -69,7 +69,7 @@ from tpconform.transport import loopback, rank_walls
 from tpconform.transport.contract import cut_text
 from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 
-PROPERTIES = tuple(properties.SPEC)
+PROPERTIES = tuple(verdict.SPEC)
 SHRINK_SECONDS = 3.0  # the most one failure group's search for a smaller example may take
 
 
@@ -135,7 +135,7 @@ def not_applicable(suite: Suite, variant, prop: str) -> tuple[str, str] | None:
         return "not-declared", reason
     if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
         return "n/a", "a sharded column output is not replicated: nothing to agree on"
-    if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
+    if prop in verdict.MEASURED_OUTSIDE and suite.runner.traffic is None:
         return "n/a", getattr(suite, "unmeasured", None) or NOT_MEASURED
     # a property the submission's capabilities leave out (a forward-only layer's gradients): after the two
     # above, which hold for every submission alike (the maximum never depends on what one declares)
@@ -183,7 +183,7 @@ class Grader:
             world_sizes, dtypes = contract.world_sizes, contract.dtypes
         pool = GroupPool(timeout_s=timeout_s, memory_limit=memory_limit)
         self.suite = ContractSuite(impl, pool, world_sizes=world_sizes, dtypes=dtypes, contract=contract)
-        # the parallelism check's byte count (properties.really_tensor_parallel): only in the sandbox's
+        # the parallelism check's byte count (verdict.really_tensor_parallel): only in the sandbox's
         # own network namespace, read here, in the verdict, never by the candidate's processes
         if private_network:
             self.suite.runner.traffic = loopback.private_counter()
@@ -222,7 +222,7 @@ class Grader:
             out: dict[str, tuple[Signature, list, list]] = {}
             if not crash_kind(ev.outcome.crash):
                 for prop in props:
-                    found = properties.evaluate(ev, prop)
+                    found = verdict.evaluate(ev, prop)
                     if not found:
                         continue
                     for sig, covered in signatures(ev, prop, found):

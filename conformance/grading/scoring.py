@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from tpconform.families.linear.properties import MEASURED_OUTSIDE, SPEC
+from tpconform.families.linear.verdict import MEASURED_OUTSIDE, SPEC
 from tpconform.families.registry import families
 from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, SELF_REPORTED, VARIANTS_OF
 from tpconform.strategies import VARIANTS

@@ -10,13 +10,13 @@ import types
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 from tpconform.engine.suite import NotDeclared, Suite, declared_limits
+from tpconform.families.linear.case import FORWARD_STAGES, LayerCase
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.merged.case import MergedCase
 from tpconform.families.registry import families
 from tpconform.impls.limited import ForwardOnlyImpl, TwoPrimitivesImpl
 from tpconform.impls.protocol import OVERRIDABLE, Capabilities
 from tpconform.impls.simple_module import SimpleModuleImpl
-from tpconform.spec.cases import FORWARD_STAGES, LayerCase
 from tpconform.strategies import VARIANTS
 from tpconform.strategies.merged import merged_cases
 

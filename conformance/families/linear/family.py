@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
+from tpconform.families.linear.case import STAGES, LayerCase
+from tpconform.families.linear.dense import dense_linear
 from tpconform.families.linear.diagnosis import likely_cause
-from tpconform.families.linear.properties import Evidence
-from tpconform.spec.cases import STAGES, LayerCase
-from tpconform.spec.dense import dense_linear
+from tpconform.families.linear.run import run
+from tpconform.families.linear.verdict import Evidence
 from tpconform.spec.family import Family, Property
 from tpconform.spec.violations import Violation
 from tpconform.strategies import VARIANTS, Variant, layer_cases, world_sizes
@@ -29,9 +30,9 @@ class LinearFamily(Family):
     name = "linear"
     title = "column- and row-parallel linear layers"
     case_type = LayerCase
-    properties = {name: Property(name, fn, properties.NEEDS[name], name in properties.SELF_REPORTED,
-                                 reads_backward=name not in properties.FORWARD)
-                  for name, fn in properties.SPEC.items()}
+    properties = {name: Property(name, fn, verdict.NEEDS[name], name in verdict.SELF_REPORTED,
+                                 reads_backward=name not in verdict.FORWARD)
+                  for name, fn in verdict.SPEC.items()}
     stages = STAGES
     derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
 
@@ -58,7 +59,7 @@ class LinearFamily(Family):
             return undeclared
         if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
             return NOT_REPLICATED
-        if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
+        if prop in verdict.MEASURED_OUTSIDE and suite.runner.traffic is None:
             return NOT_MEASURED
         return self.unsupported(suite, variant)
 
@@ -73,7 +74,7 @@ class LinearFamily(Family):
         """Run ``case`` (the worker ``stages`` named, all by default) and pair what came back with the
         float64 ground truth, which the verdict computes while the ranks run."""
         dense: list = []
-        outcome = suite.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)),
+        outcome = run(suite.runner, case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)),
                                    forward_only=not suite.capabilities.of(self.name).backward)
         suite.examples += 1
         truth = dense[0] if dense else dense_linear(outcome.tensors)
@@ -81,7 +82,7 @@ class LinearFamily(Family):
                         str(suite.description.get("convention") or ""))
 
     def judge(self, ev: Evidence, prop: str) -> list[Violation]:
-        return properties.evaluate(ev, prop)
+        return verdict.evaluate(ev, prop)
 
     def did_not_complete(self, ev: Evidence) -> bool:
         return bool(ev.outcome.crash)
