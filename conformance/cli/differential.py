@@ -134,7 +134,7 @@ class Differential:
 
     def verdict(self, suite: Suite, case: LayerCase) -> Verdict:
         ev = suite.evidence(case)
-        v = Verdict(suite.impl_spec, ev, backward=suite.capabilities.of("linear").backward)
+        v = Verdict(suite.impl_spec, ev, backward=suite.capabilities.of(LINEAR.name).backward)
         for prop in verdict.SPEC:
             if prop == "ranks_agree_on_the_output" and ev.output_is_sharded:
                 continue

@@ -237,7 +237,7 @@ def test_the_grader_emits_not_declared_cells(monkeypatch):
                         emit=lambda record: cells.append(record["cell"]))
     cells: list = []
     monkeypatch.setattr(grader, "_family_cell", lambda fam, variant, prop: {"verdict": "pass"})
-    grader.grade_family("primitives")
+    grader.grade_family(families()["primitives"])
     verdicts = {c["variant"]: c["verdict"] for c in cells}
     assert verdicts == {"primitives/copy_to": "pass", "primitives/reduce_from": "pass",
                         "primitives/scatter_to": "not-declared", "primitives/gather_from": "not-declared"}, cells

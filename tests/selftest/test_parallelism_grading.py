@@ -98,7 +98,7 @@ def test_only_a_really_parallel_layer_earns_the_check(tmp_path):
 
 
 def test_unsandboxed_the_check_is_not_available_and_worth_nothing():
-    from tpconform.grading.catalog import LINEAR_VARIANTS
+    from tpconform.grading.catalog import PRIMARY_VARIANTS
     from tpconform.grading.scoring import load_weights, score_submission
 
     weights = load_weights()
@@ -106,7 +106,7 @@ def test_unsandboxed_the_check_is_not_available_and_worth_nothing():
     why = "not available: graded without the sandbox (--unsandboxed)"
     cells = [{"property": p, "variant": v, "verdict": "n/a" if p == CHECK else "pass", "examples": 1,
               **({"reason": why} if p == CHECK else {})}
-             for p in weights.points for v in LINEAR_VARIANTS]
+             for p in weights.points for v in PRIMARY_VARIANTS]
     from tpconform.impls.protocol import Capabilities
 
     result = {"status": "done", "describe": {"name": "x", "capabilities": Capabilities().as_dict()}, "cells": cells,

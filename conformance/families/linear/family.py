@@ -22,6 +22,25 @@ NOT_MEASURED = ("not available here: it reads the kernel's byte count of a loopb
                 "only the grading sandbox has (tpconform grade, without --unsandboxed)")
 
 
+# The test module of each property (``tests/properties/test_<module>.py``): the spec's sections.
+TEST_MODULES = {
+    "shards": ("shards_rebuild_the_dense_weight",),
+    "forward": ("output_matches_the_dense_layer", "ranks_agree_on_the_output", "output_shape_and_dtype_match_nn_linear"),
+    "gradients": ("input_grad_matches_the_dense_layer", "weight_grad_matches_the_dense_layer",
+                  "bias_grad_matches_the_dense_layer"),
+    "side_effects": ("inputs_are_left_untouched",),
+    "repeated_calls": ("repeated_calls_are_independent",),
+    "communication": ("communicates_activations_not_weights", "communicates_what_the_other_ranks_need",
+                      "really_tensor_parallel"),
+    "training": ("training_step_matches_the_dense_layer",),
+    "usage": ("micro_batches_accumulate_like_the_dense_layer", "a_frozen_input_still_trains_the_layer",
+              "inference_calls_leave_training_unchanged"),
+    "layer_lifecycle": ("the_layer_as_built_follows_the_convention", "a_state_dict_reloads_the_trained_layer",
+                        "a_converted_layer_matches_the_dense_layer", "a_mixed_precision_step_matches_the_dense_layer"),
+}
+MODULE_OF = {prop: module for module, props in TEST_MODULES.items() for prop in props}
+
+
 def variant_of(case: LayerCase) -> Variant:
     return Variant(case.kind, case.gather_output, case.input_is_parallel)
 
@@ -35,6 +54,14 @@ class LinearFamily(Family):
                   for name, fn in verdict.SPEC.items()}
     stages = STAGES
     derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
+    order = 0  # the single layer first: the others build on it
+    covered = True  # its case classes and their pairs are counted (strategies/case_classes.py)
+
+    def claims(self, case) -> bool:
+        return type(case) is LayerCase and case.tp_groups <= 1  # split into TP groups: subgroups'
+
+    def test_module(self, prop: str) -> str:
+        return MODULE_OF[prop]
 
     def variants(self) -> Sequence[Variant]:
         return VARIANTS

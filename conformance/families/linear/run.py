@@ -5,7 +5,7 @@ engine's :class:`~tpconform.engine.runner.Runner` (which loads the impl and chec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 from tpconform.families.linear.case import STAGES, LayerCase, declared_stages
 from tpconform.families.linear.results import RankResult
@@ -13,8 +13,20 @@ from tpconform.families.linear.tensors import CaseTensors, conversion_for, make_
 from tpconform.spec.partition import partition
 from tpconform.spec.plain_case import for_workers
 
-if TYPE_CHECKING:
-    from tpconform.engine.runner import Runner
+
+class Runner(Protocol):
+    """What an example needs of the engine's runner (``tpconform.engine.runner.Runner``): the impl's
+    description, and one request to every rank of a group, with every reply checked."""
+
+    impl_spec: str
+    traffic: Optional[Callable[[], int]]  # the loopback's byte count, where one is measured
+    judged_dtypes: Optional[tuple[str, ...]]  # the dtypes a grade judges the stages on (None: declared)
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def request(self, world_size: int, messages: dict[int, dict], while_waiting: Optional[Callable[[], None]] = None,
+                sent: Optional[list[int]] = None) -> tuple[dict[int, Any], Optional[str]]: ...
+
 
 NAME = "linear"  # the family's name: its worker commands are found by it (transport/worker.py)
 
@@ -52,8 +64,8 @@ def stage_dtypes(runner: Runner) -> tuple[str, ...]:
 
 def run(runner: Runner, case: LayerCase, stages: Optional[Sequence[str]] = None,
         while_waiting: Optional[Callable[[CaseTensors], None]] = None, forward_only: bool = False) -> Outcome:
-    """Run ``case`` on every rank of ``runner``'s group for its world size: build the layer, then the worker ``stages`` (all by default).
-    ``while_waiting(tensors)`` runs in this process while the ranks work. ``forward_only``: the layer
+    """Run ``case`` on every rank of ``runner``'s group for its world size: build the layer, then the worker
+    ``stages`` (all by default). ``while_waiting(tensors)`` runs in this process while the ranks work. ``forward_only``: the layer
     declares no backward (capability ``backward=False``): only the forward stages run, under
     ``torch.no_grad()``."""
     stages = declared_stages(stages, forward_only)

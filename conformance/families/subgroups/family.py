@@ -43,6 +43,7 @@ class SubgroupsFamily(Family):
     name = "subgroups"
     title = "layers given a TP sub-group of the world"
     case_type = LayerCase
+    order = 1  # right after the single layer it splits into groups
     properties = {name: Property(name, verdict.SPEC[name], verdict.NEEDS[name], name in verdict.SELF_REPORTED,
                                  reads_backward=name not in verdict.FORWARD)
                   for name in PER_GROUP_SPEC}
@@ -51,6 +52,9 @@ class SubgroupsFamily(Family):
     # the profile's examples per test (as many examples in all as its one test of every property had)
     example_share = 1 / 3
     derived_facts = LINEAR.derived_facts
+
+    def claims(self, case) -> bool:
+        return type(case) is LayerCase and case.tp_groups > 1
 
     def variants(self):
         return LINEAR.variants()
