@@ -60,8 +60,8 @@ class Family:
     order: int = 100
     # Its case classes and their pairs are counted per property (``engine/coverage.py``, the run's summary).
     covered: bool = False
-    # The test module its property tests are made in (``tests/properties/test_<module>.py``); ``""``: by
-    # property (:meth:`test_module`).
+    # The test module its property tests are made in (``tests/properties/test_<module>.py``; a family whose
+    # tests are spread over several modules says per property: :meth:`test_module`).
     module: str = "families"
 
     # -- what is checked -----------------------------------------------------------------------
