@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from tpconform.engine import profiles
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
 from tpconform.families.registry import families as all_families
 from tpconform.impls.registry import available
 from tpconform.spec import tolerance as tol
@@ -64,7 +64,7 @@ def error_ratios(ev) -> dict[str, float]:
     if t.bias is not None:
         full["bias_grad"] = (d.bias_grad, tol.bias_grad_bound(t.grad_out, dt, ws))
     if t.update is not None and ev.ranks and ev.ranks[0].step_output is not None:  # the training step ran
-        after = properties.after_update(ev)
+        after = verdict.after_update(ev)
         full["updated_weight_shard"] = (after.weight, after.weight_error)
         full["step_output"] = (after.output, after.output_bound)
         full["step_input_grad"] = (after.input_grad, after.input_grad_bound)
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         nonlocal examples
         examples += 1
         per_family[fam] += 1
-        bad = {p: [v.message.splitlines()[0][:300] for v in properties.evaluate(ev, p)] for p in properties.SPEC}
+        bad = {p: [v.message.splitlines()[0][:300] for v in verdict.evaluate(ev, p)] for p in verdict.SPEC}
         bad = {p: m[:3] for p, m in bad.items() if m}
         if bad:
             failures.append({"impl": impl, "seed": ev.case.seed, "case": case.token(), "violations": bad})

@@ -5,8 +5,8 @@ A known-failures file (TOML) lists entries::
     [[deviation]]
     id = "dtensor-empty-inner-batch"          # unique, cited in reports
     impl = "dtensor"                          # the --impl spec it is about, or "*"
-    family = "linear"                         # the family (conformance/families/<name>; default linear),
-                                              # or a list of them: ["linear", "subgroups"]
+    family = ["subgroups", "mlp"]             # the family (conformance/families/<name>; default: the first,
+                                              # the single layer), or a list of them
     property = "*"                            # one of the family's properties, a list of them, or "*"
     variant = "*"                             # one of the family's variants, a list of them, or "*"
                                               # (linear, subgroups: column-gathered | column-sharded-output
@@ -70,7 +70,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence, Union
 
-from tpconform.families.registry import families, family_of
+from tpconform.families.registry import families, family_of, primary
 from tpconform.impls.peers import BY_NAME, KNOWN_DEVIATIONS
 from tpconform.spec.options import OptionError, read_toml
 
@@ -113,7 +113,7 @@ class Entry:
     variant: str = "*"
     when: dict = field(default_factory=dict)
     message: str = ""
-    family: Any = "linear"  # the family (conformance/families/<name>) whose examples it is about, or a list
+    family: Any = ""  # the family (conformance/families/<name>) whose examples it is about, or a list; "": the first
     test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
     timeout_s: Optional[float] = None  # a hang: the bound for the examples it applies to (see the module doc)
     repro: str = ""  # its minimal script, impls/peers/repros/REPRO.py (conformance/cli/deviation_report.py)
@@ -122,7 +122,7 @@ class Entry:
     matched: int = 0  # of those, how many failed in a way it explains
 
     def applies(self, impl: str, prop: str, case) -> bool:
-        if self.test or family_of(case).name not in _listed(self.family):
+        if self.test or family_of(case).name not in _listed(self.family or primary().name):
             return False
         facts = case_facts(case)
         props, variants = _listed(self.property), _listed(self.variant)
@@ -161,7 +161,7 @@ def _entry(raw: Any, where: str) -> Entry:
     if unknown or missing:
         bad = f"unknown key(s) {sorted(unknown)}" if unknown else f"missing key(s) {sorted(missing)}"
         raise KnownFailuresError(f"{where}: {bad}; keys are {sorted(_KEYS)}")
-    e = Entry(**{"property": "*", **{k: raw[k] for k in raw}}, source=where)
+    e = Entry(**{"property": "*", "family": primary().name, **{k: raw[k] for k in raw}}, source=where)
     named = _names(e, "family", where)
     for name in named:
         if name not in fams:

@@ -10,7 +10,7 @@ An extension module defines its case, its properties and a few lines gluing thes
 - :func:`compare_on_rank` / :func:`compare_fields`: one rank's reply against the dense expectation,
   within a bound, as violations;
 - :func:`rank_slice`: a rank's slice of a dim split into the partition a layer chose (read from its
-  shard shapes by :func:`tpconform.spec.cases.partition`);
+  shard shapes by :func:`tpconform.spec.partition.partition`);
 - :class:`ExtensionFamily`: a family whose verdict module has ``evidence`` and ``violations``.
 """
 
@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from tpconform.families.registry import family_of
-from tpconform.spec.cases import for_workers
 from tpconform.spec.compare import compare
 from tpconform.spec.family import Family
+from tpconform.spec.plain_case import for_workers
 from tpconform.spec.violations import Violation
 
 
@@ -30,7 +30,7 @@ def run_on_every_rank(suite, case, command: str,
                       data: Union[dict, Callable[[int], dict]]) -> tuple[list[dict], Optional[str]]:
     """Send the worker ``command`` for ``case`` to each of its ``world_size`` ranks, with ``data``
     (the same for every rank: one message, encoded once) or ``data(rank)``, and count the example. The
-    case goes without its seed (:func:`tpconform.spec.cases.for_workers`): a tensor a rank is sent a slice
+    case goes without its seed (:func:`tpconform.spec.plain_case.for_workers`): a tensor a rank is sent a slice
     of is sent as that slice, never whole.
 
     Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
@@ -62,7 +62,7 @@ def preconditions(prop: str, crash: Optional[str], ranks: list[dict],
                   construction_failed: Callable[[list[int]], str],
                   rejection_declared: bool = False) -> Optional[list[Violation]]:
     """Violations that stop ``prop`` from being evaluated, ``[]`` when the example conforms
-    vacuously, ``None`` when ``prop`` should be evaluated (as :func:`tpconform.families.linear.properties.preconditions`).
+    vacuously, ``None`` when ``prop`` should be evaluated (as :func:`tpconform.families.linear.verdict.preconditions`).
 
     A run that did not complete is a violation; so is a construction that raised on some rank, with
     the message ``construction_failed(failed ranks)`` — unless it raised on every rank and

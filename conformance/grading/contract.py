@@ -19,9 +19,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from hypothesis import strategies as st
+from tpconform.families.linear.case import LayerCase
 from tpconform.families.registry import families
+from tpconform.grading.catalog import PRIMARY
 from tpconform.grading.scoring import load_weights
-from tpconform.spec.cases import LayerCase
 from tpconform.spec.options import OptionError, read_toml
 from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
 from tpconform.strategies.case_classes import covering_cases
@@ -64,7 +65,7 @@ class Contract:
     beyond_world_sizes: tuple[int, ...]
     beyond_dtypes: tuple[str, ...]
     source: str = ""
-    families: tuple[str, ...] = ("linear",)  # the families graded (each scores where the submission offers it)
+    families: tuple[str, ...] = (PRIMARY,)  # the families graded (each scores where the submission offers it)
 
     # -- what is inside ------------------------------------------------------------------------------
     @property
@@ -214,7 +215,7 @@ class Contract:
                    divisibility=d["divisibility"], variants=tuple(d["variants"]), bias=d["bias"],
                    input_ranks=tuple(d["input_ranks"]), beyond_examples=b["examples"],
                    beyond_world_sizes=tuple(b["world_sizes"]), beyond_dtypes=tuple(b["dtypes"]),
-                   source=d.get("source", ""), families=tuple(d.get("families", ["linear"])))
+                   source=d.get("source", ""), families=tuple(d.get("families", [PRIMARY])))
 
     def summary(self) -> str:
         """One line a student can read: what the assignment requires."""
@@ -278,7 +279,7 @@ def load_contract(path: str) -> Contract:
     name = data.get("name", path)
     if not isinstance(name, str):
         raise ContractError(f"--contract={path}: name must be a string")
-    fams = _list(path, "families", data.get("families", ["linear"]), FAMILIES)
+    fams = _list(path, "families", data.get("families", [PRIMARY]), FAMILIES)
     sizes = _sizes(path, "world_sizes", data["world_sizes"])
     dtypes = _list(path, "dtypes", data["dtypes"], DTYPES)
     beyond = data.get("beyond", {})

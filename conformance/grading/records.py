@@ -15,7 +15,7 @@ import os
 import tempfile
 from typing import Any, Optional
 
-from tpconform.families.linear.properties import SPEC
+from tpconform.families.linear.verdict import SPEC
 from tpconform.grading.catalog import ALL_PROPERTIES, ALL_VARIANTS, VARIANTS_OF
 from tpconform.impls.protocol import ALL_PRIMITIVES as PRIMITIVE_NAMES
 from tpconform.spec.dtypes import DTYPES as DTYPE_NAMES

@@ -30,13 +30,9 @@ FRONT_ENDS = {name for name, rank in LAYERS.items() if rank == max(LAYERS.values
 DISPATCHER = "__main__"  # may import every front-end: it is the command line's switchboard
 FRONT_END_LIBRARIES = {"pytest": "pytest_plugin", "_pytest": "pytest_plugin"}  # pytest is the plugin's alone
 
-# Today's upward imports, being removed on branch s9-linear (the linear family's folder). The test
-# fails on one not listed here and on a listed one that no longer is one: this set can only shrink;
-# the lead empties it after that merge.
+# Today's upward imports. The test fails on one not listed here and on a listed one that no longer is
+# one: this set can only shrink.
 KNOWN_UPWARD = {
-    ("families/linear/properties.py", "tpconform.engine.runner"),
-    ("families/sequence_parallel/verdict.py", "tpconform.engine.runner"),
-    ("families/subgroups/verdict.py", "tpconform.engine.runner"),
     ("engine/suite.py", "pytest"),  # pytest.skip for a family the impl does not offer (s9-linear's file)
 }
 

@@ -13,12 +13,13 @@ import torch
 from tpconform.engine.runner import Runner
 from tpconform.families.cross_entropy.case import CrossEntropyCase
 from tpconform.families.embedding.case import EmbeddingCase
+from tpconform.families.linear.case import LayerCase
+from tpconform.families.linear.tensors import make_tensors, make_update
 from tpconform.families.merged.case import MergedCase
 from tpconform.families.mlp.case import MLPCase
 from tpconform.families.primitives.case import PrimitiveCase
 from tpconform.families.registry import families
 from tpconform.families.sequence_parallel.case import SequenceParallelCase
-from tpconform.spec.cases import LayerCase, make_tensors, make_update
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(ROOT, "tests", "selftest", "fixtures", "seed_regenerating_row.py")

@@ -33,7 +33,7 @@ from tpconform.families.common import (
 )
 from tpconform.families.primitives.case import PrimitiveCase
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import partition
+from tpconform.spec.partition import partition
 from tpconform.spec.violations import Violation
 
 # the tensors that differ per rank; the rest are the same on every rank (replicated)

@@ -1,6 +1,6 @@
 """Sequence parallelism (verdict side): the sequence dim (dim 0) is sharded over the ranks too.
 
-A case is a :class:`~tpconform.spec.cases.LayerCase` whose ``batch_shape[0]`` is the sequence length
+A case is a :class:`~tpconform.families.linear.case.LayerCase` whose ``batch_shape[0]`` is the sequence length
 (a multiple of the world size); rank ``r`` owns sequence rows ``r·s/p … (r+1)·s/p``.
 
 - **column** (``impl.column_sequence_parallel``): fed its sequence shard of ``x``, it returns its
@@ -22,18 +22,19 @@ from __future__ import annotations
 
 from typing import Optional
 
-from tpconform.engine.runner import Outcome
 from tpconform.families.common import (
     compare_fields,
     compare_on_rank,
     not_offered,
     run_on_every_rank,
 )
-from tpconform.families.linear.properties import Evidence, Violation, preconditions
+from tpconform.families.linear.case import LayerCase
+from tpconform.families.linear.dense import dense_linear
+from tpconform.families.linear.results import RankResult
+from tpconform.families.linear.run import Outcome
+from tpconform.families.linear.tensors import make_tensors
+from tpconform.families.linear.verdict import Evidence, Violation, preconditions
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import LayerCase, make_tensors
-from tpconform.spec.dense import dense_linear
-from tpconform.spec.results import RankResult
 
 SP_SPEC: dict = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from tpconform.families.layer_steps import build_on_every_rank, forward_and_backward
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear.case import LayerCase
 from tpconform.transport.worker_tools import laid_out as worker_laid_out
 from tpconform.transport.worker_tools import offsets
 
