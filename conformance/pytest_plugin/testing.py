@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tpconform.engine import profiles
 from tpconform.families.registry import families
-from tpconform.strategies import VARIANTS
 
 
 def judges(family: str, prop: str):
