@@ -5,6 +5,8 @@ An extension module defines its case, its properties and a few lines gluing thes
 
 - :func:`run_on_every_rank`: send one worker command (registered in the family's ``worker.py``) for a case
   to each of its ranks and collect their replies;
+- :func:`run_built_first`: the same for a layer whose ranks hold slices along a partition it chooses: a
+  build-only round learns the partition, then each rank is sent its slices alone;
 - :func:`preconditions`: the violations that stop a property from being evaluated (the run did not
   complete, or a rank's construction raised);
 - :func:`compare_on_rank` / :func:`compare_fields`: one rank's reply against the dense expectation,
@@ -35,10 +37,7 @@ def run_on_every_rank(suite, case, command: str,
 
     Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
     not complete (``None`` when it did)."""
-    ws, family = case.world_size, family_of(case).name
-    head = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case)}
-    if not suite.capabilities.of(family).backward:
-        head["forward_only"] = True  # run under torch.no_grad() (transport/worker.py): no backward asked
+    ws, head = case.world_size, _head(suite, case, command)
     if callable(data):
         messages = {r: {**head, "data": data(r)} for r in range(ws)}
     else:
@@ -47,6 +46,45 @@ def run_on_every_rank(suite, case, command: str,
     results, crash = suite.runner.request(ws, messages)
     suite.examples += 1
     return ([results[r] for r in range(ws)] if not crash else []), crash
+
+
+def _head(suite, case, command: str) -> dict:
+    family = family_of(case).name
+    head = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case)}
+    if not suite.capabilities.of(family).backward:
+        head["forward_only"] = True  # run under torch.no_grad() (transport/worker.py): no backward asked
+    return head
+
+
+def run_built_first(suite, case, command: str, build_data: dict,
+                    share: Callable[[int, list[int]], dict], width_dim: int,
+                    total: int) -> tuple[list[dict], Optional[str]]:
+    """:func:`run_on_every_rank` for a layer whose ranks hold slices along a partition the layer
+    chooses (its weight shards' widths along ``width_dim``, of ``total``): first every rank builds the
+    layer sent ``build_data`` alone (the weight and bias; ``"stages": []``, the worker replies with its
+    shards), then each rank is sent ``share(rank, partition)``, its own share of every tensor, never
+    the whole of one it holds a slice of. The partition is :func:`tpconform.spec.cases.partition`'s, so
+    the verdict's slices and the worker's agree. One example; at one rank, one round (its share is
+    everything). Returns as :func:`run_on_every_rank` does: the build round's replies when the impl
+    offers no such layer or a rank's construction raised."""
+    from tpconform.spec.cases import partition
+
+    ws = case.world_size
+    if ws == 1:
+        return run_on_every_rank(suite, case, command, lambda r: share(r, [total]))
+    head = _head(suite, case, command)
+    first, crash = suite.runner.request(ws, {r: {**head, "stages": [], "data": build_data} for r in range(ws)})
+    replies = [first[r] for r in range(ws)] if not crash else []
+    if crash or not_offered(replies) or any(res.get("construct_failed_ranks") for res in replies):
+        suite.examples += 1
+        return replies, crash
+
+    def width(res: dict) -> int:
+        w = res.get("weight_shard")
+        return int(w.shape[width_dim]) if isinstance(w, torch.Tensor) and w.dim() == 2 else -1
+
+    parts = partition([width(res) for res in replies], total, ws)
+    return run_on_every_rank(suite, case, command, lambda r: share(r, parts))
 
 
 def not_offered(ranks: list[dict]) -> bool:

@@ -42,7 +42,7 @@ class Recording(Runner):
     def request(self, world_size, messages, while_waiting=None, sent=None):
         self.sent += list(messages.values())
         first = next(iter(messages.values()))
-        if first.get("stages") == [] and first["cmd"] in ("run", "run_tp_group"):
+        if first.get("stages") == [] and first["cmd"] in ("run", "run_tp_group", "run_sequence_parallel"):
             case = LayerCase.from_dict(first["case"])
             ws = case.tp_size or case.world_size
             rows = case.out_features // ws if case.kind == "column" else case.out_features
@@ -95,10 +95,11 @@ SLICED = [  # (family, case, tensors no rank may be sent whole)
                                                               input_is_parallel=True, seed=SEED + g), "x")]),
     ("merged", MergedCase(2, 4, (2, 4), (3,), "float32", True, seed=SEED),
      lambda c: [make_tensors(c.layer_case()).grad_out]),
+    # both: the sequence-sharded tensor and the one each rank holds a feature slice of (the whole sequence)
     ("sequence_parallel", SequenceParallelCase("column", 2, 4, 6, (4,), "float32", True, seed=SEED),
-     lambda c: [make_tensors(c).x]),
+     lambda c: [make_tensors(c).x, make_tensors(c).grad_out]),
     ("sequence_parallel", SequenceParallelCase("row", 2, 4, 6, (4,), "float32", True, seed=SEED),
-     lambda c: [make_tensors(c).grad_out]),
+     lambda c: [make_tensors(c).grad_out, make_tensors(c).x]),
 ]
 OTHERS = [
     ("cross_entropy", CrossEntropyCase(2, 4, (3,), "float32", seed=SEED)),
