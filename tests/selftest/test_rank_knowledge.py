@@ -2,7 +2,10 @@
 every tensor of the example could be regenerated), and a sliced tensor (a row layer's sliced input, a
 column layer's sharded output's upstream grad, the training step's and the usage stage's own) reaches
 each rank as its slice only, in every round. The hostile fixture ``seed_regenerating_row.py`` (no
-collective at all; it regenerates the whole input from the seed) would pass if the seed were sent."""
+collective at all; it regenerates the whole input from the seed) would pass if the seed were sent;
+``parallelism/sp_whole_input.py`` (sequence-parallel layers that skip their reduce-scatters by reading the
+whole input or upstream grad out of the harness's frames) passed every property of its family while the
+sequence-parallel workers were sent those whole and sliced them themselves."""
 
 import os
 import subprocess
@@ -22,6 +25,7 @@ from tpconform.spec.cases import LayerCase, make_tensors, make_update
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(ROOT, "tests", "selftest", "fixtures", "seed_regenerating_row.py")
+SP_FIXTURE = "tests.selftest.fixtures.parallelism.sp_whole_input:Impl"
 SEED = 1234567
 
 
@@ -187,3 +191,44 @@ def test_pytest_fails_the_seed_regenerating_row_layer():
                         "-k", "test_output_matches_the_dense_layer and row-sliced-input and not tp_group"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_the_sp_fixture_finds_a_whole_tensor_only_where_one_was_sent():
+    """What makes ``sp_whole_input.py`` hostile: it reads the tensor the harness sent its rank, and uses it
+    where it holds every feature (as the sequence-parallel workers once were sent them)."""
+    from tests.selftest.fixtures.parallelism.sp_whole_input import whole_sent
+
+    x = torch.randn(4, 6)
+
+    def worker(message):  # the harness's frame: the message it was sent
+        return whole_sent("x", 6)
+
+    assert worker({"data": {"x": x}}) is x
+    assert worker({"data": {"x": x[..., :3]}}) is None
+
+
+@pytest.fixture(scope="module")
+def graded_sp():
+    """The sequence-parallel fixture and the reference, the family graded in-process at 2 ranks."""
+    from tpconform.grading.one import Grader
+
+    cells = {}
+    for impl in (SP_FIXTURE, "reference"):
+        records: list = []
+        grader = Grader(impl, seed_value=0, examples=3, world_sizes=[2], dtypes=["float32"], timeout_s=60,
+                        emit=records.append)
+        try:
+            grader.grade_family("sequence_parallel")
+        finally:
+            grader.suite.runner.pool.close()
+        cells[impl] = {(r["cell"]["property"], r["cell"]["variant"]): r["cell"] for r in records if "cell" in r}
+    return cells
+
+
+def test_sp_layers_that_read_the_whole_tensors_lose_their_points_and_the_reference_keeps_them(graded_sp):
+    fixture, reference = graded_sp[SP_FIXTURE], graded_sp["reference"]
+    assert reference and all(c["verdict"] == "pass" for c in reference.values()), reference
+    failed = {key for key, c in fixture.items() if c["verdict"] == "fail"}
+    # the row's forward skipped its reduce-scatter; the column's backward skipped its own
+    assert ("sequence_parallel_output_matches_the_dense_layer", "sequence_parallel/row") in failed, fixture
+    assert ("sequence_parallel_grads_match_the_dense_layer", "sequence_parallel/column") in failed, fixture
