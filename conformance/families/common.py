@@ -56,17 +56,25 @@ def _head(suite, case, command: str) -> dict:
     return head
 
 
+def width_of(key: str, dim: int) -> Callable[[dict], int]:
+    """A reply's ``key`` tensor's size along ``dim`` (``-1`` when it has no such dim), for :func:`run_built_first`."""
+    def width(res: dict) -> int:
+        t = res.get(key)
+        return int(t.shape[dim]) if isinstance(t, torch.Tensor) and -t.dim() <= dim < t.dim() else -1
+    return width
+
+
 def run_built_first(suite, case, command: str, build_data: dict,
-                    share: Callable[[int, list[int]], dict], width_dim: int,
+                    share: Callable[[int, list[int]], dict], width: Callable[[dict], int],
                     total: int) -> tuple[list[dict], Optional[str]]:
-    """:func:`run_on_every_rank` for a layer whose ranks hold slices along a partition the layer
-    chooses (its weight shards' widths along ``width_dim``, of ``total``): first every rank builds the
-    layer sent ``build_data`` alone (the weight and bias; ``"stages": []``, the worker replies with its
-    shards), then each rank is sent ``share(rank, partition)``, its own share of every tensor, never
-    the whole of one it holds a slice of. The partition is :func:`tpconform.spec.cases.partition`'s, so
-    the verdict's slices and the worker's agree. One example; at one rank, one round (its share is
-    everything). Returns as :func:`run_on_every_rank` does: the build round's replies when the impl
-    offers no such layer or a rank's construction raised."""
+    """:func:`run_on_every_rank` for code whose ranks hold slices along a partition it chooses (``width``
+    of each rank's reply, of ``total``: a layer's weight shard, a primitive's output): first every rank
+    runs on ``build_data`` alone (a layer's weight and bias; ``"stages": []``: the worker builds, or runs
+    the forward, and replies), then each rank is sent ``share(rank, partition)``, its own share of every
+    tensor, never the whole of one it holds a slice of. The partition is
+    :func:`tpconform.spec.cases.partition`'s, so the verdict's slices and the worker's agree. One
+    example; at one rank, one round (its share is everything). Returns as :func:`run_on_every_rank`
+    does: the first round's replies when the impl offers no such layer or a rank's construction raised."""
     from tpconform.spec.cases import partition
 
     ws = case.world_size
@@ -78,10 +86,6 @@ def run_built_first(suite, case, command: str, build_data: dict,
     if crash or not_offered(replies) or any(res.get("construct_failed_ranks") for res in replies):
         suite.examples += 1
         return replies, crash
-
-    def width(res: dict) -> int:
-        w = res.get("weight_shard")
-        return int(w.shape[width_dim]) if isinstance(w, torch.Tensor) and w.dim() == 2 else -1
 
     parts = partition([width(res) for res in replies], total, ws)
     return run_on_every_rank(suite, case, command, lambda r: share(r, parts))

@@ -19,6 +19,7 @@ from tpconform.families.embedding.case import EmbeddingCase
 from tpconform.families.merged.case import MergedCase
 from tpconform.families.mlp.case import MLPCase
 from tpconform.families.primitives.case import PrimitiveCase
+from tpconform.families.primitives.verdict import make_primitive_tensors
 from tpconform.families.registry import families
 from tpconform.families.sequence_parallel.case import SequenceParallelCase
 from tpconform.spec.cases import LayerCase, make_tensors, make_update
@@ -46,6 +47,9 @@ class Recording(Runner):
     def request(self, world_size, messages, while_waiting=None, sent=None):
         self.sent += list(messages.values())
         first = next(iter(messages.values()))
+        if first.get("stages") == [] and first["cmd"] == "run_primitive":  # scatter_to's forward: an even split
+            x, ws = first["data"]["x"], len(messages)
+            return {r: {"output": x.tensor_split(ws, -1)[r].clone()} for r in messages}, None
         if first.get("stages") == [] and first["cmd"] in ("run", "run_tp_group", "run_sequence_parallel"):
             case = LayerCase.from_dict(first["case"])
             ws = case.tp_size or case.world_size
@@ -104,12 +108,15 @@ SLICED = [  # (family, case, tensors no rank may be sent whole)
      lambda c: [make_tensors(c).x, make_tensors(c).grad_out]),
     ("sequence_parallel", SequenceParallelCase("row", 2, 4, 6, (4,), "float32", True, seed=SEED),
      lambda c: [make_tensors(c).grad_out, make_tensors(c).x]),
+    # scatter_to's upstream grad: whole, a rank could return it as its input grad and skip the all-gather
+    ("primitives", PrimitiveCase(2, "scatter_to", (3, 4), "float32", seed=SEED),
+     lambda c: [make_primitive_tensors(c).gs[0]]),
 ]
 OTHERS = [
     ("cross_entropy", CrossEntropyCase(2, 4, (3,), "float32", seed=SEED)),
     ("embedding", EmbeddingCase(2, 4, 3, (3,), "float32", seed=SEED)),
     ("mlp", MLPCase(2, 4, 6, (3,), "float32", True, seed=SEED)),
-    ("primitives", PrimitiveCase(2, "scatter_to", (3, 4), "float32", seed=SEED)),
+    ("primitives", PrimitiveCase(2, "gather_from", (3, 4), "float32", seed=SEED)),
 ]
 
 
@@ -232,3 +239,14 @@ def test_sp_layers_that_read_the_whole_tensors_lose_their_points_and_the_referen
     # the row's forward skipped its reduce-scatter; the column's backward skipped its own
     assert ("sequence_parallel_output_matches_the_dense_layer", "sequence_parallel/row") in failed, fixture
     assert ("sequence_parallel_grads_match_the_dense_layer", "sequence_parallel/column") in failed, fixture
+
+
+def test_pytest_fails_a_scatter_that_returns_the_whole_grad_it_was_sent():
+    """``parallelism/scatter_whole_grad.py``'s ``scatter_to`` skips its all-gather backward, returning the
+    upstream grad it finds in the harness's frames: it passed while the whole grad was sent."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "--impl=tests.selftest.fixtures.parallelism.scatter_whole_grad:Impl",
+                        "-q", "-p", "no:cacheprovider", "--world-sizes=2-3", "--tp-timeout=60",
+                        "-k", "test_primitive_backward_matches_its_dense_meaning and scatter_to",
+                        "tests/properties/test_families.py"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]

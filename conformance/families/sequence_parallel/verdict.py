@@ -28,6 +28,7 @@ from tpconform.families.common import (
     compare_on_rank,
     not_offered,
     run_built_first,
+    width_of,
 )
 from tpconform.families.linear.properties import Evidence, Violation, preconditions
 from tpconform.spec import tolerance as tol
@@ -103,7 +104,7 @@ def evidence(suite, case: LayerCase) -> Optional[Evidence]:
 
     ranks, crash = run_built_first(suite, case, "run_sequence_parallel",
                                    {"weight": t.weight, "bias": t.bias, "x": None, "grad_out": None}, share,
-                                   width_dim=0 if column else 1,
+                                   width_of("weight_shard", 0 if column else 1),
                                    total=case.out_features if column else case.in_features)
     if not_offered(ranks):
         return None
