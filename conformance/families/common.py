@@ -5,8 +5,8 @@ An extension module defines its case, its properties and a few lines gluing thes
 
 - :func:`run_on_every_rank`: send one worker command (registered in the family's ``worker.py``) for a case
   to each of its ranks and collect their replies;
-- :func:`run_built_first`: the same for a layer whose ranks hold slices along a partition it chooses: a
-  build-only round learns the partition, then each rank is sent its slices alone;
+- :func:`run_built_first`: the same for code whose ranks hold slices along a partition it chooses: a
+  build-only (or forward-only) round learns the partition, then each rank is sent its slices alone;
 - :func:`preconditions`: the violations that stop a property from being evaluated (the run did not
   complete, or a rank's construction raised);
 - :func:`compare_on_rank` / :func:`compare_fields`: one rank's reply against the dense expectation,
@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from tpconform.families.registry import family_of
-from tpconform.spec.cases import for_workers
+from tpconform.spec.cases import for_workers, partition
 from tpconform.spec.compare import compare
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation
@@ -75,8 +75,6 @@ def run_built_first(suite, case, command: str, build_data: dict,
     :func:`tpconform.spec.cases.partition`'s, so the verdict's slices and the worker's agree. One
     example; at one rank, one round (its share is everything). Returns as :func:`run_on_every_rank`
     does: the first round's replies when the impl offers no such layer or a rank's construction raised."""
-    from tpconform.spec.cases import partition
-
     ws = case.world_size
     if ws == 1:
         return run_on_every_rank(suite, case, command, lambda r: share(r, [total]))
