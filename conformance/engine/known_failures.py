@@ -412,9 +412,10 @@ class PytestKnownFailures:
 
 def default_files(impl_spec: str) -> list[str]:
     """The known-failures files an impl ships (the peers' deviations), applied without asking."""
-    from tpconform.impls.peers import BY_NAME, KNOWN_DEVIATIONS
+    from tpconform.impls.peers import peers
 
-    return [KNOWN_DEVIATIONS] if impl_spec in BY_NAME else []
+    peer = peers().get(impl_spec)
+    return [peer.deviations] if peer and peer.deviations else []
 
 
 def for_pytest(config, suite):
