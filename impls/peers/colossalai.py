@@ -61,8 +61,8 @@ import warnings
 
 import torch
 from torch import nn
-from tpconform.impls.peers.dense import dense_linear
 from tpconform.impls.peers import Peer
+from tpconform.impls.peers.dense import dense_linear
 from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 # CI runs shards and gradients at world sizes 1-2, ~150 s on a loaded 2-core machine, over the ~60 s target (its

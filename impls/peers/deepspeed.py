@@ -27,8 +27,8 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import logging  # noqa: E402
 import warnings  # noqa: E402
 
-from tpconform.impls.peers.dense import dense_linear  # noqa: E402
 from tpconform.impls.peers import Peer  # noqa: E402
+from tpconform.impls.peers.dense import dense_linear  # noqa: E402
 from tpconform.impls.protocol import Capabilities, TensorParallelImpl  # noqa: E402
 
 # CI runs every property file in every dtype at world sizes 1-3 (the complete default run took ~50 s on a loaded

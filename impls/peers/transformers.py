@@ -48,9 +48,9 @@ from typing import cast
 
 import torch
 from torch import nn
+from tpconform.impls.peers import Peer
 from tpconform.impls.peers.dense import dense_linear
 from tpconform.impls.peers.dtensor import _local, _mesh
-from tpconform.impls.peers import Peer
 from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 # CI (transformers 5.x is not installed by CI) runs its own four deviations' families, the packed (merged) column
