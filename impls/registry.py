@@ -22,12 +22,12 @@ import sys
 from importlib.metadata import entry_points
 
 from tpconform.impls.entries import Entry, ImplError  # noqa: F401 - ImplError: the registry's error, imported from here
+from tpconform.impls.peers import peers
 
 ENTRY_POINT_GROUP = "tpconform.impls"
 
 
-
-
+# the reference and its declared limits; the peers (real libraries) are found by their files (impls/peers)
 BUILTIN: tuple[Entry, ...] = (
     Entry("reference", "tpconform.impls.reference:ReferenceImpl", "the built-in reference layers"),
     Entry("reference-even-padded", "tpconform.impls.padded:PaddedImpl",
@@ -39,18 +39,7 @@ BUILTIN: tuple[Entry, ...] = (
           "the reference with a packed merged layer that takes equal blocks only (equal_blocks, merged)"),
     Entry("reference-two-primitives", "tpconform.impls.limited:TwoPrimitivesImpl",
           "the reference offering copy-to and reduce-from only (primitives), as transformers' TP"),
-    # peers: real libraries (impls/peers); fairscale and megatron need pip install -e '.[peers]'
-    Entry("dtensor", "tpconform.impls.peers.dtensor:Impl", "PyTorch DTensor TP: Colwise/RowwiseParallel on nn.Linear"),
-    Entry("fairscale", "tpconform.impls.peers.fairscale:Impl", "fairscale 0.4.13 model_parallel Column/RowParallelLinear"),
-    Entry("megatron", "tpconform.impls.peers.megatron:Impl", "megatron-core 0.16.1 tensor_parallel Column/RowParallelLinear"),
-    Entry("deepspeed", "tpconform.impls.peers.deepspeed:Impl", "DeepSpeed 0.19.8 AutoTP LinearLayer/LinearAllreduce (training mode)"),
-    Entry("colossalai", "tpconform.impls.peers.colossalai:Impl",
-          "ColossalAI 0.5.0 shardformer Linear1D_Col/Row, SP, VocabParallelEmbedding1D, FusedLinear1D_Col"),
-    Entry("transformers", "tpconform.impls.peers.transformers:Impl",
-          "HF transformers 5.25.0 TP styles: colwise/rowwise, SP, embedding_rowwise, packed_colwise, 2 primitives"),
 )
-
-
 
 
 def _zoo_entries() -> tuple[Entry, ...]:
@@ -62,8 +51,9 @@ def _zoo_entries() -> tuple[Entry, ...]:
 
 
 def available() -> dict[str, Entry]:
-    """Every registry name: built-ins, the seeded-bug zoo, then entry points of other packages."""
-    entries = {e.name: e for e in BUILTIN + _zoo_entries()}
+    """Every registry name: built-ins, the peers (each found by its file, ``tpconform.impls.peers``), the
+    seeded-bug zoo, then entry points of other packages."""
+    entries = {e.name: e for e in BUILTIN + tuple(p.entry for p in peers().values()) + _zoo_entries()}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         entries.setdefault(ep.name, Entry(ep.name, ep.value, f"entry point from {ep.dist.name if ep.dist else '?'}"))
     return entries

@@ -1,6 +1,6 @@
 """``python -m tpconform report-deviation ID``: a known deviation as a self-contained upstream bug report.
 
-A deviation in ``impls/peers/known_deviations.toml`` (or a file given with ``--known-failures``)
+A deviation in a peer's ``impls/peers/<name>.toml`` (or a file given with ``--known-failures``)
 names its reproduction with ``repro = "MODULE"``: ``impls/peers/repros/MODULE.py``, whose
 ``check(rank, world_size)`` returns the lines that show the deviation on a rank (see
 ``tpconform.impls.peers.repros``). The report prints:
@@ -29,7 +29,7 @@ from typing import Optional
 
 import tpconform.impls.peers.repros
 from tpconform.engine.known_failures import Entry, KnownFailures
-from tpconform.impls.peers import BY_NAME, KNOWN_DEVIATIONS
+from tpconform.impls.peers import deviation_files, peers
 
 REPROS = os.path.dirname(os.path.abspath(tpconform.impls.peers.repros.__file__))
 DEVIATION_SHOWN = 1  # the script's exit code when it reproduced the deviation
@@ -112,7 +112,7 @@ def _version(distribution: str) -> str:
 
 def versions(entry: Entry) -> list[str]:
     lines = []
-    peer = BY_NAME.get(entry.impl)
+    peer = peers().get(entry.impl)
     if peer is not None and peer.requires:
         name = peer.distribution.split("==")[0]
         lines.append(f"{name} {_version(name)}")
@@ -154,7 +154,7 @@ def report(entry: Entry, run: bool = True) -> str:
 
 
 def entries(files: list[str]) -> list[Entry]:
-    return list(KnownFailures.load([KNOWN_DEVIATIONS, *files]).entries)
+    return list(KnownFailures.load([*deviation_files(), *files]).entries)
 
 
 def main(args) -> int:
@@ -179,7 +179,7 @@ def main(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("report-deviation", help="print a known deviation as a self-contained upstream bug report")
-    p.add_argument("id", nargs="?", help="the deviation's id (known_deviations.toml)")
+    p.add_argument("id", nargs="?", help="the deviation's id (impls/peers/<name>.toml)")
     p.add_argument("--list", action="store_true", help="list the deviations (and which have a script)")
     p.add_argument("--no-run", action="store_true", help="print the script without running it")
     p.add_argument("--known-failures", action="append", default=[], metavar="FILE", help="more deviation files")

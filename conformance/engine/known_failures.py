@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence, Union
 
 from tpconform.families.registry import families, family_of, primary
-from tpconform.impls.peers import BY_NAME, KNOWN_DEVIATIONS
+from tpconform.impls.peers import peers
 from tpconform.spec.options import OptionError, read_toml
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
@@ -291,4 +291,5 @@ class KnownFailures:
 
 def default_files(impl_spec: str) -> list[str]:
     """The known-failures files an impl ships (the peers' deviations), applied without asking."""
-    return [KNOWN_DEVIATIONS] if impl_spec in BY_NAME else []
+    peer = peers().get(impl_spec)
+    return [peer.deviations] if peer and peer.deviations else []

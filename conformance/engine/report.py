@@ -5,9 +5,9 @@ symptom once, with the properties it violates."""
 
 from __future__ import annotations
 
-import shlex
 from typing import Optional, Sequence
 
+from tpconform.engine.shell import replay_line, shell_word  # noqa: F401 - shell_word: imported from here
 from tpconform.families.registry import family_of
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation, fold_ranks
@@ -39,29 +39,6 @@ def _symptom_lines(pairs: Sequence[tuple[str, Optional[str]]], suffix: Sequence[
     if len(pairs) > MAX_SYMPTOMS:
         lines.append(f"  ... and {len(pairs) - MAX_SYMPTOMS} more")
     return lines
-
-
-def shell_word(arg: str) -> str:
-    """``arg`` as one shell word on one line, whatever it holds: ``shlex.quote`` where every character
-    is printable; else ANSI-C quoting (``$'...'``, bash/zsh/ksh), each other byte as ``\\xHH`` (a file
-    name with a newline or with bytes that are not UTF-8 stays one pasteable line that runs nothing)."""
-    if arg.isprintable():
-        return shlex.quote(arg)
-    out = []
-    for ch in arg:
-        if ch.isprintable() and ch not in "\\'":
-            out.append(ch)
-        elif ch in "\\'":
-            out.append("\\" + ch)
-        else:
-            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogateescape"))
-    return "$'" + "".join(out) + "'"
-
-
-def replay_line(impl_spec: str, token: str, prop: Optional[str] = None) -> str:
-    """The command that replays the case ``token`` against ``impl_spec``: every part one shell word."""
-    cmd = f"python -m tpconform replay --impl={shell_word(impl_spec)} {shell_word(token)}"
-    return cmd + (f" --property={shell_word(prop)}" if prop else "")
 
 
 def replay_command(impl_spec: str, case, prop: Optional[str] = None) -> str:

@@ -24,6 +24,7 @@ from typing import Optional
 
 from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.verdict import SPEC, Evidence, Violation
+from tpconform.grading.signature import Signature  # noqa: F401 - Signature: imported from here
 
 SHAPE_PROPERTY = "output_shape_and_dtype_match_nn_linear"
 # properties that read the output or back-propagate through it: unjudged when its shape is wrong
@@ -42,24 +43,6 @@ REPEATED = tuple(dict.fromkeys(REPEATS.values()))
 GRAD_PROPERTIES = ("input_grad_matches_the_dense_layer", "weight_grad_matches_the_dense_layer",
                    "bias_grad_matches_the_dense_layer")
 MAX_GROUPS = 12  # per variant and scope; more are counted, not shrunk or reported
-
-
-_NUMBER = re.compile(r"\d+(\.\d+)?(e-?\d+)?")
-_LIST = re.compile(r"[\[(][\d\s,.]*[\])]")  # a shape or index: "[2, 4, 3]" and "[4, 11]" are one
-
-
-@dataclass(frozen=True)
-class Signature:
-    kind: str  # "property" | "raised" | "shape" | "crash" | "hang"
-    property: str  # "*" for raised / shape / crash / hang
-    case_class: str
-    cause: str
-
-    def key(self) -> str:
-        """The same text for the same bug in any submission, at any world size (numbers are masked:
-        "off by 1× the bias" and "off by 3× the bias" are one bug); the class view counts by it."""
-        text = _LIST.sub("[…]", f"{self.kind} | {self.property} | {self.case_class} | {self.cause}")
-        return _NUMBER.sub("#", text)
 
 
 def case_class(case) -> str:

@@ -40,8 +40,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 
+from tpconform.grading.limits import Limits  # noqa: F401 - Limits: imported from here too
 from tpconform.grading.submissions import Submission
 from tpconform.transport import proctree
 
@@ -154,29 +154,6 @@ class SuiteSnapshot:
 def read_suite() -> dict[str, bytes]:
     """The running suite's source files (no byte code), by their path in the installed layout, read once."""
     return {rel: _read(path) for rel, path in _walk(suite_folders())}
-
-
-@dataclass(frozen=True)
-class Limits:
-    seconds: float = 900.0  # wall clock for the whole submission
-    memory_mb: int = 4096  # resident memory per worker, with the processes it starts (tpconform.transport.memory_watch)
-    file_mb: int = 64  # largest file a process may write
-    sandbox_memory_mb: int | None = None  # every process of the submission together, with its tmpfs files (None: no bound)
-
-    def apply(self) -> None:
-        """Set this process's limits (inherited by every process it starts). Memory is not one of
-        them: an address-space limit fails the CUDA build of torch, which maps ~3.1 GB before any
-        work; the workers' resident memory is bounded from outside them (``GroupPool(memory_limit)``)."""
-        import resource
-
-        def cap(which, value):
-            _, hard = resource.getrlimit(which)
-            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-            resource.setrlimit(which, (value, value))
-
-        cap(resource.RLIMIT_CPU, int(self.seconds) + 5)
-        cap(resource.RLIMIT_FSIZE, self.file_mb * 2**20)
-        cap(resource.RLIMIT_CORE, 0)
 
 
 def _copy_submission(files: dict[str, bytes], sub: Submission, root: str, shown_root: str) -> str:
@@ -312,7 +289,8 @@ def run_isolated(sub: Submission, snapshot: SuiteSnapshot, *, seed: int, example
                 result["status"] = "crashed"
                 result["exit_code"] = proc.returncode
         result["seconds"] = round(time.monotonic() - started, 2)
-        result["log_tail"] = records.cut(logs.tail(log_path), 4000)
+        refused = records.refused_line(stats)  # a record no definition fits: said in its log, never silent
+        result["log_tail"] = records.cut((f"{refused}\n" if refused else "") + logs.tail(log_path), 4000)
         result["sandbox"] = bwrap.version() if sandboxed else "none (--unsandboxed)"
         result["suspicious"] = suspicious.scan(files)
         return result

@@ -15,17 +15,17 @@ import re
 import textwrap
 
 import jinja2
-from tpconform.engine.suite import replay_line
+from tpconform.engine.shell import replay_line
+from tpconform.grading import catalog, student_view
 from tpconform.grading import gradescope as gradescope_results
-from tpconform.grading import student_view
-from tpconform.grading.failures import Signature
 from tpconform.grading.gradescope import KIND_WORDS
 from tpconform.grading.logs import without_noise
 from tpconform.grading.markdown_safe import code as md_code
 from tpconform.grading.markdown_safe import text as md
 from tpconform.grading.markdown_safe import visible
 from tpconform.grading.records import write_atomic
-from tpconform.grading.scoring import VARIANT_NAMES, VERDICTS, score_submission
+from tpconform.grading.scoring import VERDICTS, score_submission
+from tpconform.grading.signature import Signature
 
 SCHEMA = "tpconform-grading/1"
 # background colour per verdict (the HTML matrix; the screenshot test looks for these exact colours)
@@ -93,7 +93,7 @@ def build(run: dict, records: list[dict], weights) -> dict:
             "properties": [{"name": p, "weight": w} for p, w in weights.points.items()],
             "family_properties": [{"name": p, "weight": w} for p, w in weights.family_points.items()
                                   if any(s["properties"][p]["max"] > 0 for s in subs)],
-            "variants": list(VARIANT_NAMES), "submissions": subs, "class_view": class_view(subs)}
+            "variants": list(catalog.PRIMARY_VARIANTS), "submissions": subs, "class_view": class_view(subs)}
 
 
 def coverage(scored: dict) -> dict:

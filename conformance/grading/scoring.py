@@ -13,14 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from tpconform.families.linear.verdict import MEASURED_OUTSIDE, SPEC
-from tpconform.families.registry import families
-from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, PRIMARY, SELF_REPORTED, VARIANTS_OF
+from tpconform.grading import catalog  # plain data: scoring never imports the families (nor torch)
 from tpconform.spec.options import OptionError, read_toml
-from tpconform.strategies import VARIANTS
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.toml")
-VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 # every verdict a property (or a cell) can have; the report colours them
 VERDICTS = ("pass", "partial", "fail", "not-declared", "crash", "hang", "timeout", "cheat", "error", "n/a")
 ZEROING = ("crash", "hang", "timeout")  # a variant that did not run to the end: it scores 0 (the others keep theirs)
@@ -37,7 +33,7 @@ class Weights:
     source: str
     self_reported: tuple = ()  # properties whose facts the candidate's own process measures: no points
     family_points: dict = field(default_factory=dict)  # the other families' properties
-    families: tuple = (PRIMARY,)  # the families scored without a contract (with one: the contract's ``families``)
+    families: tuple = ()  # the families scored without a contract (the primary one always) (with one: the contract's ``families``)
 
     @property
     def total(self) -> float:
@@ -48,12 +44,12 @@ class Weights:
         """The families whose points make up every submission's maximum: the contract's ``families``,
         else ``[families] scored``; the primary family (the single layer) always."""
         names = (contract or {}).get("families") if contract else self.families
-        return tuple(dict.fromkeys((PRIMARY, *(names or ()))))
+        return tuple(dict.fromkeys((catalog.PRIMARY, *(names or ()))))
 
     def maximum(self, contract: dict | None = None) -> float:
         """The most a submission can score: fixed by the grader, whatever a submission offers."""
         scored = self.scored(contract)
-        return round(self.total + sum(w for p, w in self.family_points.items() if FAMILY_OF[p] in scored), 2)
+        return round(self.total + sum(w for p, w in self.family_points.items() if catalog.FAMILY_OF[p] in scored), 2)
 
     def as_dict(self) -> dict:
         return {"points": dict(self.points), "required_variants": list(self.required), "source": self.source,
@@ -75,47 +71,47 @@ def load_weights(path: str | None = None) -> Weights:
     default = base["default_weight"]
     required = list(base["variants"]["required"])
     self_reported = list(base.get("self_reported", {}).get("properties", []))
-    scored = list(base.get("families", {}).get("scored", [PRIMARY]))
+    scored = list(base.get("families", {}).get("scored", [catalog.PRIMARY]))
     if path:
         user = _read(path)
         unknown = set(user) - {"weights", "variants", "default_weight", "self_reported", "families"}
         default = user.get("default_weight", default)
-        unknown_props = set(user.get("weights", {})) - set(ALL_PROPERTIES)
+        unknown_props = set(user.get("weights", {})) - set(catalog.ALL_PROPERTIES)
         if unknown or unknown_props:
             raise WeightsError(f"--weights={path}: unknown {'keys' if unknown else 'properties'} "
-                               f"{sorted(unknown or unknown_props)}; properties are {', '.join(SPEC)}")
+                               f"{sorted(unknown or unknown_props)}; properties are {', '.join(catalog.catalog().primary_properties)}")
         for k, v in user.get("weights", {}).items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise WeightsError(f"--weights={path}: {k} = {v!r}: a weight is a number >= 0")
             points[k] = v
         required = user.get("variants", {}).get("required", required)
-        bad = [v for v in required if v not in VARIANT_NAMES] if isinstance(required, list) else [required]
+        bad = [v for v in required if v not in catalog.PRIMARY_VARIANTS] if isinstance(required, list) else [required]
         if bad:
             raise WeightsError(f"--weights={path}: unknown required variant(s) {bad}; "
-                               f"variants are {', '.join(VARIANT_NAMES)}")
+                               f"variants are {', '.join(catalog.PRIMARY_VARIANTS)}")
         self_reported = user.get("self_reported", {}).get("properties", self_reported)
-        if not isinstance(self_reported, list) or set(self_reported) - set(ALL_PROPERTIES):
+        if not isinstance(self_reported, list) or set(self_reported) - set(catalog.ALL_PROPERTIES):
             raise WeightsError(f"--weights={path}: [self_reported] properties must be a list of properties")
         scored = user.get("families", {}).get("scored", scored)
-        if not isinstance(scored, list) or set(scored) - set(families()):
+        if not isinstance(scored, list) or set(scored) - set(catalog.catalog().families):
             raise WeightsError(f"--weights={path}: [families] scored must be a list of families from "
-                               f"{', '.join(sorted(families()))}")
+                               f"{', '.join(sorted(catalog.catalog().families))}")
     # a fact the candidate's process reports about itself can be forged from inside it: shown, never scored.
     # Which facts those are is each property's own declaration (spec.family.Property.self_reported); a
     # weights file may add to them, never take one away.
-    self_reported = list(dict.fromkeys([*SELF_REPORTED, *self_reported]))
-    weight = {p: 0.0 if p in self_reported else float(points.get(p, default)) for p in ALL_PROPERTIES}
-    return Weights({p: w for p, w in weight.items() if FAMILY_OF[p] == PRIMARY}, tuple(required), path or "default",
-                   tuple(self_reported), {p: w for p, w in weight.items() if FAMILY_OF[p] != PRIMARY},
-                   tuple(dict.fromkeys([PRIMARY, *scored])))
+    self_reported = list(dict.fromkeys([*catalog.SELF_REPORTED, *self_reported]))
+    weight = {p: 0.0 if p in self_reported else float(points.get(p, default)) for p in catalog.ALL_PROPERTIES}
+    return Weights({p: w for p, w in weight.items() if catalog.FAMILY_OF[p] == catalog.PRIMARY}, tuple(required), path or "default",
+                   tuple(self_reported), {p: w for p, w in weight.items() if catalog.FAMILY_OF[p] != catalog.PRIMARY},
+                   tuple(dict.fromkeys([catalog.PRIMARY, *scored])))
 
 
 def _all(verdict: str, reason: str, weights: Weights, contract: dict | None = None) -> dict:
     scored = weights.scored(contract)
     props: dict[str, dict] = {p: {"verdict": verdict, "score": 0.0, "max": w, "reason": reason, "passed_variants": [],
                                   "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
-    props.update({p: {"verdict": verdict if FAMILY_OF[p] in scored else "n/a", "score": 0.0,
-                      "max": w if FAMILY_OF[p] in scored else 0.0, "reason": reason, "passed_variants": [],
+    props.update({p: {"verdict": verdict if catalog.FAMILY_OF[p] in scored else "n/a", "score": 0.0,
+                      "max": w if catalog.FAMILY_OF[p] in scored else 0.0, "reason": reason, "passed_variants": [],
                       "judged_variants": [], "variants": {}} for p, w in weights.family_points.items()})
     return {"total": 0.0, "max": weights.maximum(contract), "why": reason, "properties": props, "beyond": {},
             "failures": []}
@@ -154,14 +150,14 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     unmeasured = 0.0  # the points of checks this run could not measure: out of the maximum too
     for prop, weight in {**weights.points, **weights.family_points}.items():
         judged, passed, variants, worst = [], [], {}, None
-        family = FAMILY_OF[prop]
+        family = catalog.FAMILY_OF[prop]
         if family not in scored:
             weight = 0.0  # graded and shown, worth nothing: not a family this grade scores
-        for variant in VARIANTS_OF[prop]:
+        for variant in catalog.VARIANTS_OF[prop]:
             cell = cells.get((prop, variant))
-            if cell is None and variant not in VARIANT_NAMES and (family == PRIMARY or family not in scored):
+            if cell is None and variant not in catalog.PRIMARY_VARIANTS and (family == catalog.PRIMARY or family not in scored):
                 continue  # another family's variant (sub-groups'), or a family not scored: not graded in this run
-            if family != PRIMARY and family in scored and (cell is None or cell["verdict"] in ("n/a", "not-declared")):
+            if family != catalog.PRIMARY and family in scored and (cell is None or cell["verdict"] in ("n/a", "not-declared")):
                 # a scored family's variant the submission does not offer (or the run never reached)
                 # costs its share: the maximum is the grader's, never shrunk by what is offered
                 limit = {"declared_limit": True} if cell is not None and cell["verdict"] == "not-declared" else {}
@@ -175,7 +171,7 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
                 continue  # never reached, and it would not have been judged (not declared, n/a, not in the contract)
             cell = cell or {"verdict": missing_verdict, "reason": missing_reason}
             verdict = cell["verdict"]
-            if verdict == "not-declared" and variant in VARIANT_NAMES and _judged(prop, variant, result["describe"]):
+            if verdict == "not-declared" and variant in catalog.PRIMARY_VARIANTS and _judged(prop, variant, result["describe"]):
                 # a declared variant, a property its capabilities leave out (forward-only: the grads): 0 points
                 cell = {**cell, "declared_limit": True}
             elif verdict == "not-declared" and variant in required:
@@ -191,7 +187,7 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
                 worst = (verdict, f"{variant}: {cell.get('reason')}")
         if not judged:
             verdict, score = "n/a", 0.0
-            if prop in MEASURED_OUTSIDE:
+            if prop in catalog.catalog().measured_outside:
                 # a check this run could not measure (unsandboxed: no private loopback): no points either way
                 unmeasured += weight
                 weight = 0.0
@@ -246,3 +242,10 @@ def beyond_summary(cells: list) -> dict:
             entry["verdict"] = c["verdict"]
         entry["failures"] += [f for f in c.get("failures", []) if f not in entry["failures"]]
     return out
+
+
+def __getattr__(name: str):
+    """``VARIANT_NAMES``: the linear layers' variant names (from the catalog, on first use)."""
+    if name == "VARIANT_NAMES":
+        return catalog.PRIMARY_VARIANTS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

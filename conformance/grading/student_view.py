@@ -11,7 +11,7 @@ import re
 import sysconfig
 from typing import Any
 
-from tpconform.engine.suite import replay_line
+from tpconform.engine.shell import replay_line
 from tpconform.grading.bwrap import SUBMISSION_MOUNT, SUITE_MOUNT
 
 # the private folders isolation.run_isolated and SuiteSnapshot make (tempfile.mkdtemp), anywhere

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     a = parse(argv)
     harden()
     if a.limit_seconds is not None:
-        from tpconform.grading.isolation import Limits
+        from tpconform.grading.limits import Limits
 
         Limits(a.limit_seconds, a.limit_memory_mb, a.limit_file_mb).apply()
     from tpconform.grading import preflight
@@ -88,10 +88,17 @@ def main(argv=None) -> int:
     out = os.fdopen(a.result_fd, "w", buffering=1)
 
     def emit(record: dict) -> None:
-        if "cell" in record:  # cut candidate text here already: the grader checks and cuts again
+        # every record built by its definition (records.py), candidate text cut here already: the grader
+        # checks and cuts again, and refuses a field no definition has
+        if "cell" in record:
             record = {"cell": records.cell(record["cell"])}
         elif "failure" in record:
             record = {"failure": records.failure(record["failure"])}
+        elif "describe" in record:  # what the impl says of itself, projected onto the record
+            try:
+                record = {"describe": records.describe(record["describe"], keep_known=True)}
+            except records.Invalid as exc:
+                record = {"unusable": f"its description cannot be reported: {exc}"}
         out.write(json.dumps(record) + "\n")
 
     grader = Grader(a.impl, seed_value=a.seed, examples=a.examples, world_sizes=parse_world_sizes(a.world_sizes),

@@ -27,8 +27,17 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 import logging  # noqa: E402
 import warnings  # noqa: E402
 
+from tpconform.impls.peers import Peer  # noqa: E402
 from tpconform.impls.peers.dense import dense_linear  # noqa: E402
 from tpconform.impls.protocol import Capabilities, TensorParallelImpl  # noqa: E402
+
+# CI runs every property file in every dtype at world sizes 1-3 (the complete default run took ~50 s on a loaded
+# 2-core machine); TPCONFORM_PEERS_FULL=1 runs the defaults.
+PEER = Peer(summary="DeepSpeed 0.19.8 AutoTP LinearLayer/LinearAllreduce (training mode)", requires="deepspeed",
+            distribution="deepspeed==0.19.8",
+            install="DS_BUILD_OPS=0 pip install --no-deps deepspeed==0.19.8 && "
+                    "pip install hjson ninja py-cpuinfo pydantic msgpack psutil einops",
+            ci_scope=("--world-sizes=1-3",))
 
 try:
     import deepspeed  # noqa: E402

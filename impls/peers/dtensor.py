@@ -48,7 +48,15 @@ from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Replicate, Shard
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+from tpconform.impls.peers import Peer
 from tpconform.impls.protocol import Capabilities, TensorParallelImpl
+
+# CI runs shards and forward at world sizes 1-2 (~40 s: each of its crashes restarts a group, and each example of
+# its known hang costs the entry's timeout_s, 4 s; this scope hits every entry it applies to, the hang 8 times, so
+# none is stale); TPCONFORM_PEERS_FULL=1 runs the defaults (~2-3.5 min).
+PEER = Peer(summary="PyTorch DTensor TP: Colwise/RowwiseParallel on nn.Linear", requires="", distribution="torch",
+            ci_scope=("--world-sizes=1-2", "--tp-timeout=20", "tests/properties/test_shards.py",
+                      "tests/properties/test_forward.py"))
 
 _meshes: dict = {}
 

@@ -38,7 +38,7 @@ Parameters are DTensors: shards and grads are read back with ``to_local()``; the
 Install without letting it touch torch: ``pip install --no-deps transformers==5.25.0`` then ``pip install
 --no-deps regex huggingface_hub httpx2 httpcore2 h11 idna truststore pyyaml 'safetensors>=0.8.0' tokenizers
 tqdm filelock packaging`` (what importing its tensor-parallel module needs; the line is
-``tpconform.impls.peers.BY_NAME["transformers"].install``).
+``PEER.install`` below).
 """
 
 from __future__ import annotations
@@ -48,9 +48,20 @@ from typing import cast
 
 import torch
 from torch import nn
+from tpconform.impls.peers import Peer
 from tpconform.impls.peers.dense import dense_linear
 from tpconform.impls.peers.dtensor import _local, _mesh
 from tpconform.impls.protocol import Capabilities, TensorParallelImpl
+
+# CI (transformers 5.x is not installed by CI) runs its own four deviations' families, the packed (merged) column
+# and its two primitives, at world sizes 1-3 (~10 s); its colwise / rowwise / embedding / sequence-parallel styles
+# are DTensor ones, whose inherited entries the default run (TPCONFORM_PEERS_FULL=1) checks.
+PEER = Peer(summary="HF transformers 5.25.0 TP styles: colwise/rowwise, SP, embedding_rowwise, packed_colwise, "
+                    "2 primitives",
+            requires="transformers", distribution="transformers==5.25.0",
+            install="pip install --no-deps transformers==5.25.0 && pip install --no-deps regex huggingface_hub httpx2 "
+                    "httpcore2 h11 idna truststore pyyaml 'safetensors>=0.8.0' tokenizers tqdm filelock packaging",
+            series="5.", ci_scope=("--world-sizes=1-3", "tests/properties/test_families.py", "-k", "primitive or merged"))
 
 warnings.filterwarnings("ignore", message=".*PyTorch was not found.*")
 try:
@@ -65,9 +76,7 @@ try:
         RowwiseParallel,
     )
 except ImportError as exc:  # one clear line through registry.load
-    from tpconform.impls.peers import BY_NAME
-
-    raise ImportError(f"{exc}; install transformers: {BY_NAME['transformers'].install}") from None
+    raise ImportError(f"{exc}; install transformers: {PEER.install}") from None
 
 
 def _parallelize(module: nn.Module, style, group) -> nn.Module:

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 from tpconform.engine.known_failures import KnownFailures, KnownFailuresError
-from tpconform.impls.peers import INSTALL, PEERS, missing
+from tpconform.impls.peers import INSTALL, Peer, PeerError, discover, missing, peers, read_peer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,34 +29,14 @@ def pytest_run(*args, timeout=600):
                timeout=timeout)
 
 
-# fairscale, megatron-core and DeepSpeed run every property file in every dtype at world sizes 1-3 (CI time: the
-# complete default run took ~60 s, ~120 s and ~50 s on a loaded 2-core machine, most of it at world sizes 5-8, where
-# an adapter runs no code it does not run at 2 and 3; TPCONFORM_PEERS_FULL=1 runs the defaults). DTensor runs a CI scope (shards and forward at world sizes 1-2,
-# ~40 s: each of its crashes restarts a group, and each example of its known hang costs the entry's timeout_s,
-# 4 s; this scope hits every entry it applies to, the hang 8 times, so none is stale); TPCONFORM_PEERS_FULL=1
-# runs it at the defaults too (~2-3.5 min).
-SCOPE = {"dtensor": ["--world-sizes=1-2", "--tp-timeout=20", "tests/properties/test_shards.py",
-                     "tests/properties/test_forward.py"],
-         # fairscale, megatron: every property file in every dtype at world sizes 1-2 (CI time: 1-3 took 47 s and
-         # 97 s of a 24-minute self-test run); TPCONFORM_PEERS_FULL=1 runs the defaults (world sizes 1-8)
-         "fairscale": ["--world-sizes=1-2"], "megatron": ["--world-sizes=1-2"], "deepspeed": ["--world-sizes=1-3"],
-         # ColossalAI: shards and gradients at world sizes 1-2, ~150 s on a loaded 2-core machine, over the ~60 s
-         # target (its import costs ~5 s per worker and each crashing deviation restarts a group; the default run
-         # took ~15 min). A forward-only scope makes colossalai-column-1d-input STALE: the 1-D column input
-         # fails only in backward, so the scope needs a gradient test.
-         "colossalai": ["--world-sizes=1-2", "tests/properties/test_shards.py", "tests/properties/test_gradients.py"],
-         # transformers 5.x (not installed by CI): its own four deviations' families, the packed (merged) column and
-         # its two primitives, at world sizes 1-3 (~10 s); its colwise / rowwise / embedding / sequence-parallel
-         # styles are DTensor ones, whose inherited entries the default run (TPCONFORM_PEERS_FULL=1) checks.
-         "transformers": ["--world-sizes=1-3", "tests/properties/test_families.py", "-k", "primitive or merged"]}
-
-
-@pytest.mark.parametrize("peer", [p.name for p in PEERS])
+# Each peer's CI scope is a field of its record (``PEER = Peer(..., ci_scope=...)`` in impls/peers/<name>.py, with
+# the timings that chose it); TPCONFORM_PEERS_FULL=1 runs every peer at the defaults.
+@pytest.mark.parametrize("peer", list(peers()))
 def test_peer_passes_the_suite_with_its_known_deviations_as_xfail(peer):
     why = missing(peer)
     if why:
         pytest.skip(why)
-    scope = [] if os.environ.get("TPCONFORM_PEERS_FULL") else SCOPE[peer]
+    scope = [] if os.environ.get("TPCONFORM_PEERS_FULL") else list(peers()[peer].ci_scope)
     r = run("-m", "pytest", "-q", "-p", "no:randomly", f"--impl={peer}", *scope, timeout=900)
     tail = r.stdout[-4000:] + r.stderr[-2000:]
     assert r.returncode == 0, tail
@@ -64,18 +44,81 @@ def test_peer_passes_the_suite_with_its_known_deviations_as_xfail(peer):
     print(r.stdout.splitlines()[-1])
 
 
-def test_missing_library_names_the_install_line(monkeypatch):
-    import tpconform.impls.peers as peers
-
-    fake = peers.Peer("ghost", "tpconform.impls.peers.ghost", "no_such_tp_library_xyz", "ghost==1.0")
-    monkeypatch.setitem(peers.BY_NAME, "ghost", fake)
-    assert missing("ghost") == f"ghost==1.0 is not installed; install the peers extra: {INSTALL}"
+def test_missing_library_names_the_install_line():
+    fake = Peer("ghost", "no_such_tp_library_xyz", "ghost==1.0")
+    assert missing(fake) == f"ghost==1.0 is not installed; install the peers extra: {INSTALL}"
     assert missing("dtensor") is None  # torch alone
     # installed, but not the release series the adapter needs (ColossalAI's line installs transformers 4.x)
-    old = peers.Peer("old", "tpconform.impls.peers.old", "torch", "torch==99.0", "pip install torch==99.0", series="99.")
-    monkeypatch.setitem(peers.BY_NAME, "old", old)
-    why = missing("old")
+    old = Peer("old", "torch", "torch==99.0", "pip install torch==99.0", series="99.")
+    why = missing(old)
     assert why.startswith("torch 2.") and "the adapter needs 99.x; install it: pip install torch==99.0" in why
+
+
+# -- the peers' registry: one file a peer ---------------------------------------------------------
+PEERS_DIR = os.path.join(ROOT, "impls", "peers")
+GHOST = '''"""A peer added as one file."""
+from tpconform.impls.peers import Peer
+
+PEER = Peer(summary="a ghost library", requires="no_such_tp_library_xyz", distribution="ghost==1.0",
+            ci_scope=("--world-sizes=1-2",))
+'''
+GHOST_DEVIATION = '''[[deviation]]
+id = "ghost-bug"
+impl = "{impl}"
+property = "*"
+reason = "r"
+'''
+
+
+def _peer_folder(tmp_path, **files: str):
+    for name in os.listdir(PEERS_DIR):
+        if name.endswith((".py", ".toml")):
+            (tmp_path / name).write_text(open(os.path.join(PEERS_DIR, name)).read())
+    for name, text in files.items():
+        (tmp_path / name.replace("__", ".")).write_text(text)
+    return str(tmp_path)
+
+
+def test_every_peer_is_a_registry_entry_with_its_deviations_and_ci_scope():
+    from tpconform.impls.registry import available
+
+    found = peers()
+    assert set(found) == {"dtensor", "fairscale", "megatron", "deepspeed", "colossalai", "transformers"}
+    entries = available()
+    for name, peer in found.items():
+        assert entries[name].target == f"tpconform.impls.peers.{name}:Impl" and entries[name].summary == peer.summary
+        assert peer.deviations == os.path.join(PEERS_DIR, f"{name}.toml") and peer.ci_scope, name
+        known = KnownFailures.load([peer.deviations])
+        assert known.entries and {e.impl for e in known.entries} == {name}
+    assert "dense" not in found  # a helper file declares no PEER
+
+
+def test_the_record_read_from_the_source_is_the_one_the_module_defines():
+    """The registry reads ``PEER`` without importing the library; importing it gives the same record."""
+    import tpconform.impls.peers.dtensor as module
+
+    assert read_peer(module.__file__) == Peer(**{**module.PEER.__dict__, "name": "dtensor"})
+
+
+def test_adding_a_peer_is_adding_its_file(tmp_path):
+    found = discover(_peer_folder(tmp_path, ghost__py=GHOST, ghost__toml=GHOST_DEVIATION.format(impl="ghost")))
+    ghost = found["ghost"]
+    assert ghost.entry.target == "tpconform.impls.peers.ghost:Impl" and ghost.ci_scope == ("--world-sizes=1-2",)
+    assert ghost.deviations is None  # a file in the package's own folder, not this copy
+    assert missing(ghost) == f"ghost==1.0 is not installed; install the peers extra: {INSTALL}"
+
+
+@pytest.mark.parametrize("files, says", [
+    ({"ghost__toml": GHOST_DEVIATION.format(impl="ghost")}, "ghost.toml: known deviations of no registered peer"),
+    ({"ghost__py": GHOST, "ghost__toml": GHOST_DEVIATION.format(impl="dtensor")},
+     "entries for impl(s) ['dtensor'] in the deviations of peer 'ghost'"),
+    ({"ghost__py": GHOST.replace('"a ghost library"', '"a " + NAME')}, "takes literals only"),
+    ({"ghost__py": GHOST.replace("ci_scope=", "colour=")}, "has no field(s) ['colour']"),
+])
+def test_an_inconsistent_peer_folder_is_one_clear_error(tmp_path, files, says):
+    with pytest.raises(PeerError) as exc:
+        discover(_peer_folder(tmp_path, **files))
+    assert says in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
 
 
 # -- known failures -----------------------------------------------------------------------------

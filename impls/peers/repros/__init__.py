@@ -1,4 +1,4 @@
-"""Minimal standalone reproductions of the peers' known deviations (``known_deviations.toml``'s ``repro``).
+"""Minimal standalone reproductions of the peers' known deviations (each peer's ``<name>.toml``, its ``repro``).
 
 Each module is the body of a bug report's script: its own imports, ``WORLD_SIZE`` and
 ``check(rank, world_size) -> list[str]``, run on every rank of a Gloo group of ``WORLD_SIZE``
