@@ -7,7 +7,8 @@ Exposed by: a merged layer with a bias (``merged_column_output_matches_the_dense
 
 import torch.nn.functional as F
 from tpconform.impls.limited import ForwardOnlyImpl, inference_only
-from tpconform.impls.reference import CopyToParallel, MergedColumnParallelLinear
+from tpconform.impls.layers import CopyToParallel
+from tpconform.impls.merged import MergedColumnParallelLinear
 
 
 class FirstBlockBiasOnly(MergedColumnParallelLinear):
