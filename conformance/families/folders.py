@@ -16,6 +16,7 @@ import importlib
 import pkgutil
 from types import ModuleType
 
+
 def names() -> list[str]:
     """Every family folder's name, sorted."""
     import tpconform.families as package

@@ -10,7 +10,6 @@ from __future__ import annotations
 from tpconform.families.folders import each
 from tpconform.impls.seeded import SeededBug
 
-
 ZOO: tuple[SeededBug, ...] = (
     # -- shards ------------------------------------------------------------------------------------
     SeededBug("bug-wrong-split-dim", "tpconform.impls.zoo.wrong_split_dim",

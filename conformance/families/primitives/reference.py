@@ -3,7 +3,13 @@ composed into ``tpconform.impls.reference.ReferenceImpl``: Megatron-LM's mapping
 
 from __future__ import annotations
 
-from tpconform.impls.layers import Collectives, CopyToParallel, GatherFromParallel, ReduceFromParallel, ScatterToParallel
+from tpconform.impls.layers import (
+    Collectives,
+    CopyToParallel,
+    GatherFromParallel,
+    ReduceFromParallel,
+    ScatterToParallel,
+)
 
 
 class Reference:
