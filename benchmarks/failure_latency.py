@@ -18,7 +18,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tpconform.engine.suite import Suite  # noqa: E402
-from tpconform.spec.cases import LayerCase  # noqa: E402
+from tpconform.families.linear.case import LayerCase  # noqa: E402
+from tpconform.families.linear.run import run  # noqa: E402
 from tpconform.transport import proctree  # noqa: E402
 from tpconform.transport.harness import GroupPool  # noqa: E402
 
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
         group = pool.get(args.world_size)
         workers = [r.process.pid for r in group.ranks]
         started = time.monotonic()
-        outcome = Suite(H + spec, pool).runner.run(case)
+        outcome = run(Suite(H + spec, pool).runner, case)
         seconds = time.monotonic() - started
         stray = [p for p in proctree.descendants(workers) | set(workers) if proctree.alive(p)]
         pool.close()

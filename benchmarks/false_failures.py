@@ -16,6 +16,10 @@ bound is worst-case).
 
     python benchmarks/false_failures.py                       # 20 seeds: 5 min per impl on 2 cores
     python benchmarks/false_failures.py --seeds 2 --examples 5 --impls reference   # smoke run
+    python benchmarks/false_failures.py --walls               # each rank walled apart, as grading runs it
+
+``--walls`` raises the rank walls (``tpconform.transport.rank_walls``: Landlock and seccomp, before any
+impl code) in every worker, as a sandboxed grading does: a correct impl must not need what they shut.
 
 Exit status 1 if any false failure was found.
 """
@@ -33,15 +37,16 @@ from dataclasses import replace
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hypothesis import HealthCheck, given, seed, settings
+from tpconform.engine import profiles
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
 from tpconform.families.registry import families as all_families
 from tpconform.impls.registry import available
-from tpconform.pytest_plugin import profiles
 from tpconform.spec import tolerance as tol
 from tpconform.strategies import DTYPES, VARIANTS, layer_cases, world_sizes
 from tpconform.strategies.case_classes import covering_cases
+from tpconform.transport import rank_walls
 from tpconform.transport.harness import GroupPool
 
 QUANTITIES = ("output", "input_grad", "weight_grad", "bias_grad", "updated_weight_shard", "step_output",
@@ -64,7 +69,7 @@ def error_ratios(ev) -> dict[str, float]:
     if t.bias is not None:
         full["bias_grad"] = (d.bias_grad, tol.bias_grad_bound(t.grad_out, dt, ws))
     if t.update is not None and ev.ranks and ev.ranks[0].step_output is not None:  # the training step ran
-        after = properties.after_update(ev)
+        after = verdict.after_update(ev)
         full["updated_weight_shard"] = (after.weight, after.weight_error)
         full["step_output"] = (after.output, after.output_bound)
         full["step_input_grad"] = (after.input_grad, after.input_grad_bound)
@@ -131,10 +136,15 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=1380.0, help="stop starting new seeds after this long")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--json", default=None, help="also write the summary here")
+    ap.add_argument("--walls", action="store_true", help="wall the ranks apart as grading does (rank_walls)")
     args = ap.parse_args(argv)
+    if args.walls and rank_walls.unavailable() is not None:
+        print(f"--walls: the rank walls cannot be raised here: {rank_walls.unavailable()}", file=sys.stderr)
+        return 4
 
     impls = args.impls.split(",") if args.impls else correct_impls()
     pool = GroupPool(timeout_s=args.timeout)
+    pool.walls = args.walls
     started = time.monotonic()
     examples = 0
     per_family: dict[str, int] = defaultdict(int)
@@ -148,7 +158,9 @@ def main(argv=None) -> int:
         nonlocal examples
         examples += 1
         per_family[fam] += 1
-        bad = {p: [v.message.splitlines()[0][:300] for v in properties.evaluate(ev, p)] for p in properties.SPEC}
+        ran = set(ev.outcome.stages)  # a forward-only impl runs no backward: what reads one is not judged
+        bad = {p: [v.message.splitlines()[0][:300] for v in verdict.evaluate(ev, p)] for p in verdict.SPEC
+               if set(verdict.NEEDS[p]) <= ran}
         bad = {p: m[:3] for p, m in bad.items() if m}
         if bad:
             failures.append({"impl": impl, "seed": ev.case.seed, "case": case.token(), "violations": bad})
@@ -217,6 +229,7 @@ def main(argv=None) -> int:
         "max_error_over_bound": {d: dict(q) for d, q in worst.items()},
         "seconds": round(time.monotonic() - started, 1),
         "group_starts": pool.starts,
+        "rank_walls": args.walls,
     }
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -26,10 +26,10 @@ INNER = r"""
 import json, sys
 from dataclasses import replace
 from tpconform.engine.suite import Suite
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
 from tpconform.strategies import VARIANTS
 from tpconform.strategies.layers import parallelism_cases
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear.case import LayerCase
 from tpconform.transport import loopback, rank_walls
 from tpconform.transport.harness import GroupPool
 
@@ -50,11 +50,11 @@ for v in VARIANTS:
                                    gather_output=v.gather_output, input_is_parallel=v.input_is_parallel, seed=7 + i))
     for case in cases:
         ev = suite.evidence(case)
-        found = properties.evaluate(ev, "really_tensor_parallel")
+        found = verdict.evaluate(ev, "really_tensor_parallel")
         itemsize = max(4, case.torch_dtype.itemsize)
         print(json.dumps({"variant": str(v), "ws": case.world_size, "in": case.in_features, "out": case.out_features,
                           "batch": list(case.batch_shape), "dtype": case.dtype, "bytes": ev.outcome.loopback_bytes,
-                          "allowance": properties.loopback_allowance(case, ev.outcome.stages),
+                          "allowance": verdict.loopback_allowance(case, ev.outcome.stages),
                           "weight_gather": (case.world_size - 1) * case.in_features * case.out_features * itemsize,
                           "crash": (ev.outcome.crash or "").splitlines()[:1],
                           "verdict": "pass" if not found else found[0].message.splitlines()[0][:160]}), flush=True)

@@ -40,9 +40,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from tpconform.engine.suite import Suite  # noqa: E402
-from tpconform.families.linear import properties  # noqa: E402
-from tpconform.spec.cases import LayerCase, make_tensors  # noqa: E402
-from tpconform.spec.dense import dense_linear  # noqa: E402
+from tpconform.families.linear import verdict  # noqa: E402
+from tpconform.families.linear.case import LayerCase  # noqa: E402
+from tpconform.families.linear.dense import dense_linear  # noqa: E402
+from tpconform.families.linear.tensors import make_tensors  # noqa: E402
 from tpconform.transport.harness import GroupPool  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def case_for(kind: str, ws: int, dtype: str, seed: int) -> LayerCase:
 def persistent_rate(suite: Suite, kind: str, ws: int, dtype: str, n: int) -> float:
     """Examples per second as the property tests run them: each example checks one property
     (``Suite.check``: only the worker stages that property reads), the properties taken in turn."""
-    names = list(properties.SPEC)
+    names = list(verdict.SPEC)
     suite.evidence(case_for(kind, ws, dtype, 0))  # warm: group start, impl load
     t = time.perf_counter()
     for i in range(n):
@@ -69,8 +70,8 @@ def all_properties_rate(suite: Suite, kind: str, ws: int, dtype: str, n: int) ->
     t = time.perf_counter()
     for i in range(n):
         ev = suite.evidence(case_for(kind, ws, dtype, i + 1))
-        for name in properties.SPEC:
-            assert not properties.evaluate(ev, name), name
+        for name in verdict.SPEC:
+            assert not verdict.evaluate(ev, name), name
     return n / (time.perf_counter() - t)
 
 

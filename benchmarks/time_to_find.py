@@ -29,10 +29,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hypothesis import Verbosity, given, settings
+from tpconform.engine import profiles
 from tpconform.engine.suite import Suite
 from tpconform.impls.zoo import ZOO
-from tpconform.pytest_plugin import profiles
-from tpconform.pytest_plugin.plugin import parse_world_sizes
+from tpconform.spec.options import parse_world_sizes
 from tpconform.strategies import VARIANTS
 from tpconform.transport.harness import GroupPool
 

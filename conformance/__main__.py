@@ -9,15 +9,17 @@ import argparse
 import importlib
 import sys
 
+from tpconform.spec.options import DEFAULT_DTYPES
+
 
 def _replay(args) -> int:
-    from tpconform.cli.replay import replay
+    from tpconform.cli.replay import replay  # lazy: only the subcommand's
 
     return replay(args)
 
 
 def _list(_args) -> int:
-    from tpconform.impls.registry import available
+    from tpconform.impls.registry import available  # lazy: only the subcommand's
 
     for e in available().values():
         print(f"{e.name:<36} {e.summary}{'' if e.correct else '  [seeded bug]'}")
@@ -27,11 +29,11 @@ def _list(_args) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["check"]:  # the CI gate; every later argument is pytest's (conformance/cli/check.py)
-        from tpconform.cli.check import main as check
+        from tpconform.cli.check import main as check  # lazy: only the subcommand's
 
         return check(argv[1:])
     if argv[:1] == ["torchrun"]:  # one rank of a torchrun launch; later arguments are pytest's
-        from tpconform.transport.torchrun_rank import main as torchrun_rank
+        from tpconform.transport.torchrun_rank import main as torchrun_rank  # lazy: only the subcommand's
 
         return torchrun_rank(argv[1:])
     try:
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated impl specs, e.g. dtensor,fairscale,megatron")
     dp.add_argument("--examples", type=int, default=10, metavar="N", help="generated cases per variant (default: 10)")
     dp.add_argument("--world-sizes", default="1-4", metavar="LIST", help="e.g. 1-4 or 2,3 (default: 1-4)")
-    dp.add_argument("--dtypes", default="float32,float64,bfloat16,float16", metavar="LIST",
+    dp.add_argument("--dtypes", default=DEFAULT_DTYPES, metavar="LIST",
                     help="comma-separated dtypes (default: all four)")
     dp.add_argument("--seed", type=int, default=0, help="the generator's seed: the same seed, the same cases (default: 0)")
     dp.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
@@ -87,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a TOML file of known deviations: differences it explains are reported as such (repeatable)")
     dp.add_argument("--verbose", action="store_true", help="also print cases with only explained differences")
     dp.set_defaults(func=lambda args: importlib.import_module("tpconform.cli.differential").main(args))
-    from tpconform.cli.deviation_report import register as register_report
-    from tpconform.grading.cli import register as register_grade
+    from tpconform.cli.deviation_report import register as register_report  # lazy: only the subcommand's
+    from tpconform.grading.cli import register as register_grade  # lazy: only the subcommand's
 
     register_report(sub)  # tpconform report-deviation ID: a known deviation as an upstream bug report
 

@@ -31,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-ALL_DTYPES = ("float64", "float32", "bfloat16", "float16")
+from tpconform.spec.dtypes import DTYPES as ALL_DTYPES  # the one list of the spec's dtypes
+
 # the collective primitives an impl's ``primitives()`` may offer (the primitives family's variants)
 ALL_PRIMITIVES = ("copy_to", "reduce_from", "scatter_to", "gather_from")
 

@@ -15,7 +15,7 @@ class SeededBug:
     name: str
     module: str
     summary: str
-    caught_by: str  # a property name in tpconform.families.linear.properties.SPEC
+    caught_by: str  # a property of its family (tpconform.families.linear.verdict.SPEC for the single layer)
     variant: str  # the variant (see tpconform.strategies.VARIANTS) whose test must catch it
     cause: str = ""  # words the failure's "likely cause" line must contain ("" checks nothing)
     symptom: str = "violation"  # "violation": the property itself fails; "crash": the example raises or hangs

@@ -12,7 +12,7 @@ The dimensions (:func:`dimensions`; each case has one value of each, simplest fi
 the world size (2, or >= 3, where the middle ranks' slices differ from both ends'); the split dim
 ``divisible`` by the world size, ``non-divisible``, or ``fewer features than ranks`` (some rank
 holds an empty shard); a ``1-D``, ``2-D`` or ``>=3-D`` input; an empty or non-empty batch; each
-memory layout (``tpconform.spec.cases.LAYOUTS``); each dtype; the input's scale; bias or no bias.
+memory layout (``tpconform.families.linear.case.LAYOUTS``); each dtype; the input's scale; bias or no bias.
 Their pairs are what :func:`covering_cases` meets with an all-pairs generator (``pairwise.py``);
 world size 1 is left to the random draws, so every covering case is parallel.
 
@@ -29,7 +29,7 @@ import functools
 import math
 from typing import Sequence
 
-from tpconform.spec.cases import LAYOUTS, LayerCase, layouts_for
+from tpconform.families.linear.case import LAYOUTS, LayerCase, layouts_for
 from tpconform.strategies.layers import VARIANTS, Variant
 from tpconform.strategies.pairwise import Pair, Row, all_pairs, allowed_pairs, pairs_of
 

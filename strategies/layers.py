@@ -8,9 +8,8 @@ from typing import Optional, Sequence, Union
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
-from tpconform.spec.cases import LayerCase, layouts_for
-
-DTYPES = ("float32", "float64", "bfloat16", "float16")
+from tpconform.families.linear.case import LayerCase, layouts_for
+from tpconform.spec.dtypes import DTYPES
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def dtypes(allowed: Sequence[str] = DTYPES):
 
 @functools.cache
 def layouts(batch_dims: int):
-    """Memory layouts for the input and the upstream grad (``tpconform.spec.cases.LAYOUTS``) that mean
+    """Memory layouts for the input and the upstream grad (``tpconform.families.linear.case.LAYOUTS``) that mean
     something with ``batch_dims`` batch dims; shrinks towards ``contiguous``."""
     if batch_dims < 0:
         raise InvalidArgument(f"batch_dims must be >= 0, got {batch_dims}")
@@ -207,7 +206,7 @@ def parallelism_cases(variant: Variant, world_sizes, dtypes, *, batch_dims: int 
     moves activations from one that moves its weight. World size: the smallest above 1 (grading time:
     a layer that moves its weight does so at every world size). Gathering the weight once costs (ranks − 1) × n²
     elements; the allowance for a whole example's activations (10 passes) is 3.8 times less at 2 ranks
-    (``tpconform.families.linear.properties.loopback_allowance``). ``batch_dims``: how many batch dims
+    (``tpconform.families.linear.verdict.loopback_allowance``). ``batch_dims``: how many batch dims
     the input has (0: a 1-D input), as a contract allows them."""
     dtype = "float32" if "float32" in dtypes else list(dtypes)[0]
     parallel = [w for w in sorted(set(int(w) for w in world_sizes)) if w >= 2]

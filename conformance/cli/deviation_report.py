@@ -29,6 +29,7 @@ from typing import Optional
 
 import tpconform.impls.peers.repros
 from tpconform.engine.known_failures import Entry, KnownFailures
+from tpconform.impls.peers import BY_NAME, KNOWN_DEVIATIONS
 
 REPROS = os.path.dirname(os.path.abspath(tpconform.impls.peers.repros.__file__))
 DEVIATION_SHOWN = 1  # the script's exit code when it reproduced the deviation
@@ -110,8 +111,6 @@ def _version(distribution: str) -> str:
 
 
 def versions(entry: Entry) -> list[str]:
-    from tpconform.impls.peers import BY_NAME
-
     lines = []
     peer = BY_NAME.get(entry.impl)
     if peer is not None and peer.requires:
@@ -155,8 +154,6 @@ def report(entry: Entry, run: bool = True) -> str:
 
 
 def entries(files: list[str]) -> list[Entry]:
-    from tpconform.impls.peers import KNOWN_DEVIATIONS
-
     return list(KnownFailures.load([KNOWN_DEVIATIONS, *files]).entries)
 
 

@@ -17,18 +17,22 @@ that quantity, or when one impl declared the case unsupported (``uneven_shards=F
 from __future__ import annotations
 
 import itertools
+import sys
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
 from hypothesis import HealthCheck, given, seed, settings
-from tpconform.engine.known_failures import KnownFailures, default_files
+from tpconform.engine.known_failures import KnownFailures, KnownFailuresError, default_files
+from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import Suite
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
+from tpconform.families.linear.case import LayerCase
 from tpconform.families.linear.family import FAMILY as LINEAR
+from tpconform.impls.registry import ImplError, classify
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import LayerCase
 from tpconform.spec.compare import compare
+from tpconform.spec.options import parse_dtypes, parse_world_sizes
 from tpconform.strategies import VARIANTS, layer_cases
 from tpconform.strategies import world_sizes as ws_strategy
 from tpconform.transport.harness import GroupPool
@@ -46,7 +50,7 @@ class Verdict:
     """One impl on one case: its violations, and which of them are known."""
 
     impl: str
-    evidence: properties.Evidence
+    evidence: verdict.Evidence
     backward: bool = True  # its linear layers declare a backward (capability backward)
     unexpected: dict[str, list[str]] = field(default_factory=dict)  # property -> messages
     expected: dict[str, list[str]] = field(default_factory=dict)  # property -> entry ids
@@ -69,7 +73,7 @@ class CaseReport:
         return not self.disagreements and not any(v.unexpected for v in self.verdicts)
 
 
-def _whole(ev: properties.Evidence, quantity: str) -> Optional[torch.Tensor]:
+def _whole(ev: verdict.Evidence, quantity: str) -> Optional[torch.Tensor]:
     """A quantity as the dense layer has it: per-rank pieces concatenated in rank order."""
     key = quantity.replace(" ", "_")
     parts = [r.get(key) for r in ev.ranks]
@@ -86,7 +90,7 @@ def _whole(ev: properties.Evidence, quantity: str) -> Optional[torch.Tensor]:
     return next((p for p in parts if p is not None), None)
 
 
-def _bound(ev: properties.Evidence, quantity: str) -> torch.Tensor:
+def _bound(ev: verdict.Evidence, quantity: str) -> torch.Tensor:
     t, c = ev.outcome.tensors, ev.case
     if quantity == "output":
         return tol.output_bound(t.x, t.weight, t.bias, c.torch_dtype, c.world_size)
@@ -134,13 +138,13 @@ class Differential:
 
     def verdict(self, suite: Suite, case: LayerCase) -> Verdict:
         ev = suite.evidence(case)
-        v = Verdict(suite.impl_spec, ev, backward=suite.capabilities.of("linear").backward)
-        for prop in properties.SPEC:
+        v = Verdict(suite.impl_spec, ev, backward=suite.capabilities.of(LINEAR.name).backward)
+        for prop in verdict.SPEC:
             if prop == "ranks_agree_on_the_output" and ev.output_is_sharded:
                 continue
             if LINEAR.not_declared(suite, None, prop):  # left out by its capabilities (forward-only: the grads)
                 continue
-            found = properties.evaluate(ev, prop)
+            found = verdict.evaluate(ev, prop)
             used = self.known.triage(suite.impl_spec, prop, case, [f.message for f in found])
             if used is None:
                 v.unexpected[prop] = [f.message for f in found]
@@ -204,16 +208,10 @@ def format_report(r: CaseReport) -> list[str]:
 
 def main(args) -> int:
     """The ``diff`` subcommand (see ``tpconform.__main__``)."""
-    import sys
-
-    from tpconform.engine.known_failures import KnownFailuresError
-    from tpconform.engine.runner import ImplUnusable
-    from tpconform.impls.registry import ImplError, classify
-    from tpconform.pytest_plugin.plugin import parse_world_sizes
-
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
     try:
         sizes = parse_world_sizes(args.world_sizes)
+        dtypes = parse_dtypes(args.dtypes)
         for spec in impls:
             classify(spec)
         paths = list(args.known_failures) + [p for spec in impls for p in default_files(spec)]
@@ -240,7 +238,7 @@ def main(args) -> int:
         if len(usable) < 2:
             print("diff: fewer than two of the impls can be used here", file=sys.stderr)
             return 4
-        for report in diff.generate(args.examples, sizes, args.dtypes.split(","), args.seed):
+        for report in diff.generate(args.examples, sizes, dtypes, args.seed):
             counts["cases"] += 1
             counts["clean"] += report.clean
             counts["disagreements"] += len(report.disagreements)

@@ -5,8 +5,8 @@ A known-failures file (TOML) lists entries::
     [[deviation]]
     id = "dtensor-empty-inner-batch"          # unique, cited in reports
     impl = "dtensor"                          # the --impl spec it is about, or "*"
-    family = "linear"                         # the family (conformance/families/<name>; default linear),
-                                              # or a list of them: ["linear", "subgroups"]
+    family = ["subgroups", "mlp"]             # the family (conformance/families/<name>; default: the first,
+                                              # the single layer), or a list of them
     property = "*"                            # one of the family's properties, a list of them, or "*"
     variant = "*"                             # one of the family's variants, a list of them, or "*"
                                               # (linear, subgroups: column-gathered | column-sharded-output
@@ -67,13 +67,12 @@ from __future__ import annotations
 
 import operator
 import re
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
-import pytest
-from tpconform.families.registry import families, family_of
+from tpconform.families.registry import families, family_of, primary
+from tpconform.impls.peers import BY_NAME, KNOWN_DEVIATIONS
+from tpconform.spec.options import OptionError, read_toml
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
         ">": operator.gt}
@@ -114,7 +113,7 @@ class Entry:
     variant: str = "*"
     when: dict = field(default_factory=dict)
     message: str = ""
-    family: Any = "linear"  # the family (conformance/families/<name>) whose examples it is about, or a list
+    family: Any = ""  # the family (conformance/families/<name>) whose examples it is about, or a list; "": the first
     test: str = ""  # a test function's name: the entry is about that whole test (see the module doc)
     timeout_s: Optional[float] = None  # a hang: the bound for the examples it applies to (see the module doc)
     repro: str = ""  # its minimal script, impls/peers/repros/REPRO.py (conformance/cli/deviation_report.py)
@@ -123,7 +122,7 @@ class Entry:
     matched: int = 0  # of those, how many failed in a way it explains
 
     def applies(self, impl: str, prop: str, case) -> bool:
-        if self.test or family_of(case).name not in _listed(self.family):
+        if self.test or family_of(case).name not in _listed(self.family or primary().name):
             return False
         facts = case_facts(case)
         props, variants = _listed(self.property), _listed(self.variant)
@@ -162,7 +161,7 @@ def _entry(raw: Any, where: str) -> Entry:
     if unknown or missing:
         bad = f"unknown key(s) {sorted(unknown)}" if unknown else f"missing key(s) {sorted(missing)}"
         raise KnownFailuresError(f"{where}: {bad}; keys are {sorted(_KEYS)}")
-    e = Entry(**{"property": "*", **{k: raw[k] for k in raw}}, source=where)
+    e = Entry(**{"property": "*", "family": primary().name, **{k: raw[k] for k in raw}}, source=where)
     named = _names(e, "family", where)
     for name in named:
         if name not in fams:
@@ -201,20 +200,9 @@ def _entry(raw: Any, where: str) -> Entry:
 
 def _read_toml(path: str) -> dict:
     try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise KnownFailuresError(f"{path}: reading TOML on Python {sys.version_info[:2]} needs tomli "
-                                     "(pip install tomli)") from None
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise KnownFailuresError(f"--known-failures={path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise KnownFailuresError(f"{path}: not valid TOML: {exc}") from None
+        return read_toml(path, f"--known-failures={path}")
+    except OptionError as exc:
+        raise KnownFailuresError(str(exc)) from None
 
 
 class KnownFailures:
@@ -301,131 +289,6 @@ class KnownFailures:
         return lines
 
 
-# -- pytest ----------------------------------------------------------------------------------------
-class ExpectingSuite:
-    """A :class:`~tpconform.engine.suite.Suite` whose ``check`` lets an example pass when every violation
-    is explained by a known failure, and remembers which entries it used for the current test."""
-
-    def __init__(self, suite, known: KnownFailures):
-        self._suite, self.known = suite, known
-        self.used: list[Entry] = []
-        self._misses: list[str] = []  # the current example's entries that apply but do not explain it
-
-    def __getattr__(self, name):
-        return getattr(self._suite, name)
-
-    def check(self, case, prop: str) -> None:
-        with self._bounded(prop, case), self._noting_misses():
-            self._suite.check(case, prop, self._explained)
-
-    def check_all(self, case, props) -> None:
-        """``Suite.check_all``, each property's violations triaged as in :meth:`check`."""
-        with self._bounded(props, case), self._noting_misses():
-            self._suite.check_all(case, props, self._explained)
-
-    @contextmanager
-    def _noting_misses(self) -> Iterator[None]:
-        """A failure report gains a line per entry that applies to its example but does not explain it."""
-        self._misses = []
-        try:
-            yield
-        except AssertionError as exc:
-            if not self._misses:
-                raise
-            raise type(exc)("\n".join([str(exc), *dict.fromkeys(self._misses)])) from None  # a PropertyViolated stays one
-
-    def _bounded(self, props, case):
-        """The example's run bounded by the known hang that applies to it, if any (``timeout_s``)."""
-        hang = self.known.bound(self._suite.impl_spec, props, case)
-        return self._suite.bounded(hang.timeout_s if hang else None, f"known failure {hang.id}" if hang else "")
-
-    def _explained(self, prop: str, case, violations) -> bool:
-        """Whether every violation of ``prop`` in this example (maybe none) is a known failure; the
-        entries used are remembered for the test's xfail line. The suite asks this per example, so an
-        expected violation never ends the search: only an unexplained one fails (and is shrunk)."""
-        messages = [v.message for v in violations]
-        used = self.known.triage(self._suite.impl_spec, prop, case, messages)
-        if used is None:
-            self._misses += self.known.misses(self._suite.impl_spec, prop, case, messages)
-            return False
-        self.used.extend(e for e in used if e not in self.used)
-        return True
-
-
-class PytestKnownFailures:
-    """Turns a test whose only failures were explained into xfail; fails the run on stale entries."""
-
-    def __init__(self, expecting: ExpectingSuite):
-        self.expecting = expecting
-
-    def pytest_runtest_setup(self, item):
-        self.expecting.used.clear()
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item, call):
-        outcome = yield
-        report = outcome.get_result()
-        if call.when != "call":
-            return
-        ran = not report.skipped  # a test that skipped itself (e.g. no world size it needs) ran no case
-        if report.passed and self.expecting.used:
-            report.outcome = "skipped"
-            report.wasxfail = "known deviation: " + "; ".join(e.describe() for e in self.expecting.used)
-        callspec = getattr(item, "callspec", None)
-        params = {str(v) for v in callspec.params.values()} if callspec else set()
-        for e in self.expecting.known.entries:
-            variants = set(e.variant) if isinstance(e.variant, list) else {e.variant}
-            if (not ran or e.test != getattr(item, "originalname", item.name)
-                    or ("*" not in variants and not variants & params)):
-                continue
-            e.applicable += 1
-            if report.failed and e.explains(str(report.longrepr)):
-                e.matched += 1
-                report.outcome = "skipped"
-                report.wasxfail = f"known deviation: {e.describe()}"
-
-    def pytest_terminal_summary(self, terminalreporter):
-        lines = self.expecting.known.summary()
-        if lines:
-            terminalreporter.section("tpconform known failures")
-            for line in lines:
-                terminalreporter.write_line(line, red=line.startswith("STALE"))
-
-    def pytest_sessionfinish(self, session):
-        workeroutput = getattr(session.config, "workeroutput", None)
-        if workeroutput is not None:  # an xdist worker: the controller judges the whole run
-            workeroutput["tpconform_known_failures"] = {e.id: (e.applicable, e.matched)
-                                                        for e in self.expecting.known.entries}
-            return
-        if self.expecting.known.stale() and session.exitstatus == 0:
-            session.exitstatus = 1
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node, error):
-        """xdist controller: add each worker's counts, so an entry is stale only if no worker matched it."""
-        counts = getattr(node, "workeroutput", {}).get("tpconform_known_failures", {})
-        for e in self.expecting.known.entries:
-            applicable, matched = counts.get(e.id, (0, 0))
-            e.applicable += applicable
-            e.matched += matched
-
-
 def default_files(impl_spec: str) -> list[str]:
     """The known-failures files an impl ships (the peers' deviations), applied without asking."""
-    from tpconform.impls.peers import BY_NAME, KNOWN_DEVIATIONS
-
     return [KNOWN_DEVIATIONS] if impl_spec in BY_NAME else []
-
-
-def for_pytest(config, suite):
-    """``suite``, wrapped to expect the known failures of ``--known-failures`` and the impl's own."""
-    paths = [*(config.getoption("known_failures") or []), *default_files(suite.impl_spec)]
-    try:
-        known = KnownFailures.load(dict.fromkeys(paths)).for_impl(suite.impl_spec)
-    except KnownFailuresError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    if not known.entries:
-        return suite
-    expecting = ExpectingSuite(suite, known)
-    config.pluginmanager.register(PytestKnownFailures(expecting), "tpconform-known-failures")
-    return expecting

@@ -1,23 +1,13 @@
-"""Run one layer case of one impl on a persistent group; return what every rank reported."""
+"""Drive one impl over persistent groups: load it (once per group), send each rank its message for one
+example, and collect every rank's checked reply, whatever the family (each family's ``run`` builds the
+messages and reads the replies: the linear one in :mod:`tpconform.families.linear.run`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from tpconform.families.registry import families
-from tpconform.spec.cases import (
-    STAGES,
-    CaseTensors,
-    LayerCase,
-    conversion_for,
-    declared_stages,
-    for_workers,
-    make_tensors,
-    mixed_precision_for,
-    partition,
-)
-from tpconform.spec.results import RankResult, malformed
+from tpconform.spec.results import malformed
 from tpconform.spec.violations import fold_ranks
 from tpconform.transport.contract import GroupFailure, Pool, cut_text
 from tpconform.transport.harness import GroupPool
@@ -25,28 +15,6 @@ from tpconform.transport.harness import GroupPool
 
 class ImplUnusable(Exception):
     """The impl could not be loaded in a worker; the message is one line for the user."""
-
-
-@dataclass
-class Outcome:
-    """What came back from one example: per-rank results, or why there are none."""
-
-    case: LayerCase
-    tensors: CaseTensors
-    ranks: list[RankResult] = field(default_factory=list)  # what each rank reported
-    crash: Optional[str] = None  # hang / death / exception text, when the example did not complete
-    stages: tuple = STAGES  # what the workers ran after building the layer (tpconform.spec.cases.STAGES)
-    # stage "conversion": (build dtype, method) the verdict chose (cases.conversion_for); None: not run
-    conversion: Optional[tuple[str, str]] = None
-    # stage "mixed_precision": (parameter dtype, compute dtype) the verdict chose (cases.mixed_precision_for)
-    mixed_precision: Optional[tuple[str, str]] = None
-    # bytes the network namespace's loopback carried while the ranks built and ran it, read by this
-    # process from the kernel (Runner.traffic); None where no private count exists (outside the sandbox)
-    loopback_bytes: Optional[int] = None
-
-    @property
-    def construct_failed(self) -> bool:
-        return bool(self.ranks) and self.ranks[0].construct_failed
 
 
 def _results(replies: dict[int, Any]) -> tuple[dict[int, Any], Optional[str]]:
@@ -113,23 +81,6 @@ class Runner:
             self._description = _checked_description(reply.get("describe"), self.impl_spec)
         return self._description
 
-    def conversion(self, case: LayerCase) -> Optional[tuple[str, str]]:
-        """How the conversion stage builds and converts ``case``'s layer (``cases.conversion_for``, from
-        the dtypes the impl declares for the linear family); ``None``: no other dtype is declared."""
-        return conversion_for(case.dtype, self._stage_dtypes())
-
-    def mixed_precision(self, case: LayerCase) -> Optional[tuple[str, str]]:
-        """The mixed-precision stage's parameter and compute dtypes for ``case`` (``cases.mixed_precision_for``,
-        from the dtypes the impl declares for the linear family); ``None``: it declares no such pair."""
-        return mixed_precision_for(case.dtype, self._stage_dtypes())
-
-    def _stage_dtypes(self) -> tuple[str, ...]:
-        """The dtypes the conversion and mixed-precision stages choose from: :attr:`judged_dtypes` where a
-        grade sets them, else those the impl declares for the linear family."""
-        from tpconform.impls.protocol import Capabilities
-
-        return self.judged_dtypes or Capabilities.from_dict(self.describe()["capabilities"]).of("linear").dtypes
-
     def _group(self, world_size: int):
         """The group for ``world_size``, with the impl already loaded on every rank.
 
@@ -182,90 +133,3 @@ class Runner:
                 group.close()  # a stage raised on some ranks only: the group's state is unknown
                 break
         return results, None
-
-    def run(self, case: LayerCase, stages: Optional[Sequence[str]] = None,
-            while_waiting: Optional[Callable[[CaseTensors], None]] = None, forward_only: bool = False) -> Outcome:
-        """Run ``case`` on every rank: build the layer, then the worker ``stages`` (all by default).
-        ``while_waiting(tensors)`` runs in this process while the ranks work. ``forward_only``: the layer
-        declares no backward (capability ``backward=False``): only the forward stages run, under
-        ``torch.no_grad()``."""
-        stages = declared_stages(stages, forward_only)
-        steps = bool({"train_step", "mixed_precision"} & set(stages))  # the stages that run a training step
-        tensors = make_tensors(case, update=steps)
-        outcome = Outcome(case, tensors, stages=stages)
-        message: dict[str, Any] = {"cmd": "run", "family": "linear", "impl": self.impl_spec, "case": for_workers(case),
-                                   "data": tensors.as_dict(), "stages": list(outcome.stages)}
-        if forward_only:
-            message["forward_only"] = True
-        if "conversion" in stages:
-            outcome.conversion = self.conversion(case)
-            message["conversion"] = outcome.conversion and list(outcome.conversion)
-        if "mixed_precision" in stages:
-            outcome.mixed_precision = self.mixed_precision(case)
-            message["mixed_precision"] = outcome.mixed_precision and list(outcome.mixed_precision)
-        messages = {r: message for r in range(case.world_size)}
-        sent = [0]
-        private_update = steps and case.world_size >= 2
-        if case.sharding.sliced_tensor(case) and not outcome.stages:
-            messages = {r: build_only(message) for r in range(case.world_size)}  # the shards alone are read
-        elif case.sharding.sliced_tensor(case) or private_update:
-            # A rank gets only its slice of the input (row, input_is_parallel) or of the upstream grad
-            # (column, sharded output), never the whole tensor it could read out of the harness's frames
-            # instead of communicating, and only its own slice of the training step's delta (an update
-            # no other rank is sent: matching the dense layer after it needs the others' partial
-            # results): first the layer is built for its shard shapes alone (sent the weight and bias
-            # only), then each rank is sent its slices along the partition those shapes imply.
-            first, outcome.crash = self.request(case.world_size, {r: build_only(message)
-                                                                  for r in range(case.world_size)}, sent=sent)
-            if outcome.crash is not None:
-                return outcome
-            if any(res.get("construct_failed_ranks") for res in first.values()):
-                outcome.ranks = [RankResult.from_wire(first[r]) for r in range(case.world_size)]
-                outcome.loopback_bytes = sent[0] if self.traffic is not None else None
-                return outcome
-            messages = _sliced_messages(case, message, tensors, [first[r] for r in range(case.world_size)])
-        results, outcome.crash = self.request(case.world_size, messages,
-                                              None if while_waiting is None else lambda: while_waiting(tensors), sent)
-        if self.traffic is not None:
-            outcome.loopback_bytes = sent[0]
-        if outcome.crash is None:
-            outcome.ranks = [RankResult.from_wire(results[r]) for r in range(case.world_size)]
-        return outcome
-
-
-def build_only(message: dict) -> dict:
-    """``message`` for the round that only builds the layer: the weight and bias, no input, no upstream grad
-    (a layer's constructor may keep whatever it is sent for the calls that follow)."""
-    data = message["data"]
-    return {**message, "stages": [], "data": {"weight": data["weight"], "bias": data["bias"], "x": None,
-                                               "grad_out": None}}
-
-
-def _sliced_messages(case: LayerCase, message: dict, tensors: CaseTensors, shards: list) -> dict[int, dict]:
-    def width(res: dict, dim: int) -> int:
-        w = res.get("weight_shard")
-        return int(w.shape[dim]) if hasattr(w, "shape") and len(w.shape) == 2 else -1
-
-    data = tensors.as_dict()
-    key, sharding = case.sharding.sliced_tensor(case), case.sharding
-    parts = partition([width(res, sharding.weight_dim) for res in shards], sharding.split_features(case),
-                      case.world_size)
-    out, start = {}, 0
-    update = data.get("update")
-    for r, n in enumerate(parts):
-        sent = dict(data)
-        if key:
-            sent[key] = data[key].narrow(-1, start, n).clone()
-        if update is not None:
-            u = dict(update)
-            if key:  # the training step's own input and upstream grad: sliced the same way
-                u[key] = update[key].narrow(-1, start, n).clone()
-            # the delta: this rank's slice only (the worker adds it to its shards as it is)
-            u["delta_weight"] = update["delta_weight"].narrow(sharding.weight_dim, start, n).clone()
-            if update["delta_bias"] is not None and sharding.bias_sharded:
-                u["delta_bias"] = update["delta_bias"].narrow(0, start, n).clone()
-            u["delta_sliced"] = True
-            sent["update"] = u
-        start += n
-        out[r] = {**message, "data": sent, "sliced": key} if key else {**message, "data": sent}
-    return out

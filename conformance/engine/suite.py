@@ -16,7 +16,7 @@ from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_com
     shell_word,
 )
 from tpconform.engine.runner import Runner
-from tpconform.families.registry import families, family, family_of
+from tpconform.families.registry import families, family, family_of, primary
 from tpconform.impls.protocol import Capabilities
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation
@@ -46,16 +46,16 @@ class Suite:
         self.dtypes = tuple(dtypes)
         self.examples = 0
         self._strategies: dict = {}
-        self.coverage = Coverage()  # the case classes and their pairs each linear property was judged on
+        self.coverage = Coverage()  # the case classes and their pairs each property of a covered family met
 
     # -- the run's options and the impl's declaration ---------------------------------------------
-    def _dtypes(self, family: str = "linear") -> list[str]:
-        """The run's dtypes that family ``family`` is declared for."""
-        return [d for d in self.dtypes if d in self.capabilities.of(family).dtypes]
+    def _dtypes(self, family: Optional[str] = None) -> list[str]:
+        """The run's dtypes that family ``family`` (the primary one when ``None``) is declared for."""
+        return [d for d in self.dtypes if d in self.capabilities.of(family or primary().name).dtypes]
 
     def unsupported(self, variant: Variant) -> Optional[str]:
-        """Why the impl does not declare the linear layer ``variant`` (``None`` when it does)."""
-        return family("linear").unsupported(self, variant)  # type: ignore[attr-defined]
+        """Why the impl does not declare the primary family's ``variant`` (``None`` when it does)."""
+        return primary().unsupported(self, variant)
 
     @property
     def pool(self) -> Pool:
@@ -69,9 +69,11 @@ class Suite:
     def capabilities(self) -> Capabilities:
         return Capabilities.from_dict(self.description["capabilities"])
 
-    def cases(self, variant: Any, family_name: str = "linear"):
-        """The Hypothesis strategy of ``family_name``'s cases for ``variant`` within this run's options
-        (built once: Hypothesis works out a new strategy's properties on first use, at a cost per example)."""
+    def cases(self, variant: Any, family_name: Optional[str] = None):
+        """The Hypothesis strategy of ``family_name``'s cases (the primary family's when ``None``) for
+        ``variant`` within this run's options (built once: Hypothesis works out a new strategy's properties
+        on first use, at a cost per example)."""
+        family_name = family_name or primary().name
         key = (family_name, variant)
         if key not in self._strategies:
             self._strategies[key] = family(family_name).cases(self, variant)
@@ -128,8 +130,8 @@ class Suite:
 
     def _offered(self, fam: Family, case, props: Sequence[str], stages: Optional[Sequence[str]] = None):
         """``case`` run (the ``stages`` named; all by default), its case classes and their pairs counted
-        for ``props`` (linear); :class:`NotOffered` when the impl offers no layer of the family."""
-        if fam.name == "linear":
+        for ``props`` (a covered family); :class:`NotOffered` when the impl offers no layer of the family."""
+        if fam.covered:
             self.coverage.count(case, props)
         ev = fam.run(self, case, stages)
         if ev is None:
@@ -187,5 +189,5 @@ def declared_limits(suite: Suite) -> list[str]:
 
 
 def coverage_lines(suite: Suite) -> list[str]:
-    """Per linear property, the case classes and pairs of classes it was judged on (``Coverage.lines``)."""
+    """Per property of the covered family, the case classes and pairs of classes it was judged on (``Coverage.lines``)."""
     return suite.coverage.lines(suite.world_sizes, suite._dtypes() or list(suite.dtypes))

@@ -5,12 +5,14 @@ An extension module defines its case, its properties and a few lines gluing thes
 
 - :func:`run_on_every_rank`: send one worker command (registered in the family's ``worker.py``) for a case
   to each of its ranks and collect their replies;
+- :func:`run_built_first`: the same for code whose ranks hold slices along a partition it chooses: a
+  build-only (or forward-only) round learns the partition, then each rank is sent its slices alone;
 - :func:`preconditions`: the violations that stop a property from being evaluated (the run did not
   complete, or a rank's construction raised);
 - :func:`compare_on_rank` / :func:`compare_fields`: one rank's reply against the dense expectation,
   within a bound, as violations;
 - :func:`rank_slice`: a rank's slice of a dim split into the partition a layer chose (read from its
-  shard shapes by :func:`tpconform.spec.cases.partition`);
+  shard shapes by :func:`tpconform.spec.partition.partition`);
 - :class:`ExtensionFamily`: a family whose verdict module has ``evidence`` and ``violations``.
 """
 
@@ -20,9 +22,10 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from tpconform.families.registry import family_of
-from tpconform.spec.cases import for_workers
 from tpconform.spec.compare import compare
 from tpconform.spec.family import Family
+from tpconform.spec.partition import partition
+from tpconform.spec.plain_case import for_workers
 from tpconform.spec.violations import Violation
 
 
@@ -30,15 +33,12 @@ def run_on_every_rank(suite, case, command: str,
                       data: Union[dict, Callable[[int], dict]]) -> tuple[list[dict], Optional[str]]:
     """Send the worker ``command`` for ``case`` to each of its ``world_size`` ranks, with ``data``
     (the same for every rank: one message, encoded once) or ``data(rank)``, and count the example. The
-    case goes without its seed (:func:`tpconform.spec.cases.for_workers`): a tensor a rank is sent a slice
+    case goes without its seed (:func:`tpconform.spec.plain_case.for_workers`): a tensor a rank is sent a slice
     of is sent as that slice, never whole.
 
     Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
     not complete (``None`` when it did)."""
-    ws, family = case.world_size, family_of(case).name
-    head = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case)}
-    if not suite.capabilities.of(family).backward:
-        head["forward_only"] = True  # run under torch.no_grad() (transport/worker.py): no backward asked
+    ws, head = case.world_size, _head(suite, case, command)
     if callable(data):
         messages = {r: {**head, "data": data(r)} for r in range(ws)}
     else:
@@ -47,6 +47,47 @@ def run_on_every_rank(suite, case, command: str,
     results, crash = suite.runner.request(ws, messages)
     suite.examples += 1
     return ([results[r] for r in range(ws)] if not crash else []), crash
+
+
+def _head(suite, case, command: str) -> dict:
+    family = family_of(case).name
+    head = {"cmd": command, "family": family, "impl": suite.impl_spec, "case": for_workers(case)}
+    if not suite.capabilities.of(family).backward:
+        head["forward_only"] = True  # run under torch.no_grad() (transport/worker.py): no backward asked
+    return head
+
+
+def width_of(key: str, dim: int) -> Callable[[dict], int]:
+    """A reply's ``key`` tensor's size along ``dim`` (``-1`` when it has no such dim), for :func:`run_built_first`."""
+    def width(res: dict) -> int:
+        t = res.get(key)
+        return int(t.shape[dim]) if isinstance(t, torch.Tensor) and -t.dim() <= dim < t.dim() else -1
+    return width
+
+
+def run_built_first(suite, case, command: str, build_data: dict,
+                    share: Callable[[int, list[int]], dict], width: Callable[[dict], int],
+                    total: int) -> tuple[list[dict], Optional[str]]:
+    """:func:`run_on_every_rank` for code whose ranks hold slices along a partition it chooses (``width``
+    of each rank's reply, of ``total``: a layer's weight shard, a primitive's output): first every rank
+    runs on ``build_data`` alone (a layer's weight and bias; ``"stages": []``: the worker builds, or runs
+    the forward, and replies), then each rank is sent ``share(rank, partition)``, its own share of every
+    tensor, never the whole of one it holds a slice of. The partition is
+    :func:`tpconform.spec.partition.partition`'s, so the verdict's slices and the worker's agree. One
+    example; at one rank, one round (its share is everything). Returns as :func:`run_on_every_rank`
+    does: the first round's replies when the impl offers no such layer or a rank's construction raised."""
+    ws = case.world_size
+    if ws == 1:
+        return run_on_every_rank(suite, case, command, lambda r: share(r, [total]))
+    head = _head(suite, case, command)
+    first, crash = suite.runner.request(ws, {r: {**head, "stages": [], "data": build_data} for r in range(ws)})
+    replies = [first[r] for r in range(ws)] if not crash else []
+    if crash or not_offered(replies) or any(res.get("construct_failed_ranks") for res in replies):
+        suite.examples += 1
+        return replies, crash
+
+    parts = partition([width(res) for res in replies], total, ws)
+    return run_on_every_rank(suite, case, command, lambda r: share(r, parts))
 
 
 def not_offered(ranks: list[dict]) -> bool:
@@ -62,7 +103,7 @@ def preconditions(prop: str, crash: Optional[str], ranks: list[dict],
                   construction_failed: Callable[[list[int]], str],
                   rejection_declared: bool = False) -> Optional[list[Violation]]:
     """Violations that stop ``prop`` from being evaluated, ``[]`` when the example conforms
-    vacuously, ``None`` when ``prop`` should be evaluated (as :func:`tpconform.families.linear.properties.preconditions`).
+    vacuously, ``None`` when ``prop`` should be evaluated (as :func:`tpconform.families.linear.verdict.preconditions`).
 
     A run that did not complete is a violation; so is a construction that raised on some rank, with
     the message ``construction_failed(failed ranks)`` — unless it raised on every rank and

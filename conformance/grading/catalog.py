@@ -1,17 +1,20 @@
 """What a grade is made of, over every family: the properties and the variants cells are named by.
 
-The linear family's variants keep their names (``row-sliced-input``); another family's are
-``family/variant`` (``primitives/copy_to``, ``mlp/any``). Sub-groups check the linear properties,
-so their cells are more variants of those properties (``subgroups/row-full-input``)."""
+The primary family's variants (the single layer's, the first family: ``families/registry.py``) keep their
+names (``row-sliced-input``); another family's are ``family/variant`` (``primitives/copy_to``, ``mlp/any``).
+Sub-groups check the single layer's properties, so their cells are more variants of those properties
+(``subgroups/row-full-input``)."""
 
 from __future__ import annotations
 
-from tpconform.families.registry import families
+from tpconform.families.registry import families, primary
+
+PRIMARY = primary().name  # the family always scored, whose variants go bare
 
 
 def variant_name(family: str, variant) -> str:
     v = "any" if variant is None else str(variant)
-    return v if family == "linear" else f"{family}/{v}"
+    return v if family == PRIMARY else f"{family}/{v}"
 
 
 def _catalog() -> tuple[dict[str, list[str]], dict[str, str], tuple[str, ...]]:
@@ -30,4 +33,4 @@ def _catalog() -> tuple[dict[str, list[str]], dict[str, str], tuple[str, ...]]:
 VARIANTS_OF, FAMILY_OF, SELF_REPORTED = _catalog()
 ALL_PROPERTIES = tuple(VARIANTS_OF)
 ALL_VARIANTS = tuple(dict.fromkeys(v for vs in VARIANTS_OF.values() for v in vs))
-LINEAR_VARIANTS = tuple(variant_name("linear", v) for v in families()["linear"].variants())
+PRIMARY_VARIANTS = tuple(variant_name(PRIMARY, v) for v in primary().variants())

@@ -11,12 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from tpconform.grading.records import write_atomic
+import hypothesis
+import tpconform
+from tpconform.engine import profiles
+from tpconform.grading import bwrap, report
+from tpconform.grading.contract import ContractError, load_contract
+from tpconform.grading.isolation import Limits, SuiteSnapshot, kill_all, read_suite, run_isolated, source_digest
+from tpconform.grading.records import Invalid, stored_result, write_atomic
+from tpconform.grading.scoring import WeightsError, load_weights
+from tpconform.grading.submissions import SubmissionsError, discover
+from tpconform.spec.options import DEFAULT_DTYPES, DEFAULT_WORLD_SIZES, OptionError, parse_dtypes, parse_world_sizes
+from tqdm import tqdm
 
 RESULTS_DIR = "submissions"
 BAD_INPUT = 4  # the exit code for bad input, as ``tpconform check`` (pytest's usage error)
@@ -114,11 +125,6 @@ def _meminfo_gib(key: str) -> float:
 
 
 def _options(args) -> dict:
-    from tpconform.grading.contract import load_contract
-    from tpconform.pytest_plugin import profiles
-    from tpconform.pytest_plugin.plugin import parse_world_sizes
-    from tpconform.strategies import DTYPES
-
     contract = None
     if args.contract:
         if args.world_sizes or args.dtypes:
@@ -126,14 +132,11 @@ def _options(args) -> dict:
         contract = load_contract(args.contract)
         sizes, dtypes = list(contract.world_sizes), list(contract.dtypes)
     else:
-        world_sizes, dtype_list = args.world_sizes or "1-8", args.dtypes or ",".join(DTYPES)
         try:
-            sizes = parse_world_sizes(world_sizes)
-        except ValueError:
-            raise UsageProblem(f"--world-sizes={world_sizes}: expected e.g. '1-8' or '2,3,4'") from None
-        dtypes = [d.strip() for d in dtype_list.split(",") if d.strip()]
-        if not dtypes or any(d not in DTYPES for d in dtypes):
-            raise UsageProblem(f"--dtypes={dtype_list}: choose from {', '.join(DTYPES)}")
+            sizes = parse_world_sizes(args.world_sizes or DEFAULT_WORLD_SIZES)
+            dtypes = parse_dtypes(args.dtypes or DEFAULT_DTYPES)
+        except OptionError as exc:
+            raise UsageProblem(str(exc)) from None
     if args.jobs is None:
         args.jobs = default_jobs(sizes)
     examples = args.examples
@@ -149,8 +152,6 @@ def _options(args) -> dict:
     for name, value in (("--timeout", args.timeout), ("--time-limit", args.time_limit)):
         if value <= 0:
             raise UsageProblem(f"{name}={value}: must be positive")
-    from tpconform.grading import bwrap
-
     if args.unsandboxed:
         sandbox = "none (--unsandboxed)"
     else:
@@ -167,10 +168,7 @@ def _options(args) -> dict:
 
 def run_record(options: dict, weights) -> dict:
     """What the report records about the run, so the same seed and profile can be checked again."""
-    import hypothesis
-    import torch
-    import tpconform
-    from tpconform.grading.isolation import source_digest
+    import torch  # lazy: its version only; the host imports no torch of its own (the verdict runs it)
 
     return {"suite_version": tpconform.__version__, "suite_sha256": source_digest(),
             "torch_version": torch.__version__, "hypothesis_version": hypothesis.__version__,
@@ -190,8 +188,6 @@ def _fingerprint(sub, options: dict, suite_sha: str) -> str:
 def _finished(path: str, fingerprint: str, sub):
     """The stored record at ``path`` if it is ``sub``'s (its key), for this fingerprint, and passes
     the schema check; with ``sub``'s name and path as they are now."""
-    from tpconform.grading.records import Invalid, stored_result
-
     try:
         if os.path.getsize(path) > 64 << 20:
             return None
@@ -209,8 +205,6 @@ def _finished(path: str, fingerprint: str, sub):
 
 
 def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
-    from tpconform.grading.isolation import Limits, run_isolated
-
     record = {"name": sub.name, "key": sub.key, "path": sub.path, "kind": sub.kind, "impl": sub.impl,
               "fingerprint": fingerprint, "sha256": sub.sha256() if sub.kind != "invalid" else None}
     if sub.kind == "invalid":
@@ -237,11 +231,6 @@ def _grade(sub, options: dict, snapshots, fingerprint: str, path: str) -> dict:
 
 
 def main(args) -> int:
-    from tpconform.grading import report
-    from tpconform.grading.contract import ContractError
-    from tpconform.grading.scoring import WeightsError, load_weights
-    from tpconform.grading.submissions import SubmissionsError, discover
-
     try:
         options = _options(args)
         weights = load_weights(args.weights)
@@ -280,15 +269,8 @@ def main(args) -> int:
 
 
 def _grade_all(todo, options, records, args) -> None:
-    import queue
-
-    from tpconform.grading.isolation import SuiteSnapshot, kill_all
-    from tqdm import tqdm
-
     jobs = max(1, min(args.jobs, len(todo) or 1))
     snapshots: queue.Queue = queue.Queue()
-    from tpconform.grading.isolation import read_suite
-
     pristine = read_suite() if todo else {}
     made = [SuiteSnapshot(pristine) for _ in range(jobs)] if todo else []
     for s in made:

@@ -18,14 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from hypothesis import strategies as st
+from tpconform.families.linear.case import LayerCase
 from tpconform.families.registry import families
-from tpconform.spec.cases import LayerCase
+from tpconform.grading.catalog import PRIMARY
+from tpconform.grading.scoring import load_weights
+from tpconform.spec.options import OptionError, read_toml
 from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
 from tpconform.strategies.case_classes import covering_cases
 from tpconform.strategies.layers import anchor_cases, parallelism_cases
@@ -67,7 +65,7 @@ class Contract:
     beyond_world_sizes: tuple[int, ...]
     beyond_dtypes: tuple[str, ...]
     source: str = ""
-    families: tuple[str, ...] = ("linear",)  # the families graded (each scores where the submission offers it)
+    families: tuple[str, ...] = (PRIMARY,)  # the families graded (each scores where the submission offers it)
 
     # -- what is inside ------------------------------------------------------------------------------
     @property
@@ -217,7 +215,7 @@ class Contract:
                    divisibility=d["divisibility"], variants=tuple(d["variants"]), bias=d["bias"],
                    input_ranks=tuple(d["input_ranks"]), beyond_examples=b["examples"],
                    beyond_world_sizes=tuple(b["world_sizes"]), beyond_dtypes=tuple(b["dtypes"]),
-                   source=d.get("source", ""), families=tuple(d.get("families", ["linear"])))
+                   source=d.get("source", ""), families=tuple(d.get("families", [PRIMARY])))
 
     def summary(self) -> str:
         """One line a student can read: what the assignment requires."""
@@ -263,20 +261,15 @@ def _choice(path: str, key: str, value: Any, allowed: tuple) -> str:
 def default_variants() -> tuple[str, ...]:
     """A contract's variants when it names none: the required variants of the default weights
     (``conformance/grading/weights.toml``: the simple-module convention's two layers)."""
-    from tpconform.grading.scoring import load_weights
-
     return tuple(load_weights().required)
 
 
 def load_contract(path: str) -> Contract:
     """The contract in the TOML file ``path``; raises :class:`ContractError` (one line) when it is unusable."""
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ContractError(f"--contract={path}: cannot read it: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ContractError(f"--contract={path}: not valid TOML: {exc}") from None
+        data = read_toml(path, f"--contract={path}")
+    except OptionError as exc:
+        raise ContractError(str(exc)) from None
     unknown = set(data) - KEYS
     if unknown:
         raise ContractError(f"--contract={path}: unknown keys {sorted(unknown)}; keys are {', '.join(sorted(KEYS))}")
@@ -286,7 +279,7 @@ def load_contract(path: str) -> Contract:
     name = data.get("name", path)
     if not isinstance(name, str):
         raise ContractError(f"--contract={path}: name must be a string")
-    fams = _list(path, "families", data.get("families", ["linear"]), FAMILIES)
+    fams = _list(path, "families", data.get("families", [PRIMARY]), FAMILIES)
     sizes = _sizes(path, "world_sizes", data["world_sizes"])
     dtypes = _list(path, "dtypes", data["dtypes"], DTYPES)
     beyond = data.get("beyond", {})

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from tpconform.families.linear.diagnosis import likely_cause
-from tpconform.families.linear.properties import SPEC, Evidence, Violation
+from tpconform.families.linear.verdict import SPEC, Evidence, Violation
 
 SHAPE_PROPERTY = "output_shape_and_dtype_match_nn_linear"
 # properties that read the output or back-propagate through it: unjudged when its shape is wrong

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tpconform.grading.catalog import FAMILY_OF
+from tpconform.grading.catalog import FAMILY_OF, PRIMARY
 
 KIND_WORDS = {"property": "wrong result", "raised": "the layer raised", "shape": "wrong output shape",
               "crash": "a rank died", "hang": "a hang"}
@@ -29,7 +29,7 @@ def results(sub: dict) -> dict:
         failures = [c.get("failure") for c in v["variants"].values() if c.get("failure")]
         if failures:
             out += "\n\n" + failures[0]
-        tests.append({"name": p, "score": v["score"], "max_score": v["max"], "tags": [FAMILY_OF.get(p, "linear")],
+        tests.append({"name": p, "score": v["score"], "max_score": v["max"], "tags": [FAMILY_OF.get(p, PRIMARY)],
                       "status": "passed" if v["verdict"] == "pass" else "failed", "output": out,
                       "output_format": "text"})
     output = sub.get("why") or f"{sub['total']:g} / {sub['max']:g}"
@@ -39,7 +39,7 @@ def results(sub: dict) -> dict:
         if f.get("student_replay"):
             output += f"\nreplay: {f['student_replay']}"
     if not_applicable:
-        families = Counter(FAMILY_OF.get(p, "linear") for p in not_applicable)
+        families = Counter(FAMILY_OF.get(p, PRIMARY) for p in not_applicable)
         output += ("\n\nNot applicable to this submission (no tests, no points): the properties of "
                    + ", ".join(f"{family} ({n})" for family, n in families.items()) + ": "
                    + ", ".join(not_applicable))

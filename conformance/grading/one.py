@@ -42,12 +42,12 @@ from typing import Any, Callable, Optional
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite, declared_limits, format_failure, replay_command
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
 from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.linear.family import NOT_MEASURED
-from tpconform.families.linear.properties import Violation
-from tpconform.families.registry import families
+from tpconform.families.linear.verdict import Violation
+from tpconform.families.registry import families, primary
 from tpconform.grading.catalog import variant_name
 from tpconform.grading.contract import Contract, unique
 from tpconform.grading.failures import (
@@ -62,6 +62,7 @@ from tpconform.grading.failures import (
     signatures,
     upstream_grad_note,
 )
+from tpconform.spec.family import Family
 from tpconform.strategies import VARIANTS, Variant
 from tpconform.strategies.case_classes import covering_cases
 from tpconform.strategies.layers import anchor_cases, parallelism_cases
@@ -69,7 +70,7 @@ from tpconform.transport import loopback, rank_walls
 from tpconform.transport.contract import cut_text
 from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 
-PROPERTIES = tuple(properties.SPEC)
+PROPERTIES = tuple(verdict.SPEC)
 SHRINK_SECONDS = 3.0  # the most one failure group's search for a smaller example may take
 
 
@@ -84,7 +85,7 @@ class ContractSuite(Suite):
         self.unmeasured: Optional[str] = None  # why the loopback's byte count is not available (None: it is)
         self.runner.judged_dtypes = tuple(self.dtypes)  # the conversion and mixed-precision stages too
 
-    def _dtypes(self, family: str = "linear") -> list[str]:
+    def _dtypes(self, family: Optional[str] = None) -> list[str]:
         return list(self.dtypes)  # the contract's, whatever the submission declares
 
     def narrowed(self) -> str | None:
@@ -135,7 +136,7 @@ def not_applicable(suite: Suite, variant, prop: str) -> tuple[str, str] | None:
         return "not-declared", reason
     if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
         return "n/a", "a sharded column output is not replicated: nothing to agree on"
-    if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
+    if prop in verdict.MEASURED_OUTSIDE and suite.runner.traffic is None:
         return "n/a", getattr(suite, "unmeasured", None) or NOT_MEASURED
     # a property the submission's capabilities leave out (a forward-only layer's gradients): after the two
     # above, which hold for every submission alike (the maximum never depends on what one declares)
@@ -183,7 +184,7 @@ class Grader:
             world_sizes, dtypes = contract.world_sizes, contract.dtypes
         pool = GroupPool(timeout_s=timeout_s, memory_limit=memory_limit)
         self.suite = ContractSuite(impl, pool, world_sizes=world_sizes, dtypes=dtypes, contract=contract)
-        # the parallelism check's byte count (properties.really_tensor_parallel): only in the sandbox's
+        # the parallelism check's byte count (verdict.really_tensor_parallel): only in the sandbox's
         # own network namespace, read here, in the verdict, never by the candidate's processes
         if private_network:
             self.suite.runner.traffic = loopback.private_counter()
@@ -222,7 +223,7 @@ class Grader:
             out: dict[str, tuple[Signature, list, list]] = {}
             if not crash_kind(ev.outcome.crash):
                 for prop in props:
-                    found = properties.evaluate(ev, prop)
+                    found = verdict.evaluate(ev, prop)
                     if not found:
                         continue
                     for sig, covered in signatures(ev, prop, found):
@@ -279,35 +280,42 @@ class Grader:
         narrowed = self.suite.narrowed()
         if narrowed:
             self.emit({"narrowed": narrowed})
-        for scope in self.scopes():
-            for variant in VARIANTS:
-                self.grade_variant(variant, scope)
-        for name in self.graded_families():
-            self.grade_family(name)
+        for fam in self.graded_families():
+            self.grade_family(fam)
 
-    def graded_families(self) -> list[str]:
-        """The families beyond the single layer that this grade scores: the contract's, or every one
-        (each scores only where the submission offers it)."""
+    def graded_families(self) -> list[Family]:
+        """The families this grade scores, in the registry's order: the primary one (the single layer)
+        always, then the contract's, or every one (each scores only where the submission offers it)."""
         wanted = self.contract.families if self.contract is not None else tuple(families())
-        return [name for name in families() if name != "linear" and name in wanted]
+        return [fam for fam in families().values() if fam is primary() or fam.name in wanted]
 
-    def grade_family(self, name: str) -> None:
-        """One cell per property and variant of family ``name``: a seeded search of its cases (as many
-        as ``pytest`` draws for it: ``tpconform.pytest_plugin.testing.property_test``), the first
-        violation shrunk for its minimal example."""
-        fam = families()[name]
+    def grade_family(self, fam: Family) -> None:
+        """Every cell of ``fam``: the primary family's per scope and variant (:meth:`grade_variant`: the
+        contract's cases, the anchors, failures grouped by signature and each group shrunk), every other
+        family's per property and variant (:meth:`grade_property`)."""
+        if fam is primary():
+            for scope in self.scopes():
+                for variant in fam.variants():
+                    self.grade_variant(variant, scope)
+            return
         for variant in fam.variants():
             for prop in fam.properties:
-                cell = {"property": prop, "variant": variant_name(name, variant), "examples": 0}
-                undeclared = fam.not_declared(self.suite, variant, prop)
-                if undeclared:  # outside what the submission declares: never a pass (scoring: 0 of its share)
-                    self.emit({"cell": {**cell, "verdict": "not-declared", "reason": undeclared}})
-                    continue
-                why = fam.not_applicable(self.suite, variant, prop)
-                if why:
-                    self.emit({"cell": {**cell, "verdict": "n/a", "reason": why}})
-                    continue
-                self.emit({"cell": {**cell, **self._family_cell(fam, variant, prop)}})
+                self.grade_property(fam, variant, prop)
+
+    def grade_property(self, fam: Family, variant, prop: str) -> None:
+        """One cell: a seeded search of ``fam``'s cases for ``variant`` (as many as ``pytest`` draws for it:
+        ``tpconform.pytest_plugin.testing.property_test``), the first violation of ``prop`` shrunk for its
+        minimal example."""
+        cell = {"property": prop, "variant": variant_name(fam.name, variant), "examples": 0}
+        undeclared = fam.not_declared(self.suite, variant, prop)
+        if undeclared:  # outside what the submission declares: never a pass (scoring: 0 of its share)
+            self.emit({"cell": {**cell, "verdict": "not-declared", "reason": undeclared}})
+            return
+        why = fam.not_applicable(self.suite, variant, prop)
+        if why:
+            self.emit({"cell": {**cell, "verdict": "n/a", "reason": why}})
+            return
+        self.emit({"cell": {**cell, **self._family_cell(fam, variant, prop)}})
 
     def _family_cell(self, fam, variant, prop: str) -> dict:
         state: dict = {"examples": 0, "found": None, "offered": True}

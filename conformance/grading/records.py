@@ -15,8 +15,10 @@ import os
 import tempfile
 from typing import Any, Optional
 
-from tpconform.families.linear.properties import SPEC
+from tpconform.families.linear.verdict import SPEC
 from tpconform.grading.catalog import ALL_PROPERTIES, ALL_VARIANTS, VARIANTS_OF
+from tpconform.impls.protocol import ALL_PRIMITIVES as PRIMITIVE_NAMES
+from tpconform.spec.dtypes import DTYPES as DTYPE_NAMES
 from tpconform.strategies import VARIANTS
 
 MAX_LINE_BYTES = 1 << 20  # one record
@@ -31,8 +33,6 @@ SCOPES = ("contract", "beyond")  # scored / outside --contract (reported, no poi
 FAILURE_KINDS = ("property", "raised", "shape", "crash", "hang")
 MAX_FAILURES = 200  # failure groups per submission
 MAX_GROUP_ID = 12
-DTYPE_NAMES = ("float64", "float32", "bfloat16", "float16")
-PRIMITIVE_NAMES = ("copy_to", "reduce_from", "scatter_to", "gather_from")  # impls.protocol.ALL_PRIMITIVES
 
 
 class Invalid(ValueError):

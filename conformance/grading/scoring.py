@@ -13,14 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-from tpconform.families.linear.properties import MEASURED_OUTSIDE, SPEC
+from tpconform.families.linear.verdict import MEASURED_OUTSIDE, SPEC
 from tpconform.families.registry import families
-from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, SELF_REPORTED, VARIANTS_OF
+from tpconform.grading.catalog import ALL_PROPERTIES, FAMILY_OF, PRIMARY, SELF_REPORTED, VARIANTS_OF
+from tpconform.spec.options import OptionError, read_toml
 from tpconform.strategies import VARIANTS
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.toml")
@@ -41,18 +37,18 @@ class Weights:
     source: str
     self_reported: tuple = ()  # properties whose facts the candidate's own process measures: no points
     family_points: dict = field(default_factory=dict)  # the other families' properties
-    families: tuple = ("linear",)  # the families scored without a contract (with one: the contract's ``families``)
+    families: tuple = (PRIMARY,)  # the families scored without a contract (with one: the contract's ``families``)
 
     @property
     def total(self) -> float:
-        """The linear layers' points (the maximum when only the linear family is scored)."""
+        """The primary family's points (the single layer's: the maximum when only it is scored)."""
         return float(sum(self.points.values()))
 
     def scored(self, contract: dict | None = None) -> tuple:
         """The families whose points make up every submission's maximum: the contract's ``families``,
-        else ``[families] scored``; the linear layers always."""
+        else ``[families] scored``; the primary family (the single layer) always."""
         names = (contract or {}).get("families") if contract else self.families
-        return tuple(dict.fromkeys(("linear", *(names or ()))))
+        return tuple(dict.fromkeys((PRIMARY, *(names or ()))))
 
     def maximum(self, contract: dict | None = None) -> float:
         """The most a submission can score: fixed by the grader, whatever a submission offers."""
@@ -67,12 +63,9 @@ class Weights:
 
 def _read(path: str) -> dict:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise WeightsError(f"--weights={path}: cannot read it: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise WeightsError(f"--weights={path}: not valid TOML: {exc}") from None
+        return read_toml(path, f"--weights={path}")
+    except OptionError as exc:
+        raise WeightsError(str(exc)) from None
 
 
 def load_weights(path: str | None = None) -> Weights:
@@ -82,7 +75,7 @@ def load_weights(path: str | None = None) -> Weights:
     default = base["default_weight"]
     required = list(base["variants"]["required"])
     self_reported = list(base.get("self_reported", {}).get("properties", []))
-    scored = list(base.get("families", {}).get("scored", ["linear"]))
+    scored = list(base.get("families", {}).get("scored", [PRIMARY]))
     if path:
         user = _read(path)
         unknown = set(user) - {"weights", "variants", "default_weight", "self_reported", "families"}
@@ -112,9 +105,9 @@ def load_weights(path: str | None = None) -> Weights:
     # weights file may add to them, never take one away.
     self_reported = list(dict.fromkeys([*SELF_REPORTED, *self_reported]))
     weight = {p: 0.0 if p in self_reported else float(points.get(p, default)) for p in ALL_PROPERTIES}
-    return Weights({p: w for p, w in weight.items() if FAMILY_OF[p] == "linear"}, tuple(required), path or "default",
-                   tuple(self_reported), {p: w for p, w in weight.items() if FAMILY_OF[p] != "linear"},
-                   tuple(dict.fromkeys(["linear", *scored])))
+    return Weights({p: w for p, w in weight.items() if FAMILY_OF[p] == PRIMARY}, tuple(required), path or "default",
+                   tuple(self_reported), {p: w for p, w in weight.items() if FAMILY_OF[p] != PRIMARY},
+                   tuple(dict.fromkeys([PRIMARY, *scored])))
 
 
 def _all(verdict: str, reason: str, weights: Weights, contract: dict | None = None) -> dict:
@@ -166,9 +159,9 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
             weight = 0.0  # graded and shown, worth nothing: not a family this grade scores
         for variant in VARIANTS_OF[prop]:
             cell = cells.get((prop, variant))
-            if cell is None and variant not in VARIANT_NAMES and (family == "linear" or family not in scored):
+            if cell is None and variant not in VARIANT_NAMES and (family == PRIMARY or family not in scored):
                 continue  # another family's variant (sub-groups'), or a family not scored: not graded in this run
-            if family != "linear" and family in scored and (cell is None or cell["verdict"] in ("n/a", "not-declared")):
+            if family != PRIMARY and family in scored and (cell is None or cell["verdict"] in ("n/a", "not-declared")):
                 # a scored family's variant the submission does not offer (or the run never reached)
                 # costs its share: the maximum is the grader's, never shrunk by what is offered
                 limit = {"declared_limit": True} if cell is not None and cell["verdict"] == "not-declared" else {}

@@ -24,10 +24,7 @@ import re
 import stat
 from dataclasses import dataclass
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from tpconform.spec.options import OptionError, loads_toml
 
 MANIFEST = "tpconform.toml"
 MAX_FILE_BYTES = 4 << 20  # one file of a submission
@@ -161,11 +158,13 @@ def _package(name: str, path: str) -> Submission:
     if not os.path.lexists(manifest):
         return Submission(name, path, "invalid", problem=f"a folder without {MANIFEST} (expected impl = \"...\")")
     try:
-        impl = tomllib.loads(_read_regular(manifest, 64 << 10).decode("utf-8")).get("impl")
+        impl = loads_toml(_read_regular(manifest, 64 << 10).decode("utf-8"), MANIFEST).get("impl")
     except Rejected as exc:
         return Submission(name, path, "invalid", problem=str(exc))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         return Submission(name, path, "invalid", problem=f"{MANIFEST} cannot be read: {str(exc)[:200]}")
+    except OptionError as exc:
+        return Submission(name, path, "invalid", problem=str(exc)[:240])
     if not isinstance(impl, str) or not impl.strip():
         return Submission(name, path, "invalid", problem=f"{MANIFEST} has no impl = \"module:object\" string")
     impl = impl.strip()

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from tpconform.grading import records
     from tpconform.grading.contract import Contract
     from tpconform.grading.one import Grader
-    from tpconform.pytest_plugin.plugin import parse_world_sizes
+    from tpconform.spec.options import parse_world_sizes
     from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT
 
     out = os.fdopen(a.result_fd, "w", buffering=1)

@@ -3,15 +3,22 @@
 Registered through the ``pytest11`` entry point, so any repo where tpconform is installed can run
 ``pytest --impl=...`` (the installed property tests, ``tpconform.properties``, are collected when no
 test path is given).
+
+Imports that load torch (the engine, the transport's groups, the strategies) stay in the hooks that
+need them: the entry point loads this module in every pytest run where tpconform is installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pytest
-from tpconform.pytest_plugin import profiles
+from tpconform.engine import profiles
+from tpconform.impls.registry import ImplError, available, classify
+from tpconform.spec import options
+from tpconform.transport import backends
 
 
 @dataclass
@@ -41,9 +48,9 @@ def pytest_addoption(parser):
                      "(default: reference)")
     g.addoption("--list-impls", action="store_true", help="list the registry's implementations and exit")
     g.addoption("--tp-profile", default="ci", choices=profiles.PROFILES, help="Hypothesis profile (default: ci)")
-    g.addoption("--world-sizes", default="1-8", metavar="LIST",
+    g.addoption("--world-sizes", default=options.DEFAULT_WORLD_SIZES, metavar="LIST",
                 help="world sizes to draw from, e.g. '1-8' or '2,3,4' (default: 1-8)")
-    g.addoption("--dtypes", default="float32,float64,bfloat16,float16", metavar="LIST",
+    g.addoption("--dtypes", default=options.DEFAULT_DTYPES, metavar="LIST",
                 help="dtypes to draw from (comma-separated)")
     g.addoption("--tp-timeout", type=float, default=20.0, metavar="SECONDS",
                 help="seconds an example may take before it fails as a hang (default: 20)")
@@ -64,24 +71,8 @@ def pytest_addoption(parser):
     g.addoption("--tp-torchrun-prefix", default="tpconform", metavar="PREFIX", help="torchrun mode: its store keys")
 
 
-def parse_world_sizes(text: str) -> list[int]:
-    sizes: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            sizes.update(range(int(lo), int(hi) + 1))
-        elif part:
-            sizes.add(int(part))
-    if not sizes or min(sizes) < 1:
-        raise ValueError(text)
-    return sorted(sizes)
-
-
 def pytest_cmdline_main(config):
     if config.getoption("list_impls"):
-        from tpconform.impls.registry import available
-
         entries = available()
         width = max(len(n) for n in entries)
         for e in entries.values():
@@ -98,20 +89,16 @@ def pytest_configure(config):
         # a report is many lines; on CI (CI=true) pytest would repeat each in full in the short summary
         config.option.force_short_summary = True
     try:
-        run.world_sizes = parse_world_sizes(config.getoption("world_sizes"))
-    except ValueError:
-        raise pytest.UsageError(f"--world-sizes={config.getoption('world_sizes')}: expected e.g. '1-8' or '2,3,4'")
+        run.world_sizes = options.parse_world_sizes(config.getoption("world_sizes"))
+        run.dtypes = options.parse_dtypes(config.getoption("dtypes"))
+    except options.OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
     run.backend_skip = _select_backend(config)
     if config.getoption("tp_torchrun"):
-        from tpconform.transport import torchrun_mode
-        # only the torchrun world size; --backend's GPUs are per node
-        run.world_sizes, run.backend_skip, run.backend_note = torchrun_mode.configure(config, run.world_sizes)
-    run.dtypes = [d.strip() for d in config.getoption("dtypes").split(",") if d.strip()]
-    from tpconform.impls.protocol import ALL_DTYPES as DTYPES  # names only: runs that never use the suite skip torch
+        from tpconform.pytest_plugin import torchrun  # lazy: imports torch (see the module doc)
 
-    bad = [d for d in run.dtypes if d not in DTYPES]
-    if bad or not run.dtypes:
-        raise pytest.UsageError(f"--dtypes: unknown dtype(s) {bad}; choose from {', '.join(DTYPES)}")
+        # only the torchrun world size; --backend's GPUs are per node
+        run.world_sizes, run.backend_skip, run.backend_note = torchrun.configure(config, run.world_sizes)
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
     _collect_the_suite(config)
 
@@ -122,7 +109,6 @@ def _collect_the_suite(config) -> None:
     checkout. Paths or ``--pyargs`` given on the command line are kept as they are."""
     if config.getoption("impl") is None or config.args_source == pytest.Config.ArgsSource.ARGS:
         return
-    import importlib.util
 
     spec = importlib.util.find_spec(PROPERTIES)
     config.args = list(spec.submodule_search_locations)
@@ -131,7 +117,6 @@ def _collect_the_suite(config) -> None:
 def _select_backend(config) -> Optional[str]:
     """Apply ``--backend`` (before any group starts) and keep the world sizes it can run here;
     return why every suite test must be skipped (``None``: some can run)."""
-    from tpconform.transport import backends
     run = state(config)
     backend = config.getoption("backend")
     backends.select(backend)
@@ -147,9 +132,8 @@ def _make_suite(config):
     """Start the suite for ``--impl`` and check the impl loads; one clear line if it does not."""
     run = state(config)
     if run.suite is None:
-        from tpconform.engine.runner import ImplUnusable
-        from tpconform.engine.suite import Suite
-        from tpconform.impls.registry import ImplError, classify
+        from tpconform.engine.runner import ImplUnusable  # lazy: torch (see the module doc)
+        from tpconform.engine.suite import Suite  # lazy: torch (see the module doc)
 
         spec = _impl_spec(config)
         try:
@@ -161,7 +145,7 @@ def _make_suite(config):
                 raise ImplUnusable(f"--impl={spec}: nothing to check: {empty}")
         except (ImplError, ImplUnusable) as exc:
             raise pytest.UsageError(str(exc)) from None
-        from tpconform.engine.known_failures import for_pytest
+        from tpconform.pytest_plugin.known_failures import for_pytest  # lazy: torch (see the module doc)
 
         run.suite = for_pytest(config, suite)
     return run.suite
@@ -170,7 +154,7 @@ def _make_suite(config):
 def nothing_to_check(suite) -> Optional[str]:
     """Why no layer variant can be checked (an impl declaring no dtype or variant would otherwise
     pass with every test skipped), or ``None``."""
-    from tpconform.strategies import VARIANTS
+    from tpconform.strategies import VARIANTS  # lazy: torch (see the module doc)
 
     reasons = [suite.unsupported(v) for v in VARIANTS]
     return reasons[0] if all(reasons) else None
@@ -179,11 +163,11 @@ def nothing_to_check(suite) -> Optional[str]:
 def _pool(config):
     run = state(config)
     if run.pool is None and config.getoption("tp_torchrun"):
-        from tpconform.transport import torchrun_mode
+        from tpconform.pytest_plugin import torchrun  # lazy: imports torch
 
-        run.pool = torchrun_mode.pool_for(config)
+        run.pool = torchrun.pool_for(config)
     if run.pool is None:
-        from tpconform.transport.harness import GroupPool, parse_size
+        from tpconform.transport.harness import GroupPool, parse_size  # lazy: torch (see the module doc)
 
         try:
             limit = parse_size(config.getoption("tp_memory_limit"))
@@ -204,14 +188,14 @@ def pytest_report_header(config) -> Optional[list[str]]:
     suite = run.suite
     if suite is None:
         return None
-    import torch
+    import torch  # lazy: torch (see the module doc)
 
     d = suite.description
     caps = ", ".join(f"{k}={v}" for k, v in d["capabilities"].items())
     declared = d["capabilities"].get("dtypes")
     checked = [t for t in run.dtypes if declared is None or t in declared]
     left_out = [t for t in run.dtypes if t not in checked]
-    from tpconform.engine.suite import declared_limits
+    from tpconform.engine.suite import declared_limits  # lazy: torch (see the module doc)
 
     limits = [f"tpconform: not checked, as declared: {line}" for line in declared_limits(suite)]
     return [
@@ -235,7 +219,7 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(pytest.mark.skip(reason=run.backend_skip))
         return
     suite = _make_suite(config)
-    from tpconform.families.registry import family
+    from tpconform.families.registry import family  # lazy: torch (see the module doc)
 
     for item in uses_suite:
         marker = item.get_closest_marker("tp_property")
@@ -257,7 +241,7 @@ def pytest_terminal_summary(terminalreporter, config):
     suite = getattr(run, "suite", None)
     if suite is None or not getattr(suite, "coverage", None):
         return
-    from tpconform.engine.suite import coverage_lines
+    from tpconform.engine.suite import coverage_lines  # lazy: torch (see the module doc)
 
     terminalreporter.section("tpconform coverage by case class and by pairs of classes")
     lines = coverage_lines(suite)
@@ -300,7 +284,7 @@ def _folded(item, text: str) -> str:
 
 def _property_violated(exc: BaseException):
     """The :class:`~tpconform.engine.report.PropertyViolated` that ``exc`` is or holds, or ``None``."""
-    from tpconform.engine.report import PropertyViolated
+    from tpconform.engine.report import PropertyViolated  # lazy: torch (see the module doc)
 
     if isinstance(exc, PropertyViolated):
         return exc

@@ -1,21 +1,21 @@
-"""The glue that makes a property test read like its spec line::
+"""The property tests, made from the families themselves: one test per property, parametrized over its
+family's variants (so one symptom never hides another), each drawing Hypothesis-generated cases. Every
+family's tests are made the same way; each module of ``tests/properties`` holds those whose
+``Family.test_module`` names it (the single layer's by section of its spec, every other family's in
+``test_families.py``)::
 
-    @for_every_variant
-    def test_output_matches_the_dense_layer(tp_suite, variant, data):
-        tp_suite.check(draw_case(data, tp_suite, variant), "output_matches_the_dense_layer")
-
-and that makes the tests of every other family from the family itself (:func:`family_tests`): one
-test per property, parametrized over the family's variants, so one symptom never hides another.
+    globals().update(family_tests("forward"))   # tests/properties/test_forward.py
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tpconform.engine import profiles
 from tpconform.families.registry import families
-from tpconform.pytest_plugin import profiles
-from tpconform.strategies import VARIANTS
 
 
 def judges(family: str, prop: str):
@@ -23,15 +23,8 @@ def judges(family: str, prop: str):
     return pytest.mark.tp_property(family, prop)
 
 
-def for_every_variant(test):
-    """Run ``test`` for each layer variant, on Hypothesis-generated cases, under the active profile."""
-    test = given(data=st.data())(test)
-    test = settings(profiles.active())(test)
-    test = judges("linear", test.__name__.removeprefix("test_"))(test)
-    return pytest.mark.parametrize("variant", VARIANTS, ids=str)(test)
-
-
-def draw_case(data, suite, variant, family: str = "linear"):
+def draw_case(data, suite, variant, family: Optional[str] = None):
+    """A case of ``family`` (the primary family's when ``None``) for ``variant``, drawn as ``case``."""
     return data.draw(suite.cases(variant, family), label="case")
 
 
@@ -51,7 +44,8 @@ def property_test(family: str, prop: str):
     return pytest.mark.parametrize("variant", fam.variants(), ids=lambda v: "any" if v is None else str(v))(test)
 
 
-def family_tests(skip: tuple[str, ...] = ("linear",)) -> dict:
-    """``{test name: test}`` for every property of every family but ``skip`` (whose tests are written out)."""
+def family_tests(module: str) -> dict:
+    """``{test name: test}`` for every property of every family whose test module is ``module``
+    (``Family.test_module``)."""
     return {fam.test_name(prop): property_test(name, prop)
-            for name, fam in families().items() if name not in skip for prop in fam.properties}
+            for name, fam in families().items() for prop in fam.properties if fam.test_module(prop) == module}

@@ -55,6 +55,14 @@ class Family:
     stages: tuple[str, ...] = ()  # every worker stage a full example runs (() : the family has none)
     example_share: float = 1.0  # of the profile's examples per test (a family whose examples cost a lot: less)
     derived_facts: tuple[str, ...] = ()  # what facts() adds to the case's fields, for known-failure ``when``s
+    # Where the family sorts among the families (then by name; ``families/registry.py``): the first is the
+    # primary one, whose variants and replay tokens go bare, and which is checked when none is named.
+    order: int = 100
+    # Its case classes and their pairs are counted per property (``engine/coverage.py``, the run's summary).
+    covered: bool = False
+    # The test module its property tests are made in (``tests/properties/test_<module>.py``; a family whose
+    # tests are spread over several modules says per property: :meth:`test_module`).
+    module: str = "families"
 
     # -- what is checked -----------------------------------------------------------------------
     def variants(self) -> Sequence[Any]:
@@ -64,6 +72,14 @@ class Family:
     def variant_of(self, case) -> str:
         """The variant a case belongs to, as known-failure entries name it (``"*"``-matchable)."""
         return "*"
+
+    def claims(self, case) -> bool:
+        """Whether ``case`` is one of this family's (a family sharing another's case type says which)."""
+        return type(case) is self.case_type
+
+    def unsupported(self, suite, variant) -> Optional[str]:
+        """Why the impl does not declare ``variant`` at all (every property on it skipped), or ``None``."""
+        return None
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
         """Why ``prop`` on ``variant`` cannot be checked for the impl under test (a skip line)."""
@@ -140,3 +156,7 @@ class Family:
     def test_name(self, prop: str) -> str:
         """The pytest function that checks ``prop`` (tests/properties)."""
         return f"test_{prop}"
+
+    def test_module(self, prop: str) -> str:
+        """The test module (``tests/properties/test_<module>.py``) that holds ``prop``'s test."""
+        return self.module

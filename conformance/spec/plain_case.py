@@ -57,3 +57,12 @@ class PlainCase:
             else:
                 kw[f.name] = v
         return cls(**kw)
+
+
+def for_workers(case) -> dict:
+    """``case`` as a worker is sent it: every field but its ``seed``. A rank learns only what its rank may
+    know: from the seed it could regenerate every tensor of the example (the whole input of a sliced
+    variant among them) instead of communicating. Replay lines are written by the verdict, which keeps it."""
+    d = case.as_dict()
+    d.pop("seed", None)
+    return d

@@ -30,7 +30,7 @@ def selected() -> str:
 
 
 def gpu_count() -> int:
-    import torch
+    import torch  # lazy: --backend is checked without torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
@@ -51,7 +51,7 @@ def runnable_world_sizes(backend: str, sizes: Sequence[int]) -> tuple[list[int],
 # -- worker side ------------------------------------------------------------------------------
 def set_up_device(backend: str, rank: int):
     """Called in a worker before ``init_process_group``: the device this rank computes on."""
-    import torch
+    import torch  # lazy: --backend is checked without torch
 
     if backend != "nccl":
         return torch.device("cpu")
@@ -73,7 +73,7 @@ def set_up_device(backend: str, rank: int):
 
 def to_device(obj: Any, device) -> Any:
     """``obj`` (a decoded message) with every tensor moved to ``device``."""
-    import torch
+    import torch  # lazy: --backend is checked without torch
 
     if device is None or device.type == "cpu":
         return obj

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import sys
+from multiprocessing import forkserver
 
 PRELOAD = ["tpconform.transport.forkserver_init", "tpconform.transport.worker",
            "tpconform.families.linear.worker", "tpconform.impls.reference"]
@@ -46,8 +47,6 @@ def start_early() -> None:
     """Start the forkserver now, without waiting for it: its preloading goes on while this process
     imports what it needs. The first worker started later waits for it as before. Whatever the
     forkserver must inherit (resource limits, environment) has to be set before this call."""
-    from multiprocessing import forkserver
-
     context()
     with main_module_hidden():
         forkserver.ensure_running()

@@ -9,6 +9,7 @@
 
 import torch
 import torch._dynamo  # noqa: F401  (imported for its side effect: the lazy import, done once)
+from tpconform.spec.dtypes import DTYPES
 from tpconform.transport.sandbox import remove_socket_dir_at_exit
 
 
@@ -24,7 +25,7 @@ class _Identity(torch.autograd.Function):
 
 def _warm_up() -> None:
     torch.set_num_threads(1)
-    for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+    for dtype in (getattr(torch, name) for name in DTYPES):
         x = torch.ones(2, 3, dtype=dtype, requires_grad=True)
         w = torch.ones(4, 3, dtype=dtype, requires_grad=True)
         torch.nn.functional.linear(_Identity.apply(x), w, w[:, 0]).sum().backward()

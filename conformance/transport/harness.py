@@ -19,6 +19,7 @@ import atexit
 import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,13 +27,16 @@ from datetime import timedelta
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-from tpconform.transport import forkserver, proctree, stacks, wire
+import torch
+import torch.distributed as dist
+from tpconform.transport import forkserver, proctree, rank_walls, stacks, stale_locks, wire, worker
 from tpconform.transport.contract import (  # noqa: F401 - GroupFailure, cut_text: the transport's, imported from here
     MAX_MESSAGE_BYTES,
     GroupFailure,
     ReplyWait,
     cut_text,
 )
+from tpconform.transport.memory_watch import MemoryWatch
 
 DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # resident bytes per worker tree (tpconform.transport.memory_watch); a worker holds ~0.2 GiB
@@ -68,14 +72,11 @@ class ProcessGroup:
               memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT, walls: bool = False) -> "ProcessGroup":
         """``walls``: each rank walls itself off from the others before it runs candidate code
         (``tpconform.transport.rank_walls``; grading in the sandbox)."""
-        import torch.distributed as dist
-
         ctx = forkserver.context()
         group = cls(world_size, timeout_s, memory_limit)
         group.tmpdir = tempfile.mkdtemp(prefix=f"tpconform-ws{world_size}-")
         group.store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
                                     timeout=timedelta(seconds=timeout_s))
-        from tpconform.transport import worker
         for rank in range(world_size):
             parent_end, child_end = ctx.Pipe()
             life_parent, life_child = ctx.Pipe()
@@ -97,8 +98,6 @@ class ProcessGroup:
             group.ranks.append(_Rank(proc, parent_end, life_parent, stack_path))
         _live_groups.add(group)
         if memory_limit:
-            from tpconform.transport.memory_watch import MemoryWatch
-
             group.memory_watch = MemoryWatch({r: rank.process.pid for r, rank in enumerate(group.ranks)}, memory_limit)
         group._mark_stacks()
         group._gather("start-up", {r: None for r in range(world_size)}, timeout_s + 30.0, synchronized=False)
@@ -109,8 +108,6 @@ class ProcessGroup:
         """A walled rank's stack files: the path the worker opens them by (before it locks the folder
         above them, ``rank_walls.raise_walls``), and the path this process reads them by (through a
         descriptor of their own folder, held here, which reaches them without crossing the locked one)."""
-        from tpconform.transport import rank_walls, stale_locks
-
         files = rank_walls.locked_layout(os.path.join(self.tmpdir, f"rank{rank}"))
         fd = os.open(files, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self._held_fds.append(fd)
@@ -214,8 +211,6 @@ class ProcessGroup:
     def dump_stacks(self) -> str:
         """Every rank's Python stack now (faulthandler on SIGUSR1), or, for a rank that does not
         answer SIGUSR1, the one its faulthandler watchdog wrote just before the timeout."""
-        import signal
-
         live = []
         for r, rank in enumerate(self.ranks):
             if rank.process.is_alive():
@@ -279,8 +274,6 @@ class ProcessGroup:
             os.close(fd)
         self._held_fds = []
         if self.tmpdir:
-            from tpconform.transport import stale_locks
-
             stale_locks.walled_roots -= {r for r in stale_locks.walled_roots if r.startswith(os.path.join(self.tmpdir, ""))}
             for entry in (os.listdir(self.tmpdir) if os.path.isdir(self.tmpdir) else ()):
                 path = os.path.join(self.tmpdir, entry)  # a folder a walled rank locked (mode 0): open again
@@ -362,8 +355,6 @@ def _death(code: Optional[int]) -> str:
     if code is None:
         return "is gone"
     if code < 0:
-        import signal
-
         try:
             return f"was killed by {signal.Signals(-code).name}"
         except ValueError:
@@ -373,8 +364,6 @@ def _death(code: Optional[int]) -> str:
 
 def _killpg_if_leader(pid: int) -> None:
     """SIGKILL the process group a worker leads (it made one at start-up), if it still exists."""
-    import signal
-
     try:
         if os.getpgid(pid) != pid:
             return
@@ -401,8 +390,6 @@ class GroupPool:
     """One live group per world size; a broken group is replaced on its next use."""
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT):
-        import torch
-
         # The verdict's tensors are small, and its cores belong to the workers: a second intra-op
         # thread here spin-waits after every op, taking a core from the ranks (measured: the float64
         # ground truth of one example 0.04 ms on one thread, 3-4.6 ms on two while groups ran).

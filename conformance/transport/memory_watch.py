@@ -29,6 +29,7 @@ import threading
 from typing import Optional
 
 from tpconform.transport import proctree
+from tpconform.transport.stale_locks import extension_roots
 
 INTERVAL_S = 0.05
 _FIELDS = (b"RssAnon:", b"RssShmem:")
@@ -90,8 +91,6 @@ BUILD_TOOLS = frozenset({"ninja", "c++", "g++", "gcc", "cc", "cc1plus", "cc1", "
 
 def is_extension_build(pid: int) -> bool:
     """``pid`` is a build tool working in a torch-extensions build folder."""
-    from tpconform.transport.stale_locks import extension_roots
-
     try:
         with open(f"/proc/{pid}/comm") as fh:
             if fh.read().strip() not in BUILD_TOOLS:

@@ -13,11 +13,13 @@ monkeypatches ``os._exit`` or ``os.kill`` does not disarm the lifeline.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import shutil
 import signal
 import threading
+from multiprocessing import forkserver, resource_tracker
 
 from tpconform.transport import proctree
 
@@ -54,8 +56,6 @@ def _drop_inherited_fds() -> None:
     """Close the verdict's forkserver "alive" pipe and resource-tracker pipe that every forkserver
     child inherits: a candidate's stray child holding them would keep the forkserver (and the
     tracker) running after the verdict process is gone."""
-    from multiprocessing import forkserver, resource_tracker
-
     fs = forkserver._forkserver
     tracker = resource_tracker._resource_tracker
     for owner, attr in ((fs, "_forkserver_alive_fd"), (tracker, "_fd")):
@@ -105,11 +105,7 @@ def start_lifeline(lifeline, cleanup_paths: tuple[str, ...] = ()) -> None:
 
 def remove_socket_dir_at_exit() -> None:
     """In the forkserver: remove its socket's folder when it exits (its parent may have been killed)."""
-    import atexit
-
     def _remove() -> None:
-        from multiprocessing import forkserver
-
         addr = getattr(forkserver._forkserver, "_forkserver_address", None)
         if isinstance(addr, str) and os.path.basename(os.path.dirname(addr)).startswith("pymp-"):
             shutil.rmtree(os.path.dirname(addr), ignore_errors=True)

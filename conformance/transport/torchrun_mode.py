@@ -40,13 +40,14 @@ import time
 from datetime import timedelta
 from typing import Any, Callable, Optional
 
+import torch
+import torch.distributed as dist
 from tpconform.transport import wire
 from tpconform.transport.contract import MAX_MESSAGE_BYTES, GroupFailure, ReplyWait
 
 START_TIMEOUT_S = 60.0  # at least this long for every rank's worker to start and join (plus --tp-timeout)
 OP_TIMEOUT_S = 60.0  # a store operation that is not a wait (its host is gone after this long)
 STACK_WAIT_S = 3.0  # how long a stack dump waits for the ranks' answers
-DEFAULT_WORLD_SIZES = "1-8"  # the plugin's --world-sizes default: in torchrun mode it means "the torchrun world"
 ENDED_NOTE = "torchrun: the ranks cannot be restarted, so the run ends with this example"
 
 
@@ -60,8 +61,6 @@ def parse_address(text: str) -> tuple[str, int]:
 
 def connect(host: str, port: int, prefix: str, timeout_s: float, is_master: bool = False):
     """A client of the store at ``host:port`` (or its host), seeing only the keys under ``prefix``."""
-    import torch.distributed as dist
-
     store = dist.TCPStore(host, port, is_master=is_master, wait_for_workers=False,
                           timeout=timedelta(seconds=timeout_s))
     return dist.PrefixStore(prefix, store)
@@ -70,8 +69,6 @@ def connect(host: str, port: int, prefix: str, timeout_s: float, is_master: bool
 def _pop(store, queue: str, timeout_s: float) -> Optional[bytes]:
     """The next item of ``queue``, waiting at most ``timeout_s``; ``None`` when none came. (An item
     pushed after a timed-out pop stays in the queue.)"""
-    import torch.distributed as dist
-
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -108,7 +105,7 @@ def _framed(raw: bytes, fields: int) -> tuple[int, int, bytes]:
 
 def _in_hypothesis() -> bool:
     try:
-        from hypothesis.control import currently_in_test_context
+        from hypothesis.control import currently_in_test_context  # lazy: the verdict's; the ranks run without it
 
         return currently_in_test_context()
     except Exception:
@@ -249,7 +246,7 @@ class StoreGroup:
             if self._lost_outcome is not None:
                 return self._lost_outcome
         if _in_hypothesis():  # Hypothesis shrinking: this example cannot be run; try no other
-            from hypothesis import reject
+            from hypothesis import reject  # lazy: the verdict's; the ranks run without it
 
             reject()
         raise GroupFailure(f"the torchrun group was lost earlier ({self.lost}); {ENDED_NOTE}")
@@ -311,8 +308,6 @@ class StorePool:
     """``harness.GroupPool`` for torchrun mode: one group, of the torchrun world size, never rebuilt."""
 
     def __init__(self, host: str, port: int, prefix: str, world_size: int, timeout_s: float):
-        import torch
-
         torch.set_num_threads(1)  # as GroupPool: the verdict's tensors are small, its cores the ranks'
         self.host, self.port, self.prefix = host, port, prefix
         self.world_size = world_size
@@ -344,39 +339,3 @@ class StorePool:
     def close(self) -> None:
         if self.group is not None:
             self.group.shutdown()
-
-
-# -- the plugin's side ---------------------------------------------------------------------------
-def configure(config, asked_sizes: list[int]) -> tuple[list[int], Optional[str], str]:
-    """``pytest_configure`` in torchrun mode: draw only the torchrun world size. Returns the world
-    sizes to draw, why every suite test is skipped (``None``: they run), and the header's note."""
-    import pytest
-
-    world = config.getoption("tp_torchrun_world_size")
-    if not world or world < 1:
-        raise pytest.UsageError("--tp-torchrun needs --tp-torchrun-world-size (set by python -m tpconform torchrun)")
-    try:
-        parse_address(config.getoption("tp_torchrun"))
-    except ValueError as exc:
-        raise pytest.UsageError(f"--tp-torchrun: {exc}") from None
-    asked = config.getoption("world_sizes")
-    skip = None  # each node's GPUs serve its own ranks: the local count does not matter
-    if asked != DEFAULT_WORLD_SIZES and world not in asked_sizes:
-        skip = (f"the torchrun world has {world} ranks, and --world-sizes={asked} does not "
-                "include it (under torchrun every example uses the whole world)")
-    return [world], skip, f"torchrun, {world} ranks"
-
-
-def pool_for(config) -> StorePool:
-    """The pool of the torchrun world, connected: every rank has started (or one clear line)."""
-    import pytest
-
-    host, port = parse_address(config.getoption("tp_torchrun"))
-    pool = StorePool(host, port, config.getoption("tp_torchrun_prefix"), config.getoption("tp_torchrun_world_size"),
-                     config.getoption("tp_timeout"))
-    try:
-        pool.get(pool.world_size)
-    except GroupFailure as exc:
-        pool.close()
-        raise pytest.UsageError(f"torchrun: {str(exc).splitlines()[0]}") from None
-    return pool

@@ -20,7 +20,9 @@ Key layout and the verdict's side: ``tpconform.transport.torchrun_mode``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
+import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -30,7 +32,11 @@ import tempfile
 import threading
 import time
 from datetime import timedelta
+from multiprocessing.connection import wait
 from typing import Any, Optional
+
+from tpconform.transport import backends, proctree
+from tpconform.transport.memory_watch import MemoryWatch
 
 USAGE = ("usage: torchrun [--nnodes=N --node-rank=I --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT | --standalone] "
          "--nproc-per-node=P -m tpconform torchrun --impl=SPEC [pytest options] [-- TEST PATHS]")
@@ -51,6 +57,8 @@ Examples:
 
 The world size is torchrun's (--nproc-per-node x nodes); every example runs at that size.
 How it works: docs/ARCHITECTURE.md (transport/torchrun_rank.py, torchrun_mode.py)."""
+# Imports that load torch stay in the functions that need them: rank 0 starts the verdict (a fresh
+# process) before this one spends seconds importing torch, and --help answers at once.
 REQUIRED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 PACKAGE = "tpconform.properties"
 SIGNAL_GRACE_S = 10.0  # after torchrun's SIGTERM/SIGINT, how long the verdict gets to write its report
@@ -68,7 +76,11 @@ def _names_impl(args: list[str]) -> bool:
 def _worker_options(args: list[str]) -> tuple[float, Optional[int], str]:
     """``--tp-timeout``, ``--tp-memory-limit`` and ``--backend`` from the pytest options, leniently:
     a bad value is the verdict's to report (pytest prints one line and exits 4)."""
-    from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_S, parse_size
+    from tpconform.transport.harness import (  # lazy: torch (see the module doc)
+        DEFAULT_MEMORY_LIMIT,
+        DEFAULT_TIMEOUT_S,
+        parse_size,
+    )
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--tp-timeout", default=str(DEFAULT_TIMEOUT_S))
@@ -96,8 +108,6 @@ def _default_tests() -> list[str]:
 
 
 def _die_with_parent() -> None:  # in the verdict, between fork and exec
-    import ctypes
-
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
@@ -135,11 +145,9 @@ class Rank:
     def run(self) -> int:
         self._fork_worker()  # first: no thread, store or signal handler of ours may reach the fork
         if self.memory_limit:  # bounded from here, outside the worker (tpconform.transport.memory_watch)
-            from tpconform.transport.memory_watch import MemoryWatch
-
             self.memory_watch = MemoryWatch({self.rank: self.proc.pid}, self.memory_limit)
         self._handle_signals()
-        from tpconform.transport.torchrun_mode import OP_TIMEOUT_S, connect
+        from tpconform.transport.torchrun_mode import OP_TIMEOUT_S, connect  # lazy: torch (see the module doc)
 
         agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
         try:  # torchrun's agent hosts the store; without one, rank 0 hosts it, as env:// does
@@ -152,7 +160,6 @@ class Rank:
                   f"{str(exc).splitlines()[0]}", file=sys.stderr)
             return self._finish(1)
         threading.Thread(target=self._control, args=(control,), daemon=True, name="tpconform-control").start()
-        from multiprocessing.connection import wait
 
         while not self.done.is_set():  # the worker talks to the store itself; here: its death, the end
             if self.verdict is not None and self.verdict.poll() is not None:
@@ -191,8 +198,6 @@ class Rank:
     def _fork_worker(self) -> None:
         """Start the worker: forked from this process, which has torch imported and warmed up and
         no thread or store yet (what a local group's forkserver is; one process less per rank)."""
-        import multiprocessing as mp
-
         import tpconform.impls.reference  # noqa: F401
         import tpconform.transport.forkserver_init  # noqa: F401  (torch's one-time set-up, done before the fork)
         import tpconform.transport.worker  # noqa: F401
@@ -215,7 +220,7 @@ class Rank:
         self.lifeline = life_parent
 
     def _death(self) -> str:
-        from tpconform.transport.harness import _death
+        from tpconform.transport.harness import _death  # lazy: torch (see the module doc)
 
         if self.proc is not None and self.proc.is_alive():
             return "did not start in time"
@@ -227,8 +232,7 @@ class Rank:
     def _finish(self, code: int) -> int:
         """Kill the worker's whole tree; on rank 0 end every rank and wait for the verdict, whose
         exit code is this process's."""
-        from tpconform.transport import proctree
-        from tpconform.transport.harness import _killpg_if_leader
+        from tpconform.transport.harness import _killpg_if_leader  # lazy: torch (see the module doc)
 
         self.done.set()
         if self.memory_watch is not None:
@@ -277,12 +281,12 @@ class Rank:
 
     # -- stacks ------------------------------------------------------------------------------
     def _mark_stacks(self) -> None:
-        from tpconform.transport.harness import stack_file_ends
+        from tpconform.transport.harness import stack_file_ends  # lazy: torch (see the module doc)
 
         self.offsets = stack_file_ends([self.stack_path])
 
     def _read_new(self, path: str) -> str:
-        from tpconform.transport.harness import read_new_stacks
+        from tpconform.transport.harness import read_new_stacks  # lazy: torch (see the module doc)
 
         return read_new_stacks(path, self.offsets)
 
@@ -311,7 +315,7 @@ WAIT_S = 3600.0  # a blocking wait of a rank's threads; when it ends with nothin
 
 
 def _wait_for(store, key: str) -> None:
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy: torch (see the module doc)
 
     while True:
         try:
@@ -325,7 +329,7 @@ def _wait_for(store, key: str) -> None:
 
 
 def _pop_forever(store, queue: str) -> bytes:
-    from tpconform.transport.torchrun_mode import _pop
+    from tpconform.transport.torchrun_mode import _pop  # lazy: torch (see the module doc)
 
     while True:
         raw = _pop(store, queue, WAIT_S)
@@ -345,7 +349,7 @@ class StoreConn:
 
     def _client(self):
         if self.store is None:
-            from tpconform.transport.torchrun_mode import OP_TIMEOUT_S, connect
+            from tpconform.transport.torchrun_mode import OP_TIMEOUT_S, connect  # lazy: torch (see the module doc)
 
             self.store = connect(self.host, self.port, self.prefix, timeout_s=OP_TIMEOUT_S)
         return self.store
@@ -371,7 +375,7 @@ class StoreConn:
 def _worker(parent_ends, *args, **kwargs) -> None:
     """The forked worker: drop this process's copies of the supervisor's pipe ends (else its
     lifeline would never see the supervisor go), then serve as ``tpconform.transport.worker.main``."""
-    from tpconform.transport import worker
+    from tpconform.transport import worker  # lazy: torch (see the module doc)
     for conn in parent_ends:
         conn.close()
     worker.main(*args, **kwargs)
@@ -399,7 +403,6 @@ def main(argv: list[str]) -> int:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         verdict = start_verdict(args, tests, address, prefix, world_size)
     timeout_s, memory_limit, backend = _worker_options(args)
-    from tpconform.transport import backends
     backends.select(backend)  # the workers inherit it
     code = Rank(rank, world_size, int(os.environ["LOCAL_RANK"]), host, port, prefix, timeout_s, memory_limit,
                 verdict).run()

@@ -18,11 +18,12 @@ import pickle
 from typing import Any
 
 import torch
+from tpconform.spec.dtypes import DTYPES
 
 _TENSOR = "__tensor__"
 _DTYPES = {
     name: getattr(torch, name)
-    for name in ("float64", "float32", "bfloat16", "float16", "int64", "int32", "uint8", "bool")
+    for name in (*DTYPES, "int64", "int32", "uint8", "bool")  # the spec's dtypes and the index/mask ones
 }
 
 

@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
-from tpconform.transport import rank_walls, sandbox, wire
+from tpconform.impls.registry import ImplError, ensure_importable_root, load
+from tpconform.transport import backends, rank_walls, sandbox, wire
 from tpconform.transport.worker_tools import error_text
 
 _impls: dict = {}
@@ -39,25 +40,25 @@ def family_command(family: str, cmd: str) -> Optional[Callable[[dict, Any], dict
     return getattr(module, "COMMANDS", {}).get(cmd)
 
 
+PROFILE_DIR = "TPCONFORM_PROFILE_DIR"  # set: each rank profiles its message loop into that folder (benchmarks/profile_example.py)
+
+
+def _profiler():
+    """A running ``cProfile.Profile`` when ``TPCONFORM_PROFILE_DIR`` names a folder, else ``None``."""
+    if not os.environ.get(PROFILE_DIR):
+        return None
+    import cProfile  # only when profiling: the worker's start-up stays as it was
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
 def _load(spec: str):
     if spec not in _impls:
-        from tpconform.impls.registry import ensure_importable_root, load
-
         ensure_importable_root()
         _impls[spec] = load(spec)
     return _impls[spec]
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
@@ -94,7 +95,6 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     store: dist.Store = dist.TCPStore(store_host, store_port, is_master=False, timeout=timedelta(seconds=timeout_s))
     if store_prefix:  # torchrun's store, shared with torch's own keys
         store = dist.PrefixStore(store_prefix, store)
-    from tpconform.transport import backends
     backend = backends.selected()  # gloo, or nccl with this rank on cuda:rank (see tpconform.transport.backends)
     device = backends.set_up_device(backend, rank if device_index is None else device_index)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
@@ -102,6 +102,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
     group = dist.group.WORLD
     # memory is bounded from outside this process, by what it holds resident (tpconform.transport.memory_watch)
     conn.send_bytes(wire.encode({"ready": rank}))
+    profiler = _profiler()
     while True:
         try:
             message = backends.to_device(wire.decode(conn.recv_bytes()), device)
@@ -133,8 +134,6 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
                     with torch.no_grad() if message.get("forward_only") else contextlib.nullcontext():
                         reply = {"ok": True, "result": command(message, _load(message["impl"]))}
         except BaseException as exc:  # SystemExit, pytest's Skipped, ...: a failure like any other
-            from tpconform.impls.registry import ImplError
-
             if isinstance(exc, ImplError):
                 reply = {"ok": False, "impl_error": str(exc)}
             else:
@@ -148,6 +147,9 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
         except Exception as exc:  # the result holds something that cannot cross the wire
             conn.send_bytes(wire.encode({"ok": False, "error": f"result could not be sent: {exc}",
                                          "seq": message.get("seq")}))
+        if profiler is not None:  # after every message: the verdict kills its ranks, it never stops them
+            profiler.dump_stats(os.path.join(os.environ[PROFILE_DIR], f"rank{rank}.pid{os.getpid()}.prof"))
+            profiler.enable()  # dump_stats disabled it; the dump's own time stays out of the profile
     try:
         dist.destroy_process_group()
     except Exception:

@@ -64,7 +64,7 @@ def noncontiguous(t: torch.Tensor) -> torch.Tensor:
 
 
 def laid_out(t: torch.Tensor, layout: str) -> torch.Tensor:
-    """The same values in a given memory layout (``tpconform.spec.cases.LAYOUTS``); a layout that means
+    """The same values in a given memory layout (``tpconform.families.linear.case.LAYOUTS``); a layout that means
     nothing for ``t``'s dims gives a contiguous copy. ``expanded`` assumes ``t``'s values repeat
     along dim 0 (``cases.make_tensors`` makes them so) and gives a stride-0 view of its first row."""
     if layout == "strided":

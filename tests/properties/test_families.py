@@ -15,4 +15,4 @@ new family's folder is checked without a line here.
 
 from tpconform.pytest_plugin.testing import family_tests
 
-globals().update(family_tests())
+globals().update(family_tests("families"))

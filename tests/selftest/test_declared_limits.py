@@ -10,6 +10,7 @@ import types
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 from tpconform.engine.suite import NotDeclared, Suite, declared_limits
+from tpconform.families.linear.case import FORWARD_STAGES, LayerCase
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.merged.case import MergedCase
 from tpconform.families.merged.strategy import merged_cases
@@ -17,7 +18,6 @@ from tpconform.families.registry import families
 from tpconform.impls.limited import ForwardOnlyImpl, TwoPrimitivesImpl
 from tpconform.impls.protocol import OVERRIDABLE, Capabilities
 from tpconform.impls.simple_module import SimpleModuleImpl
-from tpconform.spec.cases import FORWARD_STAGES, LayerCase
 from tpconform.strategies import VARIANTS
 
 FIXTURE = "tests.selftest.fixtures.limits_undeclared"
@@ -237,7 +237,7 @@ def test_the_grader_emits_not_declared_cells(monkeypatch):
                         emit=lambda record: cells.append(record["cell"]))
     cells: list = []
     monkeypatch.setattr(grader, "_family_cell", lambda fam, variant, prop: {"verdict": "pass"})
-    grader.grade_family("primitives")
+    grader.grade_family(families()["primitives"])
     verdicts = {c["variant"]: c["verdict"] for c in cells}
     assert verdicts == {"primitives/copy_to": "pass", "primitives/reduce_from": "pass",
                         "primitives/scatter_to": "not-declared", "primitives/gather_from": "not-declared"}, cells

@@ -8,11 +8,11 @@ import pytest
 from tpconform.engine.suite import Suite
 from tpconform.families.embedding import verdict as embedding
 from tpconform.families.embedding.case import EmbeddingCase
+from tpconform.families.linear.case import LayerCase
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.impls.entries import ImplError
 from tpconform.impls.protocol import Capabilities
 from tpconform.impls.simple_module import SimpleModuleImpl
-from tpconform.spec.cases import LayerCase
 
 PADDED = "reference-even-padded"
 UNDECLARED = "tests.selftest.fixtures.padded_undeclared:Impl"
@@ -109,7 +109,7 @@ def test_a_declaration_for_a_family_that_does_not_exist_makes_the_impl_unusable(
 def test_mixed_precision_runs_only_in_dtypes_the_impl_declares(tp_pool):
     """float32 parameters with a 16-bit compute dtype: the case's when 16-bit, else bfloat16, else float16,
     each only where declared; an impl that declares no float32 is not run in mixed precision (holds)."""
-    from tpconform.spec.cases import mixed_precision_for
+    from tpconform.families.linear.tensors import mixed_precision_for
 
     every = ("float64", "float32", "bfloat16", "float16")
     assert mixed_precision_for("float16", every) == ("float32", "float16")

@@ -11,7 +11,7 @@ from tpconform.families.registry import families
 FAMILIES_DIR = os.path.dirname(os.path.abspath(folders.__file__))
 # the template: what each file holds is in docs/ARCHITECTURE.md
 TEMPLATE = ("case.py", "strategy.py", "verdict.py", "worker.py", "diagnosis.py", "family.py", "bugs/__init__.py")
-NOT_YET = {"linear": "its case and runner still live in spec/ and engine/: moved into the template on branch s9-linear"}
+NOT_YET = {"linear": "its strategies are still tpconform.strategies.layers and its seeded bugs impls/zoo's ZOO (not yet moved)"}
 
 
 def missing(folder: str) -> list[str]:

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from tpconform.families.linear.properties import MEASURED_OUTSIDE
+from tpconform.families.linear.verdict import MEASURED_OUTSIDE
 from tpconform.grading import bwrap
 from tpconform.grading.report import COLOURS
 from tpconform.grading.scoring import load_weights, score_submission

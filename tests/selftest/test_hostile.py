@@ -14,8 +14,8 @@ import sys
 import pytest
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import Suite
-from tpconform.families.linear import properties
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear import verdict
+from tpconform.families.linear.case import LayerCase
 from tpconform.transport.harness import GroupPool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,7 +59,7 @@ def pool():
 
 def violations(pool, spec):
     ev = Suite(spec, pool).evidence(CASE)
-    return [v.message for name in CHECKED for v in properties.evaluate(ev, name)]
+    return [v.message for name in CHECKED for v in verdict.evaluate(ev, name)]
 
 
 @pytest.mark.parametrize("spec, says", HOSTILE, ids=[h[0] for h in HOSTILE])
@@ -82,9 +82,9 @@ def test_monkeypatching_in_the_worker_leaves_the_verdict_untouched(pool):
     import torch
     from tpconform.spec import compare, tolerance
     before = (torch.allclose, torch.testing.assert_close, compare.compare, tolerance.bound,
-              dict(properties.SPEC))
+              dict(verdict.SPEC))
     violations(pool, H + "patching:PatchesComparisons")
-    after = (torch.allclose, torch.testing.assert_close, compare.compare, tolerance.bound, dict(properties.SPEC))
+    after = (torch.allclose, torch.testing.assert_close, compare.compare, tolerance.bound, dict(verdict.SPEC))
     assert before == after
 
 

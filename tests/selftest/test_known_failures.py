@@ -113,7 +113,7 @@ def _load(tmp_path, body: str) -> KnownFailures:
 def test_one_entry_may_cover_several_families_and_variants(tmp_path):
     import dataclasses
 
-    from tpconform.spec.cases import LayerCase
+    from tpconform.families.linear.case import LayerCase
 
     known = _load(tmp_path, """
         [[deviation]]

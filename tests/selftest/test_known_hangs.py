@@ -15,9 +15,10 @@ import textwrap
 import time
 
 import pytest
-from tpconform.engine.known_failures import Entry, ExpectingSuite, KnownFailures, KnownFailuresError
+from tpconform.engine.expecting import ExpectingSuite
+from tpconform.engine.known_failures import Entry, KnownFailures, KnownFailuresError
 from tpconform.engine.suite import Suite
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear.case import LayerCase
 from tpconform.transport.harness import GroupPool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -9,11 +9,11 @@ import os
 import pytest
 import torch
 from tpconform.engine.suite import Suite
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
+from tpconform.families.linear.case import LayerCase
 from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.subgroups.family import FAMILY as SUBGROUPS
 from tpconform.impls.simple_module import SimpleModuleImpl
-from tpconform.spec.cases import LayerCase
 from tpconform.strategies import VARIANTS
 from tpconform.transport import backends
 from tpconform.transport.harness import GroupPool
@@ -55,7 +55,7 @@ def test_gloos_equal_size_all_gather_is_named_as_the_cause(pool):
     unexplained (the layer may be correct on its real backend)."""
     suite = Suite("tests.selftest.fixtures.uneven_gather:GathersUnevenShards", pool)
     ev = suite.evidence(CASE)
-    found = properties.evaluate(ev, "output_matches_the_dense_layer")
+    found = verdict.evaluate(ev, "output_matches_the_dense_layer")
     assert found, "the crash must be reported"
     causes = [likely_cause(ev, v) or "" for v in found]
     assert any("Gloo's all_gather needs every rank's tensor the same size" in c for c in causes), (found, causes)
@@ -107,7 +107,7 @@ def test_a_slow_one_time_set_up_is_not_a_hang():
             ev = suite.evidence(LayerCase(kind="row", world_size=ws, in_features=4, out_features=3, batch_shape=(2,),
                                           dtype="float32", bias=True, seed=2))
             assert ev.outcome.crash is None, ev.outcome.crash
-            assert properties.evaluate(ev, "output_matches_the_dense_layer") == []
+            assert verdict.evaluate(ev, "output_matches_the_dense_layer") == []
     finally:
         pool.close()
 

@@ -9,8 +9,8 @@ from itertools import combinations
 import pytest
 from tpconform.engine.coverage import Coverage
 from tpconform.engine.suite import Suite
+from tpconform.families.linear.case import LayerCase
 from tpconform.impls.zoo import ZOO
-from tpconform.spec.cases import LayerCase
 from tpconform.strategies import DTYPES, VARIANTS
 from tpconform.strategies.case_classes import (
     allowed,

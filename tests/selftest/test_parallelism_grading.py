@@ -98,7 +98,7 @@ def test_only_a_really_parallel_layer_earns_the_check(tmp_path):
 
 
 def test_unsandboxed_the_check_is_not_available_and_worth_nothing():
-    from tpconform.grading.catalog import LINEAR_VARIANTS
+    from tpconform.grading.catalog import PRIMARY_VARIANTS
     from tpconform.grading.scoring import load_weights, score_submission
 
     weights = load_weights()
@@ -106,7 +106,7 @@ def test_unsandboxed_the_check_is_not_available_and_worth_nothing():
     why = "not available: graded without the sandbox (--unsandboxed)"
     cells = [{"property": p, "variant": v, "verdict": "n/a" if p == CHECK else "pass", "examples": 1,
               **({"reason": why} if p == CHECK else {})}
-             for p in weights.points for v in LINEAR_VARIANTS]
+             for p in weights.points for v in PRIMARY_VARIANTS]
     from tpconform.impls.protocol import Capabilities
 
     result = {"status": "done", "describe": {"name": "x", "capabilities": Capabilities().as_dict()}, "cells": cells,
@@ -118,14 +118,15 @@ def test_unsandboxed_the_check_is_not_available_and_worth_nothing():
 
 def test_a_rank_is_sent_only_its_own_slice_of_the_update():
     """The information bound rests on this: no rank's message holds another rank's delta."""
-    from tpconform.engine.runner import _sliced_messages
-    from tpconform.spec.cases import LayerCase, make_tensors
+    from tpconform.families.linear.case import LayerCase
+    from tpconform.families.linear.run import sliced_messages
+    from tpconform.families.linear.tensors import make_tensors
 
     case = LayerCase(kind="column", world_size=2, in_features=4, out_features=6, batch_shape=(3,),
                      dtype="float32", bias=True, gather_output=True)
     tensors = make_tensors(case, update=True)
     shards = [{"weight_shard": torch.zeros(3, 4)}, {"weight_shard": torch.zeros(3, 4)}]
-    messages = _sliced_messages(case, {"cmd": "run"}, tensors, shards)
+    messages = sliced_messages(case, {"cmd": "run"}, tensors, shards)
     for r in (0, 1):
         u = messages[r]["data"]["update"]
         assert u["delta_sliced"] and torch.equal(u["delta_weight"], tensors.update.delta_weight[3 * r:3 * r + 3])

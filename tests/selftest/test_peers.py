@@ -190,7 +190,7 @@ def test_a_bad_known_failures_file_is_a_usage_error_on_the_command_line(tmp_path
 
 def test_when_conditions_compare_numbers_lists_and_shapes():
     from tpconform.engine.known_failures import Entry
-    from tpconform.spec.cases import LayerCase
+    from tpconform.families.linear.case import LayerCase
 
     case = LayerCase(kind="row", world_size=3, in_features=1, out_features=4, batch_shape=(2, 0), dtype="float16",
                      bias=True)
@@ -208,7 +208,7 @@ def test_when_conditions_compare_numbers_lists_and_shapes():
 # -- differential -------------------------------------------------------------------------------
 def test_differential_reports_where_impls_disagree_and_with_whom(tp_pool):
     from tpconform.cli.differential import Differential
-    from tpconform.spec.cases import LayerCase
+    from tpconform.families.linear.case import LayerCase
 
     diff = Differential(["reference", "bug-row-bias-every-rank", "reference"], tp_pool)
     case = LayerCase(kind="row", world_size=2, in_features=4, out_features=3, batch_shape=(2,), dtype="float32",

@@ -2,7 +2,7 @@
 
 import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase
-from tpconform.pytest_plugin import profiles
+from tpconform.engine import profiles
 
 
 def test_ci_is_reproducible_and_keeps_no_database():

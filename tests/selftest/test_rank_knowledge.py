@@ -2,7 +2,10 @@
 every tensor of the example could be regenerated), and a sliced tensor (a row layer's sliced input, a
 column layer's sharded output's upstream grad, the training step's and the usage stage's own) reaches
 each rank as its slice only, in every round. The hostile fixture ``seed_regenerating_row.py`` (no
-collective at all; it regenerates the whole input from the seed) would pass if the seed were sent."""
+collective at all; it regenerates the whole input from the seed) would pass if the seed were sent;
+``parallelism/sp_whole_input.py`` (sequence-parallel layers that skip their reduce-scatters by reading the
+whole input or upstream grad out of the harness's frames) passed every property of its family while the
+sequence-parallel workers were sent those whole and sliced them themselves."""
 
 import os
 import subprocess
@@ -13,15 +16,18 @@ import torch
 from tpconform.engine.runner import Runner
 from tpconform.families.cross_entropy.case import CrossEntropyCase
 from tpconform.families.embedding.case import EmbeddingCase
+from tpconform.families.linear.case import LayerCase
+from tpconform.families.linear.tensors import make_tensors, make_update
 from tpconform.families.merged.case import MergedCase
 from tpconform.families.mlp.case import MLPCase
 from tpconform.families.primitives.case import PrimitiveCase
+from tpconform.families.primitives.verdict import make_primitive_tensors
 from tpconform.families.registry import families
 from tpconform.families.sequence_parallel.case import SequenceParallelCase
-from tpconform.spec.cases import LayerCase, make_tensors, make_update
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(ROOT, "tests", "selftest", "fixtures", "seed_regenerating_row.py")
+SP_FIXTURE = "tests.selftest.fixtures.parallelism.sp_whole_input:Impl"
 SEED = 1234567
 
 
@@ -42,7 +48,10 @@ class Recording(Runner):
     def request(self, world_size, messages, while_waiting=None, sent=None):
         self.sent += list(messages.values())
         first = next(iter(messages.values()))
-        if first.get("stages") == [] and first["cmd"] in ("run", "run_tp_group"):
+        if first.get("stages") == [] and first["cmd"] == "run_primitive":  # scatter_to's forward: an even split
+            x, ws = first["data"]["x"], len(messages)
+            return {r: {"output": x.tensor_split(ws, -1)[r].clone()} for r in messages}, None
+        if first.get("stages") == [] and first["cmd"] in ("run", "run_tp_group", "run_sequence_parallel"):
             case = LayerCase.from_dict(first["case"])
             ws = case.tp_size or case.world_size
             rows = case.out_features // ws if case.kind == "column" else case.out_features
@@ -95,16 +104,20 @@ SLICED = [  # (family, case, tensors no rank may be sent whole)
                                                               input_is_parallel=True, seed=SEED + g), "x")]),
     ("merged", MergedCase(2, 4, (2, 4), (3,), "float32", True, seed=SEED),
      lambda c: [make_tensors(c.layer_case()).grad_out]),
+    # both: the sequence-sharded tensor and the one each rank holds a feature slice of (the whole sequence)
     ("sequence_parallel", SequenceParallelCase("column", 2, 4, 6, (4,), "float32", True, seed=SEED),
-     lambda c: [make_tensors(c).x]),
+     lambda c: [make_tensors(c).x, make_tensors(c).grad_out]),
     ("sequence_parallel", SequenceParallelCase("row", 2, 4, 6, (4,), "float32", True, seed=SEED),
-     lambda c: [make_tensors(c).grad_out]),
+     lambda c: [make_tensors(c).grad_out, make_tensors(c).x]),
+    # scatter_to's upstream grad: whole, a rank could return it as its input grad and skip the all-gather
+    ("primitives", PrimitiveCase(2, "scatter_to", (3, 4), "float32", seed=SEED),
+     lambda c: [make_primitive_tensors(c).gs[0]]),
 ]
 OTHERS = [
     ("cross_entropy", CrossEntropyCase(2, 4, (3,), "float32", seed=SEED)),
     ("embedding", EmbeddingCase(2, 4, 3, (3,), "float32", seed=SEED)),
     ("mlp", MLPCase(2, 4, 6, (3,), "float32", True, seed=SEED)),
-    ("primitives", PrimitiveCase(2, "scatter_to", (3, 4), "float32", seed=SEED)),
+    ("primitives", PrimitiveCase(2, "gather_from", (3, 4), "float32", seed=SEED)),
 ]
 
 
@@ -184,5 +197,57 @@ def test_pytest_fails_the_seed_regenerating_row_layer():
     r = subprocess.run([sys.executable, "-m", "pytest", f"--impl={FIXTURE}", "-q", "-p", "no:cacheprovider",
                         "--world-sizes=2", "--tp-timeout=60",
                         "-k", "test_output_matches_the_dense_layer and row-sliced-input and not tp_group"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_the_sp_fixture_finds_a_whole_tensor_only_where_one_was_sent():
+    """What makes ``sp_whole_input.py`` hostile: it reads the tensor the harness sent its rank, and uses it
+    where it holds every feature (as the sequence-parallel workers once were sent them)."""
+    from tests.selftest.fixtures.parallelism.sp_whole_input import whole_sent
+
+    x = torch.randn(4, 6)
+
+    def worker(message):  # the harness's frame: the message it was sent
+        return whole_sent("x", 6)
+
+    assert worker({"data": {"x": x}}) is x
+    assert worker({"data": {"x": x[..., :3]}}) is None
+
+
+@pytest.fixture(scope="module")
+def graded_sp():
+    """The sequence-parallel fixture and the reference, the family graded in-process at 2 ranks."""
+    from tpconform.grading.one import Grader
+
+    cells = {}
+    for impl in (SP_FIXTURE, "reference"):
+        records: list = []
+        grader = Grader(impl, seed_value=0, examples=3, world_sizes=[2], dtypes=["float32"], timeout_s=60,
+                        emit=records.append)
+        try:
+            grader.grade_family("sequence_parallel")
+        finally:
+            grader.suite.runner.pool.close()
+        cells[impl] = {(r["cell"]["property"], r["cell"]["variant"]): r["cell"] for r in records if "cell" in r}
+    return cells
+
+
+def test_sp_layers_that_read_the_whole_tensors_lose_their_points_and_the_reference_keeps_them(graded_sp):
+    fixture, reference = graded_sp[SP_FIXTURE], graded_sp["reference"]
+    assert reference and all(c["verdict"] == "pass" for c in reference.values()), reference
+    failed = {key for key, c in fixture.items() if c["verdict"] == "fail"}
+    # the row's forward skipped its reduce-scatter; the column's backward skipped its own
+    assert ("sequence_parallel_output_matches_the_dense_layer", "sequence_parallel/row") in failed, fixture
+    assert ("sequence_parallel_grads_match_the_dense_layer", "sequence_parallel/column") in failed, fixture
+
+
+def test_pytest_fails_a_scatter_that_returns_the_whole_grad_it_was_sent():
+    """``parallelism/scatter_whole_grad.py``'s ``scatter_to`` skips its all-gather backward, returning the
+    upstream grad it finds in the harness's frames: it passed while the whole grad was sent."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "--impl=tests.selftest.fixtures.parallelism.scatter_whole_grad:Impl",
+                        "-q", "-p", "no:cacheprovider", "--world-sizes=2-3", "--tp-timeout=60",
+                        "-k", "test_primitive_backward_matches_its_dense_meaning and scatter_to",
+                        "tests/properties/test_families.py"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]

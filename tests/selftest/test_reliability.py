@@ -18,7 +18,8 @@ import time
 
 import pytest
 from tpconform.engine.suite import Suite
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear.case import LayerCase
+from tpconform.families.linear.run import run as run_case
 from tpconform.transport import proctree
 from tpconform.transport.harness import GroupPool
 
@@ -49,7 +50,7 @@ def patient_pool():
 
 def run(pool, spec):
     started = time.monotonic()
-    outcome = Suite(spec, pool).runner.run(CASE)
+    outcome = run_case(Suite(spec, pool).runner, CASE)
     return outcome, time.monotonic() - started
 
 
@@ -127,7 +128,7 @@ def test_groups_side_by_side_have_their_own_rendezvous():
         ga, gb = a.get(2), b.get(2)
         assert ga.store.port != gb.store.port
         for p in (a, b, a):
-            outcome = Suite("reference", p).runner.run(CASE)
+            outcome = run_case(Suite("reference", p).runner, CASE)
             assert outcome.crash is None
     finally:
         a.close()
@@ -138,7 +139,7 @@ def test_groups_side_by_side_have_their_own_rendezvous():
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear.case import LayerCase
 from tpconform.transport.harness import GroupPool
 from tpconform.engine.suite import Suite
 case = LayerCase(kind="column", world_size=2, in_features=4, out_features=4, batch_shape=(3,),

@@ -11,8 +11,8 @@ import sys
 import pytest
 from tpconform.engine.report import covering_report, format_case_failure
 from tpconform.engine.suite import Suite
+from tpconform.families.linear.case import LayerCase
 from tpconform.families.registry import family_of
-from tpconform.spec.cases import LayerCase
 from tpconform.spec.violations import fold_ranks, rank_span
 from tpconform.transport import stacks
 from tpconform.transport.harness import GroupPool

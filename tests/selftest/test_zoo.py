@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import Suite, format_failure
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
 from tpconform.impls.zoo import ZOO
 from tpconform.strategies import VARIANTS
 from tpconform.strategies.case_classes import covering_cases
@@ -78,8 +78,8 @@ def test_seeded_bug_is_caught_by_its_property(bug, pool, zoo_score):
 
     reference = Suite("reference", pool)
     ev = reference.evidence(case)
-    for name in properties.SPEC:
-        found = properties.evaluate(ev, name)
+    for name in verdict.SPEC:
+        found = verdict.evaluate(ev, name)
         assert found == [], format_failure(ev, name, found, "reference")
 
 
@@ -102,8 +102,8 @@ def test_correct_impl_passes_every_property(impl, pool):
     @given(case=st.one_of([suite.cases(v) for v in variants]))
     def every_property_holds(case):
         ev = suite.evidence(case)
-        for name in properties.SPEC:
-            found = properties.evaluate(ev, name)
+        for name in verdict.SPEC:
+            found = verdict.evaluate(ev, name)
             assert found == [], format_failure(ev, name, found, impl)
 
     every_property_holds()
@@ -113,7 +113,7 @@ def test_every_property_is_caught_by_some_seeded_bug():
     """The other half of the mutation score: no property of the spec goes unshown to fail. A property
     measured outside the candidate (``MEASURED_OUTSIDE``: the sandbox's loopback) is not available
     here; the grading fixtures that fail it are in ``test_parallelism_grading.py``."""
-    unshown = set(properties.SPEC) - {bug.caught_by for bug in ONE_LAYER_BUGS} - set(properties.MEASURED_OUTSIDE)
+    unshown = set(verdict.SPEC) - {bug.caught_by for bug in ONE_LAYER_BUGS} - set(verdict.MEASURED_OUTSIDE)
     assert not unshown, f"no seeded bug in impls/zoo is caught by {sorted(unshown)}"
 
 

@@ -29,7 +29,7 @@ from tpconform.families.common import (
 )
 from tpconform.families.embedding.case import EmbeddingCase
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import partition
+from tpconform.spec.partition import partition
 from tpconform.spec.violations import Violation, construction_raised
 
 

@@ -14,11 +14,12 @@ import re
 
 import torch
 from tpconform.families.causes import ratio
-from tpconform.families.linear.properties import Evidence, Violation, after_update, updated
+from tpconform.families.linear.case import LAYOUTS
+from tpconform.families.linear.dense import dense_linear
+from tpconform.families.linear.tensors import rounded_to
+from tpconform.families.linear.verdict import Evidence, Violation, after_update, updated
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import LAYOUTS, rounded_to
 from tpconform.spec.compare import compare
-from tpconform.spec.dense import dense_linear
 
 _GRAD_KEYS = {"weight grad": "weight_grad", "input grad": "input_grad", "bias grad": "bias_grad"}
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
+from tpconform.families.linear.case import STAGES, LayerCase
+from tpconform.families.linear.dense import dense_linear
 from tpconform.families.linear.diagnosis import likely_cause
-from tpconform.families.linear.properties import Evidence
-from tpconform.spec.cases import STAGES, LayerCase
-from tpconform.spec.dense import dense_linear
+from tpconform.families.linear.run import run
+from tpconform.families.linear.verdict import Evidence
 from tpconform.spec.family import Family, Property
 from tpconform.spec.violations import Violation
 from tpconform.strategies import VARIANTS, Variant, layer_cases, world_sizes
@@ -21,6 +22,25 @@ NOT_MEASURED = ("not available here: it reads the kernel's byte count of a loopb
                 "only the grading sandbox has (tpconform grade, without --unsandboxed)")
 
 
+# The test module of each property (``tests/properties/test_<module>.py``): the spec's sections.
+TEST_MODULES = {
+    "shards": ("shards_rebuild_the_dense_weight",),
+    "forward": ("output_matches_the_dense_layer", "ranks_agree_on_the_output", "output_shape_and_dtype_match_nn_linear"),
+    "gradients": ("input_grad_matches_the_dense_layer", "weight_grad_matches_the_dense_layer",
+                  "bias_grad_matches_the_dense_layer"),
+    "side_effects": ("inputs_are_left_untouched",),
+    "repeated_calls": ("repeated_calls_are_independent",),
+    "communication": ("communicates_activations_not_weights", "communicates_what_the_other_ranks_need",
+                      "really_tensor_parallel"),
+    "training": ("training_step_matches_the_dense_layer",),
+    "usage": ("micro_batches_accumulate_like_the_dense_layer", "a_frozen_input_still_trains_the_layer",
+              "inference_calls_leave_training_unchanged"),
+    "layer_lifecycle": ("the_layer_as_built_follows_the_convention", "a_state_dict_reloads_the_trained_layer",
+                        "a_converted_layer_matches_the_dense_layer", "a_mixed_precision_step_matches_the_dense_layer"),
+}
+MODULE_OF = {prop: module for module, props in TEST_MODULES.items() for prop in props}
+
+
 def variant_of(case: LayerCase) -> Variant:
     return Variant(case.kind, case.gather_output, case.input_is_parallel)
 
@@ -29,11 +49,19 @@ class LinearFamily(Family):
     name = "linear"
     title = "column- and row-parallel linear layers"
     case_type = LayerCase
-    properties = {name: Property(name, fn, properties.NEEDS[name], name in properties.SELF_REPORTED,
-                                 reads_backward=name not in properties.FORWARD)
-                  for name, fn in properties.SPEC.items()}
+    properties = {name: Property(name, fn, verdict.NEEDS[name], name in verdict.SELF_REPORTED,
+                                 reads_backward=name not in verdict.FORWARD)
+                  for name, fn in verdict.SPEC.items()}
     stages = STAGES
     derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
+    order = 0  # the single layer first: the others build on it
+    covered = True  # its case classes and their pairs are counted (strategies/case_classes.py)
+
+    def claims(self, case) -> bool:
+        return type(case) is LayerCase and case.tp_groups <= 1  # split into TP groups: subgroups'
+
+    def test_module(self, prop: str) -> str:
+        return MODULE_OF[prop]
 
     def variants(self) -> Sequence[Variant]:
         return VARIANTS
@@ -58,7 +86,7 @@ class LinearFamily(Family):
             return undeclared
         if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
             return NOT_REPLICATED
-        if prop in properties.MEASURED_OUTSIDE and suite.runner.traffic is None:
+        if prop in verdict.MEASURED_OUTSIDE and suite.runner.traffic is None:
             return NOT_MEASURED
         return self.unsupported(suite, variant)
 
@@ -73,7 +101,7 @@ class LinearFamily(Family):
         """Run ``case`` (the worker ``stages`` named, all by default) and pair what came back with the
         float64 ground truth, which the verdict computes while the ranks run."""
         dense: list = []
-        outcome = suite.runner.run(case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)),
+        outcome = run(suite.runner, case, stages, while_waiting=lambda tensors: dense.append(dense_linear(tensors)),
                                    forward_only=not suite.capabilities.of(self.name).backward)
         suite.examples += 1
         truth = dense[0] if dense else dense_linear(outcome.tensors)
@@ -81,7 +109,7 @@ class LinearFamily(Family):
                         str(suite.description.get("convention") or ""))
 
     def judge(self, ev: Evidence, prop: str) -> list[Violation]:
-        return properties.evaluate(ev, prop)
+        return verdict.evaluate(ev, prop)
 
     def did_not_complete(self, ev: Evidence) -> bool:
         return bool(ev.outcome.crash)

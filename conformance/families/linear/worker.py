@@ -6,13 +6,14 @@ import contextlib
 
 import torch
 import torch.distributed as dist
-from tpconform.spec.cases import STAGES, LayerCase, partition
+from tpconform.families.linear.case import STAGES, LayerCase
+from tpconform.spec.partition import partition
 from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text, exchange, laid_out, offsets
 
 
 def run_example(impl, case: LayerCase, data: dict, group, stages=STAGES) -> dict:
     """Build the layer, report its shards, then run the ``stages`` asked for (all by default; a
-    test of one property asks only for those it reads: see ``tpconform.families.linear.properties.NEEDS``)."""
+    test of one property asks only for those it reads: see ``tpconform.families.linear.verdict.NEEDS``)."""
     stages = set(STAGES if stages is None else stages)
     rank = dist.get_rank(group)
     weight, bias, x, grad_out = data["weight"], data["bias"], data["x"], data["grad_out"]
@@ -100,7 +101,7 @@ def _after_backward(impl, layer, case: LayerCase, data: dict, group, table, rank
     if "second_call" in stages:
         _second_call(impl, layer, case, x_sent, result)
 
-    # 5. a training step on the shards, then forward and backward again (tpconform.spec.cases.UpdateTensors)
+    # 5. a training step on the shards, then forward and backward again (tpconform.families.linear.tensors.UpdateTensors)
     #    (its failure is its own: what the earlier stages found stands; no harness collective follows,
     #    so a rank that raised alone leaves the others waiting in the layer's collective, a hang as before)
     if "train_step" in stages:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear.case import LayerCase
 from tpconform.spec.plain_case import PlainCase
 
 

@@ -25,10 +25,10 @@ from tpconform.families.common import (
     preconditions,
     run_on_every_rank,
 )
+from tpconform.families.linear.dense import DenseResult, dense_linear
+from tpconform.families.linear.tensors import CaseTensors, make_tensors
 from tpconform.families.merged.case import MergedCase
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import CaseTensors, make_tensors
-from tpconform.spec.dense import DenseResult, dense_linear
 from tpconform.spec.violations import Violation, construction_raised
 
 

@@ -31,7 +31,7 @@ from tpconform.families.common import (
 )
 from tpconform.families.mlp.bounds import mlp_bounds
 from tpconform.families.mlp.case import MLPCase
-from tpconform.spec.cases import partition
+from tpconform.spec.partition import partition
 from tpconform.spec.violations import Violation, construction_raised
 
 

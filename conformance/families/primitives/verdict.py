@@ -29,11 +29,13 @@ from tpconform.families.common import (
     did_not_complete,
     not_offered,
     rank_slice,
+    run_built_first,
     run_on_every_rank,
+    width_of,
 )
 from tpconform.families.primitives.case import PrimitiveCase
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import partition
+from tpconform.spec.partition import partition
 from tpconform.spec.violations import Violation
 
 # the tensors that differ per rank; the rest are the same on every rank (replicated)
@@ -44,7 +46,7 @@ _PER_RANK_G = {"copy_to"}
 @dataclass
 class PrimitiveTensors:
     xs: list[torch.Tensor]  # each rank's input
-    gs: list[torch.Tensor]  # each rank's upstream grad (scatter_to: the full grad, sliced in the worker)
+    gs: list[torch.Tensor]  # each rank's upstream grad (scatter_to: the full grad; each rank is sent its slice)
 
 
 def make_primitive_tensors(case: PrimitiveCase) -> PrimitiveTensors:
@@ -153,8 +155,20 @@ def primitive_leaves_its_inputs_untouched(ev: PrimitiveEvidence) -> list[Violati
 
 
 def evidence(suite, case: PrimitiveCase) -> PrimitiveEvidence:
+    """Run ``case``. Each rank is sent its own input and upstream grad; ``scatter_to``'s upstream grad is
+    the rank's slice alone (whole, a rank could return it as its input grad and skip the all-gather),
+    along the split its forward outputs show (a forward-only round first,
+    :func:`~tpconform.families.common.run_built_first`)."""
     t = make_primitive_tensors(case)
-    ranks, crash = run_on_every_rank(suite, case, "run_primitive", lambda r: {"x": t.xs[r], "g": t.gs[r]})
+    if case.primitive != "scatter_to":
+        ranks, crash = run_on_every_rank(suite, case, "run_primitive", lambda r: {"x": t.xs[r], "g": t.gs[r]})
+        return PrimitiveEvidence(case, t, ranks, crash)
+
+    def share(r: int, parts: list[int]) -> dict:
+        return {"x": t.xs[r], "g": t.gs[r].narrow(-1, sum(parts[:r]), parts[r]).clone()}
+
+    ranks, crash = run_built_first(suite, case, "run_primitive", {"x": t.xs[0], "g": None}, share,
+                                   width_of("output", -1), case.shape[-1])
     return PrimitiveEvidence(case, t, ranks, crash)
 
 

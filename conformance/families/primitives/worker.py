@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from tpconform.families.layer_steps import copy_of, matching_upstream_grad
-from tpconform.transport.worker_tools import as_tensor, error_text, exchange, offsets
+from tpconform.transport.worker_tools import as_tensor, error_text, exchange
 from tpconform.transport.worker_tools import laid_out as worker_laid_out
 
 
@@ -24,7 +24,8 @@ LEAF_IN_PLACE = "leaf Variable that requires grad"
 
 def run_primitive(message: dict, impl) -> dict:
     """One collective autograd function on its own: forward ``x``, backward this rank's upstream grad
-    (for ``scatter_to``: its slice of the full grad, placed by the output widths of all ranks).
+    (for ``scatter_to``: its slice of the full grad, cut by the verdict along the output widths of a
+    forward-only round, ``"stages": []``, which ends after the forward).
 
     A primitive that writes into its input in place raises on the leaf input (autograd refuses it):
     that is recorded as what it is (``input_modified_note``), and the example is run again, on every
@@ -57,11 +58,9 @@ def run_primitive(message: dict, impl) -> dict:
         y = prims[case["primitive"]](x)
     y = as_tensor(y, f"{case['primitive']}'s output")
     result["output"] = y.detach().clone()
-    g = d["g"]
-    if case["primitive"] == "scatter_to":  # every rank joins, whatever its output
-        widths = [w[0] for w in exchange([y.shape[-1] if y.dim() else -1], group)]
-        if min(widths) >= 0 and sum(widths) == g.shape[-1]:
-            g = g.narrow(-1, offsets(widths)[dist.get_rank(group)], widths[dist.get_rank(group)])
+    if message.get("stages") == []:  # the forward-only round: the verdict reads each rank's split here
+        return result
+    g = d["g"]  # scatter_to: this rank's slice alone, cut by the verdict
     g = laid_out(matching_upstream_grad(result, y, g), case["layout"])
     g_sent = g.detach().clone()
     if y.requires_grad:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tpconform.spec.cases import LayerCase
+from tpconform.families.linear.case import LayerCase
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Sequence parallelism (verdict side): the sequence dim (dim 0) is sharded over the ranks too.
 
-A case is a :class:`~tpconform.spec.cases.LayerCase` whose ``batch_shape[0]`` is the sequence length
+A case is a :class:`~tpconform.families.linear.case.LayerCase` whose ``batch_shape[0]`` is the sequence length
 (a multiple of the world size); rank ``r`` owns sequence rows ``r·s/p … (r+1)·s/p``.
 
 - **column** (``impl.column_sequence_parallel``): fed its sequence shard of ``x``, it returns its
@@ -22,18 +22,20 @@ from __future__ import annotations
 
 from typing import Optional
 
-from tpconform.engine.runner import Outcome
 from tpconform.families.common import (
     compare_fields,
     compare_on_rank,
     not_offered,
-    run_on_every_rank,
+    run_built_first,
+    width_of,
 )
-from tpconform.families.linear.properties import Evidence, Violation, preconditions
+from tpconform.families.linear.case import LayerCase
+from tpconform.families.linear.dense import dense_linear
+from tpconform.families.linear.results import RankResult
+from tpconform.families.linear.run import Outcome
+from tpconform.families.linear.tensors import make_tensors
+from tpconform.families.linear.verdict import Evidence, Violation, preconditions
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import LayerCase, make_tensors
-from tpconform.spec.dense import dense_linear
-from tpconform.spec.results import RankResult
 
 SP_SPEC: dict = {}
 
@@ -83,15 +85,28 @@ def sequence_parallel_grads_match_the_dense_layer(ev: Evidence) -> list[Violatio
 
 
 def evidence(suite, case: LayerCase) -> Optional[Evidence]:
-    """Run ``case``; ``None`` when the impl offers no sequence-parallel layer of that kind."""
+    """Run ``case``; ``None`` when the impl offers no sequence-parallel layer of that kind.
+
+    A rank learns only what its rank may know: it is sent its sequence shard of what is sharded along
+    the sequence (column: the input; row: the upstream grad) and its feature slice of the whole
+    sequence of the other (column: the upstream grad; row: the input), along the partition its layer
+    chose (a build-only round first, :func:`~tpconform.families.common.run_built_first`). Whole, a rank
+    could compute the dense result alone and skip the collectives. The weight and bias are whole (the
+    constructor takes the master weight, as every layer's does)."""
     t = make_tensors(case)
     data, n = t.as_dict(), case.batch_shape[0] // case.world_size
-    key = "x" if case.kind == "column" else "grad_out"  # the column's input, the row's upstream grad
+    column = case.kind == "column"
 
-    def rank_data(r: int) -> dict:  # this rank's sequence shard of it, never the whole sequence
-        return {**data, key: data[key].narrow(0, r * n, n).clone()}
+    def share(r: int, parts: list[int]) -> dict:
+        f = (sum(parts[:r]), parts[r])
+        x = t.x.narrow(0, r * n, n) if column else t.x.narrow(-1, *f)
+        g = t.grad_out.narrow(-1, *f) if column else t.grad_out.narrow(0, r * n, n)
+        return {**data, "x": x.clone(), "grad_out": g.clone()}
 
-    ranks, crash = run_on_every_rank(suite, case, "run_sequence_parallel", rank_data)
+    ranks, crash = run_built_first(suite, case, "run_sequence_parallel",
+                                   {"weight": t.weight, "bias": t.bias, "x": None, "grad_out": None}, share,
+                                   width_of("weight_shard", 0 if column else 1),
+                                   total=case.out_features if column else case.in_features)
     if not_offered(ranks):
         return None
     outcome = Outcome(case, t, ranks=[RankResult.from_wire(res) for res in ranks], crash=crash)

@@ -6,14 +6,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from tpconform.families.linear import properties
+from tpconform.families.linear import verdict
+from tpconform.families.linear.case import STAGES, LayerCase
 from tpconform.families.linear.family import FAMILY as LINEAR
-from tpconform.families.linear.properties import Evidence
+from tpconform.families.linear.verdict import Evidence
 from tpconform.families.subgroups.case import SubgroupsCase
 from tpconform.families.subgroups.diagnosis import likely_cause
 from tpconform.families.subgroups.strategy import tp_group_cases, tp_layouts
 from tpconform.families.subgroups.verdict import evidences, group_ranks
-from tpconform.spec.cases import STAGES, LayerCase
 from tpconform.spec.family import Family, Property
 from tpconform.spec.violations import Violation
 
@@ -44,14 +44,18 @@ class SubgroupsFamily(Family):
     name = "subgroups"
     title = "layers given a TP sub-group of the world"
     case_type = SubgroupsCase
-    properties = {name: Property(name, properties.SPEC[name], properties.NEEDS[name], name in properties.SELF_REPORTED,
-                                 reads_backward=name not in properties.FORWARD)
+    order = 1  # right after the single layer it splits into groups
+    properties = {name: Property(name, verdict.SPEC[name], verdict.NEEDS[name], name in verdict.SELF_REPORTED,
+                                 reads_backward=name not in verdict.FORWARD)
                   for name in PER_GROUP_SPEC}
     stages = STAGES
     # a world of 4 or 6 ranks per example, and six properties over the same kind of cases: a third of
     # the profile's examples per test (as many examples in all as its one test of every property had)
     example_share = 1 / 3
     derived_facts = LINEAR.derived_facts
+
+    def claims(self, case) -> bool:
+        return type(case) is LayerCase and case.tp_groups > 1
 
     def variants(self):
         return LINEAR.variants()
@@ -87,7 +91,7 @@ class SubgroupsFamily(Family):
             ranks = group_ranks(ev.case, g)
             where = f"TP group {g} (global ranks {ranks.start}-{ranks.stop - 1}; ranks below are group-local)"
             out += [dataclasses.replace(v, message=f"{where}: {v.message}", where=(g, v))
-                    for v in properties.evaluate(group_ev, prop)]
+                    for v in verdict.evaluate(group_ev, prop)]
         return out
 
     def likely_cause(self, ev: GroupsEvidence, v: Violation) -> Optional[str]:

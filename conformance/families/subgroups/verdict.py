@@ -15,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence
 
-from tpconform.engine.runner import Outcome, _sliced_messages, build_only
-from tpconform.families.linear.properties import Evidence
-from tpconform.spec.cases import LayerCase, declared_stages, for_workers, make_tensors
-from tpconform.spec.dense import dense_linear
-from tpconform.spec.results import RankResult
+from tpconform.families.linear.case import LayerCase, declared_stages
+from tpconform.families.linear.dense import dense_linear
+from tpconform.families.linear.results import RankResult
+from tpconform.families.linear.run import Outcome, build_only, sliced_messages
+from tpconform.families.linear.tensors import make_tensors
+from tpconform.families.linear.verdict import Evidence
+from tpconform.spec.plain_case import for_workers
 
 
 def group_case(case: LayerCase, g: int) -> LayerCase:
@@ -51,7 +53,7 @@ def run(suite, case: LayerCase, stages: Optional[Sequence[str]] = None) -> list[
         if crash is None and not any(res.get("construct_failed_ranks") for res in first.values()):
             for g in range(case.tp_groups):
                 ranks = list(group_ranks(case, g))
-                per = _sliced_messages(cases[g], messages[ranks[0]], outcomes[g].tensors, [first[r] for r in ranks])
+                per = sliced_messages(cases[g], messages[ranks[0]], outcomes[g].tensors, [first[r] for r in ranks])
                 messages.update({r: per[i] for i, r in enumerate(ranks)})
         elif crash is None:
             for g, oc in enumerate(outcomes):

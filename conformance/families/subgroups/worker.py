@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import torch.distributed as dist
+from tpconform.families.linear.case import LayerCase
 from tpconform.families.linear.worker import run_example
-from tpconform.spec.cases import LayerCase
 
 _tp_groups: dict[int, list] = {}
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from tpconform.spec.cases import CaseTensors
+from tpconform.families.linear.tensors import CaseTensors
 
 
 @dataclass

@@ -48,12 +48,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
-from tpconform.engine.runner import Outcome
+from tpconform.families.linear.case import STAGES, LayerCase
+from tpconform.families.linear.dense import DenseResult, dense_linear
+from tpconform.families.linear.results import RankResult
+from tpconform.families.linear.run import Outcome
+from tpconform.families.linear.tensors import TRAIN_LR, rounded_to
 from tpconform.spec import tolerance as tol
-from tpconform.spec.cases import STAGES, TRAIN_LR, LayerCase, partition, rounded_to
 from tpconform.spec.compare import compare
-from tpconform.spec.dense import DenseResult, dense_linear
-from tpconform.spec.results import RankResult
+from tpconform.spec.partition import partition
 from tpconform.spec.violations import Violation, construction_raised
 
 
@@ -111,7 +113,7 @@ SELF_REPORTED: set[str] = set()  # properties whose evidence the candidate's own
 
 def spec_property(*needs: str, self_reported: bool = False) -> Callable[[Property], Property]:
     """Register the decorated property in :data:`SPEC` under its name; ``needs`` are the worker
-    stages (:data:`tpconform.spec.cases.STAGES`) whose results it reads, beyond the layer's shards;
+    stages (:data:`tpconform.families.linear.case.STAGES`) whose results it reads, beyond the layer's shards;
     ``self_reported``: its evidence is measured inside the candidate's process (see ``spec.family.Property``)."""
     unknown = set(needs) - set(STAGES)
     if unknown:
@@ -128,7 +130,7 @@ def spec_property(*needs: str, self_reported: bool = False) -> Callable[[Propert
 
 
 def stages_for(props) -> tuple[str, ...]:
-    """The worker stages (in :data:`~tpconform.spec.cases.STAGES` order) that ``props`` read."""
+    """The worker stages (in :data:`~tpconform.families.linear.case.STAGES` order) that ``props`` read."""
     wanted = {stage for prop in props for stage in NEEDS[prop]}
     return tuple(stage for stage in STAGES if stage in wanted)
 
