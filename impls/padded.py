@@ -8,7 +8,7 @@
   Its shards are reported as held, padding included.
 
 It declares both, per family (:attr:`tpconform.impls.protocol.Capabilities.families`), and must pass the
-complete default run; ``impls/zoo/padding_rows_take_grad.py`` breaks its padding.
+complete default run; ``conformance/families/embedding/bugs/padding_rows_take_grad.py`` breaks its padding.
 """
 
 from __future__ import annotations

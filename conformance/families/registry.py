@@ -1,5 +1,6 @@
 """Every family the suite checks, found by its folder: ``conformance/families/<name>/family.py``
-defines ``FAMILY``. Adding a family is adding its folder (and its seeded bugs in ``impls/zoo``).
+defines ``FAMILY``. Adding a family is adding its folder: what else it brings (strategy, reference method,
+seeded bugs) is found in it by name (``tpconform.families.folders``).
 Families sort by their ``order`` (declared in their folders), then by name; the first is the primary one."""
 
 from __future__ import annotations

@@ -16,12 +16,17 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SUITE_DIRS = tuple(os.path.join(_ROOT, part) + os.sep for part in ("transport", "families", "engine", "spec"))
 _SUITE_FILES = tuple(os.path.abspath(spec.origin) for spec in map(importlib.util.find_spec, (
     "tpconform.impls.protocol", "tpconform.impls.simple_module")) if spec is not None and spec.origin)  # the adapters'
+# a family folder's candidate code: its reference layers and its seeded bugs (conformance/families/folders.py)
+_FAMILIES_DIR = os.path.join(_ROOT, "families") + os.sep
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 _STDLIB_DIR = os.path.dirname(os.path.abspath(traceback.__file__)) + os.sep
 
 
 def _under_test(filename: str) -> bool:
     """A frame of the code under test: not the suite's own, torch's or the standard library's."""
+    if filename.startswith(_FAMILIES_DIR) and (filename.endswith(os.sep + "reference.py")
+                                               or os.sep + "bugs" + os.sep in filename[len(_FAMILIES_DIR):]):
+        return True
     if filename.startswith(_SUITE_DIRS + (_TORCH_DIR,)) or filename in _SUITE_FILES:
         return False
     return not filename.startswith(_STDLIB_DIR) or "-packages" + os.sep in filename[len(_STDLIB_DIR):]

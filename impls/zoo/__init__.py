@@ -7,26 +7,8 @@ entry is caught by its property; ``benchmarks/time_to_find.py`` measures how fas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from tpconform.impls.entries import Entry
-
-
-@dataclass(frozen=True)
-class SeededBug:
-    name: str
-    module: str
-    summary: str
-    caught_by: str  # a property name in tpconform.families.linear.verdict.SPEC
-    variant: str  # the variant (see tpconform.strategies.VARIANTS) whose test must catch it
-    cause: str = ""  # words the failure's "likely cause" line must contain ("" checks nothing)
-    symptom: str = "violation"  # "violation": the property itself fails; "crash": the example raises or hangs
-    world_sizes: tuple[int, ...] = (1, 2, 3, 4)  # what the self-test searches (the bug may need >= 3)
-
-    @property
-    def entry(self) -> Entry:
-        return Entry(self.name, f"{self.module}:Impl", self.summary, correct=False)
-
+from tpconform.families.folders import each
+from tpconform.impls.seeded import SeededBug
 
 ZOO: tuple[SeededBug, ...] = (
     # -- shards ------------------------------------------------------------------------------------
@@ -186,79 +168,10 @@ ZOO: tuple[SeededBug, ...] = (
               "output_matches_the_dense_layer", "row-full-input", cause="all-reduce is missing"),
 )
 
-# Bugs beyond one layer on the whole world (TP sub-groups, compositions, primitives), each caught by
-# its own search in tests/selftest/test_extensions.py; their variant reads "<family>/<detail>".
-EXTENSIONS: tuple[SeededBug, ...] = (
-    SeededBug("bug-collectives-on-world", "tpconform.impls.zoo.collectives_on_world",
-              "the all-reduce runs on the default (WORLD) group, not the TP group it was given",
-              "output_matches_the_dense_layer", "subgroups/row-full-input"),
-    SeededBug("bug-column-gathers-then-splits", "tpconform.impls.zoo.column_gathers_then_splits",
-              "column with gather_output=False all-gathers, then keeps its slice (right values, extra collective)",
-              "mlp_forward_uses_one_all_reduce", "mlp/", cause="all-gathers"),
-    SeededBug("bug-mlp-partitions-differ", "tpconform.impls.zoo.mlp_partitions_differ",
-              "column splits chunk-style, row tensor_split-style: each conforms, the MLP breaks (world size >= 3)",
-              "mlp_output_matches_the_dense_mlp", "mlp/", cause="split the hidden dim differently"),
-    SeededBug("bug-gather-assumes-contiguous", "tpconform.impls.zoo.gather_assumes_contiguous",
-              "gather-from primitive reads a strided/transposed input's storage as if contiguous",
-              "primitive_forward_matches_its_dense_meaning", "primitives/gather_from", cause="not contiguous"),
-    SeededBug("bug-scatter-backward-local", "tpconform.impls.zoo.scatter_backward_local",
-              "scatter-to primitive's backward keeps only this rank's grad slice (no all-gather)",
-              "primitive_backward_matches_its_dense_meaning", "primitives/scatter_to", cause="all-gather the grad slices"),
-    # bugs that only a declared capability lets the suite reach (impls/limited.py: their correct peers)
-    SeededBug("bug-merged-packed-rows-strided", "tpconform.impls.zoo.merged_packed_rows_strided",
-              "packed merged column, equal blocks only (declared): each rank takes every world_size-th row of a block",
-              "merged_column_shards_hold_each_blocks_slice", "merged/", cause="strided split"),
-    SeededBug("bug-inference-merged-bias-first-block-only",
-              "tpconform.impls.zoo.inference_merged_bias_first_block_only",
-              "forward-only merged QKV column (declared) adds the bias of its first block only",
-              "merged_column_output_matches_the_dense_layer", "merged/"),
-    SeededBug("bug-copy-to-grad-not-reduced", "tpconform.impls.zoo.copy_to_grad_not_reduced",
-              "copy-to and reduce-from only (declared): copy-to's backward does not all-reduce",
-              "primitive_backward_matches_its_dense_meaning", "primitives/copy_to", cause="copy-to's backward"),
-    SeededBug("bug-reduce-from-in-place", "tpconform.impls.zoo.reduce_from_in_place",
-              "reduce-from primitive all-reduces its input tensor in place",
-              "primitive_leaves_its_inputs_untouched", "primitives/reduce_from", cause="in place"),
-    SeededBug("bug-reduce-from-marks-dirty", "tpconform.impls.zoo.reduce_from_marks_dirty",
-              "reduce-from primitive all-reduces its input in place and marks it dirty (raises on a leaf)",
-              "primitive_leaves_its_inputs_untouched", "primitives/reduce_from", cause="in place"),
-    SeededBug("bug-sp-row-bias-grad-partial", "tpconform.impls.zoo.sp_row_bias_grad_partial",
-              "sequence-parallel row leaves its bias grad partial (not reduced over the ranks)",
-              "sequence_parallel_grads_match_the_dense_layer", "sequence_parallel/row", cause="partial"),
-    SeededBug("bug-sp-row-all-reduces", "tpconform.impls.zoo.sp_row_all_reduces",
-              "sequence-parallel row all-reduces: every rank returns the whole sequence, not its shard",
-              "sequence_parallel_output_matches_the_dense_layer", "sequence_parallel/row", cause="whole sequence"),
-    SeededBug("bug-embedding-ids-clamped", "tpconform.impls.zoo.embedding_ids_clamped",
-              "vocab-parallel embedding clamps ids into its rows instead of masking them",
-              "embedding_output_matches_the_dense_lookup", "embedding/", cause="clamped"),
-    SeededBug("bug-embedding-mask-outside-autograd", "tpconform.impls.zoo.embedding_mask_outside_autograd",
-              "vocab-parallel embedding masks via .data: grads of other ranks' ids land in row 0",
-              "embedding_weight_grad_matches_the_dense_lookup", "embedding/", cause="outside autograd"),
-    SeededBug("bug-padding-rows-take-grad", "tpconform.impls.zoo.padding_rows_take_grad",
-              "padded vocab-parallel embedding looks up others' ids in a padding row, masked outside autograd",
-              "embedding_weight_grad_matches_the_dense_lookup", "embedding/", cause="padding"),
-    SeededBug("bug-merged-split-as-one-block", "tpconform.impls.zoo.merged_split_as_one_block",
-              "merged (QKV) column splits the stacked weight as one block",
-              "merged_column_shards_hold_each_blocks_slice", "merged/", cause="split as one block"),
-    SeededBug("bug-merged-bias-split-as-one-block", "tpconform.impls.zoo.merged_bias_split_as_one_block",
-              "merged (QKV) column shards the weight block by block, the bias as one block",
-              "merged_column_matches_the_dense_layer", "merged/", cause="bias is split as one block"),
-    SeededBug("bug-ce-local-max", "tpconform.impls.zoo.ce_local_max",
-              "vocab-parallel cross entropy shifts each rank's logits by its own max (no MAX all-reduce)",
-              "cross_entropy_loss_matches_the_dense_loss", "cross_entropy/", cause="its own max"),
-    SeededBug("bug-ce-onehot-every-rank", "tpconform.impls.zoo.ce_onehot_every_rank",
-              "vocab-parallel cross entropy's backward subtracts the target's one-hot on every rank",
-              "cross_entropy_logit_grads_match_the_dense_grads", "cross_entropy/", cause="on every rank"),
-    SeededBug("bug-ce-logits-shifted-in-place", "tpconform.impls.zoo.ce_logits_shifted_in_place",
-              "vocab-parallel cross entropy subtracts the max from the caller's logits in place",
-              "cross_entropy_leaves_its_logits_untouched", "cross_entropy/", cause="in place"),
-    # layer bugs of the zoo above, seen through the MLP's gradient properties
-    SeededBug("bug-mlp-column-input-grad-not-reduced", "tpconform.impls.zoo.column_input_grad_not_reduced",
-              "column input grad not all-reduced, inside the MLP",
-              "mlp_input_grad_matches_the_dense_mlp", "mlp/", cause="partial input grad"),
-    SeededBug("bug-mlp-row-weight-grad-averaged", "tpconform.impls.zoo.weight_grad_averaged",
-              "row weight grad averaged over the ranks, inside the MLP",
-              "mlp_parameter_grads_match_the_dense_mlp", "mlp/", cause="divided by the world size"),
-)
+# Bugs beyond one layer on the whole world, each in its family's folder
+# (``conformance/families/<name>/bugs/__init__.py``: ``BUGS``, found by convention: no list here to edit),
+# each caught by its own search in tests/selftest/test_extensions.py; their variant reads "<family>/<detail>".
+EXTENSIONS: tuple[SeededBug, ...] = tuple(bug for _, module in each("bugs") for bug in module.BUGS)
 
 ENTRIES = tuple(bug.entry for bug in ZOO + EXTENSIONS)
 BY_NAME = {bug.name: bug for bug in ZOO + EXTENSIONS}

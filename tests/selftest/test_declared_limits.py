@@ -13,12 +13,12 @@ from tpconform.engine.suite import NotDeclared, Suite, declared_limits
 from tpconform.families.linear.case import FORWARD_STAGES, LayerCase
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.merged.case import MergedCase
+from tpconform.families.merged.strategy import merged_cases
 from tpconform.families.registry import families
 from tpconform.impls.limited import ForwardOnlyImpl, TwoPrimitivesImpl
 from tpconform.impls.protocol import OVERRIDABLE, Capabilities
 from tpconform.impls.simple_module import SimpleModuleImpl
 from tpconform.strategies import VARIANTS
-from tpconform.strategies.merged import merged_cases
 
 FIXTURE = "tests.selftest.fixtures.limits_undeclared"
 FORWARD_ONLY, EQUAL_BLOCKS = "reference-forward-only", "reference-equal-blocks"

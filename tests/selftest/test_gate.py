@@ -157,20 +157,28 @@ reason = "accepted: our row layer adds the bias on every rank (tracked in theirp
 '''
 
 
-def test_the_wheel_lists_every_package():
-    """pyproject.toml lists the packages one by one (the property tests are mapped to a new name)."""
+def test_the_wheel_finds_every_package():
+    """The packages are found (setup.py), never listed in pyproject.toml: every folder with an ``__init__.py``
+    under the four folders of ``tpconform`` is one, a new family folder (or its ``bugs/``) included, and
+    nothing outside ``tpconform`` is installed."""
+    import runpy
+
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
-    folders = {"conformance": "tpconform", "impls": "tpconform.impls", "strategies": "tpconform.strategies"}
-    found = {".".join(p for p in (name, os.path.relpath(d, os.path.join(ROOT, top)).replace(os.sep, ".")) if p != ".")
-             for top, name in folders.items()
-             for d, _, files in os.walk(os.path.join(ROOT, top)) if "__init__.py" in files}
-    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
-    assert {p.split(".")[0] for p in listed} == {"tpconform"}, "one import package: nothing else in site-packages"
+        config = tomllib.load(f)["tool"]["setuptools"]
+    assert "packages" not in config, "pyproject.toml lists packages: setup.py finds them (a list there wins and goes stale)"
+    packages = runpy.run_path(os.path.join(ROOT, "setup.py"), run_name="tpconform_setup")["packages"]()
+    folders = {name: os.path.join(ROOT, top) for name, top in config["package-dir"].items()}
+    found = {".".join(p for p in (name, os.path.relpath(d, top).replace(os.sep, ".")) if p != ".")
+             for name, top in folders.items()
+             for d, _, files in os.walk(top) if "__init__.py" in files and "__pycache__" not in d}
+    assert found - set(packages) == set(), "setup.py misses these packages"
+    assert {p.split(".")[0] for p in packages} == {"tpconform"}, "one import package: nothing else in site-packages"
+    assert {f"tpconform.families.{name}" for name in os.listdir(os.path.join(ROOT, "conformance", "families"))
+            if os.path.isfile(os.path.join(ROOT, "conformance", "families", name, "family.py"))} <= set(packages)
 
 
 def _copy_source(dest: str) -> None:

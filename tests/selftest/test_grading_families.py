@@ -37,7 +37,7 @@ def report(tmp_path_factory):
     _package(subs, "all_families", "tpconform.impls.reference")  # the reference's layers: every family offered
     (subs / "all_families" / "layers" / "adapter.py").write_text(
         "from tpconform.impls.reference import ReferenceImpl\n\n\nclass Impl(ReferenceImpl):\n    name = 'all-families'\n")
-    _package(subs, "ce_local_max", "tpconform.impls.zoo.ce_local_max")
+    _package(subs, "ce_local_max", "tpconform.families.cross_entropy.bugs.ce_local_max")
     (subs / "only_layers.py").write_text(open(os.path.join(ROOT, "tests/selftest/fixtures/simple_module_good.py")).read())
     out = subs / "out"
     weights = tmp_path_factory.mktemp("weights") / "every_family.toml"

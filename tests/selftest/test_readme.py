@@ -38,7 +38,7 @@ CLAIMS = [
     Claim(r"pytest --impl=path/to/parallel_linear\.py", run=(SHORT, 0)),
     Claim(r"pytest --impl=mypkg\.tp:MyImpl", run=(SHORT, 0)),
     Claim(r"pytest --impl=NAME", run=(SHORT, 0)),
-    Claim(r"pip wheel --no-deps -w ci/ PATH/TO/tpconform-clone", by="tests/selftest/test_gate.py::test_the_wheel_lists_every_package"),
+    Claim(r"pip wheel --no-deps -w ci/ PATH/TO/tpconform-clone", by="tests/selftest/test_gate.py::test_the_wheel_finds_every_package"),
     Claim(r"pip install torch==2\.13\.0 ci/tpconform-0\.1\.0-py3-none-any\.whl -e \.", by="tests/selftest/test_gate.py::test_a_conforming_impl_passes_the_gate_with_a_junit_report"),
     Claim(r"tpconform check --impl=theirpkg\.tp:Adapter --junitxml=tp-report\.xml", by="tests/selftest/test_gate.py::test_a_conforming_impl_passes_the_gate_with_a_junit_report"),
     Claim(r"python -m tpconform replay --impl=bug-row-bias-every-rank .*", run=((), 1)),

@@ -6,8 +6,8 @@ from tpconform.families.common import ExtensionFamily
 from tpconform.families.embedding import verdict
 from tpconform.families.embedding.case import EmbeddingCase
 from tpconform.families.embedding.diagnosis import likely_cause
+from tpconform.families.embedding.strategy import embedding_cases
 from tpconform.spec.family import Property
-from tpconform.strategies.embedding import embedding_cases
 
 
 class EmbeddingFamily(ExtensionFamily):

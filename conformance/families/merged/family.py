@@ -6,8 +6,8 @@ from tpconform.families.common import ExtensionFamily
 from tpconform.families.merged import verdict
 from tpconform.families.merged.case import MergedCase
 from tpconform.families.merged.diagnosis import likely_cause
+from tpconform.families.merged.strategy import merged_cases
 from tpconform.spec.family import Property
-from tpconform.strategies.merged import merged_cases
 
 
 class MergedFamily(ExtensionFamily):

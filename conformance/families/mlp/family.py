@@ -9,8 +9,8 @@ from tpconform.families.common import ExtensionFamily
 from tpconform.families.mlp import verdict
 from tpconform.families.mlp.case import MLPCase
 from tpconform.families.mlp.diagnosis import likely_cause
+from tpconform.families.mlp.strategy import mlp_cases
 from tpconform.spec.family import Property
-from tpconform.strategies.mlp import mlp_cases
 
 
 class MLPFamily(ExtensionFamily):

@@ -6,8 +6,8 @@ from tpconform.families.common import ExtensionFamily
 from tpconform.families.primitives import verdict
 from tpconform.families.primitives.case import PRIMITIVES, PrimitiveCase
 from tpconform.families.primitives.diagnosis import likely_cause
+from tpconform.families.primitives.strategy import primitive_cases
 from tpconform.spec.family import Property
-from tpconform.strategies.primitives import primitive_cases
 
 
 class PrimitivesFamily(ExtensionFamily):

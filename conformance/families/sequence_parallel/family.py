@@ -7,8 +7,8 @@ from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.sequence_parallel import verdict
 from tpconform.families.sequence_parallel.case import SequenceParallelCase
 from tpconform.families.sequence_parallel.diagnosis import likely_cause
+from tpconform.families.sequence_parallel.strategy import sequence_parallel_cases
 from tpconform.spec.family import Property
-from tpconform.strategies.sequence_parallel import sequence_parallel_cases
 
 
 class SequenceParallelFamily(ExtensionFamily):

@@ -8,13 +8,14 @@ from typing import Optional, Sequence
 
 from tpconform.families.linear import verdict
 from tpconform.families.linear.case import STAGES, LayerCase
-from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.linear.verdict import Evidence
+from tpconform.families.subgroups.case import SubgroupsCase
+from tpconform.families.subgroups.diagnosis import likely_cause
+from tpconform.families.subgroups.strategy import tp_group_cases, tp_layouts
 from tpconform.families.subgroups.verdict import evidences, group_ranks
 from tpconform.spec.family import Family, Property
 from tpconform.spec.violations import Violation
-from tpconform.strategies.groups import tp_group_cases, tp_layouts
 
 # the single-group spec, checked in every TP group of one run
 PER_GROUP_SPEC = (
@@ -42,7 +43,7 @@ class GroupsEvidence:
 class SubgroupsFamily(Family):
     name = "subgroups"
     title = "layers given a TP sub-group of the world"
-    case_type = LayerCase
+    case_type = SubgroupsCase
     order = 1  # right after the single layer it splits into groups
     properties = {name: Property(name, verdict.SPEC[name], verdict.NEEDS[name], name in verdict.SELF_REPORTED,
                                  reads_backward=name not in verdict.FORWARD)
@@ -94,8 +95,7 @@ class SubgroupsFamily(Family):
         return out
 
     def likely_cause(self, ev: GroupsEvidence, v: Violation) -> Optional[str]:
-        g, original = v.where
-        return likely_cause(ev.groups[g], original)
+        return likely_cause(ev, v)
 
     def token(self, case: LayerCase) -> str:
         return case.token()  # a LayerCase with tp_size set: its bare token replays as sub-groups

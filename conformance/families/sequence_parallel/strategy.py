@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from tpconform.families.sequence_parallel.case import SequenceParallelCase
 from tpconform.strategies.layers import DTYPES, Variant, layer_cases
 
+__all__ = ["sequence_parallel_cases"]
+
 
 @st.composite
 def sequence_parallel_cases(draw, kind: str, *, world_sizes: Sequence[int] = tuple(range(1, 9)),

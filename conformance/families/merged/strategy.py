@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from tpconform.families.merged.case import MergedCase
 from tpconform.strategies.layers import DTYPES, batch_shapes, scales
 
+__all__ = ["merged_cases"]
+
 
 @st.composite
 def merged_cases(draw, *, world_sizes: Sequence[int] = tuple(range(1, 9)), dtypes: Sequence[str] = DTYPES,

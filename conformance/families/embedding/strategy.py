@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from tpconform.families.embedding.case import EmbeddingCase
 from tpconform.strategies.layers import DTYPES, batch_shapes, features
 
+__all__ = ["embedding_cases"]
+
 
 @st.composite
 def embedding_cases(draw, *, world_sizes: Sequence[int] = tuple(range(1, 9)), dtypes: Sequence[str] = DTYPES):

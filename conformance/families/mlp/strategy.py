@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from tpconform.families.mlp.case import ACTIVATIONS, MLPCase
 from tpconform.strategies.layers import DTYPES, batch_shapes, features, scales
 
+__all__ = ["mlp_cases"]
+
 
 @st.composite
 def mlp_cases(draw, *, world_sizes: Sequence[int] = tuple(range(1, 9)), dtypes: Sequence[str] = DTYPES,

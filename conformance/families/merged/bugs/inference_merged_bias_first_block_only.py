@@ -6,8 +6,9 @@ Only a suite that can run a forward-only layer finds it: the layer has no backwa
 Exposed by: a merged layer with a bias (``merged_column_output_matches_the_dense_layer``)."""
 
 import torch.nn.functional as F
+from tpconform.impls.layers import CopyToParallel
 from tpconform.impls.limited import ForwardOnlyImpl, inference_only
-from tpconform.impls.reference import CopyToParallel, MergedColumnParallelLinear
+from tpconform.impls.merged import MergedColumnParallelLinear
 
 
 class FirstBlockBiasOnly(MergedColumnParallelLinear):

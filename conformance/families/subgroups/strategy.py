@@ -8,6 +8,8 @@ from typing import Optional, Sequence
 from hypothesis import strategies as st
 from tpconform.strategies.layers import DTYPES, Variant, layer_cases
 
+__all__ = ["tp_layouts", "tp_group_cases"]
+
 # (tp_size, groups): world 4 as two TP groups of 2; world 6 as three groups of 2 and two of 3
 LAYOUTS = ((2, 2), (2, 3), (3, 2))
 

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from tpconform.families.primitives.case import LAYOUTS, PrimitiveCase
 from tpconform.strategies.layers import DTYPES, features
 
+__all__ = ["primitive_cases"]
+
 
 @st.composite
 def primitive_cases(draw, primitive: str, *, world_sizes: Sequence[int] = tuple(range(1, 9)),
