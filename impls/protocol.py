@@ -262,6 +262,15 @@ class TensorParallelImpl:
         columns of the dense grad. ``None``: not offered."""
         return None
 
+    def parallelize_block(self, block, group):
+        """Optional: the impl's tensor-parallel plan applied to the suite's dense transformer block (an
+        ``nn.Module`` in the case's dtype, torchtitan's names: ``attention.wq/wk/wv/wo``,
+        ``attention.n_heads``/``n_kv_heads``, ``feed_forward.w1/w2/w3``, ``attention_norm``, ``ffn_norm``)
+        on every rank of ``group``; returns the parallelised module, called on the whole input. A config
+        the plan cannot express must raise here. Parameters are DTensors, or plain tensors that are whole
+        or carry ``tp_dense_slice`` (``((start, stop), …)`` per dim). ``None``: not offered."""
+        return None
+
     def primitives(self, group) -> Optional[dict[str, Any]]:
         """Optional: the four collective autograd functions on ``group``, each ``x -> tensor``, keyed
         ``copy_to`` (identity / all-reduce of the grad), ``reduce_from`` (all-reduce / identity),

@@ -4,6 +4,7 @@ where the seeded bugs of ``impls/zoo`` take them from."""
 
 from __future__ import annotations
 
+from tpconform.families.block.plan import parallelize_block
 from tpconform.impls.cross_entropy import vocab_parallel_cross_entropy
 from tpconform.impls.layers import (  # noqa: F401 - re-exported for impls/zoo
     Collectives,
@@ -49,6 +50,9 @@ class ReferenceImpl(TensorParallelImpl):
 
     def vocab_parallel_cross_entropy(self, group):
         return vocab_parallel_cross_entropy(group)
+
+    def parallelize_block(self, block, group):
+        return parallelize_block(block, group)
 
     def primitives(self, group):
         comm = Collectives(group)
