@@ -131,9 +131,9 @@ def trace(wts: dict, c, x: torch.Tensor, g: torch.Tensor) -> dict:
         v[name] = t
         return t
 
-    W = {k: t.double().requires_grad_(True) for k, t in wts.items()}
+    W = {k: t.detach().double().clone().requires_grad_(True) for k, t in wts.items()}
     B = (lambda n: W.get(n))  # noqa: E731
-    x = x.double().requires_grad_(True)
+    x = x.detach().double().clone().requires_grad_(True)
     b, s = x.shape[0], x.shape[1]
     nh, nkv, hd = c.n_heads, c.n_kv_heads, c.head_dim
 

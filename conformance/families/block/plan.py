@@ -66,6 +66,10 @@ def parallelize_block(block, group):
     """Shard ``block`` over ``group`` with :func:`plan`; refuse what it cannot express."""
     p = dist.get_world_size(group)
     check_expressible(block, p)
+    if p == 1:
+        # nothing to shard; and DTensor (2.13) cannot view a 3-D input whose sharded dim has size 1 (an FFN of
+        # width 1: "would remove or reshape sharded dimension 2"), which only a world of one rank meets
+        return block
     parallelize_module(block, mesh_of(group), plan())
     localise_heads(block, p)
     return block

@@ -2,8 +2,7 @@
 
 The suite's dense Llama-style block (:mod:`tpconform.families.block.dense`) is built on every rank in the
 case's dtype and handed to the impl's ``parallelize_block(block, group)``. Every rank feeds the whole
-input ``x [batch, seq, hidden]`` and back-propagates the same upstream grad; then one SGD step
-(``lr`` = :data:`~tpconform.families.block.worker.LEARNING_RATE`) and a forward of a second input. Truth:
+input ``x [batch, seq, hidden]`` and back-propagates the same upstream grad. Truth:
 the same block in float64 from the same (already rounded) numbers; bounds: :mod:`~.bounds`.
 
 1. **output**: every rank returns the dense output;
@@ -14,8 +13,6 @@ the same block in float64 from the same (already rounded) numbers; bounds: :mod:
    divide by the world size (kv heads fewer than ranks included), the impl either refuses it on every
    rank while parallelising, or computes the dense block; never an error mid-forward, never a wrong
    result;
-5. **training step**: after the step, the output on a new input is the dense block's with the dense
-   update applied (computed from the verdict's own grads, never from the ranks').
 """
 
 from __future__ import annotations
@@ -27,9 +24,7 @@ import torch
 from tpconform.families.block.bounds import block_bounds, trace
 from tpconform.families.block.case import BlockCase
 from tpconform.families.block.dense import block_weights, build_block
-from tpconform.families.block.worker import LEARNING_RATE
 from tpconform.families.common import compare_on_rank, preconditions, run_on_every_rank
-from tpconform.spec import tolerance as tol
 from tpconform.spec.violations import Violation, construction_raised
 
 
@@ -38,7 +33,6 @@ class BlockTensors:
     weights: dict[str, torch.Tensor]  # every parameter by name, the case's dtype
     x: torch.Tensor
     grad_out: torch.Tensor
-    x2: torch.Tensor  # the input after the training step
 
 
 def make_tensors(case: BlockCase) -> BlockTensors:
@@ -49,7 +43,7 @@ def make_tensors(case: BlockCase) -> BlockTensors:
     def normal(scale: float) -> torch.Tensor:
         return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(case.torch_dtype)
 
-    return BlockTensors(weights, normal(case.scale), normal(1.0), normal(case.scale))
+    return BlockTensors(weights, normal(case.scale), normal(1.0))
 
 
 @dataclass
@@ -57,27 +51,18 @@ class DenseBlock:
     output: torch.Tensor
     input_grad: torch.Tensor
     grads: dict[str, torch.Tensor]
-    step_output: torch.Tensor
-    bounds: dict[str, torch.Tensor]  # output, input_grad, grad:<name>, step_output
+    bounds: dict[str, torch.Tensor]  # output, input_grad, grad:<name>
 
 
 def dense_block(case: BlockCase, t: BlockTensors) -> DenseBlock:
-    """The float64 block (the same module the ranks get), its grads, the stepped block's output, and bounds."""
+    """The float64 block (the same module the ranks get), its grads, and their bounds."""
     block = build_block(case, torch.float64, t.weights)
-    x = t.x.double().requires_grad_(True)
+    x = t.x.detach().double().clone().requires_grad_(True)
     y = block(x)
     y.backward(t.grad_out.double())
     grads = {n: p.grad.detach() for n, p in block.named_parameters()}
-    dt, ws = case.torch_dtype, case.world_size
-    bounds = block_bounds(case, trace(t.weights, case, t.x, t.grad_out), dt, ws)
-    stepped = {n: t.weights[n].double() - LEARNING_RATE * g for n, g in grads.items()}
-    errors = {n: LEARNING_RATE * bounds[f"grad:{n}"] + tol.SAFETY * 2 * tol.unit_roundoff(dt) * w.abs()
-              for n, w in stepped.items()}
-    with torch.no_grad():
-        step_output = build_block(case, torch.float64, stepped)(t.x2.double())
-    step_trace = trace(stepped, case, t.x2, torch.zeros_like(t.x2))
-    bounds["step_output"] = block_bounds(case, step_trace, dt, ws, errors, backward=False)["output"]
-    return DenseBlock(y.detach(), x.grad, grads, step_output, bounds)
+    bounds = block_bounds(case, trace(t.weights, case, t.x, t.grad_out), case.torch_dtype, case.world_size)
+    return DenseBlock(y.detach(), x.grad, grads, bounds)
 
 
 @dataclass
@@ -180,15 +165,6 @@ def _inexpressible(c: BlockCase) -> str:
             "(not all divisible)")
 
 
-@block_property
-def block_training_step_then_forward_matches(ev: BlockEvidence) -> list[Violation]:
-    """After one SGD step over every rank's parameters, the output on a new input is the dense block's
-    with the dense update applied."""
-    d = ev.dense
-    return _every_rank("block_training_step_then_forward_matches", ev, "step_output", d.step_output,
-                       d.bounds["step_output"], "output after the step")
-
-
 def _construction_failed(ev: BlockEvidence, failed: list[int]) -> str:
     return construction_raised(failed, {r: res.get("construct_error") for r, res in enumerate(ev.ranks)},
                                " (parallelize_block)")
@@ -198,7 +174,7 @@ def evidence(suite, case: BlockCase) -> Optional[BlockEvidence]:
     """Run ``case`` on ``case.world_size`` ranks; ``None`` when the impl offers no ``parallelize_block``."""
     t = make_tensors(case)
     ranks, crash = run_on_every_rank(suite, case, "run_block",
-                                     {"weights": t.weights, "x": t.x, "grad_out": t.grad_out, "x2": t.x2})
+                                     {"weights": t.weights, "x": t.x, "grad_out": t.grad_out})
     if ranks and ranks[0].get("not_provided"):
         return None
     return BlockEvidence(case, t, ranks, crash, dense_block(case, t))

@@ -1,5 +1,5 @@
 """The block family, worker side: build the dense block in the case's dtype, hand it to the impl's
-``parallelize_block``, run it forward and backward, then one SGD step and a second forward.
+``parallelize_block``, run it forward and backward.
 
 Each parameter comes back as plain tensors: its local value and grad, and where the local part sits in
 the dense parameter (``[[start, stop], …]`` per dim), read from a DTensor's placements, or for a plain
@@ -18,8 +18,6 @@ from tpconform.families.block.case import BlockCase
 from tpconform.families.block.dense import build_block
 from tpconform.families.layer_steps import copy_of, matching_upstream_grad
 from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text, exchange
-
-LEARNING_RATE = 0.05  # the SGD step between the two forwards
 
 
 def _local(t):
@@ -49,7 +47,7 @@ def _parameters(model, dense_shapes: dict) -> dict:
 
 
 def run_block(message: dict, impl) -> dict:
-    """Parallelise the dense block, forward ``x``, backward ``grad_out``, one SGD step, forward ``x2``."""
+    """Parallelise the dense block, forward ``x``, backward ``grad_out``."""
     d, case = message["data"], BlockCase.from_dict(message["case"])
     group = dist.group.WORLD
     result: dict = {"rank": dist.get_rank(group)}
@@ -81,11 +79,6 @@ def run_block(message: dict, impl) -> dict:
     result["forward_collectives"], result["backward_collectives"] = forward.calls, backward.calls
     result["input_grad"] = copy_of(x.grad, "the input grad")
     result["parameters"] = _parameters(model, dense_shapes)
-    if not torch.is_grad_enabled():
-        return result
-    torch.optim.SGD([p for p in model.parameters() if p.grad is not None], lr=LEARNING_RATE).step()
-    with torch.no_grad():
-        result["step_output"] = as_tensor(_local(model(d["x2"].clone())), "the output after the step").clone()
     return result
 
 
