@@ -62,14 +62,16 @@ def localise_heads(block, p: int) -> None:
     block.attention.n_kv_heads //= p
 
 
-def parallelize_block(block, group):
-    """Shard ``block`` over ``group`` with :func:`plan`; refuse what it cannot express."""
+def parallelize_block(block, group, styles: dict | None = None, localise: bool = True):
+    """Shard ``block`` over ``group`` with :func:`plan` (or ``styles``); refuse what it cannot express.
+    (``styles``, ``localise``: for the seeded bugs that change one step of it.)"""
     p = dist.get_world_size(group)
     check_expressible(block, p)
     if p == 1:
         # nothing to shard; and DTensor (2.13) cannot view a 3-D input whose sharded dim has size 1 (an FFN of
         # width 1: "would remove or reshape sharded dimension 2"), which only a world of one rank meets
         return block
-    parallelize_module(block, mesh_of(group), plan())
-    localise_heads(block, p)
+    parallelize_module(block, mesh_of(group), styles or plan())
+    if localise:
+        localise_heads(block, p)
     return block
