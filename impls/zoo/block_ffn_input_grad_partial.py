@@ -15,11 +15,11 @@ def _keep_rows(linear: nn.Linear, rank: int, p: int) -> None:
     n = linear.out_features // p
     a, b = rank * n, (rank + 1) * n
     weight = nn.Parameter(linear.weight.detach()[a:b].clone())
-    weight.tp_dense_slice = ((a, b), (0, linear.in_features))
+    setattr(weight, "tp_dense_slice", ((a, b), (0, linear.in_features)))  # where it sits (parallelize_block)
     linear.weight = weight
     if linear.bias is not None:
         bias = nn.Parameter(linear.bias.detach()[a:b].clone())
-        bias.tp_dense_slice = ((a, b),)
+        setattr(bias, "tp_dense_slice", ((a, b),))
         linear.bias = bias
 
 
