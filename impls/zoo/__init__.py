@@ -267,6 +267,9 @@ EXTENSIONS: tuple[SeededBug, ...] = (
     SeededBug("bug-block-ffn-input-grad-partial", "tpconform.impls.zoo.block_ffn_input_grad_partial",
               "block plan shards w1/w3 by hand with no copy-to: the FFN input grad stays partial",
               "block_input_grad_matches_the_dense_block", "block/", cause="partial"),
+    SeededBug("bug-block-ffn-gathers-hidden", "tpconform.impls.zoo.block_ffn_gathers_hidden",
+              "block plan gathers the FFN's hidden activations (right values, two extra all-gathers)",
+              "block_forward_runs_one_all_reduce_per_sublayer", "block/", cause="all-gathers"),
     # layer bugs of the zoo above, seen through the MLP's gradient properties
     SeededBug("bug-mlp-column-input-grad-not-reduced", "tpconform.impls.zoo.column_input_grad_not_reduced",
               "column input grad not all-reduced, inside the MLP",

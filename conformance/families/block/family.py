@@ -22,7 +22,8 @@ class BlockFamily(ExtensionFamily):
     offered_by = "parallelize_block"
     verdict = verdict
     example_share = 0.5
-    properties = {name: Property(name, fn, reads_backward=name not in verdict.FORWARD)
+    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
+                                 reads_backward=name not in verdict.FORWARD)
                   for name, fn in verdict.BLOCK_SPEC.items()}
     derived_facts = ("expressible",)
 

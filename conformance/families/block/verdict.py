@@ -13,6 +13,7 @@ the same block in float64 from the same (already rounded) numbers; bounds: :mod:
    divide by the world size (kv heads fewer than ranks included), the impl either refuses it on every
    rank while parallelising, or computes the dense block; never an error mid-forward, never a wrong
    result;
+5. **collectives**: the forward runs exactly two all-reduces (self-reported: counted in the rank's process).
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ class BlockEvidence:
 
 BlockProperty = Callable[[BlockEvidence], list[Violation]]
 BLOCK_SPEC: dict[str, BlockProperty] = {}
-FORWARD = ("block_output_matches_the_dense_block", "block_refuses_what_its_plan_cannot_express")
+FORWARD = ("block_output_matches_the_dense_block", "block_refuses_what_its_plan_cannot_express",
+           "block_forward_runs_one_all_reduce_per_sublayer")
+# evidence measured inside the candidate's process (its collectives, counted in its worker): no points
+SELF_REPORTED = frozenset({"block_forward_runs_one_all_reduce_per_sublayer"})
 
 
 def block_property(fn: BlockProperty) -> BlockProperty:
@@ -163,6 +167,28 @@ def block_refuses_what_its_plan_cannot_express(ev: BlockEvidence) -> list[Violat
 def _inexpressible(c: BlockCase) -> str:
     return (f"n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}, ffn={c.ffn} over {c.world_size} ranks "
             "(not all divisible)")
+
+
+def _is_all_reduce(call: str) -> bool:
+    """c10d's ``allreduce_`` or the functional collectives' ``all_reduce`` (DTensor's)."""
+    return call.split("(", 1)[0].startswith(("allreduce", "all_reduce"))
+
+
+@block_property
+def block_forward_runs_one_all_reduce_per_sublayer(ev: BlockEvidence) -> list[Violation]:
+    """Without sequence parallelism the forward's only collectives are two all-reduces, one closing the
+    attention (after ``wo``) and one closing the FFN (after ``w2``): activations between the column and row
+    projections stay sharded. (A world of one rank may run none.)"""
+    name, out = "block_forward_runs_one_all_reduce_per_sublayer", []
+    for r, res in enumerate(ev.ranks):
+        calls = res.get("forward_collectives")
+        calls = [str(c) for c in calls] if isinstance(calls, list) else []
+        reduces = [c for c in calls if _is_all_reduce(c)]
+        if len(reduces) != len(calls) or len(reduces) > 2 or (ev.case.world_size > 1 and len(reduces) < 2):
+            out.append(Violation(name, f"rank {r}'s forward ran {len(calls)} collective(s) {calls} (elements sent in "
+                                       "parentheses); a block without sequence parallelism needs exactly two "
+                                       "all-reduces", r, "communication"))
+    return out
 
 
 def _construction_failed(ev: BlockEvidence, failed: list[int]) -> str:
