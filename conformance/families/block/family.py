@@ -1,0 +1,54 @@
+"""A transformer block parallelised by the impl's own plan, as a family (the spec: ``verdict``). Everything
+it owns is in this folder: the case, the dense block, the bounds, the verdict, the worker, the strategy,
+the likely causes, the reference plan (``plan.py``, offered through ``reference.py``) and its seeded bugs
+(``bugs/``); the impl's optional method it needs, ``parallelize_block``, is declared in ``case.py``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from tpconform.families.block import verdict
+from tpconform.families.block.case import OFFERED_BY, BlockCase
+from tpconform.families.block.diagnosis import likely_cause
+from tpconform.families.block.strategy import DTYPES, block_cases
+from tpconform.families.common import ExtensionFamily
+from tpconform.spec.family import Property
+
+
+class BlockFamily(ExtensionFamily):
+    name = "block"
+    title = "a transformer block parallelised by the impl's plan"
+    case_type = BlockCase
+    offered_by = OFFERED_BY
+    verdict = verdict
+    example_share = 0.5
+    properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
+                                 reads_backward=name not in verdict.FORWARD)
+                  for name, fn in verdict.BLOCK_SPEC.items()}
+    derived_facts = ("expressible",)
+
+    def facts(self, case: BlockCase) -> dict:
+        return {**super().facts(case), "expressible": case.expressible}
+
+    def _dtypes(self, suite) -> list[str]:
+        return [d for d in suite._dtypes(self.name) if d in DTYPES]
+
+    def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
+        if not self._dtypes(suite) and suite._dtypes(self.name):
+            return f"the block's error bound is derived for {list(DTYPES)} only, none of them in this run"
+        return super().not_applicable(suite, variant, prop)
+
+    def declared_limits(self, suite) -> list[str]:
+        left = [d for d in suite._dtypes(self.name) if d not in DTYPES]
+        lines = [f"{self.name}: {', '.join(left)} not drawn (the block's bound is derived for {', '.join(DTYPES)})"] \
+            if left else []
+        return lines + super().declared_limits(suite)
+
+    def cases(self, suite, variant):
+        return block_cases(world_sizes=suite.world_sizes, dtypes=self._dtypes(suite) or list(DTYPES))
+
+    def likely_cause(self, ev, v):
+        return likely_cause(ev, v)
+
+
+FAMILY = BlockFamily()

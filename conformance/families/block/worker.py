@@ -1,0 +1,85 @@
+"""The block family, worker side: build the dense block in the case's dtype, hand it to the impl's
+``parallelize_block``, run it forward and backward.
+
+Each parameter comes back as plain tensors: its local value and grad, and where the local part sits in
+the dense parameter (``[[start, stop], …]`` per dim), read from a DTensor's placements, or for a plain
+tensor: the whole parameter when it has the dense shape, else the ``tp_dense_slice`` the plan set on it
+(``((start, stop), …)``); ``None`` when neither tells."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor
+from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+from tpconform.families.block.case import OFFERED_BY, BlockCase
+from tpconform.families.block.dense import build_block
+from tpconform.families.layer_steps import copy_of, matching_upstream_grad
+from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text, exchange
+
+
+def _local(t):
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def placement(p, dense_shape: torch.Size) -> Optional[list[list[int]]]:
+    """Where ``p``'s local part sits in the dense parameter, as ``[start, stop]`` per dim."""
+    if isinstance(p, DTensor):
+        shape, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+        return [[int(o), int(o) + int(n)] for o, n in zip(offset, shape)]
+    marked = getattr(p, "tp_dense_slice", None)
+    if marked is not None:
+        return [[int(a), int(b)] for a, b in marked]
+    if tuple(p.shape) == tuple(dense_shape):
+        return [[0, int(n)] for n in dense_shape]
+    return None
+
+
+def _parameters(model, dense_shapes: dict) -> dict:
+    out = {}
+    for name, p in model.named_parameters():
+        out[name] = {"value": copy_of(_local(p), f"parameter {name}"),
+                     "grad": copy_of(_local(p.grad), f"the grad of {name}"),
+                     "where": placement(p, dense_shapes.get(name, torch.Size(()))) if name in dense_shapes else None}
+    return out
+
+
+def run_block(message: dict, impl) -> dict:
+    """Parallelise the dense block, forward ``x``, backward ``grad_out``."""
+    d, case = message["data"], BlockCase.from_dict(message["case"])
+    group = dist.group.WORLD
+    result: dict = {"rank": dist.get_rank(group)}
+    offer = getattr(impl, OFFERED_BY, None)  # an optional method no protocol declares: duck-typed
+    dense = build_block(case, case.torch_dtype, {k: v.clone() for k, v in d["weights"].items()})
+    dense_shapes = {name: p.shape for name, p in dense.named_parameters()}
+    model, error = None, None
+    try:
+        model = offer(dense, group) if offer is not None else None
+        if model is None:
+            return {"not_provided": True}
+    except Exception as exc:
+        error = error_text(exc)
+    table = exchange([0 if error else 1], group)
+    if any(row[0] == 0 for row in table):
+        if error is not None:
+            result["construct_error"] = error
+        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+        return result
+
+    x = d["x"].clone().requires_grad_(torch.is_grad_enabled())
+    with CollectiveVolume() as forward:
+        y = as_tensor(_local(model(x)), "the block's output")
+    result["output"] = y.detach().clone()
+    g = matching_upstream_grad(result, y, d["grad_out"].clone())
+    with CollectiveVolume() as backward:
+        if y.requires_grad:
+            y.backward(g)
+    result["forward_collectives"], result["backward_collectives"] = forward.calls, backward.calls
+    result["input_grad"] = copy_of(x.grad, "the input grad")
+    result["parameters"] = _parameters(model, dense_shapes)
+    return result
+
+
+COMMANDS = {"run_block": run_block}

@@ -1,0 +1,29 @@
+"""The block family's error bound (conformance/families/block/bounds.py) on the dense block itself: the
+float64 trace the bound is built on is the block the ranks get, and the block run in the case's dtype
+(one process, no parallelism: the bound's roundings without the all-reduce's) stays within it for every
+drawn config — a bound that a correct implementation can exceed would be a false failure waiting."""
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from tpconform.families.block import verdict
+from tpconform.families.block.bounds import trace
+from tpconform.families.block.dense import build_block
+from tpconform.families.block.strategy import block_cases
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(block_cases(world_sizes=(1, 2, 4)))
+def test_the_dense_block_in_its_dtype_is_within_the_bound(case):
+    t = verdict.make_tensors(case)
+    dense = verdict.dense_block(case, t)
+    traced = trace(t.weights, case, t.x, t.grad_out)
+    assert torch.equal(traced["value"]["out"], dense.output), "the bound's trace is not the dense block"
+    block = build_block(case, case.torch_dtype, t.weights)
+    x = t.x.clone().requires_grad_(True)
+    y = block(x)
+    y.backward(t.grad_out)
+    b = dense.bounds
+    assert ((y.detach().double() - dense.output).abs() <= b["output"]).all()
+    assert ((x.grad.double() - dense.input_grad).abs() <= b["input_grad"]).all()
+    for name, p in block.named_parameters():
+        assert ((p.grad.double() - dense.grads[name]).abs() <= b[f"grad:{name}"]).all(), name
