@@ -12,7 +12,6 @@ a report: ``empty_like`` (``preserve_format``) receive buffers for a collective 
 ``torch.empty(size)`` or ``grad.contiguous()`` first would fix it."""
 
 import torch
-import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 
 
