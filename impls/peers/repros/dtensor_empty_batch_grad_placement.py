@@ -1,8 +1,8 @@
 """torch 2.13 DTensor: a row-parallel nn.Linear fed an empty batch of 2+ dims gets its weight grad placed
 Replicate while the weight is Shard(1): RowwiseParallel(input_layouts=Replicate()) nn.Linear(2, 2) on 2 ranks,
 x of shape [0, 4, 2] requiring grad: the weight is Shard(1), local [2, 1], but weight.grad is Replicate, local
-[2, 2] (the global values are right: zeros), and torch.optim.SGD.step() then raises 'in-place operations that
-require placement changes are not supported'. The same layer fed an empty batch of one dim, [0, 2], is placed
+[2, 2] (the global values are right: zeros): a rank's grad is not its shard's (torch.optim.SGD.step() still
+runs here, unlike with an empty shard). The same layer fed an empty batch of one dim, [0, 2], is placed
 right. (With an empty batch every redistribution costs 0, and the sharding propagation of the grad's matmul
 picks a Replicate strategy; dtensor-grad-placement-not-param-placement is the same placement bug with an empty
 shard instead of an empty batch.)"""

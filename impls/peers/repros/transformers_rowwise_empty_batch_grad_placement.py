@@ -1,8 +1,8 @@
 """transformers 5.25.0 (torch 2.13.0 DTensor underneath): the "rowwise_split_input" style (RowwiseParallel with a
 replicated input) on nn.Linear(2, 2), 2 ranks, loaded as transformers' weight loader does, fed an empty batch
 of 2 dims, x of shape [0, 4, 2] requiring grad: the weight is Shard(1), local [2, 1], but weight.grad comes
-back Replicate, local [2, 2] (the global values are right: zeros), so a rank's grad is not its shard's and
-torch.optim.SGD.step() raises 'in-place operations that require placement changes are not supported'. An
+back Replicate, local [2, 2] (the global values are right: zeros), so a rank's grad is not its shard's
+(torch.optim.SGD.step() still runs here). An
 empty batch of one dim, [0, 2], is placed right. It is torch's (dtensor_empty_batch_grad_placement.py shows
 it with torch's RowwiseParallel alone); transformers' styles inherit it."""
 
