@@ -226,8 +226,9 @@ class KnownFailures:
 
     def __init__(self, entries: Iterable[Entry] = ()):
         self.entries = list(entries)
-        # (family, property) of the tests this run selected, and of every example triaged; None: not known
-        # (outside pytest), and then every entry is judged on what ran, as if the run were complete
+        # (family, property) of the property tests this run selected (their tp_property marks; the case-class
+        # test's fixed covering cases alone judge no entry stale); None: not known (outside pytest), and then
+        # every entry is judged on what ran, as if the run were complete
         self.selected: Optional[set[tuple[str, str]]] = None
         ids = [e.id for e in self.entries]
         dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -260,8 +261,6 @@ class KnownFailures:
         """Record one evaluated example; return the entries explaining all its violations
         (``[]`` when it had none), or ``None`` when some violation is not explained."""
         applying = [e for e in self.entries if e.applies(impl, prop, case)]
-        if self.selected is not None:
-            self.selected.add((family_of(case).name, prop))
         for e in applying:
             e.applicable += 1
         if not messages:
