@@ -60,7 +60,11 @@ bound would be taken for the known hang).
 An example whose every violation is explained by some entry does not fail its test; a test that
 only had explained violations is reported as xfail, naming the entries. An entry that *matched
 nothing* although cases it applies to ran (the deviation is gone: the library was fixed, or the
-entry is wrong) fails the run; one whose cases never ran (a restricted run) is only noted.
+entry is wrong) fails the run; one whose cases never ran (a restricted run) is only noted. So is one
+that matched nothing in a run that left out some of the properties it is about (a test file or ``-k``
+alone): an entry for ``property = "*"`` applies to the shards property too, where a crash in backward
+never shows, and it is judged stale only by a run of every property it lists (each family's, for
+``"*"``), where it would have matched if the deviation were still there.
 """
 
 from __future__ import annotations
@@ -210,6 +214,10 @@ class KnownFailures:
 
     def __init__(self, entries: Iterable[Entry] = ()):
         self.entries = list(entries)
+        # (family, property) of the property tests this run selected (their tp_property marks; the case-class
+        # test's fixed covering cases alone judge no entry stale); None: not known (outside pytest), and then
+        # every entry is judged on what ran, as if the run were complete
+        self.selected: Optional[set[tuple[str, str]]] = None
         ids = [e.id for e in self.entries]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
@@ -269,9 +277,34 @@ class KnownFailures:
                              f"match: {first[:160]}")
         return lines
 
-    def stale(self) -> list[Entry]:
-        """Entries whose cases ran but never failed as described: the run must fail."""
+    def select(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Note the ``(family, property)`` pairs a run's tests judge (``"*"``: every property of the family)."""
+        if self.selected is None:
+            self.selected = set()
+        for fam, prop in pairs:
+            props = families()[fam].properties if prop == "*" and fam in families() else [prop]
+            self.selected.update((fam, p) for p in props)
+
+    def left_out(self, e: Entry) -> list[str]:
+        """The ``family/property`` pairs ``e`` is about that this run's tests left out (``[]`` when the
+        run is not known to be a subset: outside pytest, or a whole-test entry)."""
+        if self.selected is None or e.test:
+            return []
+        about = []
+        for name in _listed(e.family):
+            fam = families().get(name)
+            if fam is not None:
+                props = _listed(e.property)
+                about += [(name, p) for p in fam.properties if "*" in props or p in props]
+        return [f"{f}/{p}" for f, p in about if (f, p) not in self.selected]
+
+    def unmatched(self) -> list[Entry]:
         return [e for e in self.entries if e.applicable and not e.matched]
+
+    def stale(self) -> list[Entry]:
+        """Entries whose cases ran but never failed as described, in a run of every property each is
+        about: the run must fail. (In a run that left some out, such an entry is noted: ``summary``.)"""
+        return [e for e in self.unmatched() if not self.left_out(e)]
 
     def unexercised(self) -> list[Entry]:
         return [e for e in self.entries if not e.applicable]
@@ -281,9 +314,16 @@ class KnownFailures:
         for e in self.entries:
             if e.matched:
                 lines.append(f"expected deviation {e.id}: {e.matched} of {e.applicable} applicable examples")
-        for e in self.stale():
-            lines.append(f"STALE known failure {e.id} ({e.source}): {e.applicable} applicable examples ran and "
-                         "none failed as described — the deviation is gone or the entry is wrong; remove or fix it")
+        for e in self.unmatched():
+            left_out = self.left_out(e)
+            if not left_out:
+                lines.append(f"STALE known failure {e.id} ({e.source}): {e.applicable} applicable examples ran and "
+                             "none failed as described — the deviation is gone or the entry is wrong; remove or fix it")
+            else:
+                more = f" and {len(left_out) - 3} more" if len(left_out) > 3 else ""
+                lines.append(f"known failure {e.id} explained none of its {e.applicable} applicable examples here, "
+                             f"but this run left out properties it is about ({', '.join(left_out[:3])}{more}): "
+                             "not judged stale (a run of all of them would)")
         for e in self.unexercised():
             lines.append(f"known failure {e.id} was not exercised in this run (no applicable example)")
         return lines

@@ -15,6 +15,16 @@ class PytestKnownFailures:
     def __init__(self, expecting: ExpectingSuite):
         self.expecting = expecting
 
+    def pytest_collection_finish(self, session):
+        """The properties this run's tests judge (after ``-k`` and file selection): an entry is judged
+        stale only where each property it is about ran (``KnownFailures.left_out``)."""
+        pairs = []
+        for item in session.items:
+            marker = item.get_closest_marker("tp_property")
+            if marker is not None:
+                pairs.append((str(marker.args[0]), str(marker.args[1])))
+        self.expecting.known.select(pairs)
+
     def pytest_runtest_setup(self, item):
         self.expecting.used.clear()
 
@@ -53,6 +63,7 @@ class PytestKnownFailures:
         if workeroutput is not None:  # an xdist worker: the controller judges the whole run
             workeroutput["tpconform_known_failures"] = {e.id: (e.applicable, e.matched)
                                                         for e in self.expecting.known.entries}
+            workeroutput["tpconform_selected"] = sorted(self.expecting.known.selected or ())
             return
         if self.expecting.known.stale() and session.exitstatus == 0:
             session.exitstatus = 1
@@ -65,6 +76,7 @@ class PytestKnownFailures:
             applicable, matched = counts.get(e.id, (0, 0))
             e.applicable += applicable
             e.matched += matched
+        self.expecting.known.select(tuple(pair) for pair in getattr(node, "workeroutput", {}).get("tpconform_selected", ()))
 
 
 def for_pytest(config, suite):

@@ -153,3 +153,47 @@ def test_an_entry_whose_conditions_do_not_fit_a_family_it_names_gets_one_line(tm
         prop = "" if "property" in body else "property = '*'\n"
         _load(tmp_path, f"[[deviation]]\nid = 'x'\nimpl = '*'\n{prop}reason = 'r'\n{body}\n")
     assert says in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+
+
+def test_an_entry_is_judged_stale_only_by_a_run_of_every_property_it_is_about(tmp_path):
+    """A run of one test file leaves properties out: an entry for ``property = "*"`` that applied to the
+    examples of the file's property (the shards one, where a crash in backward never shows) and explained
+    none is noted, not reported stale; a run that selected every property it is about judges it stale,
+    and so does one of the single property an entry lists."""
+    from tpconform.families.registry import families
+    from tpconform.spec.cases import LayerCase
+
+    body = """
+        [[deviation]]
+        id = "every-property"
+        impl = "*"
+        property = "*"
+        when = { bias = true }
+        reason = "r"
+
+        [[deviation]]
+        id = "the-shards"
+        impl = "*"
+        property = "shards_rebuild_the_dense_weight"
+        when = { bias = true }
+        reason = "r"
+    """.replace("\n        ", "\n")
+    case = LayerCase(kind="row", world_size=2, in_features=4, out_features=3, batch_shape=(2,), dtype="float32",
+                     bias=True)
+
+    def run(selected):
+        known = _load(tmp_path, body)
+        known.select(selected)
+        assert known.triage("i", "shards_rebuild_the_dense_weight", case, []) == []
+        return known
+
+    one_file = run([("linear", "shards_rebuild_the_dense_weight")])
+    assert [e.id for e in one_file.stale()] == ["the-shards"]
+    note = next(line for line in one_file.summary() if "every-property" in line)
+    assert "not judged stale" in note and "linear/output_matches_the_dense_layer" in note, note
+    every = run([("linear", "*")])
+    assert [e.id for e in every.stale()] == ["every-property", "the-shards"]
+    assert run([("linear", p) for p in families()["linear"].properties]).stale() == every.stale()
+    outside_pytest = _load(tmp_path, body)  # nothing selected: judged on what ran, as before
+    outside_pytest.triage("i", "shards_rebuild_the_dense_weight", case, [])
+    assert len(outside_pytest.stale()) == 2

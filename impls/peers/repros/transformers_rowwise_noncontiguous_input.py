@@ -1,8 +1,8 @@
 """transformers 5.25.0: RowwiseParallel (the "rowwise" style: input this rank's slice of the last dim) in training
 mode wraps a plain local input with DTensor.from_local(local, mesh, [Shard(-1)], shape=..., stride=<the
 contiguous stride of the global shape>) (TensorParallelLayer._from_local_last_dim_shard). For a non-contiguous
-local input (batch dims permuted in memory, or the last two dims transposed) that stride misdescribes the
-tensor, and DTensor's view of it fails: RuntimeError 'view size is not compatible with input tensor's size and
+local input (batch dims permuted in memory, the last two dims transposed, or the first batch dim expanded
+from size 1: stride 0) that stride misdescribes the tensor, and DTensor's view of it fails: RuntimeError 'view size is not compatible with input tensor's size and
 stride'. nn.Linear, and torch's own RowwiseParallel fed the same local input, are exact."""
 
 import torch
@@ -28,19 +28,27 @@ def _hf_rowwise(dense, mesh):
     return style.install_forward(layer, mesh)
 
 
+def _leaf(local):
+    """A tensor requiring grad in ``local``'s layout (an expanded one: a leaf of size 1, expanded)."""
+    if local.stride(0) == 0:
+        return local[:1].clone().requires_grad_().expand(local.shape)
+    return local.clone().requires_grad_()
+
+
 def check(rank: int, world_size: int) -> list[str]:
     mesh = DeviceMesh.from_group(dist.group.WORLD, "cpu")
     torch.manual_seed(0)
     dense = nn.Linear(2 * world_size, 3, dtype=torch.float64)
-    x = torch.randn(3, 2, 2 * world_size, dtype=torch.float64)
+    x = torch.randn(1, 2, 2 * world_size, dtype=torch.float64).expand(3, 2, 2 * world_size).contiguous()
     expected = dense(x)
     mine = x[..., 2 * rank:2 * rank + 2]
     inputs = {"batch dims permuted in memory": mine.permute(1, 0, 2).contiguous().permute(1, 0, 2),
-              "last two dims transposed in memory": mine.transpose(-1, -2).contiguous().transpose(-1, -2)}
+              "last two dims transposed in memory": mine.transpose(-1, -2).contiguous().transpose(-1, -2),
+              "first batch dim expanded from size 1 (stride 0)": mine[:1].expand(3, 2, 2)}
     lines = []
     for what, local in inputs.items():
         try:
-            y = _hf_rowwise(dense, mesh)(local.clone().requires_grad_())
+            y = _hf_rowwise(dense, mesh)(_leaf(local))
             if not torch.allclose(y, expected):
                 lines.append(f"transformers rowwise, {what}: wrong output, max error {(y - expected).abs().max():g}")
         except RuntimeError as exc:
@@ -48,7 +56,7 @@ def check(rank: int, world_size: int) -> list[str]:
             with torch.no_grad():
                 torch_layer.weight.to_local().copy_(dense.weight[:, 2 * rank:2 * rank + 2])
                 torch_layer.bias.to_local().copy_(dense.bias)
-            y = torch_layer(local.clone().requires_grad_())
+            y = torch_layer(_leaf(local))
             same = torch.allclose(y, expected)
             lines.append(f"transformers rowwise, {what}: expected the dense output (torch's RowwiseParallel on the "
                          f"same input: {'exact' if same else 'wrong too'}), got RuntimeError: {str(exc).splitlines()[0]}")
