@@ -161,7 +161,7 @@ def test_an_entry_is_judged_stale_only_by_a_run_of_every_property_it_is_about(tm
     none is noted, not reported stale; a run that selected every property it is about judges it stale,
     and so does one of the single property an entry lists."""
     from tpconform.families.registry import families
-    from tpconform.spec.cases import LayerCase
+    from tpconform.families.linear.case import LayerCase
 
     body = """
         [[deviation]]
