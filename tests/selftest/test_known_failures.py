@@ -160,8 +160,8 @@ def test_an_entry_is_judged_stale_only_by_a_run_of_every_property_it_is_about(tm
     examples of the file's property (the shards one, where a crash in backward never shows) and explained
     none is noted, not reported stale; a run that selected every property it is about judges it stale,
     and so does one of the single property an entry lists."""
-    from tpconform.families.registry import families
     from tpconform.families.linear.case import LayerCase
+    from tpconform.families.registry import families
 
     body = """
         [[deviation]]
