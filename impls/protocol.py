@@ -136,7 +136,8 @@ class Capabilities:
             "backward": self.backward,
             "equal_blocks": self.equal_blocks,
             "primitives": list(self.primitives),
-            "families": {name: dict(o) for name, o in self.families.items()},
+            "families": {name: {k: list(v) if isinstance(v, tuple) else v for k, v in o.items()}  # JSON's shapes
+                         for name, o in self.families.items()},
         }
 
     @classmethod

@@ -15,6 +15,7 @@ from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.merged.case import MergedCase
 from tpconform.families.merged.strategy import merged_cases
 from tpconform.families.registry import families
+from tpconform.grading import records
 from tpconform.impls.limited import ForwardOnlyImpl, TwoPrimitivesImpl
 from tpconform.impls.protocol import OVERRIDABLE, Capabilities
 from tpconform.impls.simple_module import SimpleModuleImpl
@@ -201,7 +202,7 @@ def test_grading_scores_what_is_not_declared_as_zero_out_of_the_same_maximum():
                    else "pass" if p in forward else "not-declared")
     cells += _cells([(p, v) for p in weights.family_points for v in VARIANTS_OF[p]],
                     lambda p, v: "pass" if p in forward else "not-declared")
-    result = {"status": "done", "describe": ForwardOnlyImpl().describe(), "cells": cells}
+    result = {"status": "done", "describe": records.describe(ForwardOnlyImpl().describe(), keep_known=True), "cells": cells}
     for scored, maximum in ((score_submission(result, weights), weights.maximum()),
                             (score_submission(result, weights, contract), weights.maximum(contract))):
         assert scored["max"] == maximum  # the same as a submission declaring everything
@@ -220,7 +221,7 @@ def test_grading_scores_what_is_not_declared_as_zero_out_of_the_same_maximum():
     cells = _cells([(p, v) for p in weights.family_points for v in VARIANTS_OF[p]],
                    lambda p, v: "not-declared" if FAMILY_OF[p] == "primitives" and v.split("/")[1] not in offered
                    else "pass")
-    scored = score_submission({"status": "done", "describe": TwoPrimitivesImpl().describe(), "cells": cells},
+    scored = score_submission({"status": "done", "describe": records.describe(TwoPrimitivesImpl().describe(), keep_known=True), "cells": cells},
                               weights, contract)
     prop = scored["properties"]["primitive_forward_matches_its_dense_meaning"]
     assert prop["verdict"] == "partial" and prop["max"] > 0 and prop["score"] == pytest.approx(prop["max"] / 2), prop

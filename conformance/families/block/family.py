@@ -38,12 +38,6 @@ class BlockFamily(ExtensionFamily):
             return f"the block's error bound is derived for {list(DTYPES)} only, none of them in this run"
         return super().not_applicable(suite, variant, prop)
 
-    def declared_limits(self, suite) -> list[str]:
-        left = [d for d in suite._dtypes(self.name) if d not in DTYPES]
-        lines = [f"{self.name}: {', '.join(left)} not drawn (the block's bound is derived for {', '.join(DTYPES)})"] \
-            if left else []
-        return lines + super().declared_limits(suite)
-
     def cases(self, suite, variant):
         return block_cases(world_sizes=suite.world_sizes, dtypes=self._dtypes(suite) or list(DTYPES))
 
