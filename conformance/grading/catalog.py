@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 
-def variant_name(family: str, variant) -> str:
+def variant_name(family: str, variant, primary: str | None = None) -> str:
+    """A cell's variant name: bare for the primary family (``primary``, else the catalog's), else ``family/variant``."""
     v = "any" if variant is None else str(variant)
-    return v if family == catalog().primary else f"{family}/{v}"
+    return v if family == (primary or catalog().primary) else f"{family}/{v}"
 
 
 @dataclass(frozen=True)
@@ -56,22 +57,18 @@ def build() -> dict:
 
     first = primary().name
 
-    def name(family: str, variant) -> str:
-        v = "any" if variant is None else str(variant)
-        return v if family == first else f"{family}/{v}"
-
     variants: dict[str, list[str]] = {}
     family_of: dict[str, str] = {}
     self_reported: dict[str, None] = {}
     for fam_name, fam in families().items():
         for prop, declared in fam.properties.items():
             family_of.setdefault(prop, fam_name)
-            variants.setdefault(prop, []).extend(name(fam_name, v) for v in fam.variants())
+            variants.setdefault(prop, []).extend(variant_name(fam_name, v, first) for v in fam.variants())
             if declared.self_reported:
                 self_reported[prop] = None
     return {"variants_of": variants, "family_of": family_of, "self_reported": list(self_reported),
             "measured_outside": list(MEASURED_OUTSIDE),
-            "primary": first, "primary_variants": [name(first, v) for v in primary().variants()],
+            "primary": first, "primary_variants": [variant_name(first, v, first) for v in primary().variants()],
             "families": list(families())}
 
 
