@@ -7,6 +7,8 @@
   started it was killed and could not clean up.
 """
 
+import gc
+
 import torch
 import torch._dynamo  # noqa: F401  (imported for its side effect: the lazy import, done once)
 from tpconform.spec.dtypes import DTYPES
@@ -33,3 +35,6 @@ def _warm_up() -> None:
 
 _warm_up()
 remove_socket_dir_at_exit()
+# every worker is forked from here: what the preload built (torch, its registrations) out of the collector's
+# reach, so a worker's collections never walk it (nor write to its pages: they stay shared with this process)
+gc.freeze()
