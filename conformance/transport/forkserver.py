@@ -75,8 +75,7 @@ def start_forked(keep_fds: tuple[int, ...] = ()) -> bool:
     is dumpable again (its workers' ``/proc`` entries stay readable by the memory watch), then runs
     the standard library's forkserver loop: :data:`PRELOAD` is imported there, as when spawned."""
     server: Any = forkserver._forkserver  # the stdlib's private state, as ensure_running sets it
-    if (server._forkserver_pid is not None or hasattr(server, "_forkserver_authkey") or threading.active_count() != 1
-            or len(os.listdir("/proc/self/task")) != 1):
+    if server._forkserver_pid is not None or hasattr(server, "_forkserver_authkey") or _threads() != 1:
         start_early()
         return False
     context()
@@ -99,6 +98,14 @@ def start_forked(keep_fds: tuple[int, ...] = ()) -> bool:
         server._forkserver_alive_fd = alive_w
         server._forkserver_pid = pid
     return True
+
+
+def _threads() -> int:
+    """This process's threads, native ones included (``0``: unknown, no ``/proc``)."""
+    try:
+        return max(threading.active_count(), len(os.listdir("/proc/self/task")))
+    except OSError:
+        return 0
 
 
 def _serve_forked(listener_fd: int, alive_r: int, keep_fds: tuple[int, ...]) -> None:
