@@ -1,12 +1,12 @@
 """Which case classes, and which pairs of them, each property of the linear family was judged on
-(``tpconform.strategies.case_classes``), and the summary lines pytest prints at the end of a run."""
+(``tpconform.families.linear.case_classes``), and the summary lines pytest prints at the end of a run."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from tpconform.strategies.case_classes import applicable_classes, applicable_pairs, classes_of, pairs_met
-from tpconform.strategies.layers import VARIANTS
+from tpconform.families.linear.case_classes import applicable_classes, applicable_pairs, classes_of, pairs_met
+from tpconform.families.linear.strategy import VARIANTS
 from tpconform.strategies.pairwise import Pair
 
 

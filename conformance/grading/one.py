@@ -43,9 +43,11 @@ from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite, declared_limits, format_failure, replay_command
 from tpconform.families.linear import verdict
+from tpconform.families.linear.case_classes import covering_cases
 from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.families.linear.family import NOT_MEASURED
+from tpconform.families.linear.strategy import anchor_cases, parallelism_cases
 from tpconform.families.linear.verdict import Violation
 from tpconform.families.registry import families, primary
 from tpconform.grading.catalog import variant_name
@@ -64,8 +66,6 @@ from tpconform.grading.failures import (
 )
 from tpconform.spec.family import Family
 from tpconform.strategies import VARIANTS, Variant
-from tpconform.strategies.case_classes import covering_cases
-from tpconform.strategies.layers import anchor_cases, parallelism_cases
 from tpconform.transport import loopback, rank_walls
 from tpconform.transport.contract import cut_text
 from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool

@@ -106,9 +106,9 @@ def test_no_seeded_bug_gets_full_marks(graded):
 def test_without_a_contract_every_variant_first_meets_pytests_covering_cases():
     """The cases every search of a default grade meets before its random draws: the anchors and all
     the covering cases pytest runs for the same world sizes and dtypes (uneven dims included)."""
+    from tpconform.families.linear.case_classes import covering_cases
     from tpconform.grading.one import Grader
     from tpconform.strategies import DTYPES, VARIANTS
-    from tpconform.strategies.case_classes import covering_cases
 
     sizes = tuple(range(1, 9))
     grader = Grader("reference", seed_value=0, examples=1, world_sizes=sizes, dtypes=DTYPES, timeout_s=20,

@@ -1,4 +1,4 @@
-"""Pairwise case coverage (``strategies/pairwise.py``, ``strategies/case_classes.py``,
+"""Pairwise case coverage (``strategies/pairwise.py``, ``families/linear/case_classes.py``,
 ``engine/coverage.py``): the covering cases meet every case class and every pair of classes of any
 run's options while staying small, the tile-tail classes need a partial tile, the summary names what
 a run missed, and the covering cases alone catch the seeded bugs that only a pair of classes or a tile
@@ -10,9 +10,7 @@ import pytest
 from tpconform.engine.coverage import Coverage
 from tpconform.engine.suite import Suite
 from tpconform.families.linear.case import LayerCase
-from tpconform.impls.zoo import ZOO
-from tpconform.strategies import DTYPES, VARIANTS
-from tpconform.strategies.case_classes import (
+from tpconform.families.linear.case_classes import (
     allowed,
     applicable_classes,
     applicable_pairs,
@@ -22,6 +20,8 @@ from tpconform.strategies.case_classes import (
     pairs_met,
     pairwise_cases,
 )
+from tpconform.impls.zoo import ZOO
+from tpconform.strategies import DTYPES, VARIANTS
 from tpconform.strategies.pairwise import all_pairs, allowed_pairs
 from tpconform.transport.harness import GroupPool
 

@@ -55,7 +55,7 @@ class LinearFamily(Family):
     stages = STAGES
     derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
     order = 0  # the single layer first: the others build on it
-    covered = True  # its case classes and their pairs are counted (strategies/case_classes.py)
+    covered = True  # its case classes and their pairs are counted (families/linear/case_classes.py)
 
     def claims(self, case) -> bool:
         return type(case) is LayerCase and case.tp_groups <= 1  # split into TP groups: subgroups'

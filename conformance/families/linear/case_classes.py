@@ -30,7 +30,7 @@ import math
 from typing import Sequence
 
 from tpconform.families.linear.case import LAYOUTS, LayerCase, layouts_for
-from tpconform.strategies.layers import VARIANTS, Variant
+from tpconform.families.linear.strategy import VARIANTS, Variant
 from tpconform.strategies.pairwise import Pair, Row, all_pairs, allowed_pairs, pairs_of
 
 LARGE = 64
