@@ -46,7 +46,7 @@ class Suite:
         self.dtypes = tuple(dtypes)
         self.examples = 0
         self._strategies: dict = {}
-        self.coverage = Coverage()  # the case classes and their pairs each property of a covered family met
+        self.coverage = Coverage()  # the case classes and their pairs each property met (Family.case_classes)
 
     # -- the run's options and the impl's declaration ---------------------------------------------
     def _dtypes(self, family: Optional[str] = None) -> list[str]:
@@ -130,9 +130,8 @@ class Suite:
 
     def _offered(self, fam: Family, case, props: Sequence[str], stages: Optional[Sequence[str]] = None):
         """``case`` run (the ``stages`` named; all by default), its case classes and their pairs counted
-        for ``props`` (a covered family); :class:`NotOffered` when the impl offers no layer of the family."""
-        if fam.covered:
-            self.coverage.count(case, props)
+        for ``props`` (a family that says its classes); :class:`NotOffered` when the impl offers no layer of the family."""
+        self.coverage.count(fam, case, props)
         ev = fam.run(self, case, stages)
         if ev is None:
             raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
@@ -189,5 +188,5 @@ def declared_limits(suite: Suite) -> list[str]:
 
 
 def coverage_lines(suite: Suite) -> list[str]:
-    """Per property of the covered family, the case classes and pairs of classes it was judged on (``Coverage.lines``)."""
+    """Per property of a family that says its case classes, the case classes and pairs of classes it was judged on (``Coverage.lines``)."""
     return suite.coverage.lines(suite.world_sizes, suite._dtypes() or list(suite.dtypes))

@@ -20,6 +20,7 @@ from tpconform.families.linear.case_classes import (
     pairs_met,
     pairwise_cases,
 )
+from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.impls.zoo import ZOO
 from tpconform.strategies import DTYPES, VARIANTS
 from tpconform.strategies.pairwise import all_pairs, allowed_pairs
@@ -103,13 +104,13 @@ def test_tile_tails_are_counted_per_shard():
 def test_the_summary_counts_and_names_the_pairs_a_run_missed():
     coverage, variant = Coverage(), VARIANTS[0]
     cases = covering_cases(variant, (2, 3), ("float32",))
-    coverage.count(cases[0], ["p"])
+    coverage.count(LINEAR, cases[0], ["p"])
     (line,) = coverage.lines((2, 3), ("float32",))
     total = len(applicable_pairs((2, 3), ("float32",), [str(variant)]))
     assert f"{len(pairs_met(cases[0]))}/{total} pairs met" in line
     assert "pairs not met: " in line and " x " in line and "more" in line
     for case in cases:
-        coverage.count(case, ["p"])
+        coverage.count(LINEAR, case, ["p"])
     (line,) = coverage.lines((2, 3), ("float32",))
     assert f"{total}/{total} pairs met" in line and "not met" not in line, line
 

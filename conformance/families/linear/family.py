@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 
 from tpconform.families.linear import verdict
 from tpconform.families.linear.case import STAGES, LayerCase
+from tpconform.families.linear.case_classes import CASE_CLASSES
 from tpconform.families.linear.dense import dense_linear
 from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.run import run
@@ -55,7 +56,7 @@ class LinearFamily(Family):
     stages = STAGES
     derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
     order = 0  # the single layer first: the others build on it
-    covered = True  # its case classes and their pairs are counted (families/linear/case_classes.py)
+    case_classes = CASE_CLASSES  # counted per property (case_classes.py: the classes, the covering cases)
 
     def claims(self, case) -> bool:
         return type(case) is LayerCase and case.tp_groups <= 1  # split into TP groups: subgroups'
