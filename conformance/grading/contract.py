@@ -19,14 +19,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from hypothesis import strategies as st
+from tpconform.families.folders import names as family_folders
 from tpconform.families.linear.case import LayerCase
 from tpconform.families.linear.case_classes import covering_cases
-from tpconform.families.linear.strategy import anchor_cases, parallelism_cases
-from tpconform.families.registry import families
+from tpconform.families.linear.strategy import VARIANTS, Variant, anchor_cases, layer_cases, parallelism_cases
 from tpconform.grading.catalog import PRIMARY
 from tpconform.grading.scoring import load_weights
 from tpconform.spec.options import OptionError, read_toml
-from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
+from tpconform.strategies.layers import DTYPES, world_sizes
 
 VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 # divisible: only dims the world size divides are in the contract (the others are beyond it);
@@ -37,7 +37,7 @@ BIAS = ("both", "with", "without")
 # input ranks: 1 = a single vector [in_features], 2 = [batch, in_features], 3 = three dims or more
 INPUT_RANKS = (1, 2, 3)
 _BATCH_DIMS = {1: (0,), 2: (1,), 3: (2, 3)}
-FAMILIES = tuple(families())
+FAMILIES = tuple(family_folders())  # by folder: the host reads a contract without importing the families (torch)
 KEYS = {"name", "families", "world_sizes", "dtypes", "divisibility", "variants", "bias", "input_ranks", "beyond"}
 BEYOND_KEYS = {"examples", "world_sizes", "dtypes"}
 MAX_WORLD_SIZE = 16
