@@ -44,7 +44,7 @@ MAX_NAME = 200
 CELL_VERDICTS = ("pass", "fail", "crash", "hang", "timeout", "not-declared", "n/a")
 SCOPES = ("contract", "beyond")  # scored / outside --contract (reported, no points)
 FAILURE_KINDS = ("property", "raised", "shape", "crash", "hang")
-MAX_FAILURES = 200  # failure groups per submission
+MAX_FAILURES = 400  # failure groups per submission (every family's, up to grading.failures.MAX_GROUPS a variant and scope)
 MAX_GROUP_ID = 12
 STATUSES = ("done", "timeout", "crashed")
 

@@ -132,9 +132,13 @@ class Family:
         """How the example violates ``prop`` (its preconditions first: a crash, a construction error)."""
         raise NotImplementedError
 
+    def crash(self, ev) -> Optional[str]:
+        """Why the example did not complete (a crash, a hang, a raise; its first line says which), or ``None``."""
+        return getattr(ev, "crash", None) or None
+
     def did_not_complete(self, ev) -> bool:
         """Whether the example crashed or hung (a re-run with every stage would only repeat it)."""
-        return bool(getattr(ev, "crash", None))
+        return bool(self.crash(ev))
 
     def likely_cause(self, ev, v: Violation) -> Optional[str]:
         return None

@@ -82,14 +82,13 @@ class LinearFamily(Family):
         return None
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
-        undeclared = self.not_declared(suite, variant, prop)
-        if undeclared:
-            return undeclared
+        """What no impl can be checked on here first (the grade's maximum never depends on a declaration),
+        then what the impl's declaration leaves out."""
         if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
             return NOT_REPLICATED
         if prop in verdict.MEASURED_OUTSIDE and suite.runner.traffic is None:
-            return NOT_MEASURED
-        return self.unsupported(suite, variant)
+            return getattr(suite, "unmeasured", None) or NOT_MEASURED  # the grader says why it is not measured
+        return self.not_declared(suite, variant, prop) or self.unsupported(suite, variant)
 
     def cases(self, suite, variant):
         # an impl that may reject non-divisible dims gets mostly divisible cases: an uneven case
@@ -112,8 +111,8 @@ class LinearFamily(Family):
     def judge(self, ev: Evidence, prop: str) -> list[Violation]:
         return verdict.evaluate(ev, prop)
 
-    def did_not_complete(self, ev: Evidence) -> bool:
-        return bool(ev.outcome.crash)
+    def crash(self, ev: Evidence) -> Optional[str]:
+        return ev.outcome.crash or None
 
     def likely_cause(self, ev: Evidence, v: Violation) -> Optional[str]:
         return likely_cause(ev, v)
