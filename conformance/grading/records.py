@@ -236,17 +236,13 @@ class Cell(_CellKeys, total=False):
     errors: Annotated[list, ListOf(ErrorRow, most=MAX_ERRORS)]
 
 
-def _primary_properties() -> tuple:
-    return catalog.catalog().primary_properties
-
-
 class _FailureKeys(TypedDict):
     id: Annotated[str, Text(MAX_GROUP_ID)]
     kind: Annotated[str, OneOf(FAILURE_KINDS)]
     scope: Annotated[str, OneOf(SCOPES)]
-    variant: Annotated[str, OneOf(lambda: catalog.catalog().primary_variants)]
-    property: Annotated[str, OneOf(lambda: ("*", *_primary_properties()))]
-    properties: Annotated[list, ListOf(OneOf(_primary_properties))]
+    variant: Annotated[str, OneOf(lambda: catalog.catalog().all_variants)]  # any family's: one search each
+    property: Annotated[str, OneOf(lambda: ("*", *catalog.catalog().all_properties))]
+    properties: Annotated[list, ListOf(OneOf(lambda: catalog.catalog().all_properties))]
 
 
 class Failure(_FailureKeys, total=False):
