@@ -18,9 +18,9 @@ from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_com
 from tpconform.engine.runner import Runner
 from tpconform.families.registry import families, family, family_of, primary
 from tpconform.impls.protocol import Capabilities
+from tpconform.spec.dtypes import DTYPES
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation
-from tpconform.strategies import DTYPES, Variant
 from tpconform.transport.contract import Pool
 from tpconform.transport.harness import GroupPool
 
@@ -53,7 +53,7 @@ class Suite:
         """The run's dtypes that family ``family`` (the primary one when ``None``) is declared for."""
         return [d for d in self.dtypes if d in self.capabilities.of(family or primary().name).dtypes]
 
-    def unsupported(self, variant: Variant) -> Optional[str]:
+    def unsupported(self, variant: Any) -> Optional[str]:
         """Why the impl does not declare the primary family's ``variant`` (``None`` when it does)."""
         return primary().unsupported(self, variant)
 
