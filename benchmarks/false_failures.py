@@ -4,7 +4,7 @@ Runs the reference (and every other correct registry entry; the seeded bugs ``bu
 skipped) over ``--seeds`` different Hypothesis seeds, with the thorough profile's settings, on all
 dtypes, world sizes 1-8, non-divisible dims, and a second case family with long reductions
 (up to ``--long-features`` features and ``--long-rows`` batch rows) for bfloat16/float16, and the
-covering cases of every case class and pair (``strategies/case_classes.py``; per seed, on new
+covering cases of every case class and pair (``families/linear/case_classes.py``; per seed, on new
 tensors). Every example is checked against every property of the spec; any violation is a false
 failure. Then every other family the impl offers (``conformance/families``: sub-groups, MLP,
 primitives, sequence parallel, embedding, merged, cross entropy), ``--family-examples`` cases per
@@ -41,11 +41,11 @@ from tpconform.engine import profiles
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite
 from tpconform.families.linear import verdict
+from tpconform.families.linear.case_classes import covering_cases
 from tpconform.families.registry import families as all_families
 from tpconform.impls.registry import available
 from tpconform.spec import tolerance as tol
 from tpconform.strategies import DTYPES, VARIANTS, layer_cases, world_sizes
-from tpconform.strategies.case_classes import covering_cases
 from tpconform.transport import rank_walls
 from tpconform.transport.harness import GroupPool
 

@@ -235,7 +235,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """Which case classes and pairs of classes each property met (strategies/case_classes.py): a class
+    """Which case classes and pairs of classes each property met (families/linear/case_classes.py): a class
     or a pair no example reached is a place a bug could still hide."""
     run = config.stash.get(STATE, None)
     suite = getattr(run, "suite", None)
