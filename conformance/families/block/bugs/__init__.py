@@ -23,4 +23,10 @@ BUGS: tuple[SeededBug, ...] = (
     SeededBug("bug-block-ffn-gathers-hidden", "tpconform.families.block.bugs.ffn_gathers_hidden",
               "block plan gathers the FFN's hidden activations (right values, two extra all-gathers)",
               "block_forward_runs_one_all_reduce_per_sublayer", "block/", cause="all-gathers"),
+    SeededBug("bug-block-sp-norm-grads-not-reduced", "tpconform.families.block.bugs.sp_norm_grads_not_reduced",
+              "block plan under sequence parallelism leaves the norms plain: their weight grads never all-reduced",
+              "block_parameter_grads_match_the_dense_block", "block/", cause="not all-reduced"),
+    SeededBug("bug-block-stale-norm-weight", "tpconform.families.block.bugs.stale_norm_weight",
+              "block plan computes the norms with weights cached at parallelise time (stale after a step)",
+              "block_second_pass_after_an_optimizer_step_matches", "block/", cause="stale"),
 )
