@@ -27,7 +27,7 @@ from tpconform.spec.plain_case import PlainCase
 OFFERED_BY = "parallelize_block"
 
 # the optimizer steps the suite takes (torch.optim, their default hyper-parameters but these)
-STEP = {"sgd": {"lr": 0.1}, "adamw": {"lr": 0.01, "weight_decay": 0.1}}
+STEP = {"sgd": {"lr": 2**-6}, "adamw": {"lr": 0.01, "weight_decay": 0.1}}
 
 
 def sequence_shards(seq: int, world_size: int) -> list[int]:

@@ -11,8 +11,8 @@ from tpconform.families.block.case import BlockCase
 
 __all__ = ["block_cases"]
 
-# the dtypes the block's bound is derived for (bounds.py); 16-bit ones: not yet
-DTYPES = ("float32", "float64")
+# the dtypes the block's bound is derived for (bounds.py): every dtype (16-bit ones accumulating in float32)
+DTYPES = ("float32", "float64", "bfloat16", "float16")
 # the optimizer steps between the two passes (case.STEP); AdamW in 32 and 64 bits only: a 16-bit AdamW step
 # is taken on float32 master weights in practice, and in float16 its eps (1e-8) underflows to 0 (0/0 at a
 # zero grad)
