@@ -318,3 +318,34 @@ def violations(suite, case: BlockCase, prop: str, ev: Optional[BlockEvidence] = 
     pre = preconditions(prop, ev.crash, ev.ranks, lambda failed: _construction_failed(ev, failed),
                         rejection_declared=not ev.case.expressible)
     return pre if pre is not None else BLOCK_SPEC[prop](ev)
+
+
+def error_ratios(ev: BlockEvidence) -> dict[str, float]:
+    """The largest ``|got − dense| / bound`` per quantity over the ranks (well-shaped replies only): how close
+    a correct plan comes to the bounds (``benchmarks/false_failures.py``)."""
+    d, out = ev.dense, {}  # type: tuple[DenseBlock, dict[str, float]]
+
+    def worst(key: str, got, expected, bound) -> None:
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and expected.numel():
+            out[key] = max(out.get(key, 0.0), float(((got.double() - expected).abs() / bound).max()))
+
+    def one_pass(replies: list, dense: DenseBlock, prefix: str, weights: Optional[dict]) -> None:
+        for r, res in enumerate(replies):
+            rows = (slice(None), _rows(ev.case, r))
+            worst(f"{prefix}output", res.get("output"), dense.output[rows], dense.bounds["output"][rows])
+            worst(f"{prefix}input_grad", res.get("input_grad"), dense.input_grad[rows], dense.bounds["input_grad"][rows])
+            params = res.get("parameters") if isinstance(res.get("parameters"), dict) else {}
+            for name, grad in dense.grads.items():
+                got = params.get(name) if isinstance(params.get(name), dict) else {}
+                where = _slices(got.get("where"), grad.shape)
+                if where is None:
+                    continue
+                worst(f"{prefix}parameter_grads", got.get("grad"), grad[where], dense.bounds[f"grad:{name}"][where])
+                if weights is not None:
+                    worst("stepped_weights", got.get("value"), weights[name][where],
+                          dense.bounds[f"weight:{name}"][where])
+
+    one_pass(ev.ranks, d, "", None)
+    if d.after_step is not None and all(isinstance(res.get("after_step"), dict) for res in ev.ranks):
+        one_pass([res["after_step"] for res in ev.ranks], d.after_step, "after_step_", d.weights)
+    return out
