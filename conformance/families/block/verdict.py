@@ -229,8 +229,9 @@ def block_second_pass_after_an_optimizer_step_matches(ev: BlockEvidence) -> list
 
 @block_property
 def block_refuses_what_its_plan_cannot_express(ev: BlockEvidence) -> list[Violation]:
-    """A config whose heads, kv heads or FFN width do not divide by the world size is refused on every rank
-    while parallelising, or computed right: never an error mid-forward, never a silently wrong result."""
+    """A config whose heads, kv heads or FFN width (or, under sequence parallelism, the sequence) do not divide
+    by the world size is refused on every rank while parallelising, or computed right: never an error
+    mid-forward, never a silently wrong result."""
     name, c = "block_refuses_what_its_plan_cannot_express", ev.case
     if c.expressible:
         return []
@@ -248,7 +249,8 @@ def block_refuses_what_its_plan_cannot_express(ev: BlockEvidence) -> list[Violat
 
 
 def _inexpressible(c: BlockCase) -> str:
-    return (f"n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}, ffn={c.ffn} over {c.world_size} ranks "
+    seq = f", a sequence-parallel seq={c.seq}" if c.sequence_parallel else ""
+    return (f"n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}, ffn={c.ffn}{seq} over {c.world_size} ranks "
             "(not all divisible)")
 
 
