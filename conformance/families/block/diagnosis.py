@@ -21,7 +21,7 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
     if v.quantity == "run" and ("cannot be multiplied" in msg or "same reduction dim" in msg) and c.world_size > 1:
         return ("a projection gets an input of the wrong width: the output projection wo takes the rank's heads "
                 "(sharded), so it must be row-parallel (RowwiseParallel), not column-parallel")
-    if v.property == "block_forward_runs_one_all_reduce_per_sublayer" and "all_gather" in msg.replace("allgather", "all_gather"):
+    if v.property == "block_forward_runs_the_collectives_its_plan_implies" and "all_gather" in msg.replace("allgather", "all_gather"):
         return ("the forward all-gathers: a column projection gathers its output (output_layouts=Replicate()) and the "
                 "row projection after it takes the whole width; keep the activation sharded between them")
     r = v.rank

@@ -110,10 +110,10 @@ class BlockEvidence:
 BlockProperty = Callable[[BlockEvidence], list[Violation]]
 BLOCK_SPEC: dict[str, BlockProperty] = {}
 FORWARD = ("block_output_matches_the_dense_block", "block_refuses_what_its_plan_cannot_express",
-           "block_forward_runs_one_all_reduce_per_sublayer")
+           "block_forward_runs_the_collectives_its_plan_implies")
 STEP_PROPERTY = "block_second_pass_after_an_optimizer_step_matches"  # the only one that needs the step
 # evidence measured inside the candidate's process (its collectives, counted in its worker): no points
-SELF_REPORTED = frozenset({"block_forward_runs_one_all_reduce_per_sublayer"})
+SELF_REPORTED = frozenset({"block_forward_runs_the_collectives_its_plan_implies"})
 
 
 def block_property(fn: BlockProperty) -> BlockProperty:
@@ -266,13 +266,13 @@ def _kind(call: str) -> str:
 
 
 @block_property
-def block_forward_runs_one_all_reduce_per_sublayer(ev: BlockEvidence) -> list[Violation]:
+def block_forward_runs_the_collectives_its_plan_implies(ev: BlockEvidence) -> list[Violation]:
     """Without sequence parallelism the forward's only collectives are two all-reduces, one closing the
     attention (after ``wo``) and one closing the FFN (after ``w2``): activations between the column and row
     projections stay sharded. Under sequence parallelism each all-reduce becomes an all-gather of the
     sublayer's input and a reduce-scatter of its output: two of each, nothing else. (A world of one rank may
     run none.)"""
-    name, out = "block_forward_runs_one_all_reduce_per_sublayer", []
+    name, out = "block_forward_runs_the_collectives_its_plan_implies", []
     wanted = ("allgather", "reducescatter") if ev.case.sequence_parallel else ("allreduce",)
     needs = ("one all-gather and one reduce-scatter per sublayer (two of each)" if ev.case.sequence_parallel
              else "exactly two all-reduces")

@@ -22,7 +22,7 @@ BUGS: tuple[SeededBug, ...] = (
               "block_input_grad_matches_the_dense_block", "block/", cause="partial"),
     SeededBug("bug-block-ffn-gathers-hidden", "tpconform.families.block.bugs.ffn_gathers_hidden",
               "block plan gathers the FFN's hidden activations (right values, two extra all-gathers)",
-              "block_forward_runs_one_all_reduce_per_sublayer", "block/", cause="all-gathers"),
+              "block_forward_runs_the_collectives_its_plan_implies", "block/", cause="all-gathers"),
     SeededBug("bug-block-sp-norm-grads-not-reduced", "tpconform.families.block.bugs.sp_norm_grads_not_reduced",
               "block plan under sequence parallelism leaves the norms plain: their weight grads never all-reduced",
               "block_parameter_grads_match_the_dense_block", "block/", cause="not all-reduced"),
