@@ -21,7 +21,13 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
     if v.quantity == "run" and ("cannot be multiplied" in msg or "same reduction dim" in msg) and c.world_size > 1:
         return ("a projection gets an input of the wrong width: the output projection wo takes the rank's heads "
                 "(sharded), so it must be row-parallel (RowwiseParallel), not column-parallel")
-    if v.property == "block_forward_runs_the_collectives_its_plan_implies" and "all_gather" in msg.replace("allgather", "all_gather"):
+    if (v.property == "block_forward_runs_the_collectives_its_plan_implies" and c.sequence_parallel
+            and "allreduce" in msg.replace("_", "")):
+        return ("a sequence-parallel forward all-reduces: a sublayer's row projection sums the whole sequence and "
+                "keeps its shard afterwards; RowwiseParallel(output_layouts=Shard(1)) reduce-scatters it instead, "
+                "half the bytes")
+    if (v.property == "block_forward_runs_the_collectives_its_plan_implies" and not c.sequence_parallel
+            and "all_gather" in msg.replace("allgather", "all_gather")):
         return ("the forward all-gathers: a column projection gathers its output (output_layouts=Replicate()) and the "
                 "row projection after it takes the whole width; keep the activation sharded between them")
     r = v.rank

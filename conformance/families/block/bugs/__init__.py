@@ -26,6 +26,10 @@ BUGS: tuple[SeededBug, ...] = (
     SeededBug("bug-block-sp-norm-grads-not-reduced", "tpconform.families.block.bugs.sp_norm_grads_not_reduced",
               "block plan under sequence parallelism leaves the norms plain: their weight grads never all-reduced",
               "block_parameter_grads_match_the_dense_block", "block/", cause="not all-reduced"),
+    SeededBug("bug-block-sp-all-reduce-then-slice", "tpconform.families.block.bugs.sp_all_reduce_then_slice",
+              "block plan under sequence parallelism all-reduces each sublayer's output and slices its shard "
+              "(right values, an all-reduce where a reduce-scatter belongs)",
+              "block_forward_runs_the_collectives_its_plan_implies", "block/", cause="reduce-scatter"),
     SeededBug("bug-block-stale-norm-weight", "tpconform.families.block.bugs.stale_norm_weight",
               "block plan computes the norms with weights cached at parallelise time (stale after a step)",
               "block_second_pass_after_an_optimizer_step_matches", "block/", cause="stale"),
