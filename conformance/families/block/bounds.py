@@ -184,9 +184,12 @@ def _group_sum(t: torch.Tensor, nkv: int) -> torch.Tensor:
 
 
 def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict | None = None,
-                 backward: bool = True) -> dict[str, torch.Tensor]:
+                 backward: bool = True, input_error: torch.Tensor | None = None,
+                 grad_out_error: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Bounds on ``output``, ``input_grad`` and each parameter's grad (by name), from a :func:`trace`.
-    ``weight_errors``: how far each parameter the block holds may already be from the traced one."""
+    ``weight_errors``: how far each parameter the block holds may already be from the traced one;
+    ``input_error`` / ``grad_out_error``: how far the block's input / upstream grad may already be from the
+    traced ones (a block inside a model: the model family); zero when not given."""
     rd, V, G, W = Rounding(dtype, ws), tr["value"], tr["grad"], tr["weights"]
     ew = weight_errors or {}
     B = (lambda n: W.get(n))  # noqa: E731
@@ -201,8 +204,9 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
         return e if shape is None else e.view(*shape)
 
     # -- forward ---------------------------------------------------------------------------------
-    E: dict = {"x": zero}
-    E["n1"] = _norm(rd, V["x"], zero, W["attention_norm.weight"], ew.get("attention_norm.weight"))
+    ex = zero if input_error is None else input_error
+    E: dict = {"x": ex}
+    E["n1"] = _norm(rd, V["x"], ex, W["attention_norm.weight"], ew.get("attention_norm.weight"))
     E["q"] = lin(V["n1"], E["n1"], "attention.wq", (b, s, nh, hd))
     E["k"] = lin(V["n1"], E["n1"], "attention.wk", (b, s, nkv, hd))
     E["v"] = lin(V["n1"], E["n1"], "attention.wv", (b, s, nkv, hd))
@@ -223,7 +227,7 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
     E["o"] = (rd.sum_of(m_o, s) + torch.einsum("bhqk,bkhd->bqhd", E["p"], va)
               + torch.einsum("bhqk,bkhd->bqhd", p, E["ve"])).reshape(b, s, nh * hd)
     e_attn = lin(V["o"], E["o"], "attention.wo")
-    E["h"] = e_attn + rd.own(rd.u, V["h"].abs())
+    E["h"] = e_attn + ex + rd.own(rd.u, V["h"].abs())
     E["n2"] = _norm(rd, V["h"], E["h"], W["ffn_norm.weight"], ew.get("ffn_norm.weight"))
     E["a1"] = lin(V["n2"], E["n2"], "feed_forward.w1")
     E["a3"] = lin(V["n2"], E["n2"], "feed_forward.w3")
@@ -237,7 +241,7 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
 
     # -- backward --------------------------------------------------------------------------------
     go = tr["grad_out"]
-    ego = torch.zeros_like(go)
+    ego = torch.zeros_like(go) if grad_out_error is None else grad_out_error
     ga = {}
     gi, ga["feed_forward.w2.weight"], ga["feed_forward.w2.bias"] = _linear_back(
         rd, go, ego, V["m"], E["m"], W["feed_forward.w2.weight"], ew.get("feed_forward.w2.weight"))
@@ -255,7 +259,7 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
     e_gn2 = gi1 + gi3 + rd.own(rd.u, G["n2"].abs())
     e_gx2, ga["ffn_norm.weight"] = _norm_back(rd, V["h"], E["h"], W["ffn_norm.weight"], G["n2"], e_gn2,
                                               ew.get("ffn_norm.weight"))
-    e_gh = e_gx2 + rd.own(rd.u, G["h"].abs())
+    e_gh = e_gx2 + ego + rd.own(rd.u, G["h"].abs())
 
     gi_o, ga["attention.wo.weight"], ga["attention.wo.bias"] = _linear_back(
         rd, G["h"], e_gh, V["o"], E["o"], W["attention.wo.weight"], ew.get("attention.wo.weight"))
@@ -294,7 +298,7 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
     giv, ga["attention.wv.weight"], ga["attention.wv.bias"] = _linear_back(
         rd, G["v"].reshape(b, s, -1), e_gv.reshape(b, s, -1), n1, en1, W["attention.wv.weight"], ew.get("attention.wv.weight"))
     e_gn1 = giq + gik + giv + rd.own(2 * rd.u, G["n1"].abs())
-    e_gx1, ga["attention_norm.weight"] = _norm_back(rd, V["x"], zero, W["attention_norm.weight"], G["n1"], e_gn1,
+    e_gx1, ga["attention_norm.weight"] = _norm_back(rd, V["x"], ex, W["attention_norm.weight"], G["n1"], e_gn1,
                                                ew.get("attention_norm.weight"))
     out["input_grad"] = e_gh + e_gx1 + rd.own(rd.u, G["x"].abs())
     out.update({f"grad:{k}": t for k, t in ga.items() if k in W})
