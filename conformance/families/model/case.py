@@ -44,10 +44,18 @@ class ModelCase(PlainCase):
     seed: int = 0
 
     @property
-    def expressible(self) -> bool:
-        """Whether a plan that shards heads and the FFN width evenly (no replication) can express it."""
+    def empty_vocab_shard(self) -> bool:
+        """Whether a rank holds no vocab row when the vocab is split as ``torch.chunk`` (and DTensor) split it:
+        ``ceil(vocab/p)`` rows per rank, the last ranks what is left (e.g. 2 rows over 3 ranks: 1, 1, 0)."""
         p = self.world_size
-        return self.n_heads % p == 0 and self.n_kv_heads % p == 0 and self.ffn % p == 0
+        return (p - 1) * -(-self.vocab // p) >= self.vocab
+
+    @property
+    def expressible(self) -> bool:
+        """Whether a plan that shards heads and the FFN width evenly (no replication) and the vocab over every
+        rank can express it (torch's ``loss_parallel()`` fails on a rank with no vocab column)."""
+        p = self.world_size
+        return self.n_heads % p == 0 and self.n_kv_heads % p == 0 and self.ffn % p == 0 and not self.empty_vocab_shard
 
     @property
     def tokens(self) -> int:
@@ -60,4 +68,5 @@ class ModelCase(PlainCase):
                 f"world_size={self.world_size}, batch={self.batch}, seq={self.seq}, hidden={self.hidden}, "
                 f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, ffn={self.ffn}, "
                 f"bias={self.bias}, dtype={self.dtype}, seed={self.seed}"
-                + ("" if self.expressible else " (heads or FFN do not divide by the world size)"))
+                + ("" if self.expressible else " (heads or FFN do not divide by the world size, or a rank holds no "
+                                               "vocab row)"))

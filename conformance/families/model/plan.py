@@ -14,8 +14,10 @@ Tying needs the last line: ``parallelize_module`` gives each module a new DTenso
 lm_head and the embedding, one parameter before, are two after (the class of transformers #47253). Both
 shard dim 0 (the vocab), so the embedding's DTensor serves the lm_head as it is. The final norm stays
 replicated. A config the plan cannot express (a block's heads, kv heads or FFN width not divisible by the
-world size) is refused before any forward (:class:`PlanCannotExpress`); the vocab need not divide
-(DTensor's uneven shards; the embedding's and the loss's masks use each shard's offset).
+world size) is refused before any forward (:class:`PlanCannotExpress`), and so is loss parallel where a
+rank would hold no vocab column (torch 2.13's ``loss_parallel()`` indexes the empty shard and fails); the
+vocab need not divide (DTensor's uneven shards; the embedding's and the loss's masks use each shard's
+offset), and without loss parallel a rank may hold no row.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def parallelize_model(model, group, styles: dict | None = None, tie: bool = True
     p = dist.get_world_size(group)
     for layer in model.layers:
         check_expressible(layer, p)
+    if model.config.loss_parallel and model.config.empty_vocab_shard:
+        raise PlanCannotExpress(f"vocab {model.config.vocab} over {p} ranks leaves a rank no vocab column, and torch's "
+                                "loss_parallel() fails on an empty shard (index out of bounds in its nll_loss)")
     if p == 1:
         return model  # nothing to shard (and DTensor cannot view a size-1 sharded dim: the block's plan)
     parallelize_module(model, mesh_of(group), plan(model.config) if styles is None else styles)

@@ -17,7 +17,8 @@ numbers; bounds: :mod:`~.bounds`.
    are (tied: ``output.weight`` is the embedding's parameter object on every rank; self-reported: the
    identity is seen in the rank's process);
 5. **what the plan cannot express is refused**: a block's heads, kv heads or FFN width not divisible by the
-   world size is refused on every rank while parallelising, or computed right; never an error mid-forward,
+   world size, or a vocab that leaves a rank no row, is refused on every rank while parallelising, or
+   computed right; never an error mid-forward,
    never a wrong result.
 """
 
@@ -165,8 +166,8 @@ def model_tied_weights_stay_tied(ev: ModelEvidence) -> list[Violation]:
 
 @model_property
 def model_refuses_what_its_plan_cannot_express(ev: ModelEvidence) -> list[Violation]:
-    """A config whose heads, kv heads or FFN width do not divide by the world size is refused on every rank
-    while parallelising, or computed right: never an error mid-forward, never a silently wrong result."""
+    """A config whose heads, kv heads or FFN width do not divide by the world size, or whose vocab leaves a rank
+    no row, is refused on every rank while parallelising, or computed right: never an error mid-forward, never a silently wrong result."""
     name, c = "model_refuses_what_its_plan_cannot_express", ev.case
     if c.expressible:
         return []
@@ -184,8 +185,8 @@ def model_refuses_what_its_plan_cannot_express(ev: ModelEvidence) -> list[Violat
 
 
 def _inexpressible(c: ModelCase) -> str:
-    return (f"n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}, ffn={c.ffn} over {c.world_size} ranks "
-            "(not all divisible)")
+    return (f"n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}, ffn={c.ffn}, vocab={c.vocab} over {c.world_size} "
+            "ranks (not all divisible, or a rank holds no vocab row)")
 
 
 def _construction_failed(ev: ModelEvidence, failed: list[int]) -> str:
