@@ -26,6 +26,10 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
         return (f"n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}, ffn={c.ffn} over {c.world_size} ranks were accepted "
                 "and sharded anyway: a plan must check every block's head counts and FFN width at parallelise time "
                 "(or replicate what does not divide)")
+    if v.quantity == "run" and "out of bounds" in v.message and not c.loss_parallel and c.world_size > 1:
+        return ("the loss indexes past the logits: the lm_head returns its local vocab shard as a plain tensor "
+                "(transformers' \"colwise\" keeps the local output) where whole logits were meant: gather them "
+                "(\"colwise_rep\") or keep a DTensor sharded on the vocab for loss_parallel()")
     if r is None or r >= len(ev.ranks):
         return None
     if v.property == "model_tied_weights_stay_tied" and c.tied and v.quantity == "output.weight":

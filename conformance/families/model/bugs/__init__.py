@@ -22,5 +22,5 @@ BUGS: tuple[SeededBug, ...] = (
               "model_refuses_what_its_plan_cannot_express", "model/plan", cause="accepted"),
     SeededBug("bug-model-tp-plan-lm-head-local", "tpconform.families.model.bugs.tp_plan_lm_head_local",
               "model tp_plan makes the lm_head 'colwise' (a local vocab shard as a plain tensor) without loss "
-              "parallel", "model_logits_match_the_dense_model", "model/tp_plan", symptom="crash"),
+              "parallel", "model_logits_match_the_dense_model", "model/tp_plan", cause="local vocab shard", symptom="crash"),
 )
