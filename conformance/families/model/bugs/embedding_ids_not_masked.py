@@ -2,7 +2,7 @@
 plain parameter marked ``tp_dense_slice``), looks every id up shifted by its offset and clamped into its
 rows, and all-reduces — without masking the ids it does not hold: their lookups add other tokens' rows.
 
-Exposed by: untied embeddings at world size >= 2 (a tied model keeps the reference plan)."""
+Exposed by: untied embeddings at world size >= 2, every rank holding a row (otherwise: the reference plan)."""
 
 import torch
 import torch.distributed as dist
@@ -31,7 +31,7 @@ class Impl(ReferenceImpl):
 
     def parallelize_model(self, model, group):
         p = dist.get_world_size(group)
-        if model.config.tied or p == 1:
+        if model.config.tied or p == 1 or model.config.empty_vocab_shard:
             return parallelize_model(model, group)
         styles = {k: v for k, v in plan(model.config).items() if k != "tok_embeddings"}
         model = parallelize_model(model, group, styles)
