@@ -19,9 +19,9 @@ def _param(ev, r: int, name: str) -> dict:
 
 def likely_cause(ev, v: Violation) -> Optional[str]:
     c, r = ev.case, v.rank
-    if v.property == "model_refuses_what_its_plan_cannot_express" and c.empty_vocab_shard and c.loss_parallel:
-        return (f"vocab {c.vocab} over {c.world_size} ranks leaves a rank no vocab column, and a vocab-parallel loss was "
-                "accepted anyway: torch's loss_parallel() fails on an empty shard; refuse it at parallelise time")
+    if v.property == "model_refuses_what_its_plan_cannot_express" and c.empty_vocab_shard:
+        return (f"vocab {c.vocab} over {c.world_size} ranks leaves a rank no vocab row, and it was accepted anyway: "
+                "torch's DTensor embedding and loss_parallel() fail on an empty shard; refuse it at parallelise time")
     if v.property == "model_refuses_what_its_plan_cannot_express":
         return (f"n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}, ffn={c.ffn} over {c.world_size} ranks were accepted "
                 "and sharded anyway: a plan must check every block's head counts and FFN width at parallelise time "

@@ -14,10 +14,10 @@ Tying needs the last line: ``parallelize_module`` gives each module a new DTenso
 lm_head and the embedding, one parameter before, are two after (the class of transformers #47253). Both
 shard dim 0 (the vocab), so the embedding's DTensor serves the lm_head as it is. The final norm stays
 replicated. A config the plan cannot express (a block's heads, kv heads or FFN width not divisible by the
-world size) is refused before any forward (:class:`PlanCannotExpress`), and so is loss parallel where a
-rank would hold no vocab column (torch 2.13's ``loss_parallel()`` indexes the empty shard and fails); the
-vocab need not divide (DTensor's uneven shards; the embedding's and the loss's masks use each shard's
-offset), and without loss parallel a rank may hold no row.
+world size) is refused before any forward (:class:`PlanCannotExpress`), and so is a vocab that leaves a
+rank no row (torch 2.13's DTensor embedding raises in ``index_select`` there, and ``loss_parallel()``
+indexes the empty shard); the vocab need not divide otherwise (DTensor's uneven shards; the embedding's and
+the loss's masks use each shard's offset).
 """
 
 from __future__ import annotations
@@ -71,9 +71,10 @@ def parallelize_model(model, group, styles: dict | None = None, tie: bool = True
     p = dist.get_world_size(group)
     for layer in model.layers:
         check_expressible(layer, p)
-    if model.config.loss_parallel and model.config.empty_vocab_shard:
-        raise PlanCannotExpress(f"vocab {model.config.vocab} over {p} ranks leaves a rank no vocab column, and torch's "
-                                "loss_parallel() fails on an empty shard (index out of bounds in its nll_loss)")
+    if p > 1 and model.config.empty_vocab_shard:
+        raise PlanCannotExpress(f"vocab {model.config.vocab} over {p} ranks leaves a rank no vocab row, and torch "
+                                "2.13's DTensor fails on an empty vocab shard (the embedding's index_select, "
+                                "loss_parallel()'s gather)")
     if p == 1:
         return model  # nothing to shard (and DTensor cannot view a size-1 sharded dim: the block's plan)
     parallelize_module(model, mesh_of(group), plan(model.config) if styles is None else styles)
