@@ -436,7 +436,7 @@ class GroupPool:
             future: Future = Future()
             threading.Thread(target=self._start_into, args=(future, ws, prepare),
                              name=f"tpconform-start-ws{ws}", daemon=True).start()
-            self._starting[ws] = (future, self.timeout_s + START_SLACK_S + prepare_timeout_s)
+            self._starting[ws] = (future, FORKSERVER_BOOT_S + self.timeout_s + START_SLACK_S + prepare_timeout_s)
 
     def _start_into(self, future: Future, world_size: int, prepare: Optional[Callable[[ProcessGroup], None]]) -> None:
         group = None
@@ -476,6 +476,9 @@ class GroupPool:
 
 
 START_SLACK_S = 40.0  # a group's start waits timeout_s + 30 s for its ranks (ProcessGroup.start), and a little more
+# ... after the forkserver is up: the first start waits for its boot (torch's import, ~3 s idle, minutes on a loaded
+# 2-core machine; multiprocessing's own wait, unbounded on the synchronous path)
+FORKSERVER_BOOT_S = 600.0
 
 
 def _close_when_started(future: Future) -> None:
