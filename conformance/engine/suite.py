@@ -41,8 +41,8 @@ class Suite:
     def __init__(self, impl_spec: str, pool: Optional[GroupPool] = None, *,
                  world_sizes: Sequence[int] = tuple(range(1, 9)), dtypes: Sequence[str] = DTYPES):
         self.impl_spec = impl_spec
-        self.runner = Runner(impl_spec, pool)
         self.world_sizes = tuple(world_sizes)
+        self.runner = Runner(impl_spec, pool, describe_world_size=min(self.world_sizes, default=1))  # no group the run does not use
         self.dtypes = tuple(dtypes)
         self.examples = 0
         self._strategies: dict = {}
@@ -56,6 +56,11 @@ class Suite:
     def unsupported(self, variant: Any) -> Optional[str]:
         """Why the impl does not declare the primary family's ``variant`` (``None`` when it does)."""
         return primary().unsupported(self, variant)
+
+    def start_groups(self) -> None:
+        """Start the process groups of every world size of the run in the background, with the impl loaded
+        (``Runner.start_groups``): the first examples of each world size then find them up."""
+        self.runner.start_groups(self.world_sizes)
 
     @property
     def pool(self) -> Pool:
