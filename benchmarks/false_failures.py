@@ -4,7 +4,7 @@ Runs the reference (and every other correct registry entry; the seeded bugs ``bu
 skipped) over ``--seeds`` different Hypothesis seeds, with the thorough profile's settings, on all
 dtypes, world sizes 1-8, non-divisible dims, and a second case family with long reductions
 (up to ``--long-features`` features and ``--long-rows`` batch rows) for bfloat16/float16, and the
-covering cases of every case class and pair (``strategies/case_classes.py``; per seed, on new
+covering cases of every case class and pair (``families/linear/case_classes.py``; per seed, on new
 tensors). Every example is checked against every property of the spec; any violation is a false
 failure. Then every other family the impl offers (``conformance/families``: sub-groups, MLP,
 primitives, sequence parallel, embedding, merged, cross entropy), ``--family-examples`` cases per
@@ -17,6 +17,7 @@ bound is worst-case).
     python benchmarks/false_failures.py                       # 20 seeds: 5 min per impl on 2 cores
     python benchmarks/false_failures.py --seeds 2 --examples 5 --impls reference   # smoke run
     python benchmarks/false_failures.py --walls               # each rank walled apart, as grading runs it
+    python benchmarks/false_failures.py --families block --impls reference   # one family alone
 
 ``--walls`` raises the rank walls (``tpconform.transport.rank_walls``: Landlock and seccomp, before any
 impl code) in every worker, as a sandboxed grading does: a correct impl must not need what they shut.
@@ -41,11 +42,11 @@ from tpconform.engine import profiles
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import NotOffered, Suite
 from tpconform.families.linear import verdict
+from tpconform.families.linear.case_classes import covering_cases
 from tpconform.families.registry import families as all_families
 from tpconform.impls.registry import available
 from tpconform.spec import tolerance as tol
 from tpconform.strategies import DTYPES, VARIANTS, layer_cases, world_sizes
-from tpconform.strategies.case_classes import covering_cases
 from tpconform.transport import rank_walls
 from tpconform.transport.harness import GroupPool
 
@@ -116,10 +117,10 @@ def _run_other_family(suite, impl, fam, variant, hseed, base, n, record_family) 
     @given(case=suite.cases(variant, fam.name))
     def run(case):
         try:
-            _, found = suite.judged(case, props)
+            ev, found = suite.judged(case, props)
         except NotOffered:
             return
-        record_family(impl, fam.name, case, found)
+        record_family(impl, fam.name, case, found, ev)
 
     run()
 
@@ -137,7 +138,10 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--json", default=None, help="also write the summary here")
     ap.add_argument("--walls", action="store_true", help="wall the ranks apart as grading does (rank_walls)")
+    ap.add_argument("--families", default=None,
+                    help="comma-separated families to run (default: all; without linear, no single-layer cases)")
     args = ap.parse_args(argv)
+    only = set(args.families.split(",")) if args.families else None
     if args.walls and rank_walls.unavailable() is not None:
         print(f"--walls: the rank walls cannot be raised here: {rank_walls.unavailable()}", file=sys.stderr)
         return 4
@@ -168,7 +172,7 @@ def main(argv=None) -> int:
             return
         for q, ratio in error_ratios(ev).items():
             worst[case.dtype][q] = max(worst[case.dtype][q], ratio)
-    def record_family(impl, fam_name, case, found):
+    def record_family(impl, fam_name, case, found, ev=None):
         nonlocal examples
         examples += 1
         per_family[fam_name] += 1
@@ -176,6 +180,11 @@ def main(argv=None) -> int:
         if bad:
             failures.append({"impl": impl, "family": fam_name, "case": case.token(), "violations": bad})
             print(f"FALSE FAILURE {impl}: {fam_name}:{case.token()}\n  {bad}", flush=True)
+            return
+        ratios = getattr(all_families()[fam_name].verdict, "error_ratios", None)  # a family that reports them
+        if ratios is not None and ev is not None:
+            for q, ratio in ratios(ev).items():
+                worst[f"{fam_name}/{case.dtype}"][q] = max(worst[f"{fam_name}/{case.dtype}"][q], ratio)
 
     try:
         for s in range(args.seeds):
@@ -190,7 +199,7 @@ def main(argv=None) -> int:
                     impls.remove(impl)
                     unusable[impl] = str(exc)
                     continue
-                for variant in VARIANTS:
+                for variant in VARIANTS if only is None or "linear" in only else ():
                     if suite.unsupported(variant):
                         continue
                     dts = suite._dtypes()
@@ -208,7 +217,7 @@ def main(argv=None) -> int:
                         case = replace(case, seed=case.seed + 1000 * s)
                         record(impl, "covering", case, suite.evidence(case))
                 for other in all_families().values():
-                    if other.name == "linear" or not args.family_examples:
+                    if other.name == "linear" or not args.family_examples or (only and other.name not in only):
                         continue
                     for variant in other.variants():
                         _run_other_family(suite, impl, other, variant, s, base, args.family_examples, record_family)

@@ -28,7 +28,7 @@ from dataclasses import replace
 from tpconform.engine.suite import Suite
 from tpconform.families.linear import verdict
 from tpconform.strategies import VARIANTS
-from tpconform.strategies.layers import parallelism_cases
+from tpconform.families.linear.strategy import parallelism_cases
 from tpconform.families.linear.case import LayerCase
 from tpconform.transport import loopback, rank_walls
 from tpconform.transport.harness import GroupPool

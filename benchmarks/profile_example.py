@@ -86,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - started
         parent = pstats.Stats(profiler)
         ranks = sorted(f for f in os.listdir(folder) if f.startswith("rank0."))
-        worker = pstats.Stats(*(os.path.join(folder, f) for f in ranks)) if ranks else None
+        worker = None
+        for f in ranks:
+            try:  # a rank killed at the end while it wrote its dump leaves a cut file: its earlier dumps are lost
+                loaded = pstats.Stats(os.path.join(folder, f))
+            except (EOFError, ValueError, TypeError):
+                continue
+            worker = loaded if worker is None else worker.add(loaded)
 
         examples = 0
         if worker is not None:

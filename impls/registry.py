@@ -19,6 +19,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+from functools import lru_cache
 from importlib.metadata import entry_points
 
 from tpconform.impls.entries import Entry, ImplError  # noqa: F401 - ImplError: the registry's error, imported from here
@@ -54,9 +55,18 @@ def available() -> dict[str, Entry]:
     """Every registry name: built-ins, the peers (each found by its file, ``tpconform.impls.peers``), the
     seeded-bug zoo, then entry points of other packages."""
     entries = {e.name: e for e in BUILTIN + tuple(p.entry for p in peers().values()) + _zoo_entries()}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        entries.setdefault(ep.name, Entry(ep.name, ep.value, f"entry point from {ep.dist.name if ep.dist else '?'}"))
+    for entry in _entry_point_entries():
+        entries.setdefault(entry.name, entry)
     return entries
+
+
+@lru_cache(maxsize=None)
+def _entry_point_entries() -> tuple[Entry, ...]:
+    """Other packages' registry entries. Finding them reads every installed distribution's metadata
+    (~40 ms, seconds under load): once per process, and once for every worker, in the forkserver
+    (``tpconform.transport.forkserver_init``), whose children inherit it."""
+    return tuple(Entry(ep.name, ep.value, f"entry point from {ep.dist.name if ep.dist else '?'}")
+                 for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def classify(spec: str) -> tuple[str, str]:

@@ -11,31 +11,10 @@ family folder's ``strategy.py`` names them in its ``__all__`` and they are found
 (``tpconform.families.folders``), on first use, so a new family needs no line here.
 """
 
-from tpconform.strategies.layers import (
-    DTYPES,
-    VARIANTS,
-    Variant,
-    batch_shapes,
-    dtypes,
-    features,
-    layer_cases,
-    layouts,
-    scales,
-    world_sizes,
-)
+from tpconform.strategies.layers import DTYPES, batch_shapes, dtypes, features, scales, world_sizes
 
-__all__ = [
-    "DTYPES",
-    "VARIANTS",
-    "Variant",
-    "batch_shapes",
-    "dtypes",
-    "features",
-    "layer_cases",
-    "layouts",
-    "scales",
-    "world_sizes",
-]
+# with every family's strategies (the linear layer's VARIANTS, Variant, layer_cases, layouts...), found below
+__all__ = ["DTYPES", "batch_shapes", "dtypes", "features", "scales", "world_sizes"]
 
 
 def _family_strategies() -> dict:
@@ -48,6 +27,7 @@ def __getattr__(name: str):
     """A family's strategy (found in its folder's ``strategy.py``), on first use: importing them here at
     once would import every family's case before ``tpconform.strategies.layers``, which they build on."""
     found = _family_strategies()
+    globals().update(found)  # found once: later uses are plain attributes
     if name in found:
         return found[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

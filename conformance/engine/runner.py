@@ -4,7 +4,7 @@ messages and reads the replies: the linear one in :mod:`tpconform.families.linea
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from tpconform.families.registry import families
 from tpconform.spec.results import malformed
@@ -54,9 +54,10 @@ MAX_SETUP_S = 1800.0  # the longest one-time set-up an impl may declare (setup_t
 class Runner:
     """Drives one impl (by its ``--impl`` spec) over a pool of process groups."""
 
-    def __init__(self, impl_spec: str, pool: Optional[Pool] = None):
+    def __init__(self, impl_spec: str, pool: Optional[Pool] = None, describe_world_size: int = 1):
         self.impl_spec = impl_spec
         self.pool: Pool = pool or GroupPool()
+        self.describe_world_size = describe_world_size  # the group whose rank 0 loads the impl first (a run's own)
         self._description: Optional[dict] = None
         self.example_timeout: Optional[tuple[float, str]] = None  # (s, why): instead of --tp-timeout (Suite.bounded)
         # the dtypes the conversion and mixed-precision stages draw from, whatever the impl declares (a grade
@@ -70,7 +71,7 @@ class Runner:
         """Name, version and capabilities, as the impl declares them (loaded in a worker)."""
         if self._description is None:
             try:
-                group = self.pool.get(getattr(self.pool, "describe_world_size", 1))  # torchrun: its one world
+                group = self.pool.get(getattr(self.pool, "describe_world_size", self.describe_world_size))  # torchrun: its one world
                 reply = group.request({0: {"cmd": "describe", "impl": self.impl_spec}}, what="loading the impl",
                                       timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s), synchronized=False)[0]
             except GroupFailure as exc:
@@ -89,15 +90,29 @@ class Runner:
         the example that follows."""
         group = self.pool.get(world_size)
         if self.impl_spec not in group.loaded_impls:
-            from tpconform.transport.stale_locks import remove_stale_extension_locks
-
-            setup_s = self.describe().get("setup_timeout_s", LOAD_TIMEOUT_S)
-            remove_stale_extension_locks()  # a build killed earlier must not hang this one's set-up
-            group.request({r: {"cmd": "describe", "impl": self.impl_spec, "setup": True} for r in range(world_size)},
-                          timeout_s=max(LOAD_TIMEOUT_S, group.timeout_s, setup_s),
-                          what="loading the impl and its set-up", synchronized=False)
-            group.loaded_impls.add(self.impl_spec)
+            self._load_impl(group)
         return group
+
+    def _load_timeout_s(self) -> float:
+        return max(LOAD_TIMEOUT_S, self.pool.timeout_s, self.describe().get("setup_timeout_s", LOAD_TIMEOUT_S))
+
+    def _load_impl(self, group) -> None:
+        """Load the impl on every rank of ``group`` and run its one-time set-up (bounded by its own timeout)."""
+        from tpconform.transport.stale_locks import remove_stale_extension_locks
+
+        remove_stale_extension_locks()  # a build killed earlier must not hang this one's set-up
+        group.request({r: {"cmd": "describe", "impl": self.impl_spec, "setup": True} for r in range(group.world_size)},
+                      timeout_s=self._load_timeout_s(), what="loading the impl and its set-up", synchronized=False)
+        group.loaded_impls.add(self.impl_spec)
+
+    def start_groups(self, world_sizes: Sequence[int]) -> None:
+        """Start the groups of ``world_sizes`` side by side in the background, each with the impl loaded on
+        every rank, and return at once (the caller goes on: pytest collects the tests meanwhile). A pool that
+        cannot (torchrun's one group) starts each group on first use, as it always does."""
+        start = getattr(self.pool, "start_in_background", None)
+        if start is not None:
+            self.describe()  # the load's bound reads it, and it is asked here, never from the threads
+            start(world_sizes, self._load_impl, prepare_timeout_s=self._load_timeout_s())
 
     def request(self, world_size: int, messages: dict[int, dict],
                 while_waiting: Optional[Callable[[], None]] = None,

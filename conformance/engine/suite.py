@@ -18,9 +18,9 @@ from tpconform.engine.report import (  # noqa: F401 - format_failure, replay_com
 from tpconform.engine.runner import Runner
 from tpconform.families.registry import families, family, family_of, primary
 from tpconform.impls.protocol import Capabilities
+from tpconform.spec.dtypes import DTYPES
 from tpconform.spec.family import Family
 from tpconform.spec.violations import Violation
-from tpconform.strategies import DTYPES, Variant
 from tpconform.transport.contract import Pool
 from tpconform.transport.harness import GroupPool
 
@@ -41,21 +41,26 @@ class Suite:
     def __init__(self, impl_spec: str, pool: Optional[GroupPool] = None, *,
                  world_sizes: Sequence[int] = tuple(range(1, 9)), dtypes: Sequence[str] = DTYPES):
         self.impl_spec = impl_spec
-        self.runner = Runner(impl_spec, pool)
         self.world_sizes = tuple(world_sizes)
+        self.runner = Runner(impl_spec, pool, describe_world_size=min(self.world_sizes, default=1))  # no group the run does not use
         self.dtypes = tuple(dtypes)
         self.examples = 0
         self._strategies: dict = {}
-        self.coverage = Coverage()  # the case classes and their pairs each property of a covered family met
+        self.coverage = Coverage()  # the case classes and their pairs each property met (Family.case_classes)
 
     # -- the run's options and the impl's declaration ---------------------------------------------
     def _dtypes(self, family: Optional[str] = None) -> list[str]:
         """The run's dtypes that family ``family`` (the primary one when ``None``) is declared for."""
         return [d for d in self.dtypes if d in self.capabilities.of(family or primary().name).dtypes]
 
-    def unsupported(self, variant: Variant) -> Optional[str]:
+    def unsupported(self, variant: Any) -> Optional[str]:
         """Why the impl does not declare the primary family's ``variant`` (``None`` when it does)."""
         return primary().unsupported(self, variant)
+
+    def start_groups(self) -> None:
+        """Start the process groups of every world size of the run in the background, with the impl loaded
+        (``Runner.start_groups``): the first examples of each world size then find them up."""
+        self.runner.start_groups(self.world_sizes)
 
     @property
     def pool(self) -> Pool:
@@ -130,9 +135,8 @@ class Suite:
 
     def _offered(self, fam: Family, case, props: Sequence[str], stages: Optional[Sequence[str]] = None):
         """``case`` run (the ``stages`` named; all by default), its case classes and their pairs counted
-        for ``props`` (a covered family); :class:`NotOffered` when the impl offers no layer of the family."""
-        if fam.covered:
-            self.coverage.count(case, props)
+        for ``props`` (a family that says its classes); :class:`NotOffered` when the impl offers no layer of the family."""
+        self.coverage.count(fam, case, props)
         ev = fam.run(self, case, stages)
         if ev is None:
             raise NotOffered(f"{self.impl_spec} offers no {fam.offered_by or fam.title} (optional)")
@@ -189,5 +193,5 @@ def declared_limits(suite: Suite) -> list[str]:
 
 
 def coverage_lines(suite: Suite) -> list[str]:
-    """Per property of the covered family, the case classes and pairs of classes it was judged on (``Coverage.lines``)."""
+    """Per property of a family that says its case classes, the case classes and pairs of classes it was judged on (``Coverage.lines``)."""
     return suite.coverage.lines(suite.world_sizes, suite._dtypes() or list(suite.dtypes))

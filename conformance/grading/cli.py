@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from importlib import metadata
 
 import hypothesis
 import tpconform
@@ -168,10 +169,9 @@ def _options(args) -> dict:
 
 def run_record(options: dict, weights) -> dict:
     """What the report records about the run, so the same seed and profile can be checked again."""
-    import torch  # lazy: its version only; the host imports no torch of its own (the verdict runs it)
-
+    # torch's version read from its metadata, not imported: the host imports no torch (the verdict runs it)
     return {"suite_version": tpconform.__version__, "suite_sha256": source_digest(),
-            "torch_version": torch.__version__, "hypothesis_version": hypothesis.__version__,
+            "torch_version": metadata.version("torch"), "hypothesis_version": hypothesis.__version__,
             "python_version": sys.version.split()[0], **options, "weights": weights.as_dict()}
 
 

@@ -5,7 +5,7 @@ and what the submission declares in ``TP_CAPABILITIES`` does not narrow it). Cas
 are scored; a smaller budget of cases outside it still runs, and what fails there is reported as
 "beyond the contract", worth no points.
 
-Cases inside the contract are drawn from a strategy built *within* it (``tpconform.strategies.layers.layer_cases``
+Cases inside the contract are drawn from a strategy built *within* it (``tpconform.families.linear.strategy.layer_cases``
 with the contract's world sizes, dtypes, divisibility, bias and batch dims), never by rejecting draws.
 Cases beyond it come from one strategy per dimension the contract restricts, with that dimension
 drawn outside the contract's values (a case the union happens to draw inside the contract is skipped
@@ -19,14 +19,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from hypothesis import strategies as st
+from tpconform.families.folders import names as family_folders
 from tpconform.families.linear.case import LayerCase
-from tpconform.families.registry import families
+from tpconform.families.linear.case_classes import covering_cases
+from tpconform.families.linear.strategy import VARIANTS, Variant, anchor_cases, layer_cases, parallelism_cases
 from tpconform.grading.catalog import PRIMARY
 from tpconform.grading.scoring import load_weights
 from tpconform.spec.options import OptionError, read_toml
-from tpconform.strategies import DTYPES, VARIANTS, Variant, layer_cases, world_sizes
-from tpconform.strategies.case_classes import covering_cases
-from tpconform.strategies.layers import anchor_cases, parallelism_cases
+from tpconform.strategies.layers import DTYPES, world_sizes
 
 VARIANT_NAMES = tuple(str(v) for v in VARIANTS)
 # divisible: only dims the world size divides are in the contract (the others are beyond it);
@@ -37,7 +37,7 @@ BIAS = ("both", "with", "without")
 # input ranks: 1 = a single vector [in_features], 2 = [batch, in_features], 3 = three dims or more
 INPUT_RANKS = (1, 2, 3)
 _BATCH_DIMS = {1: (0,), 2: (1,), 3: (2, 3)}
-FAMILIES = tuple(families())
+FAMILIES = tuple(family_folders())  # by folder: the host reads a contract without importing the families (torch)
 KEYS = {"name", "families", "world_sizes", "dtypes", "divisibility", "variants", "bias", "input_ranks", "beyond"}
 BEYOND_KEYS = {"examples", "world_sizes", "dtypes"}
 MAX_WORLD_SIZE = 16
@@ -154,11 +154,11 @@ class Contract:
         """Cases every search inside the contract meets first: each world size with each bias and each
         input rank of the contract (dims divisible; one non-divisible case per world size above 1 when
         the contract has them), dtypes in turn, the transposed-layout anchor of
-        ``tpconform.strategies.layers.anchor_cases`` where the contract allows it, with ``parallelism``
+        ``tpconform.families.linear.strategy.anchor_cases`` where the contract allows it, with ``parallelism``
         (where the grading measures the loopback's bytes) the parallelism cases
-        (``tpconform.strategies.layers.parallelism_cases``: wide, one batch row) inside it, then the
+        (``tpconform.families.linear.strategy.parallelism_cases``: wide, one batch row) inside it, then the
         covering cases ``pytest`` runs at the contract's world sizes and dtypes
-        (``tpconform.strategies.case_classes.covering_cases``) that lie inside it."""
+        (``tpconform.families.linear.case_classes.covering_cases``) that lie inside it."""
         out: list[LayerCase] = []
         i = 0
         for ws in self.world_sizes:

@@ -2,8 +2,8 @@
 
 A signature is what a teacher would call "the same bug": the kind of failure, the property (``*``
 when the example could not be judged at all), the case class (:func:`case_class`) and the likely
-cause (``tpconform.families.linear.diagnosis.likely_cause``; the failed quantity when no cause is recognised). Three
-kinds of failure are reported once each, however many properties they stopped:
+cause (the family's, ``Family.likely_cause``; the failed quantity when no cause is recognised). The
+same for every family; three kinds of failure are reported once each, however many properties they stopped:
 
 - ``raised``: the layer raised (at construction or in a call; the signature names the exception,
   the likely cause is shown beside it); every property of that example is unjudged, and the group
@@ -22,9 +22,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tpconform.families.linear.diagnosis import likely_cause
-from tpconform.families.linear.verdict import SPEC, Evidence, Violation
+from tpconform.families.linear.verdict import SPEC, Evidence
 from tpconform.grading.signature import Signature  # noqa: F401 - Signature: imported from here
+from tpconform.spec.family import Family
+from tpconform.spec.violations import Violation
 
 SHAPE_PROPERTY = "output_shape_and_dtype_match_nn_linear"
 # properties that read the output or back-propagate through it: unjudged when its shape is wrong
@@ -46,8 +47,15 @@ MAX_GROUPS = 12  # per variant and scope; more are counted, not shrunk or report
 
 
 def case_class(case) -> str:
-    """The class of a case that decides what a failure means: dims divisible by the world size or not."""
-    return "uneven dims" if case.uneven else "divisible dims"
+    """The class of a case that decides what a failure means: dims divisible by the world size or not
+    (a case that does not say: one class)."""
+    uneven = getattr(case, "uneven", None)
+    return "any case" if uneven is None else "uneven dims" if uneven else "divisible dims"
+
+
+def full_batch(case) -> bool:
+    """Whether ``case``'s batch is not empty (a case without a batch shape: it is not)."""
+    return math.prod(getattr(case, "batch_shape", (1,))) > 0
 
 
 def exception_line(text: str) -> str:
@@ -71,27 +79,29 @@ def _raised_cause(found: list[Violation]) -> str:
     return f"raised {where}: {exception_line(v.message)}"
 
 
-def raised_hint(ev: Evidence, found: list[Violation], on_a_full_batch: bool) -> Optional[str]:
-    """The likely cause of a raise (``tpconform.families.linear.diagnosis``), shown beside it; not "the batch is
-    empty" when the same exception was raised on a non-empty batch too."""
-    if on_a_full_batch and math.prod(ev.case.batch_shape) == 0:
+def raised_hint(fam: Family, ev, found: list[Violation], on_a_full_batch: bool) -> Optional[str]:
+    """The likely cause of a raise (``fam.likely_cause``), shown beside it; not "the batch is empty" when
+    the same exception was raised on a non-empty batch too."""
+    if on_a_full_batch and not full_batch(ev.case):
         return None
-    return likely_cause(ev, found[0])
+    return fam.likely_cause(ev, found[0])
 
 
-def _shape_error(ev: Evidence) -> Optional[str]:
-    """Why the output's shape is wrong on some rank (the first), or ``None``."""
-    for r, res in enumerate(ev.ranks):
-        if res.upstream_grad_replaced:
-            return f"rank {r}: {res.upstream_grad_replaced}"
+def _shape_error(ev) -> Optional[str]:
+    """Why the output's shape is wrong on some rank (the first), or ``None`` (also for a family whose
+    ranks never replace the upstream grad)."""
+    for r, res in enumerate(getattr(ev, "ranks", None) or ()):
+        replaced = getattr(res, "upstream_grad_replaced", None)
+        if replaced:
+            return f"rank {r}: {replaced}"
     return None
 
 
-def shape_cause(ev: Evidence) -> str:
+def shape_cause(fam: Family, ev: Evidence) -> str:
     """Why the output's shape is wrong, one line: the likely cause of the shape property's first
     violation, or that violation itself."""
     shape = SPEC[SHAPE_PROPERTY](ev)
-    cause = next((likely_cause(ev, v) for v in shape if v.quantity == "output"), None)
+    cause = next((fam.likely_cause(ev, v) for v in shape if v.quantity == "output"), None)
     return cause or (shape[0].message if shape else "the output has the wrong shape")
 
 
@@ -106,18 +116,18 @@ def upstream_grad_note(ev: Evidence) -> str:
             + (", each rank its slice)" if ev.output_is_sharded else ")"))
 
 
-def signatures(ev: Evidence, prop: str, found: list[Violation]) -> list[tuple[Signature, list[Violation]]]:
-    """The signature(s) of ``prop``'s violations ``found`` on one example, one per distinct cause, each
-    with the violations it covers (a raised or wrong-shape example: one signature covering them all).
+def signatures(fam: Family, ev, prop: str, found: list[Violation]) -> list[tuple[Signature, list[Violation]]]:
+    """The signature(s) of ``fam``'s ``prop``'s violations ``found`` on one example, one per distinct cause,
+    each with the violations it covers (a raised or wrong-shape example: one signature covering them all).
     Each violation's cause is worked out once (a do-nothing layer's example has hundreds)."""
     cls = case_class(ev.case)
     if found[0].quantity in ("run", "construction"):
         return [(Signature("raised", "*", cls, _raised_cause(found)), list(found))]
     if prop in SHAPE_DEPENDENT + (SHAPE_PROPERTY,) and _shape_error(ev):
-        return [(Signature("shape", "*", cls, shape_cause(ev)), list(found))]
+        return [(Signature("shape", "*", cls, shape_cause(fam, ev)), list(found))]
     out: dict[str, tuple[Signature, list[Violation]]] = {}
     for v in found:
-        cause = likely_cause(ev, v) or unexplained(v)
+        cause = fam.likely_cause(ev, v) or unexplained(v)
         out.setdefault(cause, (Signature("property", prop, cls, cause), []))[1].append(v)
     return list(out.values())
 
@@ -185,7 +195,7 @@ class Groups:
             g = Group(f"{self.prefix}{len(self.by_key) + 1}", sig, self.scope, self.variant, case)
             self.by_key[sig.key()] = g
         g.note(prop)
-        g.on_a_full_batch = g.on_a_full_batch or math.prod(case.batch_shape) > 0
+        g.on_a_full_batch = g.on_a_full_batch or full_batch(case)
         if (g.id, case.token()) not in counted:
             counted.add((g.id, case.token()))
             g.examples += 1

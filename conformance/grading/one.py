@@ -41,13 +41,10 @@ from typing import Any, Callable, Optional
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from tpconform.engine.runner import ImplUnusable
-from tpconform.engine.suite import NotOffered, Suite, declared_limits, format_failure, replay_command
-from tpconform.families.linear import verdict
-from tpconform.families.linear.diagnosis import likely_cause
-from tpconform.families.linear.family import FAMILY as LINEAR
-from tpconform.families.linear.family import NOT_MEASURED
-from tpconform.families.linear.verdict import Violation
-from tpconform.families.registry import families, primary
+from tpconform.engine.suite import Suite, declared_limits, format_failure, replay_command
+from tpconform.families.linear.case_classes import covering_cases
+from tpconform.families.linear.strategy import anchor_cases, parallelism_cases
+from tpconform.families.registry import families, family_of, primary
 from tpconform.grading.catalog import variant_name
 from tpconform.grading.contract import Contract, unique
 from tpconform.grading.failures import (
@@ -63,14 +60,11 @@ from tpconform.grading.failures import (
     upstream_grad_note,
 )
 from tpconform.spec.family import Family
-from tpconform.strategies import VARIANTS, Variant
-from tpconform.strategies.case_classes import covering_cases
-from tpconform.strategies.layers import anchor_cases, parallelism_cases
+from tpconform.spec.violations import Violation
 from tpconform.transport import loopback, rank_walls
 from tpconform.transport.contract import cut_text
 from tpconform.transport.harness import DEFAULT_MEMORY_LIMIT, GroupFailure, GroupPool
 
-PROPERTIES = tuple(verdict.SPEC)
 SHRINK_SECONDS = 3.0  # the most one failure group's search for a smaller example may take
 
 
@@ -98,7 +92,8 @@ class ContractSuite(Suite):
 
     def evidence(self, case, stages=None):
         ev = super().evidence(case, stages)
-        if self.contract is not None and case.uneven and self.contract.contains(case):
+        if (ev is not None and self.contract is not None and primary().claims(case) and case.uneven
+                and self.contract.contains(case)):
             ev.uneven_shards_supported = not self.contract.raising_on_uneven_conforms
         return ev
 
@@ -130,18 +125,20 @@ def crash_kind(crash: str | None) -> str | None:
     return "crash"
 
 
-def not_applicable(suite: Suite, variant, prop: str) -> tuple[str, str] | None:
-    reason = suite.unsupported(variant)
+def not_applicable(suite: Suite, variant, prop: str, fam: Optional[Family] = None) -> tuple[str, str] | None:
+    """Why ``fam``'s ``prop`` on ``variant`` is not judged: ``("not-declared", why)`` (0 of its share) or
+    ``("n/a", why)`` (no points either way), or ``None``. The same order for every family: a variant the
+    impl does not declare; what no submission can be judged on here (``Family.not_applicable`` beyond
+    its declaration: the maximum never depends on what one declares); then what its capabilities leave out."""
+    fam = fam or primary()
+    reason = fam.unsupported(suite, variant)
     if reason:
         return "not-declared", reason
-    if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
-        return "n/a", "a sharded column output is not replicated: nothing to agree on"
-    if prop in verdict.MEASURED_OUTSIDE and suite.runner.traffic is None:
-        return "n/a", getattr(suite, "unmeasured", None) or NOT_MEASURED
-    # a property the submission's capabilities leave out (a forward-only layer's gradients): after the two
-    # above, which hold for every submission alike (the maximum never depends on what one declares)
-    reason = LINEAR.not_declared(suite, variant, prop)
-    return ("not-declared", reason) if reason else None
+    undeclared = fam.not_declared(suite, variant, prop)
+    why = fam.not_applicable(suite, variant, prop)
+    if why and why != undeclared:
+        return "n/a", why
+    return ("not-declared", undeclared) if undeclared else None
 
 
 def _finite(x: float):
@@ -166,10 +163,11 @@ class Scope:
     """Where cases are drawn for one search: ``contract`` (scored) or ``beyond`` (reported, no points)."""
 
     name: str
-    cases: Callable[[Variant], Any]  # the strategy for a variant, or None: nothing to draw
-    anchors: Callable[[Variant], list]
+    cases: Callable[[Any], Any]  # the strategy for a variant, or None: nothing to draw
+    anchors: Callable[[Any], list]
     examples: int
     keep: Callable[[Any], bool] = lambda case: True  # a draw it skips (without running it) when False
+    classify: Optional[Callable[[Any], Any]] = None  # the contract's case class of a case (cells count them)
 
 
 class Grader:
@@ -209,24 +207,25 @@ class Grader:
         self.inside: dict[str, str] = {}  # signature key -> the id of its group inside the contract
 
     def evidence(self, case):
-        """The example's evidence, run once per case however many properties read it."""
-        key = case.token()
+        """The example's evidence, run once per case however many properties read it (``None``: the impl
+        offers no layer of the case's family)."""
+        key = _key(case)
         if key not in self.memo:
             self.memo[key] = self.suite.evidence(case)
         return self.memo[key]
 
     def failures(self, case, props) -> dict[str, tuple[Signature, list, list]]:
         """Every signature ``case`` fails with, over ``props``: key -> (signature, properties, violations)."""
-        key = case.token()
+        key = _key(case)
         if key not in self.found:
-            ev = self.evidence(case)
+            fam, ev = family_of(case), self.evidence(case)
             out: dict[str, tuple[Signature, list, list]] = {}
-            if not crash_kind(ev.outcome.crash):
+            if ev is not None and not crash_kind(fam.crash(ev)):
                 for prop in props:
-                    found = verdict.evaluate(ev, prop)
+                    found = fam.judge(ev, prop)
                     if not found:
                         continue
-                    for sig, covered in signatures(ev, prop, found):
+                    for sig, covered in signatures(fam, ev, prop, found):
                         entry = out.setdefault(sig.key(), (sig, [], []))
                         if prop not in entry[1]:
                             entry[1].append(prop)
@@ -240,14 +239,21 @@ class Grader:
                         report_multiple_bugs=False, suppress_health_check=list(HealthCheck), print_blob=False,
                         phases=(Phase.generate, Phase.shrink) if shrink else (Phase.explicit, Phase.generate))
 
-    def scopes(self) -> list[Scope]:
+    def scopes(self, fam: Optional[Family] = None) -> list[Scope]:
+        """Where ``fam``'s cases are drawn (the primary family's when ``None``): the primary family's within
+        the contract (its cases, anchors and case classes) and beyond it; every other family's from its own
+        strategy, as many as ``pytest`` draws for it (``tpconform.pytest_plugin.testing.property_test``)."""
+        if fam is not None and fam is not primary():
+            return [Scope("contract", lambda v: self.suite.cases(v, fam.name), lambda v: [],
+                          max(3, round(self.examples * fam.example_share)))]
         c = self.contract
         if c is None:
             return [Scope("contract", self.suite.cases, self.fixed_cases, self.examples)]
         def anchors(v):
             return c.anchors(v, parallelism=self.suite.runner.traffic is not None)
 
-        inside = Scope("contract", lambda v: c.cases(v) if str(v) in c.variants else None, anchors, self.examples)
+        inside = Scope("contract", lambda v: c.cases(v) if str(v) in c.variants else None, anchors, self.examples,
+                       classify=c.case_class)
         if not c.beyond_examples:
             return [inside]
         return [inside, Scope("beyond", c.beyond_cases, c.beyond_anchors, c.beyond_examples,
@@ -290,82 +296,24 @@ class Grader:
         return [fam for fam in families().values() if fam is primary() or fam.name in wanted]
 
     def grade_family(self, fam: Family) -> None:
-        """Every cell of ``fam``: the primary family's per scope and variant (:meth:`grade_variant`: the
-        contract's cases, the anchors, failures grouped by signature and each group shrunk), every other
-        family's per property and variant (:meth:`grade_property`)."""
-        if fam is primary():
-            for scope in self.scopes():
-                for variant in fam.variants():
-                    self.grade_variant(variant, scope)
-            return
-        for variant in fam.variants():
-            for prop in fam.properties:
-                self.grade_property(fam, variant, prop)
+        """Every cell of ``fam``, the same way for every family: per scope and variant one search
+        (:meth:`grade_variant`: its cases, each run once and judged on every property, failures grouped by
+        signature and each group shrunk for its minimal example)."""
+        for scope in self.scopes(fam):
+            for variant in fam.variants():
+                self.grade_variant(variant, scope, fam)
 
-    def grade_property(self, fam: Family, variant, prop: str) -> None:
-        """One cell: a seeded search of ``fam``'s cases for ``variant`` (as many as ``pytest`` draws for it:
-        ``tpconform.pytest_plugin.testing.property_test``), the first violation of ``prop`` shrunk for its
-        minimal example."""
-        cell = {"property": prop, "variant": variant_name(fam.name, variant), "examples": 0}
-        undeclared = fam.not_declared(self.suite, variant, prop)
-        if undeclared:  # outside what the submission declares: never a pass (scoring: 0 of its share)
-            self.emit({"cell": {**cell, "verdict": "not-declared", "reason": undeclared}})
-            return
-        why = fam.not_applicable(self.suite, variant, prop)
-        if why:
-            self.emit({"cell": {**cell, "verdict": "n/a", "reason": why}})
-            return
-        self.emit({"cell": {**cell, **self._family_cell(fam, variant, prop)}})
-
-    def _family_cell(self, fam, variant, prop: str) -> dict:
-        state: dict = {"examples": 0, "found": None, "offered": True}
-        deadline = time.monotonic() + SHRINK_SECONDS * 2
-
-        @self._settings(max(3, round(self.examples * fam.example_share)), shrink=True)  # pytest's budget
-        @seed(self.seed)
-        @given(case=self.suite.cases(variant, fam.name))
-        def search(case):
-            if state["found"] is not None and time.monotonic() > deadline:
-                return
-            state["examples"] += 1
-            try:
-                ev, found = self.suite.checked(case, prop)
-            except NotOffered as exc:
-                state["offered"] = False
-                raise AssertionError(str(exc)) from None
-            if found:
-                state["found"] = (ev, found)
-                raise AssertionError(prop)
-
-        try:
-            search()
-        except AssertionError:
-            pass  # the failure searched for (or Hypothesis's report of a flaky one)
-        except Exception as exc:  # noqa: BLE001 - anything else ends the search: never a pass
-            if state["found"] is None and state["offered"]:
-                return {"verdict": "crash", "examples": state["examples"],
-                        "reason": cut_text(f"the search could not judge it: {type(exc).__name__}: {exc}")}
-        if not state["offered"]:
-            return {"verdict": "n/a", "reason": f"not offered ({fam.offered_by or fam.title}): no points either way",
-                    "examples": state["examples"]}
-        if state["found"] is None:
-            return {"verdict": "pass", "examples": state["examples"]}
-        ev, found = state["found"]
-        first = found[0].message
-        kind = crash_kind(first.split(": ", 1)[1]) if first.startswith("the example did not complete") else None
-        return {"verdict": kind or "fail", "reason": first.splitlines()[0], "examples": state["examples"],
-                "failure": format_failure(ev, prop, found, self.impl, fam),
-                "minimal_example": {"token": fam.token(ev.case), "description": fam.describe(ev.case), "shrunk": True,
-                                    "replay": replay_command(self.impl, ev.case, prop)},
-                "errors": error_figures(found)}
-
-    def grade_variant(self, variant, scope: Optional[Scope] = None) -> None:
-        scope = scope or self.scopes()[0]
+    def grade_variant(self, variant, scope: Optional[Scope] = None, fam: Optional[Family] = None) -> None:
+        """Every cell of ``fam``'s ``variant`` in ``scope`` (the primary family's first scope by default):
+        one seeded search that runs each case once and judges it on every property that applies; failed
+        examples grouped by signature, each group reported once with its minimal example."""
+        fam = fam or primary()
+        scope = scope or self.scopes(fam)[0]
         beyond = scope.name == "beyond"
         strategy = scope.cases(variant)
         props, cells = [], {}
-        for prop in PROPERTIES:
-            skip = not_applicable(self.suite, variant, prop)
+        for prop in fam.properties:
+            skip = not_applicable(self.suite, variant, prop, fam)
             if strategy is None and not beyond:
                 skip = ("n/a", f"{variant} is not in the contract: checked beyond it (when declared), for no points")
             if skip:
@@ -374,17 +322,23 @@ class Grader:
                 props.append(prop)
         if beyond and (strategy is None or not props):
             return  # nothing beyond the contract here (or not declared): no cells
-        groups = Groups(scope.name, str(variant), f"{'B' if beyond else 'F'}{VARIANTS.index(variant) + 1}.")
-        state: dict = {"examples": 0, "crash": None, "counted": set(), "classes": set()}
+        index = list(map(str, fam.variants())).index(str(variant)) + 1
+        groups = Groups(scope.name, variant_name(fam.name, variant, primary().name),
+                        variant_name(fam.name, f"{'B' if beyond else 'F'}{index}.", primary().name))
+        state: dict = {"examples": 0, "crash": None, "counted": set(), "classes": set(), "offered": True,
+                       "error": None}
 
         def explore(case):
-            if state["crash"] or not scope.keep(case):
+            if state["crash"] or not state["offered"] or not scope.keep(case):
                 return
             state["examples"] += 1
-            if self.contract is not None and not beyond:
-                state["classes"].add(self.contract.case_class(case))
+            if scope.classify is not None:
+                state["classes"].add(scope.classify(case))
             ev = self.evidence(case)
-            kind = crash_kind(ev.outcome.crash)
+            if ev is None:
+                state["offered"] = False
+                return
+            kind = crash_kind(fam.crash(ev))
             if kind:
                 state["crash"] = (kind, ev)
                 return
@@ -399,16 +353,31 @@ class Grader:
             search = given(case=strategy)(explore)
             for anchor in reversed(scope.anchors(variant)):
                 search = example(case=anchor)(search)
-            self._settings(scope.examples, shrink=False)(seed(self.seed)(search))()
-        crash_group, reported = self._report_all(groups, state["crash"], strategy, scope, variant, props)
-        for prop in props:
-            cells[prop] = self._cell(prop, state, crash_group, groups.for_property(prop), reported,
-                                     prop in groups.overflow)
-        for prop in PROPERTIES:
-            cell = {"property": prop, "variant": str(variant), **cells[prop]}
+            try:
+                self._settings(scope.examples, shrink=False)(seed(self.seed)(search))()
+            except Exception as exc:  # noqa: BLE001 - anything else ends the search: never a pass
+                state["error"] = cut_text(f"the search could not judge it: {type(exc).__name__}: {exc}")
+        if state["error"] is not None or not state["offered"]:
+            for prop in props:
+                cells[prop] = self._unjudged(fam, state)
+        else:
+            crash_group, reported = self._report_all(groups, state["crash"], strategy, scope, variant, props)
+            for prop in props:
+                cells[prop] = self._cell(prop, state, crash_group, groups.for_property(prop), reported,
+                                         prop in groups.overflow)
+        for prop in fam.properties:
+            cell = {"property": prop, "variant": groups.variant, **cells[prop]}
             if beyond:
                 cell["scope"] = "beyond"
             self.emit({"cell": cell})
+
+    def _unjudged(self, fam: Family, state: dict) -> dict:
+        """The cell of a search that judged nothing: not offered (no points either way) or an error of the
+        search itself (a "crash", never a pass)."""
+        if state["error"] is not None:
+            return {"verdict": "crash", "reason": state["error"], "examples": state["examples"]}
+        return {"verdict": "n/a", "reason": f"not offered ({fam.offered_by or fam.title}): no points either way",
+                "examples": state["examples"]}
 
     def _report_all(self, groups: Groups, crash, strategy, scope: Scope, variant, props) -> tuple[Optional[dict], dict]:
         """Emit one ``failure`` record per distinct failure of this variant and scope (the crash that
@@ -417,7 +386,7 @@ class Grader:
         crash_group = None
         if crash:
             kind, ev = crash
-            crash_group = self._crash_group(kind, ev, scope, variant, props)
+            crash_group = self._crash_group(kind, ev, scope, groups, props)
             same = self.inside.get(crash_group["key"]) if scope.name == "beyond" else None
             if same:  # the crash already reported inside the contract
                 crash_group.update(id=same, summary=f"the same {kind} as inside the contract ({same})")
@@ -470,16 +439,17 @@ class Grader:
             cell.update(failure=first["failure"], minimal_example=first["minimal_example"])
         return cell
 
-    def _crash_group(self, kind: str, ev, scope: Scope, variant, props) -> dict:
-        text = ev.outcome.crash
-        return {"id": f"{'B' if scope.name == 'beyond' else 'F'}{VARIANTS.index(variant) + 1}.0", "kind": kind,
-                "scope": scope.name, "variant": str(variant), "property": "*", "properties": list(props),
-                "case_class": case_class(ev.case), "cause": _crash_cause(ev, kind), "summary": text.splitlines()[0],
-                "examples": 1, "failure": f"case: {ev.case.describe()}\n{text}\nreplay: "
+    def _crash_group(self, kind: str, ev, scope: Scope, groups: Groups, props) -> dict:
+        fam = family_of(ev.case)
+        text = fam.crash(ev) or ""
+        return {"id": f"{groups.prefix}0", "kind": kind,
+                "scope": scope.name, "variant": groups.variant, "property": "*", "properties": list(props),
+                "case_class": case_class(ev.case), "cause": _crash_cause(fam, ev, kind), "summary": text.splitlines()[0],
+                "examples": 1, "failure": f"case: {fam.describe(ev.case)}\n{text}\nreplay: "
                                           f"{replay_command(self.impl, ev.case)}",
                 "minimal_example": self._example(ev.case, None, shrunk=False), "errors": [],
                 "beyond_why": self._beyond_why(ev.case, scope),
-                "key": Signature(kind, "*", case_class(ev.case), _crash_cause(ev, kind)).key()}
+                "key": Signature(kind, "*", case_class(ev.case), _crash_cause(fam, ev, kind)).key()}
 
     def _beyond_why(self, case, scope: Scope) -> Optional[str]:
         if scope.name != "beyond" or self.contract is None:
@@ -492,20 +462,20 @@ class Grader:
         case, shrunk = self.shrink(g, strategy, scope, props)
         sig, g_props, found = self.failures(case, props).get(g.signature.key()) or self.failures(g.first_case,
                                                                                                props)[g.signature.key()]
-        ev = self.evidence(case)
+        ev, fam = self.evidence(case), family_of(case)
         prop = sig.property if sig.kind == "property" else None
         if sig.kind == "property":
-            text = format_failure(ev, sig.property, found, self.impl)
+            text = format_failure(ev, sig.property, found, self.impl, fam)
         else:
             title = "the layer raised" if sig.kind == "raised" else "the output has the wrong shape"
             messages = [self._contract_wording(v.message, ev.case) for v in found[:4]]
-            text = (f"{title}: {sig.cause}\ncase: {ev.case.describe()}\n"
+            text = (f"{title}: {sig.cause}\ncase: {fam.describe(ev.case)}\n"
                     + "\n".join(f"  - {m}" for m in messages)
                     + f"\nproperties it left unjudged on this case: {', '.join(g.properties)}"
                     + f"\nreplay: {replay_command(self.impl, case)}")
-        hint = raised_hint(ev, found, g.on_a_full_batch) if sig.kind == "raised" else None
+        hint = raised_hint(fam, ev, found, g.on_a_full_batch) if sig.kind == "raised" else None
         notes = [f"likely cause: {hint}"] if hint else []
-        if ev.case.uneven:
+        if getattr(ev.case, "uneven", False):
             notes.append(self.suite.expected_on_uneven(ev.case))
         if sig.kind == "shape" or prop in GRAD_PROPERTIES or prop == "training_step_matches_the_dense_layer":
             notes.append(upstream_grad_note(ev))
@@ -520,7 +490,7 @@ class Grader:
 
     def _contract_wording(self, message: str, case) -> str:
         """A construction error's message names the rule that applied: the contract's, where it decides."""
-        if self.contract is not None and case.uneven and self.contract.contains(case):
+        if self.contract is not None and primary().claims(case) and case.uneven and self.contract.contains(case):
             return message.replace("it declares uneven_shards=True",
                                    "the contract requires dims the world size does not divide to work "
                                    "(divisibility = uneven)")
@@ -539,7 +509,8 @@ class Grader:
         def search(case):
             if time.monotonic() > deadline or not scope.keep(case):
                 return
-            if crash_kind(self.evidence(case).outcome.crash):
+            ev = self.evidence(case)
+            if ev is None or crash_kind(family_of(case).crash(ev)):
                 return  # shrink towards this failure, not towards a hang
             if target in self.failures(case, props):
                 last[:] = [case]
@@ -552,12 +523,19 @@ class Grader:
         return (last[0], True) if last else (g.first_case, False)
 
     def _example(self, case, prop: str | None, *, shrunk: bool) -> dict:
-        return {"token": case.token(), "description": case.describe(), "shrunk": shrunk,
+        fam = family_of(case)
+        return {"token": fam.token(case), "description": fam.describe(case), "shrunk": shrunk,
                 "replay": replay_command(self.impl, case, prop)}
 
 
-def _crash_cause(ev, kind: str) -> str:
-    cause = likely_cause(ev, Violation("*", ev.outcome.crash, None, "run"))
+def _crash_cause(fam: Family, ev, kind: str) -> str:
+    crash = fam.crash(ev) or ""
+    cause = fam.likely_cause(ev, Violation("*", crash, None, "run"))
     if cause:
         return cause
-    return "an example did not finish in time" if kind == "hang" else ev.outcome.crash.splitlines()[0][:200]
+    return "an example did not finish in time" if kind == "hang" else crash.splitlines()[0][:200]
+
+
+def _key(case) -> str:
+    """A case's key in the grader's caches, unique over every family (its replay token)."""
+    return family_of(case).token(case)

@@ -44,7 +44,7 @@ MAX_NAME = 200
 CELL_VERDICTS = ("pass", "fail", "crash", "hang", "timeout", "not-declared", "n/a")
 SCOPES = ("contract", "beyond")  # scored / outside --contract (reported, no points)
 FAILURE_KINDS = ("property", "raised", "shape", "crash", "hang")
-MAX_FAILURES = 200  # failure groups per submission
+MAX_FAILURES = 400  # failure groups per submission (every family's, up to grading.failures.MAX_GROUPS a variant and scope)
 MAX_GROUP_ID = 12
 STATUSES = ("done", "timeout", "crashed")
 
@@ -236,17 +236,13 @@ class Cell(_CellKeys, total=False):
     errors: Annotated[list, ListOf(ErrorRow, most=MAX_ERRORS)]
 
 
-def _primary_properties() -> tuple:
-    return catalog.catalog().primary_properties
-
-
 class _FailureKeys(TypedDict):
     id: Annotated[str, Text(MAX_GROUP_ID)]
     kind: Annotated[str, OneOf(FAILURE_KINDS)]
     scope: Annotated[str, OneOf(SCOPES)]
-    variant: Annotated[str, OneOf(lambda: catalog.catalog().primary_variants)]
-    property: Annotated[str, OneOf(lambda: ("*", *_primary_properties()))]
-    properties: Annotated[list, ListOf(OneOf(_primary_properties))]
+    variant: Annotated[str, OneOf(lambda: catalog.catalog().all_variants)]  # any family's: one search each
+    property: Annotated[str, OneOf(lambda: ("*", *catalog.catalog().all_properties))]
+    properties: Annotated[list, ListOf(OneOf(lambda: catalog.catalog().all_properties))]
 
 
 class Failure(_FailureKeys, total=False):

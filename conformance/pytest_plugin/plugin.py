@@ -18,7 +18,7 @@ import pytest
 from tpconform.engine import profiles
 from tpconform.impls.registry import ImplError, available, classify
 from tpconform.spec import options
-from tpconform.transport import backends
+from tpconform.transport import backends, forkserver
 
 
 @dataclass
@@ -101,6 +101,22 @@ def pytest_configure(config):
         run.world_sizes, run.backend_skip, run.backend_note = torchrun.configure(config, run.world_sizes)
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
     _collect_the_suite(config)
+    if _starts_local_groups(config):
+        # its torch import and warm-up (~3 s of CPU) run beside this process's own imports, on the other core
+        forkserver.start_early()
+
+
+def _starts_local_groups(config) -> bool:
+    """Whether this run will start local process groups: an impl to check, a backend that can run,
+    not torchrun's ranks (``--tp-torchrun``), not ``--list-impls``."""
+    return (config.getoption("impl") is not None and not config.getoption("list_impls")
+            and not state(config).backend_skip and not config.getoption("tp_torchrun"))
+
+
+def _runs_tests_here(config) -> bool:
+    """Whether this process runs the tests it collects: not ``--collect-only``, not pytest-xdist's
+    controller (its workers run them, each with its own groups)."""
+    return not config.getoption("collectonly") and not config.pluginmanager.has_plugin("dsession")
 
 
 def _collect_the_suite(config) -> None:
@@ -143,6 +159,8 @@ def _make_suite(config):
             empty = nothing_to_check(suite)
             if empty:
                 raise ImplUnusable(f"--impl={spec}: nothing to check: {empty}")
+            if _runs_tests_here(config):
+                suite.start_groups()  # every world size's group starts while pytest collects the tests
         except (ImplError, ImplUnusable) as exc:
             raise pytest.UsageError(str(exc)) from None
         from tpconform.pytest_plugin.known_failures import for_pytest  # lazy: torch (see the module doc)
@@ -235,7 +253,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """Which case classes and pairs of classes each property met (strategies/case_classes.py): a class
+    """Which case classes and pairs of classes each property met (families/linear/case_classes.py): a class
     or a pair no example reached is a place a bug could still hide."""
     run = config.stash.get(STATE, None)
     suite = getattr(run, "suite", None)

@@ -44,6 +44,19 @@ class Property:
         return (self.judge.__doc__ or self.name.replace("_", " ")).strip().split("\n\n")[0]
 
 
+@dataclass(frozen=True)
+class CaseClasses:
+    """A family's case classes (the kinds of case a bug can hide in: a non-divisible dim, an empty batch, a
+    transposed input...), which the engine counts per property (``engine/coverage.py``): the family says
+    what a case meets and what a run can meet; the engine counts what each property met."""
+
+    of: Callable[[Any], set[str]]  # the classes a case belongs to
+    pairs_of: Callable[[Any], set[tuple[str, str]]]  # the pairs of classes it meets
+    # the classes and the pairs a run over (world sizes, dtypes, variant names) can meet
+    applicable: Callable[[Sequence[int], Sequence[str], Sequence[str]], set[str]]
+    applicable_pairs: Callable[[Sequence[int], Sequence[str], Sequence[str]], set[tuple[str, str]]]
+
+
 class Family:
     """The base of every family; a family overrides what differs (see the module doc)."""
 
@@ -58,8 +71,9 @@ class Family:
     # Where the family sorts among the families (then by name; ``families/registry.py``): the first is the
     # primary one, whose variants and replay tokens go bare, and which is checked when none is named.
     order: int = 100
-    # Its case classes and their pairs are counted per property (``engine/coverage.py``, the run's summary).
-    covered: bool = False
+    # Its case classes and their pairs, counted per property (``engine/coverage.py``, the run's summary);
+    # ``None``: not counted.
+    case_classes: Optional[CaseClasses] = None
     # The test module its property tests are made in (``tests/properties/test_<module>.py``; a family whose
     # tests are spread over several modules says per property: :meth:`test_module`).
     module: str = "families"
@@ -118,9 +132,13 @@ class Family:
         """How the example violates ``prop`` (its preconditions first: a crash, a construction error)."""
         raise NotImplementedError
 
+    def crash(self, ev) -> Optional[str]:
+        """Why the example did not complete (a crash, a hang, a raise; its first line says which), or ``None``."""
+        return getattr(ev, "crash", None) or None
+
     def did_not_complete(self, ev) -> bool:
         """Whether the example crashed or hung (a re-run with every stage would only repeat it)."""
-        return bool(getattr(ev, "crash", None))
+        return bool(self.crash(ev))
 
     def likely_cause(self, ev, v: Violation) -> Optional[str]:
         return None

@@ -28,6 +28,7 @@ PRELOAD = ["tpconform.transport.forkserver_init", "tpconform.transport.worker",
            "tpconform.families.linear.worker", "tpconform.impls.reference"]
 
 _ctx = None
+_main_lock = threading.RLock()  # groups start in threads of their own (GroupPool.start_in_background)
 
 
 def context():
@@ -41,16 +42,18 @@ def context():
 
 @contextlib.contextmanager
 def main_module_hidden():
-    """Start workers without re-importing the parent's ``__main__`` (a user script, stdin, …)."""
-    main = sys.modules["__main__"]
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-    main.__dict__.pop("__file__", None)
-    main.__spec__ = None
-    try:
-        yield
-    finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
+    """Start workers without re-importing the parent's ``__main__`` (a user script, stdin, …); one
+    thread at a time, so threads starting groups side by side restore what they saved in turn."""
+    with _main_lock:
+        main = sys.modules["__main__"]
+        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+        try:
+            yield
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
 
 
 def start_early() -> None:

@@ -21,11 +21,14 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import timedelta
 from multiprocessing.connection import wait
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -387,7 +390,11 @@ def _close_all() -> None:
 
 
 class GroupPool:
-    """One live group per world size; a broken group is replaced on its next use."""
+    """One live group per world size; a broken group is replaced on its next use.
+
+    :meth:`start_in_background` starts the groups a run will need side by side, each in a thread of
+    its own, while this process does other work (pytest collecting the tests); :meth:`get` takes a
+    group that is still starting as soon as it is up."""
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit: Optional[int] = DEFAULT_MEMORY_LIMIT):
         # The verdict's tensors are small, and its cores belong to the workers: a second intra-op
@@ -399,8 +406,12 @@ class GroupPool:
         self.groups: dict[int, ProcessGroup] = {}
         self.starts = 0
         self.walls = False  # the ranks of its groups walled apart (tpconform.transport.rank_walls)
+        self._starting: dict[int, tuple[Future, float]] = {}  # world size -> (its start, its bound in s)
 
     def get(self, world_size: int) -> ProcessGroup:
+        started = self._starting.pop(world_size, None)
+        if started is not None:
+            self._take_started(world_size, *started)
         group = self.groups.get(world_size)
         if group is None or not group.healthy:
             if group is not None:
@@ -410,7 +421,66 @@ class GroupPool:
             self.groups[world_size] = group
         return group
 
+    def start_in_background(self, world_sizes: Sequence[int],
+                            prepare: Optional[Callable[[ProcessGroup], None]] = None,
+                            prepare_timeout_s: float = 0.0) -> None:
+        """Start the groups of ``world_sizes`` that are not up yet, each in a daemon thread of its own,
+        and return at once; ``prepare(group)`` runs in that thread once its group is up (the runner
+        loads the impl on every rank). Every wait in a thread is bounded (the start's, and
+        ``prepare``'s own, within ``prepare_timeout_s``), and so is :meth:`get`'s wait for it. A start
+        or a ``prepare`` that fails leaves no group: :meth:`get` starts one as if this was never called,
+        so the failure is met (and reported) where it would have been without it."""
+        for ws in world_sizes:
+            if ws in self._starting or (ws in self.groups and self.groups[ws].healthy):
+                continue
+            future: Future = Future()
+            threading.Thread(target=self._start_into, args=(future, ws, prepare),
+                             name=f"tpconform-start-ws{ws}", daemon=True).start()
+            self._starting[ws] = (future, FORKSERVER_BOOT_S + self.timeout_s + START_SLACK_S + prepare_timeout_s)
+
+    def _start_into(self, future: Future, world_size: int, prepare: Optional[Callable[[ProcessGroup], None]]) -> None:
+        group = None
+        try:
+            group = ProcessGroup.start(world_size, self.timeout_s, self.memory_limit, walls=self.walls)
+            if prepare is not None:
+                prepare(group)
+        except BaseException as exc:  # noqa: BLE001 - handed to get(), which starts the group again
+            if group is not None:
+                group.close(graceful=False)
+            future.set_exception(exc)
+        else:
+            future.set_result(group)
+
+    def _take_started(self, world_size: int, future: Future, bound_s: float) -> None:
+        """Wait (bounded) for a background start; keep its group when it came up and was prepared."""
+        try:
+            group = future.result(timeout=bound_s)
+        except FutureTimeout:  # cannot happen while every wait inside is bounded; never leave its group behind
+            future.add_done_callback(_close_when_started)
+            raise GroupFailure(f"starting the group of world size {world_size} in the background took over "
+                               f"{bound_s:.0f} s") from None
+        except Exception:
+            return  # started again by get(), where its failure is reported as without a background start
+        if world_size in self.groups and self.groups[world_size] is not group:
+            self.groups[world_size].close(graceful=False)
+        self.groups[world_size] = group
+        self.starts += 1
+
     def close(self) -> None:
+        starting, self._starting = self._starting, {}
+        for future, bound_s in starting.values():
+            future.add_done_callback(_close_when_started)  # closed now if it is up, else as soon as it is
         for group in self.groups.values():
             group.close()
         self.groups.clear()
+
+
+START_SLACK_S = 40.0  # a group's start waits timeout_s + 30 s for its ranks (ProcessGroup.start), and a little more
+# ... after the forkserver is up: the first start waits for its boot (torch's import, ~3 s idle, minutes on a loaded
+# 2-core machine; multiprocessing's own wait, unbounded on the synchronous path)
+FORKSERVER_BOOT_S = 600.0
+
+
+def _close_when_started(future: Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close(graceful=False)

@@ -148,7 +148,9 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
             conn.send_bytes(wire.encode({"ok": False, "error": f"result could not be sent: {exc}",
                                          "seq": message.get("seq")}))
         if profiler is not None:  # after every message: the verdict kills its ranks, it never stops them
-            profiler.dump_stats(os.path.join(os.environ[PROFILE_DIR], f"rank{rank}.pid{os.getpid()}.prof"))
+            dump = os.path.join(os.environ[PROFILE_DIR], f"rank{rank}.pid{os.getpid()}.prof")
+            profiler.dump_stats(dump + ".part")
+            os.replace(dump + ".part", dump)  # whole: the verdict may kill this rank while it writes
             profiler.enable()  # dump_stats disabled it; the dump's own time stays out of the profile
     try:
         dist.destroy_process_group()

@@ -1,8 +1,10 @@
 """The seeded-bug zoo: wrong implementations the suite must catch, each for the right reason.
 
-Each entry names the bug, the module that plants it (one small file, imported only in workers),
-the property that must catch it, and the variants that expose it. ``tests/selftest`` asserts every
-entry is caught by its property; ``benchmarks/time_to_find.py`` measures how fast.
+Every family's are in its folder (``conformance/families/<name>/bugs/``: ``bugs.toml`` lists them, one
+module each beside it), found by convention: no list here to edit. ``ZOO``: the single layer's, one
+layer on the whole world, each caught by its property's test (``tests/selftest/test_zoo.py``;
+``benchmarks/time_to_find.py`` measures how fast); ``EXTENSIONS``: every other family's, whose variant
+reads ``"<family>/<detail>"``, each caught by its own search (``tests/selftest/test_extensions.py``).
 """
 
 from __future__ import annotations
@@ -10,168 +12,9 @@ from __future__ import annotations
 from tpconform.families.folders import each
 from tpconform.impls.seeded import SeededBug
 
-ZOO: tuple[SeededBug, ...] = (
-    # -- shards ------------------------------------------------------------------------------------
-    SeededBug("bug-wrong-split-dim", "tpconform.impls.zoo.wrong_split_dim",
-              "column splits the weight along the input dim",
-              "shards_rebuild_the_dense_weight", "column-gathered", cause="split along the wrong dim"),
-    SeededBug("bug-uneven-truncated", "tpconform.impls.zoo.uneven_truncated",
-              "non-divisible dims silently truncated (size // world_size per rank)",
-              "shards_rebuild_the_dense_weight", "column-gathered", cause="truncated"),
-    SeededBug("bug-bias-split-differs", "tpconform.impls.zoo.bias_split_differs",
-              "column bias split chunk-style, weight tensor_split-style (non-divisible, world size >= 3)",
-              "shards_rebuild_the_dense_weight", "column-gathered", cause="different split",
-              world_sizes=(3, 4)),
-    SeededBug("bug-full-weight-replicated", "tpconform.impls.zoo.full_weight_replicated",
-              "not tensor-parallel: the whole weight on every rank, computed locally",
-              "shards_rebuild_the_dense_weight", "column-gathered", cause="whole weight"),
-    # -- forward -----------------------------------------------------------------------------------
-    SeededBug("bug-column-local-shard", "tpconform.impls.zoo.column_local_shard",
-              "column returns only its local shard (no all-gather)",
-              "output_shape_and_dtype_match_nn_linear", "column-gathered", cause="without an all-gather"),
-    SeededBug("bug-column-gather-wrong-order", "tpconform.impls.zoo.column_gather_wrong_order",
-              "column all-gathers the shards in reverse rank order",
-              "output_matches_the_dense_layer", "column-gathered", cause="rank order"),
-    SeededBug("bug-column-gather-wrong-dim", "tpconform.impls.zoo.column_gather_wrong_dim",
-              "column all-gathers along dim 1 (right for 2-D inputs, wrong for 3-D)",
-              "output_shape_and_dtype_match_nn_linear", "column-gathered", cause="wrong dim"),
-    SeededBug("bug-row-bias-every-rank", "tpconform.impls.zoo.row_bias_every_rank",
-              "row adds the bias on every rank, before the all-reduce",
-              "output_matches_the_dense_layer", "row-full-input", cause="bias is added on every rank"),
-    SeededBug("bug-row-allreduce-missing", "tpconform.impls.zoo.row_allreduce_missing",
-              "row never all-reduces its partial outputs",
-              "output_matches_the_dense_layer", "row-sliced-input", cause="all-reduce is missing"),
-    SeededBug("bug-simulated-collectives", "tpconform.impls.zoo.simulated_collectives",
-              "collectives replaced by local computation",
-              "output_matches_the_dense_layer", "row-sliced-input", cause="all-reduce is missing"),
-    SeededBug("bug-reduce-order-per-rank", "tpconform.impls.zoo.reduce_order_per_rank",
-              "row sums the partial outputs in a rank-dependent order (ranks disagree in the last bits)",
-              "ranks_agree_on_the_output", "row-full-input", cause="different orders", world_sizes=(3, 4)),
-    SeededBug("bug-output-dtype-float32", "tpconform.impls.zoo.output_dtype_float32",
-              "row returns float32 for a bfloat16/float16 input",
-              "output_shape_and_dtype_match_nn_linear", "row-full-input", cause="not cast back"),
-    SeededBug("bug-features-past-32-ignored", "tpconform.impls.zoo.features_past_32_ignored",
-              "column multiplies in a fixed tile of 32 input features and ignores the rest",
-              "output_matches_the_dense_layer", "column-gathered"),
-    SeededBug("bug-rows-past-64-dropped", "tpconform.impls.zoo.rows_past_64_dropped",
-              "row multiplies in tiles of 64 batch rows and drops the rows past the last whole tile",
-              "output_matches_the_dense_layer", "row-full-input", cause="last whole tile"),
-    SeededBug("bug-gather-drops-partial-chunk", "tpconform.impls.zoo.gather_drops_partial_chunk",
-              "column all-gathers its output in 128-row chunks and never gathers the last partial chunk",
-              "output_matches_the_dense_layer", "column-gathered", cause="last whole tile"),
-    SeededBug("bug-math-in-bfloat16", "tpconform.impls.zoo.math_in_bfloat16",
-              "column does its matmul in bfloat16 whatever the input dtype",
-              "output_matches_the_dense_layer", "column-sharded-output", cause="lower precision"),
-    SeededBug("bug-more-than-two-dims", "tpconform.impls.zoo.more_than_two_dims",
-              "row restores only the first batch dim of a >2-D input",
-              "output_shape_and_dtype_match_nn_linear", "row-full-input", cause="batch dims"),
-    SeededBug("bug-noncontiguous-misread", "tpconform.impls.zoo.noncontiguous_misread",
-              "row reads a strided input as if it were contiguous",
-              "output_matches_the_dense_layer", "row-sliced-input", cause="non-contiguous"),
-    SeededBug("bug-view-on-input", "tpconform.impls.zoo.view_on_input",
-              "column flattens the batch dims with x.view(-1, in) (raises for permuted/expanded batch dims)",
-              "output_matches_the_dense_layer", "column-gathered", symptom="crash", cause=".view()"),
-    # -- gradients ---------------------------------------------------------------------------------
-    SeededBug("bug-gather-not-differentiable", "tpconform.impls.zoo.gather_not_differentiable",
-              "column gathers with a plain all_gather outside autograd (grads lost)",
-              "weight_grad_matches_the_dense_layer", "column-gathered", cause="outside autograd"),
-    SeededBug("bug-gather-backward-sums", "tpconform.impls.zoo.gather_backward_sums",
-              "column gather backward sums the grad across ranks (weight grad world_size × too large)",
-              "weight_grad_matches_the_dense_layer", "column-gathered", cause="too large"),
-    SeededBug("bug-column-input-grad-not-reduced", "tpconform.impls.zoo.column_input_grad_not_reduced",
-              "column input grad not all-reduced",
-              "input_grad_matches_the_dense_layer", "column-gathered", cause="all-reduce of the input grad"),
-    SeededBug("bug-row-input-grad-not-gathered", "tpconform.impls.zoo.row_input_grad_not_gathered",
-              "row with full input: the input grad is not all-gathered",
-              "input_grad_matches_the_dense_layer", "row-full-input", cause="all-gather of the input grad"),
-    SeededBug("bug-contiguous-copy-reduced-and-discarded", "tpconform.impls.zoo.contiguous_copy_reduced_and_discarded",
-              "all-reduce reduces t.contiguous() and returns t: a non-contiguous grad is left un-reduced",
-              "input_grad_matches_the_dense_layer", "column-gathered", cause="all-reduce of the input grad",
-              world_sizes=(2, 3, 4)),
-    SeededBug("bug-weight-grad-averaged", "tpconform.impls.zoo.weight_grad_averaged",
-              "row weight grad averaged over the ranks",
-              "weight_grad_matches_the_dense_layer", "row-sliced-input", cause="too small"),
-    SeededBug("bug-row-bias-grad-reduced", "tpconform.impls.zoo.row_bias_grad_reduced",
-              "row all-reduces its replicated bias grad (world_size × too large)",
-              "bias_grad_matches_the_dense_layer", "row-full-input", cause="too large"),
-    # -- side effects, state, communication --------------------------------------------------------
-    SeededBug("bug-input-modified-in-place", "tpconform.impls.zoo.input_modified_in_place",
-              "row writes its input slice into the caller's input tensor",
-              "inputs_are_left_untouched", "row-full-input"),
-    SeededBug("bug-grad-modified-in-place", "tpconform.impls.zoo.grad_modified_in_place",
-              "column gather backward zeroes the upstream grad in place",
-              "inputs_are_left_untouched", "column-gathered"),
-    SeededBug("bug-stale-output-cache", "tpconform.impls.zoo.stale_output_cache",
-              "column memoizes its output by input shape (stale output on a second call)",
-              "repeated_calls_are_independent", "column-gathered", cause="first call's output"),
-    SeededBug("bug-full-weight-gathered", "tpconform.impls.zoo.full_weight_gathered",
-              "not tensor-parallel: all-gathers the whole weight and computes locally (numerically right)",
-              "communicates_activations_not_weights", "column-gathered", cause="gathers the weight"),
-    # -- training ----------------------------------------------------------------------------------
-    SeededBug("bug-weight-cached-at-construction", "tpconform.impls.zoo.weight_cached_at_construction",
-              "row pre-transposes its weight shard at construction and multiplies by that copy (updates unseen)",
-              "training_step_matches_the_dense_layer", "row-full-input", cause="as it was at construction"),
-    SeededBug("bug-grad-on-another-tensor", "tpconform.impls.zoo.grad_on_another_tensor",
-              "column computes with a copy of its shard and reports that copy's grad (.weight never gets one)",
-              "training_step_matches_the_dense_layer", "column-sharded-output", cause="not the SGD step"),
-    SeededBug("bug-keeps-master-weight", "tpconform.impls.zoo.keeps_master_weight",
-              "column computes the other ranks' output blocks from a hidden copy of the master weight (no all-gather)",
-              "training_step_matches_the_dense_layer", "column-gathered", cause="hidden copy",
-              world_sizes=(2, 3, 4)),
-    SeededBug("bug-keeps-master-weight-silent", "tpconform.impls.zoo.keeps_master_weight",
-              "the same hidden master copy, seen by what it does not send: no collective at all",
-              "communicates_what_the_other_ranks_need", "column-gathered", cause="hidden copy",
-              world_sizes=(2, 3, 4)),
-    # -- as training loops use the layer -----------------------------------------------------------
-    SeededBug("bug-weight-grad-assigned", "tpconform.impls.zoo.weight_grad_assigned",
-              "row assigns its hand-computed weight grad (weight.grad = ...) instead of accumulating it",
-              "micro_batches_accumulate_like_the_dense_layer", "row-sliced-input", world_sizes=(1, 2, 3)),
-    SeededBug("bug-input-kept-on-module", "tpconform.impls.zoo.input_kept_on_module",
-              "column keeps its input on the module for the weight grad (two forwards: the last one wins)",
-              "micro_batches_accumulate_like_the_dense_layer", "column-gathered", world_sizes=(1, 2, 3)),
-    SeededBug("bug-frozen-input-no-weight-grad", "tpconform.impls.zoo.frozen_input_no_weight_grad",
-              "row builds no graph when its input does not require grad: a frozen input trains nothing",
-              "a_frozen_input_still_trains_the_layer", "row-full-input", world_sizes=(1, 2, 3)),
-    SeededBug("bug-inference-mode-buffer", "tpconform.impls.zoo.inference_mode_buffer",
-              "column caches its transposed weight on first use: made under inference_mode, training raises",
-              "inference_calls_leave_training_unchanged", "column-sharded-output", world_sizes=(1, 2, 3)),
-    # -- the layer as built, reloaded, converted ---------------------------------------------------
-    SeededBug("bug-bias-initialised-like-nn-linear", "tpconform.impls.zoo.bias_initialised_like_nn_linear",
-              "simple-module layers initialise their bias like nn.Linear (random per rank), not at zero",
-              "the_layer_as_built_follows_the_convention", "row-sliced-input", cause="like nn.Linear",
-              world_sizes=(1, 2, 3)),
-    SeededBug("bug-first-call-restores-built-weight", "tpconform.impls.zoo.first_call_restores_built_weight",
-              "column keeps its shard as built in a plain attribute and copies it in at its first call "
-              "(a loaded state_dict is overwritten)",
-              "a_state_dict_reloads_the_trained_layer", "column-gathered", world_sizes=(1, 2, 3)),
-    SeededBug("bug-reduce-dtype-fixed-at-construction", "tpconform.impls.zoo.reduce_dtype_fixed_at_construction",
-              "row fixes its all-reduce dtype at construction (wrong after layer.double() / .to(dtype))",
-              "a_converted_layer_matches_the_dense_layer", "row-full-input", world_sizes=(1, 2, 3)),
-    SeededBug("bug-cast-weight-cached-once", "tpconform.impls.zoo.cast_weight_cached_once",
-              "column casts its float32 weight to a 16-bit input's dtype once and reuses the copy "
-              "(stale after the optimizer step)",
-              "a_mixed_precision_step_matches_the_dense_layer", "column-gathered", cause="cast once",
-              world_sizes=(1, 2, 3)),
-    # -- crashes and hangs -------------------------------------------------------------------------
-    SeededBug("bug-empty-shard-crashes", "tpconform.impls.zoo.empty_shard_crashes",
-              "column construction divides by the local shard size (an empty shard raises on one rank)",
-              "shards_rebuild_the_dense_weight", "column-gathered", symptom="crash", cause="empty shards"),
-    SeededBug("bug-empty-shard-skips-collective", "tpconform.impls.zoo.empty_shard_skips_collective",
-              "a row rank with an empty slice skips the all-reduce (the others hang)",
-              "output_matches_the_dense_layer", "row-sliced-input", symptom="crash", cause="skips or reorders"),
-    SeededBug("bug-empty-batch-crashes", "tpconform.impls.zoo.empty_batch_crashes",
-              "column reshape raises on an empty batch",
-              "output_matches_the_dense_layer", "column-sharded-output", symptom="crash", cause="batch is empty"),
-    # -- forward-only layers (declared: backward=False; impls/limited.py) --------------------------------
-    SeededBug("bug-inference-decode-skips-all-reduce", "tpconform.impls.zoo.inference_decode_skips_all_reduce",
-              "forward-only row layer (declared) skips the all-reduce on its one-token decode path",
-              "output_matches_the_dense_layer", "row-full-input", cause="all-reduce is missing"),
-)
-
-# Bugs beyond one layer on the whole world, each in its family's folder
-# (``conformance/families/<name>/bugs/__init__.py``: ``BUGS``, found by convention: no list here to edit),
-# each caught by its own search in tests/selftest/test_extensions.py; their variant reads "<family>/<detail>".
-EXTENSIONS: tuple[SeededBug, ...] = tuple(bug for _, module in each("bugs") for bug in module.BUGS)
+_EVERY: tuple[SeededBug, ...] = tuple(bug for _, module in each("bugs") for bug in module.BUGS)
+ZOO: tuple[SeededBug, ...] = tuple(bug for bug in _EVERY if "/" not in bug.variant)
+EXTENSIONS: tuple[SeededBug, ...] = tuple(bug for bug in _EVERY if "/" in bug.variant)
 
 ENTRIES = tuple(bug.entry for bug in ZOO + EXTENSIONS)
 BY_NAME = {bug.name: bug for bug in ZOO + EXTENSIONS}

@@ -1,5 +1,5 @@
 """Every case class and every pair of case classes, met by every property — the covering cases of
-``strategies/case_classes.py`` (an all-pairs set over the variant, world size, split, input rank,
+``families/linear/case_classes.py`` (an all-pairs set over the variant, world size, split, input rank,
 empty batch, layout, dtype, scale and bias; one case per tile-tail class: rows and per-shard features
 past 32, 64 and 128), whatever the random draws of the other tests reached. Each case runs once and
 is judged on every property, and every property it violates is reported: one symptom does not hide
@@ -7,10 +7,10 @@ another."""
 
 import pytest
 from tpconform.engine.report import PropertyViolated, covering_report
+from tpconform.families.linear.case_classes import covering_cases
 from tpconform.families.linear.family import FAMILY as LINEAR
 from tpconform.pytest_plugin.testing import judges
 from tpconform.strategies import VARIANTS
-from tpconform.strategies.case_classes import covering_cases
 
 
 @judges("linear", "*")

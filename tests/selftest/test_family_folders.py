@@ -11,7 +11,6 @@ from tpconform.families.registry import families
 FAMILIES_DIR = os.path.dirname(os.path.abspath(folders.__file__))
 # the template: what each file holds is in docs/ARCHITECTURE.md
 TEMPLATE = ("case.py", "strategy.py", "verdict.py", "worker.py", "diagnosis.py", "family.py", "bugs/__init__.py")
-NOT_YET = {"linear": "its strategies are still tpconform.strategies.layers and its seeded bugs impls/zoo's ZOO (not yet moved)"}
 
 
 def missing(folder: str) -> list[str]:
@@ -22,27 +21,25 @@ def missing(folder: str) -> list[str]:
 
 @pytest.mark.parametrize("name", folders.names())
 def test_every_family_folder_has_the_templates_files(name):
-    if name in NOT_YET:
-        pytest.skip(f"{name}: {NOT_YET[name]}")
     lacking = missing(os.path.join(FAMILIES_DIR, name))
     assert not lacking, f"conformance/families/{name}/ lacks {', '.join(lacking)} (the family template)"
 
 
-@pytest.mark.parametrize("name", [n for n in folders.names() if n not in NOT_YET])
+@pytest.mark.parametrize("name", folders.names())
 def test_what_a_folder_brings_is_found(name):
     """Its strategies are re-exported, its seeded bugs listed by the zoo, its reference method composed."""
     import tpconform.strategies
     from tpconform.impls.protocol import TensorParallelImpl
     from tpconform.impls.reference import ReferenceImpl
-    from tpconform.impls.zoo import EXTENSIONS
+    from tpconform.impls.zoo import BY_NAME
 
     strategy, = (m for n, m in folders.each("strategy") if n == name)
     assert strategy.__all__, f"{name}/strategy.py names no strategy in __all__"
     for export in strategy.__all__:
         assert getattr(tpconform.strategies, export) is getattr(strategy, export)
     bugs, = (m for n, m in folders.each("bugs") if n == name)
-    assert bugs.BUGS and all(b.variant.startswith(f"{name}/") for b in bugs.BUGS), f"{name}/bugs: BUGS of {name}/"
-    assert set(bugs.BUGS) <= set(EXTENSIONS)
+    assert bugs.BUGS and all(b.module.startswith("tpconform.") for b in bugs.BUGS), f"{name}/bugs/bugs.toml lists none"
+    assert all(BY_NAME[b.name] is b for b in bugs.BUGS), f"{name}/bugs: not all listed by the zoo"
     for method in filter(None, (m.strip() for m in families()[name].offered_by.split("/"))):
         assert getattr(ReferenceImpl, method, None) is not getattr(TensorParallelImpl, method, None), \
             f"the reference offers no {method}: conformance/families/{name}/reference.py lacks its Reference.{method}"

@@ -15,12 +15,12 @@ import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from tpconform.families.linear.case_classes import covering_cases
 from tpconform.grading import bwrap
 from tpconform.grading.contract import Contract, ContractError, load_contract
 from tpconform.grading.report import BAR_COLOURS, undeclared
 from tpconform.grading.scoring import load_weights, score_submission
 from tpconform.strategies import VARIANTS
-from tpconform.strategies.case_classes import covering_cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")

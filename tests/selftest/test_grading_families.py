@@ -92,15 +92,18 @@ def test_a_family_search_that_errors_is_never_graded_a_pass():
     from tpconform.families.registry import families
     from tpconform.grading.one import Grader
 
+    cells: list = []
     grader = Grader("reference", seed_value=0, examples=3, world_sizes=[2], dtypes=["float32"], timeout_s=10,
-                    emit=lambda record: None)
+                    emit=lambda record: cells.append(record.get("cell")))
     case = EmbeddingCase(world_size=2, vocab=3, dim=2, batch_shape=(2,), dtype="float32")
     grader.suite.cases = lambda variant, family_name="linear": st.just(case)
 
-    def broken(case, prop):
+    def broken(case, stages=None):
         raise TypeError("'NoneType' object is not iterable")
 
-    grader.suite.checked = broken
+    grader.suite.evidence = broken
     fam = families()["embedding"]
-    cell = grader._family_cell(fam, None, next(iter(fam.properties)))
-    assert cell["verdict"] == "crash" and "could not judge it: TypeError" in cell["reason"], cell
+    grader.grade_family(fam)
+    assert [c["property"] for c in cells] == list(fam.properties), cells
+    for cell in cells:
+        assert cell["verdict"] == "crash" and "could not judge it: TypeError" in cell["reason"], cell

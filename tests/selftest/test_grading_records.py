@@ -54,8 +54,15 @@ def _fixture_records() -> tuple[dict, list[dict]]:
 
 WRITE = """
 import json, os, sys
-from tpconform.grading import report
+from tpconform.__main__ import build_parser
+from tpconform.grading import cli, report
+from tpconform.grading.contract import load_contract
 from tpconform.grading.scoring import load_weights
+# the host as `tpconform grade` starts it: its command line, a contract, the run's record, then the reports
+build_parser().parse_args(["grade", "subs", "--out", "out"])
+load_contract(os.path.join(os.path.dirname(cli.__file__), "contracts", "course.toml"))
+cli.run_record({}, load_weights())
+assert "torch" not in sys.modules, "the grading host imported torch before writing a report"
 run, recs = json.load(open(sys.argv[1]))
 os.makedirs(sys.argv[2])
 report.write_all(sys.argv[2], {**run, "weights": load_weights().as_dict()}, recs, load_weights(), gradescope_files=True)
@@ -74,6 +81,7 @@ def _read_all(folder: str) -> dict[str, str]:
 
 
 def test_the_host_writes_every_report_without_torch_and_the_same_as_in_process(tmp_path):
+    """The grading host (its command line, a contract, the run's record, every report) never imports torch."""
     from tpconform.grading import report
 
     run, recs = _fixture_records()

@@ -7,7 +7,7 @@ Grading meets the covering cases ``pytest`` runs (``tests/properties/test_case_c
 world size does not divide, fewer features than ranks, empty batches, every layout) before its random
 examples, and judges them as pytest does, so a bug that only shows on uneven shards — remainder rows
 dropped, a bias split unlike its weight, an empty-shard rank that skips its collective — costs points.
-The other families have no fixed cases: a grade searches each of their properties with pytest's own
+The other families have no fixed cases: a grade searches each of their variants with pytest's own
 budget (15 examples at the ``ci`` profile), so the grades here run at the default budget too.
 
 The whole zoo is slow (two grades of 56 submissions; on a loaded 2-core machine ~45 min each with one
@@ -106,9 +106,9 @@ def test_no_seeded_bug_gets_full_marks(graded):
 def test_without_a_contract_every_variant_first_meets_pytests_covering_cases():
     """The cases every search of a default grade meets before its random draws: the anchors and all
     the covering cases pytest runs for the same world sizes and dtypes (uneven dims included)."""
+    from tpconform.families.linear.case_classes import covering_cases
     from tpconform.grading.one import Grader
     from tpconform.strategies import DTYPES, VARIANTS
-    from tpconform.strategies.case_classes import covering_cases
 
     sizes = tuple(range(1, 9))
     grader = Grader("reference", seed_value=0, examples=1, world_sizes=sizes, dtypes=DTYPES, timeout_s=20,

@@ -2,20 +2,22 @@
 torch-extensions build folder), and still counts the same process anywhere else."""
 
 import os
+import select
 import subprocess
 import sys
-import time
 
 from tpconform.transport.memory_watch import tree_resident_bytes
 
-HOLD = "x = bytearray(300 * 2**20); import time; time.sleep(60)"  # 300 MiB, resident
+# 300 MiB, resident (bytearray fills it), then "ready" once it is: a loaded machine may take seconds to fill it
+HOLD = "x = bytearray(300 * 2**20); print('ready', flush=True); import time; time.sleep(60)"
 
 
 def _fake_compiler(tmp_path, cwd):
     tool = tmp_path / "cc1plus"  # the kernel names the process after the path it executes
     tool.symlink_to(sys.executable)
-    p = subprocess.Popen([str(tool), "-c", HOLD], cwd=cwd)
-    time.sleep(1.5)
+    p = subprocess.Popen([str(tool), "-c", HOLD], cwd=cwd, stdout=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([p.stdout], [], [], 60)
+    assert ready and p.stdout.readline().strip() == "ready", "the fake compiler did not fill its memory in 60 s"
     return p
 
 

@@ -1,4 +1,4 @@
-"""Pairwise case coverage (``strategies/pairwise.py``, ``strategies/case_classes.py``,
+"""Pairwise case coverage (``strategies/pairwise.py``, ``families/linear/case_classes.py``,
 ``engine/coverage.py``): the covering cases meet every case class and every pair of classes of any
 run's options while staying small, the tile-tail classes need a partial tile, the summary names what
 a run missed, and the covering cases alone catch the seeded bugs that only a pair of classes or a tile
@@ -10,9 +10,7 @@ import pytest
 from tpconform.engine.coverage import Coverage
 from tpconform.engine.suite import Suite
 from tpconform.families.linear.case import LayerCase
-from tpconform.impls.zoo import ZOO
-from tpconform.strategies import DTYPES, VARIANTS
-from tpconform.strategies.case_classes import (
+from tpconform.families.linear.case_classes import (
     allowed,
     applicable_classes,
     applicable_pairs,
@@ -22,6 +20,9 @@ from tpconform.strategies.case_classes import (
     pairs_met,
     pairwise_cases,
 )
+from tpconform.families.linear.family import FAMILY as LINEAR
+from tpconform.impls.zoo import ZOO
+from tpconform.strategies import DTYPES, VARIANTS
 from tpconform.strategies.pairwise import all_pairs, allowed_pairs
 from tpconform.transport.harness import GroupPool
 
@@ -103,13 +104,13 @@ def test_tile_tails_are_counted_per_shard():
 def test_the_summary_counts_and_names_the_pairs_a_run_missed():
     coverage, variant = Coverage(), VARIANTS[0]
     cases = covering_cases(variant, (2, 3), ("float32",))
-    coverage.count(cases[0], ["p"])
+    coverage.count(LINEAR, cases[0], ["p"])
     (line,) = coverage.lines((2, 3), ("float32",))
     total = len(applicable_pairs((2, 3), ("float32",), [str(variant)]))
     assert f"{len(pairs_met(cases[0]))}/{total} pairs met" in line
     assert "pairs not met: " in line and " x " in line and "more" in line
     for case in cases:
-        coverage.count(case, ["p"])
+        coverage.count(LINEAR, case, ["p"])
     (line,) = coverage.lines((2, 3), ("float32",))
     assert f"{total}/{total} pairs met" in line and "not met" not in line, line
 

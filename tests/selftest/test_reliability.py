@@ -6,7 +6,8 @@
 - a worker's descendants (even in a new session, even daemonized) die with its group;
 - killing the verdict process (SIGKILL, SIGTERM) or Ctrl-C on a pytest run leaves no process and
   no temporary file behind (counted: the run's whole process tree, before and after);
-- every group has its own rendezvous, so groups side by side never collide.
+- every group has its own rendezvous, so groups side by side never collide; a group started in the
+  background is the one used, and one whose start failed leaves nothing behind.
 """
 
 import os
@@ -21,7 +22,7 @@ from tpconform.engine.suite import Suite
 from tpconform.families.linear.case import LayerCase
 from tpconform.families.linear.run import run as run_case
 from tpconform.transport import proctree
-from tpconform.transport.harness import GroupPool
+from tpconform.transport.harness import GroupFailure, GroupPool
 
 from tests.selftest.fixtures.hostile.hangs import escapee_file
 
@@ -122,6 +123,31 @@ def test_processes_a_candidate_forks_die_with_its_group(pool, spec):
     assert [p for p in escapees if proctree.alive(p)] == []
 
 
+def test_a_group_started_in_the_background_is_taken_or_started_again():
+    """``GroupPool.start_in_background`` (pytest starts every world size's group while it collects): ``get``
+    takes the group it started, once prepared; a start whose ``prepare`` failed closes its group (no rank is
+    left) and ``get`` starts one itself, where the failure would have been met without the background start."""
+    pool = GroupPool(timeout_s=TIMEOUT)
+    try:
+        prepared: list = []
+        pool.start_in_background([1], prepare=prepared.append)
+        group = pool.get(1)
+        assert prepared == [group] and group.healthy and pool.starts == 1
+        group.close()
+
+        def fails(g):
+            prepared.append(g)
+            raise GroupFailure("seeded: loading the impl failed")
+
+        pool.start_in_background([1], prepare=fails)
+        again = pool.get(1)
+        failed = prepared[-1]
+        assert failed is not again and failed.ranks == [] and not failed.healthy, "the failed start left its ranks"
+        assert again.healthy and pool.starts == 2
+    finally:
+        pool.close()
+
+
 def test_groups_side_by_side_have_their_own_rendezvous():
     a, b = GroupPool(timeout_s=10.0), GroupPool(timeout_s=10.0)
     try:
@@ -140,7 +166,7 @@ CHILD = """
 import sys
 sys.path.insert(0, {root!r})
 from tpconform.families.linear.case import LayerCase
-from tpconform.transport.harness import GroupPool
+from tpconform.transport.harness import GroupFailure, GroupPool
 from tpconform.engine.suite import Suite
 case = LayerCase(kind="column", world_size=2, in_features=4, out_features=4, batch_shape=(3,),
                  dtype="float32", bias=True, seed=1)

@@ -19,9 +19,9 @@ from hypothesis.errors import NoSuchExample
 from tpconform.engine.runner import ImplUnusable
 from tpconform.engine.suite import Suite, format_failure
 from tpconform.families.linear import verdict
+from tpconform.families.linear.case_classes import covering_cases
 from tpconform.impls.zoo import ZOO
 from tpconform.strategies import VARIANTS
-from tpconform.strategies.case_classes import covering_cases
 from tpconform.transport.harness import GroupPool
 
 VARIANT = {str(v): v for v in VARIANTS}

@@ -74,18 +74,24 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 
 
 def _linear(rd, x, ex, w, b, ew=None, eb=None):
-    wa = w.abs()
-    m = (x.abs() + ex) @ wa.T + (0 if b is None else b.abs())
+    """``ew``, ``eb``: how far the weight and bias the rank holds may be from ``w``, ``b`` (after a step)."""
+    wa = w.abs() if ew is None else w.abs() + ew
+    ba = 0 if b is None else (b.abs() if eb is None else b.abs() + eb)
+    m = (x.abs() + ex) @ wa.T + ba
     e = rd.sum_of(m, w.shape[1]) + ex @ wa.T
     if ew is not None:
-        e = e + x.abs() @ ew.T + (0 if eb is None else eb)
+        e = e + x.abs() @ ew.T
+    if eb is not None:
+        e = e + eb
     return e
 
 
-def _linear_back(rd, g, eg, x, ex, w) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bounds on the input grad, the weight grad and the bias grad."""
-    wa = w.abs()
+def _linear_back(rd, g, eg, x, ex, w, ew=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bounds on the input grad, the weight grad and the bias grad (``ew``: the weight's own error)."""
+    wa = w.abs() if ew is None else w.abs() + ew
     gi = rd.sum_of((g.abs() + eg) @ wa, w.shape[0]) + eg @ wa
+    if ew is not None:
+        gi = gi + g.abs() @ ew
     g2, eg2, x2, ex2 = _flat(g.abs()), _flat(eg), _flat(x.abs()), _flat(ex)
     tokens = g2.shape[0]
     gw = rd.sum_of((g2 + eg2).T @ (x2 + ex2), tokens) + eg2.T @ x2 + g2.T @ ex2
@@ -96,18 +102,19 @@ def _linear_back(rd, g, eg, x, ex, w) -> tuple[torch.Tensor, torch.Tensor, torch
 def _norm(rd, x, ex, w, ew=None):
     d = x.shape[-1]
     r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS)
-    n = x * r * w
-    e = w.abs() * r * (ex + x.abs() * r**2 * (x.abs() * ex).mean(-1, keepdim=True)) + rd.own(d * rd.ua + 5 * rd.u, n.abs())
+    wa = w.abs() if ew is None else w.abs() + ew
+    e = wa * r * (ex + x.abs() * r**2 * (x.abs() * ex).mean(-1, keepdim=True)) + rd.own(d * rd.ua + 5 * rd.u, (x * r).abs() * wa)
     if ew is not None:
         e = e + (x * r).abs() * ew
     return e
 
 
-def _norm_back(rd, x, ex, w, g, eg) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bounds on the norm's input grad and its weight's grad."""
+def _norm_back(rd, x, ex, w, g, eg, ew=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounds on the norm's input grad and its weight's grad (``ew``: the weight's own error)."""
     d = x.shape[-1]
     r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS)
-    xa, wa, ga = x.abs(), w.abs(), g.abs()
+    xa, ga = x.abs(), g.abs()
+    wa = w.abs() if ew is None else w.abs() + ew
     s_abs = (wa * ga * xa).sum(-1, keepdim=True)
     s = (w * g * x).sum(-1, keepdim=True)
     delta = r**2 * (xa * ex).sum(-1, keepdim=True) / d
@@ -116,6 +123,8 @@ def _norm_back(rd, x, ex, w, g, eg) -> tuple[torch.Tensor, torch.Tensor]:
               + xa * r**3 * (wa * ga * ex).sum(-1, keepdim=True) / d)
     own = rd.own(d * rd.ua + 10 * rd.u, r * wa * (ga + eg) + xa * r**3 * s_abs / d)
     gx = from_g + from_x + own
+    if ew is not None:  # g_x = r·w·g − x·r³·S/d is linear in w: the weight's error carried through both terms
+        gx = gx + r * ew * ga + xa * r**3 * (ew * ga * xa).sum(-1, keepdim=True) / d
     xr, exr = _flat(xa * r), _flat(r * (ex + xa * delta))
     g2, eg2 = _flat(ga), _flat(eg)
     gw = rd.sum_of(((g2 + eg2) * (xr + exr)).sum(0), g2.shape[0] + 3) + (eg2 * xr + g2 * exr).sum(0)
@@ -175,9 +184,12 @@ def _group_sum(t: torch.Tensor, nkv: int) -> torch.Tensor:
 
 
 def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict | None = None,
-                 backward: bool = True) -> dict[str, torch.Tensor]:
+                 backward: bool = True, input_error: torch.Tensor | None = None,
+                 grad_out_error: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Bounds on ``output``, ``input_grad`` and each parameter's grad (by name), from a :func:`trace`.
-    ``weight_errors``: how far each parameter the block holds may already be from the traced one."""
+    ``weight_errors``: how far each parameter the block holds may already be from the traced one;
+    ``input_error`` / ``grad_out_error``: how far the block's input / upstream grad may already be from the
+    traced ones (a block inside a model: the model family); zero when not given."""
     rd, V, G, W = Rounding(dtype, ws), tr["value"], tr["grad"], tr["weights"]
     ew = weight_errors or {}
     B = (lambda n: W.get(n))  # noqa: E731
@@ -192,8 +204,9 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
         return e if shape is None else e.view(*shape)
 
     # -- forward ---------------------------------------------------------------------------------
-    E: dict = {"x": zero}
-    E["n1"] = _norm(rd, V["x"], zero, W["attention_norm.weight"], ew.get("attention_norm.weight"))
+    ex = zero if input_error is None else input_error
+    E: dict = {"x": ex}
+    E["n1"] = _norm(rd, V["x"], ex, W["attention_norm.weight"], ew.get("attention_norm.weight"))
     E["q"] = lin(V["n1"], E["n1"], "attention.wq", (b, s, nh, hd))
     E["k"] = lin(V["n1"], E["n1"], "attention.wk", (b, s, nkv, hd))
     E["v"] = lin(V["n1"], E["n1"], "attention.wv", (b, s, nkv, hd))
@@ -214,7 +227,7 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
     E["o"] = (rd.sum_of(m_o, s) + torch.einsum("bhqk,bkhd->bqhd", E["p"], va)
               + torch.einsum("bhqk,bkhd->bqhd", p, E["ve"])).reshape(b, s, nh * hd)
     e_attn = lin(V["o"], E["o"], "attention.wo")
-    E["h"] = e_attn + rd.own(rd.u, V["h"].abs())
+    E["h"] = e_attn + ex + rd.own(rd.u, V["h"].abs())
     E["n2"] = _norm(rd, V["h"], E["h"], W["ffn_norm.weight"], ew.get("ffn_norm.weight"))
     E["a1"] = lin(V["n2"], E["n2"], "feed_forward.w1")
     E["a3"] = lin(V["n2"], E["n2"], "feed_forward.w3")
@@ -228,10 +241,10 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
 
     # -- backward --------------------------------------------------------------------------------
     go = tr["grad_out"]
-    ego = torch.zeros_like(go)
+    ego = torch.zeros_like(go) if grad_out_error is None else grad_out_error
     ga = {}
     gi, ga["feed_forward.w2.weight"], ga["feed_forward.w2.bias"] = _linear_back(
-        rd, go, ego, V["m"], E["m"], W["feed_forward.w2.weight"])
+        rd, go, ego, V["m"], E["m"], W["feed_forward.w2.weight"], ew.get("feed_forward.w2.weight"))
     e_gm = gi
     g_m = G["m"]
     e_gs1 = e_gm * (V["a3"].abs() + E["a3"]) + g_m.abs() * E["a3"] + rd.own(rd.u, (g_m * V["a3"]).abs())
@@ -240,15 +253,16 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
     e_ga1 = (SILU_LIPSCHITZ * e_gs1 + g_s1.abs() * SILU_CURVATURE * E["a1"]
              + rd.own(rd.u, (2 * V["a1"].abs() + 6) * (g_s1.abs() + e_gs1)))
     gi1, ga["feed_forward.w1.weight"], ga["feed_forward.w1.bias"] = _linear_back(
-        rd, G["a1"], e_ga1, V["n2"], E["n2"], W["feed_forward.w1.weight"])
+        rd, G["a1"], e_ga1, V["n2"], E["n2"], W["feed_forward.w1.weight"], ew.get("feed_forward.w1.weight"))
     gi3, ga["feed_forward.w3.weight"], ga["feed_forward.w3.bias"] = _linear_back(
-        rd, G["a3"], e_ga3, V["n2"], E["n2"], W["feed_forward.w3.weight"])
+        rd, G["a3"], e_ga3, V["n2"], E["n2"], W["feed_forward.w3.weight"], ew.get("feed_forward.w3.weight"))
     e_gn2 = gi1 + gi3 + rd.own(rd.u, G["n2"].abs())
-    e_gx2, ga["ffn_norm.weight"] = _norm_back(rd, V["h"], E["h"], W["ffn_norm.weight"], G["n2"], e_gn2)
-    e_gh = e_gx2 + rd.own(rd.u, G["h"].abs())
+    e_gx2, ga["ffn_norm.weight"] = _norm_back(rd, V["h"], E["h"], W["ffn_norm.weight"], G["n2"], e_gn2,
+                                              ew.get("ffn_norm.weight"))
+    e_gh = e_gx2 + ego + rd.own(rd.u, G["h"].abs())
 
     gi_o, ga["attention.wo.weight"], ga["attention.wo.bias"] = _linear_back(
-        rd, G["h"], e_gh, V["o"], E["o"], W["attention.wo.weight"])
+        rd, G["h"], e_gh, V["o"], E["o"], W["attention.wo.weight"], ew.get("attention.wo.weight"))
     e_go = gi_o.view(b, s, nh, hd)
     g_o = G["o"].view(b, s, nh, hd)
     goa = g_o.abs()
@@ -278,13 +292,44 @@ def block_bounds(c, tr: dict, dtype: torch.dtype, ws: int, weight_errors: dict |
     e_gk = _rope(rd, G["kr"], e_gkr, cos, sin)
     n1, en1 = V["n1"], E["n1"]
     giq, ga["attention.wq.weight"], ga["attention.wq.bias"] = _linear_back(
-        rd, G["q"].reshape(b, s, -1), e_gq.reshape(b, s, -1), n1, en1, W["attention.wq.weight"])
+        rd, G["q"].reshape(b, s, -1), e_gq.reshape(b, s, -1), n1, en1, W["attention.wq.weight"], ew.get("attention.wq.weight"))
     gik, ga["attention.wk.weight"], ga["attention.wk.bias"] = _linear_back(
-        rd, G["k"].reshape(b, s, -1), e_gk.reshape(b, s, -1), n1, en1, W["attention.wk.weight"])
+        rd, G["k"].reshape(b, s, -1), e_gk.reshape(b, s, -1), n1, en1, W["attention.wk.weight"], ew.get("attention.wk.weight"))
     giv, ga["attention.wv.weight"], ga["attention.wv.bias"] = _linear_back(
-        rd, G["v"].reshape(b, s, -1), e_gv.reshape(b, s, -1), n1, en1, W["attention.wv.weight"])
+        rd, G["v"].reshape(b, s, -1), e_gv.reshape(b, s, -1), n1, en1, W["attention.wv.weight"], ew.get("attention.wv.weight"))
     e_gn1 = giq + gik + giv + rd.own(2 * rd.u, G["n1"].abs())
-    e_gx1, ga["attention_norm.weight"] = _norm_back(rd, V["x"], zero, W["attention_norm.weight"], G["n1"], e_gn1)
+    e_gx1, ga["attention_norm.weight"] = _norm_back(rd, V["x"], ex, W["attention_norm.weight"], G["n1"], e_gn1,
+                                               ew.get("attention_norm.weight"))
     out["input_grad"] = e_gh + e_gx1 + rd.own(rd.u, G["x"].abs())
     out.update({f"grad:{k}": t for k, t in ga.items() if k in W})
+    return out
+
+
+def adamw_direction_spread(g: torch.Tensor, e_g: torch.Tensor, eps: float) -> torch.Tensor:
+    """How far AdamW's first-step direction ``f(ĝ) = ĝ/(|ĝ| + eps)`` can be from ``f(g)`` for ``|ĝ − g| ≤ e_g``:
+    ``f`` is increasing, so ``f(g + e_g) − f(g − e_g)`` (computed in float64) bounds it exactly — near a zero
+    grad up to 2 (its sign unknown), elsewhere ``≈ 2·e_g·eps/g²``."""
+    def f(t):
+        return t / (t.abs() + eps)
+    return f(g + e_g) - f(g - e_g)
+
+
+def stepped_weight_errors(optimizer: str, settings: dict, weights: dict, grads: dict, grad_bounds: dict,
+                          dtype: torch.dtype, ws: int) -> dict[str, torch.Tensor]:
+    """How far each parameter a rank holds after one optimizer step (``torch.optim``, from ``weights`` and its
+    grad, off the dense ``grads`` by at most ``grad_bounds``) may be from the same step taken in float64.
+
+    - SGD ``w − lr·ĝ``: ``lr·E_g`` carried, own ``2u(|w| + lr(|g| + E_g))`` (the product and the difference);
+    - AdamW's first step ``w(1 − lr·λ) − lr·ĝ/(|ĝ| + eps)`` (``m̂ = ĝ``, ``v̂ = ĝ²`` after the bias corrections):
+      ``lr`` × :func:`adamw_direction_spread` carried, own ``12u(|w| + lr)`` (the decay's two roundings, the
+      moments', the square root's, the bias corrections', the quotient's and the update's: each ``u`` of a
+      term at most ``|w|`` or ``lr``, the direction's magnitude being below 1)."""
+    rd, lr, out = Rounding(dtype, ws), settings["lr"], {}
+    for name, w in weights.items():
+        g, e_g = grads[name], grad_bounds[name]
+        if optimizer == "sgd":
+            out[name] = lr * e_g + rd.own(2 * rd.u, w.abs() + lr * (g.abs() + e_g))
+        else:
+            eps = settings.get("eps", 1e-8)
+            out[name] = lr * adamw_direction_spread(g, e_g, eps) + rd.own(12 * rd.u, w.abs() + lr)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from tpconform.spec.plain_case import PlainCase
 
 # The impl's optional method this family needs, declared here (the protocol has no line for it):
@@ -15,7 +16,24 @@ from tpconform.spec.plain_case import PlainCase
 # the whole input. A config the plan cannot express must raise here. Parameters are DTensors, or plain
 # tensors that are whole or carry ``tp_dense_slice`` (``((start, stop), ...)`` per dim). An impl without
 # the method (or returning ``None``) does not offer the family: its tests are skipped.
+# The block also carries what a plan may need to know of the run (plain attributes, set before the call):
+# ``block.sequence_parallel`` (bool): each rank is fed only its sequence shard of the input and of the
+# upstream grad (``torch.chunk``'s share along dim 1, DTensor's ``Shard(1)``) and must return its shard of
+# the output (torchtitan's SequenceParallel layout); ``block.seq_len``: the whole sequence's length (as
+# torchtitan's ``max_seq_len``), so that a plan can refuse one the world size does not divide.
+# After the first forward/backward the suite may take one optimizer step (``torch.optim``'s SGD or AdamW,
+# ``STEP``) on ``module.parameters()`` and run a second forward/backward: the module must use what the
+# step left in its parameters.
 OFFERED_BY = "parallelize_block"
+
+# the optimizer steps the suite takes (torch.optim, their default hyper-parameters but these)
+STEP = {"sgd": {"lr": 2**-6}, "adamw": {"lr": 0.01, "weight_decay": 0.1}}
+
+
+def sequence_shards(seq: int, world_size: int) -> list[int]:
+    """Each rank's share of the sequence under sequence parallelism: ``torch.chunk``'s (DTensor ``Shard``)."""
+    sizes = [len(c) for c in torch.arange(seq).chunk(world_size)]
+    return sizes + [0] * (world_size - len(sizes))
 
 
 @dataclass(frozen=True)
@@ -32,17 +50,22 @@ class BlockCase(PlainCase):
     dtype: str
     scale: float = 1.0  # the input's spread
     seed: int = 0
+    sequence_parallel: bool = False  # each rank holds its sequence shard of the activations (torchtitan's SP)
+    optimizer: str = "sgd"  # the step between the two passes (``STEP``)
 
     @property
     def expressible(self) -> bool:
         """Whether a plan that shards heads and the FFN width evenly (no replication) can express it:
-        every rank must hold whole query heads, whole kv heads and an equal FFN slice."""
+        every rank must hold whole query heads, whole kv heads and an equal FFN slice (and, under sequence
+        parallelism, an equal sequence shard)."""
         p = self.world_size
-        return self.n_heads % p == 0 and self.n_kv_heads % p == 0 and self.ffn % p == 0
+        return (self.n_heads % p == 0 and self.n_kv_heads % p == 0 and self.ffn % p == 0
+                and (not self.sequence_parallel or self.seq % p == 0))
 
     def describe(self) -> str:
         return (f"transformer block (RMSNorm, RoPE attention, SwiGLU), world_size={self.world_size}, "
                 f"batch={self.batch}, seq={self.seq}, hidden={self.hidden}, n_heads={self.n_heads}, "
                 f"n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, ffn={self.ffn}, bias={self.bias}, "
-                f"dtype={self.dtype}, scale={self.scale}, seed={self.seed}"
-                + ("" if self.expressible else " (heads or FFN do not divide by the world size)"))
+                f"dtype={self.dtype}, scale={self.scale}, seed={self.seed}, "
+                f"sequence_parallel={self.sequence_parallel}, optimizer={self.optimizer}"
+                + ("" if self.expressible else " (heads, FFN or sequence do not divide by the world size)"))

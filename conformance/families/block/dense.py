@@ -82,10 +82,14 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """One pre-norm Llama block on ``[batch, seq, hidden]`` (torchtitan's module names)."""
+    """One pre-norm Llama block on ``[batch, seq, hidden]`` (torchtitan's module names). It carries what a
+    plan may read of the run: ``sequence_parallel`` (each rank is fed its sequence shard) and ``seq_len``
+    (the whole sequence), from the case's fields of those names (``False``; ``case.seq``, when it has one)."""
 
     def __init__(self, case, dtype: torch.dtype):
         super().__init__()
+        self.sequence_parallel = bool(getattr(case, "sequence_parallel", False))
+        self.seq_len = getattr(case, "seq", None)
         self.attention_norm = RMSNorm(case.hidden, dtype)
         self.attention = Attention(case.hidden, case.n_heads, case.n_kv_heads, case.head_dim, case.bias, dtype)
         self.ffn_norm = RMSNorm(case.hidden, dtype)
@@ -103,6 +107,15 @@ def build_block(case, dtype: torch.dtype, weights: dict[str, torch.Tensor]) -> B
         for name, p in block.named_parameters():
             p.copy_(weights[name])
     return block
+
+
+def take_step(parameters, optimizer: str, settings: dict) -> None:
+    """One ``torch.optim`` step (``"sgd"`` or ``"adamw"`` with ``settings``) on ``parameters``' grads, then
+    their grads cleared: what the suite does between the two passes, on the ranks and in float64 alike."""
+    params = [p for p in parameters if p.grad is not None]
+    opt = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[optimizer](params, **settings)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def block_weights(case, gen: torch.Generator) -> dict[str, torch.Tensor]:

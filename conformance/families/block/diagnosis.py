@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from tpconform.families.block.verdict import _parameters
 from tpconform.families.causes import close, ratio
 from tpconform.spec.violations import Violation
 
@@ -20,12 +21,34 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
     if v.quantity == "run" and ("cannot be multiplied" in msg or "same reduction dim" in msg) and c.world_size > 1:
         return ("a projection gets an input of the wrong width: the output projection wo takes the rank's heads "
                 "(sharded), so it must be row-parallel (RowwiseParallel), not column-parallel")
-    if v.property == "block_forward_runs_one_all_reduce_per_sublayer" and "all_gather" in msg.replace("allgather", "all_gather"):
+    if (v.property == "block_forward_runs_the_collectives_its_plan_implies" and c.sequence_parallel
+            and "allreduce" in msg.replace("_", "")):
+        return ("a sequence-parallel forward all-reduces: a sublayer's row projection sums the whole sequence and "
+                "keeps its shard afterwards; RowwiseParallel(output_layouts=Shard(1)) reduce-scatters it instead, "
+                "half the bytes")
+    if (v.property == "block_forward_runs_the_collectives_its_plan_implies" and not c.sequence_parallel
+            and "all_gather" in msg.replace("allgather", "all_gather")):
         return ("the forward all-gathers: a column projection gathers its output (output_layouts=Replicate()) and the "
                 "row projection after it takes the whole width; keep the activation sharded between them")
     r = v.rank
     if r is None or r >= len(ev.ranks):
         return None
+    if v.property == "block_second_pass_after_an_optimizer_step_matches" and not v.quantity.endswith(
+            ("weight after one sgd step", "bias after one sgd step", "weight after one adamw step",
+             "bias after one adamw step")) and _parameters_stepped_right(ev):
+        return ("every parameter holds its stepped value, yet the second pass is wrong: the module computes with a "
+                "stale copy of a parameter taken before the step (a cached, fused or pre-cast weight not refreshed "
+                "when the optimizer updates the parameter)")
+    if v.property == "block_parameter_grads_match_the_dense_block" and c.sequence_parallel and c.world_size > 1:
+        name = v.quantity.removesuffix(" grad")
+        dense = ev.dense.grads.get(name)
+        grads = [((res.get("parameters") or {}).get(name) or {}).get("grad") for res in ev.ranks]
+        if dense is not None and all(hasattr(g, "shape") and g.shape == dense.shape for g in grads):
+            if close(sum(g.double() for g in grads), dense, c.world_size * ev.dense.bounds[f"grad:{name}"]):
+                return (f"each rank's {name} grad is the sum over its own sequence shard only, and the ranks' grads "
+                        "add up to the dense one: under sequence parallelism a replicated parameter's grad is "
+                        "not all-reduced over the tensor-parallel group (NVIDIA/Megatron-LM #1446); give the norm "
+                        "SequenceParallel() (a Replicate DTensor weight) or all-reduce its grad")
     if v.quantity == "input grad" and _ranks_differ(ev, "input_grad"):
         return ("the ranks' input grads differ where each must hold the whole: part of it is partial on each rank, "
                 "a column-parallel projection's input grad not all-reduced (its input must enter through copy-to, "
@@ -40,6 +63,17 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
                     "although every rank already holds the whole grad (a sequence-parallel grad reduction applied "
                     "without sequence parallelism)")
     return None
+
+
+def _parameters_stepped_right(ev) -> bool:
+    """Whether every rank's parameters after the step hold the dense stepped values, within their bounds."""
+    d = ev.dense
+    after = d.after_step
+    if after is None or d.weights is None:
+        return False
+    replies = [res.get("after_step") if isinstance(res.get("after_step"), dict) else {} for res in ev.ranks]
+    bounds = {n: after.bounds[f"weight:{n}"] for n in d.weights}
+    return not _parameters("", replies, d.weights, bounds, "value", "after the step")
 
 
 def _ranks_differ(ev, key: str) -> bool:

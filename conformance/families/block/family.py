@@ -14,6 +14,9 @@ from tpconform.families.block.strategy import DTYPES, block_cases
 from tpconform.families.common import ExtensionFamily
 from tpconform.spec.family import Property
 
+# the optimizer step and the second pass run only for the property that reads them
+STAGES = ("first pass", "step")
+
 
 class BlockFamily(ExtensionFamily):
     name = "block"
@@ -22,8 +25,10 @@ class BlockFamily(ExtensionFamily):
     offered_by = OFFERED_BY
     verdict = verdict
     example_share = 0.5
+    stages = STAGES
     properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
-                                 reads_backward=name not in verdict.FORWARD)
+                                 reads_backward=name not in verdict.FORWARD,
+                                 stages=STAGES if name == verdict.STEP_PROPERTY else STAGES[:1])
                   for name, fn in verdict.BLOCK_SPEC.items()}
     derived_facts = ("expressible",)
 
@@ -40,6 +45,9 @@ class BlockFamily(ExtensionFamily):
 
     def cases(self, suite, variant):
         return block_cases(world_sizes=suite.world_sizes, dtypes=self._dtypes(suite) or list(DTYPES))
+
+    def run(self, suite, case, stages=None):
+        return verdict.evidence(suite, case, step=stages is None or "step" in stages)
 
     def likely_cause(self, ev, v):
         return likely_cause(ev, v)

@@ -11,15 +11,20 @@ from tpconform.families.block.case import BlockCase
 
 __all__ = ["block_cases"]
 
-# the dtypes the block's bound is derived for (bounds.py); 16-bit ones: not yet
-DTYPES = ("float32", "float64")
+# the dtypes the block's bound is derived for (bounds.py): every dtype (16-bit ones accumulating in float32)
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+# the optimizer steps between the two passes (case.STEP); AdamW in 32 and 64 bits only: a 16-bit AdamW step
+# is taken on float32 master weights in practice, and in float16 its eps (1e-8) underflows to 0 (0/0 at a
+# zero grad)
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @st.composite
 def block_cases(draw, *, world_sizes: Sequence[int] = (1, 2, 3, 4), dtypes: Sequence[str] = DTYPES):
     """A block config at one of ``world_sizes``: a third of the draws shard evenly (kv heads and FFN width
     multiples of the world size), a third have fewer kv heads than ranks (all else divisible), the rest any
-    counts (heads or FFN width not divisible) — configs a plan must refuse or compute right."""
+    counts (heads or FFN width not divisible) — configs a plan must refuse or compute right. Half the draws
+are sequence-parallel, a quarter of those with a sequence the world size does not divide (most do)."""
     ws = draw(st.sampled_from(sorted(world_sizes)), label="world_size")
     shape = draw(st.sampled_from(["even", "fewer kv heads than ranks", "any counts"]), label="head and FFN counts")
     if shape == "even" or (shape == "fewer kv heads than ranks" and ws == 1):
@@ -34,17 +39,26 @@ def block_cases(draw, *, world_sizes: Sequence[int] = (1, 2, 3, 4), dtypes: Sequ
         n_kv = draw(st.integers(1, 4), label="kv heads")
         ffn = draw(st.integers(1, 8), label="FFN width")
         n_heads = n_kv * draw(st.integers(1, 3), label="query heads per kv head")
+    sp = draw(st.booleans(), label="sequence parallel")
+    if sp and draw(st.integers(0, 3), label="sequence shards even unless 0") > 0:
+        seq = ws * draw(st.integers(1, 2), label="sequence length per rank")
+    else:
+        seq = draw(st.integers(1, 5), label="sequence length")
+    dtype = draw(st.sampled_from(list(dtypes)), label="dtype")
     return BlockCase(
         world_size=ws,
         batch=draw(st.integers(1, 2), label="batch"),
-        seq=draw(st.integers(1, 5), label="sequence length"),
+        seq=seq,
         hidden=draw(st.integers(1, 12), label="hidden"),
         n_heads=n_heads,
         n_kv_heads=n_kv,
         head_dim=draw(st.sampled_from([2, 4]), label="head_dim"),
         ffn=ffn,
         bias=draw(st.booleans(), label="bias"),
-        dtype=draw(st.sampled_from(list(dtypes)), label="dtype"),
+        dtype=dtype,
         scale=draw(st.sampled_from([1.0, 4.0]), label="input scale"),
         seed=draw(st.integers(0, 2**31 - 1), label="seed"),
+        sequence_parallel=sp,
+        optimizer=draw(st.sampled_from(OPTIMIZERS if dtype in ("float32", "float64") else OPTIMIZERS[:1]),
+                       label="optimizer"),
     )

@@ -1,5 +1,6 @@
 """The block family, worker side: build the dense block in the case's dtype, hand it to the impl's
-``parallelize_block``, run it forward and backward.
+``parallelize_block``, run it forward and backward; when asked (``data["step"]``), take one optimizer step
+(``case.optimizer``) on the module's parameters and run forward and backward again (``after_step``).
 
 Each parameter comes back as plain tensors: its local value and grad, and where the local part sits in
 the dense parameter (``[[start, stop], …]`` per dim), read from a DTensor's placements, or for a plain
@@ -14,8 +15,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
-from tpconform.families.block.case import OFFERED_BY, BlockCase
-from tpconform.families.block.dense import build_block
+from tpconform.families.block.case import OFFERED_BY, STEP, BlockCase
+from tpconform.families.block.dense import build_block, take_step
 from tpconform.families.layer_steps import copy_of, matching_upstream_grad
 from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text, exchange
 
@@ -37,11 +38,21 @@ def placement(p, dense_shape: torch.Size) -> Optional[list[list[int]]]:
     return None
 
 
+def _grad(p):
+    """``p``'s grad as its own placement holds it: a DTensor grad may be left ``Partial`` (a replicated norm
+    weight under sequence parallelism: each rank's sum over its own tokens) until something reads it; the
+    optimizer's update, or this, redistributes it to the parameter's placement (an all-reduce)."""
+    g = p.grad
+    if isinstance(g, DTensor) and isinstance(p, DTensor) and tuple(g.placements) != tuple(p.placements):
+        g = g.redistribute(p.device_mesh, p.placements)
+    return _local(g)
+
+
 def _parameters(model, dense_shapes: dict) -> dict:
     out = {}
     for name, p in model.named_parameters():
         out[name] = {"value": copy_of(_local(p), f"parameter {name}"),
-                     "grad": copy_of(_local(p.grad), f"the grad of {name}"),
+                     "grad": copy_of(_grad(p), f"the grad of {name}"),
                      "where": placement(p, dense_shapes.get(name, torch.Size(()))) if name in dense_shapes else None}
     return out
 
@@ -68,6 +79,16 @@ def run_block(message: dict, impl) -> dict:
         result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
         return result
 
+    _one_pass(model, d, result, dense_shapes)
+    if d.get("step") and torch.is_grad_enabled():
+        take_step(model.parameters(), case.optimizer, STEP[case.optimizer])
+        result["after_step"] = _one_pass(model, d, {}, dense_shapes)
+    return result
+
+
+def _one_pass(model, d: dict, result: dict, dense_shapes: dict) -> dict:
+    """Forward the rank's ``x`` (the whole input, or its sequence shard), backward its ``grad_out``; the
+    output, the input grad, every parameter (value, grad, where) and the collectives, into ``result``."""
     x = d["x"].clone().requires_grad_(torch.is_grad_enabled())
     with CollectiveVolume() as forward:
         y = as_tensor(_local(model(x)), "the block's output")

@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 
 from tpconform.families.linear import verdict
 from tpconform.families.linear.case import STAGES, LayerCase
+from tpconform.families.linear.case_classes import CASE_CLASSES
 from tpconform.families.linear.dense import dense_linear
 from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.run import run
@@ -55,7 +56,7 @@ class LinearFamily(Family):
     stages = STAGES
     derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
     order = 0  # the single layer first: the others build on it
-    covered = True  # its case classes and their pairs are counted (strategies/case_classes.py)
+    case_classes = CASE_CLASSES  # counted per property (case_classes.py: the classes, the covering cases)
 
     def claims(self, case) -> bool:
         return type(case) is LayerCase and case.tp_groups <= 1  # split into TP groups: subgroups'
@@ -81,14 +82,13 @@ class LinearFamily(Family):
         return None
 
     def not_applicable(self, suite, variant, prop: str) -> Optional[str]:
-        undeclared = self.not_declared(suite, variant, prop)
-        if undeclared:
-            return undeclared
+        """What no impl can be checked on here first (the grade's maximum never depends on a declaration),
+        then what the impl's declaration leaves out."""
         if prop == "ranks_agree_on_the_output" and str(variant) == "column-sharded-output":
             return NOT_REPLICATED
         if prop in verdict.MEASURED_OUTSIDE and suite.runner.traffic is None:
-            return NOT_MEASURED
-        return self.unsupported(suite, variant)
+            return getattr(suite, "unmeasured", None) or NOT_MEASURED  # the grader says why it is not measured
+        return self.not_declared(suite, variant, prop) or self.unsupported(suite, variant)
 
     def cases(self, suite, variant):
         # an impl that may reject non-divisible dims gets mostly divisible cases: an uneven case
@@ -111,8 +111,8 @@ class LinearFamily(Family):
     def judge(self, ev: Evidence, prop: str) -> list[Violation]:
         return verdict.evaluate(ev, prop)
 
-    def did_not_complete(self, ev: Evidence) -> bool:
-        return bool(ev.outcome.crash)
+    def crash(self, ev: Evidence) -> Optional[str]:
+        return ev.outcome.crash or None
 
     def likely_cause(self, ev: Evidence, v: Violation) -> Optional[str]:
         return likely_cause(ev, v)

@@ -920,7 +920,7 @@ def loopback_allowance(case: LayerCase, stages) -> int:
     (:func:`activation_elements`), plus :data:`OVERHEAD_PER_PASS_PAIR` per pair of ranks; plus
     :data:`OVERHEAD_FIXED`. A layer that moves its weight instead sends (ranks − 1) × out × in elements per
     gather: far more as soon as the weight is large against the activations (few batch rows, wide
-    features: the grading's parallelism cases, ``tpconform.strategies.layers.parallelism_cases``)."""
+    features: the grading's parallelism cases, ``tpconform.families.linear.strategy.parallelism_cases``)."""
     ws = case.tp_size or case.world_size
     if ws < 2:
         return OVERHEAD_FIXED

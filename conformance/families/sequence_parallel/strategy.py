@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from hypothesis import strategies as st
+from tpconform.families.linear.strategy import Variant, layer_cases
 from tpconform.families.sequence_parallel.case import SequenceParallelCase
-from tpconform.strategies.layers import DTYPES, Variant, layer_cases
+from tpconform.strategies.layers import DTYPES
 
 __all__ = ["sequence_parallel_cases"]
 

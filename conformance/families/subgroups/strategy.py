@@ -6,7 +6,8 @@ import dataclasses
 from typing import Optional, Sequence
 
 from hypothesis import strategies as st
-from tpconform.strategies.layers import DTYPES, Variant, layer_cases
+from tpconform.families.linear.strategy import Variant, layer_cases
+from tpconform.strategies.layers import DTYPES
 
 __all__ = ["tp_layouts", "tp_group_cases"]
 

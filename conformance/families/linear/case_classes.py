@@ -30,7 +30,8 @@ import math
 from typing import Sequence
 
 from tpconform.families.linear.case import LAYOUTS, LayerCase, layouts_for
-from tpconform.strategies.layers import VARIANTS, Variant
+from tpconform.families.linear.strategy import VARIANTS, Variant
+from tpconform.spec.family import CaseClasses
 from tpconform.strategies.pairwise import Pair, Row, all_pairs, allowed_pairs, pairs_of
 
 LARGE = 64
@@ -200,3 +201,8 @@ def covering_cases(variant: Variant, world_sizes: Sequence[int], dtypes: Sequenc
     """Cases that together meet every class :func:`applicable_classes` and every pair
     :func:`applicable_pairs` lists for this run: the pairwise cases, then the tile-tail cases."""
     return list(_covering(variant, tuple(sorted(set(world_sizes))), tuple(dtypes)))
+
+
+# what the engine counts per property (``engine/coverage.py``; ``Family.case_classes``)
+CASE_CLASSES = CaseClasses(of=classes_of, pairs_of=pairs_met, applicable=applicable_classes,
+                           applicable_pairs=applicable_pairs)

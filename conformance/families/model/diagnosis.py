@@ -1,0 +1,63 @@
+"""Likely causes of the model's violations: one recogniser per bug class of a whole-model plan."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from tpconform.families.block.verdict import _slices
+from tpconform.families.causes import close
+from tpconform.families.model.verdict import model_logits_match_the_dense_model
+from tpconform.spec.violations import Violation
+
+
+def _param(ev, r: int, name: str) -> dict:
+    params = ev.ranks[r].get("parameters") if r < len(ev.ranks) else None
+    got = params.get(name) if isinstance(params, dict) else None
+    return got if isinstance(got, dict) else {}
+
+
+def likely_cause(ev, v: Violation) -> Optional[str]:
+    c, r = ev.case, v.rank
+    if v.property == "model_refuses_what_its_plan_cannot_express" and c.empty_vocab_shard:
+        return (f"vocab {c.vocab} over {c.world_size} ranks leaves a rank no vocab row, and it was accepted anyway: "
+                "torch's DTensor embedding and loss_parallel() fail on an empty shard; refuse it at parallelise time")
+    if v.property == "model_refuses_what_its_plan_cannot_express":
+        return (f"n_heads={c.n_heads}, n_kv_heads={c.n_kv_heads}, ffn={c.ffn} over {c.world_size} ranks were accepted "
+                "and sharded anyway: a plan must check every block's head counts and FFN width at parallelise time "
+                "(or replicate what does not divide)")
+    if v.quantity == "run" and "out of bounds" in v.message and not c.loss_parallel and c.world_size > 1:
+        return ("the loss indexes past the logits: the lm_head returns its local vocab shard as a plain tensor "
+                "(transformers' \"colwise\" keeps the local output) where whole logits were meant: gather them "
+                "(\"colwise_rep\") or keep a DTensor sharded on the vocab for loss_parallel()")
+    if r is None or r >= len(ev.ranks):
+        return None
+    if v.property == "model_tied_weights_stay_tied" and c.tied and v.quantity == "output.weight":
+        return ("the lm_head was untied while parallelising: parallelize_module gives the embedding and the lm_head "
+                "each a new DTensor parameter, so the one tied parameter becomes two (a copy); re-tie after it, "
+                "model.output.weight = model.tok_embeddings.weight (transformers #47253's class)")
+    if (v.property == "model_loss_matches_the_dense_model" and c.loss_parallel and c.world_size > 1
+            and not _logits_wrong(ev)):
+        return ("the logits are right and the loss is not: the vocab-parallel loss takes each rank's own softmax; the "
+                "log-sum-exp (the max and the sum of exponentials) must be reduced over the vocab shards (torch's "
+                "loss_parallel(), Megatron's vocab_parallel_cross_entropy)")
+    if v.property == "model_logits_match_the_dense_model" and c.world_size > 1:
+        where = _slices(_param(ev, r, "tok_embeddings.weight").get("where"), torch.Size((c.vocab, c.hidden)))
+        if where is not None and (where[0].start, where[0].stop) != (0, c.vocab):
+            return ("the embedding is sharded on the vocab and the logits are wrong: ids outside a rank's rows must be "
+                    "masked (their rows zero) before the all-reduce; a lookup of an out-of-shard id reads another "
+                    "token's row")
+    if v.property == "model_parameter_grads_match_the_dense_model" and c.tied and v.quantity.startswith(
+            ("tok_embeddings.weight", "output.weight")):
+        got = _param(ev, r, v.quantity.removesuffix(" grad"))
+        placed = got.get("grad_where") if got.get("grad_where") is not None else got.get("where")
+        where = _slices(placed, ev.dense.lm_head_grad.shape)
+        if where is not None and close(got.get("grad"), ev.dense.lm_head_grad[where],
+                                       ev.dense.bounds["grad:output.weight"][where]):
+            return ("the tied weight's grad is the lm_head's use alone: the embedding's contribution is missing (its "
+                    "lookup reads a detached or copied weight, so its grad never reaches the one parameter)")
+    return None
+
+
+def _logits_wrong(ev) -> bool:
+    return bool(model_logits_match_the_dense_model(ev))

@@ -1,0 +1,49 @@
+"""The model family's Hypothesis strategy: tiny whole-model configs, shrinking towards one rank, one block,
+untied embeddings without loss parallel, one token and the smallest widths."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from hypothesis import strategies as st
+from tpconform.families.model.case import ModelCase
+
+__all__ = ["model_cases"]
+
+# the dtypes the model's bound is derived for (bounds.py, on the block's); 16-bit ones: not yet
+DTYPES = ("float32", "float64")
+
+
+@st.composite
+def model_cases(draw, handed_in: str = "plan", *, world_sizes: Sequence[int] = (1, 2, 3, 4),
+                dtypes: Sequence[str] = DTYPES):
+    """A model config at one of ``world_sizes``, for the way in ``handed_in`` ("plan" or "tp_plan"): three
+    draws in four shard evenly (heads and FFN width multiples of the world size), the rest any counts (a plan
+    must refuse them or compute right); the vocab any size from 2 to 11 (mostly not divisible)."""
+    ws = draw(st.sampled_from(sorted(world_sizes)), label="world_size")
+    if draw(st.integers(0, 3), label="any head and FFN counts (0)") or ws == 1:
+        n_kv = ws
+        ffn = ws * draw(st.integers(1, 2), label="FFN width per rank")
+        n_heads = n_kv * draw(st.integers(1, 2), label="query heads per kv head")
+    else:
+        n_kv = draw(st.integers(1, 3), label="kv heads")
+        ffn = draw(st.integers(1, 6), label="FFN width")
+        n_heads = n_kv * draw(st.integers(1, 2), label="query heads per kv head")
+    return ModelCase(
+        world_size=ws,
+        handed_in=handed_in,
+        batch=draw(st.integers(1, 2), label="batch"),
+        seq=draw(st.integers(1, 4), label="sequence length"),
+        vocab=draw(st.integers(2, 11), label="vocab"),
+        hidden=draw(st.integers(1, 8), label="hidden"),
+        n_layers=draw(st.integers(1, 2), label="blocks"),
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        head_dim=2,
+        ffn=ffn,
+        tied=draw(st.booleans(), label="tied embeddings"),
+        loss_parallel=draw(st.booleans(), label="loss parallel"),
+        bias=draw(st.booleans(), label="bias"),
+        dtype=draw(st.sampled_from(list(dtypes)), label="dtype"),
+        seed=draw(st.integers(0, 2**31 - 1), label="seed"),
+    )

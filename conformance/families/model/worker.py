@@ -1,0 +1,96 @@
+"""The model family, worker side: build the dense model in the case's dtype, hand it to the impl's
+``parallelize_model`` (or apply its ``model_tp_plan``), run the logits, the loss (inside torch's
+``loss_parallel()`` when the case asks for it) and its backward.
+
+The logits and each parameter come back as plain tensors with where the local part sits in the dense
+tensor (``block.worker.placement``: a DTensor's placements, a plain tensor's ``tp_dense_slice``, or whole);
+the parameters by every name they are reachable under (tied: ``output.weight`` too) with the name of the
+first one that is the same object (``alias``)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor
+from torch.distributed.tensor.parallel import loss_parallel
+from tpconform.families.block.worker import placement
+from tpconform.families.layer_steps import copy_of
+from tpconform.families.model.case import ModelCase
+from tpconform.families.model.dense import aliases, build_model
+from tpconform.families.model.tp_plan import apply_tp_plan
+from tpconform.transport.worker_tools import as_tensor, error_text, exchange
+
+
+def _local(t):
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def offered(impl, handed_in: str):
+    """The impl's way to parallelise the model for this variant, as ``f(model, group)``; ``None``: not offered
+    (optional methods no protocol declares: duck-typed)."""
+    if handed_in == "plan":
+        return getattr(impl, "parallelize_model", None)
+    tp_plan_of = getattr(impl, "model_tp_plan", None)
+    if tp_plan_of is None:
+        return None
+
+    def apply(model, group):
+        tp_plan = tp_plan_of(model)
+        return None if tp_plan is None else apply_tp_plan(model, group, tp_plan)
+    return apply
+
+
+def _parameters(model, dense_shapes: dict) -> dict:
+    out, alias = {}, aliases(model)
+    for name, p in model.named_parameters(remove_duplicate=False):
+        out[name] = {"value": copy_of(_local(p), f"parameter {name}"),
+                     "grad": copy_of(_local(p.grad), f"the grad of {name}"),
+                     "where": placement(p, dense_shapes[name]) if name in dense_shapes else None,
+                     # a DTensor grad may be placed otherwise than its parameter (DTensor's embedding backward
+                     # gives a Shard(0) weight a Replicate grad): where the grad's own local part sits
+                     "grad_where": (placement(p.grad, dense_shapes[name]) if isinstance(p.grad, DTensor)
+                                    and name in dense_shapes else None),
+                     "alias": alias[name]}
+    return out
+
+
+def run_model(message: dict, impl) -> dict:
+    """Parallelise the dense model, compute the logits and the loss of ``tokens`` against ``targets``, backward."""
+    d, case = message["data"], ModelCase.from_dict(message["case"])
+    group = dist.group.WORLD
+    result: dict = {"rank": dist.get_rank(group)}
+    offer = offered(impl, case.handed_in)
+    dense = build_model(case, case.torch_dtype, {k: v.clone() for k, v in d["weights"].items()})
+    dense_shapes = {name: p.shape for name, p in dense.named_parameters(remove_duplicate=False)}
+    loss_fn = dense.loss_fn
+    model, error = None, None
+    try:
+        model = offer(dense, group) if offer is not None else None
+        if model is None:
+            return {"not_provided": True}
+    except Exception as exc:
+        error = error_text(exc)
+    table = exchange([0 if error else 1], group)
+    if any(row[0] == 0 for row in table):
+        if error is not None:
+            result["construct_error"] = error
+        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+        return result
+
+    tokens, targets = d["tokens"].clone(), d["targets"].clone()
+    loss_fn = getattr(model, "loss_fn", loss_fn)
+    with loss_parallel() if case.loss_parallel else contextlib.nullcontext():
+        logits = model(tokens)
+        result["logits"] = as_tensor(_local(logits), "the model's logits").detach().clone()
+        result["logits_where"] = placement(logits, torch.Size((case.batch, case.seq, case.vocab)))
+        loss = loss_fn(logits, targets)
+        result["loss"] = as_tensor(_local(loss), "the loss").detach().clone()
+        if loss.requires_grad:
+            loss.backward()
+    result["parameters"] = _parameters(model, dense_shapes)
+    return result
+
+
+COMMANDS = {"run_model": run_model}
