@@ -60,7 +60,9 @@ bound would be taken for the known hang).
 An example whose every violation is explained by some entry does not fail its test; a test that
 only had explained violations is reported as xfail, naming the entries. An entry that *matched
 nothing* although cases it applies to ran (the deviation is gone: the library was fixed, or the
-entry is wrong) fails the run; one whose cases never ran (a restricted run) is only noted. So is one
+entry is wrong) fails the run — an example counts as applicable to an entry when it passed or the entry explained
+it, not when it failed as other entries describe (a crash in forward says nothing of a deviation in the
+collectives it never reached); one whose cases never ran (a restricted run) is only noted. So is one
 that matched nothing in a run that left out some of the properties it is about (a test file or ``-k``
 alone): an entry for ``property = "*"`` applies to the shards property too, where a crash in backward
 never shows, and it is judged stale only by a run of every property it lists (each family's, for
@@ -249,18 +251,23 @@ class KnownFailures:
         """Record one evaluated example; return the entries explaining all its violations
         (``[]`` when it had none), or ``None`` when some violation is not explained."""
         applying = [e for e in self.entries if e.applies(impl, prop, case)]
-        for e in applying:
-            e.applicable += 1
-        if not messages:
+        if not messages:  # the example could have shown each applying entry's deviation, and did not
+            for e in applying:
+                e.applicable += 1
             return []
         used: list[Entry] = []
         for msg in messages:
             entry = next((e for e in applying if e.explains(msg)), None)
             if entry is None:
+                for e in applying:
+                    e.applicable += 1
                 return None
             if entry not in used:
                 used.append(entry)
+        # an example that failed as other entries describe (a crash before the stage this entry's deviation shows
+        # in) says nothing about an entry that did not explain it: it is not counted as applicable to it
         for e in used:
+            e.applicable += 1
             e.matched += 1
         return used
 

@@ -170,12 +170,21 @@ def _make_suite(config):
 
 
 def nothing_to_check(suite) -> Optional[str]:
-    """Why no layer variant can be checked (an impl declaring no dtype or variant would otherwise
-    pass with every test skipped), or ``None``."""
+    """Why nothing can be checked (an impl declaring no dtype or variant would otherwise pass with every
+    test skipped), or ``None``. An impl that declares no layers at all (``column_gather_output`` and
+    ``row_input_is_parallel`` empty: a collectives-only library, ``impls/peers/distnn.py``) is checked on the
+    other families when it declares one of the run's dtypes for one of them."""
+    from tpconform.families.registry import families, primary  # lazy: torch (see the module doc)
     from tpconform.strategies import VARIANTS  # lazy: torch (see the module doc)
 
     reasons = [suite.unsupported(v) for v in VARIANTS]
-    return reasons[0] if all(reasons) else None
+    if not all(reasons):
+        return None
+    caps = suite.capabilities
+    if caps.column_gather_output or caps.row_input_is_parallel:
+        return reasons[0]
+    others = [name for name in families() if name != primary().name and suite._dtypes(name)]
+    return None if others else reasons[0]
 
 
 def _pool(config):

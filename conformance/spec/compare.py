@@ -48,7 +48,8 @@ def compare(actual: Optional[torch.Tensor], expected: torch.Tensor, tolerance: t
     bad = err > tolerance
     if not bool(bad.any()):
         return None
-    ratio = err / tolerance
+    # the worst element among those outside tolerance (an exact element of an exact move is 0 / 0: not a candidate)
+    ratio = torch.where(bad, err / tolerance, torch.zeros_like(err))
     flat = int(torch.argmax(torch.where(torch.isnan(ratio), torch.full_like(ratio, float("inf")), ratio)))
     index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), expected.shape))
     exp_v, act_v = float(expected[index]), float(a[index])

@@ -23,7 +23,7 @@ How the protocol maps onto DTensor TP (torch.distributed.tensor.parallel.style):
 Not offered: the primitives (torch has no copy-to / reduce-from / scatter-to / gather-from autograd
 functions; DTensor expresses them as redistributions inside its layers, and
 ``torch.distributed.nn.functional.all_reduce``'s backward is an all-reduce, not reduce-from's
-identity), merged column layers (no style shards several output blocks on their own), the vocab-parallel
+identity: the ``distnn`` peer checks dist.nn's functions as the two primitives they can express), merged column layers (no style shards several output blocks on their own), the vocab-parallel
 cross entropy (``loss_parallel()`` must be active around the backward too, which the protocol's loss
 function does not run).
 

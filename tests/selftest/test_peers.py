@@ -83,7 +83,7 @@ def test_every_peer_is_a_registry_entry_with_its_deviations_and_ci_scope():
     from tpconform.impls.registry import available
 
     found = peers()
-    assert set(found) == {"dtensor", "fairscale", "megatron", "deepspeed", "colossalai", "transformers"}
+    assert set(found) == {"dtensor", "distnn", "fairscale", "megatron", "deepspeed", "colossalai", "transformers"}
     entries = available()
     for name, peer in found.items():
         assert entries[name].target == f"tpconform.impls.peers.{name}:Impl" and entries[name].summary == peer.summary

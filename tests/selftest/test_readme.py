@@ -42,7 +42,7 @@ CLAIMS = [
     Claim(r"pip install torch==2\.13\.0 ci/tpconform-0\.1\.0-py3-none-any\.whl -e \.", by="tests/selftest/test_gate.py::test_a_conforming_impl_passes_the_gate_with_a_junit_report"),
     Claim(r"tpconform check --impl=theirpkg\.tp:Adapter --junitxml=tp-report\.xml", by="tests/selftest/test_gate.py::test_a_conforming_impl_passes_the_gate_with_a_junit_report"),
     Claim(r"python -m tpconform replay --impl=bug-row-bias-every-rank .*", run=((), 1)),
-    Claim(r"pytest --impl=(dtensor|fairscale|megatron|deepspeed|colossalai|transformers)", by="tests/selftest/test_peers.py::test_peer_passes_the_suite_with_its_known_deviations_as_xfail"),
+    Claim(r"pytest --impl=(dtensor|distnn|fairscale|megatron|deepspeed|colossalai|transformers)", by="tests/selftest/test_peers.py::test_peer_passes_the_suite_with_its_known_deviations_as_xfail"),
     Claim(r"pip install -e '\.\[peers\]'", by=".ci/run"),
     Claim(r"(DS_BUILD_OPS=0 )?pip install --no-deps (deepspeed|colossalai|transformers).*", by="tests/selftest/test_peers.py::test_missing_library_names_the_install_line",
           why_not="CI does not install DeepSpeed (a 1.5-3.5 min compile), ColossalAI (~80 s, 17 min suite) or transformers (its suite at 1-3 ranks: 45 min): their install lines are checked as the ones the suite prints"),

@@ -51,6 +51,17 @@ def test_ranks_with_the_same_symptom_are_one_line():
     assert lines == ["ranks 0-1, 3 output: wrong by 1", "rank 2 output: wrong by 2", "the run"]
 
 
+def test_the_worst_element_of_an_exact_move_is_one_that_is_wrong():
+    """Exact elements of an exact comparison (0 error over 0 tolerance) are never named as the worst."""
+    import torch
+    from tpconform.spec.compare import compare
+
+    expected = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    got = torch.tensor([[1.0, 3.0], [2.0, 4.0]], dtype=torch.float64)  # the transposed order
+    found = compare(got, expected, torch.zeros_like(expected), "input grad")
+    assert found is not None and found.bad == 2 and found.index == (0, 1) and found.actual == 3.0, str(found)
+
+
 def test_an_idle_rank_is_one_line_and_equal_stacks_fold():
     idle = ('Thread 0x00007f38dc7146c0 (most recent call first):\n'
             '  File "/x/tpconform/transport/sandbox.py", line 95 in _watch\n\n'
