@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import torch
 import torch.distributed as dist
 from tpconform.transport.worker_tools import as_tensor, error_text, exchange
@@ -41,13 +43,24 @@ def build_on_every_rank(impl, build, what: str, group, share_shape: bool = False
     shape = []
     if share_shape:
         shape = list(shards[0].shape) if error is None and shards[0].dim() == 2 else [-1, -1]
-    table = exchange([0 if error else 1, *shape], group)
-    if any(row[0] == 0 for row in table):
-        if error is not None:  # a rank that built its layer has no error to report
-            result["construct_error"] = error
-        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+    table = built_everywhere(error, result, group, shape)
+    if table is None:
         return None, None, None, result
     return layer, shards, table, result
+
+
+def built_everywhere(error: Optional[str], result: dict, group, row: Sequence[int] = ()) -> Optional[list[list[int]]]:
+    """Tell the other ranks whether this rank's build succeeded (every rank joins, even one whose build
+    raised, so no rank waits in a collective another never reaches). Returns every rank's row
+    (``[1 if built else 0, *row]``), or ``None`` when some rank's build failed: ``result`` then names the
+    ranks that failed, and this rank's error if it is one of them."""
+    table = exchange([0 if error else 1, *row], group)
+    if all(r[0] == 1 for r in table):
+        return table
+    if error is not None:  # a rank that built its layer has no error to report
+        result["construct_error"] = error
+    result["construct_failed_ranks"] = [r for r, r_row in enumerate(table) if r_row[0] == 0]
+    return None
 
 
 def matching_upstream_grad(result: dict, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,8 @@ from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 from tpconform.families.block.case import OFFERED_BY, STEP, BlockCase
 from tpconform.families.block.dense import build_block, take_step
-from tpconform.families.layer_steps import copy_of, matching_upstream_grad
-from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text, exchange
+from tpconform.families.layer_steps import built_everywhere, copy_of, matching_upstream_grad
+from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text
 
 
 def _local(t):
@@ -72,11 +72,7 @@ def run_block(message: dict, impl) -> dict:
             return {"not_provided": True}
     except Exception as exc:
         error = error_text(exc)
-    table = exchange([0 if error else 1], group)
-    if any(row[0] == 0 for row in table):
-        if error is not None:
-            result["construct_error"] = error
-        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+    if built_everywhere(error, result, group) is None:
         return result
 
     _one_pass(model, d, result, dense_shapes)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tpconform.families.layer_steps import built, copy_of, matching_upstream_grad
-from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, exchange, noncontiguous
+from tpconform.families.layer_steps import built, built_everywhere, copy_of, matching_upstream_grad
+from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, noncontiguous
 
 # the activation between the two layers of the MLP; the suite applies it, not the candidate
 ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu}
@@ -22,11 +22,7 @@ def run_mlp(message: dict, impl) -> dict:
         impl, lambda: impl.column(clone(d["w1"]), clone(d["b1"]), gather_output=False, group=group), "column")
     row, row_shards, row_error = built(
         impl, lambda: impl.row(clone(d["w2"]), clone(d["b2"]), input_is_parallel=True, group=group), "row")
-    if col_error or row_error:  # every rank joins the status exchange, even when its build raised
-        result["construct_error"] = col_error or row_error
-    table = exchange([0 if (col_error or row_error) else 1], group)
-    if any(row_[0] == 0 for row_ in table):
-        result["construct_failed_ranks"] = [r for r, row_ in enumerate(table) if row_[0] == 0]
+    if built_everywhere(col_error or row_error, result, group) is None:
         return result
     (result["w1_shard"], result["b1_shard"]), (result["w2_shard"], result["b2_shard"]) = col_shards, row_shards
 

@@ -16,11 +16,11 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor.parallel import loss_parallel
 from tpconform.families.block.worker import placement
-from tpconform.families.layer_steps import copy_of
+from tpconform.families.layer_steps import built_everywhere, copy_of
 from tpconform.families.model.case import ModelCase
 from tpconform.families.model.dense import aliases, build_model
 from tpconform.families.model.tp_plan import apply_tp_plan
-from tpconform.transport.worker_tools import as_tensor, error_text, exchange
+from tpconform.transport.worker_tools import as_tensor, error_text
 
 
 def _local(t):
@@ -72,11 +72,7 @@ def run_model(message: dict, impl) -> dict:
             return {"not_provided": True}
     except Exception as exc:
         error = error_text(exc)
-    table = exchange([0 if error else 1], group)
-    if any(row[0] == 0 for row in table):
-        if error is not None:
-            result["construct_error"] = error
-        result["construct_failed_ranks"] = [r for r, row in enumerate(table) if row[0] == 0]
+    if built_everywhere(error, result, group) is None:
         return result
 
     tokens, targets = d["tokens"].clone(), d["targets"].clone()
