@@ -99,6 +99,23 @@ def did_not_complete(prop: str, crash: str) -> Violation:
     return Violation(prop, f"the example did not complete: {crash}", None, "run")
 
 
+def refused_or_computed_right(prop: str, config: str, crash: Optional[str], ranks: list[dict],
+                              construction_failed: Callable[[list[int]], str],
+                              wrong: Callable[[], list[Violation]], quantity: Optional[str] = None) -> list[Violation]:
+    """The rule for a ``config`` (described in words) that the impl's plan cannot express: refused on every rank
+    while parallelising, or computed right — never an error after it (``crash``), never a refusal on some ranks
+    only (``construction_failed(failed ranks)`` says which), never a wrong result (``wrong()``: the violations
+    of the accepted config, each reported under ``quantity`` when given, else its own)."""
+    if crash:
+        return [Violation(prop, f"{config}: it was not refused while parallelising, and the example failed after "
+                                f"it: {crash}", None, "run")]
+    failed = ranks[0].get("construct_failed_ranks") if ranks else None
+    if failed is not None:
+        return [] if len(failed) == len(ranks) else [Violation(prop, construction_failed(failed), None, "construction")]
+    return [Violation(prop, f"{config}: accepted without an error, and {v.message}", v.rank, quantity or v.quantity,
+                      v.mismatch) for v in wrong()]
+
+
 def preconditions(prop: str, crash: Optional[str], ranks: list[dict],
                   construction_failed: Callable[[list[int]], str],
                   rejection_declared: bool = False) -> Optional[list[Violation]]:

@@ -31,7 +31,7 @@ import torch
 from tpconform.families.block.bounds import block_bounds, stepped_weight_errors, trace
 from tpconform.families.block.case import STEP, BlockCase, sequence_shards
 from tpconform.families.block.dense import block_weights, build_block, take_step
-from tpconform.families.common import compare_on_rank, preconditions, run_on_every_rank
+from tpconform.families.common import compare_on_rank, preconditions, refused_or_computed_right, run_on_every_rank
 from tpconform.spec.violations import Violation, construction_raised
 
 
@@ -242,17 +242,9 @@ def block_refuses_what_its_plan_cannot_express(ev: BlockEvidence) -> list[Violat
     name, c = "block_refuses_what_its_plan_cannot_express", ev.case
     if c.expressible:
         return []
-    if ev.crash:
-        return [Violation(name, f"{_inexpressible(c)}: it was not refused while parallelising, and the example "
-                                f"failed after it: {ev.crash}", None, "run")]
-    failed = ev.ranks[0].get("construct_failed_ranks") if ev.ranks else None
-    if failed is not None:
-        if len(failed) == len(ev.ranks):
-            return []
-        return [Violation(name, _construction_failed(ev, failed), None, "construction")]
-    wrong = block_output_matches_the_dense_block(ev)
-    return [Violation(name, f"{_inexpressible(c)}: accepted without an error, and {v.message}", v.rank, "output",
-                      v.mismatch) for v in wrong]
+    return refused_or_computed_right(name, _inexpressible(c), ev.crash, ev.ranks,
+                                     lambda failed: _construction_failed(ev, failed),
+                                     lambda: block_output_matches_the_dense_block(ev), quantity="output")
 
 
 def _inexpressible(c: BlockCase) -> str:

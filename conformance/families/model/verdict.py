@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 import torch
 from tpconform.families.block.verdict import _slices
-from tpconform.families.common import compare_on_rank, preconditions, run_on_every_rank
+from tpconform.families.common import compare_on_rank, preconditions, refused_or_computed_right, run_on_every_rank
 from tpconform.families.model.bounds import model_bounds, model_trace
 from tpconform.families.model.case import ModelCase
 from tpconform.families.model.dense import aliases, build_model, model_weights
@@ -171,17 +171,9 @@ def model_refuses_what_its_plan_cannot_express(ev: ModelEvidence) -> list[Violat
     name, c = "model_refuses_what_its_plan_cannot_express", ev.case
     if c.expressible:
         return []
-    if ev.crash:
-        return [Violation(name, f"{_inexpressible(c)}: it was not refused while parallelising, and the example "
-                                f"failed after it: {ev.crash}", None, "run")]
-    failed = ev.ranks[0].get("construct_failed_ranks") if ev.ranks else None
-    if failed is not None:
-        if len(failed) == len(ev.ranks):
-            return []
-        return [Violation(name, _construction_failed(ev, failed), None, "construction")]
-    wrong = model_logits_match_the_dense_model(ev) + model_loss_matches_the_dense_model(ev)
-    return [Violation(name, f"{_inexpressible(c)}: accepted without an error, and {v.message}", v.rank, v.quantity,
-                      v.mismatch) for v in wrong]
+    return refused_or_computed_right(name, _inexpressible(c), ev.crash, ev.ranks,
+                                     lambda failed: _construction_failed(ev, failed),
+                                     lambda: model_logits_match_the_dense_model(ev) + model_loss_matches_the_dense_model(ev))
 
 
 def _inexpressible(c: ModelCase) -> str:
