@@ -5,8 +5,9 @@ A dimension is a name and its values, simplest first. :func:`all_pairs` builds r
 new row starts from the first pair no row has met yet and gives every other dimension the value that
 meets the most pairs still unmet, the simplest on a tie, so a dimension no pair needs stays at its
 simplest value. ``allowed`` says whether a partial row (a dict of some dimensions' values) can be
-built at all; it must judge pairs alone (a row whose pairs are all allowed is allowed), and every
-dimension needs a value allowed beside any other allowed pair.
+built at all; it must judge pairs alone (a row whose pairs are all allowed is allowed). A value no
+row can hold (one that some other dimension has no value allowed beside: a scale only float16 forbids,
+in a run of float16 alone) is dropped first, by :func:`placeable`, from the rows and from the pairs.
 """
 
 from __future__ import annotations
@@ -24,8 +25,21 @@ def pairs_of(row: Mapping[str, str], order: Sequence[str]) -> set[Pair]:
     return set(combinations(values, 2))
 
 
+def placeable(dims: Mapping[str, Sequence[str]], allowed: Callable[[Row], bool]) -> dict[str, tuple[str, ...]]:
+    """``dims`` without the values no row can hold: those beside which some other dimension has no
+    allowed value (dropping one can strand another, so until none is left to drop)."""
+    out = {d: tuple(values) for d, values in dims.items()}
+    while True:
+        kept = {d: tuple(v for v in values if all(any(allowed({d: v, e: u}) for u in out[e]) for e in out if e != d))
+                for d, values in out.items()}
+        if kept == out:
+            return out
+        out = kept
+
+
 def allowed_pairs(dims: Mapping[str, Sequence[str]], allowed: Callable[[Row], bool]) -> set[Pair]:
     """Every pair of values of two different dimensions that ``allowed`` lets a row hold."""
+    dims = placeable(dims, allowed)
     out = set()
     for a, b in combinations(dims, 2):
         out |= {(va, vb) for va in dims[a] for vb in dims[b] if allowed({a: va, b: vb})}
@@ -34,6 +48,7 @@ def allowed_pairs(dims: Mapping[str, Sequence[str]], allowed: Callable[[Row], bo
 
 def all_pairs(dims: Mapping[str, Sequence[str]], allowed: Callable[[Row], bool]) -> list[Row]:
     """Rows (``{dimension: value}``, every dimension set) that together meet every allowed pair."""
+    dims = placeable(dims, allowed)
     order = list(dims)
     unmet = allowed_pairs(dims, allowed)
     dim_of = {v: d for d in order for v in dims[d]}

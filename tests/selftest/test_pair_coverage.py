@@ -27,7 +27,7 @@ from tpconform.strategies.pairwise import all_pairs, allowed_pairs
 from tpconform.transport.harness import GroupPool
 
 RUNS = [((1,), ("float32",)), ((2,), DTYPES), ((3,), ("bfloat16", "float16")), (tuple(range(1, 9)), DTYPES),
-        ((2, 4), ("float64", "float16"))]
+        ((2, 4), ("float64", "float16")), ((1, 2), ("float16",))]  # float16 alone: no scale of 2^6 to pair
 
 
 def test_all_pairs_meets_every_allowed_pair_in_allowed_rows_only():
@@ -41,6 +41,19 @@ def test_all_pairs_meets_every_allowed_pair_in_allowed_rows_only():
     met = {pair for r in rows for pair in combinations([r[d] for d in dims], 2)}
     assert met == allowed_pairs(dims, ok)
     assert ("a2", "c3") not in met and len(rows) <= 14  # 3 x 4 = 12 is the least any covering array needs
+
+
+def test_a_value_no_row_can_hold_is_dropped_from_the_rows_and_the_pairs():
+    """``--dtypes=float16`` alone once raised in the covering cases ("no value of 'dtype' fits"):
+    float16 forbids a scale of 2^6, so that scale can sit in no row and meet no pair."""
+    dims = {"dtype": ("float16",), "scale": ("1", "2^6"), "bias": ("bias", "no bias")}
+
+    def ok(row):
+        return {row.get("dtype"), row.get("scale")} != {"float16", "2^6"}
+
+    rows = all_pairs(dims, ok)
+    assert {r["scale"] for r in rows} == {"1"} and {r["bias"] for r in rows} == {"bias", "no bias"}
+    assert not any("2^6" in pair for pair in allowed_pairs(dims, ok))
 
 
 @pytest.mark.parametrize("world_sizes,dtypes", RUNS)

@@ -32,7 +32,7 @@ from typing import Sequence
 from tpconform.families.linear.case import LAYOUTS, LayerCase, layouts_for
 from tpconform.families.linear.strategy import VARIANTS, Variant
 from tpconform.spec.family import CaseClasses
-from tpconform.strategies.pairwise import Pair, Row, all_pairs, allowed_pairs, pairs_of
+from tpconform.strategies.pairwise import Pair, Row, all_pairs, allowed_pairs, pairs_of, placeable
 
 LARGE = 64
 TILES = (32, 64, 128)
@@ -101,7 +101,7 @@ def dimensions(world_sizes: Sequence[int], dtypes: Sequence[str],
     """Each dimension's values a run over ``world_sizes``, ``dtypes`` and ``variants`` can meet, simplest first."""
     sizes = set(world_sizes)
     ws = tuple(c for c, ok in (("world size 2", 2 in sizes), ("world size >= 3", max(sizes) >= 3)) if ok)
-    return {
+    return placeable({
         "variant": tuple(variants),
         "world size": ws or ("world size 1",),
         "split": ("divisible", "non-divisible", "fewer features than ranks") if ws else ("divisible",),
@@ -111,7 +111,7 @@ def dimensions(world_sizes: Sequence[int], dtypes: Sequence[str],
         "dtype": tuple(f"dtype {d}" for d in dtypes),
         "scale": tuple(SCALES.values()),
         "bias": ("bias", "no bias"),
-    }
+    }, allowed)  # float16 alone: no dtype a scale of 2^6 may sit beside, so that scale is no class of the run
 
 
 def allowed(row: Row) -> bool:
