@@ -1,5 +1,14 @@
 """Self-test fixtures: the mutation score of the seeded-bug zoo, printed at the end of the run (with
-pytest-xdist, each worker hands its part to the controller, which prints the sum)."""
+pytest-xdist, each worker hands its part to the controller, which prints the sum); and the order in which
+CI's two workers take the files: the heavy ones first.
+
+``HEAVY`` lists the files of a minute or more in CI (their tests' ``--durations`` summed, seconds; only the
+order reads them). Their tests are collected first, the heaviest first, the rest in their own order: with
+``--dist loadfile --no-loadscope-reorder`` (``.ci/run``) each worker starts on a heavy file and the light
+ones fill in after, so the two finish together instead of one starting a two-minute file when the other is
+done (xdist's own order, most tests first, puts the files that grade one folder in a module fixture, a few
+tests each, near the end).
+"""
 
 import pytest
 
@@ -9,6 +18,21 @@ _score: dict = {"caught": [], "missed": []}
 @pytest.fixture(scope="session")
 def zoo_score():
     return _score
+
+
+# seconds in CI, December 2026 (2 workers): the sandbox, benchmark, reports and grading files from the last
+# CI's --durations (load ~4), the others from an earlier run's, scaled to it; files since cut are listed at
+# their cost then. A file renamed, or added heavy without a line here, only starts later: nothing is skipped
+HEAVY = {"test_default_run.py": 200, "test_gate.py": 150, "test_peers.py": 140, "test_sandbox_grading.py": 133,
+         "test_benchmark_task.py": 133, "test_reports.py": 125, "test_grading.py": 115, "test_grading_contract.py": 115,
+         "test_grading_names.py": 60, "test_grading_families.py": 60, "test_grading_zoo.py": 60,
+         "test_known_failures.py": 50, "test_sandbox_budget.py": 40, "test_reliability.py": 40,
+         "test_parallelism_grading.py": 35}
+
+
+def pytest_collection_modifyitems(items):
+    # stable: a module's tests stay together and in order, and so do the light files
+    items.sort(key=lambda item: -HEAVY.get(item.path.name, 0) if "selftest" in item.path.parts else 0)
 
 
 def pytest_sessionfinish(session):

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from tpconform.grading import bwrap
@@ -42,11 +41,16 @@ def _name(rel: str) -> str:
     return os.path.splitext(os.path.basename(rel))[0]
 
 
-def _verifier_passes(rel: str) -> bool:
-    r = subprocess.run([sys.executable, VERIFIER, os.path.join(FIXTURES, rel)], capture_output=True, text=True,
-                       timeout=600, check=False)
-    assert r.stdout.strip().splitlines()[:1] in (["PASS"], ["FAIL"]), r.stdout + r.stderr[-2000:]
-    return r.returncode == 0
+def _verifier_verdicts(proc: subprocess.Popen) -> dict[str, bool]:
+    """rel -> whether the verifier passes it: one verifier run over every file (its ranks forked from one
+    forkserver that imported torch once), read from its ``FILE: PASS`` / ``FILE: FAIL`` lines."""
+    try:
+        out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()  # nothing left behind if it ran past its bound (a no-op once it has exited)
+    said = dict(line.rsplit(": ", 1) for line in out.splitlines() if line.endswith((": PASS", ": FAIL")))
+    assert set(said) == set(FILES), out + err[-2000:]
+    return {rel: said[rel] == "PASS" for rel in FILES}
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +60,16 @@ def verdicts(tmp_path_factory):
     folder.mkdir()
     for rel in FILES:
         shutil.copy(os.path.join(FIXTURES, rel), folder / os.path.basename(rel))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        verifier = dict(zip(FILES, pool.map(_verifier_passes, FILES)))
-    r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(base / "report"),
-                        f"--contract={CONTRACT}", "--seed=0", "--examples=2", "--no-progress", *UNSANDBOXED],
-                       cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=900,
-                       check=False)
+    # the verifier runs beside the grade (two process trees, two cores)
+    verifying = subprocess.Popen([sys.executable, VERIFIER, *FILES], cwd=FIXTURES, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    try:
+        r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(base / "report"),
+                            f"--contract={CONTRACT}", "--seed=0", "--examples=2", "--no-progress", *UNSANDBOXED],
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                           timeout=900, check=False)
+    finally:
+        verifier = _verifier_verdicts(verifying)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     with open(base / "report" / "report.json") as fh:
         subs = {s["name"]: s for s in json.load(fh)["submissions"]}

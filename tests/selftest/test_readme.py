@@ -34,7 +34,7 @@ class Claim:
 
 CLAIMS = [
     Claim(r"python3 -m venv \.venv && .* -e \. && pytest --impl=reference", by="tests/properties/test_case_classes.py::test_every_property_holds_in_every_case_class"),
-    Claim(r"python3 -m venv \.venv && .* -e '\.\[dev\]' && pytest tests -n 2 --dist loadfile", by=".ci/run"),
+    Claim(r"python3 -m venv \.venv && .* -e '\.\[dev\]' && pytest tests -n 2 --dist loadfile --no-loadscope-reorder", by=".ci/run"),
     Claim(r"pytest --impl=path/to/parallel_linear\.py", run=(SHORT, 0)),
     Claim(r"pytest --impl=mypkg\.tp:MyImpl", run=(SHORT, 0)),
     Claim(r"pytest --impl=NAME", run=(SHORT, 0)),

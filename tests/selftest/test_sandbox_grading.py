@@ -219,9 +219,13 @@ def test_damaged_stored_results_are_graded_again_instead_of_crashing(graded, tmp
 
 
 def test_without_a_sandbox_grade_refuses_unless_told(tmp_path, monkeypatch):
+    """What is checked is the refusal and the run's and the submission's label, so the submission is one
+    that does not import (its verdict process starts without the sandbox, reads its imports and stops in
+    milliseconds, no torch): a correct one graded unsandboxed end to end is in test_grading_zoo.py,
+    test_declared_limits.py and test_readme.py."""
     folder = tmp_path / "subs"
     folder.mkdir()
-    shutil.copy(os.path.join(FIXTURES, "control_reference.py"), folder)
+    (folder / "needs_a_missing_module.py").write_text("import torch\nimport not_a_module_anywhere\n")
     env = {**os.environ, "PYTHONPATH": ROOT, "PATH": str(tmp_path / "nobin")}  # no bwrap on PATH
     cmd = [sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(tmp_path / "out"),
            "--world-sizes=2", "--examples=1", "--dtypes=float32", "--no-progress"]
@@ -233,4 +237,5 @@ def test_without_a_sandbox_grade_refuses_unless_told(tmp_path, monkeypatch):
     with open(tmp_path / "out" / "report.json") as fh:
         report = json.load(fh)
     assert report["run"]["sandbox"] == "none (--unsandboxed)"
-    assert report["submissions"][0]["sandbox"] == "none (--unsandboxed)"
+    sub = report["submissions"][0]
+    assert sub["sandbox"] == "none (--unsandboxed)" and "not_a_module_anywhere" in (sub["why"] or ""), sub
