@@ -34,21 +34,25 @@ def _say(what: str) -> None:
     sys.stderr.flush()
 
 
-_GC = {"seconds": 0.0, "runs": [0, 0, 0], "started": 0.0}
+class _Collector:
+    """The garbage collector's own time in this process (``gc.callbacks``), and its runs by generation."""
 
+    seconds = 0.0
+    runs = [0, 0, 0]
+    started = 0.0
 
-def _gc_timer(phase: str, info: dict) -> None:
-    """The garbage collector's own time in this process (``gc.callbacks``), by generation."""
-    if phase == "start":
-        _GC["started"] = time.perf_counter()
-    else:
-        _GC["seconds"] += time.perf_counter() - _GC["started"]
-        _GC["runs"][info["generation"]] += 1
+    @classmethod
+    def timer(cls, phase: str, info: dict) -> None:
+        if phase == "start":
+            cls.started = time.perf_counter()
+        else:
+            cls.seconds += time.perf_counter() - cls.started
+            cls.runs[info["generation"]] += 1
 
 
 def pytest_configure(config) -> None:
     _say("configure")
-    gc.callbacks.append(_gc_timer)
+    gc.callbacks.append(_Collector.timer)
 
 
 def pytest_sessionstart(session) -> None:
@@ -80,7 +84,7 @@ def pytest_runtest_call(item):
 
 def pytest_sessionfinish(session) -> None:
     _say("session finish")
-    sys.stderr.write(f"PHASE garbage collection so far: {_GC['seconds']:.1f} s in {_GC['runs']} runs (generations 0/1/2)\n")
+    sys.stderr.write(f"PHASE garbage collection so far: {_Collector.seconds:.1f} s in {_Collector.runs} runs (generations 0/1/2)\n")
     for family, (cpu, wall) in sorted(_BY_FAMILY.items(), key=lambda kv: -kv[1][1]):
         sys.stderr.write(f"PHASE tests of {family}: {wall:.1f} s wall, this process's CPU {cpu:.1f} s\n")
 
