@@ -18,7 +18,7 @@ An extension module defines its case, its properties and a few lines gluing thes
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 import torch
 from tpconform.families.registry import family_of
@@ -28,13 +28,16 @@ from tpconform.spec.partition import partition
 from tpconform.spec.plain_case import for_workers
 from tpconform.spec.violations import Violation
 
+T = TypeVar("T")
 
-def run_on_every_rank(suite, case, command: str,
-                      data: Union[dict, Callable[[int], dict]]) -> tuple[list[dict], Optional[str]]:
+
+def run_on_every_rank(suite, case, command: str, data: Union[dict, Callable[[int], dict]],
+                      while_waiting: Optional[Callable[[], None]] = None) -> tuple[list[dict], Optional[str]]:
     """Send the worker ``command`` for ``case`` to each of its ``world_size`` ranks, with ``data``
     (the same for every rank: one message, encoded once) or ``data(rank)``, and count the example. The
     case goes without its seed (:func:`tpconform.spec.plain_case.for_workers`): a tensor a rank is sent a slice
-    of is sent as that slice, never whole.
+    of is sent as that slice, never whole. ``while_waiting()`` runs in this process while the ranks work
+    (the float64 truth: :func:`truth_while_ranks_run`); not at all when the group failed before the send.
 
     Returns every rank's reply in rank order (``[]`` when the run did not complete) and why it did
     not complete (``None`` when it did)."""
@@ -44,9 +47,30 @@ def run_on_every_rank(suite, case, command: str,
     else:
         message = {**head, "data": data}
         messages = {r: message for r in range(ws)}
-    results, crash = suite.runner.request(ws, messages)
+    results, crash = suite.runner.request(ws, messages, while_waiting)
     suite.examples += 1
     return ([results[r] for r in range(ws)] if not crash else []), crash
+
+
+def truth_while_ranks_run(compute: Callable[[], T]) -> tuple[Callable[[], None], Callable[[], T]]:
+    """``(while_waiting, result)`` for :func:`run_on_every_rank`: ``while_waiting`` computes ``compute()`` (a
+    family's float64 truth, which needs only the case's own tensors) while the ranks run the example;
+    ``result()`` returns it, computing it then if it was not (the ranks were never sent the example, or it
+    raised: then it raises there, once the ranks' replies are read)."""
+    done: list = []
+
+    def result() -> T:
+        if not done:
+            done.append(compute())
+        return done[0]
+
+    def while_waiting() -> None:
+        try:
+            result()
+        except Exception:  # raised again by result(), after every rank's reply is read: the group stays in step
+            pass
+
+    return while_waiting, result
 
 
 def _head(suite, case, command: str) -> dict:

@@ -10,6 +10,7 @@ need them: the entry point loads this module in every pytest run where tpconform
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -259,6 +260,15 @@ def pytest_collection_modifyitems(session, config, items):
                   else fam.not_applicable(suite, variant, prop))
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_collection_finish(session):
+    """Once the tests are collected, what this process built so far (torch and its registrations, the
+    families, the collected items: most of its objects, alive until the run ends) goes out of the garbage
+    collector's reach, as in the grading verdict and the forkserver: every full collection the examples
+    trigger then walks only what they made (docs/PROFILE.md: the collections of a default run's parent)."""
+    if state(session.config).suite is not None and _runs_tests_here(session.config):
+        gc.freeze()
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -31,7 +31,13 @@ import torch
 from tpconform.families.block.bounds import block_bounds, stepped_weight_errors, trace
 from tpconform.families.block.case import STEP, BlockCase, sequence_shards
 from tpconform.families.block.dense import block_weights, build_block, take_step
-from tpconform.families.common import compare_on_rank, preconditions, refused_or_computed_right, run_on_every_rank
+from tpconform.families.common import (
+    compare_on_rank,
+    preconditions,
+    refused_or_computed_right,
+    run_on_every_rank,
+    truth_while_ranks_run,
+)
 from tpconform.spec.violations import Violation, construction_raised
 
 
@@ -304,10 +310,11 @@ def evidence(suite, case: BlockCase, step: bool = True) -> Optional[BlockEvidenc
         rows = (slice(None), _rows(case, r))
         return {**whole, "x": t.x[rows].clone(), "grad_out": t.grad_out[rows].clone()}
 
-    ranks, crash = run_on_every_rank(suite, case, "run_block", share if case.sequence_parallel else whole)
+    meanwhile, dense = truth_while_ranks_run(lambda: dense_block(case, t, step=step))
+    ranks, crash = run_on_every_rank(suite, case, "run_block", share if case.sequence_parallel else whole, meanwhile)
     if ranks and ranks[0].get("not_provided"):
         return None
-    return BlockEvidence(case, t, ranks, crash, dense_block(case, t, step=step))
+    return BlockEvidence(case, t, ranks, crash, dense())
 
 
 def violations(suite, case: BlockCase, prop: str, ev: Optional[BlockEvidence] = None) -> list[Violation]:

@@ -29,7 +29,13 @@ from typing import Callable, Optional
 
 import torch
 from tpconform.families.block.verdict import _slices
-from tpconform.families.common import compare_on_rank, preconditions, refused_or_computed_right, run_on_every_rank
+from tpconform.families.common import (
+    compare_on_rank,
+    preconditions,
+    refused_or_computed_right,
+    run_on_every_rank,
+    truth_while_ranks_run,
+)
 from tpconform.families.model.bounds import model_bounds, model_trace
 from tpconform.families.model.case import ModelCase
 from tpconform.families.model.dense import aliases, build_model, model_weights
@@ -189,11 +195,12 @@ def _construction_failed(ev: ModelEvidence, failed: list[int]) -> str:
 def evidence(suite, case: ModelCase) -> Optional[ModelEvidence]:
     """Run ``case`` on ``case.world_size`` ranks; ``None`` when the impl offers no way in for its variant."""
     t = make_tensors(case)
+    meanwhile, dense = truth_while_ranks_run(lambda: dense_model(case, t))
     ranks, crash = run_on_every_rank(suite, case, "run_model",
-                                     {"weights": t.weights, "tokens": t.tokens, "targets": t.targets})
+                                     {"weights": t.weights, "tokens": t.tokens, "targets": t.targets}, meanwhile)
     if ranks and ranks[0].get("not_provided"):
         return None
-    return ModelEvidence(case, t, ranks, crash, dense_model(case, t))
+    return ModelEvidence(case, t, ranks, crash, dense())
 
 
 def violations(suite, case: ModelCase, prop: str, ev: Optional[ModelEvidence] = None) -> list[Violation]:
