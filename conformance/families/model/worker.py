@@ -13,7 +13,7 @@ import contextlib
 
 import torch
 import torch.distributed as dist
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, Replicate
 from torch.distributed.tensor.parallel import loss_parallel
 from tpconform.families.block.worker import placement
 from tpconform.families.layer_steps import built_everywhere, copy_of
@@ -42,15 +42,25 @@ def offered(impl, handed_in: str):
     return apply
 
 
+def _settled(g):
+    """A DTensor grad with its ``Partial`` placements reduced (a replicated norm weight under sequence
+    parallelism: each rank's sum over its own tokens, until the optimizer or this reads it); other placements
+    kept (DTensor's embedding backward gives a ``Shard(0)`` weight a ``Replicate`` grad)."""
+    if not isinstance(g, DTensor) or not any(pl.is_partial() for pl in g.placements):
+        return g
+    return g.redistribute(g.device_mesh, [Replicate() if pl.is_partial() else pl for pl in g.placements])
+
+
 def _parameters(model, dense_shapes: dict) -> dict:
     out, alias = {}, aliases(model)
     for name, p in model.named_parameters(remove_duplicate=False):
+        grad = _settled(p.grad)
         out[name] = {"value": copy_of(_local(p), f"parameter {name}"),
-                     "grad": copy_of(_local(p.grad), f"the grad of {name}"),
+                     "grad": copy_of(_local(grad), f"the grad of {name}"),
                      "where": placement(p, dense_shapes[name]) if name in dense_shapes else None,
                      # a DTensor grad may be placed otherwise than its parameter (DTensor's embedding backward
                      # gives a Shard(0) weight a Replicate grad): where the grad's own local part sits
-                     "grad_where": (placement(p.grad, dense_shapes[name]) if isinstance(p.grad, DTensor)
+                     "grad_where": (placement(grad, dense_shapes[name]) if isinstance(grad, DTensor)
                                     and name in dense_shapes else None),
                      "alias": alias[name]}
     return out
