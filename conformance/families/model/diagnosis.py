@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 from tpconform.families.block.case import sequence_shards
-from tpconform.families.block.verdict import _slices
+from tpconform.families.block.verdict import _kind, _slices
 from tpconform.families.causes import close
 from tpconform.families.model.bounds import model_trace
 from tpconform.families.model.verdict import model_logits_match_the_dense_model
@@ -34,6 +34,19 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
                 "(\"colwise_rep\") or keep a DTensor sharded on the vocab for loss_parallel()")
     if r is None or r >= len(ev.ranks):
         return None
+    if v.property == "model_ranks_hold_only_their_share_of_the_weights":
+        shape = ev.dense.grads[v.quantity].shape if v.quantity in ev.dense.grads else None
+        held = (ev.ranks[r].get("held") or {}).get(v.quantity)
+        if shape is not None and held == shape.numel():
+            return (f"rank {r} holds the whole {v.quantity}: the plan replicates it where it should shard it (a "
+                    "module left out of the plan, e.g. the lm_head, or a shard taken as a view of the whole tensor)")
+    if v.property == "model_forward_runs_the_collectives_its_plan_implies" and c.world_size > 1:
+        weight_sized = {-(-c.vocab // c.world_size) * c.hidden}
+        calls = ev.ranks[r].get("forward_collectives") or []
+        if any(_kind(str(x)) == "allgather" and _elements(str(x)) in weight_sized for x in calls):
+            return ("the forward all-gathers a weight (as many elements as a rank's vocab shard of the embedding or "
+                    "lm_head weight): it gathers a weight where it should compute on its shard (full_tensor() of a "
+                    "sharded parameter); only activations need to cross")
     if v.property == "model_parameter_grads_match_the_dense_model" and c.sequence_parallel and c.world_size > 1:
         name = v.quantity.removesuffix(" grad")
         dense = ev.dense.grads.get(name)
@@ -74,6 +87,12 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
             return ("the tied weight's grad is the lm_head's use alone: the embedding's contribution is missing (its "
                     "lookup reads a detached or copied weight, so its grad never reaches the one parameter)")
     return None
+
+
+def _elements(call: str) -> int:
+    """The elements a counted call sent (``all_gather_into_tensor(12)`` -> 12; -1 if not written)."""
+    inside = call.rpartition("(")[2].rstrip(")")
+    return int(inside) if inside.isdigit() else -1
 
 
 def _local_tokens_mean(ev, r: int) -> bool:

@@ -20,7 +20,7 @@ from tpconform.families.layer_steps import built_everywhere, copy_of
 from tpconform.families.model.case import ModelCase
 from tpconform.families.model.dense import aliases, build_model
 from tpconform.families.model.tp_plan import apply_tp_plan
-from tpconform.transport.worker_tools import as_tensor, error_text
+from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text
 
 
 def _local(t):
@@ -88,7 +88,9 @@ def run_model(message: dict, impl) -> dict:
     tokens, targets = d["tokens"].clone(), d["targets"].clone()
     loss_fn = getattr(model, "loss_fn", loss_fn)
     with loss_parallel() if case.loss_parallel else contextlib.nullcontext():
-        logits = model(tokens)
+        with CollectiveVolume() as forward:
+            logits = model(tokens)
+        result["forward_collectives"] = forward.calls
         result["logits"] = as_tensor(_local(logits), "the model's logits").detach().clone()
         result["logits_where"] = placement(logits, torch.Size((case.batch, case.seq, case.vocab)))
         loss = loss_fn(logits, targets)
@@ -96,7 +98,22 @@ def run_model(message: dict, impl) -> dict:
         if loss.requires_grad:
             loss.backward()
     result["parameters"] = _parameters(model, dense_shapes)
+    result["held"] = held_elements(model)
     return result
+
+
+def held_elements(model) -> dict:
+    """Per parameter name (the first of a tied one's names), the elements of storage its local tensor keeps
+    alive on this rank: a shard cut as a view of the whole tensor keeps the whole alive."""
+    out, seen = {}, set()
+    for name, p in model.named_parameters():
+        t = _local(p)
+        storage = t.untyped_storage()
+        if storage.data_ptr() in seen:
+            continue  # one storage under two parameters: counted once
+        seen.add(storage.data_ptr())
+        out[name] = storage.nbytes() // max(t.element_size(), 1)
+    return out
 
 
 COMMANDS = {"run_model": run_model}
