@@ -13,12 +13,15 @@ from tpconform.spec.plain_case import PlainCase
 #     impl.model_tp_plan(model) -> {module-name pattern: style name}       (variant "tp_plan")
 # ``model`` is the suite's dense model (``dense.Model``, in the case's dtype, torchtitan's names:
 # ``tok_embeddings``, ``layers.<i>`` (the block family's dense block), ``norm``, ``output``; ``model.config``
-# is the case: ``tied``, ``loss_parallel``, ``vocab`` ...) on every rank of ``group``. ``parallelize_model``
+# is the case: ``tied``, ``loss_parallel``, ``sequence_parallel``, ``vocab`` ...) on every rank of ``group``. ``parallelize_model``
 # returns the parallelised module, called on the whole token ids; its logits are a plain tensor (whole, or
 # carrying ``tp_dense_slice``) or a DTensor; the loss is ``module.loss_fn(logits, targets)`` (the dense
 # model's mean cross entropy unless the plan replaces it), computed with the backward inside torch's
 # ``loss_parallel()`` when ``config.loss_parallel``. ``model_tp_plan`` returns an HF-style plan of style
-# names (``tp_plan.STYLES``) the suite applies with torch's DTensor styles. A config the plan cannot
+# names (``tp_plan.STYLES``) the suite applies with torch's DTensor styles. Under ``config.sequence_parallel``
+# the module is still given the whole ids and returns the logits as above; between the embedding and the
+# lm_head the activations are its to shard on the sequence (the norms' replicated weights then see only
+# their shard's tokens: their grads must be summed over the ranks). A config the plan cannot
 # express must raise while parallelising. Neither offered (or ``None`` returned): the family is skipped.
 OFFERED_BY = "parallelize_model / model_tp_plan"
 HANDED_IN = ("plan", "tp_plan")  # the variants: which of the two the example checks
@@ -42,6 +45,10 @@ class ModelCase(PlainCase):
     bias: bool
     dtype: str
     seed: int = 0
+    # each rank holds its sequence shard of the activations between the embedding and the lm_head (torchtitan's
+    # SequenceParallel layout; every block's ``sequence_parallel`` and ``seq_len`` say so to the plan): the
+    # plan variant only (transformers' style names have no input-layout step to gather a sequence shard)
+    sequence_parallel: bool = False
 
     @property
     def empty_vocab_shard(self) -> bool:
@@ -53,9 +60,11 @@ class ModelCase(PlainCase):
     @property
     def expressible(self) -> bool:
         """Whether a plan that shards heads and the FFN width evenly (no replication) and the vocab over every
-        rank can express it (torch's ``loss_parallel()`` fails on a rank with no vocab column)."""
+        rank can express it (torch's ``loss_parallel()`` fails on a rank with no vocab column), and under sequence
+        parallelism an equal sequence shard on every rank (DTensor's ``from_local`` assumes equal shards)."""
         p = self.world_size
-        return self.n_heads % p == 0 and self.n_kv_heads % p == 0 and self.ffn % p == 0 and not self.empty_vocab_shard
+        return (self.n_heads % p == 0 and self.n_kv_heads % p == 0 and self.ffn % p == 0 and not self.empty_vocab_shard
+                and (not self.sequence_parallel or self.seq % p == 0))
 
     @property
     def tokens(self) -> int:
@@ -67,6 +76,6 @@ class ModelCase(PlainCase):
                 f"handed in as {'parallelize_model' if self.handed_in == 'plan' else 'model_tp_plan'}, "
                 f"world_size={self.world_size}, batch={self.batch}, seq={self.seq}, hidden={self.hidden}, "
                 f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, ffn={self.ffn}, "
-                f"bias={self.bias}, dtype={self.dtype}, seed={self.seed}"
-                + ("" if self.expressible else " (heads or FFN do not divide by the world size, or a rank holds no "
-                                               "vocab row)"))
+                f"bias={self.bias}, dtype={self.dtype}, seed={self.seed}, sequence_parallel={self.sequence_parallel}"
+                + ("" if self.expressible else " (heads, FFN or a sequence-parallel sequence do not divide by the "
+                                               "world size, or a rank holds no vocab row)"))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from tpconform.families.block.verdict import _slices
+from tpconform.families.block.case import sequence_shards
+from tpconform.families.block.verdict import _kind, _slices
 from tpconform.families.causes import close
+from tpconform.families.model.bounds import model_trace
 from tpconform.families.model.verdict import model_logits_match_the_dense_model
 from tpconform.spec.violations import Violation
 
@@ -32,6 +34,34 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
                 "(\"colwise_rep\") or keep a DTensor sharded on the vocab for loss_parallel()")
     if r is None or r >= len(ev.ranks):
         return None
+    if v.property == "model_ranks_hold_only_their_share_of_the_weights":
+        shape = ev.dense.grads[v.quantity].shape if v.quantity in ev.dense.grads else None
+        held = (ev.ranks[r].get("held") or {}).get(v.quantity)
+        if shape is not None and held == shape.numel():
+            return (f"rank {r} holds the whole {v.quantity}: the plan replicates it where it should shard it (a "
+                    "module left out of the plan, e.g. the lm_head, or a shard taken as a view of the whole tensor)")
+    if v.property == "model_forward_runs_the_collectives_its_plan_implies" and c.world_size > 1:
+        weight_sized = {-(-c.vocab // c.world_size) * c.hidden}
+        calls = ev.ranks[r].get("forward_collectives") or []
+        if any(_kind(str(x)) == "allgather" and _elements(str(x)) in weight_sized for x in calls):
+            return ("the forward all-gathers a weight (as many elements as a rank's vocab shard of the embedding or "
+                    "lm_head weight): it gathers a weight where it should compute on its shard (full_tensor() of a "
+                    "sharded parameter); only activations need to cross")
+    if v.property == "model_parameter_grads_match_the_dense_model" and c.sequence_parallel and c.world_size > 1:
+        name = v.quantity.removesuffix(" grad")
+        dense = ev.dense.grads.get(name)
+        grads = [_param(ev, q, name).get("grad") for q in range(len(ev.ranks))]
+        if dense is not None and all(hasattr(g, "shape") and g.shape == dense.shape for g in grads) and close(
+                sum(g.double() for g in grads), dense, c.world_size * ev.dense.bounds[f"grad:{name}"]):
+            return (f"each rank's {name} grad is the sum over its own sequence shard only, and the ranks' grads add "
+                    "up to the dense one: under sequence parallelism a replicated parameter's grad is not all-reduced "
+                    "over the tensor-parallel group (NVIDIA/Megatron-LM #1446); give the norm SequenceParallel() (a "
+                    "Replicate DTensor weight) or all-reduce its grad")
+    if (v.property == "model_loss_matches_the_dense_model" and c.sequence_parallel and c.world_size > 1
+            and not _logits_wrong(ev) and _local_tokens_mean(ev, r)):
+        return ("the logits are right and the loss is the mean over this rank's own sequence shard of tokens: under "
+                "sequence parallelism the loss must average over every token (gather the sequence, or all-reduce "
+                "the summed loss and the token count over the tensor-parallel group)")
     if v.property == "model_tied_weights_stay_tied" and c.tied and v.quantity == "output.weight":
         return ("the lm_head was untied while parallelising: parallelize_module gives the embedding and the lm_head "
                 "each a new DTensor parameter, so the one tied parameter becomes two (a copy); re-tie after it, "
@@ -57,6 +87,24 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
             return ("the tied weight's grad is the lm_head's use alone: the embedding's contribution is missing (its "
                     "lookup reads a detached or copied weight, so its grad never reaches the one parameter)")
     return None
+
+
+def _elements(call: str) -> int:
+    """The elements a counted call sent (``all_gather_into_tensor(12)`` -> 12; -1 if not written)."""
+    inside = call.rpartition("(")[2].rstrip(")")
+    return int(inside) if inside.isdigit() else -1
+
+
+def _local_tokens_mean(ev, r: int) -> bool:
+    """Whether rank ``r``'s loss is the dense per-token losses' mean over its own sequence shard alone."""
+    c, got = ev.case, ev.ranks[r].get("loss")
+    if not isinstance(got, torch.Tensor) or got.numel() != 1:
+        return False
+    sizes = sequence_shards(c.seq, c.world_size)
+    lo, hi = sum(sizes[:r]), sum(sizes[: r + 1])
+    per_token = model_trace(c, ev.tensors.weights, ev.tensors.tokens, ev.tensors.targets)["per_token"]
+    local = per_token.view(c.batch, c.seq)[:, lo:hi]
+    return local.numel() > 0 and close(got.reshape(()), local.mean(), ev.dense.bounds["loss"])
 
 
 def _logits_wrong(ev) -> bool:

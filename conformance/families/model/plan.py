@@ -10,6 +10,12 @@ verdict): a torchtitan-style DTensor plan.
     every block's attention: n_heads //= p, n_kv_heads //= p
     tied: model.output.weight = model.tok_embeddings.weight
 
+With sequence parallelism (``config.sequence_parallel``) it is torchtitan's SP plan: the embedding's
+output reduce-scattered to the sequence shard (``RowwiseParallel(input_layouts=Replicate(),
+output_layouts=Shard(1))``), each block's SP plan (the block family's), the final norm
+``SequenceParallel()`` (its weight a Replicate DTensor whose grad DTensor all-reduces) and the lm_head's
+input gathered from the shards (``ColwiseParallel(input_layouts=Shard(1), ...)``).
+
 Tying needs the last line: ``parallelize_module`` gives each module a new DTensor parameter, so the
 lm_head and the embedding, one parameter before, are two after (the class of transformers #47253). Both
 shard dim 0 (the vocab), so the embedding's DTensor serves the lm_head as it is. The final norm stays
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Replicate, Shard
-from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, SequenceParallel, parallelize_module
 from tpconform.families.block.plan import PlanCannotExpress, check_expressible, mesh_of
 from tpconform.families.block.plan import plan as block_plan
 
@@ -32,12 +38,18 @@ __all__ = ["PlanCannotExpress", "parallelize_model", "plan"]
 
 
 def plan(config) -> dict:
-    """The module-name -> style plan for ``config`` (the case: ``n_layers``, ``loss_parallel``)."""
-    styles: dict = {"tok_embeddings": RowwiseParallel(input_layouts=Replicate())}
+    """The module-name -> style plan for ``config`` (the case: ``n_layers``, ``loss_parallel``,
+    ``sequence_parallel``)."""
+    sp = bool(getattr(config, "sequence_parallel", False))
+    styles: dict = {"tok_embeddings": RowwiseParallel(input_layouts=Replicate(),
+                                                      output_layouts=Shard(1) if sp else Replicate())}
     for i in range(config.n_layers):
-        styles.update({f"layers.{i}.{name}": style for name, style in block_plan().items()})
-    styles["output"] = (ColwiseParallel(output_layouts=Shard(-1), use_local_output=False) if config.loss_parallel
-                        else ColwiseParallel(output_layouts=Replicate()))
+        styles.update({f"layers.{i}.{name}": style for name, style in block_plan(sp).items()})
+    if sp:
+        styles["norm"] = SequenceParallel()
+    gathered = Shard(1) if sp else Replicate()  # the lm_head's input: the norm's output, gathered under SP
+    styles["output"] = (ColwiseParallel(input_layouts=gathered, output_layouts=Shard(-1), use_local_output=False)
+                        if config.loss_parallel else ColwiseParallel(input_layouts=gathered, output_layouts=Replicate()))
     return styles
 
 

@@ -29,7 +29,7 @@ STYLES: dict[str, Callable[[], Optional[object]]] = {
     "embedding_colwise": lambda: ColwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
     "replicate": lambda: None,
 }
-NOT_YET = {"sequence_parallel": "the model family has no sequence parallelism yet"}
+NOT_YET = {"sequence_parallel": "the tp_plan variant has no sequence parallelism (the plan variant checks it)"}
 
 
 def generalised(name: str) -> str:

@@ -16,7 +16,16 @@ numbers; bounds: :mod:`~.bounds`.
 4. **tied weights stay tied**: the parallelised model's parameters are shared exactly as the dense model's
    are (tied: ``output.weight`` is the embedding's parameter object on every rank; self-reported: the
    identity is seen in the rank's process);
-5. **what the plan cannot express is refused**: a block's heads, kv heads or FFN width not divisible by the
+5. **collectives**: the logits' forward runs the collectives the vocab-parallel plan implies and no more:
+   one for the embedding (an all-reduce of the vocab shards' rows; under SP a reduce-scatter to the sequence
+   shard), each block's (two all-reduces; under SP two all-gathers and two reduce-scatters), under SP one
+   all-gather of the lm_head's input, and one all-gather of the logits unless they stay vocab-sharded for
+   the loss (self-reported: counted in the rank's process);
+6. **memory**: each rank holds only its share of every weight matrix (embedding, projections, lm_head):
+   the storage its local tensor keeps alive is at most the largest shard an even split of one of its dims
+   gives (``ceil(rows/p)·cols`` or ``rows·ceil(cols/p)``), on a config the plan can express (self-reported:
+   measured in the rank's process);
+7. **what the plan cannot express is refused**: a block's heads, kv heads or FFN width not divisible by the
    world size, or a vocab that leaves a rank no row, is refused on every rank while parallelising, or
    computed right; never an error mid-forward,
    never a wrong result.
@@ -28,7 +37,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-from tpconform.families.block.verdict import _slices
+from tpconform.families.block.verdict import _kind, _slices
 from tpconform.families.common import (
     compare_on_rank,
     preconditions,
@@ -91,9 +100,12 @@ class ModelEvidence:
 ModelProperty = Callable[[ModelEvidence], list[Violation]]
 MODEL_SPEC: dict[str, ModelProperty] = {}
 FORWARD = ("model_logits_match_the_dense_model", "model_loss_matches_the_dense_model",
-           "model_tied_weights_stay_tied", "model_refuses_what_its_plan_cannot_express")
-# evidence measured inside the candidate's process (which parameter objects it holds): no points
-SELF_REPORTED = frozenset({"model_tied_weights_stay_tied"})
+           "model_tied_weights_stay_tied", "model_refuses_what_its_plan_cannot_express",
+           "model_forward_runs_the_collectives_its_plan_implies", "model_ranks_hold_only_their_share_of_the_weights")
+# evidence measured inside the candidate's process (which parameter objects it holds, its collectives, its
+# storage): no points
+SELF_REPORTED = frozenset({"model_tied_weights_stay_tied", "model_forward_runs_the_collectives_its_plan_implies",
+                           "model_ranks_hold_only_their_share_of_the_weights"})
 
 
 def model_property(fn: ModelProperty) -> ModelProperty:
@@ -167,6 +179,86 @@ def model_tied_weights_stay_tied(ev: ModelEvidence) -> list[Violation]:
                         else f"is {alias!r}'s parameter, where the dense model's is {first}'s")
                 out.append(Violation(name, f"rank {r}'s {pname} {what} after parallelising "
                                            f"({'tied' if ev.case.tied else 'untied'} embeddings)", r, pname))
+    return out
+
+
+def implied_collectives(c: ModelCase) -> dict[str, int]:
+    """The logits' forward collectives per kind that the vocab-parallel plan implies (``families/block/
+    verdict._kind``'s names): the embedding's, every block's, the lm_head's input gathered under SP, the
+    logits gathered unless they stay vocab-sharded."""
+    L, gathered_logits = c.n_layers, 0 if c.loss_parallel else 1
+    if c.sequence_parallel:
+        return {"reducescatter": 1 + 2 * L, "allgather": 2 * L + 1 + gathered_logits}
+    return {"allreduce": 1 + 2 * L, "allgather": gathered_logits}
+
+
+def _explain_collectives(c: ModelCase) -> str:
+    L = c.n_layers
+    if c.sequence_parallel:
+        return (f"the embedding's reduce-scatter to the sequence shard, two all-gathers and two reduce-scatters per "
+                f"block ({L} block(s)), one all-gather of the lm_head's input"
+                + ("" if c.loss_parallel else " and one all-gather of the logits"))
+    return (f"the embedding's all-reduce (or, for a table sharded on the hidden dim, an all-gather), two "
+            f"all-reduces per block ({L} block(s))" + ("" if c.loss_parallel else " and one all-gather of the logits"))
+
+
+@model_property
+def model_forward_runs_the_collectives_its_plan_implies(ev: ModelEvidence) -> list[Violation]:
+    """The logits' forward runs exactly the collectives a vocab-parallel plan implies (:func:`implied_collectives`):
+    activations stay sharded between a column and a row projection, no weight is gathered, no sublayer
+    all-reduces what it could reduce-scatter under SP. (A world of one rank may run fewer.)"""
+    name, c, out = "model_forward_runs_the_collectives_its_plan_implies", ev.case, []
+    wanted = implied_collectives(c)
+    # a table sharded on the hidden dim gathers the embedding's output where a vocab-sharded one all-reduces it
+    allowed = [wanted] + ([{**wanted, "allreduce": wanted["allreduce"] - 1, "allgather": wanted["allgather"] + 1}]
+                          if not c.sequence_parallel else [])
+    for r, res in enumerate(ev.ranks):
+        calls = res.get("forward_collectives")
+        calls = [str(x) for x in calls] if isinstance(calls, list) else []
+        kinds = [_kind(x) for x in calls]
+        counts = {k: kinds.count(k) for k in set(kinds)}
+        fits = any(set(counts) <= set(w) and all(
+            counts.get(k, 0) == n or (c.world_size == 1 and counts.get(k, 0) <= n) for k, n in w.items())
+            for w in allowed)
+        if not fits:
+            out.append(Violation(name, f"rank {r}'s forward (embedding to logits) ran {len(calls)} collective(s) {calls} "
+                                       f"(elements sent in parentheses); this model needs {sum(wanted.values())}: "
+                                       f"{_explain_collectives(c)}", r, "communication"))
+    return out
+
+
+def weight_share(shape: torch.Size, p: int) -> int:
+    """The most elements of a weight of ``shape`` one of ``p`` ranks holds when one dim is split (``torch.chunk``'s
+    largest piece); a vector (norm weight, bias): the whole of it."""
+    if len(shape) < 2:
+        return int(shape.numel())
+    rows, cols = int(shape[0]), int(shape[1])
+    return max(-(-rows // p) * cols, rows * -(-cols // p))
+
+
+@model_property
+def model_ranks_hold_only_their_share_of_the_weights(ev: ModelEvidence) -> list[Violation]:
+    """On a config the plan can express, each rank keeps alive at most its share of every weight matrix (the
+    embedding, every projection, the lm_head): the storage behind its local tensor is no larger than the largest
+    piece of an even split (:func:`weight_share`) — not a replicated matrix, and not a shard cut as a view of a
+    whole copy."""
+    name, c, out = "model_ranks_hold_only_their_share_of_the_weights", ev.case, []
+    if not c.expressible:
+        return []
+    shapes = {n: g.shape for n, g in ev.dense.grads.items() if ev.dense.aliases.get(n, n) == n}
+    for r, res in enumerate(ev.ranks):
+        held = res.get("held")
+        held = held if isinstance(held, dict) else {}
+        for pname, shape in shapes.items():
+            share, got = weight_share(shape, c.world_size), held.get(pname)
+            if len(shape) < 2:
+                continue
+            if type(got) is not int:
+                out.append(Violation(name, f"rank {r} reported no storage size for {pname}", r, pname))
+            elif got > share:
+                out.append(Violation(name, f"rank {r} keeps {got} elements of storage alive for {pname} {list(shape)}; "
+                                           f"its share over {c.world_size} ranks is at most {share} (a replicated "
+                                           "matrix, or a shard that is a view of the whole)", r, pname))
     return out
 
 

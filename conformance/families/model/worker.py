@@ -13,14 +13,14 @@ import contextlib
 
 import torch
 import torch.distributed as dist
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, Replicate
 from torch.distributed.tensor.parallel import loss_parallel
 from tpconform.families.block.worker import placement
 from tpconform.families.layer_steps import built_everywhere, copy_of
 from tpconform.families.model.case import ModelCase
 from tpconform.families.model.dense import aliases, build_model
 from tpconform.families.model.tp_plan import apply_tp_plan
-from tpconform.transport.worker_tools import as_tensor, error_text
+from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text
 
 
 def _local(t):
@@ -42,15 +42,25 @@ def offered(impl, handed_in: str):
     return apply
 
 
+def _settled(g):
+    """A DTensor grad with its ``Partial`` placements reduced (a replicated norm weight under sequence
+    parallelism: each rank's sum over its own tokens, until the optimizer or this reads it); other placements
+    kept (DTensor's embedding backward gives a ``Shard(0)`` weight a ``Replicate`` grad)."""
+    if not isinstance(g, DTensor) or not any(pl.is_partial() for pl in g.placements):
+        return g
+    return g.redistribute(g.device_mesh, [Replicate() if pl.is_partial() else pl for pl in g.placements])
+
+
 def _parameters(model, dense_shapes: dict) -> dict:
     out, alias = {}, aliases(model)
     for name, p in model.named_parameters(remove_duplicate=False):
+        grad = _settled(p.grad)
         out[name] = {"value": copy_of(_local(p), f"parameter {name}"),
-                     "grad": copy_of(_local(p.grad), f"the grad of {name}"),
+                     "grad": copy_of(_local(grad), f"the grad of {name}"),
                      "where": placement(p, dense_shapes[name]) if name in dense_shapes else None,
                      # a DTensor grad may be placed otherwise than its parameter (DTensor's embedding backward
                      # gives a Shard(0) weight a Replicate grad): where the grad's own local part sits
-                     "grad_where": (placement(p.grad, dense_shapes[name]) if isinstance(p.grad, DTensor)
+                     "grad_where": (placement(grad, dense_shapes[name]) if isinstance(grad, DTensor)
                                     and name in dense_shapes else None),
                      "alias": alias[name]}
     return out
@@ -78,7 +88,9 @@ def run_model(message: dict, impl) -> dict:
     tokens, targets = d["tokens"].clone(), d["targets"].clone()
     loss_fn = getattr(model, "loss_fn", loss_fn)
     with loss_parallel() if case.loss_parallel else contextlib.nullcontext():
-        logits = model(tokens)
+        with CollectiveVolume() as forward:
+            logits = model(tokens)
+        result["forward_collectives"] = forward.calls
         result["logits"] = as_tensor(_local(logits), "the model's logits").detach().clone()
         result["logits_where"] = placement(logits, torch.Size((case.batch, case.seq, case.vocab)))
         loss = loss_fn(logits, targets)
@@ -86,7 +98,22 @@ def run_model(message: dict, impl) -> dict:
         if loss.requires_grad:
             loss.backward()
     result["parameters"] = _parameters(model, dense_shapes)
+    result["held"] = held_elements(model)
     return result
+
+
+def held_elements(model) -> dict:
+    """Per parameter name (the first of a tied one's names), the elements of storage its local tensor keeps
+    alive on this rank: a shard cut as a view of the whole tensor keeps the whole alive."""
+    out, seen = {}, set()
+    for name, p in model.named_parameters():
+        t = _local(p)
+        storage = t.untyped_storage()
+        if storage.data_ptr() in seen:
+            continue  # one storage under two parameters: counted once
+        seen.add(storage.data_ptr())
+        out[name] = storage.nbytes() // max(t.element_size(), 1)
+    return out
 
 
 COMMANDS = {"run_model": run_model}
