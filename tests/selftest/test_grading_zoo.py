@@ -40,23 +40,36 @@ MODULES = {bug.module: bug.name for bug in reversed(ZOO + EXTENSIONS)}
 WHOLE_ZOO = os.environ.get("TPCONFORM_ZOO_GRADE") == "all"
 # by default (CI): the regressions pytest caught and a default grade did not, graded by the covering cases
 # (bug-empty-shard-skips-collective, the third, hangs the other ranks: each of its examples costs the
-# example timeout, so it is graded with the whole zoo only)
+# example timeout, so it is graded with the whole zoo only) ...
 CI_BUGS = ("bug-uneven-truncated", "bug-bias-split-differs")
-if not WHOLE_ZOO:
-    MODULES = {module: name for module, name in MODULES.items() if name in CI_BUGS}
+# ... and one seeded bug per usage protocol, each caught by that protocol alone, graded on a small contract
+# (the linear layers, world sizes 1-2, float32 and bfloat16, every variant, nothing beyond it)
+PROTOCOL_BUGS = ("bug-weight-grad-assigned", "bug-input-kept-on-module", "bug-saved-inputs-on-a-stack",
+                 "bug-frozen-input-no-weight-grad", "bug-inference-mode-buffer", "bug-no-grad-call-flips-backward",
+                 "bug-reduce-dtype-fixed-at-construction", "bug-cast-weight-cached-once",
+                 "bug-bias-initialised-like-nn-linear", "bug-first-call-restores-built-weight")
+PROTOCOLS = os.path.join(FIXTURES, "grading", "protocols.toml")
+# the families beyond the single layer (the course grades the linear layers only: their bugs are not graded there)
+FAMILIES = {bug.variant.split("/")[0] for bug in EXTENSIONS}
+if WHOLE_ZOO:
+    SCOPES = {"defaults": (list(MODULES.values()), []),
+              "course": ([b for b in MODULES.values() if BY_NAME[b].variant.split("/")[0] not in FAMILIES],
+                         [f"--contract={COURSE}"])}
+else:
+    SCOPES = {"defaults": (list(CI_BUGS), ["--world-sizes=1-3", "--examples=1"]),
+              "protocols": (list(PROTOCOL_BUGS), [f"--contract={PROTOCOLS}", "--examples=1"])}
     SIMPLE_MODULE_BUGS = ()
-CI_SCOPE = [] if WHOLE_ZOO else ["--world-sizes=1-3", "--examples=1"]
-SCOPES = {"defaults": [], "course": [f"--contract={COURSE}"]} if WHOLE_ZOO else {"defaults": []}
 BUGS = {bug.replace("-", "_"): BY_NAME[bug] for bug in MODULES.values()}
 SELF_REPORTED = load_weights().self_reported
-# the families beyond the single layer (the course grades the linear layers only)
-FAMILIES = {bug.variant.split("/")[0] for bug in EXTENSIONS}
 
 
-def submissions(folder) -> list[str]:
-    """Write every seeded bug into ``folder`` as a submission; their names."""
+def submissions(folder, bugs) -> list[str]:
+    """Write the seeded ``bugs`` (registry names) into ``folder`` as submissions, one per module (two
+    entries planting the same code grade the same), and the simple-module bug files; their names."""
     names = []
     for module, bug in MODULES.items():
+        if bug not in bugs:
+            continue
         name = bug.replace("-", "_")
         _package(folder, name, module)
         names.append(name)
@@ -70,10 +83,11 @@ def submissions(folder) -> list[str]:
 @pytest.fixture(scope="module", params=list(SCOPES))
 def graded(request, tmp_path_factory):
     subs = tmp_path_factory.mktemp(f"zoo-{request.param}")
-    names = submissions(subs)
+    bugs, options = SCOPES[request.param]
+    names = submissions(subs, bugs)
     out = subs / "out"
     r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(subs), "--out", str(out), "--unsandboxed",
-                        "--jobs=2", "--no-progress", *SCOPES[request.param], *CI_SCOPE],
+                        "--jobs=2", "--no-progress", *options],
                        cwd=ROOT, capture_output=True, text=True, timeout=4 * 3600, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -83,21 +97,25 @@ def graded(request, tmp_path_factory):
 def test_no_seeded_bug_gets_full_marks(graded):
     """Each seeded bug scores below full marks, except where the grade cannot take points by design:
     a bug that only a self-reported property shows (worth 0: its facts are measured in the
-    candidate's own process, which can forge them) must be reported there; at a course's scope, a
-    bug outside the assignment (a family it does not grade; uneven dims, other dtypes, 1-D inputs or a
-    variant it does not require) must be reported beyond the contract."""
+    candidate's own process, which can forge them) must be reported there; a bug of a family the grade
+    does not score (``[families] scored`` without a contract: the single layer's alone; a contract's
+    ``families``) must be reported in that family where the grade runs it (for no points), and is not
+    graded where it does not; at a contract's scope, a bug outside the assignment (uneven dims, other
+    dtypes, 1-D inputs or a variant it does not require) must be reported beyond the contract."""
     scope, names, subs = graded
-    not_graded = {name for name, bug in BUGS.items() if scope == "course" and bug.variant.split("/")[0] in FAMILIES}
     full = {}
     for name in names:
         sub = subs[name]
         assert sub["status"] == "done", (name, sub["status"], sub.get("why"))
-        if sub["total"] < sub["max"] or name in not_graded:
+        if sub["total"] < sub["max"]:
             continue
         failures = sub.get("failures") or []
+        family = BUGS[name].variant.split("/")[0] if name in BUGS else None
+        if family in FAMILIES and any(f["variant"].split("/")[0] == family for f in failures):
+            continue  # a family the grade does not score: reported in its family, for no points
         if any(set(f["properties"]) <= set(SELF_REPORTED) for f in failures):
             continue  # shown, worth 0 by design
-        if scope == "course" and any(f.get("scope") == "beyond" for f in failures):
+        if scope != "defaults" and any(f.get("scope") == "beyond" for f in failures):
             continue  # outside the assignment: reported for no points
         full[name] = [f["summary"][:100] for f in failures]
     assert not full, f"{scope}: full marks for seeded bugs {full}"
