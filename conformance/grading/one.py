@@ -489,7 +489,7 @@ class Grader:
         if getattr(ev.case, "uneven", False):
             notes.append(self.suite.expected_on_uneven(ev.case))
         if sig.kind == "shape" or prop in GRAD_PROPERTIES or prop == "training_step_matches_the_dense_layer":
-            notes.append(upstream_grad_note(ev))
+            notes += [note for note in [upstream_grad_note(ev)] if note]
         if notes:
             text += "\n" + "\n".join(notes)
         summary = sig.cause if sig.kind != "property" else (found[0].message.splitlines()[0] if found else sig.cause)
