@@ -42,12 +42,15 @@ WHOLE_ZOO = os.environ.get("TPCONFORM_ZOO_GRADE") == "all"
 # (bug-empty-shard-skips-collective, the third, hangs the other ranks: each of its examples costs the
 # example timeout, so it is graded with the whole zoo only) ...
 CI_BUGS = ("bug-uneven-truncated", "bug-bias-split-differs")
-# ... and one seeded bug per usage protocol, each caught by that protocol alone, graded on a small contract
-# (the linear layers, world sizes 1-2, float32 and bfloat16, every variant, nothing beyond it)
-PROTOCOL_BUGS = ("bug-weight-grad-assigned", "bug-input-kept-on-module", "bug-saved-inputs-on-a-stack",
-                 "bug-frozen-input-no-weight-grad", "bug-inference-mode-buffer", "bug-no-grad-call-flips-backward",
-                 "bug-reduce-dtype-fixed-at-construction", "bug-cast-weight-cached-once",
-                 "bug-bias-initialised-like-nn-linear", "bug-first-call-restores-built-weight")
+# ... and one seeded bug per usage protocol, each caught by that protocol alone (gradient accumulation; two
+# forwards before their backwards, in either order; a frozen input; no_grad / inference_mode calls between
+# training calls; the layer converted after construction; mixed precision under autocast; the layer as
+# built; a state_dict reloaded), graded on a small contract (the linear layers, world size 2, float32 and
+# bfloat16, the two default variants, nothing beyond it)
+PROTOCOL_BUGS = ("bug-weight-grad-assigned", "bug-saved-inputs-on-a-stack", "bug-frozen-input-no-weight-grad",
+                 "bug-no-grad-call-flips-backward", "bug-reduce-dtype-fixed-at-construction",
+                 "bug-cast-weight-cached-once", "bug-bias-initialised-like-nn-linear",
+                 "bug-first-call-restores-built-weight")
 PROTOCOLS = os.path.join(FIXTURES, "grading", "protocols.toml")
 # the families beyond the single layer (the course grades the linear layers only: their bugs are not graded there)
 FAMILIES = {bug.variant.split("/")[0] for bug in EXTENSIONS}
