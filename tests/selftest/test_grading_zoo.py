@@ -10,11 +10,40 @@ dropped, a bias split unlike its weight, an empty-shard rank that skips its coll
 The other families have no fixed cases: a grade searches each of their variants with pytest's own
 budget (15 examples at the ``ci`` profile), so the grades here run at the default budget too.
 
-The whole zoo is slow (two grades of 56 submissions; on a loaded 2-core machine ~45 min each with one
-random example a variant, more at the default 15): ``TPCONFORM_ZOO_GRADE=all pytest
-tests/selftest/test_grading_zoo.py``. CI grades the bugs a default grade once gave full marks to while
-pytest caught them (remainder rows dropped, a bias split unlike its weight), one random example a variant, at world sizes
-1-3: what the covering cases alone must catch.
+The whole zoo is slow (at the defaults each submission is graded in every family: 2-10 min a submission
+on the shared 2-core machine at load 30-150): ``TPCONFORM_ZOO_GRADE=all pytest
+tests/selftest/test_grading_zoo.py``. CI grades, at the defaults (world sizes 1-3, one random example a
+variant), the bugs a default grade once gave full marks to while pytest caught them (remainder rows
+dropped, a bias split unlike its weight: what the covering cases alone must catch), and on a small
+contract (``fixtures/grading/protocols.toml``) one seeded bug per usage protocol, each caught there by its
+protocol alone (measured 2026-12-07 at load 70-130: 8 submissions graded in 195 s).
+
+The whole zoo, graded 2026-12-07 (seed 0, ``--unsandboxed``, load 30-150; the grades were run as this
+test runs them, by hand, the defaults one in parts as the grader changed, so its parts ran on main and on
+this branch's code; the scores below are those runs' ``report.json``):
+
+- course scope (``course.toml``): 52 submissions (every single-layer bug and simple-module bug file;
+  the other families are not graded there), lowest 45/145 (bug-inference-decode-skips-all-reduce),
+  highest below full 142.5/145; at full marks, each reported beyond the contract (uneven dims, other
+  dtypes, 1-D inputs, a variant the course does not require) or by a self-reported property only:
+  bug-bias-split-differs, bug-cast-weight-cached-once, bug-empty-shard-crashes,
+  bug-empty-shard-skips-collective, bug-full-weight-gathered, bug-input-modified-in-place,
+  bug-output-dtype-float32, bug-reduce-dtype-fixed-at-construction, bug-row-input-grad-not-gathered,
+  bug-uneven-truncated. None at full marks with nothing reported once the grader picked the mixed-precision
+  step's dtype from the ``[beyond]`` dtypes beyond the contract (bug-cast-weight-cached-once had full marks
+  and no failure at all before).
+- defaults: 33 of the 57 submissions graded before the deadline (the single-layer bugs most at risk
+  first: uneven shards, empty shards, big dims, the usage protocols, the simple-module files), lowest
+  0/145 (bug-uneven-truncated), highest below full 142.5/145; at full marks only the block family's bugs
+  (a family a default grade does not score: each reported in ``block/any``, for no points) and
+  bug-full-weight-gathered (its only property is self-reported, and ``really_tensor_parallel`` is not
+  measured without the sandbox). Three bugs ended ``crashed`` (the verdict died reporting a linear bug
+  seen through the TP sub-groups family) until that was fixed; the hanging bug
+  (bug-empty-shard-skips-collective) scores 71.7/145 in 592 s (a hang ends each variant it hangs in),
+  inside the 900 s limit while the other job goes on.
+- the simple-module file that imports a correct sibling (``simple_module_bias_every_rank.py``) was copied
+  alone and scored 0 as unusable, whatever its bug; it is now graded as a folder holding both: 115/145
+  at the course scope.
 """
 
 import json
@@ -33,8 +62,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
 COURSE = os.path.join(ROOT, "conformance", "grading", "contracts", "course.toml")
 # the simple-module convention's seeded bugs (files a student could submit)
-SIMPLE_MODULE_BUGS = ("simple_module_bias_every_rank.py", "simple_module_missing_row.py", "grading/bug_bias_every_rank.py",
+SIMPLE_MODULE_BUGS = ("simple_module_missing_row.py", "grading/bug_bias_every_rank.py",
                       "grading/bug_no_grad_allreduce.py", "grading/bug_inplace_input.py")
+# ... and those that import a correct sibling file (graded as a folder holding both: alone, it cannot be loaded)
+SIMPLE_MODULE_PACKAGES = {"simple_module_bias_every_rank.py": "simple_module_good.py"}
 # the zoo's bugs, one submission per module (two entries planting the same code grade the same)
 MODULES = {bug.module: bug.name for bug in reversed(ZOO + EXTENSIONS)}
 WHOLE_ZOO = os.environ.get("TPCONFORM_ZOO_GRADE") == "all"
@@ -61,7 +92,7 @@ if WHOLE_ZOO:
 else:
     SCOPES = {"defaults": (list(CI_BUGS), ["--world-sizes=1-3", "--examples=1"]),
               "protocols": (list(PROTOCOL_BUGS), [f"--contract={PROTOCOLS}", "--examples=1"])}
-    SIMPLE_MODULE_BUGS = ()
+    SIMPLE_MODULE_BUGS, SIMPLE_MODULE_PACKAGES = (), {}
 BUGS = {bug.replace("-", "_"): BY_NAME[bug] for bug in MODULES.values()}
 SELF_REPORTED = load_weights().self_reported
 
@@ -79,6 +110,13 @@ def submissions(folder, bugs) -> list[str]:
     for rel in SIMPLE_MODULE_BUGS:
         name = "simple_" + os.path.basename(rel)
         shutil.copy(os.path.join(FIXTURES, rel), folder / name)
+        names.append(name)
+    for rel, helper in SIMPLE_MODULE_PACKAGES.items():  # a file that imports a sibling: a folder with both
+        name = "simple_" + os.path.splitext(os.path.basename(rel))[0]
+        (folder / name).mkdir()
+        for f in (rel, helper):
+            shutil.copy(os.path.join(FIXTURES, f), folder / name / os.path.basename(f))
+        (folder / name / "tpconform.toml").write_text(f'impl = "{os.path.basename(rel)}"\n')
         names.append(name)
     return names
 
