@@ -32,7 +32,7 @@ this branch's code; the scores below are those runs' ``report.json``):
   bug-uneven-truncated. None at full marks with nothing reported once the grader picked the mixed-precision
   step's dtype from the ``[beyond]`` dtypes beyond the contract (bug-cast-weight-cached-once had full marks
   and no failure at all before).
-- defaults: 33 of the 57 submissions graded before the deadline (the single-layer bugs most at risk
+- defaults: 39 of the 57 submissions graded before the deadline (the single-layer bugs most at risk
   first: uneven shards, empty shards, big dims, the usage protocols, the simple-module files), lowest
   0/145 (bug-uneven-truncated), highest below full 142.5/145; at full marks only the block family's bugs
   (a family a default grade does not score: each reported in ``block/any``, for no points) and
