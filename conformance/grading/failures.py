@@ -105,8 +105,12 @@ def shape_cause(fam: Family, ev: Evidence) -> str:
     return cause or (shape[0].message if shape else "the output has the wrong shape")
 
 
-def upstream_grad_note(ev: Evidence) -> str:
-    """What upstream grad the backward of this example was given (gradient failures say it)."""
+def upstream_grad_note(ev) -> str:
+    """What upstream grad the backward of this example was given (gradient failures say it); ``""`` for
+    evidence that is not one layer's (another family's whose properties share the single layer's names:
+    the layer split into TP sub-groups)."""
+    if not isinstance(ev, Evidence):
+        return ""
     replaced = _shape_error(ev)
     if replaced:
         return (f"upstream grad used: zeros of the output's shape, not the case's upstream grad ({replaced}), so the "

@@ -90,7 +90,18 @@ class ContractSuite(Suite):
         parts += [f"not checked, as declared: {line}" for line in declared_limits(self)]
         return "; ".join(parts) or None
 
+    def stage_dtypes(self, case) -> tuple[str, ...]:
+        """The dtypes the conversion and mixed-precision stages of ``case`` choose from: the contract's
+        inside it, the ``[beyond]`` ones too beyond it (a float32 assignment's cases run no 16-bit
+        mixed-precision step; a bfloat16 case beyond it does, and what that step gets wrong is reported
+        there, for no points)."""
+        c = self.contract
+        if c is None or not primary().claims(case) or c.contains(case):
+            return tuple(self.dtypes)
+        return tuple(dict.fromkeys([*self.dtypes, *c.beyond_dtypes]))
+
     def evidence(self, case, stages=None):
+        self.runner.judged_dtypes = self.stage_dtypes(case)
         ev = super().evidence(case, stages)
         if (ev is not None and self.contract is not None and primary().claims(case) and case.uneven
                 and self.contract.contains(case)):
@@ -478,7 +489,7 @@ class Grader:
         if getattr(ev.case, "uneven", False):
             notes.append(self.suite.expected_on_uneven(ev.case))
         if sig.kind == "shape" or prop in GRAD_PROPERTIES or prop == "training_step_matches_the_dense_layer":
-            notes.append(upstream_grad_note(ev))
+            notes += [note for note in [upstream_grad_note(ev)] if note]
         if notes:
             text += "\n" + "\n".join(notes)
         summary = sig.cause if sig.kind != "property" else (found[0].message.splitlines()[0] if found else sig.cause)

@@ -14,7 +14,9 @@ _TENSORS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad",
             "step_bias_grad", *(f"usage_{k}" for k in (
                 "first_output", "second_output", "first_input_grad", "second_input_grad", "weight_grad", "bias_grad",
                 "frozen_weight_grad", "frozen_bias_grad", "inference_output", "after_inference_output",
-                "after_inference_input_grad", "after_inference_weight_grad", "after_inference_bias_grad")),
+                "after_inference_input_grad", "after_inference_weight_grad", "after_inference_bias_grad",
+                "in_order_first_input_grad", "in_order_second_input_grad", "in_order_weight_grad", "in_order_bias_grad",
+                "no_grad_output")),
             "built_weight_shard", "built_bias_shard",
             *(f"{prefix}_{k}" for prefix in ("converted", "reloaded") for k in (
                 "weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad")),

@@ -10,11 +10,40 @@ dropped, a bias split unlike its weight, an empty-shard rank that skips its coll
 The other families have no fixed cases: a grade searches each of their variants with pytest's own
 budget (15 examples at the ``ci`` profile), so the grades here run at the default budget too.
 
-The whole zoo is slow (two grades of 56 submissions; on a loaded 2-core machine ~45 min each with one
-random example a variant, more at the default 15): ``TPCONFORM_ZOO_GRADE=all pytest
-tests/selftest/test_grading_zoo.py``. CI grades the bugs a default grade once gave full marks to while
-pytest caught them (remainder rows dropped, a bias split unlike its weight), one random example a variant, at world sizes
-1-3: what the covering cases alone must catch.
+The whole zoo is slow (at the defaults each submission is graded in every family: 2-10 min a submission
+on the shared 2-core machine at load 30-150): ``TPCONFORM_ZOO_GRADE=all pytest
+tests/selftest/test_grading_zoo.py``. CI grades, at the defaults (world sizes 1-3, one random example a
+variant), the bugs a default grade once gave full marks to while pytest caught them (remainder rows
+dropped, a bias split unlike its weight: what the covering cases alone must catch), and on a small
+contract (``fixtures/grading/protocols.toml``) one seeded bug per usage protocol, each caught there by its
+protocol alone (measured 2026-12-07 at load 70-130: 8 submissions graded in 195 s).
+
+The whole zoo, graded 2026-12-07 (seed 0, ``--unsandboxed``, load 30-150; the grades were run as this
+test runs them, by hand, the defaults one in parts as the grader changed, so its parts ran on main and on
+this branch's code; the scores below are those runs' ``report.json``):
+
+- course scope (``course.toml``): 52 submissions (every single-layer bug and simple-module bug file;
+  the other families are not graded there), lowest 45/145 (bug-inference-decode-skips-all-reduce),
+  highest below full 142.5/145; at full marks, each reported beyond the contract (uneven dims, other
+  dtypes, 1-D inputs, a variant the course does not require) or by a self-reported property only:
+  bug-bias-split-differs, bug-cast-weight-cached-once, bug-empty-shard-crashes,
+  bug-empty-shard-skips-collective, bug-full-weight-gathered, bug-input-modified-in-place,
+  bug-output-dtype-float32, bug-reduce-dtype-fixed-at-construction, bug-row-input-grad-not-gathered,
+  bug-uneven-truncated. None at full marks with nothing reported once the grader picked the mixed-precision
+  step's dtype from the ``[beyond]`` dtypes beyond the contract (bug-cast-weight-cached-once had full marks
+  and no failure at all before).
+- defaults: 39 of the 57 submissions graded before the deadline (the single-layer bugs most at risk
+  first: uneven shards, empty shards, big dims, the usage protocols, the simple-module files), lowest
+  0/145 (bug-uneven-truncated), highest below full 142.5/145; at full marks only the block family's bugs
+  (a family a default grade does not score: each reported in ``block/any``, for no points) and
+  bug-full-weight-gathered (its only property is self-reported, and ``really_tensor_parallel`` is not
+  measured without the sandbox). Three bugs ended ``crashed`` (the verdict died reporting a linear bug
+  seen through the TP sub-groups family) until that was fixed; the hanging bug
+  (bug-empty-shard-skips-collective) scores 71.7/145 in 592 s (a hang ends each variant it hangs in),
+  inside the 900 s limit while the other job goes on.
+- the simple-module file that imports a correct sibling (``simple_module_bias_every_rank.py``) was copied
+  alone and scored 0 as unusable, whatever its bug; it is now graded as a folder holding both: 115/145
+  at the course scope.
 """
 
 import json
@@ -33,30 +62,48 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
 COURSE = os.path.join(ROOT, "conformance", "grading", "contracts", "course.toml")
 # the simple-module convention's seeded bugs (files a student could submit)
-SIMPLE_MODULE_BUGS = ("simple_module_bias_every_rank.py", "simple_module_missing_row.py", "grading/bug_bias_every_rank.py",
+SIMPLE_MODULE_BUGS = ("simple_module_missing_row.py", "grading/bug_bias_every_rank.py",
                       "grading/bug_no_grad_allreduce.py", "grading/bug_inplace_input.py")
+# ... and those that import a correct sibling file (graded as a folder holding both: alone, it cannot be loaded)
+SIMPLE_MODULE_PACKAGES = {"simple_module_bias_every_rank.py": "simple_module_good.py"}
 # the zoo's bugs, one submission per module (two entries planting the same code grade the same)
 MODULES = {bug.module: bug.name for bug in reversed(ZOO + EXTENSIONS)}
 WHOLE_ZOO = os.environ.get("TPCONFORM_ZOO_GRADE") == "all"
 # by default (CI): the regressions pytest caught and a default grade did not, graded by the covering cases
 # (bug-empty-shard-skips-collective, the third, hangs the other ranks: each of its examples costs the
-# example timeout, so it is graded with the whole zoo only)
+# example timeout, so it is graded with the whole zoo only) ...
 CI_BUGS = ("bug-uneven-truncated", "bug-bias-split-differs")
-if not WHOLE_ZOO:
-    MODULES = {module: name for module, name in MODULES.items() if name in CI_BUGS}
-    SIMPLE_MODULE_BUGS = ()
-CI_SCOPE = [] if WHOLE_ZOO else ["--world-sizes=1-3", "--examples=1"]
-SCOPES = {"defaults": [], "course": [f"--contract={COURSE}"]} if WHOLE_ZOO else {"defaults": []}
+# ... and one seeded bug per usage protocol, each caught by that protocol alone (gradient accumulation; two
+# forwards before their backwards, in either order; a frozen input; no_grad / inference_mode calls between
+# training calls; the layer converted after construction; mixed precision under autocast; the layer as
+# built; a state_dict reloaded), graded on a small contract (the linear layers, world size 2, float32 and
+# bfloat16, the two default variants, nothing beyond it)
+PROTOCOL_BUGS = ("bug-weight-grad-assigned", "bug-saved-inputs-on-a-stack", "bug-frozen-input-no-weight-grad",
+                 "bug-no-grad-call-flips-backward", "bug-reduce-dtype-fixed-at-construction",
+                 "bug-cast-weight-cached-once", "bug-bias-initialised-like-nn-linear",
+                 "bug-first-call-restores-built-weight")
+PROTOCOLS = os.path.join(FIXTURES, "grading", "protocols.toml")
+# the families beyond the single layer (the course grades the linear layers only: their bugs are not graded there)
+FAMILIES = {bug.variant.split("/")[0] for bug in EXTENSIONS}
+if WHOLE_ZOO:
+    SCOPES = {"defaults": (list(MODULES.values()), []),
+              "course": ([b for b in MODULES.values() if BY_NAME[b].variant.split("/")[0] not in FAMILIES],
+                         [f"--contract={COURSE}"])}
+else:
+    SCOPES = {"defaults": (list(CI_BUGS), ["--world-sizes=1-3", "--examples=1"]),
+              "protocols": (list(PROTOCOL_BUGS), [f"--contract={PROTOCOLS}", "--examples=1"])}
+    SIMPLE_MODULE_BUGS, SIMPLE_MODULE_PACKAGES = (), {}
 BUGS = {bug.replace("-", "_"): BY_NAME[bug] for bug in MODULES.values()}
 SELF_REPORTED = load_weights().self_reported
-# the families beyond the single layer (the course grades the linear layers only)
-FAMILIES = {bug.variant.split("/")[0] for bug in EXTENSIONS}
 
 
-def submissions(folder) -> list[str]:
-    """Write every seeded bug into ``folder`` as a submission; their names."""
+def submissions(folder, bugs) -> list[str]:
+    """Write the seeded ``bugs`` (registry names) into ``folder`` as submissions, one per module (two
+    entries planting the same code grade the same), and the simple-module bug files; their names."""
     names = []
     for module, bug in MODULES.items():
+        if bug not in bugs:
+            continue
         name = bug.replace("-", "_")
         _package(folder, name, module)
         names.append(name)
@@ -64,16 +111,24 @@ def submissions(folder) -> list[str]:
         name = "simple_" + os.path.basename(rel)
         shutil.copy(os.path.join(FIXTURES, rel), folder / name)
         names.append(name)
+    for rel, helper in SIMPLE_MODULE_PACKAGES.items():  # a file that imports a sibling: a folder with both
+        name = "simple_" + os.path.splitext(os.path.basename(rel))[0]
+        (folder / name).mkdir()
+        for f in (rel, helper):
+            shutil.copy(os.path.join(FIXTURES, f), folder / name / os.path.basename(f))
+        (folder / name / "tpconform.toml").write_text(f'impl = "{os.path.basename(rel)}"\n')
+        names.append(name)
     return names
 
 
 @pytest.fixture(scope="module", params=list(SCOPES))
 def graded(request, tmp_path_factory):
     subs = tmp_path_factory.mktemp(f"zoo-{request.param}")
-    names = submissions(subs)
+    bugs, options = SCOPES[request.param]
+    names = submissions(subs, bugs)
     out = subs / "out"
     r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(subs), "--out", str(out), "--unsandboxed",
-                        "--jobs=2", "--no-progress", *SCOPES[request.param], *CI_SCOPE],
+                        "--jobs=2", "--no-progress", *options],
                        cwd=ROOT, capture_output=True, text=True, timeout=4 * 3600, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -83,21 +138,25 @@ def graded(request, tmp_path_factory):
 def test_no_seeded_bug_gets_full_marks(graded):
     """Each seeded bug scores below full marks, except where the grade cannot take points by design:
     a bug that only a self-reported property shows (worth 0: its facts are measured in the
-    candidate's own process, which can forge them) must be reported there; at a course's scope, a
-    bug outside the assignment (a family it does not grade; uneven dims, other dtypes, 1-D inputs or a
-    variant it does not require) must be reported beyond the contract."""
+    candidate's own process, which can forge them) must be reported there; a bug of a family the grade
+    does not score (``[families] scored`` without a contract: the single layer's alone; a contract's
+    ``families``) must be reported in that family where the grade runs it (for no points), and is not
+    graded where it does not; at a contract's scope, a bug outside the assignment (uneven dims, other
+    dtypes, 1-D inputs or a variant it does not require) must be reported beyond the contract."""
     scope, names, subs = graded
-    not_graded = {name for name, bug in BUGS.items() if scope == "course" and bug.variant.split("/")[0] in FAMILIES}
     full = {}
     for name in names:
         sub = subs[name]
         assert sub["status"] == "done", (name, sub["status"], sub.get("why"))
-        if sub["total"] < sub["max"] or name in not_graded:
+        if sub["total"] < sub["max"]:
             continue
         failures = sub.get("failures") or []
+        family = BUGS[name].variant.split("/")[0] if name in BUGS else None
+        if family in FAMILIES and any(f["variant"].split("/")[0] == family for f in failures):
+            continue  # a family the grade does not score: reported in its family, for no points
         if any(set(f["properties"]) <= set(SELF_REPORTED) for f in failures):
             continue  # shown, worth 0 by design
-        if scope == "course" and any(f.get("scope") == "beyond" for f in failures):
+        if scope != "defaults" and any(f.get("scope") == "beyond" for f in failures):
             continue  # outside the assignment: reported for no points
         full[name] = [f["summary"][:100] for f in failures]
     assert not full, f"{scope}: full marks for seeded bugs {full}"

@@ -48,7 +48,7 @@ class RankResult:
     usage_second_output: Optional[torch.Tensor] = None
     usage_first_input_grad: Optional[torch.Tensor] = None  # after y2's backward, then y1's
     usage_second_input_grad: Optional[torch.Tensor] = None
-    usage_weight_grad: Optional[torch.Tensor] = None  # accumulated over both backwards: grad(x) + grad(2x)
+    usage_weight_grad: Optional[torch.Tensor] = None  # accumulated over both backwards: grad(x, g) + grad(2x, 2g)
     usage_bias_grad: Optional[torch.Tensor] = None
     usage_frozen_weight_grad: Optional[torch.Tensor] = None  # an input that does not require grad
     usage_frozen_bias_grad: Optional[torch.Tensor] = None
@@ -57,6 +57,11 @@ class RankResult:
     usage_after_inference_input_grad: Optional[torch.Tensor] = None
     usage_after_inference_weight_grad: Optional[torch.Tensor] = None
     usage_after_inference_bias_grad: Optional[torch.Tensor] = None
+    usage_in_order_first_input_grad: Optional[torch.Tensor] = None  # micro-batches, backwards in forward order
+    usage_in_order_second_input_grad: Optional[torch.Tensor] = None
+    usage_in_order_weight_grad: Optional[torch.Tensor] = None
+    usage_in_order_bias_grad: Optional[torch.Tensor] = None
+    usage_no_grad_output: Optional[torch.Tensor] = None  # under torch.no_grad(), on 2x, between the training call's forward and backward
     # the layer as built: the shards as the builder made them, before the suite wrote into them (impl.as_built)
     built_weight_shard: Optional[torch.Tensor] = None
     built_bias_shard: Optional[torch.Tensor] = None

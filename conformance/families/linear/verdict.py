@@ -576,17 +576,19 @@ def _accumulated(bound: torch.Tensor, total: torch.Tensor, dtype: torch.dtype) -
 def micro_batches_accumulate_like_the_dense_layer(ev: Evidence) -> list[Violation]:
     """Two forwards before their backwards (micro-batches, a layer shared by two branches, activation
     checkpointing's re-forward): ``y1 = f(x)`` and ``y2 = f(2x)``, each output read after the other
-    forward ran; then ``y2.backward()`` and ``y1.backward()`` with no ``zero_grad`` between. Each output
-    and input grad is the dense one for its own input, and the parameter grads accumulate: weight grad
-    ``grad(x) + grad(2x)``, bias grad twice the dense one. Catches an input kept on the module instead of
-    the autograd context, an output that is a view of a reused buffer, and a grad assigned instead of
-    accumulated."""
+    forward ran; then ``y2.backward(2g)`` and ``y1.backward(g)`` with no ``zero_grad`` between. Each output
+    and input grad is the dense one for its own input and upstream grad, and the parameter grads
+    accumulate: weight grad ``grad(x, g) + grad(2x, 2g)``, bias grad three times the dense one (the
+    upstream grads differ, so a backward that used the other call's input changes the sum). Then again on another fresh layer with the
+    backwards in the forwards' order (``y1.backward()`` first): the same grads. Catches an input kept on
+    the module instead of the autograd context (one slot, or a stack that only the reverse order pops
+    right), an output that is a view of a reused buffer, and a grad assigned instead of accumulated."""
     name = "micro_batches_accumulate_like_the_dense_layer"
     out = _usage_raised(ev, name)
     if out:
         return out
     t, case, dt = _tensors(ev), ev.case, ev.case.torch_dtype
-    second = dense_linear(dataclasses.replace(t, x=2 * t.x))
+    second = dense_linear(dataclasses.replace(t, x=2 * t.x, grad_out=2 * t.grad_out))
     check = _rank_checks(ev, name, out)
     g_bound = tol.input_grad_bound(t.grad_out, t.weight, dt, case.world_size)
     w_bound = tol.weight_grad_bound(t.grad_out, t.x, dt, case.world_size)
@@ -597,18 +599,26 @@ def micro_batches_accumulate_like_the_dense_layer(ev: Evidence) -> list[Violatio
         check("first output, read after the second forward", "usage_first_output", r, y1, b1)
         check("second output", "usage_second_output", r, second.output[..., cols], 2 * b1)
         ins = ev.rank_slice(r) if ev.input_is_sliced else slice(None)
-        for which in ("first", "second"):
-            check(f"{which} input's grad", f"usage_{which}_input_grad", r, ev.dense.input_grad[..., ins],
-                  g_bound[..., ins])
+        for which, scale in (("first", 1), ("second", 2)):  # the second: upstream grad 2g, so twice the first's
+            check(f"{which} input's grad", f"usage_{which}_input_grad", r, scale * ev.dense.input_grad[..., ins],
+                  scale * g_bound[..., ins])
         rows = case.sharding.weight_index(ev.rank_slice(r))
+        # the second micro-batch's grad is 4x the first's (2x and 2g: exact), so the sum's bound is 1 + 4 of one
         check("weight grad accumulated over both backwards", "usage_weight_grad", r, w_total[rows],
-              _accumulated(3 * w_bound[rows], w_total[rows], dt))
+              _accumulated(5 * w_bound[rows], w_total[rows], dt))
         if t.bias is not None and res.bias_shard is not None:
             b_rows = case.sharding.bias_index(ev.rank_slice(r))
             b_bound = tol.bias_grad_bound(t.grad_out, dt, case.world_size)[b_rows]
-            b_total = 2 * ev.dense.bias_grad[b_rows]
+            b_total = 3 * ev.dense.bias_grad[b_rows]  # g + 2g
             check("bias grad accumulated over both backwards", "usage_bias_grad", r, b_total,
-                  _accumulated(2 * b_bound, b_total, dt))
+                  _accumulated(3 * b_bound, b_total, dt))
+            check("bias grad accumulated, backwards in the forwards' order", "usage_in_order_bias_grad", r,
+                  b_total, _accumulated(3 * b_bound, b_total, dt))
+        for which, scale in (("first", 1), ("second", 2)):
+            check(f"{which} input's grad, backwards in the forwards' order", f"usage_in_order_{which}_input_grad",
+                  r, scale * ev.dense.input_grad[..., ins], scale * g_bound[..., ins])
+        check("weight grad accumulated, backwards in the forwards' order", "usage_in_order_weight_grad", r,
+              w_total[rows], _accumulated(5 * w_bound[rows], w_total[rows], dt))
     return out
 
 
@@ -639,12 +649,15 @@ def inference_calls_leave_training_unchanged(ev: Evidence) -> list[Violation]:
     """A call under ``torch.inference_mode()`` (evaluation between training steps, serving from the
     training process) returns the dense output, and the training call after it is unaffected: its
     output and grads are the dense ones (a buffer cached under inference mode cannot be used by
-    autograd afterwards)."""
+    autograd afterwards), although a call under ``torch.no_grad()`` (on ``2x``: a metric, a generation
+    step) ran between its forward and its backward and returned its own dense output (a mode the
+    layer keeps on the module is the last call's, not the forward's)."""
     name = "inference_calls_leave_training_unchanged"
     out = _usage_raised(ev, name)
     if out:
         return out
     t, case, dt = _tensors(ev), ev.case, ev.case.torch_dtype
+    doubled = dense_linear(dataclasses.replace(t, x=2 * t.x))
     check = _rank_checks(ev, name, out)
     g_bound = tol.input_grad_bound(t.grad_out, t.weight, dt, case.world_size)
     w_bound = tol.weight_grad_bound(t.grad_out, t.x, dt, case.world_size)
@@ -652,6 +665,9 @@ def inference_calls_leave_training_unchanged(ev: Evidence) -> list[Violation]:
         y, b = _expected_output(ev, r)
         check("output under inference_mode", "usage_inference_output", r, y, b)
         check("output of the training call after it", "usage_after_inference_output", r, y, b)
+        cols = ev.rank_slice(r) if ev.output_is_sharded else slice(None)
+        check("output under no_grad, between the training call's forward and backward", "usage_no_grad_output",
+              r, doubled.output[..., cols], 2 * b)
         ins = ev.rank_slice(r) if ev.input_is_sliced else slice(None)
         check("input grad of the training call", "usage_after_inference_input_grad", r,
               ev.dense.input_grad[..., ins], g_bound[..., ins])
@@ -892,11 +908,12 @@ FORWARD = ("shards_rebuild_the_dense_weight", "output_matches_the_dense_layer", 
            "the_layer_as_built_follows_the_convention")
 
 # One pass = one forward and its backward, each stage's share (tpconform.families.linear.worker): the
-# first call, a second call (forward only), the training step's call, and the usage protocols' five
-# calls (two micro-batches, a frozen input, an inference call, the training call after it); the reloaded
+# first call, a second call (forward only), the training step's call, and the usage protocols' eight
+# calls (two micro-batches in each order, a frozen input, an inference call, the training call after it
+# and the no_grad call inside it); the reloaded
 # layer's call (state_dict) and the converted layer's (conversion); the mixed-precision layer's two calls
 # (before and after its step); the layer as built runs none.
-PASSES = {"forward": 1, "backward": 0, "second_call": 1, "collective_volume": 0, "train_step": 1, "usage": 5,
+PASSES = {"forward": 1, "backward": 0, "second_call": 1, "collective_volume": 0, "train_step": 1, "usage": 8,
           "as_built": 0, "state_dict": 1, "conversion": 1, "mixed_precision": 2}
 # What one pass may put on the wire, in elements: every rank may send every other rank all of its
 # activations (activation_elements: the input, the output and their grads), at 4 bytes an element or

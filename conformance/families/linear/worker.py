@@ -152,21 +152,24 @@ def _usage(impl, case: LayerCase, data: dict, group, table, rank: int, result: d
     """Three protocols, each on a fresh layer (reported in ``usage_*``; the first that raises is named in
     ``usage_error`` and ends the stage on this rank):
 
-    - micro-batches: two forwards (``x`` then ``2x``) before their backwards, which run in the other
-      order; each output is read after the other forward ran, and the grads accumulate (no
-      ``zero_grad`` between): weight grad ``grad(x) + grad(2x)``, bias grad twice the dense one;
+    - micro-batches: two forwards (``x`` then ``2x``) before their backwards (upstream grads ``g`` and
+      ``2g``: unequal, so swapped inputs change the sum), which run in the other order; each output is
+      read after the other forward ran, and the grads accumulate (no ``zero_grad`` between): weight
+      grad ``grad(x, g) + grad(2x, 2g)`` (five times the dense one), bias grad three times the dense one; then
+      the same on another fresh layer with the backwards in the forwards' order (``usage_in_order_*``);
     - a frozen input (``requires_grad=False``): the weight and bias still get their grads;
-    - a call under ``torch.inference_mode()`` before a training call: the training call is unaffected."""
+    - a call under ``torch.inference_mode()`` before a training call, and one under ``torch.no_grad()``
+      (on ``2x``) between that call's forward and its backward: the training call is unaffected."""
     x, grad_out, sliced = data["x"], data["grad_out"], data.get("sliced")
 
-    def inputs(scale: float = 1.0, requires_grad: bool = True):
-        x_in, g_in = _rank_inputs(case, table, rank, x * scale, grad_out, sliced)
+    def inputs(scale: float = 1.0, requires_grad: bool = True, grad_scale: float = 1.0):
+        x_in, g_in = _rank_inputs(case, table, rank, x * scale, grad_out * grad_scale, sliced)
         return x_in.requires_grad_(requires_grad), g_in
 
     protocol = "micro-batches"
     try:
         layer = _build(impl, case, data["weight"], data["bias"], group)
-        (x1, g1), (x2, g2) = inputs(), inputs(2.0)
+        (x1, g1), (x2, g2) = inputs(), inputs(2.0, grad_scale=2.0)
         y1 = as_tensor(impl.forward(layer, x1), "the first micro-batch's output")
         y2 = as_tensor(impl.forward(layer, x2), "the second micro-batch's output")
         result["usage_first_output"], result["usage_second_output"] = y1.detach().clone(), y2.detach().clone()
@@ -175,6 +178,17 @@ def _usage(impl, case: LayerCase, data: dict, group, table, rank: int, result: d
         result["usage_first_input_grad"] = None if x1.grad is None else x1.grad.detach().clone()
         result["usage_second_input_grad"] = None if x2.grad is None else x2.grad.detach().clone()
         _grads(impl, layer, "usage_", result)
+
+        protocol = "micro-batches, backwards in the forwards' order"
+        layer = _build(impl, case, data["weight"], data["bias"], group)
+        (x1, g1), (x2, g2) = inputs(), inputs(2.0, grad_scale=2.0)
+        y1 = as_tensor(impl.forward(layer, x1), "the first micro-batch's output")
+        y2 = as_tensor(impl.forward(layer, x2), "the second micro-batch's output")
+        _backward(y1, g1)
+        _backward(y2, g2)
+        result["usage_in_order_first_input_grad"] = None if x1.grad is None else x1.grad.detach().clone()
+        result["usage_in_order_second_input_grad"] = None if x2.grad is None else x2.grad.detach().clone()
+        _grads(impl, layer, "usage_in_order_", result)
 
         protocol = "a frozen input"
         layer = _build(impl, case, data["weight"], data["bias"], group)
@@ -191,6 +205,11 @@ def _usage(impl, case: LayerCase, data: dict, group, table, rank: int, result: d
         x5, g5 = inputs()
         y5 = as_tensor(impl.forward(layer, x5), "the training call's output")
         result["usage_after_inference_output"] = y5.detach().clone()
+        protocol = "a no_grad call between a training call's forward and its backward"
+        x6, _ = inputs(2.0, requires_grad=False)
+        with torch.no_grad():
+            y6 = as_tensor(impl.forward(layer, x6), "the no_grad call's output")
+        result["usage_no_grad_output"] = y6.detach().clone()
         _backward(y5, g5)
         result["usage_after_inference_input_grad"] = None if x5.grad is None else x5.grad.detach().clone()
         _grads(impl, layer, "usage_after_inference_", result)

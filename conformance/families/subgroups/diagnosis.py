@@ -10,6 +10,10 @@ from tpconform.spec.violations import Violation
 
 
 def likely_cause(ev, v: Violation) -> Optional[str]:
-    """``v`` carries its group and the group's own violation (``SubgroupsFamily.judge``)."""
+    """``v`` carries its group and the group's own violation (``SubgroupsFamily.judge``); an example that
+    did not complete (``v.where`` is ``None``: the grader asks why it crashed or hung) reads as the first
+    group's."""
+    if not isinstance(v.where, tuple):
+        return layer_likely_cause(ev.groups[0], v) if ev.groups else None
     g, original = v.where
     return layer_likely_cause(ev.groups[g], original)
