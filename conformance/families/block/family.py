@@ -25,7 +25,7 @@ class BlockFamily(ExtensionFamily):
     case_type = BlockCase
     offered_by = OFFERED_BY
     verdict = verdict
-    example_share = 0.5
+    example_share = 0.25  # per variant (plan, builder): the two together draw what the plan alone drew
     stages = STAGES
     properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
                                  reads_backward=name not in verdict.FORWARD,
