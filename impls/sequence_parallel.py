@@ -9,8 +9,9 @@ The column layer takes this rank's sequence shard ``[s/p, ..., in]`` and all-gat
 stays sharded on the last dim. The row layer takes its feature slice of the full sequence and
 reduce-scatters its partial outputs, so each rank holds ``[s/p, ..., out]``; its (replicated)
 bias is added to every shard, so its grad is a partial sum on each rank that must be all-reduced
-(:class:`CopyToParallel`'s backward). The sequence length must divide by the world size. Gloo has
-no reduce-scatter: it is an all-reduce and a slice here.
+(:class:`CopyToParallel`'s backward). The sequence length must divide by the world size. (Gloo's
+reduce-scatter, ``dist.reduce_scatter_tensor``, exists since torch 2.x: one reduce-scatter, as counted
+by the block family's collectives property, not an all-reduce and a slice.)
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def gather_first(comm, x: torch.Tensor) -> torch.Tensor:
 
 
 def reduce_scatter_first(comm, x: torch.Tensor) -> torch.Tensor:
-    n = x.shape[0] // comm.world_size
-    return comm.all_reduce(x).narrow(0, comm.rank * n, n).contiguous()
+    out = torch.empty((x.shape[0] // comm.world_size, *x.shape[1:]), dtype=x.dtype)
+    dist.reduce_scatter_tensor(out, x.contiguous(), group=comm.group)
+    return out
 
 
 class GatherFromSequenceParallel(torch.autograd.Function):

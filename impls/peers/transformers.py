@@ -33,6 +33,17 @@ the "checkpoint" (:func:`_parallelize`). How the protocol maps onto the styles:
   their local inference fast path (local weight, ``dist.all_reduce`` of the output, the bias once), which is
   checked too.
 
+- the block (``build_tp_block``, the block family's builder way): a ``LlamaDecoderLayer`` of a tiny
+  ``LlamaConfig`` matching the dense block (heads, kv heads, head dim, FFN, rms eps, RoPE theta; biases through
+  ``attention_bias`` / ``mlp_bias``; eager attention), the dense weights copied in (HF's ``rotate_half`` is the
+  suite's RoPE convention: no permutation), sharded with ``LlamaConfig.base_model_tp_plan``'s styles (q/k/v,
+  gate/up ``"colwise"``, o/down ``"rowwise"``) each applied as above; under sequence parallelism the norms
+  take transformers' ``"sequence_parallel"`` style and the projections ``ColwiseParallel(input_layouts=Shard(1))``
+  / ``RowwiseParallel(output_layouts=Shard(1))`` (:func:`_llama_block`). Outside the layer, as ``LlamaModel``
+  passes them: the causal mask (additive, ``finfo.min`` above the diagonal) and the RoPE tables (the suite's,
+  rounded to the dtype: ``LlamaRotaryEmbedding`` is the model's, not the layer's). The name map: the
+  projections' weights ``Shard`` 0 (column) or 1 (row), column biases 0, row biases and norms replicated.
+
 Parameters are DTensors: shards and grads are read back with ``to_local()``; the optimizer steps the DTensors.
 
 Install without letting it touch torch: ``pip install --no-deps transformers==5.25.0`` then ``pip install
@@ -48,6 +59,7 @@ from typing import cast
 
 import torch
 from torch import nn
+from tpconform.families.block.dense import EPS, THETA, rope_tables
 from tpconform.impls.peers import Peer
 from tpconform.impls.peers.dense import dense_linear
 from tpconform.impls.peers.dtensor import _local, _mesh
@@ -75,6 +87,8 @@ try:
         PackedColwiseParallel,
         RowwiseParallel,
     )
+    from transformers.models.llama.configuration_llama import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 except ImportError as exc:  # one clear line through registry.load
     raise ImportError(f"{exc}; install transformers: {PEER.install}") from None
 
@@ -90,6 +104,75 @@ def _parallelize(module: nn.Module, style, group) -> nn.Module:
         local = DtensorShardOperation(ref).shard_tensor(full.detach())
         module._parameters[name] = nn.Parameter(_dtensor_from_local_like(local, ref), requires_grad=True)
     return style.install_forward(module, mesh)
+
+
+# the dense block's parameter names -> LlamaDecoderLayer's, with how its style shards them (the name map)
+LLAMA_NAMES = {"attention_norm": ("input_layernorm", None), "ffn_norm": ("post_attention_layernorm", None),
+               "attention.wq": ("self_attn.q_proj", 0), "attention.wk": ("self_attn.k_proj", 0),
+               "attention.wv": ("self_attn.v_proj", 0), "attention.wo": ("self_attn.o_proj", 1),
+               "feed_forward.w1": ("mlp.gate_proj", 0), "feed_forward.w3": ("mlp.up_proj", 0),
+               "feed_forward.w2": ("mlp.down_proj", 1)}
+
+
+def _llama_config(dense):
+    attn, bias = dense.attention, dense.attention.wq.bias is not None
+    config = LlamaConfig(hidden_size=attn.wq.in_features, intermediate_size=dense.feed_forward.w1.out_features,
+                         num_attention_heads=attn.n_heads, num_key_value_heads=attn.n_kv_heads,
+                         head_dim=attn.head_dim, rms_norm_eps=EPS, rope_theta=THETA, attention_bias=bias,
+                         mlp_bias=bias, hidden_act="silu", num_hidden_layers=1, vocab_size=2)
+    config._attn_implementation = "eager"
+    return config
+
+
+def _llama_plan(sequence_parallel: bool) -> dict:
+    """``LlamaConfig.base_model_tp_plan`` for one layer, its style names resolved; under sequence parallelism
+    the norms ``"sequence_parallel"`` and the projections' inputs / outputs on the sequence shard."""
+    plan = {k.removeprefix("layers.*."): ALL_PARALLEL_STYLES[v] for k, v in LlamaConfig.base_model_tp_plan.items()}
+    if sequence_parallel:
+        plan = {k: (ColwiseParallel(input_layouts=Shard(1)) if isinstance(style, ColwiseParallel)
+                    else RowwiseParallel(output_layouts=Shard(1))) for k, style in plan.items()}
+        plan.update({"input_layernorm": ALL_PARALLEL_STYLES["sequence_parallel"],
+                     "post_attention_layernorm": ALL_PARALLEL_STYLES["sequence_parallel"]})
+    return plan
+
+
+class LlamaBlock(nn.Module):
+    """A sharded ``LlamaDecoderLayer`` called as the suite calls a block: ``x [batch, seq (its shard under
+    SP), hidden]`` in and out; the causal mask and the RoPE tables made as ``LlamaModel`` makes them."""
+
+    def __init__(self, layer, head_dim: int, sequence_parallel: bool, world_size: int):
+        super().__init__()
+        self.layer, self.head_dim = layer, head_dim
+        self.shards = world_size if sequence_parallel else 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s = x.shape[0], x.shape[1] * self.shards
+        cos, sin = rope_tables(s, self.head_dim, x.dtype)
+        mask = torch.zeros(s, s, dtype=x.dtype).masked_fill(torch.ones(s, s, dtype=torch.bool).triu(1),
+                                                            torch.finfo(x.dtype).min)
+        return self.layer(x, attention_mask=mask[None, None].expand(b, 1, s, s),
+                          position_embeddings=(cos[None].expand(b, s, -1), sin[None].expand(b, s, -1)))
+
+
+def _llama_block(dense, group):
+    """The dense block as a ``LlamaDecoderLayer``, sharded by transformers' styles; with its name map."""
+    sequence_parallel = bool(getattr(dense, "sequence_parallel", False))
+    layer = LlamaDecoderLayer(_llama_config(dense), layer_idx=0).to(dense.attention.wq.weight.dtype)
+    theirs, dense_params = dict(layer.named_parameters()), dict(dense.named_parameters())
+    name_map = {}
+    with torch.no_grad():
+        for ours, (hf, dim) in LLAMA_NAMES.items():
+            for kind in ("weight", "bias"):
+                if f"{ours}.{kind}" in dense_params:
+                    theirs[f"{hf}.{kind}"].copy_(dense_params[f"{ours}.{kind}"])
+                    name_map[f"{ours}.{kind}"] = (f"layer.{hf}.{kind}", None if kind == "bias" and dim == 1 else dim)
+    modules = dict(layer.named_modules())
+    for name, style in _llama_plan(sequence_parallel).items():
+        if isinstance(style, (ColwiseParallel, RowwiseParallel)):
+            _parallelize(modules[name], style, group)
+        else:  # the norms' style: replicated weights, its forward marks the sequence shard
+            style.install_forward(modules[name], _mesh(group))
+    return LlamaBlock(layer, dense.attention.head_dim, sequence_parallel, torch.distributed.get_world_size(group)), name_map
 
 
 class Impl(TensorParallelImpl):
@@ -127,6 +210,9 @@ class Impl(TensorParallelImpl):
         weight = torch.cat(list(weights))
         bias = None if biases is None or biases[0] is None else torch.cat(list(biases))
         return _parallelize(dense_linear(weight, bias), PackedColwiseParallel(split_factor=len(weights)), group)
+
+    def build_tp_block(self, block, group):
+        return _llama_block(block, group)
 
     def primitives(self, group):
         return {

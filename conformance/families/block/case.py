@@ -8,8 +8,12 @@ from dataclasses import dataclass
 import torch
 from tpconform.spec.plain_case import PlainCase
 
-# The impl's optional method this family needs, declared here (the protocol has no line for it):
-#     impl.parallelize_block(block, group) -> module
+# The impl's optional methods this family needs, declared here (the protocol has no line for them); an impl
+# offers either or both, each checked under its own variant (``HANDED_IN``), by the same properties:
+#     impl.parallelize_block(block, group) -> module                        (variant "plan")
+#     impl.build_tp_block(block, group) -> (module, name_map)               (variant "builder")
+#
+# (a) parallelize_block, a plan:
 # given the suite's dense transformer block (an ``nn.Module`` in the case's dtype, torchtitan's names:
 # ``attention.wq/wk/wv/wo``, ``attention.n_heads``/``n_kv_heads``, ``feed_forward.w1/w2/w3``,
 # ``attention_norm``, ``ffn_norm``) on every rank of ``group``; returns the parallelised module, called on
@@ -24,7 +28,24 @@ from tpconform.spec.plain_case import PlainCase
 # After the first forward/backward the suite may take one optimizer step (``torch.optim``'s SGD or AdamW,
 # ``STEP``) on ``module.parameters()`` and run a second forward/backward: the module must use what the
 # step left in its parameters.
-OFFERED_BY = "parallelize_block"
+#
+# (b) build_tp_block, a builder: from the same dense block (read its weights, ``block.attention.n_heads`` ...,
+# ``block.sequence_parallel``, ``block.seq_len``; ``dense.EPS``, ``dense.THETA``; leave it unchanged) build the
+# impl's OWN tensor-parallel block on every rank of ``group`` (Megatron-style: its column and row layers, heads
+# split by hand) and return it with a name map, ``{dense parameter name: (its parameter name, sharding)}``,
+# one entry per dense parameter, where sharding is
+#     None                 replicated: it holds the whole dense parameter (norm weights, row biases);
+#     dim (an int)         sharded along ``dim`` as ``torch.chunk`` (DTensor ``Shard(dim)``) splits it: rank r
+#                          holds chunk r (a column weight and bias: 0; a row weight: 1);
+#     (dim, start, stop)   this rank holds the dense parameter's ``start:stop`` along ``dim`` (any other layout:
+#                          uneven shards, kv heads replicated over the ranks that share them).
+# Its parameter is a plain tensor or a DTensor (read as ``to_local()``); every property judges it as it judges
+# a plan's: its grad against that slice of the dense grad, its value after the step against the stepped one.
+# The module is called, stepped and judged exactly as a plan's (above); a config it cannot express must raise
+# in build_tp_block, on every rank. What a name map cannot say yet: one of their parameters holding parts of
+# several dense ones (a fused QKV or gate-up weight), or a parameter of theirs with no dense counterpart.
+OFFERED_BY = "parallelize_block / build_tp_block"
+HANDED_IN = ("plan", "builder")  # the variants: which of the two the example checks
 
 # the optimizer steps the suite takes (torch.optim, their default hyper-parameters but these)
 STEP = {"sgd": {"lr": 2**-6}, "adamw": {"lr": 0.01, "weight_decay": 0.1}}
@@ -52,6 +73,7 @@ class BlockCase(PlainCase):
     seed: int = 0
     sequence_parallel: bool = False  # each rank holds its sequence shard of the activations (torchtitan's SP)
     optimizer: str = "sgd"  # the step between the two passes (``STEP``)
+    handed_in: str = "plan"  # "plan" (parallelize_block) or "builder" (build_tp_block): ``HANDED_IN``
 
     @property
     def expressible(self) -> bool:
@@ -67,5 +89,6 @@ class BlockCase(PlainCase):
                 f"batch={self.batch}, seq={self.seq}, hidden={self.hidden}, n_heads={self.n_heads}, "
                 f"n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, ffn={self.ffn}, bias={self.bias}, "
                 f"dtype={self.dtype}, scale={self.scale}, seed={self.seed}, "
-                f"sequence_parallel={self.sequence_parallel}, optimizer={self.optimizer}"
+                f"sequence_parallel={self.sequence_parallel}, optimizer={self.optimizer}, "
+                f"handed in as {'parallelize_block' if self.handed_in == 'plan' else 'build_tp_block'}"
                 + ("" if self.expressible else " (heads, FFN or sequence do not divide by the world size)"))

@@ -45,6 +45,20 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos[:, None, :] + rotated * sin[:, None, :]
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Causal grouped-query attention of ``q [b, s, heads, d]`` over ``k``, ``v`` ``[b, s, kv_heads, d]``
+    (query head ``i`` reads kv head ``i // (heads / kv_heads)``), RoPE by ``cos``, ``sin`` ``[s, d]`` first;
+    ``[b, s, heads * d]``. (The dense block's core; a builder's attention over its local heads may reuse it.)"""
+    b, s, n_heads, head_dim = q.shape
+    q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+    repeat = n_heads // k.shape[2]
+    k, v = k.repeat_interleave(repeat, 2), v.repeat_interleave(repeat, 2)
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
+    causal = torch.ones(s, s, dtype=torch.bool).triu(1)
+    p = torch.softmax(scores.masked_fill(causal, float("-inf")), -1)
+    return torch.einsum("bhqk,bkhd->bqhd", p, v).reshape(b, s, n_heads * head_dim)
+
+
 class Attention(nn.Module):
     def __init__(self, hidden: int, n_heads: int, n_kv_heads: int, head_dim: int, bias: bool, dtype: torch.dtype):
         super().__init__()
@@ -59,15 +73,7 @@ class Attention(nn.Module):
         q = self.wq(x).view(b, s, self.n_heads, self.head_dim)
         k = self.wk(x).view(b, s, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(b, s, self.n_kv_heads, self.head_dim)
-        cos, sin = rope_tables(s, self.head_dim, x.dtype)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        repeat = self.n_heads // self.n_kv_heads
-        k, v = k.repeat_interleave(repeat, 2), v.repeat_interleave(repeat, 2)
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)
-        causal = torch.ones(s, s, dtype=torch.bool).triu(1)
-        p = torch.softmax(scores.masked_fill(causal, float("-inf")), -1)
-        o = torch.einsum("bhqk,bkhd->bqhd", p, v).reshape(b, s, self.n_heads * self.head_dim)
-        return self.wo(o)
+        return self.wo(attend(q, k, v, *rope_tables(s, self.head_dim, x.dtype)))
 
 
 class FeedForward(nn.Module):

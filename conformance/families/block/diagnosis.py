@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from tpconform.families.block.verdict import _parameters
+from tpconform.families.block.verdict import _parameters, _rows
 from tpconform.families.causes import close, ratio
 from tpconform.spec.violations import Violation
 
@@ -33,6 +33,16 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
     r = v.rank
     if r is None or r >= len(ev.ranks):
         return None
+    if v.property == "block_output_matches_the_dense_block" and c.sequence_parallel and r > 0 and _first_shard_right(ev):
+        return ("under sequence parallelism rank 0's shard of the output is right and a later rank's is not: the "
+                "later shards' tokens are at the wrong positions; RoPE positions taken from the local sequence shard "
+                "(each shard restarting at 0) instead of the token's place in the whole sequence")
+    if v.property == "block_parameter_grads_match_the_dense_block":
+        other = _grad_of_another(ev, r, v.quantity.removesuffix(" grad"))
+        if other:
+            return (f"rank {r}'s {v.quantity} is the dense {other}'s grad: the two are paired with each other's "
+                    "parameter (a builder's name map that swaps them, e.g. the gate and up projections, or a plan "
+                    "that loads one's weight into the other)")
     if v.property == "block_second_pass_after_an_optimizer_step_matches" and not v.quantity.endswith(
             ("weight after one sgd step", "bias after one sgd step", "weight after one adamw step",
              "bias after one adamw step")) and _parameters_stepped_right(ev):
@@ -83,3 +93,29 @@ def _ranks_differ(ev, key: str) -> bool:
         return False
     first = values[0].double()
     return any(not close(t, first, ev.dense.bounds["input_grad"]) for t in values[1:])
+
+
+def _first_shard_right(ev) -> bool:
+    """Whether rank 0's output (its sequence shard) is within its bound."""
+    got, rows = ev.ranks[0].get("output"), (slice(None), _rows(ev.case, 0))
+    want, bound = ev.dense.output[rows], ev.dense.bounds["output"][rows]
+    return hasattr(got, "shape") and got.shape == want.shape and close(got, want, bound)
+
+
+def _grad_of_another(ev, r: int, name: str) -> Optional[str]:
+    """The other dense parameter whose grad (at the same place) rank ``r``'s grad of ``name`` is, if any."""
+    got = ((ev.ranks[r].get("parameters") or {}).get(name) or {})
+    grad, where = got.get("grad"), got.get("where")
+    dense = ev.dense.grads
+    if not hasattr(grad, "shape") or name not in dense or not isinstance(where, list):
+        return None
+    try:
+        at = tuple(slice(a, b) for a, b in where)
+    except (TypeError, ValueError):
+        return None
+    for other, g in dense.items():
+        if other != name and g.shape == dense[name].shape and g[at].shape == grad.shape and not close(
+                g[at], dense[name][at], ev.dense.bounds[f"grad:{other}"][at]) and close(
+                grad, g[at], ev.dense.bounds[f"grad:{other}"][at]):
+            return other
+    return None

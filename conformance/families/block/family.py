@@ -1,14 +1,15 @@
 """A transformer block parallelised by the impl's own plan, as a family (the spec: ``verdict``). Everything
 it owns is in this folder: the case, the dense block, the bounds, the verdict, the worker, the strategy,
-the likely causes, the reference plan (``plan.py``, offered through ``reference.py``) and its seeded bugs
-(``bugs/``); the impl's optional method it needs, ``parallelize_block``, is declared in ``case.py``."""
+the likely causes, the reference plan (``plan.py``) and builder (``tpconform.impls.tp_block``), offered through
+``reference.py``, and its seeded bugs (``bugs/``); the impl's optional methods it needs, ``parallelize_block``
+(variant "plan") and ``build_tp_block`` (variant "builder"), are declared in ``case.py``."""
 
 from __future__ import annotations
 
 from typing import Optional
 
 from tpconform.families.block import verdict
-from tpconform.families.block.case import OFFERED_BY, BlockCase
+from tpconform.families.block.case import HANDED_IN, OFFERED_BY, BlockCase
 from tpconform.families.block.diagnosis import likely_cause
 from tpconform.families.block.strategy import DTYPES, block_cases
 from tpconform.families.common import ExtensionFamily
@@ -24,13 +25,19 @@ class BlockFamily(ExtensionFamily):
     case_type = BlockCase
     offered_by = OFFERED_BY
     verdict = verdict
-    example_share = 0.5
+    example_share = 0.25  # per variant (plan, builder): the two together draw what the plan alone drew
     stages = STAGES
     properties = {name: Property(name, fn, self_reported=name in verdict.SELF_REPORTED,
                                  reads_backward=name not in verdict.FORWARD,
                                  stages=STAGES if name == verdict.STEP_PROPERTY else STAGES[:1])
                   for name, fn in verdict.BLOCK_SPEC.items()}
     derived_facts = ("expressible",)
+
+    def variants(self):
+        return HANDED_IN
+
+    def variant_of(self, case: BlockCase) -> str:
+        return case.handed_in
 
     def facts(self, case: BlockCase) -> dict:
         return {**super().facts(case), "expressible": case.expressible}
@@ -44,7 +51,8 @@ class BlockFamily(ExtensionFamily):
         return super().not_applicable(suite, variant, prop)
 
     def cases(self, suite, variant):
-        return block_cases(world_sizes=suite.world_sizes, dtypes=self._dtypes(suite) or list(DTYPES))
+        return block_cases(variant or "plan", world_sizes=suite.world_sizes,
+                           dtypes=self._dtypes(suite) or list(DTYPES))
 
     def run(self, suite, case, stages=None):
         return verdict.evidence(suite, case, step=stages is None or "step" in stages)

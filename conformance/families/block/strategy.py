@@ -20,8 +20,9 @@ OPTIMIZERS = ("sgd", "adamw")
 
 
 @st.composite
-def block_cases(draw, *, world_sizes: Sequence[int] = (1, 2, 3, 4), dtypes: Sequence[str] = DTYPES):
-    """A block config at one of ``world_sizes``: a third of the draws shard evenly (kv heads and FFN width
+def block_cases(draw, handed_in: str = "plan", *, world_sizes: Sequence[int] = (1, 2, 3, 4),
+                dtypes: Sequence[str] = DTYPES):
+    """A block config at one of ``world_sizes``, handed in as ``handed_in`` (``case.HANDED_IN``): a third of the draws shard evenly (kv heads and FFN width
     multiples of the world size), a third have fewer kv heads than ranks (all else divisible), the rest any
     counts (heads or FFN width not divisible) — configs a plan must refuse or compute right. Half the draws
 are sequence-parallel, a quarter of those with a sequence the world size does not divide (most do)."""
@@ -61,4 +62,5 @@ are sequence-parallel, a quarter of those with a sequence the world size does no
         sequence_parallel=sp,
         optimizer=draw(st.sampled_from(OPTIMIZERS if dtype in ("float32", "float64") else OPTIMIZERS[:1]),
                        label="optimizer"),
+        handed_in=handed_in,
     )

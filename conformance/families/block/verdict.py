@@ -192,9 +192,10 @@ def _parameters(name: str, replies: list, expected: dict, bounds: dict, field: s
                 continue
             where = _slices(got.get("where"), dense.shape)
             if where is None:
+                why = got.get("where_note")
+                why = why if isinstance(why, str) else "a plain tensor of another shape without tp_dense_slice"
                 out.append(Violation(name, f"rank {r}'s {pname}: where its part sits in the dense parameter is not "
-                                           f"known (a plain tensor of another shape without tp_dense_slice): "
-                                           f"{got.get('where')!r}", r, pname))
+                                           f"known ({why}): {got.get('where')!r}", r, pname))
                 continue
             out += compare_on_rank(name, r, _tensor(got.get(field)), dense[where], bounds[pname][where],
                                    f"{pname} {what}")
