@@ -18,7 +18,7 @@ class EmbeddingFamily(ExtensionFamily):
     case_type = EmbeddingCase
     offered_by = "vocab_parallel_embedding"
     verdict = verdict
-    derived_facts = ("chunk_leaves_a_rank_empty",)
+    derived_facts = ("chunk_leaves_a_rank_empty", "ids_numel")
     properties = {name: Property(name, fn, reads_backward=name != "embedding_output_matches_the_dense_lookup")
                   for name, fn in verdict.EMBEDDING_SPEC.items()}
 
@@ -28,9 +28,10 @@ class EmbeddingFamily(ExtensionFamily):
     def facts(self, case: EmbeddingCase) -> dict:
         """The case's fields, and whether ``torch.chunk``'s split of the vocabulary (``ceil(vocab / world_size)``
         rows a rank, the last ranks what is left: DTensor's ``Shard(0)``) leaves some rank no row (vocab 9 on 4
-        ranks: 3, 3, 3, 0), for known-failure ``when``s."""
+        ranks: 3, 3, 3, 0), and how many ids it looks up (``ids_numel``), for known-failure ``when``s."""
         per_rank = math.ceil(case.vocab / case.world_size)
-        return {**super().facts(case), "chunk_leaves_a_rank_empty": per_rank * (case.world_size - 1) >= case.vocab}
+        return {**super().facts(case), "chunk_leaves_a_rank_empty": per_rank * (case.world_size - 1) >= case.vocab,
+                "ids_numel": math.prod(case.batch_shape)}
 
     def likely_cause(self, ev, v):
         return likely_cause(ev, v)
