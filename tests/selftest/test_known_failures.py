@@ -139,6 +139,24 @@ def test_one_entry_may_cover_several_families_and_variants(tmp_path):
     assert not only_linear.applies("i", "output_matches_the_dense_layer", in_groups)
 
 
+def test_the_embedding_says_when_a_chunked_vocabulary_leaves_a_rank_empty(tmp_path):
+    """``chunk_leaves_a_rank_empty``: torch.chunk's split (DTensor's Shard(0)) of vocab 9 on 4 ranks is 3, 3, 3, 0;
+    of 10 on 4, 3, 3, 3, 1; one rank holds the whole table. ``ids_numel``: how many ids are looked up."""
+    from tpconform.families.embedding.case import EmbeddingCase
+
+    entry = _load(tmp_path, "[[deviation]]\nid = 'x'\nimpl = '*'\nfamily = 'embedding'\nproperty = '*'\n"
+                            "when = { chunk_leaves_a_rank_empty = true, ids_numel = '>0' }\nreason = 'r'\n").entries[0]
+    prop = "embedding_output_matches_the_dense_lookup"
+
+    def case(world_size, vocab, ids=()):
+        return EmbeddingCase(world_size=world_size, vocab=vocab, dim=1, batch_shape=ids, dtype="float32")
+
+    assert entry.applies("i", prop, case(4, 9)) and entry.applies("i", prop, case(3, 4))
+    assert entry.applies("i", prop, case(2, 1))
+    assert not entry.applies("i", prop, case(4, 10)) and not entry.applies("i", prop, case(1, 1))
+    assert not entry.applies("i", prop, case(4, 9, ids=(0, 3)))  # no ids: no lookup
+
+
 @pytest.mark.parametrize("body, says", [
     ('family = ["linear", "mlp"]\nwhen = { kind = "row" }',
      "unknown 'when' key(s) ['kind'] of family 'mlp' (give it its own entry)"),

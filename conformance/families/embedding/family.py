@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from tpconform.families.common import ExtensionFamily
 from tpconform.families.embedding import verdict
 from tpconform.families.embedding.case import EmbeddingCase
@@ -16,12 +18,20 @@ class EmbeddingFamily(ExtensionFamily):
     case_type = EmbeddingCase
     offered_by = "vocab_parallel_embedding"
     verdict = verdict
+    derived_facts = ("chunk_leaves_a_rank_empty", "ids_numel")
     properties = {name: Property(name, fn, reads_backward=name != "embedding_output_matches_the_dense_lookup")
                   for name, fn in verdict.EMBEDDING_SPEC.items()}
 
     def cases(self, suite, variant):
         return embedding_cases(world_sizes=suite.world_sizes, dtypes=suite._dtypes(self.name))
 
+    def facts(self, case: EmbeddingCase) -> dict:
+        """The case's fields, and whether ``torch.chunk``'s split of the vocabulary (``ceil(vocab / world_size)``
+        rows a rank, the last ranks what is left: DTensor's ``Shard(0)``) leaves some rank no row (vocab 9 on 4
+        ranks: 3, 3, 3, 0), and how many ids it looks up (``ids_numel``), for known-failure ``when``s."""
+        per_rank = math.ceil(case.vocab / case.world_size)
+        return {**super().facts(case), "chunk_leaves_a_rank_empty": per_rank * (case.world_size - 1) >= case.vocab,
+                "ids_numel": math.prod(case.batch_shape)}
 
     def likely_cause(self, ev, v):
         return likely_cause(ev, v)
