@@ -86,6 +86,16 @@ def _global_stride(x: torch.Tensor, shape) -> tuple[int, ...]:
     return tuple(stride)
 
 
+def _a_rank_holds_no_slice(features: int, world_size: int) -> bool:
+    """Whether ``torch.chunk`` leaves some rank no feature (every rank can tell, from the global size).
+    The global stride told to ``from_local`` must be the same on every rank, and an empty slice's strides
+    do not show the layout the others' do (a permuted batch: (3, 1, 1) on the empty rank, (1, 2, 1) on
+    rank 0, and DTensor then runs different collectives on each, a SIGABRT in Gloo); so, then, every
+    rank hands DTensor a contiguous slice."""
+    per_rank = -(-features // world_size) if features else 0
+    return per_rank == 0 or -(-features // per_rank) < world_size
+
+
 class Impl(TensorParallelImpl):
     """DTensor TP on a dense ``nn.Linear``: every option, uneven shards, every dtype."""
 
@@ -128,6 +138,8 @@ class Impl(TensorParallelImpl):
     def forward(self, layer, x):
         if getattr(layer, "tp_sliced_input", False):
             shape = torch.Size([*x.shape[:-1], layer.in_features])
+            if _a_rank_holds_no_slice(layer.in_features, layer.weight.device_mesh.size()):
+                x = x.contiguous()  # an empty slice's strides say nothing of the layout: every rank says dense
             x = DTensor.from_local(x, layer.weight.device_mesh, [Shard(-1)], shape=shape,
                                    stride=_global_stride(x, shape))
         return layer(x)
