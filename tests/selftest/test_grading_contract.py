@@ -118,7 +118,11 @@ def test_an_out_of_contract_failure_costs_no_points_and_shows_as_beyond_the_cont
     assert sub["total"] == sub["max"]
     beyond = _failures(sub, "beyond")
     assert beyond and not _failures(sub, "contract")
-    assert all(f["kind"] == "raised" and "a 1-D input" in f["beyond_why"] for f in beyond), beyond
+    one_d = [f for f in beyond if "a 1-D input" in f["beyond_why"]]
+    assert one_d and all(f["kind"] == "raised" for f in one_d), beyond
+    # beyond a contract the conversion / mixed-precision stages also take the [beyond] dtypes (grading/one.py
+    # ContractSuite.stage_dtypes): the same 1-D refusal then shows in a float64 stage, beyond for its dtype
+    assert all(f in one_d or "dtype float64" in f["beyond_why"] for f in beyond), beyond
     assert sub["beyond"]["output_matches_the_dense_layer"]["verdict"] == "fail"
     with open(graded["out"] / sub["page"]) as fh:
         page = fh.read()
