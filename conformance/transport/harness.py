@@ -104,6 +104,7 @@ class ProcessGroup:
             group.memory_watch = MemoryWatch({r: rank.process.pid for r, rank in enumerate(group.ranks)}, memory_limit)
         group._mark_stacks()
         group._gather("start-up", {r: None for r in range(world_size)}, timeout_s + 30.0, synchronized=False)
+        group._busy(False)
         return group
 
     # -- messaging ---------------------------------------------------------------------------
@@ -129,6 +130,19 @@ class ProcessGroup:
         in a collective the failed rank will never join), not the whole timeout."""
         self._seq += 1
         self._mark_stacks()
+        self._busy(True)
+        try:
+            return self._request(messages, timeout_s, what, synchronized, while_waiting)
+        finally:
+            self._busy(False)
+
+    def _busy(self, busy: bool) -> None:
+        """Tell the memory watch whether the ranks are working (it reads idle groups less often)."""
+        if self.memory_watch is not None:
+            self.memory_watch.busy(busy)
+
+    def _request(self, messages: dict[int, dict], timeout_s: Optional[float], what: str, synchronized: bool,
+                 while_waiting: Optional[Callable[[], None]]) -> dict[int, Any]:
         encoded: dict[int, bytes] = {}  # one encoding per distinct message (most requests send every rank the same)
         for rank, message in messages.items():
             if id(message) not in encoded:
