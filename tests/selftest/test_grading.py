@@ -66,7 +66,10 @@ def grade(suite, out, *extra, interrupt_after_first=False):
     env = {**os.environ, "PYTHONPATH": suite}
     if not interrupt_after_first:
         return subprocess.run(cmd, cwd=suite, env=env, capture_output=True, text=True, timeout=600, check=False)
-    proc = subprocess.Popen(cmd, cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the grader, as in a terminal (a test run started in the background by a shell
+    # without job control ignores it, and the grader would inherit that)
+    proc = subprocess.Popen(cmd, cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     results = os.path.join(out, "submissions")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:

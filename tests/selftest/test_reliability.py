@@ -215,8 +215,11 @@ def _leftovers(tree, tmp, shm_before, deadline_s=15.0):
 
 
 def _start(args, tmp):
+    # SIGINT at its default in the child, as in a terminal: a test run started in the background by a shell
+    # without job control (`nohup ... &`) ignores it, and the child would inherit that
     return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "TMPDIR": tmp, "PYTHONPATH": ROOT},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_escapees(proc, n=4, timeout=120.0):
