@@ -25,7 +25,7 @@ USERS_OWN_PACKAGES = ("strategies", "impls", "conformance")
 # What the README's "Use it as a CI gate" runs, restricted to world sizes 1-3 to stay fast here, and
 # with a generous hang timeout: a busy CI machine must not turn a slow example into a failure.
 SLOW_OK = "--tp-timeout=120"
-GATE = ["check", "--world-sizes=1-3", SLOW_OK, "--junitxml=report.xml"]
+GATE = ["check", "--world-sizes=1-3", SLOW_OK, "--junitxml=report.xml"]  # the broken adapter's gate
 
 LAYERS = '''
 """theirpkg.layers: tensor-parallel linear layers (even shards only)."""
@@ -242,9 +242,25 @@ def junit(repo: str) -> ET.Element:
     return root if root.tag == "testsuite" else root.find("testsuite")
 
 
+def assert_a_green_default_run(r: subprocess.CompletedProcess, name: str) -> str:
+    """A complete default run (run with ``-rs``) is green: exit 0, something passed, nothing failed, and
+    every skip says why (pytest's own skip summary); returns its summary line."""
+    summary = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    assert r.returncode == 0, f"{name}: {summary}\n{r.stdout[-6000:]}\n{r.stderr[-2000:]}"
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    skipped = re.search(r"(\d+) skipped", summary)
+    if skipped:
+        assert sum(int(n) for n in re.findall(r"^SKIPPED \[(\d+)\]", r.stdout, flags=re.M)) == int(skipped.group(1))
+    reasons = re.findall(r"^SKIPPED \[\d+\] [^:]+:\d+: ?(.*)$", r.stdout, flags=re.M)
+    assert all(len(reason.strip()) > 10 for reason in reasons), reasons
+    return summary
+
+
 def test_a_conforming_impl_passes_the_gate_with_a_junit_report(other_repo):
-    r = run_in(other_repo, "tpconform", *GATE, "--impl=theirpkg.tp:Adapter")
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    """The gate as another repo's CI runs it: the README's adapter, from the wheel, the complete default run
+    (world sizes 1-8, every dtype: nothing else is set but the report), a junit report."""
+    r = run_in(other_repo, "tpconform", "check", "--junitxml=report.xml", "-rs", "--impl=theirpkg.tp:Adapter")
+    assert_a_green_default_run(r, "the README's adapter")
     assert "tpconform: impl=theirpkg.tp:Adapter (theirpkg 1.2.3)" in r.stdout
     suite = junit(other_repo[0])
     assert int(suite.get("tests")) >= 8 and suite.get("failures") == "0" and suite.get("errors") == "0"
@@ -263,12 +279,13 @@ def test_a_broken_impl_fails_the_gate_naming_the_property(other_repo):
 def test_a_students_file_checked_from_their_own_folder(other_repo):
     """The README's headline command, run where the user is: their folder, beside their own packages
     named ``strategies``/``impls``/``conformance``, the suite installed from the wheel. It runs the whole
-    suite (not "no tests ran"), and the exit code is the verdict."""
-    r = run_in(other_repo, "pytest", "--impl=my_layer.py", "--world-sizes=1-3", SLOW_OK)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    suite at the defaults (not "no tests ran"; world sizes 1-8, every dtype), and the exit code is the verdict."""
+    r = run_in(other_repo, "pytest", "--impl=my_layer.py", "-rs")  # the complete default run, nothing else set
+    assert_a_green_default_run(r, "a student's file")
     passed = int(re.search(r"(\d+) passed", r.stdout).group(1))
     assert passed >= 20 and "tpconform: impl=my_layer.py" in r.stdout, r.stdout[-3000:]
-    assert "site-packages" not in r.stdout, "test ids name the installed suite, not the grader's paths"
+    ids = [line for line in r.stdout.splitlines() if not line.startswith("SKIPPED [")]  # -rs names the files
+    assert not any("site-packages" in line for line in ids), "test ids name the installed suite, not the grader's paths"
 
 
 @pytest.mark.parametrize("command", [("pytest",), ("tpconform", "check")], ids=["pytest", "tpconform-check"])

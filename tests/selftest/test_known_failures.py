@@ -93,7 +93,8 @@ def test_the_readme_accepted_deviations_make_the_gate_green_on_their_bug(tmp_pat
     assert example.count('impl = "theirpkg.tp:Adapter"') == example.count("impl =") >= 1, example
     path = tmp_path / "known.toml"
     path.write_text(example.replace('impl = "theirpkg.tp:Adapter"', 'impl = "bug-row-bias-every-rank"'))
-    r = pytest_run("--impl=bug-row-bias-every-rank", f"--known-failures={path}", "--world-sizes=1-3",
+    # world sizes 1-2 (CI time): the bias added on every rank shows from two ranks on
+    r = pytest_run("--impl=bug-row-bias-every-rank", f"--known-failures={path}", "--world-sizes=1-2",
                    "--tp-timeout=120", "-rx")
     out = r.stdout
     assert r.returncode == 0, out[-4000:]
