@@ -86,15 +86,6 @@ def _global_stride(x: torch.Tensor, shape) -> tuple[int, ...]:
     return tuple(stride)
 
 
-def _contiguous_stride(shape) -> tuple[int, ...]:
-    """A dense, row-major tensor's strides for ``shape`` (what ``torch.empty(shape).stride()`` says)."""
-    stride, step = [0] * len(shape), 1
-    for d in reversed(range(len(shape))):
-        stride[d] = step
-        step *= max(shape[d], 1)
-    return tuple(stride)
-
-
 def _a_rank_holds_no_slice(features: int, world_size: int) -> bool:
     """Whether ``torch.chunk`` leaves some rank no feature (every rank can tell, from the global size).
     The global stride told to ``from_local`` must be the same on every rank, and an empty slice's strides
@@ -150,7 +141,7 @@ class Impl(TensorParallelImpl):
             if _a_rank_holds_no_slice(layer.in_features, layer.weight.device_mesh.size()):
                 # an empty slice's strides say nothing of the layout (and contiguous() leaves an empty tensor's
                 # as they are: an expanded one keeps its 0 strides): every rank says dense, from the shape alone
-                x, stride = x.contiguous(), _contiguous_stride(shape)
+                x, stride = x.contiguous(), torch.empty(shape, device="meta").stride()
             else:
                 stride = _global_stride(x, shape)
             x = DTensor.from_local(x, layer.weight.device_mesh, [Shard(-1)], shape=shape, stride=stride)
