@@ -1,7 +1,7 @@
 """The complete default run, as a user runs it, against the correct implementations the project ships (a
 simple-module file and an adapter package run it from the wheel in their own folder, ``test_gate.py``; the
-reference is ``tests/properties`` in this run): ``pytest --impl=X`` with no other option (every property file, world sizes 1-8, every dtype,
-the default memory bound and timeout) must be green, and every skip must say why; ``tpconform grade``
+reference is ``tests/properties`` in this run): ``pytest --impl=X`` with no other option (every property
+file, world sizes 1-8, every dtype, the default memory bound and timeout) must be green, and every skip must say why; ``tpconform grade``
 at its defaults must give each correct submission full marks.
 
 A test of a subset is not a test of the default run: correct simple-module files once failed the
@@ -25,31 +25,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")
 ADAPTER_PKG = os.path.join(FIXTURES, "grading", "adapter_pkg")
 
-# (id, --impl, extra PYTHONPATH entry): the correct impls whose complete default run is not run elsewhere. The
+# (id, --impl): the correct impls whose complete default run is not run elsewhere. The
 # reference's is tests/properties in this very run (`pytest tests`: no --impl is --impl=reference, at the
 # defaults); a simple-module file's and an adapter package's are run where users run them, from the wheel in
 # their own folder (tests/selftest/test_gate.py: a student's file, the README's adapter with a junit report);
 # here the per-family capabilities with padded shards.
 CORRECT = [
-    ("reference-even-padded", "reference-even-padded", None),  # per-family capabilities, padded shards
+    ("reference-even-padded", "reference-even-padded"),  # per-family capabilities, padded shards
 ]
 TIMES: dict[str, float] = {}
 
 
-def _env(path_entry: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPOTHESIS", "TPCONFORM"))}
-    if path_entry:
-        env["PYTHONPATH"] = path_entry + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+def _env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("HYPOTHESIS", "TPCONFORM"))}
 
 
-@pytest.mark.parametrize("name, impl, path_entry", CORRECT, ids=[c[0] for c in CORRECT])
-def test_the_complete_default_run_is_green(name, impl, path_entry):
+@pytest.mark.parametrize("name, impl", CORRECT, ids=[c[0] for c in CORRECT])
+def test_the_complete_default_run_is_green(name, impl):
     started = time.monotonic()
     # -rs: pytest's own skip summary, so every skip's reason can be read; nothing else is set
     # the per-family capabilities need no more ranks than 4 (CI time; TPCONFORM_SELFTEST_FULL=1: the defaults)
-    scope = ["--world-sizes=1-4"] if name == "reference-even-padded" and not os.environ.get("TPCONFORM_SELFTEST_FULL") else []
-    r = subprocess.run([sys.executable, "-m", "pytest", f"--impl={impl}", "-rs", *scope], cwd=ROOT, env=_env(path_entry),
+    scope = [] if os.environ.get("TPCONFORM_SELFTEST_FULL") else ["--world-sizes=1-4"]
+    r = subprocess.run([sys.executable, "-m", "pytest", f"--impl={impl}", "-rs", *scope], cwd=ROOT, env=_env(),
                        capture_output=True, text=True, timeout=1200)
     TIMES[name] = time.monotonic() - started
     summary = assert_a_green_default_run(r, name)
@@ -64,7 +61,7 @@ def test_grading_gives_every_correct_submission_full_marks(tmp_path):
     shutil.copytree(ADAPTER_PKG, folder / "adapter_pkg", ignore=shutil.ignore_patterns("__pycache__"))
     started = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "tpconform", "grade", str(folder), "--out", str(out), "--no-progress"],
-                       cwd=ROOT, env=_env(None), capture_output=True, text=True, timeout=1500)
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     with open(out / "report.json") as fh:
         report = json.load(fh)

@@ -10,8 +10,7 @@ import time
 from tpconform.transport import memory_watch
 from tpconform.transport.memory_watch import MemoryWatch
 
-HOLD = "x = bytearray(300 * 2**20); print('ready', flush=True); import time; time.sleep(60)"
-
+from tests.selftest.test_memory_watch_builds import HOLD
 
 FAKE_PID = -4242  # no process: only this test's watch reads it (the run's own groups have watches too)
 
@@ -49,7 +48,7 @@ def test_a_tree_growing_while_its_group_is_idle_is_still_killed():
     watch = MemoryWatch({0: p.pid}, limit=100 * 2**20, interval_s=0.05, idle_interval_s=0.2)
     watch.busy(False)
     try:
-        ready, _, _ = select.select([p.stdout], [], [], 60)
+        select.select([p.stdout], [], [], 60)  # filled (or killed on the way)
         p.wait(10)  # killed within an idle interval or so of passing the limit
     finally:
         watch.stop()
