@@ -12,10 +12,10 @@ import torch
 _TENSORS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad", "bias_grad", "second_output",
             "updated_weight_shard", "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
             "step_bias_grad", *(f"usage_{k}" for k in (
-                "first_output", "second_output", "first_input_grad", "second_input_grad", "weight_grad", "bias_grad",
+                "weight_grad", "bias_grad",
                 "frozen_weight_grad", "frozen_bias_grad", "inference_output", "after_inference_output",
                 "after_inference_input_grad", "after_inference_weight_grad", "after_inference_bias_grad",
-                "in_order_first_input_grad", "in_order_second_input_grad", "in_order_weight_grad", "in_order_bias_grad",
+                "in_order_weight_grad", "in_order_bias_grad",
                 "no_grad_output")),
             "built_weight_shard", "built_bias_shard",
             *(f"{prefix}_{k}" for prefix in ("converted", "reloaded") for k in (
@@ -23,6 +23,8 @@ _TENSORS = ("weight_shard", "bias_shard", "output", "input_grad", "weight_grad",
             *(f"mixed_{k}" for k in ("output", "input_grad", "weight_grad", "bias_grad", "updated_weight_shard",
                                      "updated_bias_shard", "step_output", "step_input_grad", "step_weight_grad",
                                      "step_bias_grad")))
+# one entry per micro-batch (a tensor, or None where the impl gave none)
+_TENSOR_LISTS = ("usage_outputs", "usage_input_grads", "usage_in_order_input_grads")
 _BOOLS = ("input_modified", "grad_modified")
 _STRS = ("construct_error", "upstream_grad_replaced", "train_step_error", "grads_finalized_by", "usage_error",
          "conversion_error", "state_dict_error", "mixed_precision_error")
@@ -36,6 +38,11 @@ def malformed(result: Any) -> Optional[str]:
     for key in _TENSORS:
         if result.get(key) is not None and not isinstance(result[key], torch.Tensor):
             return f"{key} is a {type(result[key]).__name__}, not a tensor"
+    for key in _TENSOR_LISTS:
+        value = result.get(key)
+        if value is not None and not (isinstance(value, list)
+                                      and all(t is None or isinstance(t, torch.Tensor) for t in value)):
+            return f"{key} is not a list of tensors"
     for key in _BOOLS:
         if key in result and not isinstance(result[key], bool):
             return f"{key} is a {type(result[key]).__name__}, not a bool"

@@ -74,11 +74,12 @@ WHOLE_ZOO = os.environ.get("TPCONFORM_ZOO_GRADE") == "all"
 # example timeout, so it is graded with the whole zoo only) ...
 CI_BUGS = ("bug-uneven-truncated", "bug-bias-split-differs")
 # ... and one seeded bug per usage protocol, each caught by that protocol alone (gradient accumulation; two
-# forwards before their backwards, in either order; a frozen input; no_grad / inference_mode calls between
+# forwards before their backwards, in either order; three before them (a module's two slots overwritten); a frozen input; no_grad / inference_mode calls between
 # training calls; the layer converted after construction; mixed precision under autocast; the layer as
 # built; a state_dict reloaded), graded on a small contract (the linear layers, world size 2, float32 and
 # bfloat16, the two default variants, nothing beyond it)
-PROTOCOL_BUGS = ("bug-weight-grad-assigned", "bug-saved-inputs-on-a-stack", "bug-frozen-input-no-weight-grad",
+PROTOCOL_BUGS = ("bug-weight-grad-assigned", "bug-saved-inputs-on-a-stack", "bug-saved-inputs-in-two-slots",
+                 "bug-frozen-input-no-weight-grad",
                  "bug-no-grad-call-flips-backward", "bug-reduce-dtype-fixed-at-construction",
                  "bug-cast-weight-cached-once", "bug-bias-initialised-like-nn-linear",
                  "bug-first-call-restores-built-weight")

@@ -52,6 +52,8 @@ class LayerCase:
     # world runs world_size // tp_size independent TP groups of consecutive ranks (see
     # conformance/families/subgroups/verdict.py), and every property must hold in each group on its own.
     tp_size: int = 0
+    # the usage protocols' micro-batches: forwards before their backwards, accumulating grads (2-4)
+    micro_batches: int = 2
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -84,6 +86,7 @@ class LayerCase:
             f"bias={self.bias}, {self.option}, layout={self.layout}, "
             f"scale={self.scale}, seed={self.seed}"
             + (f", as {self.tp_groups} TP groups of {self.tp_size}" if self.tp_groups > 1 else "")
+            + (f", micro_batches={self.micro_batches}" if self.micro_batches != 2 else "")
         )
 
     @property
@@ -96,8 +99,8 @@ class LayerCase:
         parts = []
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "tp_size" and not v:
-                continue  # the default: one TP group; keeps single-group tokens as they were
+            if (f.name, v) in (("tp_size", 0), ("micro_batches", 2)):
+                continue  # the defaults (one TP group, two micro-batches): keeps older tokens as they were
             if isinstance(v, tuple):
                 v = "x".join(map(str, v)) or "-"
             elif isinstance(v, bool):

@@ -21,6 +21,8 @@ Besides them, classes no pair needs, each met by one covering case of its own (:
 out features and batch rows past 32, 64 and 128 with a partial tile left over (more than N, not a
 multiple of N), where a kernel or chunked collective that drops its last partial tile goes wrong.
 The random draws stay small (features <= 32, at most 64 rows), so shrinking still ends at simple cases.
+And ``3+ micro-batches`` (the usage protocols' forwards before their backwards: a third one overwrites
+what a module keeps in two slots), met by every other pairwise case.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tpconform.spec.family import CaseClasses
 from tpconform.strategies.pairwise import Pair, Row, all_pairs, allowed_pairs, pairs_of, placeable
 
 LARGE = 64
+MICRO_BATCHES = "3+ micro-batches"
 TILES = (32, 64, 128)
 TAILS = {32: 40, 64: 100, 128: 150}  # past each tile, below the next, with a partial tile left over
 SCALES = {1.0: "scale 1", 2.0**-6: "scale 2^-6", 2.0**6: "scale 2^6"}  # strategies.layers.scales' values
@@ -85,6 +88,8 @@ def classes_of(case: LayerCase) -> set[str]:
     if case.sharding.split_features(case) >= LARGE:
         out.add("large features")
     per_in, per_out = _per_shard(case)
+    if case.micro_batches >= 3:
+        out.add(MICRO_BATCHES)
     for what, n in (("per-shard in features", per_in), ("per-shard out features", per_out),
                     ("batch rows", math.prod(case.batch_shape))):
         out |= {f"{what} past {tile}" for tile in TILES if n > tile and n % tile}
@@ -128,7 +133,7 @@ def applicable_classes(world_sizes: Sequence[int], dtypes: Sequence[str],
                        variants: Sequence[str] = tuple(map(str, VARIANTS))) -> set[str]:
     """Every class a run over ``world_sizes``, ``dtypes`` and ``variants`` can meet."""
     dims = dimensions(world_sizes, dtypes, variants)
-    return {v for values in dims.values() for v in values} | {"large features"} | TILE_CLASSES
+    return {v for values in dims.values() for v in values} | {"large features", MICRO_BATCHES} | TILE_CLASSES
 
 
 def applicable_pairs(world_sizes: Sequence[int], dtypes: Sequence[str],
@@ -161,7 +166,7 @@ def pairwise_cases(variant: Variant, world_sizes: Sequence[int], dtypes: Sequenc
         assert layout in layouts_for(len(batch)), row  # _FORBIDDEN keeps every layout meaningful
         out.append(_layer_case(variant, ws, split, 3, batch, dtype=row["dtype"].removeprefix("dtype "),
                                bias=row["bias"] == "bias", layout=layout, scale=scale_of[row["scale"]],
-                               seed=301 + i))
+                               seed=301 + i, micro_batches=2 + i % 2))
     return out
 
 

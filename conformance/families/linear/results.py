@@ -44,11 +44,9 @@ class RankResult:
     step_bias_grad: Optional[torch.Tensor] = None
     # the layer as training loops use it (fresh layers; families/linear/worker.py, _usage)
     usage_error: Optional[str] = None  # "protocol: error" for the first protocol that raised
-    usage_first_output: Optional[torch.Tensor] = None  # micro-batches: y1 = f(x), read after y2 = f(2x) ran
-    usage_second_output: Optional[torch.Tensor] = None
-    usage_first_input_grad: Optional[torch.Tensor] = None  # after y2's backward, then y1's
-    usage_second_input_grad: Optional[torch.Tensor] = None
-    usage_weight_grad: Optional[torch.Tensor] = None  # accumulated over both backwards: grad(x, g) + grad(2x, 2g)
+    usage_outputs: Optional[list] = None  # micro-batch i's output (input 2^i x), read after every forward ran
+    usage_input_grads: Optional[list] = None  # micro-batch i's input grad (upstream 2^i g), backwards in reverse order
+    usage_weight_grad: Optional[torch.Tensor] = None  # accumulated over every backward: sum of grad(2^i x, 2^i g)
     usage_bias_grad: Optional[torch.Tensor] = None
     usage_frozen_weight_grad: Optional[torch.Tensor] = None  # an input that does not require grad
     usage_frozen_bias_grad: Optional[torch.Tensor] = None
@@ -57,8 +55,7 @@ class RankResult:
     usage_after_inference_input_grad: Optional[torch.Tensor] = None
     usage_after_inference_weight_grad: Optional[torch.Tensor] = None
     usage_after_inference_bias_grad: Optional[torch.Tensor] = None
-    usage_in_order_first_input_grad: Optional[torch.Tensor] = None  # micro-batches, backwards in forward order
-    usage_in_order_second_input_grad: Optional[torch.Tensor] = None
+    usage_in_order_input_grads: Optional[list] = None  # micro-batches again, backwards in the forwards' order
     usage_in_order_weight_grad: Optional[torch.Tensor] = None
     usage_in_order_bias_grad: Optional[torch.Tensor] = None
     usage_no_grad_output: Optional[torch.Tensor] = None  # under torch.no_grad(), on 2x, between the training call's forward and backward

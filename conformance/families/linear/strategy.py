@@ -103,13 +103,14 @@ def layer_cases(
         layout=draw(layouts(len(batch_shape)), label="layout"),
         scale=draw(scales(dtype), label="scale"),
         seed=draw(st.integers(0, 2**31 - 1), label="seed"),
+        micro_batches=draw(st.integers(2, 4), label="micro_batches"),
     )
 
 
 def anchor_cases(variant: Variant, world_sizes, dtypes) -> list[LayerCase]:
     """Cases every search meets first, whatever its random draws: the classes where most bugs show
     (dims divisible by the world size, a non-zero bias, a non-empty batch of 1 and 2 dims, a
-    transposed layout), at the smallest world sizes above 1 and the largest allowed, cycling through
+    transposed layout; the first with three micro-batches in the usage protocols), at the smallest world sizes above 1 and the largest allowed, cycling through
     ``dtypes``. A budget of 15 random examples can miss all of them (empty batches, non-divisible
     dims an impl may reject, no bias): these make a grade never depend on that luck."""
     sizes = sorted(set(int(w) for w in world_sizes))
@@ -120,7 +121,7 @@ def anchor_cases(variant: Variant, world_sizes, dtypes) -> list[LayerCase]:
         out.append(LayerCase(kind=variant.kind, world_size=ws, in_features=2 * ws, out_features=3 * ws,
                              batch_shape=(3,), dtype=dtypes[i % len(dtypes)], bias=True,
                              gather_output=variant.gather_output, input_is_parallel=variant.input_is_parallel,
-                             seed=101 + i))
+                             seed=101 + i, micro_batches=3 if i == 0 else 2))
     first = out[0]
     out.append(LayerCase(kind=variant.kind, world_size=first.world_size, in_features=first.in_features,
                          out_features=first.out_features, batch_shape=(2, 3), dtype=dtypes[-1], bias=True,

@@ -557,68 +557,89 @@ def _usage_raised(ev: Evidence, name: str) -> list[Violation]:
     return [Violation(name, f"raised on rank(s) {failed}: {errors}", failed[0], "usage")]
 
 
+_READ_KEY = object()
+
+
 def _rank_checks(ev: Evidence, name: str, out: list[Violation]):
-    """``check(quantity, key, r, expected, bound)``: compare rank ``r``'s ``key`` and record a violation."""
-    def check(quantity: str, key: str, r: int, expected, bound) -> None:
-        m = compare(ev.ranks[r].get(key), expected, bound, f"rank {r} {quantity}")
+    """``check(quantity, key, r, expected, bound)``: compare rank ``r``'s ``key`` (or, given ``actual``,
+    that tensor or ``None``: one entry of a per-micro-batch list) and record a violation."""
+    def check(quantity: str, key: str, r: int, expected, bound, actual=_READ_KEY) -> None:
+        m = compare(ev.ranks[r].get(key) if actual is _READ_KEY else actual, expected, bound, f"rank {r} {quantity}")
         if m:
             out.append(Violation(name, str(m), r, quantity, m))
     return check
 
 
-def _accumulated(bound: torch.Tensor, total: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _accumulated(bound: torch.Tensor, total: torch.Tensor, dtype: torch.dtype, additions: int = 1) -> torch.Tensor:
     """The bound of a sum of grads accumulated in ``dtype``: each grad's bound, plus the additions'
-    roundings (one unit roundoff of the sum's magnitude each, doubled like every bound here)."""
-    return bound + tol.SAFETY * tol.unit_roundoff(dtype) * total.abs() + tol.smallest_subnormal(dtype)
+    roundings (one unit roundoff of the sum's magnitude each, doubled like every bound here: the grads
+    summed here are positive multiples of one grad, so no partial sum exceeds the total)."""
+    return bound + additions * (tol.SAFETY * tol.unit_roundoff(dtype) * total.abs() + tol.smallest_subnormal(dtype))
+
+
+def micro_batch_scales(k: int) -> list[float]:
+    """The scales of the ``k`` micro-batches' inputs and upstream grads: ``1, 2, 4, ...`` (exact in every
+    dtype; unequal, so a backward that used another call's input changes the sum)."""
+    return [2.0 ** i for i in range(k)]
+
+
+def _listed(ev: Evidence, r: int, key: str, k: int) -> list:
+    """Rank ``r``'s per-micro-batch list ``key``, ``k`` entries (missing ones ``None``)."""
+    value = ev.ranks[r].get(key) or []
+    return [value[i] if i < len(value) else None for i in range(k)]  # a shorter list: the rest missing
 
 
 @spec_property("usage")
 def micro_batches_accumulate_like_the_dense_layer(ev: Evidence) -> list[Violation]:
-    """Two forwards before their backwards (micro-batches, a layer shared by two branches, activation
-    checkpointing's re-forward): ``y1 = f(x)`` and ``y2 = f(2x)``, each output read after the other
-    forward ran; then ``y2.backward(2g)`` and ``y1.backward(g)`` with no ``zero_grad`` between. Each output
-    and input grad is the dense one for its own input and upstream grad, and the parameter grads
-    accumulate: weight grad ``grad(x, g) + grad(2x, 2g)``, bias grad three times the dense one (the
-    upstream grads differ, so a backward that used the other call's input changes the sum). Then again on another fresh layer with the
-    backwards in the forwards' order (``y1.backward()`` first): the same grads. Catches an input kept on
-    the module instead of the autograd context (one slot, or a stack that only the reverse order pops
-    right), an output that is a view of a reused buffer, and a grad assigned instead of accumulated."""
+    """``k`` forwards before their backwards (micro-batches, a layer shared by several branches, activation
+    checkpointing's re-forward; ``k`` is drawn, 2-4): inputs ``x, 2x, 4x, ...``, each output read after
+    every forward ran; then the backwards with upstream grads ``g, 2g, 4g, ...`` in the reverse order, with
+    no ``zero_grad`` between. Each output and input grad is the dense one for its own input and upstream
+    grad, and the parameter grads accumulate: weight grad ``sum grad(2^i x, 2^i g)``, bias grad ``2^k - 1``
+    times the dense one (the upstream grads differ, so a backward that used another call's input changes
+    the sum). Then again on another fresh layer with the backwards in the forwards' order: the same grads.
+    Catches an input kept on the module instead of the autograd context (one slot, a stack that only the
+    reverse order pops right, a ring of two slots that a third forward overwrites), an output that is a
+    view of a reused buffer, and a grad assigned instead of accumulated."""
     name = "micro_batches_accumulate_like_the_dense_layer"
     out = _usage_raised(ev, name)
     if out:
         return out
     t, case, dt = _tensors(ev), ev.case, ev.case.torch_dtype
-    second = dense_linear(dataclasses.replace(t, x=2 * t.x, grad_out=2 * t.grad_out))
+    k, ws = case.micro_batches, case.world_size
+    scales = micro_batch_scales(k)
+    dense = [dense_linear(dataclasses.replace(t, x=s * t.x, grad_out=s * t.grad_out)) for s in scales]
+    out_bounds = [tol.output_bound(s * t.x, t.weight, t.bias, dt, ws) for s in scales]
+    g_bound = tol.input_grad_bound(t.grad_out, t.weight, dt, ws)  # micro-batch i's: scale_i times it (exact)
+    w_bound = torch.stack([tol.weight_grad_bound(s * t.grad_out, s * t.x, dt, ws) for s in scales]).sum(0)
+    w_total = torch.stack([d.weight_grad for d in dense]).sum(0)
     check = _rank_checks(ev, name, out)
-    g_bound = tol.input_grad_bound(t.grad_out, t.weight, dt, case.world_size)
-    w_bound = tol.weight_grad_bound(t.grad_out, t.x, dt, case.world_size)
-    w_total = ev.dense.weight_grad + second.weight_grad
     for r, res in enumerate(ev.ranks):
-        y1, b1 = _expected_output(ev, r)
         cols = ev.rank_slice(r) if ev.output_is_sharded else slice(None)
-        check("first output, read after the second forward", "usage_first_output", r, y1, b1)
-        check("second output", "usage_second_output", r, second.output[..., cols], 2 * b1)
         ins = ev.rank_slice(r) if ev.input_is_sliced else slice(None)
-        for which, scale in (("first", 1), ("second", 2)):  # the second: upstream grad 2g, so twice the first's
-            check(f"{which} input's grad", f"usage_{which}_input_grad", r, scale * ev.dense.input_grad[..., ins],
-                  scale * g_bound[..., ins])
+        outputs = _listed(ev, r, "usage_outputs", k)
+        for orders, key in (("", "usage_input_grads"), (", backwards in the forwards' order", "usage_in_order_input_grads")):
+            grads = _listed(ev, r, key, k)
+            for i, s in enumerate(scales):
+                if not orders:
+                    check(f"micro-batch {i + 1} of {k}'s output, read after every forward ran", "usage_outputs", r,
+                          dense[i].output[..., cols], out_bounds[i][..., cols], outputs[i])
+                check(f"micro-batch {i + 1} of {k}'s input grad{orders}", key, r, s * ev.dense.input_grad[..., ins],
+                      s * g_bound[..., ins], grads[i])
         rows = case.sharding.weight_index(ev.rank_slice(r))
-        # the second micro-batch's grad is 4x the first's (2x and 2g: exact), so the sum's bound is 1 + 4 of one
-        check("weight grad accumulated over both backwards", "usage_weight_grad", r, w_total[rows],
-              _accumulated(5 * w_bound[rows], w_total[rows], dt))
+        # the quantities' words are those the known-failure entries match (no digits: "(weight|bias) grad[a-z ,']")
+        for what, key in (("accumulated over every backward", "usage_weight_grad"),
+                          ("accumulated, backwards in the forwards' order", "usage_in_order_weight_grad")):
+            check(f"weight grad {what}", key, r, w_total[rows],
+                  _accumulated(w_bound[rows], w_total[rows], dt, k - 1))
         if t.bias is not None and res.bias_shard is not None:
             b_rows = case.sharding.bias_index(ev.rank_slice(r))
-            b_bound = tol.bias_grad_bound(t.grad_out, dt, case.world_size)[b_rows]
-            b_total = 3 * ev.dense.bias_grad[b_rows]  # g + 2g
-            check("bias grad accumulated over both backwards", "usage_bias_grad", r, b_total,
-                  _accumulated(3 * b_bound, b_total, dt))
-            check("bias grad accumulated, backwards in the forwards' order", "usage_in_order_bias_grad", r,
-                  b_total, _accumulated(3 * b_bound, b_total, dt))
-        for which, scale in (("first", 1), ("second", 2)):
-            check(f"{which} input's grad, backwards in the forwards' order", f"usage_in_order_{which}_input_grad",
-                  r, scale * ev.dense.input_grad[..., ins], scale * g_bound[..., ins])
-        check("weight grad accumulated, backwards in the forwards' order", "usage_in_order_weight_grad", r,
-              w_total[rows], _accumulated(5 * w_bound[rows], w_total[rows], dt))
+            b_bound = sum(scales) * tol.bias_grad_bound(t.grad_out, dt, ws)[b_rows]
+            b_total = sum(scales) * ev.dense.bias_grad[b_rows]  # g + 2g + 4g + ...
+            for what, key in (("accumulated over every backward", "usage_bias_grad"),
+                              ("accumulated, backwards in the forwards' order", "usage_in_order_bias_grad")):
+                check(f"bias grad {what}", key, r, b_total,
+                      _accumulated(b_bound, b_total, dt, k - 1))
     return out
 
 
@@ -908,12 +929,12 @@ FORWARD = ("shards_rebuild_the_dense_weight", "output_matches_the_dense_layer", 
            "the_layer_as_built_follows_the_convention")
 
 # One pass = one forward and its backward, each stage's share (tpconform.families.linear.worker): the
-# first call, a second call (forward only), the training step's call, and the usage protocols' eight
-# calls (two micro-batches in each order, a frozen input, an inference call, the training call after it
-# and the no_grad call inside it); the reloaded
+# first call, a second call (forward only), the training step's call, and the usage protocols' calls
+# (four: a frozen input, an inference call, the training call after it and the no_grad call inside it;
+# plus the micro-batches, k in each order: :func:`passes`); the reloaded
 # layer's call (state_dict) and the converted layer's (conversion); the mixed-precision layer's two calls
 # (before and after its step); the layer as built runs none.
-PASSES = {"forward": 1, "backward": 0, "second_call": 1, "collective_volume": 0, "train_step": 1, "usage": 8,
+PASSES = {"forward": 1, "backward": 0, "second_call": 1, "collective_volume": 0, "train_step": 1, "usage": 4,
           "as_built": 0, "state_dict": 1, "conversion": 1, "mixed_precision": 2}
 # What one pass may put on the wire, in elements: every rank may send every other rank all of its
 # activations (activation_elements: the input, the output and their grads), at 4 bytes an element or
@@ -927,8 +948,9 @@ OVERHEAD_PER_PASS_PAIR = 4 * 1024
 OVERHEAD_FIXED = 32 * 1024  # per example: anything once per example (the build-only round trip's exchange)
 
 
-def passes(stages) -> int:
-    return sum(PASSES.get(s, 0) for s in stages)
+def passes(stages, micro_batches: int = 2) -> int:
+    """The passes of an example that runs ``stages`` (the usage stage's micro-batches: ``micro_batches`` in each order)."""
+    return sum(PASSES.get(s, 0) for s in stages) + (2 * micro_batches if "usage" in stages else 0)
 
 
 def loopback_allowance(case: LayerCase, stages) -> int:
@@ -943,7 +965,7 @@ def loopback_allowance(case: LayerCase, stages) -> int:
         return OVERHEAD_FIXED
     pairs = ws * (ws - 1)
     element = max(4, torch.empty((), dtype=case.torch_dtype).element_size())
-    n = max(1, passes(stages))
+    n = max(1, passes(stages, case.micro_batches))
     return n * pairs * (activation_elements(case) * element + OVERHEAD_PER_PASS_PAIR) + OVERHEAD_FIXED
 
 

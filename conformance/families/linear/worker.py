@@ -152,11 +152,11 @@ def _usage(impl, case: LayerCase, data: dict, group, table, rank: int, result: d
     """Three protocols, each on a fresh layer (reported in ``usage_*``; the first that raises is named in
     ``usage_error`` and ends the stage on this rank):
 
-    - micro-batches: two forwards (``x`` then ``2x``) before their backwards (upstream grads ``g`` and
-      ``2g``: unequal, so swapped inputs change the sum), which run in the other order; each output is
-      read after the other forward ran, and the grads accumulate (no ``zero_grad`` between): weight
-      grad ``grad(x, g) + grad(2x, 2g)`` (five times the dense one), bias grad three times the dense one; then
-      the same on another fresh layer with the backwards in the forwards' order (``usage_in_order_*``);
+    - micro-batches: ``k = case.micro_batches`` forwards (inputs ``x``, ``2x``, ``4x``, ...) before their
+      backwards (upstream grads ``g``, ``2g``, ``4g``, ...: unequal, so swapped inputs change the sum), which run
+      in the reverse order; each output is read after every forward ran, and the grads accumulate (no
+      ``zero_grad`` between): weight grad ``sum grad(2^i x, 2^i g)``, bias grad ``(2^k - 1)`` times the dense
+      one; then the same on another fresh layer with the backwards in the forwards' order (``usage_in_order_*``);
     - a frozen input (``requires_grad=False``): the weight and bias still get their grads;
     - a call under ``torch.inference_mode()`` before a training call, and one under ``torch.no_grad()``
       (on ``2x``) between that call's forward and its backward: the training call is unaffected."""
@@ -166,28 +166,24 @@ def _usage(impl, case: LayerCase, data: dict, group, table, rank: int, result: d
         x_in, g_in = _rank_inputs(case, table, rank, x * scale, grad_out * grad_scale, sliced)
         return x_in.requires_grad_(requires_grad), g_in
 
+    def micro_batches(in_reverse: bool) -> tuple[list, list, object]:
+        """``k`` forwards on a fresh layer, then their backwards (in reverse order, or in the forwards');
+        the outputs (read after every forward), the input grads, the layer."""
+        layer = _build(impl, case, data["weight"], data["bias"], group)
+        batches = [inputs(2.0 ** i, grad_scale=2.0 ** i) for i in range(case.micro_batches)]
+        ys = [as_tensor(impl.forward(layer, x_i), f"micro-batch {i + 1}'s output") for i, (x_i, _) in enumerate(batches)]
+        outputs = [y.detach().clone() for y in ys]
+        for i in (reversed(range(len(ys))) if in_reverse else range(len(ys))):
+            _backward(ys[i], batches[i][1])
+        return outputs, [None if x_i.grad is None else x_i.grad.detach().clone() for x_i, _ in batches], layer
+
     protocol = "micro-batches"
     try:
-        layer = _build(impl, case, data["weight"], data["bias"], group)
-        (x1, g1), (x2, g2) = inputs(), inputs(2.0, grad_scale=2.0)
-        y1 = as_tensor(impl.forward(layer, x1), "the first micro-batch's output")
-        y2 = as_tensor(impl.forward(layer, x2), "the second micro-batch's output")
-        result["usage_first_output"], result["usage_second_output"] = y1.detach().clone(), y2.detach().clone()
-        _backward(y2, g2)
-        _backward(y1, g1)
-        result["usage_first_input_grad"] = None if x1.grad is None else x1.grad.detach().clone()
-        result["usage_second_input_grad"] = None if x2.grad is None else x2.grad.detach().clone()
+        result["usage_outputs"], result["usage_input_grads"], layer = micro_batches(in_reverse=True)
         _grads(impl, layer, "usage_", result)
 
         protocol = "micro-batches, backwards in the forwards' order"
-        layer = _build(impl, case, data["weight"], data["bias"], group)
-        (x1, g1), (x2, g2) = inputs(), inputs(2.0, grad_scale=2.0)
-        y1 = as_tensor(impl.forward(layer, x1), "the first micro-batch's output")
-        y2 = as_tensor(impl.forward(layer, x2), "the second micro-batch's output")
-        _backward(y1, g1)
-        _backward(y2, g2)
-        result["usage_in_order_first_input_grad"] = None if x1.grad is None else x1.grad.detach().clone()
-        result["usage_in_order_second_input_grad"] = None if x2.grad is None else x2.grad.detach().clone()
+        _, result["usage_in_order_input_grads"], layer = micro_batches(in_reverse=False)
         _grads(impl, layer, "usage_in_order_", result)
 
         protocol = "a frozen input"
