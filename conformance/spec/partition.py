@@ -11,3 +11,16 @@ def partition(widths: list, total: int, world_size: int) -> list[int]:
         return list(widths)
     base, extra = divmod(total, world_size)
     return [base + (1 if r < extra else 0) for r in range(world_size)]
+
+
+def chunk_sizes(total: int, world_size: int) -> list[int]:
+    """Each rank's share of ``total`` rows as ``torch.chunk`` (DTensor's ``Shard``) splits them:
+    ``ceil(total / world_size)`` a rank, the last ranks what is left, which can be nothing (9 rows on 4
+    ranks: 3, 3, 3, 0)."""
+    per_rank = -(-total // world_size) if total else 0
+    return [max(0, min(per_rank, total - r * per_rank)) for r in range(world_size)]
+
+
+def chunk_leaves_a_rank_empty(total: int, world_size: int) -> bool:
+    """Whether :func:`chunk_sizes` leaves some rank no row (every rank can tell, from the global size)."""
+    return 0 in chunk_sizes(total, world_size)

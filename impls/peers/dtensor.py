@@ -50,6 +50,7 @@ from torch.distributed.tensor import DTensor, Replicate, Shard
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 from tpconform.impls.peers import Peer
 from tpconform.impls.protocol import Capabilities, TensorParallelImpl
+from tpconform.spec.partition import chunk_leaves_a_rank_empty
 
 # CI runs shards and forward at world sizes 1-2 (~40 s: each of its crashes restarts a group, and each example of
 # its known hang costs the entry's timeout_s, 4 s; this scope hits every entry it applies to, the hang 8 times, so
@@ -84,16 +85,6 @@ def _global_stride(x: torch.Tensor, shape) -> tuple[int, ...]:
         stride[d] = step
         step *= max(shape[d], 1)
     return tuple(stride)
-
-
-def _a_rank_holds_no_slice(features: int, world_size: int) -> bool:
-    """Whether ``torch.chunk`` leaves some rank no feature (every rank can tell, from the global size).
-    The global stride told to ``from_local`` must be the same on every rank, and an empty slice's strides
-    do not show the layout the others' do (a permuted batch: (3, 1, 1) on the empty rank, (1, 2, 1) on
-    rank 0, and DTensor then runs different collectives on each, a SIGABRT in Gloo); so, then, every
-    rank hands DTensor a contiguous slice."""
-    per_rank = -(-features // world_size) if features else 0
-    return per_rank == 0 or -(-features // per_rank) < world_size
 
 
 class Impl(TensorParallelImpl):
@@ -138,9 +129,11 @@ class Impl(TensorParallelImpl):
     def forward(self, layer, x):
         if getattr(layer, "tp_sliced_input", False):
             shape = torch.Size([*x.shape[:-1], layer.in_features])
-            if _a_rank_holds_no_slice(layer.in_features, layer.weight.device_mesh.size()):
-                # an empty slice's strides say nothing of the layout (and contiguous() leaves an empty tensor's
-                # as they are: an expanded one keeps its 0 strides): every rank says dense, from the shape alone
+            if chunk_leaves_a_rank_empty(layer.in_features, layer.weight.device_mesh.size()):
+                # the global stride told to from_local must be the same on every rank, and an empty slice's strides
+                # say nothing of the layout (a permuted batch: (3, 1, 1) on the empty rank, (1, 2, 1) on rank 0: DTensor
+                # then runs different collectives on each, a SIGABRT in Gloo; contiguous() leaves an empty tensor's
+                # strides as they are): every rank hands a contiguous slice and says dense, from the shape alone
                 x, stride = x.contiguous(), torch.empty(shape, device="meta").stride()
             else:
                 stride = _global_stride(x, shape)

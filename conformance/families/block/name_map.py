@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any, Union
 
 import torch
+from tpconform.spec.partition import chunk_sizes
 
 
 def _chunk(n: int, rank: int, world_size: int) -> tuple[int, int]:
     """Rank ``rank``'s ``[start, stop)`` of ``n`` rows split as ``torch.chunk`` (DTensor ``Shard``) splits them."""
-    sizes = [len(c) for c in torch.arange(n).chunk(world_size)]
-    sizes += [0] * (world_size - len(sizes))
+    sizes = chunk_sizes(n, world_size)
     return sum(sizes[:rank]), sum(sizes[: rank + 1])
 
 

@@ -10,6 +10,7 @@ from tpconform.families.embedding.case import EmbeddingCase
 from tpconform.families.embedding.diagnosis import likely_cause
 from tpconform.families.embedding.strategy import embedding_cases
 from tpconform.spec.family import Property
+from tpconform.spec.partition import chunk_leaves_a_rank_empty
 
 
 class EmbeddingFamily(ExtensionFamily):
@@ -29,8 +30,7 @@ class EmbeddingFamily(ExtensionFamily):
         """The case's fields, and whether ``torch.chunk``'s split of the vocabulary (``ceil(vocab / world_size)``
         rows a rank, the last ranks what is left: DTensor's ``Shard(0)``) leaves some rank no row (vocab 9 on 4
         ranks: 3, 3, 3, 0), and how many ids it looks up (``ids_numel``), for known-failure ``when``s."""
-        per_rank = math.ceil(case.vocab / case.world_size)
-        return {**super().facts(case), "chunk_leaves_a_rank_empty": per_rank * (case.world_size - 1) >= case.vocab,
+        return {**super().facts(case), "chunk_leaves_a_rank_empty": chunk_leaves_a_rank_empty(case.vocab, case.world_size),
                 "ids_numel": math.prod(case.batch_shape)}
 
     def likely_cause(self, ev, v):
