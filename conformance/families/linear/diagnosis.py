@@ -217,6 +217,38 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
     return None
 
 
+# -- the usage protocols: micro-batches -----------------------------------------------------------------
+def _micro_batch_cause(ev: Evidence, v: Violation, r: int) -> str | None:
+    """What ``k`` micro-batches' outputs and accumulated weight grads say: micro-batch ``i`` (input ``2^i x``,
+    upstream grad ``2^i g``) contributes ``4^i`` times the first one's weight grad ``G``, so each sum is a
+    multiple of ``G``, and which multiple names the bug."""
+    res, k = ev.ranks[r], ev.case.micro_batches
+    if "output" in v.quantity:
+        outs = res.usage_outputs or []
+        if len(outs) == k > 1 and all(isinstance(o, torch.Tensor) and o.shape == outs[-1].shape
+                                      and torch.equal(o, outs[-1]) for o in outs):
+            return ("every micro-batch's output is the last forward's: the outputs are views of one buffer the layer "
+                    "reuses (clone it, or allocate per call)")
+        return None
+    if not v.quantity.startswith("weight grad"):
+        return None
+    one = ev.dense.weight_grad[ev.case.sharding.weight_index(ev.rank_slice(r))]
+    reverse, in_order = ratio(res.usage_weight_grad, one), ratio(res.usage_in_order_weight_grad, one)
+    near = lambda c, target: c is not None and abs(c - target) <= 1e-2 * target  # noqa: E731
+    if near(reverse, 1) and near(in_order, 4 ** (k - 1)):
+        return (f"each accumulated weight grad is its last backward's alone (1x and {4 ** (k - 1)}x the first "
+                f"micro-batch's, where the {k} backwards sum to {(4 ** k - 1) // 3}x): the layer assigns weight.grad "
+                "instead of accumulating into it")
+    c = reverse if "every backward" in v.quantity else in_order
+    if c is not None:
+        order = "in the reverse order" if "every backward" in v.quantity else "in the forwards' order"
+        return (f"with the backwards {order}, the weight grad is {c:g}x the first micro-batch's where the {k} "
+                f"backwards sum to {(4 ** k - 1) // 3}x: a backward used another micro-batch's input — the layer "
+                "keeps its input on the module (one slot, a stack, a ring of slots) instead of in the autograd context "
+                "(ctx.save_for_backward)")
+    return None
+
+
 # -- communication -----------------------------------------------------------------------------------
 def _communication_cause(ev: Evidence, r: int) -> str | None:
     res = ev.ranks[r]
@@ -388,6 +420,8 @@ def likely_cause(ev: Evidence, v: Violation) -> str | None:
         return _mixed_cause(ev, v, r)
     if v.property == "ranks_agree_on_the_output":
         return _agree_cause(ev, r)
+    if v.property == "micro_batches_accumulate_like_the_dense_layer":
+        return _micro_batch_cause(ev, v, r)
     if v.quantity == "output" and res.output is not None:
         out = res.output
         return _shape_cause(ev, r, out) or _output_cause(ev, r, out)
