@@ -219,17 +219,10 @@ def _grad_cause(ev: Evidence, v: Violation, r: int) -> str | None:
 
 # -- the usage protocols: micro-batches -----------------------------------------------------------------
 def _micro_batch_cause(ev: Evidence, v: Violation, r: int) -> str | None:
-    """What ``k`` micro-batches' outputs and accumulated weight grads say: micro-batch ``i`` (input ``2^i x``,
+    """What ``k`` micro-batches' accumulated weight grads say: micro-batch ``i`` (input ``2^i x``,
     upstream grad ``2^i g``) contributes ``4^i`` times the first one's weight grad ``G``, so each sum is a
     multiple of ``G``, and which multiple names the bug."""
     res, k = ev.ranks[r], ev.case.micro_batches
-    if "output" in v.quantity:
-        outs = res.usage_outputs or []
-        if len(outs) == k > 1 and all(isinstance(o, torch.Tensor) and o.shape == outs[-1].shape
-                                      and torch.equal(o, outs[-1]) for o in outs):
-            return ("every micro-batch's output is the last forward's: the outputs are views of one buffer the layer "
-                    "reuses (clone it, or allocate per call)")
-        return None
     if not v.quantity.startswith("weight grad"):
         return None
     one = ev.dense.weight_grad[ev.case.sharding.weight_index(ev.rank_slice(r))]
