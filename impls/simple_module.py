@@ -17,6 +17,7 @@ each rank's bias rows are found from the weight rows it kept.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import sys
 import weakref
@@ -44,6 +45,37 @@ def load_module_file(path: str):
     return module
 
 
+def _adapters_defined_in(module) -> list[str]:
+    """The TensorParallelImpl subclasses ``module`` defines itself (an adapter module named without its class)."""
+    name = getattr(module, "__name__", None)
+    return sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, TensorParallelImpl)
+                  and v is not TensorParallelImpl and v.__module__ == name) if name else []
+
+
+def _module_spec(module, name: str) -> str:
+    """How ``--impl`` names ``module`` as ``module:object``: its dotted name, or a file's path from the working
+    directory as one (``mylib/tp_adapter.py`` -> ``mylib.tp_adapter``)."""
+    if not name.endswith(".py"):
+        return name
+    path = getattr(module, "__file__", None) or name
+    rel = os.path.relpath(os.path.splitext(os.path.abspath(path))[0])
+    return rel.replace(os.sep, ".") if not rel.startswith("..") else os.path.splitext(os.path.basename(path))[0]
+
+
+def _signature_misfit(cls) -> str:
+    """Why ``cls(in_features, out_features, bias, master_weight)`` cannot be called (its signature), or ``""``
+    (also where the signature cannot be read: the call itself then says)."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return ""
+    try:
+        sig.bind(1, 1, True, None)
+    except TypeError as exc:
+        return f"{sig} cannot be called with four arguments ({exc})"
+    return ""
+
+
 def _gather_ints(values: list[int], group) -> list[list[int]]:
     t = torch.tensor(values, dtype=torch.int64)
     out = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
@@ -64,13 +96,29 @@ class SimpleModuleImpl(TensorParallelImpl):
     convention = "simple-module"
 
     def __init__(self, module, name: str = "simple-module"):
+        adapters = _adapters_defined_in(module)
+        if adapters:
+            raise ImplError(f"--impl={name}: it defines the adapter {adapters[0]} (a TensorParallelImpl): name it, "
+                            f"--impl={_module_spec(module, name)}:{adapters[0]}")
         missing = [c for c in ("ColumnParallelLinear", "RowParallelLinear") if not hasattr(module, c)]
         if missing:
                 raise ImplError(f"--impl={name}: it lacks {' and '.join(missing)} (simple-module convention)")
+        for cls_name in ("ColumnParallelLinear", "RowParallelLinear"):
+            why = _signature_misfit(getattr(module, cls_name))
+            if why:
+                raise ImplError(f"--impl={name}: {cls_name}{why}, where the simple-module convention calls "
+                                f"{cls_name}(in_features, out_features, bias, master_weight); for other "
+                                "constructors, write an adapter (README: 'Your own layers')")
         self.module = module
         self.name = name
         overrides = getattr(module, "TP_CAPABILITIES", None)
         if isinstance(overrides, dict):
+            fixed = {k: overrides[k] for k in ("column_gather_output", "row_input_is_parallel")
+                     if k in overrides and list(overrides[k]) != [True]}
+            if fixed:
+                raise ImplError(f"--impl={name}: TP_CAPABILITIES declares {fixed}, but the simple-module convention "
+                                "never tells a layer which (its column layer gathers its output, its row layer takes "
+                                "its input slice): only [True]; for the other variants, write an adapter")
             try:
                 declared = Capabilities.from_dict({**self.capabilities.as_dict(), **overrides, "accepts_group": False})
                 families = {f: {k: v for k, v in o.items() if k != "accepts_group"}

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import pytest
 from tpconform.engine import profiles
+from tpconform.impls.protocol import ALL_PRIMITIVES
 from tpconform.impls.registry import ImplError, available, classify
 from tpconform.spec import options
 from tpconform.transport import backends, forkserver
@@ -219,7 +220,10 @@ def pytest_report_header(config) -> Optional[list[str]]:
     import torch  # lazy: torch (see the module doc)
 
     d = suite.description
-    caps = ", ".join(f"{k}={v}" for k, v in d["capabilities"].items())
+    # the primitives an impl may offer: a subset only is news (all of them is the default, also of an impl
+    # that offers no primitives at all, which the primitives family's skips say)
+    caps = ", ".join(f"{k}={v}" for k, v in d["capabilities"].items()
+                     if not (k == "primitives" and tuple(v) == ALL_PRIMITIVES))
     declared = d["capabilities"].get("dtypes")
     checked = [t for t in run.dtypes if declared is None or t in declared]
     left_out = [t for t in run.dtypes if t not in checked]

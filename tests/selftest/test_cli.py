@@ -26,6 +26,11 @@ def pytest_run(*args):
     (os.path.join(FIXTURES, "simple_module_missing_row.py"), "lacks RowParallelLinear"),
     (os.path.join(FIXTURES, "simple_module_import_error.py"), "No module named 'this_module_does_not_exist'"),
     ("tpconform.impls.reference:NoSuchClass", "has no attribute 'NoSuchClass'"),
+    (os.path.join(FIXTURES, "simple_module_other_signature.py"), "cannot be called with four arguments"),
+    (os.path.join(FIXTURES, "simple_module_declares_other_variants.py"), "never tells a layer which"),
+    (os.path.join(FIXTURES, "adapter_named_without_class.py"),
+     "--impl=tests.selftest.fixtures.adapter_named_without_class:Adapter"),
+    ("tests.selftest.fixtures.adapter_named_without_class", "defines the adapter Adapter"),
 ])
 def test_bad_impl_gets_one_clear_line_and_a_nonzero_exit(spec, says):
     r = pytest_run(f"--impl={spec}")
