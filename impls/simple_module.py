@@ -46,20 +46,26 @@ def load_module_file(path: str):
 
 
 def _adapters_defined_in(module) -> list[str]:
-    """The TensorParallelImpl subclasses ``module`` defines itself (an adapter module named without its class)."""
+    """The TensorParallelImpl subclasses ``module`` defines itself (an adapter module named without its class),
+    most derived first (a base the module also subclasses last)."""
     name = getattr(module, "__name__", None)
-    return sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, TensorParallelImpl)
-                  and v is not TensorParallelImpl and v.__module__ == name) if name else []
+    own = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, TensorParallelImpl)
+           and v is not TensorParallelImpl and v.__module__ == name] if name else []
+    leaves = {v for v in own if not any(o is not v and issubclass(o, v) for o in own)}
+    return [v.__name__ for v in sorted(own, key=lambda v: (v not in leaves, v.__name__))]
 
 
 def _module_spec(module, name: str) -> str:
     """How ``--impl`` names ``module`` as ``module:object``: its dotted name, or a file's path from the working
-    directory as one (``mylib/tp_adapter.py`` -> ``mylib.tp_adapter``)."""
-    if not name.endswith(".py"):
-        return name
-    path = getattr(module, "__file__", None) or name
-    rel = os.path.relpath(os.path.splitext(os.path.abspath(path))[0])
-    return rel.replace(os.sep, ".") if not rel.startswith("..") else os.path.splitext(os.path.basename(path))[0]
+    directory as one (``mylib/tp_adapter.py`` -> ``mylib.tp_adapter``); ``""`` where that is no importable name
+    (a file outside the working directory, a name that is not an identifier)."""
+    if name.endswith(".py"):
+        path = getattr(module, "__file__", None) or name
+        name = os.path.relpath(os.path.splitext(os.path.abspath(path))[0])
+        if name.startswith(".."):
+            return ""
+        name = name.replace(os.sep, ".")
+    return name if all(part.isidentifier() for part in name.split(".")) else ""
 
 
 def _signature_misfit(cls) -> str:
@@ -98,8 +104,10 @@ class SimpleModuleImpl(TensorParallelImpl):
     def __init__(self, module, name: str = "simple-module"):
         adapters = _adapters_defined_in(module)
         if adapters:
-            raise ImplError(f"--impl={name}: it defines the adapter {adapters[0]} (a TensorParallelImpl): name it, "
-                            f"--impl={_module_spec(module, name)}:{adapters[0]}")
+            spec = _module_spec(module, name)
+            how = (f"--impl={spec}:{adapters[0]}" if spec else "--impl=module:Class, the module as Python imports it")
+            raise ImplError(f"--impl={name}: it defines the adapter {' / '.join(adapters)} (a TensorParallelImpl): "
+                            f"name it, {how}")
         missing = [c for c in ("ColumnParallelLinear", "RowParallelLinear") if not hasattr(module, c)]
         if missing:
                 raise ImplError(f"--impl={name}: it lacks {' and '.join(missing)} (simple-module convention)")
@@ -113,12 +121,6 @@ class SimpleModuleImpl(TensorParallelImpl):
         self.name = name
         overrides = getattr(module, "TP_CAPABILITIES", None)
         if isinstance(overrides, dict):
-            fixed = {k: overrides[k] for k in ("column_gather_output", "row_input_is_parallel")
-                     if k in overrides and list(overrides[k]) != [True]}
-            if fixed:
-                raise ImplError(f"--impl={name}: TP_CAPABILITIES declares {fixed}, but the simple-module convention "
-                                "never tells a layer which (its column layer gathers its output, its row layer takes "
-                                "its input slice): only [True]; for the other variants, write an adapter")
             try:
                 declared = Capabilities.from_dict({**self.capabilities.as_dict(), **overrides, "accepts_group": False})
                 families = {f: {k: v for k, v in o.items() if k != "accepts_group"}
@@ -126,6 +128,12 @@ class SimpleModuleImpl(TensorParallelImpl):
                 self.capabilities = Capabilities.from_dict({**declared.as_dict(), "families": families})
             except (TypeError, ValueError, KeyError) as exc:
                 raise ImplError(f"--impl={name}: TP_CAPABILITIES is malformed: {exc}") from None
+            fixed = {k: list(getattr(declared, k)) for k in ("column_gather_output", "row_input_is_parallel")
+                     if set(getattr(declared, k)) != {True}}
+            if fixed:
+                raise ImplError(f"--impl={name}: TP_CAPABILITIES declares {fixed}, but the simple-module convention "
+                                "never tells a layer which (its column layer gathers its output, its row layer takes "
+                                "its input slice): only [True]; for the other variants, write an adapter")
         self.version = str(getattr(module, "__version__", ""))
         self._bias_as_built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

@@ -55,6 +55,10 @@ class LayerCase:
     # the usage protocols' micro-batches: forwards before their backwards, accumulating grads (2-4)
     micro_batches: int = 2
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.micro_batches <= 4:  # a replay token's: the inputs are scaled by up to 2^(k-1)
+            raise ValueError(f"micro_batches must be 1-4, got {self.micro_batches}")
+
     @property
     def torch_dtype(self) -> torch.dtype:
         import torch  # lazy: a case is plain data, read by the grading host, which imports no torch

@@ -233,7 +233,8 @@ def _micro_batch_cause(ev: Evidence, v: Violation, r: int) -> str | None:
                 f"micro-batch's, where the {k} backwards sum to {(4 ** k - 1) // 3}x): the layer assigns weight.grad "
                 "instead of accumulating into it")
     c = reverse if "every backward" in v.quantity else in_order
-    if c is not None:
+    single = ratio(res.weight_grad, one)  # the example's own backward, where this run read it
+    if c is not None and not near(c, (4 ** k - 1) // 3) and (res.weight_grad is None or near(single, 1)):
         order = "in the reverse order" if "every backward" in v.quantity else "in the forwards' order"
         return (f"with the backwards {order}, the weight grad is {c:g}x the first micro-batch's where the {k} "
                 f"backwards sum to {(4 ** k - 1) // 3}x: a backward used another micro-batch's input — the layer "
