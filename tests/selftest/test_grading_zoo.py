@@ -47,8 +47,8 @@ this branch's code; the scores below are those runs' ``report.json``):
   marks: 35 reported in their own family for no points (the default grade scores the single layer only), and
   11 **not found at all** — 8 of the model family's 10 bugs and 3 of the block's (the builder's RoPE positions,
   the two sequence-parallel ones): the grade runs 3 model and 4 block examples a variant, too few to meet
-  sequence parallelism, loss parallelism, tied embeddings or the builder's configs, where pytest's budget (and
-  ``test_extensions.py``'s search) finds each. So this test fails at the defaults today; the fix is fixed
+  sequence parallelism, loss parallelism, tied embeddings or the builder's configs, where
+  ``test_extensions.py``'s search (up to 200 examples) finds each. So this test fails at the defaults today; the fix is fixed
   configs per family that every grade meets first, as the single layer's anchors and covering cases are.
 - the simple-module file that imports a correct sibling (``simple_module_bias_every_rank.py``) was copied
   alone and scored 0 as unusable, whatever its bug; it is now graded as a folder holding both: 115/145
