@@ -104,17 +104,20 @@ def classify(spec: str) -> tuple[str, str]:
 def load(spec: str):
     """Import and instantiate the impl named by ``spec`` (worker processes only)."""
     from tpconform.impls.protocol import TensorParallelImpl
-    from tpconform.impls.simple_module import SimpleModuleImpl, load_module_file
+    from tpconform.impls.simple_module import SimpleModuleImpl, check_loadable, load_module_file
 
     how, target = classify(spec)
     if how == "file":
-        return SimpleModuleImpl(load_module_file(target), name=os.path.basename(target))
+        module = load_module_file(target)
+        check_loadable(module, os.path.basename(target))
+        return SimpleModuleImpl(module, name=os.path.basename(target))
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ImplError(f"--impl={spec}: importing {module_name} failed: {type(exc).__name__}: {exc}") from None
     if not attr:
+        check_loadable(module, module_name)
         return SimpleModuleImpl(module, name=module_name)
     try:
         obj = getattr(module, attr)
@@ -127,7 +130,9 @@ def load(spec: str):
             raise ImplError(f"--impl={spec}: {attr}() failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, TensorParallelImpl) and not (hasattr(obj, "column") and hasattr(obj, "row")):
         if hasattr(obj, "ColumnParallelLinear") or hasattr(obj, "RowParallelLinear"):
-            return SimpleModuleImpl(obj, name=spec)
+            impl = SimpleModuleImpl(obj, name=spec)  # it lacks one of them: it says so
+            check_loadable(obj, spec, named_module=False)
+            return impl
         raise ImplError(f"--impl={spec}: {attr} is neither a TensorParallelImpl nor has column()/row() builders")
     if how == "registry":
         obj.name = spec

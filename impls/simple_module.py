@@ -45,6 +45,24 @@ def load_module_file(path: str):
     return module
 
 
+def check_loadable(module, name: str, *, named_module: bool = True) -> None:
+    """Refuse at load, in one line, what the simple-module convention cannot drive (``ImplError``): a module
+    named without its class that defines an adapter (``named_module``: ``--impl=FILE`` or ``--impl=module``),
+    and layers whose constructor cannot take ``(in_features, out_features, bias, master_weight)``."""
+    adapters = _adapters_defined_in(module) if named_module else []
+    if adapters:
+        spec = _module_spec(module, name)
+        how = f"--impl={spec}:{adapters[0]}" if spec else "--impl=module:Class, the module as Python imports it"
+        raise ImplError(f"--impl={name}: it defines the adapter {' / '.join(adapters)} (a TensorParallelImpl): "
+                        f"name it, {how}")
+    for cls_name in ("ColumnParallelLinear", "RowParallelLinear"):
+        why = _signature_misfit(getattr(module, cls_name, None))
+        if why:
+            raise ImplError(f"--impl={name}: {cls_name}{why}, where the simple-module convention calls "
+                            f"{cls_name}(in_features, out_features, bias, master_weight); for other "
+                            "constructors, write an adapter (README: 'Write an adapter')")
+
+
 def _adapters_defined_in(module) -> list[str]:
     """The TensorParallelImpl subclasses ``module`` defines itself (an adapter module named without its class),
     most derived first (a base the module also subclasses last)."""
@@ -71,6 +89,8 @@ def _module_spec(module, name: str) -> str:
 def _signature_misfit(cls) -> str:
     """Why ``cls(in_features, out_features, bias, master_weight)`` cannot be called (its signature), or ``""``
     (also where the signature cannot be read: the call itself then says)."""
+    if cls is None:
+        return ""
     try:
         sig = inspect.signature(cls)
     except (TypeError, ValueError):
@@ -102,21 +122,9 @@ class SimpleModuleImpl(TensorParallelImpl):
     convention = "simple-module"
 
     def __init__(self, module, name: str = "simple-module"):
-        adapters = _adapters_defined_in(module)
-        if adapters:
-            spec = _module_spec(module, name)
-            how = (f"--impl={spec}:{adapters[0]}" if spec else "--impl=module:Class, the module as Python imports it")
-            raise ImplError(f"--impl={name}: it defines the adapter {' / '.join(adapters)} (a TensorParallelImpl): "
-                            f"name it, {how}")
         missing = [c for c in ("ColumnParallelLinear", "RowParallelLinear") if not hasattr(module, c)]
         if missing:
                 raise ImplError(f"--impl={name}: it lacks {' and '.join(missing)} (simple-module convention)")
-        for cls_name in ("ColumnParallelLinear", "RowParallelLinear"):
-            why = _signature_misfit(getattr(module, cls_name))
-            if why:
-                raise ImplError(f"--impl={name}: {cls_name}{why}, where the simple-module convention calls "
-                                f"{cls_name}(in_features, out_features, bias, master_weight); for other "
-                                "constructors, write an adapter (README: 'Your own layers')")
         self.module = module
         self.name = name
         overrides = getattr(module, "TP_CAPABILITIES", None)
