@@ -253,9 +253,10 @@ class Grader:
     def scopes(self, fam: Optional[Family] = None) -> list[Scope]:
         """Where ``fam``'s cases are drawn (the primary family's when ``None``): the primary family's within
         the contract (its cases, anchors and case classes) and beyond it; every other family's from its own
-        strategy, as many as ``pytest`` draws for it (``tpconform.pytest_plugin.testing.property_test``)."""
+        strategy, as many as ``pytest`` draws for it (``tpconform.pytest_plugin.testing.property_test``), after
+        its anchors (``Family.anchors``)."""
         if fam is not None and fam is not primary():
-            return [Scope("contract", lambda v: self.suite.cases(v, fam.name), lambda v: [],
+            return [Scope("contract", lambda v: self.suite.cases(v, fam.name), lambda v: fam.anchors(self.suite, v),
                           max(3, round(self.examples * fam.example_share)))]
         c = self.contract
         if c is None:

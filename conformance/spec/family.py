@@ -122,6 +122,12 @@ class Family:
         """The Hypothesis strategy of this family's cases for ``variant`` within the run's options."""
         raise NotImplementedError
 
+    def anchors(self, suite, variant) -> list:
+        """Fixed cases of ``variant`` within the run's options that every search meets before its random
+        draws (a grade's, and ``tests/properties/test_anchors.py`` in ``pytest``): the configs where this
+        family's bugs live that a handful of random draws can miss (``[]``: none)."""
+        return []
+
     # -- one example ---------------------------------------------------------------------------
     def run(self, suite, case, stages: Optional[Sequence[str]] = None):
         """Run ``case`` for the suite's impl; its evidence, or ``None`` when the impl does not offer

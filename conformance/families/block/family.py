@@ -11,7 +11,7 @@ from typing import Optional
 from tpconform.families.block import verdict
 from tpconform.families.block.case import HANDED_IN, OFFERED_BY, BlockCase
 from tpconform.families.block.diagnosis import likely_cause
-from tpconform.families.block.strategy import DTYPES, block_cases
+from tpconform.families.block.strategy import DTYPES, block_anchors, block_cases
 from tpconform.families.common import ExtensionFamily
 from tpconform.spec.family import Property
 
@@ -53,6 +53,10 @@ class BlockFamily(ExtensionFamily):
     def cases(self, suite, variant):
         return block_cases(variant or "plan", world_sizes=suite.world_sizes,
                            dtypes=self._dtypes(suite) or list(DTYPES))
+
+    def anchors(self, suite, variant):
+        return block_anchors(variant or "plan", world_sizes=suite.world_sizes,
+                             dtypes=self._dtypes(suite) or list(DTYPES))
 
     def run(self, suite, case, stages=None):
         return verdict.evidence(suite, case, step=stages is None or "step" in stages)

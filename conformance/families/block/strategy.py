@@ -9,7 +9,7 @@ from typing import Sequence
 from hypothesis import strategies as st
 from tpconform.families.block.case import BlockCase
 
-__all__ = ["block_cases"]
+__all__ = ["block_anchors", "block_cases"]
 
 # the dtypes the block's bound is derived for (bounds.py): every dtype (16-bit ones accumulating in float32)
 DTYPES = ("float32", "float64", "bfloat16", "float16")
@@ -64,3 +64,33 @@ are sequence-parallel, a quarter of those with a sequence the world size does no
                        label="optimizer"),
         handed_in=handed_in,
     )
+
+
+def parallel_sizes(world_sizes: Sequence[int]) -> tuple[int, int]:
+    """The smallest world size above 1 and the largest (the smallest at all when none is above 1)."""
+    sizes = sorted(set(int(w) for w in world_sizes))
+    parallel = [w for w in sizes if w >= 2] or sizes[:1]
+    return parallel[0], parallel[-1]
+
+
+def preferred_dtype(dtypes: Sequence[str], *wanted: str) -> str:
+    return next((d for d in wanted if d in dtypes), list(dtypes)[0])
+
+
+def block_anchors(handed_in: str = "plan", *, world_sizes: Sequence[int] = (1, 2, 3, 4),
+                  dtypes: Sequence[str] = DTYPES) -> list[BlockCase]:
+    """The configs every search of ``handed_in`` meets first, whatever its draws: two that shard evenly, where
+    a plan must compute right. One sequence-parallel (two tokens per rank, so a RoPE position, a norm grad or a
+    reduce-scatter taken on the local shard shows), with biases, at the smallest world size above 1; one not,
+    without biases, two query heads per kv head, AdamW's step, at the largest. Half the random draws are
+    sequence-parallel too, but a grade's four examples a variant can miss it."""
+    small, large = parallel_sizes(world_sizes)
+    first = preferred_dtype(dtypes, "float32", "float64")
+    second = preferred_dtype(dtypes, "float64", "float32")
+    return [
+        BlockCase(world_size=small, batch=2, seq=2 * small, hidden=4, n_heads=small, n_kv_heads=small, head_dim=2,
+                  ffn=2 * small, bias=True, dtype=first, seed=301, sequence_parallel=True, handed_in=handed_in),
+        BlockCase(world_size=large, batch=1, seq=3, hidden=6, n_heads=2 * large, n_kv_heads=large, head_dim=2,
+                  ffn=large, bias=False, dtype=second, seed=302,
+                  optimizer="adamw" if second in ("float32", "float64") else "sgd", handed_in=handed_in),
+    ]

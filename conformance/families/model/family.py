@@ -12,7 +12,7 @@ from tpconform.families.common import ExtensionFamily
 from tpconform.families.model import verdict
 from tpconform.families.model.case import HANDED_IN, OFFERED_BY, ModelCase
 from tpconform.families.model.diagnosis import likely_cause
-from tpconform.families.model.strategy import DTYPES, model_cases
+from tpconform.families.model.strategy import DTYPES, model_anchors, model_cases
 from tpconform.spec.family import Property
 
 
@@ -48,6 +48,10 @@ class ModelFamily(ExtensionFamily):
     def cases(self, suite, variant):
         return model_cases(variant or "plan", world_sizes=suite.world_sizes,
                            dtypes=self._dtypes(suite) or list(DTYPES))
+
+    def anchors(self, suite, variant):
+        return model_anchors(variant or "plan", world_sizes=suite.world_sizes,
+                             dtypes=self._dtypes(suite) or list(DTYPES))
 
     def likely_cause(self, ev, v):
         return likely_cause(ev, v)

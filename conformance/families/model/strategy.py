@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from hypothesis import strategies as st
+from tpconform.families.block.strategy import parallel_sizes, preferred_dtype
 from tpconform.families.model.case import ModelCase
 
-__all__ = ["model_cases"]
+__all__ = ["model_anchors", "model_cases"]
 
 # the dtypes the model's bound is derived for (bounds.py, on the block's): every dtype (16-bit ones
 # accumulating in float32)
@@ -56,3 +57,23 @@ def model_cases(draw, handed_in: str = "plan", *, world_sizes: Sequence[int] = (
         seed=draw(st.integers(0, 2**31 - 1), label="seed"),
         sequence_parallel=sp,
     )
+
+
+def model_anchors(handed_in: str = "plan", *, world_sizes: Sequence[int] = (1, 2, 3, 4),
+                  dtypes: Sequence[str] = DTYPES) -> list[ModelCase]:
+    """The configs every search of ``handed_in`` meets first, whatever its draws: two a plan must express
+    (heads, FFN and vocab divisible by the world size). One with tied embeddings and loss parallelism (and,
+    for a plan, sequence parallelism: two tokens per rank), with biases, at the smallest world size above 1;
+    one untied, without loss parallelism or biases, two blocks, at the largest. A grade's three random
+    examples a variant rarely meet all of these; each is where some of the model's bugs live."""
+    small, large = parallel_sizes(world_sizes)
+    first = preferred_dtype(dtypes, "float32", "float64")
+    second = preferred_dtype(dtypes, "float64", "float32")
+    return [
+        ModelCase(world_size=small, handed_in=handed_in, batch=2, seq=2 * small, vocab=3 * small, hidden=4, n_layers=1,
+                  n_heads=2 * small, n_kv_heads=small, head_dim=2, ffn=2 * small, tied=True, loss_parallel=True,
+                  bias=True, dtype=first, seed=311, sequence_parallel=handed_in == "plan"),
+        ModelCase(world_size=large, handed_in=handed_in, batch=1, seq=3, vocab=2 * large, hidden=4, n_layers=2,
+                  n_heads=large, n_kv_heads=large, head_dim=2, ffn=large, tied=False, loss_parallel=False,
+                  bias=False, dtype=second, seed=312),
+    ]
