@@ -20,6 +20,9 @@ class SeededBug:
     cause: str = ""  # words the failure's "likely cause" line must contain ("" checks nothing)
     symptom: str = "violation"  # "violation": the property itself fails; "crash": the example raises or hangs
     world_sizes: tuple[int, ...] = (1, 2, 3, 4)  # what the self-test searches (the bug may need >= 3)
+    # caught on its family's anchors (``Family.anchors``), whatever the random draws: its configs (sequence or
+    # loss parallelism, tied embeddings...) are ones a grade's few draws a variant can miss
+    anchored: bool = False
 
     @property
     def entry(self) -> Entry:
