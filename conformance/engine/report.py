@@ -23,7 +23,7 @@ class PropertyViolated(AssertionError):
 def symptoms(ev, found: Sequence[Violation], fam: Family) -> list[tuple[str, Optional[str]]]:
     """``(symptom, likely cause)`` per distinct symptom of ``found``: violations equal but for their
     rank folded into one, whose cause is the first rank's (the ranks' causes are the same or none)."""
-    causes = {id(v): fam.likely_cause(ev, v) for v in found}
+    causes = {id(v): fam.cause_of(ev, v) for v in found}
     folded = fold_ranks([(v.rank, v.message + "\0" + (causes[id(v)] or "")) for v in found])
     return [(text.split("\0")[0], text.split("\0")[1] or None) for text in folded]
 

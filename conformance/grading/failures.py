@@ -84,7 +84,7 @@ def raised_hint(fam: Family, ev, found: list[Violation], on_a_full_batch: bool) 
     the same exception was raised on a non-empty batch too."""
     if on_a_full_batch and not full_batch(ev.case):
         return None
-    return fam.likely_cause(ev, found[0])
+    return fam.cause_of(ev, found[0])
 
 
 def _shape_error(ev) -> Optional[str]:
@@ -101,7 +101,7 @@ def shape_cause(fam: Family, ev: Evidence) -> str:
     """Why the output's shape is wrong, one line: the likely cause of the shape property's first
     violation, or that violation itself."""
     shape = SPEC[SHAPE_PROPERTY](ev)
-    cause = next((fam.likely_cause(ev, v) for v in shape if v.quantity == "output"), None)
+    cause = next((fam.cause_of(ev, v) for v in shape if v.quantity == "output"), None)
     return cause or (shape[0].message if shape else "the output has the wrong shape")
 
 
@@ -131,7 +131,7 @@ def signatures(fam: Family, ev, prop: str, found: list[Violation]) -> list[tuple
         return [(Signature("shape", "*", cls, shape_cause(fam, ev)), list(found))]
     out: dict[str, tuple[Signature, list[Violation]]] = {}
     for v in found:
-        cause = fam.likely_cause(ev, v) or unexplained(v)
+        cause = fam.cause_of(ev, v) or unexplained(v)
         out.setdefault(cause, (Signature("property", prop, cls, cause), []))[1].append(v)
     return list(out.values())
 

@@ -542,7 +542,7 @@ class Grader:
 
 def _crash_cause(fam: Family, ev, kind: str) -> str:
     crash = fam.crash(ev) or ""
-    cause = fam.likely_cause(ev, Violation("*", crash, None, "run"))
+    cause = fam.cause_of(ev, Violation("*", crash, None, "run"))
     if cause:
         return cause
     return "an example did not finish in time" if kind == "hang" else crash.splitlines()[0][:200]

@@ -149,6 +149,15 @@ class Family:
     def likely_cause(self, ev, v: Violation) -> Optional[str]:
         return None
 
+    def cause_of(self, ev, v: Violation) -> Optional[str]:
+        """:meth:`likely_cause`, as reports and grades ask it: a guess at the bug class, so an error inside the
+        guess (a symptom its tests did not foresee) costs the guess alone, never the failure it explains
+        (the self-tests call :meth:`likely_cause` itself, where such an error fails them)."""
+        try:
+            return self.likely_cause(ev, v)
+        except Exception:  # noqa: BLE001 - any error of the diagnosis: no cause named
+            return None
+
     def report_notes(self, ev) -> list[str]:
         """Lines a failure report adds about how the example was judged (e.g. a declared finalisation)."""
         return []
