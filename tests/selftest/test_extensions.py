@@ -90,3 +90,31 @@ def test_construction_failing_on_one_rank_is_a_construction_violation(family, re
     text = " ".join(v.message for v in found)
     assert "rank(s) [1]" in text and "rank 1 refuses to build" in text, text
     assert "malformed" not in text, text
+
+
+def test_every_likely_cause_runs_on_a_sequence_parallel_anchor(tp_pool):
+    """Under sequence parallelism each rank's output and input grad is its own shard: a likely cause that compared
+    the ranks' input grads with each other raised there, and a grade of three block bugs ended as "the search could
+    not judge it" on their first anchor. Every violation's cause is now asked and answers (or says nothing)."""
+    suite = Suite("bug-block-ffn-gathers-hidden", tp_pool, world_sizes=(2,))
+    fam = families()["block"]
+    case = next(c for c in fam.anchors(suite, "plan") if c.sequence_parallel)
+    ev, found = suite.judged(case, list(fam.properties))
+    violations = [v for vs in found.values() for v in vs]
+    assert any(v.quantity == "input grad" for v in violations), violations
+    for v in violations:
+        fam.likely_cause(ev, v)  # raises here if a cause breaks on the shards
+
+
+def test_an_error_inside_a_likely_cause_costs_the_cause_alone():
+    from tpconform.spec.family import Family
+    from tpconform.spec.violations import Violation
+
+    class Broken(Family):
+        def likely_cause(self, ev, v):
+            raise RuntimeError("a symptom the diagnosis did not foresee")
+
+    v = Violation("p", "off by 1", None, "output")
+    assert Broken().cause_of(None, v) is None
+    with pytest.raises(RuntimeError):
+        Broken().likely_cause(None, v)
