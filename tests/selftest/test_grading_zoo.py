@@ -172,22 +172,44 @@ def test_no_seeded_bug_gets_full_marks(graded):
     assert not full, f"{scope}: full marks for seeded bugs {full}"
 
 
-def test_without_a_contract_every_variant_first_meets_pytests_covering_cases():
+@pytest.fixture(scope="module")
+def default_grader():
+    """A default grade's grader of the reference (world sizes 1-8, every dtype), for its scopes alone."""
+    from tpconform.grading.one import Grader
+    from tpconform.strategies import DTYPES
+
+    grader = Grader("reference", seed_value=0, examples=1, world_sizes=tuple(range(1, 9)), dtypes=DTYPES,
+                    timeout_s=20, emit=lambda record: None)
+    yield grader
+    grader.suite.pool.close()
+
+
+def test_without_a_contract_every_variant_first_meets_pytests_covering_cases(default_grader):
     """The cases every search of a default grade meets before its random draws: the anchors and all
     the covering cases pytest runs for the same world sizes and dtypes (uneven dims included)."""
     from tpconform.families.linear.case_classes import covering_cases
-    from tpconform.grading.one import Grader
     from tpconform.strategies import DTYPES, VARIANTS
 
     sizes = tuple(range(1, 9))
-    grader = Grader("reference", seed_value=0, examples=1, world_sizes=sizes, dtypes=DTYPES, timeout_s=20,
-                    emit=lambda record: None)
-    try:
-        (scope,) = grader.scopes()
-        for variant in VARIANTS:
-            fixed = [case.token() for case in scope.anchors(variant)]
-            covering = [case.token() for case in covering_cases(variant, sizes, DTYPES)]
-            assert set(covering) <= set(fixed) and len(fixed) == len(set(fixed)), variant
-            assert any(case.uneven for case in covering_cases(variant, sizes, DTYPES))
-    finally:
-        grader.suite.pool.close()
+    (scope,) = default_grader.scopes()
+    for variant in VARIANTS:
+        fixed = [case.token() for case in scope.anchors(variant)]
+        covering = [case.token() for case in covering_cases(variant, sizes, DTYPES)]
+        assert set(covering) <= set(fixed) and len(fixed) == len(set(fixed)), variant
+        assert any(case.uneven for case in covering_cases(variant, sizes, DTYPES))
+
+
+def test_every_other_family_first_meets_its_anchors(default_grader):
+    """A grade's search of the block or the tiny model meets their anchors (sequence parallel, loss parallel, tied
+    and untied embeddings) before its few random draws: without them a default grade missed 11 of their bugs."""
+    from tpconform.families.registry import families
+
+    for name in ("block", "model"):
+        fam = families()[name]
+        (scope,) = default_grader.scopes(fam)
+        for variant in fam.variants():
+            anchors = scope.anchors(variant)
+            assert anchors and anchors == fam.anchors(default_grader.suite, variant), (name, variant)
+            assert {c.world_size for c in anchors} == {2, 8}, (name, variant)
+            if variant == "plan":
+                assert any(c.sequence_parallel for c in anchors), (name, variant)
