@@ -8,7 +8,8 @@ covering cases of every case class and pair (``families/linear/case_classes.py``
 tensors). Every example is checked against every property of the spec; any violation is a false
 failure. Then every other family the impl offers (``conformance/families``: sub-groups, MLP,
 primitives, sequence parallel, embedding, merged, cross entropy), ``--family-examples`` cases per
-seed and variant from the family's own strategy, each judged on every property of its family.
+seed and variant from the family's own strategy, then its anchors (``Family.anchors``, on new tensors
+per seed), each judged on every property of its family.
 
 It also reports, per dtype and quantity, the largest observed ``|error| / bound`` — how close a
 correct impl comes to the tolerance model's bound (must stay < 1; much smaller is expected, the
@@ -123,6 +124,13 @@ def _run_other_family(suite, impl, fam, variant, hseed, base, n, record_family) 
         record_family(impl, fam.name, case, found, ev)
 
     run()
+    for case in fam.anchors(suite, variant):  # the family's fixed configs, on new tensors each seed
+        case = replace(case, seed=case.seed + 1000 * hseed)
+        try:
+            ev, found = suite.judged(case, props)
+        except NotOffered:
+            return
+        record_family(impl, fam.name, case, found, ev)
 
 
 def main(argv=None) -> int:
