@@ -82,6 +82,8 @@ class ReplyWait:
         self.deadline = self.started + timeout_s
         self.replies: dict[int, Any] = {}
         self.grace = ERROR_GRACE_S  # what the others get once a rank has raised
+        self.done_grace: Optional[float] = None  # what the others get once a rank has finished (None: none has)
+        self.seen: dict = {}  # what the waiter last read of the ranks still left (harness: their CPU states)
 
     @property
     def done(self) -> bool:
@@ -114,7 +116,20 @@ class ReplyWait:
             # behind; a rank far behind is waiting in a collective that a finished rank skipped.
             # Proportional grace keeps slow (loaded) runs safe.
             elapsed = time.monotonic() - self.started
-            self.deadline = min(self.deadline, time.monotonic() + max(DONE_GRACE_MIN_S, DONE_GRACE_FACTOR * elapsed))
+            self.done_grace = max(DONE_GRACE_MIN_S, DONE_GRACE_FACTOR * elapsed)
+            self.deadline = min(self.deadline, time.monotonic() + self.done_grace)
+
+    def in_done_grace(self) -> bool:
+        """Whether the wait is in the grace the others get after a rank finished (none raised), with time left
+        of the example's own timeout: the one wait that may be extended for ranks still working."""
+        raised = any(isinstance(rep, dict) and rep.get("ok") is False for rep in self.replies.values())
+        return self.done_grace is not None and not raised and time.monotonic() < self.started + self.timeout_s
+
+    def extend_done_grace(self) -> None:
+        """Another grace for ranks left behind that are still working (starved on a loaded machine, not asleep
+        in a collective): never past the example's timeout."""
+        assert self.done_grace is not None
+        self.deadline = min(self.started + self.timeout_s, time.monotonic() + self.done_grace)
 
     def expired(self) -> str:
         """Why the wait ended without every reply (the deadline passed), in words."""

@@ -39,6 +39,7 @@ from tpconform.transport.contract import (  # noqa: F401 - GroupFailure, cut_tex
     ReplyWait,
     cut_text,
 )
+from tpconform.transport.cpu_progress import cpu_state, still_working
 from tpconform.transport.memory_watch import MemoryWatch
 
 DEFAULT_TIMEOUT_S = 20.0
@@ -166,6 +167,9 @@ class ProcessGroup:
             remaining = waiting.remaining()
             ready = wait(list(waitables), timeout=max(remaining, 0)) if remaining > 0 else []
             if not ready:
+                if waiting.in_done_grace() and self._still_working(waiting):
+                    waiting.extend_done_grace()  # starved, not stuck: a loaded machine is no bug
+                    continue
                 self._fail(waiting.expired(), waiting.pending)
             for obj in ready:
                 kind, r = waitables[obj]
@@ -211,7 +215,22 @@ class ProcessGroup:
         wrong = waiting.out_of_turn(r, reply)
         if wrong:
             self._fail(wrong, [r])
+        in_grace = waiting.done_grace is not None
         waiting.accept(r, reply)
+        if not in_grace and waiting.done_grace is not None:  # the first rank finished: how the others stand
+            waiting.seen = self._cpu_states(waiting.pending)
+
+    def _cpu_states(self, ranks) -> dict:
+        return {r: cpu_state(self.ranks[r].process.pid) for r in ranks if self.ranks[r].process.pid}
+
+    def _still_working(self, waiting: ReplyWait) -> bool:
+        """Whether a rank still left after another finished is runnable or gained CPU time since the last look
+        (``cpu_progress``): starved on a loaded machine rather than asleep in a collective a finished rank
+        skipped."""
+        now = self._cpu_states(waiting.pending)
+        working = still_working(waiting.seen, now)
+        waiting.seen = now
+        return working
 
     def _fail(self, reason: str, culprits: list[int]) -> None:
         stacks = self.dump_stacks()

@@ -1,0 +1,60 @@
+"""Whether a process is still working: its CPU time and its threads' run states, read from Linux ``/proc``.
+
+A rank left behind once another finished the example is either waiting in a collective the finished rank
+skipped (asleep: no CPU, no runnable thread) or merely starved on a loaded machine (runnable, or gaining CPU
+time). The harness gives the second more of its grace (``harness._gather``), never past the example's timeout.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Optional
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+WORKING_CPU_S = 0.05  # CPU time gained between two looks that counts as work (a sleeping waiter gains ~none)
+
+
+class CpuState(NamedTuple):
+    cpu_s: float  # user + system time of the whole thread group
+    runnable: bool  # some thread is running or waiting for a CPU ("R")
+
+
+def _fields(path: str) -> Optional[list[bytes]]:
+    try:
+        with open(path, "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return stat.rsplit(b")", 1)[-1].split()  # the comm field may hold spaces and parens
+
+
+def cpu_state(pid: int) -> Optional[CpuState]:
+    """``pid``'s CPU time and whether any of its threads is runnable (``None``: unreadable, or gone)."""
+    fields = _fields(f"/proc/{pid}/stat")
+    if fields is None or len(fields) < 13:
+        return None
+    cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+    runnable = fields[0] == b"R"
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tasks = []
+    for tid in tasks:
+        t = _fields(f"/proc/{pid}/task/{tid}/stat")
+        if t and t[0] == b"R":
+            runnable = True
+            break
+    return CpuState(cpu, runnable)
+
+
+def still_working(before: dict[int, Optional[CpuState]], now: dict[int, Optional[CpuState]]) -> bool:
+    """Whether any process of ``now`` is runnable or gained CPU time since ``before`` (keyed alike)."""
+    for key, state in now.items():
+        if state is None:
+            continue
+        if state.runnable:
+            return True
+        prev = before.get(key)
+        if prev is not None and state.cpu_s - prev.cpu_s >= WORKING_CPU_S:
+            return True
+    return False
