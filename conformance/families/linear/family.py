@@ -13,7 +13,6 @@ from tpconform.families.linear.diagnosis import likely_cause
 from tpconform.families.linear.run import run
 from tpconform.families.linear.verdict import Evidence
 from tpconform.spec.family import Family, Property
-from tpconform.spec.partition import chunk_leaves_a_rank_empty
 from tpconform.spec.violations import Violation
 from tpconform.strategies import VARIANTS, Variant, layer_cases, world_sizes
 
@@ -55,7 +54,7 @@ class LinearFamily(Family):
                                  reads_backward=name not in verdict.FORWARD)
                   for name, fn in verdict.SPEC.items()}
     stages = STAGES
-    derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank", "chunk_leaves_a_rank_empty")
+    derived_facts = ("batch_dims", "batch_numel", "uneven", "features_per_rank")
     order = 0  # the single layer first: the others build on it
     case_classes = CASE_CLASSES  # counted per property (case_classes.py: the classes, the covering cases)
 
@@ -129,8 +128,6 @@ class LinearFamily(Family):
         facts["uneven"] = case.uneven
         split = case.out_features if case.kind == "column" else case.in_features
         facts["features_per_rank"] = split / (case.tp_size or case.world_size)  # < 1: a rank holds none
-        # torch.chunk's split (DTensor's Shard) leaves some rank none: also from 4 features on 3 ranks (2, 2, 0)
-        facts["chunk_leaves_a_rank_empty"] = chunk_leaves_a_rank_empty(split, case.tp_size or case.world_size)
         facts["variant"] = self.variant_of(case)
         return facts
 
