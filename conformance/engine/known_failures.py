@@ -216,9 +216,10 @@ class KnownFailures:
 
     def __init__(self, entries: Iterable[Entry] = ()):
         self.entries = list(entries)
-        # (family, property) of the property tests this run selected (their tp_property marks; the case-class
-        # test's fixed covering cases alone judge no entry stale); None: not known (outside pytest), and then
-        # every entry is judged on what ran, as if the run were complete
+        # (family, property) of the property tests this run selected (their tp_property marks; a "*" mark, the
+        # case-class and anchor tests', selects every property of its family, so a run of those tests alone judges
+        # an entry on their fixed cases); None: not known (outside pytest), and then every entry is judged on what
+        # ran, as if the run were complete
         self.selected: Optional[set[tuple[str, str]]] = None
         ids = [e.id for e in self.entries]
         dup = sorted({i for i in ids if ids.count(i) > 1})

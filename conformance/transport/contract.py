@@ -83,7 +83,6 @@ class ReplyWait:
         self.replies: dict[int, Any] = {}
         self.grace = ERROR_GRACE_S  # what the others get once a rank has raised
         self.done_grace: Optional[float] = None  # what the others get once a rank has finished (None: none has)
-        self.seen: dict = {}  # what the waiter last read of the ranks still left (harness: their CPU states)
 
     @property
     def done(self) -> bool:

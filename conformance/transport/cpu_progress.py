@@ -8,10 +8,12 @@ time). The harness gives the second more of its grace (``harness._gather``), nev
 from __future__ import annotations
 
 import os
+import time
 from typing import NamedTuple, Optional
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-WORKING_CPU_S = 0.05  # CPU time gained between two looks that counts as work (a sleeping waiter gains ~none)
+SAMPLE_S = 0.2  # how far apart the two looks are
+WORKING_CPU_S = 0.02  # CPU time gained between them that counts as work (a sleeping waiter gains ~none)
 
 
 class CpuState(NamedTuple):
@@ -47,14 +49,16 @@ def cpu_state(pid: int) -> Optional[CpuState]:
     return CpuState(cpu, runnable)
 
 
-def still_working(before: dict[int, Optional[CpuState]], now: dict[int, Optional[CpuState]]) -> bool:
-    """Whether any process of ``now`` is runnable or gained CPU time since ``before`` (keyed alike)."""
-    for key, state in now.items():
-        if state is None:
-            continue
-        if state.runnable:
-            return True
-        prev = before.get(key)
-        if prev is not None and state.cpu_s - prev.cpu_s >= WORKING_CPU_S:
+def still_working(pids, window_s: float = SAMPLE_S) -> bool:
+    """Whether any of ``pids`` is working now: some thread runnable at either of two looks ``window_s`` apart, or
+    CPU time gained between them. Looked at when a grace ends, not since it began: a rank that worked a while and
+    then went to sleep in a collective reads as asleep."""
+    first = {pid: cpu_state(pid) for pid in pids}
+    if any(state is not None and state.runnable for state in first.values()):
+        return True
+    time.sleep(window_s)
+    for pid, before in first.items():
+        now = cpu_state(pid)
+        if now is not None and (now.runnable or (before is not None and now.cpu_s - before.cpu_s >= WORKING_CPU_S)):
             return True
     return False

@@ -32,14 +32,14 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
-from tpconform.transport import forkserver, proctree, rank_walls, stacks, stale_locks, wire, worker
+from tpconform.transport import backends, forkserver, proctree, rank_walls, stacks, stale_locks, wire, worker
 from tpconform.transport.contract import (  # noqa: F401 - GroupFailure, cut_text: the transport's, imported from here
     MAX_MESSAGE_BYTES,
     GroupFailure,
     ReplyWait,
     cut_text,
 )
-from tpconform.transport.cpu_progress import cpu_state, still_working
+from tpconform.transport.cpu_progress import still_working
 from tpconform.transport.memory_watch import MemoryWatch
 
 DEFAULT_TIMEOUT_S = 20.0
@@ -215,22 +215,15 @@ class ProcessGroup:
         wrong = waiting.out_of_turn(r, reply)
         if wrong:
             self._fail(wrong, [r])
-        in_grace = waiting.done_grace is not None
         waiting.accept(r, reply)
-        if not in_grace and waiting.done_grace is not None:  # the first rank finished: how the others stand
-            waiting.seen = self._cpu_states(waiting.pending)
-
-    def _cpu_states(self, ranks) -> dict:
-        return {r: cpu_state(self.ranks[r].process.pid) for r in ranks if self.ranks[r].process.pid}
 
     def _still_working(self, waiting: ReplyWait) -> bool:
-        """Whether a rank still left after another finished is runnable or gained CPU time since the last look
-        (``cpu_progress``): starved on a loaded machine rather than asleep in a collective a finished rank
-        skipped."""
-        now = self._cpu_states(waiting.pending)
-        working = still_working(waiting.seen, now)
-        waiting.seen = now
-        return working
+        """Whether a rank still left after another finished is working (``cpu_progress``): starved on a loaded
+        machine rather than asleep in a collective a finished rank skipped. Never under NCCL, where a waiting
+        rank spins."""
+        if backends.selected() == "nccl":
+            return False
+        return still_working([self.ranks[r].process.pid for r in waiting.pending if self.ranks[r].process.pid])
 
     def _fail(self, reason: str, culprits: list[int]) -> None:
         stacks = self.dump_stacks()
