@@ -66,3 +66,18 @@ def test_a_row_layer_all_reducing_in_16_or_32_bits_passes_mixed_precision(tp_poo
             assert suite.violations(case, MIXED) == [], (suite.impl_spec, case)
 
     holds()
+
+
+def test_a_bound_past_the_dtypes_range_admits_an_overflow():
+    """A bound larger than the dtype's largest value (the model's float16 grads through a norm one element wide:
+    3e44) admits any value the dtype holds, and so an overflow to inf and its NaN (the reference's own result
+    there, found by benchmarks/false_failures.py); a bound within the range still rejects them."""
+    import torch
+    from tpconform.spec.compare import compare
+
+    expected = torch.tensor([0.05, 1.0], dtype=torch.float64)
+    got = torch.tensor([float("nan"), float("inf")], dtype=torch.float16)
+    assert compare(got, expected, torch.tensor([3e44, 1e6], dtype=torch.float64), "grad") is None
+    m = compare(got, expected, torch.tensor([3e44, 1.0], dtype=torch.float64), "grad")
+    assert m is not None and m.bad == 1 and m.index == (1,)
+    assert compare(got.double(), expected, torch.tensor([3e44, 1e6], dtype=torch.float64), "grad") is not None
