@@ -50,7 +50,9 @@ are sequence-parallel, a quarter of those with a sequence the world size does no
         world_size=ws,
         batch=draw(st.integers(1, 2), label="batch"),
         seq=seq,
-        hidden=draw(st.integers(1, 12), label="hidden"),
+        # float16 at widths under 4: a norm's input of a tiny mean square overflows the norm's backward (rsqrt cubed
+        # past 65504) though the grad is small (the bound's "no overflow" assumption, docs/TOLERANCE.md)
+        hidden=draw(st.integers(4 if dtype == "float16" else 1, 12), label="hidden"),
         n_heads=n_heads,
         n_kv_heads=n_kv,
         head_dim=draw(st.sampled_from([2, 4]), label="head_dim"),
