@@ -38,13 +38,16 @@ def model_cases(draw, handed_in: str = "plan", *, world_sizes: Sequence[int] = (
         seq = ws * draw(st.integers(1, 2), label="sequence length per rank")
     else:
         seq = draw(st.integers(1, 4), label="sequence length")
+    dtype = draw(st.sampled_from(list(dtypes)), label="dtype")
     return ModelCase(
         world_size=ws,
         handed_in=handed_in,
         batch=batch,
         seq=seq,
         vocab=draw(st.integers(2, 11), label="vocab"),
-        hidden=draw(st.integers(1, 8), label="hidden"),
+        # float16 at widths under 4: a norm's input of a tiny mean square overflows the norm's backward (the block's
+        # strategy says why)
+        hidden=draw(st.integers(4 if dtype == "float16" else 1, 8), label="hidden"),
         n_layers=draw(st.integers(1, 2), label="blocks"),
         n_heads=n_heads,
         n_kv_heads=n_kv,
@@ -53,7 +56,7 @@ def model_cases(draw, handed_in: str = "plan", *, world_sizes: Sequence[int] = (
         tied=draw(st.booleans(), label="tied embeddings"),
         loss_parallel=draw(st.booleans(), label="loss parallel"),
         bias=draw(st.booleans(), label="bias"),
-        dtype=draw(st.sampled_from(list(dtypes)), label="dtype"),
+        dtype=dtype,
         seed=draw(st.integers(0, 2**31 - 1), label="seed"),
         sequence_parallel=sp,
     )
