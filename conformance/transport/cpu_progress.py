@@ -11,6 +11,8 @@ import os
 import time
 from typing import NamedTuple, Optional
 
+from tpconform.transport.proctree import stat_fields
+
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 SAMPLE_S = 0.2  # how far apart the two looks are
 WORKING_CPU_S = 0.02  # CPU time gained between them that counts as work (a sleeping waiter gains ~none)
@@ -21,18 +23,9 @@ class CpuState(NamedTuple):
     runnable: bool  # some thread is running or waiting for a CPU ("R")
 
 
-def _fields(path: str) -> Optional[list[bytes]]:
-    try:
-        with open(path, "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    return stat.rsplit(b")", 1)[-1].split()  # the comm field may hold spaces and parens
-
-
 def cpu_state(pid: int) -> Optional[CpuState]:
     """``pid``'s CPU time and whether any of its threads is runnable (``None``: unreadable, or gone)."""
-    fields = _fields(f"/proc/{pid}/stat")
+    fields = stat_fields(f"/proc/{pid}/stat")
     if fields is None or len(fields) < 13:
         return None
     cpu = (int(fields[11]) + int(fields[12])) / _TICKS
@@ -42,7 +35,7 @@ def cpu_state(pid: int) -> Optional[CpuState]:
     except OSError:
         tasks = []
     for tid in tasks:
-        t = _fields(f"/proc/{pid}/task/{tid}/stat")
+        t = stat_fields(f"/proc/{pid}/task/{tid}/stat")
         if t and t[0] == b"R":
             runnable = True
             break

@@ -12,6 +12,18 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterable
+from typing import Optional
+
+
+def stat_fields(path: str) -> Optional[list[bytes]]:
+    """The fields of a ``/proc/<pid>/stat`` (or ``.../task/<tid>/stat``) after the command name, from the state
+    on (``None``: unreadable, or gone)."""
+    try:
+        with open(path, "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return stat.rsplit(b")", 1)[-1].split()  # the comm field may hold spaces and parens
 
 
 def _parents() -> dict[int, int]:
@@ -20,13 +32,8 @@ def _parents() -> dict[int, int]:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(b")", 1)[-1].split()  # the comm field may hold spaces and parens
-        if len(fields) < 2 or fields[0] == b"Z":
+        fields = stat_fields(f"/proc/{name}/stat")
+        if fields is None or len(fields) < 2 or fields[0] == b"Z":
             continue
         out[int(name)] = int(fields[1])
     return out
