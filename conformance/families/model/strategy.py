@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from hypothesis import strategies as st
-from tpconform.families.block.strategy import parallel_sizes, preferred_dtype
+from tpconform.families.block.strategy import FLOAT16_MIN_HIDDEN, parallel_sizes, preferred_dtype
 from tpconform.families.model.case import ModelCase
 
 __all__ = ["model_anchors", "model_cases"]
@@ -45,9 +45,7 @@ def model_cases(draw, handed_in: str = "plan", *, world_sizes: Sequence[int] = (
         batch=batch,
         seq=seq,
         vocab=draw(st.integers(2, 11), label="vocab"),
-        # float16 at widths under 4: a norm's input of a tiny mean square overflows the norm's backward (the block's
-        # strategy says why)
-        hidden=draw(st.integers(4 if dtype == "float16" else 1, 8), label="hidden"),
+        hidden=draw(st.integers(FLOAT16_MIN_HIDDEN if dtype == "float16" else 1, 8), label="hidden"),
         n_layers=draw(st.integers(1, 2), label="blocks"),
         n_heads=n_heads,
         n_kv_heads=n_kv,
