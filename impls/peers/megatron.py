@@ -185,6 +185,12 @@ class Impl(TensorParallelImpl):
         assert output_bias is None  # skip_bias_add=False: the bias is already in the output
         return output.reshape(*batch, output.shape[-1])
 
+    def build_tp_block(self, block, group):
+        """The block family's builder: megatron-core's own ``TransformerLayer`` (local spec) holding the dense
+        block's weights, with its name map (``megatron_block.py``)."""
+        from tpconform.impls.peers.megatron_block import build_tp_block
+        return build_tp_block(block, group)
+
     def primitives(self, group):
         """``megatron.core.tensor_parallel.mappings``' four tensor-model-parallel region functions on ``group``."""
         _run_on_cpu()

@@ -38,12 +38,17 @@ from tpconform.spec.plain_case import PlainCase
 #     dim (an int)         sharded along ``dim`` as ``torch.chunk`` (DTensor ``Shard(dim)``) splits it: rank r
 #                          holds chunk r (a column weight and bias: 0; a row weight: 1);
 #     (dim, start, stop)   this rank holds the dense parameter's ``start:stop`` along ``dim`` (any other layout:
-#                          uneven shards, kv heads replicated over the ranks that share them).
+#                          uneven shards, kv heads replicated over the ranks that share them);
+#     (dim, start, stop, [(a, b), ...])
+#                          a fused parameter: the ranges ``a:b`` of their local tensor along ``dim``, concatenated
+#                          in order, hold the dense ``start:stop`` (Megatron's ``linear_qkv``: per query group
+#                          ``[q heads; k; v]``, so ``wq``'s part is one range per local group; ``linear_fc1``:
+#                          ``[w1 part; w3 part]``). Empty (``start == stop``, no ranges): none of it on this rank.
 # Its parameter is a plain tensor or a DTensor (read as ``to_local()``); every property judges it as it judges
 # a plan's: its grad against that slice of the dense grad, its value after the step against the stepped one.
 # The module is called, stepped and judged exactly as a plan's (above); a config it cannot express must raise
-# in build_tp_block, on every rank. What a name map cannot say yet: one of their parameters holding parts of
-# several dense ones (a fused QKV or gate-up weight), or a parameter of theirs with no dense counterpart.
+# in build_tp_block, on every rank. What a name map cannot say yet: a parameter of theirs with no dense
+# counterpart, or a dense parameter whose part on a rank is not one ``start:stop`` range.
 OFFERED_BY = "parallelize_block / build_tp_block"
 HANDED_IN = ("plan", "builder")  # the variants: which of the two the example checks
 

@@ -31,7 +31,8 @@ class BlockFamily(ExtensionFamily):
                                  reads_backward=name not in verdict.FORWARD,
                                  stages=STAGES if name == verdict.STEP_PROPERTY else STAGES[:1])
                   for name, fn in verdict.BLOCK_SPEC.items()}
-    derived_facts = ("expressible",)
+    # known-failure ``when`` keys beyond the case's fields: ``kv_heads_per_rank`` < 1 is fewer kv heads than ranks
+    derived_facts = ("expressible", "kv_heads_per_rank")
 
     def variants(self):
         return HANDED_IN
@@ -40,7 +41,8 @@ class BlockFamily(ExtensionFamily):
         return case.handed_in
 
     def facts(self, case: BlockCase) -> dict:
-        return {**super().facts(case), "expressible": case.expressible}
+        return {**super().facts(case), "expressible": case.expressible,
+                "kv_heads_per_rank": case.n_kv_heads / case.world_size}
 
     def _dtypes(self, suite) -> list[str]:
         return [d for d in suite._dtypes(self.name) if d in DTYPES]

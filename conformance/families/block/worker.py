@@ -20,7 +20,7 @@ from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 from tpconform.families.block.case import STEP, BlockCase
 from tpconform.families.block.dense import build_block, take_step
-from tpconform.families.block.name_map import their_parameters
+from tpconform.families.block.name_map import Part, their_parameters
 from tpconform.families.layer_steps import built_everywhere, copy_of, matching_upstream_grad
 from tpconform.transport.worker_tools import CollectiveVolume, as_tensor, error_text
 
@@ -52,12 +52,13 @@ def _grad(p):
     return _local(g)
 
 
-# A parallelised block's parameters by dense name: (the parameter or None, where its part sits or why not known)
+# A parallelised block's parameters by dense name: (the parameter or None, where its part sits or why not
+# known, the ranges of their local tensor that hold it when it is fused with others: ``name_map.Part``, or None)
 Params = dict[str, tuple]
 
 
 def _plan_parameters(model, dense_shapes: dict) -> Params:
-    return {name: (p, placement(p, dense_shapes.get(name, torch.Size(()))) if name in dense_shapes else None)
+    return {name: (p, placement(p, dense_shapes.get(name, torch.Size(()))) if name in dense_shapes else None, None)
             for name, p in model.named_parameters()}
 
 
@@ -94,11 +95,16 @@ def _shapes(dense) -> dict:
     return {name: p.shape for name, p in dense.named_parameters()}
 
 
+def _cut(t, part: Optional[Part]):
+    """The dense parameter's part of ``t``: all of it, or a fused parameter's ranges that hold it."""
+    return t if part is None or not isinstance(t, torch.Tensor) else part.of(t)
+
+
 def _parameters(params: Params) -> dict:
     out = {}
-    for name, (p, where) in params.items():
-        entry = {"value": None if p is None else copy_of(_local(p), f"parameter {name}"),
-                 "grad": None if p is None else copy_of(_grad(p), f"the grad of {name}"),
+    for name, (p, where, part) in params.items():
+        entry = {"value": None if p is None else copy_of(_cut(_local(p), part), f"parameter {name}"),
+                 "grad": None if p is None else copy_of(_cut(_grad(p), part), f"the grad of {name}"),
                  "where": where if not isinstance(where, str) else None}
         if isinstance(where, str):
             entry["where_note"] = where
