@@ -31,8 +31,9 @@ class BlockFamily(ExtensionFamily):
                                  reads_backward=name not in verdict.FORWARD,
                                  stages=STAGES if name == verdict.STEP_PROPERTY else STAGES[:1])
                   for name, fn in verdict.BLOCK_SPEC.items()}
-    # known-failure ``when`` keys beyond the case's fields: ``kv_heads_per_rank`` < 1 is fewer kv heads than ranks
-    derived_facts = ("expressible", "kv_heads_per_rank")
+    # known-failure ``when`` keys beyond the case's fields: ``kv_heads_per_rank`` < 1 is fewer kv heads than ranks;
+    # ``heads_divide`` (query and kv heads), ``ffn_divides``, ``sequence_divides``: by the world size
+    derived_facts = ("expressible", "kv_heads_per_rank", "heads_divide", "ffn_divides", "sequence_divides")
 
     def variants(self):
         return HANDED_IN
@@ -41,8 +42,10 @@ class BlockFamily(ExtensionFamily):
         return case.handed_in
 
     def facts(self, case: BlockCase) -> dict:
-        return {**super().facts(case), "expressible": case.expressible,
-                "kv_heads_per_rank": case.n_kv_heads / case.world_size}
+        p = case.world_size
+        return {**super().facts(case), "expressible": case.expressible, "kv_heads_per_rank": case.n_kv_heads / p,
+                "heads_divide": case.n_heads % p == 0 and case.n_kv_heads % p == 0, "ffn_divides": case.ffn % p == 0,
+                "sequence_divides": case.seq % p == 0}
 
     def _dtypes(self, suite) -> list[str]:
         return [d for d in suite._dtypes(self.name) if d in DTYPES]
