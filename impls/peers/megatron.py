@@ -33,6 +33,8 @@ How the protocol maps onto megatron-core:
 - primitives: ``tensor_parallel.mappings``' ``copy_to`` / ``reduce_from`` / ``scatter_to`` /
   ``gather_from_tensor_model_parallel_region`` on the group (three library bugs, in
   ``megatron.toml``).
+- the block family's builder (``build_tp_block``): megatron-core's own ``TransformerLayer`` (local spec) on
+  the suite's group, its fused parameters named through the name map's ranges form (``megatron_block.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 
 # CI runs every property file in every dtype at world sizes 1-2 (1-3 took 97 s of a 24-minute self-test run; the
 # complete default run ~120 s); TPCONFORM_PEERS_FULL=1 runs the defaults (world sizes 1-8).
-PEER = Peer(summary="megatron-core 0.16.1 tensor_parallel Column/RowParallelLinear", requires="megatron",
+PEER = Peer(summary="megatron-core 0.16.1 tensor_parallel Column/RowParallelLinear; its TransformerLayer as the block "
+                    "builder", requires="megatron",
             distribution="megatron-core==0.16.1", ci_scope=("--world-sizes=1-2",))
 
 warnings.filterwarnings("ignore", message="Transformer Engine and Apex are not installed")

@@ -37,15 +37,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
-from tpconform.families.block.dense import EPS, THETA
-
 from megatron.core import tensor_parallel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.transformer.transformer_layer import TransformerLayer
-
+from torch import nn
+from tpconform.families.block.dense import EPS, THETA
 from tpconform.impls.peers.megatron import _NO_FSDP, _run_on_cpu, finalize
 
 
