@@ -134,7 +134,11 @@ class Runner:
             return {}, (f"(example bounded at {bound[0]:g} s by {bound[1]}, not --tp-timeout) " if bound else "") + str(exc)
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
         if errors:
-            group.close()  # a rank raised mid-collective: the group's state is unknown
+            if world_size > 1:  # a rank may have raised mid-collective: the group's state is unknown
+                group.close()
+            # one rank has no peer: no collective can be left half done, and its process is reused after an
+            # exception as after any example (the next example's group costs no start-up: a first attempt's
+            # crashes shrink at world size 1, ~1 s a group saved each)
             return {}, "\n".join(fold_ranks([(r, f"rank {r} raised: {cut_text(rep.get('impl_error') or rep.get('error'))}")
                                               for r, rep in errors]))
         results, bad = _results(replies)

@@ -14,6 +14,10 @@ import time
 from typing import Any, Callable, Optional, Protocol
 
 ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
+# ... where the transport can see whether the ranks still out are working (local processes): it looks this
+# soon, and fails the group at once when none is (asleep in a collective the failed rank never joined: they
+# would never reply), else looks again this much later, up to ERROR_GRACE_S
+ERROR_FIRST_LOOK_S = 0.05
 # ... when its error says a peer's connection went away (that rank died or is dying: a crash's stack dump
 # under load takes seconds), so the report names the crash instead of "did not reply"; crashes only
 PEER_GONE_GRACE_S = 5.0
@@ -76,13 +80,17 @@ def raised_text(raised: dict) -> str:
 class ReplyWait:
     """The replies to one request, as they come, and how long the ranks still left get."""
 
-    def __init__(self, what: str, ranks, timeout_s: float, seq: Optional[int], synchronized: bool = True):
+    def __init__(self, what: str, ranks, timeout_s: float, seq: Optional[int], synchronized: bool = True,
+                 looks_at_work: bool = False):
         self.what, self.ranks, self.timeout_s, self.seq, self.synchronized = what, sorted(ranks), timeout_s, seq, synchronized
         self.started = time.monotonic()
         self.deadline = self.started + timeout_s
         self.replies: dict[int, Any] = {}
         self.grace = ERROR_GRACE_S  # what the others get once a rank has raised
         self.done_grace: Optional[float] = None  # what the others get once a rank has finished (None: none has)
+        # whether the waiter looks at the ranks still out once a rank raised (``in_error_grace``), so the error
+        # grace may end early; the end of that grace when it may (None: no rank raised, or it may not)
+        self.looks_at_work, self.error_grace_end = looks_at_work, None
 
     @property
     def done(self) -> bool:
@@ -109,7 +117,13 @@ class ReplyWait:
             said = f"{reply.get('impl_error') or ''} {reply.get('error') or ''}"
             gone = any(text in said for text in PEER_GONE)
             self.grace = PEER_GONE_GRACE_S if gone else ERROR_GRACE_S
-            self.deadline = min(self.deadline, time.monotonic() + self.grace)
+            now = time.monotonic()
+            if self.looks_at_work and not gone:
+                self.error_grace_end = min(self.deadline, now + self.grace)
+                self.deadline = min(self.error_grace_end, now + ERROR_FIRST_LOOK_S)
+            else:
+                self.error_grace_end = None
+                self.deadline = min(self.deadline, now + self.grace)
         elif len(self.replies) == 1 and self.synchronized:  # not for work without collectives (loading)
             # Ranks leave their last collective together, so once one rank is done the rest are close
             # behind; a rank far behind is waiting in a collective that a finished rank skipped.
@@ -124,6 +138,15 @@ class ReplyWait:
         raised = any(isinstance(rep, dict) and rep.get("ok") is False for rep in self.replies.values())
         return self.done_grace is not None and not raised and time.monotonic() < self.started + self.timeout_s
 
+    def in_error_grace(self) -> bool:
+        """Whether a rank raised and the grace the others get is not over: the waiter looks whether they work."""
+        return self.error_grace_end is not None and time.monotonic() < self.error_grace_end
+
+    def extend_error_grace(self) -> None:
+        """The ranks still out are working: look again soon, never past the error grace."""
+        assert self.error_grace_end is not None
+        self.deadline = min(self.error_grace_end, time.monotonic() + ERROR_FIRST_LOOK_S)
+
     def extend_done_grace(self) -> None:
         """Another grace for ranks left behind that are still working (starved on a loaded machine, not asleep
         in a collective): never past the example's timeout."""
@@ -135,6 +158,10 @@ class ReplyWait:
         pending, replies = self.pending, self.replies
         raised = {r: rep for r, rep in replies.items() if isinstance(rep, dict) and rep.get("ok") is False}
         if raised:
+            if self.error_grace_end is not None and time.monotonic() < self.error_grace_end:
+                return (f"rank(s) {sorted(raised)} raised during {self.what}; rank(s) {pending} stopped working "
+                        f"without replying (asleep, likely waiting in a collective the failed rank never joined)"
+                        + raised_text(raised))
             return (f"rank(s) {sorted(raised)} raised during {self.what}; rank(s) {pending} did not reply "
                     f"within {self.grace:.1f} s after (likely waiting in a collective the "
                     "failed rank never joined)" + raised_text(raised))

@@ -39,8 +39,10 @@ from tpconform.transport.contract import (  # noqa: F401 - GroupFailure, cut_tex
     ReplyWait,
     cut_text,
 )
-from tpconform.transport.cpu_progress import still_working
+from tpconform.transport.cpu_progress import SAMPLE_S, still_working
 from tpconform.transport.memory_watch import MemoryWatch
+
+ERROR_LOOK_WINDOW_S = 0.1  # once a rank raised: how far apart the two looks at the others' work are
 
 DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_MEMORY_LIMIT = 3 * 1024**3  # resident bytes per worker tree (tpconform.transport.memory_watch); a worker holds ~0.2 GiB
@@ -158,7 +160,8 @@ class ProcessGroup:
 
     def _gather(self, what: str, expecting: dict[int, Any], timeout_s: float,
                 seq: Optional[int] = None, synchronized: bool = True) -> dict[int, Any]:
-        waiting = ReplyWait(what, expecting, timeout_s, seq, synchronized)
+        waiting = ReplyWait(what, expecting, timeout_s, seq, synchronized,
+                            looks_at_work=backends.selected() != "nccl")  # a rank waiting under NCCL spins
         while not waiting.done:
             waitables = {}
             for r in waiting.pending:
@@ -169,6 +172,9 @@ class ProcessGroup:
             if not ready:
                 if waiting.in_done_grace() and self._still_working(waiting):
                     waiting.extend_done_grace()  # starved, not stuck: a loaded machine is no bug
+                    continue
+                if waiting.in_error_grace() and self._still_working(waiting, window_s=ERROR_LOOK_WINDOW_S):
+                    waiting.extend_error_grace()  # a rank raised; the others may still reply (their own error)
                     continue
                 self._fail(waiting.expired(), waiting.pending)
             for obj in ready:
@@ -217,13 +223,14 @@ class ProcessGroup:
             self._fail(wrong, [r])
         waiting.accept(r, reply)
 
-    def _still_working(self, waiting: ReplyWait) -> bool:
+    def _still_working(self, waiting: ReplyWait, window_s: float = SAMPLE_S) -> bool:
         """Whether a rank still left after another finished is working (``cpu_progress``): starved on a loaded
         machine rather than asleep in a collective a finished rank skipped. Never under NCCL, where a waiting
         rank spins."""
         if backends.selected() == "nccl":
             return False
-        return still_working([self.ranks[r].process.pid for r in waiting.pending if self.ranks[r].process.pid])
+        return still_working([self.ranks[r].process.pid for r in waiting.pending if self.ranks[r].process.pid],
+                             window_s)
 
     def _fail(self, reason: str, culprits: list[int]) -> None:
         stacks = self.dump_stacks()

@@ -88,6 +88,19 @@ def test_a_rank_that_raises_alone_fails_fast_with_its_error(patient_pool):
     next_example_passes(patient_pool)
 
 
+def test_a_raise_on_a_group_of_one_keeps_the_group(patient_pool):
+    """One rank has no peer to leave mid-collective: its group is reused after it raised (no start-up per
+    crash: a first attempt's crashes shrink at world size 1), and the next example runs on it."""
+    case = LayerCase(kind="column", world_size=1, in_features=2, out_features=1, batch_shape=(), dtype="float32",
+                     bias=False, seed=0)
+    suite = Suite(os.path.join(ROOT, "tests", "selftest", "fixtures", "simple_module_two_bugs.py"), patient_pool)
+    first = run_case(suite.runner, case)
+    assert first.crash and "rank 0 raised" in first.crash, first.crash
+    starts = patient_pool.starts
+    again = run_case(suite.runner, case)
+    assert again.crash and "rank 0 raised" in again.crash and patient_pool.starts == starts
+
+
 @pytest.mark.parametrize("spec, says", [
     ("SegfaultsOnRank1", "rank 1 was killed by SIGSEGV"),
     ("tests.selftest.fixtures.hostile.exits:OsExit0OnRank1", "rank 1 exited (exit code 0)"),
