@@ -90,7 +90,8 @@ class ReplyWait:
         self.done_grace: Optional[float] = None  # what the others get once a rank has finished (None: none has)
         # whether the waiter looks at the ranks still out once a rank raised (``in_error_grace``), so the error
         # grace may end early; the end of that grace when it may (None: no rank raised, or it may not)
-        self.looks_at_work, self.error_grace_end = looks_at_work, None
+        self.looks_at_work = looks_at_work
+        self.error_grace_end: Optional[float] = None
 
     @property
     def done(self) -> bool:
