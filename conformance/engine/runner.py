@@ -47,6 +47,7 @@ def _checked_description(d: Any, spec: str) -> dict:
     return d
 
 
+PROBE_TIMEOUT_S = 3.0  # the probe of a group every rank of which raised: one all-reduce of one value and a barrier
 LOAD_TIMEOUT_S = 120.0  # importing a library on every rank of a fresh group (megatron at 8 ranks: ~30 s)
 MAX_SETUP_S = 1800.0  # the longest one-time set-up an impl may declare (setup_timeout_s)
 
@@ -105,6 +106,19 @@ class Runner:
                       timeout_s=self._load_timeout_s(), what="loading the impl and its set-up", synchronized=False)
         group.loaded_impls.add(self.impl_spec)
 
+    def _in_step(self, group, world_size: int) -> bool:
+        """Whether ``group`` still runs collectives in step: every rank joins one all-reduce of ``rank + 1``
+        and a barrier, within :data:`PROBE_TIMEOUT_S`, and reports the right sum (a rank left a collective
+        ahead or behind the others would wait, or sum another collective's data). A failed probe has closed
+        the group (``GroupFailure``); a wrong sum leaves the caller to close it."""
+        try:
+            replies = group.request({r: {"cmd": "probe"} for r in range(world_size)}, timeout_s=PROBE_TIMEOUT_S,
+                                    what="a probe of the group after every rank raised")
+        except GroupFailure:
+            return False
+        want = world_size * (world_size + 1) / 2
+        return all(isinstance(rep, dict) and rep.get("ok") and rep.get("sum") == want for rep in replies.values())
+
     def start_groups(self, world_sizes: Sequence[int]) -> None:
         """Start the groups of ``world_sizes`` side by side in the background, each with the impl loaded on
         every rank, and return at once (the caller goes on: pytest collects the tests meanwhile). A pool that
@@ -134,11 +148,13 @@ class Runner:
             return {}, (f"(example bounded at {bound[0]:g} s by {bound[1]}, not --tp-timeout) " if bound else "") + str(exc)
         errors = [(r, rep) for r, rep in sorted(replies.items()) if not rep.get("ok")]
         if errors:
-            if world_size > 1:  # a rank may have raised mid-collective: the group's state is unknown
+            # a rank may have raised mid-collective: the group's state is unknown, and it is started again
+            # (with the impl loaded on every rank: seconds for a library). Kept where that cannot be so: one
+            # rank has no peer; and where every rank raised (none is waiting in a collective) and a probe of
+            # the group (an all-reduce and a barrier, its sum checked here) comes back right. A first attempt's
+            # crashes shrink mostly on such groups; a library's deviations that raise cost no restart each.
+            if world_size > 1 and not (len(errors) == world_size and self._in_step(group, world_size)):
                 group.close()
-            # one rank has no peer: no collective can be left half done, and its process is reused after an
-            # exception as after any example (the next example's group costs no start-up: a first attempt's
-            # crashes shrink at world size 1, ~1 s a group saved each)
             return {}, "\n".join(fold_ranks([(r, f"rank {r} raised: {cut_text(rep.get('impl_error') or rep.get('error'))}")
                                               for r, rep in errors]))
         results, bad = _results(replies)

@@ -117,7 +117,12 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
         if watchdog_s:
             faulthandler.dump_traceback_later(watchdog_s, file=watchdog_file)
         try:
-            if cmd == "describe":
+            if cmd == "probe":  # the verdict asks whether the group still runs collectives in step (runner)
+                token = torch.tensor([float(rank + 1)], device=device)
+                dist.all_reduce(token, group=group)
+                dist.barrier(group=group)
+                reply = {"ok": True, "sum": float(token.item())}
+            elif cmd == "describe":
                 impl = _load(message["impl"])
                 if message.get("setup") and message["impl"] not in _set_up:
                     impl.setup(group)  # the library's one-time set-up, under the load bound (Runner._group)

@@ -101,6 +101,28 @@ def test_a_raise_on_a_group_of_one_keeps_the_group(patient_pool):
     assert again.crash and "rank 0 raised" in again.crash and patient_pool.starts == starts
 
 
+def test_a_group_every_rank_of_which_raised_is_kept_when_its_probe_comes_back_right(patient_pool):
+    """Every rank raised (none waits in a collective) and a probe (an all-reduce and a barrier, its sum checked
+    by the verdict) comes back right: the group is reused, no start-up, and the next example passes on it."""
+    outcome, seconds = run(patient_pool, H + "RaisesOnEveryRank")
+    assert "rank 0 gave up" in outcome.crash and "rank 1 gave up" in outcome.crash, outcome.crash
+    starts = patient_pool.starts
+    next_example_passes(patient_pool)
+    assert patient_pool.starts == starts, "the group was started again"
+
+
+def test_a_group_left_out_of_step_is_started_again(patient_pool):
+    """Every rank raised, but rank 0 left an all-reduce behind: the probe does not come back right, the group
+    is started again, and the next example passes on the new one."""
+    run(patient_pool, "reference")  # the group up before the count
+    starts = patient_pool.starts
+    outcome, seconds = run(patient_pool, H + "LeavesACollectiveBehindAndRaises")
+    assert "gave up" in outcome.crash, outcome.crash
+    assert seconds < PATIENT / 3
+    next_example_passes(patient_pool)
+    assert patient_pool.starts == starts + 1, "the group out of step was reused"
+
+
 @pytest.mark.parametrize("spec, says", [
     ("SegfaultsOnRank1", "rank 1 was killed by SIGSEGV"),
     ("tests.selftest.fixtures.hostile.exits:OsExit0OnRank1", "rank 1 exited (exit code 0)"),
