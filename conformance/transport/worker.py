@@ -121,7 +121,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
                 token = torch.tensor([float(rank + 1)], device=device)
                 dist.all_reduce(token, group=group)
                 dist.barrier(group=group)
-                reply = {"ok": True, "sum": float(token.item())}
+                reply: dict[str, Any] = {"ok": True, "sum": float(token.item())}
             elif cmd == "describe":
                 impl = _load(message["impl"])
                 if message.get("setup") and message["impl"] not in _set_up:
