@@ -47,6 +47,21 @@ def _checked_description(d: Any, spec: str) -> dict:
     return d
 
 
+def probe_sums(rank: int, world_size: int, reply: dict) -> Optional[dict]:
+    """What rank ``rank``'s probe must report: the sum of ``r + 1`` over the world, and over each TP sub-group
+    the worker keeps (``subgroups.worker.tp_group``: consecutive ranks, ``tp_size`` of them), by its size."""
+    sizes = reply.get("sums")
+    if not isinstance(sizes, dict) or "0" not in sizes or not all(type(k) is str and k.isdigit() for k in sizes):
+        return None
+    want = {"0": world_size * (world_size + 1) / 2}
+    for key in sizes:
+        t = int(key)
+        if t > 0 and world_size % t == 0:
+            start = rank // t * t
+            want[key] = sum(r + 1 for r in range(start, start + t))
+    return want
+
+
 PROBE_TIMEOUT_S = 3.0  # the probe of a group every rank of which raised: one all-reduce of one value and a barrier
 LOAD_TIMEOUT_S = 120.0  # importing a library on every rank of a fresh group (megatron at 8 ranks: ~30 s)
 MAX_SETUP_S = 1800.0  # the longest one-time set-up an impl may declare (setup_timeout_s)
@@ -107,17 +122,21 @@ class Runner:
         group.loaded_impls.add(self.impl_spec)
 
     def _in_step(self, group, world_size: int) -> bool:
-        """Whether ``group`` still runs collectives in step: every rank joins one all-reduce of ``rank + 1``
-        and a barrier, within :data:`PROBE_TIMEOUT_S`, and reports the right sum (a rank left a collective
-        ahead or behind the others would wait, or sum another collective's data). A failed probe has closed
-        the group (``GroupFailure``); a wrong sum leaves the caller to close it."""
+        """Whether ``group`` still runs collectives in step: every rank joins one all-reduce of ``rank + 1`` on
+        the world and on each TP sub-group the workers keep, then a barrier, within :data:`PROBE_TIMEOUT_S`, and
+        reports the right sums (:func:`probe_sums`; a rank left a collective ahead or behind the others would
+        wait, or sum another collective's data). A failed probe has closed the group (``GroupFailure``); a
+        wrong sum leaves the caller to close it."""
         try:
             replies = group.request({r: {"cmd": "probe"} for r in range(world_size)}, timeout_s=PROBE_TIMEOUT_S,
                                     what="a probe of the group after every rank raised")
         except GroupFailure:
             return False
-        want = world_size * (world_size + 1) / 2
-        return all(isinstance(rep, dict) and rep.get("ok") and rep.get("sum") == want for rep in replies.values())
+        for r, rep in replies.items():
+            want = probe_sums(r, world_size, rep) if isinstance(rep, dict) and rep.get("ok") else None
+            if want is None or rep.get("sums") != want:
+                return False
+        return True
 
     def start_groups(self, world_sizes: Sequence[int]) -> None:
         """Start the groups of ``world_sizes`` side by side in the background, each with the impl loaded on
@@ -153,8 +172,9 @@ class Runner:
             # rank has no peer; and where every rank raised (none is waiting in a collective) and a probe of
             # the group (an all-reduce and a barrier, its sum checked here) comes back right. A first attempt's
             # crashes shrink mostly on such groups; a library's deviations that raise cost no restart each.
-            if world_size > 1 and not (len(errors) == world_size and self._in_step(group, world_size)):
-                group.close()
+            if world_size > 1 and not (len(errors) == world_size and isinstance(self.pool, GroupPool)
+                                       and self._in_step(group, world_size)):
+                group.close()  # (torchrun's one group is not probed: a lost one cannot be started again)
             return {}, "\n".join(fold_ranks([(r, f"rank {r} raised: {cut_text(rep.get('impl_error') or rep.get('error'))}")
                                               for r, rep in errors]))
         results, bad = _results(replies)

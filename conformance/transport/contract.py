@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Optional, Protocol
 
-ERROR_GRACE_S = 1.0  # once a rank has raised, how long the others get to finish before the group is failed
+ERROR_GRACE_S = 1.0  # once a rank has raised, how long (at most) the others get to finish before the group is failed
 # ... where the transport can see whether the ranks still out are working (local processes): it looks this
 # soon, and fails the group at once when none is (asleep in a collective the failed rank never joined: they
 # would never reply), else looks again this much later, up to ERROR_GRACE_S
@@ -120,7 +120,8 @@ class ReplyWait:
             self.grace = PEER_GONE_GRACE_S if gone else ERROR_GRACE_S
             now = time.monotonic()
             if self.looks_at_work and not gone:
-                self.error_grace_end = min(self.deadline, now + self.grace)
+                if self.error_grace_end is None:  # the first raise sets the grace; a second one does not cut it
+                    self.error_grace_end = min(self.started + self.timeout_s, now + self.grace)
                 self.deadline = min(self.error_grace_end, now + ERROR_FIRST_LOOK_S)
             else:
                 self.error_grace_end = None

@@ -3,6 +3,8 @@
 A rank left behind once another finished the example is either waiting in a collective the finished rank
 skipped (asleep: no CPU, no runnable thread) or merely starved on a loaded machine (runnable, or gaining CPU
 time). The harness gives the second more of its grace (``harness._gather``), never past the example's timeout.
+Once a rank raised, the same look tells the others apart: asleep (in a collective the failed rank never
+joined: the group fails at once) or working (on to their own reply: they keep the error grace).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from tpconform.transport.proctree import stat_fields
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 SAMPLE_S = 0.2  # how far apart the two looks are
-WORKING_CPU_S = 0.02  # CPU time gained between them that counts as work (a sleeping waiter gains ~none)
+WORKING_CPU_SHARE = 0.1  # the share of one CPU gained between them that counts as work (a sleeping waiter: ~none)
 
 
 class CpuState(NamedTuple):
@@ -52,6 +54,7 @@ def still_working(pids, window_s: float = SAMPLE_S) -> bool:
     time.sleep(window_s)
     for pid, before in first.items():
         now = cpu_state(pid)
-        if now is not None and (now.runnable or (before is not None and now.cpu_s - before.cpu_s >= WORKING_CPU_S)):
+        gained = now.cpu_s - before.cpu_s if now is not None and before is not None else 0.0
+        if now is not None and (now.runnable or gained >= WORKING_CPU_SHARE * window_s):
             return True
     return False

@@ -129,8 +129,10 @@ class ProcessGroup:
 
         Each message carries a sequence number that the reply must echo, so a stray or forged
         extra message can never be taken for the answer to a later request. Once a rank has
-        replied with an error, the others get :data:`ERROR_GRACE_S` more (they are likely waiting
-        in a collective the failed rank will never join), not the whole timeout."""
+        replied with an error, the others get at most :data:`ERROR_GRACE_S` more (they are likely
+        waiting in a collective the failed rank will never join), not the whole timeout: the group
+        fails as soon as none of them is working (``cpu_progress``), a look every
+        ``ERROR_FIRST_LOOK_S``."""
         self._seq += 1
         self._mark_stacks()
         self._busy(True)
@@ -167,8 +169,8 @@ class ProcessGroup:
             for r in waiting.pending:
                 waitables[self.ranks[r].conn] = ("msg", r)
                 waitables[self.ranks[r].process.sentinel] = ("dead", r)
-            remaining = waiting.remaining()
-            ready = wait(list(waitables), timeout=max(remaining, 0)) if remaining > 0 else []
+            # past the deadline too: a reply that came meanwhile (during a look at the ranks' work) is read
+            ready = wait(list(waitables), timeout=max(waiting.remaining(), 0))
             if not ready:
                 if waiting.in_done_grace() and self._still_working(waiting):
                     waiting.extend_done_grace()  # starved, not stuck: a loaded machine is no bug
@@ -224,9 +226,9 @@ class ProcessGroup:
         waiting.accept(r, reply)
 
     def _still_working(self, waiting: ReplyWait, window_s: float = SAMPLE_S) -> bool:
-        """Whether a rank still left after another finished is working (``cpu_progress``): starved on a loaded
-        machine rather than asleep in a collective a finished rank skipped. Never under NCCL, where a waiting
-        rank spins."""
+        """Whether a rank still left after another finished or raised is working (``cpu_progress``): starved
+        on a loaded machine, or on its way to its own reply, rather than asleep in a collective the other rank
+        skipped. Never under NCCL, where a waiting rank spins."""
         if backends.selected() == "nccl":
             return False
         return still_working([self.ranks[r].process.pid for r in waiting.pending if self.ranks[r].process.pid],

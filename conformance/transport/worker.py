@@ -61,6 +61,21 @@ def _load(spec: str):
     return _impls[spec]
 
 
+def _probe(rank: int, group, device) -> dict[str, float]:
+    """One all-reduce of ``rank + 1`` on the world (key "0") and on each TP sub-group the suite keeps (keyed by
+    its size, sizes in order: every rank the same), then a barrier: what the verdict checks before it reuses
+    a group every rank of which raised (``engine.runner``)."""
+    from tpconform.families.subgroups.worker import _tp_groups, tp_group
+
+    sums = {}
+    for key, g in [("0", group)] + [(str(t), tp_group(t)) for t in sorted(_tp_groups)]:
+        token = torch.tensor([float(rank + 1)], device=device)
+        dist.all_reduce(token, group=g)
+        sums[key] = float(token.item())
+    dist.barrier(group=group)
+    return sums
+
+
 def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path: str, timeout_s: float,
          example_timeout_s: Optional[float] = None,
          store_host: str = "127.0.0.1", store_prefix: str = "", device_index: Optional[int] = None,
@@ -118,10 +133,7 @@ def main(rank: int, world_size: int, store_port: int, conn, lifeline, stack_path
             faulthandler.dump_traceback_later(watchdog_s, file=watchdog_file)
         try:
             if cmd == "probe":  # the verdict asks whether the group still runs collectives in step (runner)
-                token = torch.tensor([float(rank + 1)], device=device)
-                dist.all_reduce(token, group=group)
-                dist.barrier(group=group)
-                reply: dict[str, Any] = {"ok": True, "sum": float(token.item())}
+                reply: dict[str, Any] = {"ok": True, "sums": _probe(rank, group, device)}
             elif cmd == "describe":
                 impl = _load(message["impl"])
                 if message.get("setup") and message["impl"] not in _set_up:

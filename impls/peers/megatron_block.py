@@ -110,7 +110,9 @@ def fused_rows(dense, world_size: int) -> dict[str, list[tuple[str, int]]]:
 def _fused_entries(rows: list[tuple[str, int]], rank: int, world_size: int) -> dict[str, tuple[int, int, list]]:
     """Per dense projection in ``rows``: this rank's ``(start, stop, ranges of its local rows)`` (empty when it
     holds none of it)."""
-    n = len(rows) // world_size
+    n, left = divmod(len(rows), world_size)
+    if left:  # megatron's divide() refuses such a layer before this is read
+        raise ValueError(f"{len(rows)} fused rows do not split over {world_size} ranks")
     mine = rows[rank * n:(rank + 1) * n]
     out: dict[str, tuple[int, int, list]] = {}
     for name in dict.fromkeys(d for d, _ in rows):

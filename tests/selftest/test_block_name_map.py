@@ -47,3 +47,22 @@ def test_a_map_that_cannot_be_read_says_why():
     module.qkv = nn.Parameter(torch.zeros(2, 2))
     out = their_parameters(module, {"wq": ("qkv", (0, 0, 3, [(0, 3)]))}, {"wq": shape}, 0, 2)
     assert "their qkv has 2 rows along dim 0" in out["wq"][1]
+
+
+def test_parts_that_leave_rows_out_are_a_violation():
+    """A builder may not dodge the parameter checks by naming parts that hold nothing: the ranks' parts
+    together must hold every element of each dense parameter."""
+    from tpconform.families.block.verdict import _parameters
+
+    dense = {"w": torch.arange(8.0).reshape(4, 2)}
+    bounds = {"w": torch.full((4, 2), 1e-6)}
+
+    def reply(rows):
+        a, b = rows
+        return {"parameters": {"w": {"grad": dense["w"][a:b].clone(), "where": [[a, b], [0, 2]]}}}
+
+    assert _parameters("p", [reply((0, 2)), reply((2, 4))], dense, bounds, "grad", "grad") == []
+    out = _parameters("p", [reply((0, 0)), reply((0, 0))], dense, bounds, "grad", "grad")
+    assert len(out) == 1 and "no rank holds 8 element(s) of w (the first at [0, 0])" in out[0].message
+    out = _parameters("p", [reply((0, 1)), reply((2, 4))], dense, bounds, "grad", "grad")
+    assert len(out) == 1 and "no rank holds 2 element(s) of w (the first at [1, 0])" in out[0].message

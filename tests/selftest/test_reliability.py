@@ -10,6 +10,7 @@
   background is the one used, and one whose start failed leaves nothing behind.
 """
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,9 +19,11 @@ import tempfile
 import time
 
 import pytest
+from tpconform.engine.runner import probe_sums
 from tpconform.engine.suite import Suite
 from tpconform.families.linear.case import LayerCase
 from tpconform.families.linear.run import run as run_case
+from tpconform.families.subgroups.verdict import run as run_groups
 from tpconform.transport import proctree
 from tpconform.transport.harness import GroupFailure, GroupPool
 
@@ -121,6 +124,25 @@ def test_a_group_left_out_of_step_is_started_again(patient_pool):
     assert seconds < PATIENT / 3
     next_example_passes(patient_pool)
     assert patient_pool.starts == starts + 1, "the group out of step was reused"
+
+
+def test_a_tp_sub_group_left_out_of_step_is_started_again(patient_pool):
+    """The probe checks each TP sub-group the workers keep as well as the world: a rank that left an
+    all-reduce behind on its sub-group (the world in step) loses the group, and the next example passes."""
+    sub = dataclasses.replace(CASE, world_size=4, tp_size=2)
+    assert run_groups(Suite("reference", patient_pool), sub)[0].crash is None  # the sub-groups made, in step
+    starts = patient_pool.starts
+    outcome = run_groups(Suite(H + "LeavesASubgroupCollectiveBehindAndRaises", patient_pool), sub)[0]
+    assert "gave up" in outcome.crash, outcome.crash
+    again = run_groups(Suite("reference", patient_pool), sub)[0]
+    assert again.crash is None, again.crash
+    assert patient_pool.starts == starts + 1, "the group out of step was reused"
+
+
+def test_probe_sums_are_the_worlds_and_each_sub_groups():
+    assert probe_sums(2, 4, {"sums": {"0": 0.0, "2": 0.0}}) == {"0": 10.0, "2": 7}  # ranks 2, 3: 3 + 4
+    assert probe_sums(0, 4, {"sums": {"0": 0.0}}) == {"0": 10.0}
+    assert probe_sums(0, 4, {"sums": "forged"}) is None and probe_sums(0, 4, {}) is None
 
 
 @pytest.mark.parametrize("spec, says", [

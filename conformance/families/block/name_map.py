@@ -99,7 +99,8 @@ def their_parameters(module, name_map: Any, dense_shapes: dict, rank: int,
         if p is None:
             where = f"the module has no parameter {their_name!r}"
         elif part is not None:
-            rows = (p.to_local() if hasattr(p, "to_local") else p).shape[part.dim]
+            local = p.to_local() if hasattr(p, "to_local") else p
+            rows = local.shape[part.dim] if part.dim < local.dim() else 0
             if any(b > rows for _, b in part.ranges):
                 where, part = f"sharding {sharding!r}: their {their_name} has {rows} rows along dim {part.dim}", None
         out[dense_name] = (p, where, part)

@@ -180,8 +180,10 @@ def _slices(where, shape: torch.Size) -> Optional[tuple[slice, ...]]:
 
 def _parameters(name: str, replies: list, expected: dict, bounds: dict, field: str, what: str) -> list[Violation]:
     """Every dense parameter on every rank, its ``field`` (``grad``, ``value``) the ``expected`` one's slice
-    where the rank's part sits, within ``bounds``' same slice."""
+    where the rank's part sits, within ``bounds``' same slice; and every element of it held by some rank (a
+    part each rank says is empty, or parts that leave rows out, judge nothing there)."""
     out = []
+    held = {pname: torch.zeros(dense.shape, dtype=torch.bool) for pname, dense in expected.items()}
     for r, res in enumerate(replies):
         params = res.get("parameters")
         params = params if isinstance(params, dict) else {}
@@ -197,8 +199,16 @@ def _parameters(name: str, replies: list, expected: dict, bounds: dict, field: s
                 out.append(Violation(name, f"rank {r}'s {pname}: where its part sits in the dense parameter is not "
                                            f"known ({why}): {got.get('where')!r}", r, pname))
                 continue
+            held[pname][where] = True
             out += compare_on_rank(name, r, _tensor(got.get(field)), dense[where], bounds[pname][where],
                                    f"{pname} {what}")
+    if out:
+        return out
+    for pname, mask in held.items():
+        if not bool(mask.all()):
+            first = [int(i) for i in (~mask).nonzero()[0]]
+            out.append(Violation(name, f"no rank holds {int((~mask).sum())} element(s) of {pname} (the first at "
+                                       f"{first}): the parts the ranks say they hold leave them out", None, pname))
     return out
 
 
