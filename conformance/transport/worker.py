@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from tpconform.impls.registry import ImplError, ensure_importable_root, load
 from tpconform.transport import backends, rank_walls, sandbox, wire
+from tpconform.transport.tp_groups import kept_sizes, tp_group
 from tpconform.transport.worker_tools import error_text
 
 _impls: dict = {}
@@ -65,10 +66,8 @@ def _probe(rank: int, group, device) -> dict[str, float]:
     """One all-reduce of ``rank + 1`` on the world (key "0") and on each TP sub-group the suite keeps (keyed by
     its size, sizes in order: every rank the same), then a barrier: what the verdict checks before it reuses
     a group every rank of which raised (``engine.runner``)."""
-    from tpconform.families.subgroups.worker import _tp_groups, tp_group
-
     sums = {}
-    for key, g in [("0", group)] + [(str(t), tp_group(t)) for t in sorted(_tp_groups)]:
+    for key, g in [("0", group)] + [(str(t), tp_group(t)) for t in kept_sizes()]:
         token = torch.tensor([float(rank + 1)], device=device)
         dist.all_reduce(token, group=g)
         sums[key] = float(token.item())

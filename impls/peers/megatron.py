@@ -108,6 +108,15 @@ _FINALIZE_CONFIG = types.SimpleNamespace(sequence_parallel=True, qk_layernorm=Fa
 _NO_FSDP = types.SimpleNamespace(use_megatron_fsdp=False)
 
 
+def sum_sequence_parallel_grads(module, config, group) -> None:
+    """What Megatron-LM's ``finalize_model_grads`` does for sequence parallelism, on ``module`` alone: the sum
+    over the TP group of the grads of parameters marked ``sequence_parallel``
+    (``_allreduce_non_tensor_model_parallel_grads``, with what it reads of a model chunk, ``ddp_config``, and of
+    ``config``: ``sequence_parallel``, ``qk_layernorm``)."""
+    module.ddp_config = _NO_FSDP
+    finalize._allreduce_non_tensor_model_parallel_grads([module], config, tp_group=group)
+
+
 def _load(layer, weight, bias, dim, group):
     with torch.no_grad():
         layer.weight.copy_(torch.tensor_split(weight, group.size(), dim=dim)[group.rank()])
@@ -173,8 +182,7 @@ class Impl(TensorParallelImpl):
         layer, with what it reads of a model chunk (``ddp_config``) and of the config."""
         if not getattr(layer, "sequence_parallel", False):  # megatron's own flag (off at TP size 1)
             return None
-        layer.ddp_config = _NO_FSDP
-        finalize._allreduce_non_tensor_model_parallel_grads([layer], _FINALIZE_CONFIG, tp_group=group)
+        sum_sequence_parallel_grads(layer, _FINALIZE_CONFIG, group)
         return ("megatron.core.distributed.finalize_model_grads' sum over the TP group of the grads of "
                 "parameters marked sequence_parallel")
 

@@ -44,7 +44,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.transformer.transformer_layer import TransformerLayer
 from torch import nn
 from tpconform.families.block.dense import EPS, THETA
-from tpconform.impls.peers.megatron import _NO_FSDP, _run_on_cpu, finalize
+from tpconform.impls.peers.megatron import _run_on_cpu, sum_sequence_parallel_grads
 
 
 class SequenceParallelRMSNorm(nn.RMSNorm):
@@ -138,7 +138,6 @@ class MegatronBlock(nn.Module):
         super().__init__()
         self.layer, self.config, self.group = layer, config, group
         self.head_dim, self.seq_len = head_dim, seq_len
-        layer.ddp_config = _NO_FSDP  # what finalize_model_grads reads of a model chunk
 
     def rotary_angles(self, seq: int) -> torch.Tensor:
         """RoPE's angles ``[seq, 1, 1, head_dim]`` (``RotaryEmbedding``'s output), in float64: megatron takes
@@ -148,7 +147,7 @@ class MegatronBlock(nn.Module):
         return torch.cat([angles, angles], -1)[:, None, None, :]
 
     def finalize_grads(self) -> None:
-        finalize._allreduce_non_tensor_model_parallel_grads([self.layer], self.config, tp_group=self.group)
+        sum_sequence_parallel_grads(self.layer, self.config, self.group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq = self.seq_len if self.config.sequence_parallel else x.shape[1]
