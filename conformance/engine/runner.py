@@ -49,7 +49,7 @@ def _checked_description(d: Any, spec: str) -> dict:
 
 def probe_sums(rank: int, world_size: int, reply: dict) -> Optional[dict]:
     """What rank ``rank``'s probe must report: the sum of ``r + 1`` over the world, and over each TP sub-group
-    the worker keeps (``subgroups.worker.tp_group``: consecutive ranks, ``tp_size`` of them), by its size."""
+    the worker keeps (``transport.tp_groups``: consecutive ranks, ``tp_size`` of them), by its size."""
     sizes = reply.get("sums")
     if not isinstance(sizes, dict) or "0" not in sizes or not all(type(k) is str and k.isdigit() for k in sizes):
         return None

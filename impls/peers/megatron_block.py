@@ -43,7 +43,7 @@ from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.transformer.transformer_layer import TransformerLayer
 from torch import nn
-from tpconform.families.block.dense import EPS, THETA
+from tpconform.families.block.dense import EPS, rope_angles
 from tpconform.impls.peers.megatron import _run_on_cpu, sum_sequence_parallel_grads
 
 
@@ -142,9 +142,7 @@ class MegatronBlock(nn.Module):
     def rotary_angles(self, seq: int) -> torch.Tensor:
         """RoPE's angles ``[seq, 1, 1, head_dim]`` (``RotaryEmbedding``'s output), in float64: megatron takes
         their cos and sin and rounds them to the activations' dtype."""
-        inv = THETA ** (-torch.arange(0, self.head_dim, 2, dtype=torch.float64) / self.head_dim)
-        angles = torch.outer(torch.arange(seq, dtype=torch.float64), inv)
-        return torch.cat([angles, angles], -1)[:, None, None, :]
+        return rope_angles(seq, self.head_dim)[:, None, None, :]
 
     def finalize_grads(self) -> None:
         sum_sequence_parallel_grads(self.layer, self.config, self.group)

@@ -30,11 +30,17 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * self.weight
 
 
-def rope_tables(seq: int, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos``, ``sin`` ``[seq, head_dim]`` for positions ``0 … seq-1``, computed in float64, rounded to ``dtype``."""
+def rope_angles(seq: int, head_dim: int) -> torch.Tensor:
+    """RoPE's angles ``[seq, head_dim]`` (the half-split form: each frequency twice) for positions ``0 … seq-1``,
+    in float64."""
     inv = THETA ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     angles = torch.outer(torch.arange(seq, dtype=torch.float64), inv)
-    angles = torch.cat([angles, angles], -1)
+    return torch.cat([angles, angles], -1)
+
+
+def rope_tables(seq: int, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos``, ``sin`` ``[seq, head_dim]`` for positions ``0 … seq-1``, computed in float64, rounded to ``dtype``."""
+    angles = rope_angles(seq, head_dim)
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
