@@ -153,18 +153,22 @@ def _options(args) -> dict:
     for name, value in (("--timeout", args.timeout), ("--time-limit", args.time_limit)):
         if value <= 0:
             raise UsageProblem(f"{name}={value}: must be positive")
-    if args.unsandboxed:
-        sandbox = "none (--unsandboxed)"
-    else:
-        why = bwrap.unavailable()
-        if why:
-            raise UsageProblem(f"no sandbox: {why}; refusing to run untrusted code (pass --unsandboxed to run "
-                               "trusted submissions without one)")
-        sandbox = bwrap.version()
-    return {"sandbox": sandbox, "seed": args.seed, "profile": args.profile, "examples": examples,
+    return {"seed": args.seed, "profile": args.profile, "examples": examples,
             "world_sizes": ",".join(map(str, sizes)), "dtypes": ",".join(dtypes), "timeout_s": args.timeout,
             "time_limit_s": args.time_limit, "memory_mb": args.memory_mb, "sandbox_memory_mb": sandbox_memory_mb,
             "contract": contract.as_dict() if contract else None}
+
+
+def _sandbox(args) -> str:
+    """The sandbox the run grades in, checked after what the user typed (the folder, the options): a machine
+    without bubblewrap is told once the command is otherwise right."""
+    if args.unsandboxed:
+        return "none (--unsandboxed)"
+    why = bwrap.unavailable()
+    if why:
+        raise UsageProblem(f"no sandbox: {why}; refusing to run untrusted code (pass --unsandboxed to run "
+                           "trusted submissions without one)")
+    return bwrap.version()
 
 
 def run_record(options: dict, weights) -> dict:
@@ -235,6 +239,7 @@ def main(args) -> int:
         options = _options(args)
         weights = load_weights(args.weights)
         subs = discover(args.submissions)
+        options["sandbox"] = _sandbox(args)
         os.makedirs(os.path.join(args.out, RESULTS_DIR), exist_ok=True)
     except (UsageProblem, WeightsError, SubmissionsError, ContractError) as exc:
         print(f"grade: {exc}", file=sys.stderr)

@@ -66,7 +66,8 @@ def build(run: dict, records: list[dict], weights) -> dict:
     subs = []
     for rec in records:
         result = rec.get("result", {})
-        scored = score_submission(result, weights, run.get("contract"))
+        scored = score_submission(result, weights, run.get("contract"),
+                                  sandboxed=not str(run.get("sandbox") or "").startswith("none"))
         teacher_impl = rec.get("impl") or rec.get("path", "")
         for prop, v in scored["properties"].items():
             for cell in v["variants"].values():

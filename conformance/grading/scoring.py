@@ -106,23 +106,38 @@ def load_weights(path: str | None = None) -> Weights:
                    tuple(dict.fromkeys([catalog.PRIMARY, *scored])))
 
 
-def _all(verdict: str, reason: str, weights: Weights, contract: dict | None = None) -> dict:
+_UNMEASURED = "not measured: graded without the sandbox (--unsandboxed), where it cannot be measured; no points"
+
+
+def _lost(verdict: str, reason: str, weights: Weights, contract: dict | None = None, *, sandboxed: bool = True) -> dict:
+    """Every property lost alike (a submission that never ran). Unsandboxed, the checks measured outside the
+    candidate are out of the maximum, as for every submission of such a run (one maximum for the class)."""
     scored = weights.scored(contract)
+    outside = () if sandboxed else catalog.catalog().measured_outside
     props: dict[str, dict] = {p: {"verdict": verdict, "score": 0.0, "max": w, "reason": reason, "passed_variants": [],
                                   "judged_variants": [], "variants": {}} for p, w in weights.points.items()}
+    for p in outside:
+        if p in props:
+            props[p].update(verdict="n/a", max=0.0, reason=_UNMEASURED)
     props.update({p: {"verdict": verdict if catalog.FAMILY_OF[p] in scored else "n/a", "score": 0.0,
                       "max": w if catalog.FAMILY_OF[p] in scored else 0.0, "reason": reason, "passed_variants": [],
                       "judged_variants": [], "variants": {}} for p, w in weights.family_points.items()})
-    return {"total": 0.0, "max": weights.maximum(contract), "why": reason, "properties": props, "beyond": {},
-            "failures": []}
+    unmeasured = sum(weights.points.get(p, 0.0) for p in outside)
+    return {"total": 0.0, "max": round(weights.maximum(contract) - unmeasured, 2), "why": reason, "properties": props,
+            "beyond": {}, "failures": []}
 
 
-def score_submission(result: dict, weights: Weights, contract: dict | None = None) -> dict:
+def score_submission(result: dict, weights: Weights, contract: dict | None = None, *, sandboxed: bool = True) -> dict:
     """Scores for one submission's result (see :func:`tpconform.grading.isolation.run_isolated`).
 
     With a ``contract`` (``Contract.as_dict``), its variants are the required ones and only cells of
-    the scope ``contract`` count; cells ``beyond`` it are summarised per property, worth nothing."""
+    the scope ``contract`` count; cells ``beyond`` it are summarised per property, worth nothing.
+    ``sandboxed``: whether the run graded in the sandbox (without it, the checks measured outside the
+    candidate cannot be measured for anyone: out of every submission's maximum, loaded or not)."""
     from tpconform.grading.records import Invalid, stored_result
+
+    def _all(verdict: str, reason: str, weights: Weights, contract: dict | None = None) -> dict:
+        return _lost(verdict, reason, weights, contract, sandboxed=sandboxed)
 
     try:
         result = stored_result(result)
