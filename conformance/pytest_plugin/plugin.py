@@ -103,6 +103,18 @@ def pytest_configure(config):
         run.world_sizes, run.backend_skip, run.backend_note = torchrun.configure(config, run.world_sizes)
     profiles.activate(config.getoption("tp_profile"), _impl_spec(config))
     _collect_the_suite(config)
+    if config.getoption("impl") is not None and not config.getoption("list_impls"):
+        # a typo (no such file, no such name), a syntax error or a missing leading import, told before anything
+        # starts (no torch, no forkserver), read from the source alone (grading's preflight: nothing runs)
+        from tpconform.grading.preflight import static_reason
+
+        try:
+            classify(_impl_spec(config))
+        except ImplError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        why = static_reason(_impl_spec(config))
+        if why:
+            raise pytest.UsageError(why)
     if _starts_local_groups(config):
         # its torch import and warm-up (~3 s of CPU) run beside this process's own imports, on the other core
         forkserver.start_early()

@@ -40,6 +40,22 @@ def test_bad_impl_gets_one_clear_line_and_a_nonzero_exit(spec, says):
     assert "Traceback" not in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("spec", ["does-not-exist", "no/such/file.py",
+                                  os.path.join(FIXTURES, "simple_module_import_error.py")])
+def test_a_typo_or_a_missing_import_is_told_before_torch_is_imported_anywhere(spec):
+    """What the source alone tells (no such name or file, a leading import of a module that does not exist)
+    is told before the forkserver starts: no process of the run imports torch (the environment's
+    PYTHONPROFILEIMPORTTIME reaches every process, workers and forkserver included)."""
+    env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONPROFILEIMPORTTIME": "1"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--impl={spec}"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 4, r.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "tpconform.engine.profiles" in imported  # the measure reaches this process (the plugin imports it)
+    assert "torch" not in imported
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("ERROR:")], r.stderr[-2000:]
+
+
 def test_list_impls_names_the_reference_and_the_zoo():
     r = pytest_run("--list-impls")
     assert r.returncode == 0
