@@ -9,9 +9,9 @@ import torch.distributed as dist
 
 class VocabParallelCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, group) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, group, start=None) -> torch.Tensor:
         rank, n = dist.get_rank(group), logits.shape[-1]
-        start = rank * n
+        start = rank * n if start is None else start  # this rank's first vocab column (uneven shards: given)
         # one shift for every rank: the max over the whole vocabulary
         logits_max = logits.amax(-1) if logits.numel() else logits.sum(-1)
         dist.all_reduce(logits_max, op=dist.ReduceOp.MAX, group=group)
@@ -32,7 +32,7 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
         softmax, outside, local = ctx.saved_tensors
         g = softmax.clone()
         onehot = torch.zeros_like(g).scatter_(-1, local.unsqueeze(-1), 1.0) * (~outside).unsqueeze(-1)
-        return (g - onehot) * grad.unsqueeze(-1), None, None
+        return (g - onehot) * grad.unsqueeze(-1), None, None, None
 
 
 def vocab_parallel_cross_entropy(group):

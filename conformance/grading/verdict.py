@@ -11,7 +11,7 @@ one submission with :class:`tpconform.grading.one.Grader` and writes its records
 3. it imports the grader (Hypothesis, the suite), freezes what the imports built out of the
    garbage collector's reach, and grades.
 
-Before step 2, it reads the impl's leading imports (:mod:`tpconform.grading.preflight`, no candidate
+Before step 2, it reads the impl's leading imports (:mod:`tpconform.impls.preflight`, no candidate
 code runs): one that cannot import (a syntax error, a missing module) is recorded as unusable at
 once, with no forkserver, torch import or process group.
 """
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         from tpconform.grading.limits import Limits
 
         Limits(a.limit_seconds, a.limit_memory_mb, a.limit_file_mb).apply()
-    from tpconform.grading import preflight
+    from tpconform.impls import preflight
 
     why = preflight.static_reason(a.impl)  # a syntax error, a missing module: told in milliseconds
     if why:

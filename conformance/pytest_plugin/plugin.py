@@ -105,8 +105,8 @@ def pytest_configure(config):
     _collect_the_suite(config)
     if config.getoption("impl") is not None and not config.getoption("list_impls"):
         # a typo (no such file, no such name), a syntax error or a missing leading import, told before anything
-        # starts (no torch, no forkserver), read from the source alone (grading's preflight: nothing runs)
-        from tpconform.grading.preflight import static_reason
+        # starts (no torch, no forkserver), read from the source alone (impls/preflight.py: nothing runs)
+        from tpconform.impls.preflight import static_reason
 
         try:
             classify(_impl_spec(config))

@@ -1,5 +1,5 @@
 """A submission that does not import is graded in well under 5 s: the verdict reads its leading
-imports before it starts the forkserver or imports torch (``tpconform.grading.preflight``), and never
+imports before it starts the forkserver or imports torch (``tpconform.impls.preflight``), and never
 calls a file unimportable that imports."""
 
 import json
@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import pytest
-from tpconform.grading.preflight import static_reason
+from tpconform.impls.preflight import static_reason
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "selftest", "fixtures")

@@ -83,9 +83,9 @@ def their_parameters(module, name_map: Any, dense_shapes: dict, rank: int,
     """Each dense parameter the name map names: (the module's parameter holding it, or ``None`` when it has no
     such parameter; where this rank's part sits, or why that is not known; the ranges of a fused one)."""
     if not isinstance(name_map, dict):
-        raise TypeError(f"build_tp_block must return (module, name map dict), got a name map of "
+        raise TypeError(f"a builder must return (module, name map dict), got a name map of "
                         f"{type(name_map).__name__}")
-    theirs = dict(module.named_parameters())
+    theirs = dict(module.named_parameters(remove_duplicate=False))  # a tied one under each of its names
     out: dict[str, tuple[Any, Union[list[list[int]], str], Optional[Part]]] = {}
     for dense_name, entry in name_map.items():
         if dense_name not in dense_shapes:

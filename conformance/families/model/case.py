@@ -8,9 +8,16 @@ from dataclasses import dataclass
 from tpconform.spec.plain_case import PlainCase
 
 # The impl's optional methods this family needs, declared here (the protocol has no line for them); an impl
-# offers either (both: each is checked under its own variant):
+# offers any of them (each is checked under its own variant):
 #     impl.parallelize_model(model, group) -> module                       (variant "plan")
 #     impl.model_tp_plan(model) -> {module-name pattern: style name}       (variant "tp_plan")
+#     impl.build_tp_model(model, group) -> (module, name map)              (variant "builder")
+# ``build_tp_model`` makes the impl's own TP model (a library's model class, Megatron-style layers) from the
+# dense model's weights; its name map is the block family's (``families/block/name_map.py``): {dense name:
+# (their parameter name, sharding)}, every dense name of ``model.named_parameters(remove_duplicate=False)``
+# (tied: ``output.weight`` too, naming the parameter that serves both uses). Its module is called as a plan's is
+# (the whole ids in; logits whole, carrying ``tp_dense_slice``, or a DTensor), its loss is ``module.loss_fn``
+# when it has one, and no sequence parallelism is asked of it.
 # ``model`` is the suite's dense model (``dense.Model``, in the case's dtype, torchtitan's names:
 # ``tok_embeddings``, ``layers.<i>`` (the block family's dense block), ``norm``, ``output``; ``model.config``
 # is the case: ``tied``, ``loss_parallel``, ``sequence_parallel``, ``vocab`` ...) on every rank of ``group``. ``parallelize_model``
@@ -23,14 +30,15 @@ from tpconform.spec.plain_case import PlainCase
 # lm_head the activations are its to shard on the sequence (the norms' replicated weights then see only
 # their shard's tokens: their grads must be summed over the ranks). A config the plan cannot
 # express must raise while parallelising. Neither offered (or ``None`` returned): the family is skipped.
-OFFERED_BY = "parallelize_model / model_tp_plan"
-HANDED_IN = ("plan", "tp_plan")  # the variants: which of the two the example checks
+OFFERED_BY = "parallelize_model / model_tp_plan / build_tp_model"
+HANDED_IN = ("plan", "tp_plan", "builder")  # the variants: which of the three ways in the example checks
+HOW = {"plan": "parallelize_model", "tp_plan": "model_tp_plan", "builder": "build_tp_model"}
 
 
 @dataclass(frozen=True)
 class ModelCase(PlainCase):
     world_size: int
-    handed_in: str  # "plan" (parallelize_model) or "tp_plan" (model_tp_plan)
+    handed_in: str  # "plan" (parallelize_model), "tp_plan" (model_tp_plan) or "builder" (build_tp_model)
     batch: int
     seq: int
     vocab: int
@@ -73,7 +81,7 @@ class ModelCase(PlainCase):
     def describe(self) -> str:
         return (f"tiny model ({self.n_layers} block(s), vocab {self.vocab}, "
                 f"{'tied' if self.tied else 'untied'} embeddings, loss parallel {'on' if self.loss_parallel else 'off'}) "
-                f"handed in as {'parallelize_model' if self.handed_in == 'plan' else 'model_tp_plan'}, "
+                f"handed in as {HOW.get(self.handed_in, self.handed_in)}, "
                 f"world_size={self.world_size}, batch={self.batch}, seq={self.seq}, hidden={self.hidden}, "
                 f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, ffn={self.ffn}, "
                 f"bias={self.bias}, dtype={self.dtype}, seed={self.seed}, sequence_parallel={self.sequence_parallel}"

@@ -67,6 +67,12 @@ def likely_cause(ev, v: Violation) -> Optional[str]:
                 "each a new DTensor parameter, so the one tied parameter becomes two (a copy); re-tie after it, "
                 "model.output.weight = model.tok_embeddings.weight (transformers #47253's class)")
     if (v.property == "model_loss_matches_the_dense_model" and c.loss_parallel and c.world_size > 1
+            and c.vocab % c.world_size and not _logits_wrong(ev) and _ranks_agree_on_the_loss(ev)):
+        return ("the logits are right, the ranks agree on the loss and it is wrong, with a vocab the world size does "
+                "not divide: the vocab-parallel loss looks up the target's logit at the wrong offset (a rank's first "
+                "vocab column taken as rank x its own column count, as if every shard were equal); take each "
+                "shard's own start in the vocab")
+    if (v.property == "model_loss_matches_the_dense_model" and c.loss_parallel and c.world_size > 1
             and not _logits_wrong(ev)):
         return ("the logits are right and the loss is not: the vocab-parallel loss takes each rank's own softmax; the "
                 "log-sum-exp (the max and the sum of exponentials) must be reduced over the vocab shards (torch's "
@@ -105,6 +111,15 @@ def _local_tokens_mean(ev, r: int) -> bool:
     per_token = model_trace(c, ev.tensors.weights, ev.tensors.tokens, ev.tensors.targets)["per_token"]
     local = per_token.view(c.batch, c.seq)[:, lo:hi]
     return local.numel() > 0 and close(got.reshape(()), local.mean(), ev.dense.bounds["loss"])
+
+
+def _ranks_agree_on_the_loss(ev) -> bool:
+    """Whether every rank's loss is the same number (a loss reduced over the shards; a rank's own softmax
+    gives each rank its own)."""
+    losses = [res.get("loss") for res in ev.ranks]
+    if not all(isinstance(x, torch.Tensor) and x.numel() == 1 for x in losses):
+        return False
+    return all(bool(torch.equal(x.reshape(()), losses[0].reshape(()))) for x in losses)
 
 
 def _logits_wrong(ev) -> bool:

@@ -280,7 +280,7 @@ def _inexpressible(c: ModelCase) -> str:
 
 
 def _construction_failed(ev: ModelEvidence, failed: list[int]) -> str:
-    how = "parallelize_model" if ev.case.handed_in == "plan" else "applying model_tp_plan"
+    how = {"plan": "parallelize_model", "tp_plan": "applying model_tp_plan"}.get(ev.case.handed_in, "build_tp_model")
     return construction_raised(failed, {r: res.get("construct_error") for r, res in enumerate(ev.ranks)}, f" ({how})")
 
 

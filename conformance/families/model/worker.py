@@ -1,5 +1,5 @@
 """The model family, worker side: build the dense model in the case's dtype, hand it to the impl's
-``parallelize_model`` (or apply its ``model_tp_plan``), run the logits, the loss (inside torch's
+``parallelize_model`` (or apply its ``model_tp_plan``, or have its ``build_tp_model`` build its own), run the logits, the loss (inside torch's
 ``loss_parallel()`` when the case asks for it) and its backward.
 
 The logits and each parameter come back as plain tensors with where the local part sits in the dense
@@ -15,7 +15,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Replicate
 from torch.distributed.tensor.parallel import loss_parallel
-from tpconform.families.block.worker import placement
+from tpconform.families.block.name_map import their_parameters
+from tpconform.families.block.worker import _cut, placement
 from tpconform.families.layer_steps import built_everywhere, copy_of
 from tpconform.families.model.case import ModelCase
 from tpconform.families.model.dense import aliases, build_model
@@ -28,8 +29,10 @@ def _local(t):
 
 
 def offered(impl, handed_in: str):
-    """The impl's way to parallelise the model for this variant, as ``f(model, group)``; ``None``: not offered
-    (optional methods no protocol declares: duck-typed)."""
+    """The impl's way to parallelise the model for this variant, as ``f(model, group)`` -> the module, or for a
+    builder ``(module, name map)``; ``None``: not offered (optional methods no protocol declares: duck-typed)."""
+    if handed_in == "builder":
+        return getattr(impl, "build_tp_model", None)
     if handed_in == "plan":
         return getattr(impl, "parallelize_model", None)
     tp_plan_of = getattr(impl, "model_tp_plan", None)
@@ -66,6 +69,43 @@ def _parameters(model, dense_shapes: dict) -> dict:
     return out
 
 
+def _built_parameters(params: dict, dense_shapes: dict) -> dict:
+    """A builder's parameters (``their_parameters``: by dense name, with where each rank's part sits from its
+    name map, and the ranges of a fused one), in the plan's reply form; ``alias``: the first dense name whose
+    parameter is the same object (tied: the embedding's)."""
+    out, first = {}, {}
+    for name in dense_shapes:
+        if name not in params:
+            continue
+        p, where, part = params[name]
+        grad = None if p is None else _settled(p.grad)
+        entry = {"value": None if p is None else copy_of(_cut(_local(p), part), f"parameter {name}"),
+                 "grad": None if p is None else copy_of(_cut(_local(grad), part), f"the grad of {name}"),
+                 "where": where if not isinstance(where, str) else None, "grad_where": None,
+                 "alias": None if p is None else first.setdefault(id(p), name)}
+        if isinstance(where, str):
+            entry["where_note"] = where
+        out[name] = entry
+    return out
+
+
+def _built_held(params: dict, dense_shapes: dict) -> dict:
+    """Per dense name (the first of a tied one's), the elements of storage its parameter keeps alive on this
+    rank; a fused parameter's (``Part``) counted in proportion to the rows this dense one has in it."""
+    out, seen = {}, set()
+    for name in dense_shapes:
+        p, _, part = params.get(name, (None, None, None))
+        if p is None or id(p) in seen:
+            continue
+        seen.add(id(p))
+        t = _local(p)
+        held = t.untyped_storage().nbytes() // max(t.element_size(), 1)
+        if part is not None and part.dim < t.dim() and t.shape[part.dim]:
+            held = held * sum(b - a for a, b in part.ranges) // t.shape[part.dim]
+        out[name] = held
+    return out
+
+
 def run_model(message: dict, impl) -> dict:
     """Parallelise the dense model, compute the logits and the loss of ``tokens`` against ``targets``, backward."""
     d, case = message["data"], ModelCase.from_dict(message["case"])
@@ -75,11 +115,16 @@ def run_model(message: dict, impl) -> dict:
     dense = build_model(case, case.torch_dtype, {k: v.clone() for k, v in d["weights"].items()})
     dense_shapes = {name: p.shape for name, p in dense.named_parameters(remove_duplicate=False)}
     loss_fn = dense.loss_fn
-    model, error = None, None
+    model, error, built = None, None, None
     try:
         model = offer(dense, group) if offer is not None else None
         if model is None:
             return {"not_provided": True}
+        if case.handed_in == "builder":
+            if not (isinstance(model, tuple) and len(model) == 2):
+                raise TypeError(f"build_tp_model must return (module, name map), got {type(model).__name__}")
+            model, name_map = model
+            built = their_parameters(model, name_map, dense_shapes, dist.get_rank(group), dist.get_world_size(group))
     except Exception as exc:
         error = error_text(exc)
     if built_everywhere(error, result, group) is None:
@@ -97,8 +142,10 @@ def run_model(message: dict, impl) -> dict:
         result["loss"] = as_tensor(_local(loss), "the loss").detach().clone()
         if loss.requires_grad:
             loss.backward()
-    result["parameters"] = _parameters(model, dense_shapes)
-    result["held"] = held_elements(model)
+    if built is not None:
+        result["parameters"], result["held"] = _built_parameters(built, dense_shapes), _built_held(built, dense_shapes)
+    else:
+        result["parameters"], result["held"] = _parameters(model, dense_shapes), held_elements(model)
     return result
 
 

@@ -1,8 +1,8 @@
-"""Grade a submission that does not import in milliseconds: read its imports before anything heavy.
+"""Tell an impl that does not import in milliseconds: read its imports before anything heavy.
 
-The verdict process (:mod:`tpconform.grading.verdict`) calls :func:`static_reason` first, before it
-starts the forkserver or imports torch (on a loaded machine the torch import alone takes tens of
-seconds). It reads the entry file's leading imports without running them: a syntax error, or an
+The grading verdict process (:mod:`tpconform.grading.verdict`) and the pytest plugin (at configure) call
+:func:`static_reason` first, before they start the forkserver or import torch (on a loaded machine the torch
+import alone takes tens of seconds). It reads the entry file's leading imports without running them: a syntax error, or an
 unconditional top-level ``import`` of a module that exists neither in the environment nor in the
 submission, is what the first worker would report, in its words. It follows the submission's own
 modules (their leading imports too) and stops at the first statement that could change what later
