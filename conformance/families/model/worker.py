@@ -73,7 +73,8 @@ def _built_parameters(params: dict, dense_shapes: dict) -> dict:
     """A builder's parameters (``their_parameters``: by dense name, with where each rank's part sits from its
     name map, and the ranges of a fused one), in the plan's reply form; ``alias``: the first dense name whose
     parameter is the same object (tied: the embedding's)."""
-    out, first = {}, {}
+    out: dict = {}
+    first: dict[int, str] = {}
     for name in dense_shapes:
         if name not in params:
             continue
