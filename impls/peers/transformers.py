@@ -54,10 +54,13 @@ tqdm filelock packaging`` (what importing its tensor-parallel module needs; the 
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import warnings
 from typing import cast
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from tpconform.families.block.dense import EPS, THETA, rope_tables
 from tpconform.impls.peers import Peer
@@ -71,7 +74,7 @@ from tpconform.impls.protocol import Capabilities, TensorParallelImpl
 PEER = Peer(summary="HF transformers 5.25.0 TP styles: colwise/rowwise, SP, embedding_rowwise, packed_colwise, "
                     "2 primitives",
             requires="transformers", distribution="transformers==5.25.0",
-            install="pip install --no-deps transformers==5.25.0 && pip install --no-deps regex huggingface_hub httpx2 "
+            install="pip install --no-deps transformers==5.25.0 && pip install --no-deps regex huggingface_hub httpx2 accelerate "
                     "httpcore2 h11 idna truststore pyyaml 'safetensors>=0.8.0' tokenizers tqdm filelock packaging",
             series="5.", ci_scope=("--world-sizes=1-3", "tests/properties/test_families.py", "-k", "primitive or merged"))
 
@@ -88,7 +91,7 @@ try:
         RowwiseParallel,
     )
     from transformers.models.llama.configuration_llama import LlamaConfig
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaForCausalLM
 except ImportError as exc:  # one clear line through registry.load
     raise ImportError(f"{exc}; install transformers: {PEER.install}") from None
 
@@ -175,6 +178,72 @@ def _llama_block(dense, group):
     return LlamaBlock(layer, dense.attention.head_dim, sequence_parallel, torch.distributed.get_world_size(group)), name_map
 
 
+class SuiteRope(nn.Module):
+    """``LlamaModel.rotary_emb``'s place: the suite's RoPE tables (float64, rounded to the dtype), as the block
+    builder passes them, so the check reads transformers' tensor parallelism, not its float32 angles."""
+
+    def __init__(self, head_dim: int):
+        super().__init__()
+        self.head_dim = head_dim
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor):
+        cos, sin = rope_tables(position_ids.shape[-1], self.head_dim, x.dtype)
+        return cos[None].expand(x.shape[0], -1, -1), sin[None].expand(x.shape[0], -1, -1)
+
+
+class LlamaCausalLM(nn.Module):
+    """A ``LlamaForCausalLM`` loaded by ``from_pretrained(..., distributed_config=DistributedConfig(tp_size=p))``
+    (transformers' own tensor-parallel loading, its model's ``tp_plan``), called as the suite calls a model:
+    the token ids in, the logits out."""
+
+    def __init__(self, hf):
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.hf(input_ids=tokens).logits
+
+
+def _llama_causal_lm(dense, group):
+    """The dense model written as a transformers checkpoint (its config and a safetensors file of the dense
+    weights under Llama's names) into a folder of this rank's, then loaded as a user loads a model for
+    tensor parallelism; with the name map (Llama's ``tp_plan``: the embedding ``embedding_rowwise``, q/k/v and
+    gate/up ``colwise``, o/down ``rowwise``, the lm_head ``colwise_gather_output``; the norms replicated)."""
+    import shutil
+    import tempfile
+
+    from safetensors.torch import save_file
+    from transformers.distributed import DistributedConfig
+
+    config, first = dense.config, dense.layers[0]
+    attn, bias = first.attention, first.attention.wq.bias is not None
+    dtype = dense.tok_embeddings.weight.dtype
+    llama = LlamaConfig(hidden_size=config.hidden, intermediate_size=config.ffn, num_attention_heads=config.n_heads,
+                        num_key_value_heads=config.n_kv_heads, head_dim=attn.head_dim, rms_norm_eps=EPS,
+                        rope_theta=THETA, attention_bias=bias, mlp_bias=bias, hidden_act="silu",
+                        num_hidden_layers=config.n_layers, vocab_size=config.vocab, tie_word_embeddings=config.tied)
+    names = {"tok_embeddings.weight": ("model.embed_tokens.weight", 0), "norm.weight": ("model.norm.weight", None),
+             "output.weight": ("lm_head.weight", 0)}
+    for i in range(config.n_layers):
+        for ours, (hf, dim) in LLAMA_NAMES.items():
+            names[f"layers.{i}.{ours}.weight"] = (f"model.layers.{i}.{hf}.weight", dim)
+            names[f"layers.{i}.{ours}.bias"] = (f"model.layers.{i}.{hf}.bias", 0 if dim == 0 else None)
+    weights = {n: p.detach().contiguous().clone() for n, p in dense.named_parameters()}
+    folder = tempfile.mkdtemp(prefix="tpconform-hf-")
+    try:
+        llama.save_pretrained(folder)
+        save_file({names[n][0]: w for n, w in weights.items()}, os.path.join(folder, "model.safetensors"),
+                  metadata={"format": "pt"})
+        hf = LlamaForCausalLM.from_pretrained(folder, distributed_config=DistributedConfig(tp_size=dist.get_world_size(group)),
+                                              dtype=dtype, attn_implementation="eager")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    hf.model.rotary_emb = SuiteRope(attn.head_dim)
+    shapes = dict(dense.named_parameters(remove_duplicate=False))
+    name_map = {ours: (f"hf.{theirs}", dim) for ours, (theirs, dim) in names.items() if ours in shapes}
+    return LlamaCausalLM(hf), name_map
+
+
 class Impl(TensorParallelImpl):
     """transformers 5.x TP styles on a dense ``nn.Linear`` / ``nn.Embedding``: every linear option, uneven
     shards, every dtype; sequence parallel, vocab-parallel embedding, merged (equal blocks) and two primitives."""
@@ -213,6 +282,13 @@ class Impl(TensorParallelImpl):
 
     def build_tp_block(self, block, group):
         return _llama_block(block, group)
+
+    def build_tp_model(self, model, group):
+        """The tiny model through ``LlamaForCausalLM.from_pretrained`` with ``DistributedConfig(tp_size=p)``
+        (loading needs accelerate: not offered without it)."""
+        if importlib.util.find_spec("accelerate") is None:
+            return None
+        return _llama_causal_lm(model, group)
 
     def primitives(self, group):
         return {

@@ -82,7 +82,11 @@ def _built_parameters(params: dict, dense_shapes: dict) -> dict:
         grad = None if p is None else _settled(p.grad)
         entry = {"value": None if p is None else copy_of(_cut(_local(p), part), f"parameter {name}"),
                  "grad": None if p is None else copy_of(_cut(_local(grad), part), f"the grad of {name}"),
-                 "where": where if not isinstance(where, str) else None, "grad_where": None,
+                 "where": where if not isinstance(where, str) else None,
+                 # a DTensor grad may be placed otherwise than its parameter (DTensor's embedding backward gives
+                 # a Shard(0) weight a Replicate grad): where the grad's own local part sits, as for a plan
+                 "grad_where": (placement(grad, dense_shapes[name]) if isinstance(grad, DTensor) and part is None
+                                else None),
                  "alias": None if p is None else first.setdefault(id(p), name)}
         if isinstance(where, str):
             entry["where_note"] = where
