@@ -10,8 +10,8 @@ time per op summed over every rank.
 Why it is here (issue 29): a layer's example runs its own collectives (a column layer's forward all-gather and
 backward all-reduce; the usage properties' micro-batches run several passes), and with more ranks than cores
 each collective waits for every rank to be scheduled in turn. On the 2-core development machine (idle,
-December 2026) an all-reduce of 64 floats took 1.0 ms at 2 ranks, 5.3 ms at 4 and 21 ms at 8 (CPU 1.3, 7.3 and
-32 ms over all ranks); Gloo's thread count changed nothing. docs/PROFILE.md reads the default run's time
+December 2026) an all-reduce of 64 floats took 1.2 ms at 2 ranks, 5.4 ms at 4 and 21 ms at 8 (CPU 1.4, 7.6 and
+30 ms over all ranks; docs/PROFILE.md has the table); Gloo's thread count changed nothing. docs/PROFILE.md reads the default run's time
 against it.
 """
 

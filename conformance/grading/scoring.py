@@ -110,8 +110,9 @@ _UNMEASURED = "not measured: graded without the sandbox (--unsandboxed), where i
 
 
 def _lost(verdict: str, reason: str, weights: Weights, contract: dict | None = None, *, sandboxed: bool = True) -> dict:
-    """Every property lost alike (a submission that never ran). Unsandboxed, the checks measured outside the
-    candidate are out of the maximum, as for every submission of such a run (one maximum for the class)."""
+    """Every property lost alike (a submission that never ran, tampered, or went over its budget). Unsandboxed,
+    the checks measured outside the candidate are out of the maximum, as for every submission of such a run (one
+    maximum for the class)."""
     scored = weights.scored(contract)
     outside = () if sandboxed else catalog.catalog().measured_outside
     props: dict[str, dict] = {p: {"verdict": verdict, "score": 0.0, "max": w, "reason": reason, "passed_variants": [],
@@ -136,7 +137,7 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     candidate cannot be measured for anyone: out of every submission's maximum, loaded or not)."""
     from tpconform.grading.records import Invalid, stored_result
 
-    def _all(verdict: str, reason: str, weights: Weights, contract: dict | None = None) -> dict:
+    def _all(verdict: str, reason: str, *_) -> dict:  # every property lost alike, in this run's sandbox mode
         return _lost(verdict, reason, weights, contract, sandboxed=sandboxed)
 
     try:
@@ -161,10 +162,16 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     cells = {(c["property"], c["variant"]): c for c in result.get("cells", []) if c.get("scope") != "beyond"}
     required = tuple(contract["variants"]) if contract else weights.required
     scored = weights.scored(contract)
-    props = {}
+    props: dict[str, dict] = {}
     unmeasured = 0.0  # the points of checks this run could not measure: out of the maximum too
+    outside = () if sandboxed else catalog.catalog().measured_outside
     for prop, weight in {**weights.points, **weights.family_points}.items():
         judged, passed, variants, worst = [], [], {}, None
+        if prop in outside:  # unsandboxed: measured for no submission, whatever its cells say (one maximum)
+            unmeasured += weight
+            props[prop] = {"verdict": "n/a", "score": 0.0, "max": 0.0, "reason": _UNMEASURED, "passed_variants": [],
+                           "judged_variants": [], "variants": {}}
+            continue
         family = catalog.FAMILY_OF[prop]
         if family not in scored:
             weight = 0.0  # graded and shown, worth nothing: not a family this grade scores

@@ -109,10 +109,10 @@ def pytest_configure(config):
         from tpconform.impls.preflight import static_reason
 
         try:
-            classify(_impl_spec(config))
+            how, _ = classify(_impl_spec(config))
         except ImplError as exc:
             raise pytest.UsageError(str(exc)) from None
-        why = static_reason(_impl_spec(config))
+        why = None if how == "registry" else static_reason(_impl_spec(config))
         if why:
             raise pytest.UsageError(why)
     if _starts_local_groups(config):

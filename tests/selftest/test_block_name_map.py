@@ -66,3 +66,25 @@ def test_parts_that_leave_rows_out_are_a_violation():
     assert len(out) == 1 and "no rank holds 8 element(s) of w (the first at [0, 0])" in out[0].message
     out = _parameters("p", [reply((0, 1)), reply((2, 4))], dense, bounds, "grad", "grad")
     assert len(out) == 1 and "no rank holds 2 element(s) of w (the first at [1, 0])" in out[0].message
+
+
+def test_a_model_builders_fused_parameter_is_no_tie_and_each_part_has_its_storage():
+    """The model family reads a builder's map alike (``build_tp_model``): the dense parameters a fused one holds
+    are each their own (not tied to the first), each with its share of the storage; a whole parameter named
+    twice (tied) is the first name's, its storage counted once."""
+    from tpconform.families.model.worker import _built_held, _built_parameters
+
+    module = nn.Module()
+    module.qkv = nn.Parameter(torch.arange(4.0).reshape(4, 1))
+    module.emb = nn.Parameter(torch.ones(3, 1))
+    module.head = module.emb  # tied
+    for p in (module.qkv, module.emb):
+        p.grad = torch.zeros_like(p)
+    name_map = {"wq": ("qkv", (0, 0, 2, [(0, 2)])), "wk": ("qkv", (0, 0, 1, [(2, 3)])),
+                "wv": ("qkv", (0, 0, 1, [(3, 4)])), "tok": ("emb", None), "out": ("head", None)}
+    shapes = {"tok": torch.Size((3, 1)), "wq": torch.Size((4, 1)), "wk": torch.Size((2, 1)), "wv": torch.Size((2, 1)),
+              "out": torch.Size((3, 1))}
+    params = their_parameters(module, name_map, shapes, 0, 2)
+    got = _built_parameters(params, shapes)
+    assert {n: got[n]["alias"] for n in shapes} == {"tok": "tok", "wq": "wq", "wk": "wk", "wv": "wv", "out": "tok"}
+    assert _built_held(params, shapes) == {"tok": 3, "wq": 2, "wk": 1, "wv": 1}

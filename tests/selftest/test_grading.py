@@ -227,6 +227,29 @@ def test_scores_of_a_submission_that_ran_past_its_time_limit():
     assert score_submission(result, weights)["total"] == 0
 
 
+@pytest.mark.parametrize("status, cells_of", [
+    ("done", lambda p: [{"property": p, "variant": v, "verdict": "pass", "reason": None}
+                        for v in ("column-gathered", "row-sliced-input")]),
+    ("timeout", lambda p: [{"property": p, "variant": "column-gathered", "verdict": "pass", "reason": None}]),
+])
+def test_without_the_sandbox_every_submission_has_one_maximum(status, cells_of):
+    """Unsandboxed, a check measured outside the candidate is measured for no submission: out of every maximum,
+    whether its variants passed, stopped early (judged as a time-out) or never loaded."""
+    weights = load_weights()
+    outside = sum(weights.points[p] for p in MEASURED_OUTSIDE)
+    assert outside > 0
+    caps = {"column_gather_output": [True], "row_input_is_parallel": [True], "uneven_shards": True, "dtypes": ["float32"]}
+    result = {"status": status, "describe": {"name": "x", "capabilities": caps},
+              "cells": [c for p in weights.points for c in cells_of(p)]}
+    maxima = {score_submission(r, weights, sandboxed=False)["max"]
+              for r in (result, {"unusable": "it raised at import"}, {"problem": "not a .py file"})}
+    assert maxima == {weights.total - outside}
+    scored = score_submission(result, weights, sandboxed=False)
+    assert all(scored["properties"][p]["verdict"] == "n/a" and scored["properties"][p]["max"] == 0
+               for p in MEASURED_OUTSIDE)
+    assert score_submission(result, weights)["max"] == weights.total  # sandboxed: every check counts
+
+
 @pytest.mark.parametrize("stopped", ["crash", "hang"])
 def test_a_crash_or_hang_in_one_variant_costs_that_variant_only(stopped):
     """A row layer that crashed (or hung) does not take the column layer's points with it: each

@@ -1,7 +1,8 @@
-"""A tiny whole model parallelised by the impl's plan, as a family (the spec: ``verdict``). Everything it owns
-is in this folder: the case, the dense model (built on the block family's dense block), the bounds, the
-verdict, the worker, the strategy, the likely causes, the reference plans (``plan.py``, and ``tp_plan.py``'s
-HF-style style names, offered through ``reference.py``) and its seeded bugs (``bugs/``); the impl's optional
+"""A tiny whole model parallelised by the impl's plan (or tp_plan, or built by its own builder), as a family (the
+spec: ``verdict``). Everything it owns is in this folder: the case, the dense model (built on the block family's
+dense block), the bounds, the verdict, the worker, the strategy, the likely causes, the reference plans
+(``plan.py``, and ``tp_plan.py``'s HF-style style names; the builder is ``tpconform.impls.tp_model``, all offered
+through ``reference.py``) and its seeded bugs (``bugs/``); the impl's optional
 methods it needs, ``parallelize_model`` / ``model_tp_plan``, are declared in ``case.py``."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tpconform.spec.family import Property
 
 class ModelFamily(ExtensionFamily):
     name = "model"
-    title = "a tiny whole model parallelised by the impl's plan or tp_plan"
+    title = "a tiny whole model parallelised by the impl's plan, tp_plan or builder"
     case_type = ModelCase
     offered_by = OFFERED_BY
     verdict = verdict

@@ -19,7 +19,7 @@ DTYPES = ("float32", "float64", "bfloat16", "float16")
 @st.composite
 def model_cases(draw, handed_in: str = "plan", *, world_sizes: Sequence[int] = (1, 2, 3, 4),
                 dtypes: Sequence[str] = DTYPES):
-    """A model config at one of ``world_sizes``, for the way in ``handed_in`` ("plan" or "tp_plan"): three
+    """A model config at one of ``world_sizes``, for the way in ``handed_in`` ("plan", "tp_plan" or "builder"): three
     draws in four shard evenly (heads and FFN width multiples of the world size), the rest any counts (a plan
     must refuse them or compute right); the vocab any size from 2 to 11 (mostly not divisible). Under "plan",
     half the draws are sequence-parallel, a quarter of those with a sequence the world size does not divide."""

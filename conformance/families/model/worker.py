@@ -87,7 +87,9 @@ def _built_parameters(params: dict, dense_shapes: dict) -> dict:
                  # a Shard(0) weight a Replicate grad): where the grad's own local part sits, as for a plan
                  "grad_where": (placement(grad, dense_shapes[name]) if isinstance(grad, DTensor) and part is None
                                 else None),
-                 "alias": None if p is None else first.setdefault(id(p), name)}
+                 # a fused parameter holds several dense ones (their parts): each is its own; a whole one named
+                 # twice (tied) is the first name's
+                 "alias": None if p is None else name if part is not None else first.setdefault(id(p), name)}
         if isinstance(where, str):
             entry["where_note"] = where
         out[name] = entry
@@ -100,9 +102,10 @@ def _built_held(params: dict, dense_shapes: dict) -> dict:
     out, seen = {}, set()
     for name in dense_shapes:
         p, _, part = params.get(name, (None, None, None))
-        if p is None or id(p) in seen:
-            continue
-        seen.add(id(p))
+        if p is None or (part is None and id(p) in seen):
+            continue  # a whole parameter named twice (tied): counted once; a fused one's parts each count
+        if part is None:
+            seen.add(id(p))
         t = _local(p)
         held = t.untyped_storage().nbytes() // max(t.element_size(), 1)
         if part is not None and part.dim < t.dim() and t.shape[part.dim]:
