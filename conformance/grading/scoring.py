@@ -137,28 +137,25 @@ def score_submission(result: dict, weights: Weights, contract: dict | None = Non
     candidate cannot be measured for anyone: out of every submission's maximum, loaded or not)."""
     from tpconform.grading.records import Invalid, stored_result
 
-    def _all(verdict: str, reason: str, *_) -> dict:  # every property lost alike, in this run's sandbox mode
-        return _lost(verdict, reason, weights, contract, sandboxed=sandboxed)
-
     try:
         result = stored_result(result)
     except Invalid as exc:
-        return _all("error", f"its stored result is malformed ({exc}): grade it again", weights, contract)
+        return _lost("error", f"its stored result is malformed ({exc}): grade it again", weights, contract, sandboxed=sandboxed)
     if result.get("problem"):
-        return _all("error", f"not graded: {result['problem']}", weights, contract)
+        return _lost("error", f"not graded: {result['problem']}", weights, contract, sandboxed=sandboxed)
     if result.get("tampered"):
-        return _all("cheat", "it changed the suite's files: " + ", ".join(result["tampered"][:5]), weights, contract)
+        return _lost("cheat", "it changed the suite's files: " + ", ".join(result["tampered"][:5]), weights, contract, sandboxed=sandboxed)
     if result.get("over_budget"):  # the whole sandbox's memory: nothing a correct layer comes near
-        return _all("crash", result["over_budget"], weights, contract)
+        return _lost("crash", result["over_budget"], weights, contract, sandboxed=sandboxed)
     if result.get("unusable"):
-        return _all("error", f"it could not be loaded: {result['unusable']}", weights, contract)
+        return _lost("error", f"it could not be loaded: {result['unusable']}", weights, contract, sandboxed=sandboxed)
     missing_verdict, missing_reason = {
         "timeout": ("timeout", "the submission ran past its time limit before this was checked"),
         "crashed": ("crash", (f"the grading process died (exit code {result.get('exit_code')}) before this was "
                               "checked")),
     }.get(result.get("status"), ("crash", "no result came back for this"))
     if result.get("status") != "done" and result.get("describe") is None:
-        return _all(missing_verdict, missing_reason.replace("before this was checked", "while loading it"), weights, contract)
+        return _lost(missing_verdict, missing_reason.replace("before this was checked", "while loading it"), weights, contract, sandboxed=sandboxed)
     cells = {(c["property"], c["variant"]): c for c in result.get("cells", []) if c.get("scope") != "beyond"}
     required = tuple(contract["variants"]) if contract else weights.required
     scored = weights.scored(contract)
