@@ -239,8 +239,8 @@ def _llama_causal_lm(dense, group):
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     hf.model.rotary_emb = SuiteRope(attn.head_dim)
-    shapes = dict(dense.named_parameters(remove_duplicate=False))
-    name_map = {ours: (f"hf.{theirs}", dim) for ours, (theirs, dim) in names.items() if ours in shapes}
+    dense_names = {n for n, _ in dense.named_parameters(remove_duplicate=False)}  # tied: output.weight too
+    name_map = {ours: (f"hf.{theirs}", dim) for ours, (theirs, dim) in names.items() if ours in dense_names}
     return LlamaCausalLM(hf), name_map
 
 
